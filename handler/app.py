@@ -1,0 +1,79 @@
+"""The Lambda entry point users deploy: ``handler.app.lambda_handler``.
+
+Configuration is read once per container; every failure is mapped to an API Gateway
+outcome in the table below, and none of them is Allow.
+
+    outcome                       cause                                        client sees
+    ----------------------------  -------------------------------------------  -----------
+    Allow policy                  token valid, scopes grant routes             200 on granted routes, 403 elsewhere
+    Deny policy (all routes)      token valid, no mapping grants anything      403
+    raise "Unauthorized"          EventError, TokenError                       401
+    raise "AuthorizerFailure"     KeySourceError, StoreError, anything else    500 (not cached by API Gateway)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from policy_engine.bootstrap import build_authorizer
+from policy_engine.core.decision import render_iam_response
+from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
+from policy_engine.logs import log
+from policy_engine.settings import Settings
+
+try:
+    AUTHORIZER = build_authorizer(Settings.from_environ())
+except ConfigurationError as exc:
+    log("ERROR", "bad_configuration", variable=exc.variable, error=exc.problem)
+    raise
+
+
+class Unauthorized(Exception):
+    """API Gateway turns a failure whose message is exactly ``Unauthorized`` into 401."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+class AuthorizerFailure(Exception):
+    """Any other failure message makes API Gateway answer 500."""
+
+    def __init__(self) -> None:
+        super().__init__("AuthorizerFailure")
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        decision = AUTHORIZER.decide_event(event)
+    except (EventError, TokenError) as exc:
+        _log_refusal("Unauthorized", exc, started)
+        raise Unauthorized() from None
+    except Exception as exc:  # fail closed on everything else, including our own bugs
+        _log_refusal("Error", exc, started)
+        raise AuthorizerFailure() from None
+    log(
+        "INFO",
+        "decision",
+        decision=decision.effect,
+        reason=decision.reason,
+        principal=decision.principal_id,
+        routes=len(decision.resources),
+        version=decision.version,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return render_iam_response(decision)
+
+
+def _log_refusal(outcome: str, exc: Exception, started: float) -> None:
+    # Messages of our errors are fixed texts that never include the token.
+    known = isinstance(exc, PolicyEngineError)
+    log(
+        "WARN" if outcome == "Unauthorized" else "ERROR",
+        "decision",
+        decision=outcome,
+        reason=exc.code if known else "internal_error",
+        detail=str(exc) if known else type(exc).__name__,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+    )

@@ -1,0 +1,1 @@
+"""I/O adapters: each moves data between the outside world and the core, nothing more."""

@@ -1,0 +1,59 @@
+"""Build an ``Authorizer`` from ``Settings``: choose and configure the adapters."""
+
+from __future__ import annotations
+
+from policy_engine.adapters.jwks_http import JwksKeySource
+from policy_engine.cache import PermissionCache
+from policy_engine.engine import Authorizer
+from policy_engine.errors import ConfigurationError
+from policy_engine.ports import PermissionSource
+from policy_engine.settings import Settings
+
+__all__ = ["build_authorizer", "permission_source"]
+
+
+def permission_source(location: str) -> PermissionSource:
+    """The source named by a ``PERMISSIONS_SOURCE`` value.
+
+    Raises:
+        ConfigurationError: the scheme is unknown or the value is malformed.
+    """
+    if "://" in location:
+        scheme = location.split("://", 1)[0]
+        raise ConfigurationError("PERMISSIONS_SOURCE", f"scheme {scheme!r} is not supported (use a YAML path)")
+    from policy_engine.adapters.yaml_files import YamlPermissionSource
+
+    return YamlPermissionSource(location)
+
+
+def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer:
+    """Wire the adapters ``settings`` asks for; with ``prefetch``, load keys and mappings now.
+
+    Prefetching at container start moves the JWKS download and the mapping load out of
+    the first request. Failures there are logged and retried on demand, never fatal.
+
+    Raises:
+        ConfigurationError: a setting names something that cannot be used.
+    """
+    keys = JwksKeySource(
+        settings.issuers,
+        algorithms=settings.algorithms,
+        jwks_uris=settings.jwks_uris,
+        timeout=settings.jwks_timeout,
+        cache_ttl=settings.jwks_cache_ttl,
+        refetch_interval=settings.jwks_refetch_interval,
+        max_stale=settings.jwks_max_stale,
+    )
+    permissions = PermissionCache(
+        permission_source(settings.permissions_source),
+        ttl=settings.permissions_cache_ttl,
+        max_stale=settings.permissions_max_stale,
+    )
+    authorizer = Authorizer(settings, keys=keys, permissions=permissions)
+    if prefetch:
+        keys.prefetch()
+        try:
+            permissions.get()
+        except Exception:  # logged by the cache; the first request retries and fails closed
+            pass
+    return authorizer

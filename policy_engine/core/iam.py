@@ -1,0 +1,115 @@
+"""API Gateway's evaluation of an authorizer response, as a pure function.
+
+Used by the tests (decisions are checked by evaluating policies, never by comparing
+JSON), by ``explain`` and by the local gateway. The rules (see
+``../shared/reference/apigw-authorizer.md`` §3-4): an explicit ``Deny`` that matches wins,
+else a matching ``Allow``, else an implicit deny. Resource patterns are IAM globs:
+``*`` is any run of characters including ``/``, ``?`` is one character, the whole ARN
+must match, case-sensitively. A malformed response is what API Gateway answers 500 to.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["MalformedResponseError", "Verdict", "evaluate_response", "glob_matches"]
+
+
+class Verdict(enum.Enum):
+    ALLOW = "Allow"
+    EXPLICIT_DENY = "ExplicitDeny"
+    IMPLICIT_DENY = "ImplicitDeny"
+
+    @property
+    def status(self) -> int:
+        """The status API Gateway answers with."""
+        return 200 if self is Verdict.ALLOW else 403
+
+
+class MalformedResponseError(ValueError):
+    """API Gateway would reject this response (500 AuthorizerConfigurationException)."""
+
+
+_INVOKE_ACTIONS = {"execute-api:invoke", "execute-api:*", "*"}
+
+
+@lru_cache(maxsize=8192)
+def _compile(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for char in pattern:
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def glob_matches(pattern: str, value: str) -> bool:
+    """IAM resource matching: ``*`` crosses ``/``, ``?`` is one character, full match."""
+    return _compile(pattern).fullmatch(value) is not None
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        return value
+    raise MalformedResponseError(f"{what} must be a string or a non-empty list")
+
+
+def _check_context(context: Any) -> None:
+    if context is None:
+        return
+    if not isinstance(context, Mapping):
+        raise MalformedResponseError("context must be an object")
+    for key, value in context.items():
+        if not isinstance(key, str):
+            raise MalformedResponseError("context keys must be strings")
+        if isinstance(value, bool) or isinstance(value, (str, int, float)):
+            continue
+        raise MalformedResponseError(f"context[{key!r}] must be a string, number or boolean")
+
+
+def evaluate_response(response: Any, method_arn: str) -> Verdict:
+    """Decide ``method_arn`` with the policy in an authorizer ``response``.
+
+    Raises:
+        MalformedResponseError: the response is not one API Gateway accepts.
+    """
+    if not isinstance(response, Mapping):
+        raise MalformedResponseError("response must be an object")
+    principal = response.get("principalId")
+    if not isinstance(principal, str) or not principal:
+        raise MalformedResponseError("principalId must be a non-empty string")
+    _check_context(response.get("context"))
+    document = response.get("policyDocument")
+    if not isinstance(document, Mapping):
+        raise MalformedResponseError("policyDocument must be an object")
+    if document.get("Version") not in ("2012-10-17", "2008-10-17"):
+        raise MalformedResponseError("policyDocument.Version must be 2012-10-17")
+    statements = _as_list(document.get("Statement"), "Statement")
+    allowed = False
+    for statement in statements:
+        if not isinstance(statement, Mapping):
+            raise MalformedResponseError("each Statement must be an object")
+        effect = statement.get("Effect")
+        if effect not in ("Allow", "Deny"):
+            raise MalformedResponseError("Effect must be exactly 'Allow' or 'Deny'")
+        actions = _as_list(statement.get("Action"), "Action")
+        resources = _as_list(statement.get("Resource"), "Resource")
+        for resource in resources:
+            if not isinstance(resource, str) or len(resource) > 512:
+                raise MalformedResponseError("each Resource must be a string of at most 512 characters")
+        if not any(isinstance(a, str) and a.lower() in _INVOKE_ACTIONS for a in actions):
+            continue
+        if any(glob_matches(resource, method_arn) for resource in resources):
+            if effect == "Deny":
+                return Verdict.EXPLICIT_DENY
+            allowed = True
+    return Verdict.ALLOW if allowed else Verdict.IMPLICIT_DENY

@@ -1,0 +1,389 @@
+"""The permission model: what a mapping means, how it is validated, how it is indexed.
+
+A mapping ``(arn, stage, httpVerb, resource, scope)`` grants a request
+``(api, stage, VERB, path)`` to a caller holding ``scope`` when the API ARN is equal,
+the stage is equal (or the mapping's stage is ``*``), the verb is equal (or the
+mapping's verb is ``*``/``ANY``), and the path matches ``resource`` by API Gateway's
+policy rule: ``*`` stands for any run of characters, ``/`` included.
+
+Raw records (from YAML, DynamoDB or S3) are validated by one pydantic schema
+(``MappingRecord``) and compiled into a ``PermissionSet``: plain tuples indexed by
+scope, so a decision costs what the caller is granted, not what the table holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from policy_engine.core.arn import API_ARN_PATTERN
+from policy_engine.errors import PermissionsError
+
+__all__ = [
+    "ANY_VERB",
+    "HTTP_VERBS",
+    "Grant",
+    "MappingRecord",
+    "PermissionSet",
+    "Route",
+    "compile_records",
+    "normalize_records",
+    "resource_arn",
+]
+
+#: The methods API Gateway routes; a mapping may also say ``*`` or ``ANY``.
+HTTP_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+ANY_VERB = "*"
+
+# IAM caps each policy Resource at 512 characters.
+MAX_RESOURCE_ARN = 512
+
+_STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Path characters API Gateway routes, plus the policy wildcard '*'. No '?' (IAM's
+# one-character wildcard would be read as a query string by people) and no '{...}'.
+_RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
+# RFC 6749 scope-token characters.
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def _fail(kind: str, message: str, **ctx: Any) -> PydanticCustomError:
+    return PydanticCustomError(kind, message, ctx)
+
+
+class MappingRecord(BaseModel):
+    """One permission mapping, as the AWS Security Blog's document writes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
+
+    arn: str
+    stage: str
+    http_verb: str = Field(alias="httpVerb")
+    resource: str
+    scope: str
+    description: str | None = None
+
+    @field_validator("arn")
+    @classmethod
+    def _arn(cls, value: str) -> str:
+        if not API_ARN_PATTERN.fullmatch(value):
+            raise _fail(
+                "arn",
+                "arn {value!r} is not an API ARN (arn:<partition>:execute-api:<region>:<account-id>:<api-id>)",
+                value=value,
+            )
+        return value
+
+    @field_validator("stage")
+    @classmethod
+    def _stage(cls, value: str) -> str:
+        if value != "*" and not _STAGE.fullmatch(value):
+            raise _fail("stage", "stage {value!r} is not a stage name (letters, digits, '-', '_') or '*'", value=value)
+        return value
+
+    @field_validator("http_verb")
+    @classmethod
+    def _verb(cls, value: str) -> str:
+        verb = value.upper()
+        if verb == "ANY":
+            verb = ANY_VERB
+        if verb != ANY_VERB and verb not in HTTP_VERBS:
+            raise _fail("httpVerb", "httpVerb {value!r} is not an HTTP method (or '*'/'ANY')", value=value)
+        return verb
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise _fail(
+                "resource",
+                "resource {value!r} uses a path template; API Gateway's methodArn carries the real path, "
+                "so write '*' where the parameter goes",
+                value=value,
+            )
+        if not _RESOURCE.fullmatch(value):
+            raise _fail("resource", "resource {value!r} has characters a route path cannot have", value=value)
+        return value[1:] if value.startswith("/") else value
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        if not _SCOPE.fullmatch(value):
+            raise _fail("scope", "scope {value!r} is not one scope token (no spaces, quotes or backslashes)", value=value)
+        return value
+
+
+class Route(NamedTuple):
+    """A granted route; ``verb`` is ``*`` for any method, ``resource`` has no leading slash."""
+
+    api_arn: str
+    stage: str
+    verb: str
+    resource: str
+
+
+class Grant(NamedTuple):
+    """A compiled mapping: the route, the scope that grants it, and where it was written."""
+
+    route: Route
+    scope: str
+    source: str
+
+
+def resource_arn(route: Route, stage: str, verb: str) -> str:
+    """The policy Resource for ``route`` on a concrete ``stage`` and ``verb`` (or ``*``)."""
+    return f"{route.api_arn}/{stage}/{verb}/{route.resource}"
+
+
+class PermissionSet:
+    """An immutable, indexed set of grants with a version.
+
+    ``resources()`` is memoised per (API, stage, granted scopes): the same callers hit
+    the same answer until a new version replaces the whole object.
+    """
+
+    __slots__ = ("_index", "_memo", "grants", "scopes", "version")
+
+    _MEMO_LIMIT = 4096
+
+    def __init__(self, grants: Iterable[Grant], version: str | None = None) -> None:
+        unique: dict[tuple[Route, str], Grant] = {}
+        for grant in grants:
+            unique.setdefault((grant.route, grant.scope), grant)
+        self.grants: tuple[Grant, ...] = tuple(unique.values())
+        index: dict[str, dict[tuple[str, str], list[Route]]] = {}
+        for grant in self.grants:
+            by_api = index.setdefault(grant.scope, {})
+            by_api.setdefault((grant.route.api_arn, grant.route.stage), []).append(grant.route)
+        self._index = {scope: {k: tuple(v) for k, v in apis.items()} for scope, apis in index.items()}
+        self.scopes: frozenset[str] = frozenset(self._index)
+        self.version: str = version or content_version(self.grants)
+        self._memo: dict[tuple[str, str, frozenset[str]], tuple[str, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.grants)
+
+    def routes(self, scopes: frozenset[str], api_arn: str, stage: str) -> list[Route]:
+        """Routes granted to ``scopes`` on one API and stage (stage-``*`` mappings included)."""
+        found: list[Route] = []
+        for scope in scopes & self.scopes:
+            by_api = self._index[scope]
+            found.extend(by_api.get((api_arn, stage), ()))
+            found.extend(by_api.get((api_arn, "*"), ()))
+        return found
+
+    def resources(self, scopes: frozenset[str], api_arn: str, stage: str) -> tuple[str, ...]:
+        """Sorted, de-duplicated policy Resources granted to ``scopes`` on ``api_arn``/``stage``.
+
+        The result grants exactly what the mappings grant: a ``*`` verb is spelled out
+        per method unless the resource is ``*`` too, because in a policy ``*`` also
+        crosses ``/`` and ``stage/*/pets`` would allow ``GET /x/pets``.
+        """
+        key = (api_arn, stage, scopes & self.scopes)
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
+        arns: set[str] = set()
+        for route in self.routes(key[2], api_arn, stage):
+            if route.verb != ANY_VERB:
+                arns.add(resource_arn(route, stage, route.verb))
+            elif route.resource == "*":
+                arns.add(resource_arn(route, stage, "*"))
+            else:
+                arns.update(resource_arn(route, stage, verb) for verb in HTTP_VERBS)
+        result = tuple(sorted(arns))
+        if len(self._memo) >= self._MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = result
+        return result
+
+    def to_records(self) -> list[dict[str, str]]:
+        """The grants as canonical records (the published snapshot form)."""
+        return [
+            {
+                "arn": g.route.api_arn,
+                "stage": g.route.stage,
+                "httpVerb": g.route.verb,
+                "resource": "/" + g.route.resource,
+                "scope": g.scope,
+            }
+            for g in self.grants
+        ]
+
+
+def content_version(grants: Sequence[Grant]) -> str:
+    """A short content hash: equal mappings give equal versions, whatever their order."""
+    lines = sorted(json.dumps([*g.route, g.scope]) for g in grants)
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+Locate = Callable[[tuple[int | str, ...]], str]
+
+
+def compile_records(
+    records: Sequence[Any], locate: Locate, *, version: str | None = None
+) -> PermissionSet:
+    """Validate raw mapping records and compile them into a ``PermissionSet``.
+
+    ``locate(path)`` turns a path inside ``records`` (index, field) into a place a
+    person can find, such as ``permissions/pets.yaml:14``.
+
+    Raises:
+        PermissionsError: every problem found, each prefixed with its place; nothing is
+            compiled unless all records are valid.
+    """
+    problems: list[str] = []
+    grants: list[Grant] = []
+    for index, raw in enumerate(records):
+        try:
+            record = MappingRecord.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_describe(exc, (index,), locate))
+            continue
+        route = Route(record.arn, record.stage, record.http_verb, record.resource)
+        arn_length = len(resource_arn(route, "x" * len(record.stage), "OPTIONS"))
+        if arn_length > MAX_RESOURCE_ARN:
+            problems.append(
+                f"{locate((index, 'resource'))}: resource makes a policy ARN of {arn_length} characters; "
+                f"API Gateway allows {MAX_RESOURCE_ARN}"
+            )
+            continue
+        grants.append(Grant(route, record.scope, locate((index,))))
+    if problems:
+        raise PermissionsError(problems)
+    return PermissionSet(grants, version)
+
+
+_ALIASES = {"http_verb": "httpVerb"}
+
+
+def _describe(exc: ValidationError, prefix: tuple[int | str, ...], locate: Locate) -> list[str]:
+    out = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(_ALIASES.get(str(p), p) for p in error["loc"])
+        where = locate(prefix + loc)
+        field = ".".join(str(p) for p in loc)
+        kind = error["type"]
+        if kind == "missing":
+            message = f"{field} is required"
+        elif kind == "extra_forbidden":
+            message = f"unknown field {field!r} (expected arn, stage, httpVerb, resource, scope)"
+        elif kind in {"model_type", "dict_type"}:
+            message = "a mapping must be an object with arn, stage, httpVerb, resource and scope"
+        elif kind == "string_type":
+            message = f"{field} must be a string"
+        else:
+            message = error["msg"]
+        out.append(f"{where}: {message}")
+    return out
+
+
+def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]:
+    """Flatten one permission document into mapping records.
+
+    Accepts the AWS blog form (a list of mappings, bare or under ``permissions:``) and
+    the grouped form::
+
+        apis:
+          - arn: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5
+            stages: [dev, prod]
+            routes:
+              GET /pets: [pets:read]
+              POST /pets: [pets:write]
+
+    Returns the records and a ``locate`` for paths into those records.
+
+    Raises:
+        PermissionsError: the document has neither shape.
+    """
+    if isinstance(document, list):
+        return document, locate
+    if not isinstance(document, dict):
+        raise PermissionsError(f"{locate(())}: expected a list of mappings, 'permissions:' or 'apis:'")
+    unknown = sorted(set(document) - {"permissions", "apis"})
+    if unknown:
+        raise PermissionsError(f"{locate((unknown[0],))}: unknown top-level key {unknown[0]!r} (expected 'permissions' or 'apis')")
+    records: list[Any] = []
+    origins: list[Callable[[tuple[int | str, ...]], str]] = []
+    if "permissions" in document:
+        listed = document["permissions"]
+        if not isinstance(listed, list):
+            raise PermissionsError(f"{locate(('permissions',))}: 'permissions' must be a list of mappings")
+        for i, item in enumerate(listed):
+            records.append(item)
+            origins.append(lambda sub, i=i: locate(("permissions", i, *sub)))
+    if "apis" in document:
+        _expand_grouped(document["apis"], locate, records, origins)
+
+    def locate_record(path: tuple[int | str, ...]) -> str:
+        if not path:
+            return locate(())
+        index = path[0]
+        assert isinstance(index, int)
+        return origins[index](path[1:])
+
+    return records, locate_record
+
+
+_ROUTE_FIELD = {"arn": "arn", "stage": "stages", "httpVerb": "route", "resource": "route", "scope": "scopes"}
+
+
+def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Any]) -> None:
+    if not isinstance(apis, list):
+        raise PermissionsError(f"{locate(('apis',))}: 'apis' must be a list of API groups")
+    problems = []
+    for a, group in enumerate(apis):
+        where = ("apis", a)
+        if not isinstance(group, dict):
+            problems.append(f"{locate(where)}: an API group must have arn, stages and routes")
+            continue
+        extra = sorted(set(group) - {"arn", "stages", "routes", "description"})
+        missing = [k for k in ("arn", "stages", "routes") if k not in group]
+        if extra or missing:
+            what = f"unknown field {extra[0]!r}" if extra else f"{missing[0]} is required"
+            problems.append(f"{locate(where + ((extra or [None])[0],) if extra else where)}: {what}")
+            continue
+        stages, routes = group["stages"], group["routes"]
+        if isinstance(stages, str):
+            stages = [stages]
+        if not isinstance(stages, list) or not stages:
+            problems.append(f"{locate(where + ('stages',))}: stages must be a non-empty list")
+            continue
+        if not isinstance(routes, dict) or not routes:
+            problems.append(f"{locate(where + ('routes',))}: routes must map 'VERB /path' to a list of scopes")
+            continue
+        for route_key, scopes in routes.items():
+            route_where = where + ("routes", route_key)
+            verb, _, path = str(route_key).partition(" ")
+            if not path or " " in path.strip():
+                problems.append(f"{locate(route_where)}: route {route_key!r} must read 'VERB /path'")
+                continue
+            if isinstance(scopes, str):
+                scopes = [scopes]
+            if not isinstance(scopes, list) or not scopes:
+                problems.append(f"{locate(route_where)}: route {route_key!r} needs a list of scopes")
+                continue
+            for s_i, scope in enumerate(scopes):
+                for stage in stages:
+                    records.append(
+                        {"arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope}
+                    )
+
+                    def origin(sub: tuple[int | str, ...], route_where=route_where, s_i=s_i, where=where) -> str:
+                        field = sub[0] if sub else None
+                        if field == "arn":
+                            return locate(where + ("arn",))
+                        if field == "stage":
+                            return locate(where + ("stages",))
+                        if field == "scope":
+                            return locate(route_where + (s_i,))
+                        return locate(route_where)
+
+                    origins.append(origin)
+    if problems:
+        raise PermissionsError(problems)

@@ -1,0 +1,367 @@
+"""Token parsing and checking, without I/O.
+
+PyJWT's generic ``decode`` lets through things an authorizer must not accept (string
+``exp``, duplicate JSON members, ``oct`` keys from a JWKS, unbounded length; see
+``../shared/reference/token-verification.md``), and it is slower than needed on the
+warm path. So the token is parsed here, strictly, and PyJWT is used for what it is
+good at: turning JWKs into keys and verifying signatures with its algorithm objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policy_engine.errors import (
+    ExpiredTokenError,
+    InvalidClaimsError,
+    InvalidSignatureError,
+    MalformedTokenError,
+    MissingTokenError,
+    UnsupportedAlgorithmError,
+)
+
+__all__ = [
+    "ParsedJwt",
+    "VerificationKey",
+    "extract_bearer",
+    "load_jwks",
+    "looks_like_jwt",
+    "parse_jwt",
+    "principal_of",
+    "read_scopes",
+    "validate_claims",
+    "verify_signature",
+]
+
+# RFC 6750 §2.1: scheme (case-insensitive, RFC 9110 §11.1), one or more spaces, b64token.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
+# Exactly three non-empty base64url segments; no padding, no other characters.
+_JWT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+# Header members that point at keys chosen by the token's author (RFC 8725 §3.10).
+_KEY_POINTERS = ("jku", "x5u", "jwk", "x5c")
+_MAX_KID = 256
+
+
+def extract_bearer(header: object, max_length: int) -> str:
+    """The token from an ``Authorization: Bearer <token>`` value.
+
+    Raises:
+        MissingTokenError: no header value.
+        MalformedTokenError: not a string, another scheme, several credentials, too long.
+    """
+    if header is None or header == "":
+        raise MissingTokenError("no Authorization value")
+    if not isinstance(header, str):
+        raise MalformedTokenError("Authorization value is not a string")
+    if len(header) > max_length + 16:
+        raise MalformedTokenError("token is longer than MAX_TOKEN_LENGTH")
+    match = _BEARER.fullmatch(header)
+    if match is None:
+        raise MalformedTokenError("Authorization is not 'Bearer <token>' with exactly one token")
+    return match.group(1)
+
+
+def looks_like_jwt(token: str) -> bool:
+    """True when ``token`` has the three-segment shape of a JWS compact serialization."""
+    return _JWT.fullmatch(token) is not None
+
+
+def _b64decode(segment: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedTokenError("token segment is not base64url") from None
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # Two parsers that disagree on which duplicate wins is a classic bypass.
+        raise MalformedTokenError("token JSON has duplicate member names")
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise MalformedTokenError(f"token JSON contains {name}")
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    raw = _b64decode(segment)
+    try:
+        value = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_object_without_duplicates,
+            parse_constant=_reject_constant,
+        )
+    except MalformedTokenError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedTokenError(f"token {what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedTokenError(f"token {what} is not a JSON object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJwt:
+    """A structurally valid, not yet verified JWS."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def kid(self) -> str:
+        return self.header["kid"]
+
+    @property
+    def alg(self) -> str:
+        return self.header["alg"]
+
+
+def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> ParsedJwt:
+    """Split and decode a compact JWS, rejecting anything odd before any key lookup.
+
+    Raises:
+        MalformedTokenError: length, shape, encoding, JSON or header members are wrong.
+        UnsupportedAlgorithmError: ``alg`` is not in ``algorithms`` (``none`` and HS* never are).
+    """
+    if len(token) > max_length:
+        raise MalformedTokenError("token is longer than MAX_TOKEN_LENGTH")
+    match = _JWT.fullmatch(token)
+    if match is None:
+        raise MalformedTokenError("token is not a three-part base64url JWS")
+    head_b64, body_b64, sig_b64 = match.groups()
+    header = _json_object(head_b64, "header")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise UnsupportedAlgorithmError("token alg is not an allowed algorithm")
+    for member in _KEY_POINTERS:
+        if member in header:
+            raise MalformedTokenError(f"token header names its own key ({member})")
+    if "crit" in header or "b64" in header:
+        raise MalformedTokenError("token header uses critical extensions")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID:
+        raise MalformedTokenError("token header has no usable kid")
+    payload = _json_object(body_b64, "payload")
+    signature = _b64decode(sig_b64)
+    return ParsedJwt(header, payload, f"{head_b64}.{body_b64}".encode("ascii"), signature)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public key bound to exactly one algorithm (RFC 8725 §3.1)."""
+
+    kid: str
+    algorithm: str
+    key: Any
+    verifier: Any
+
+
+_FAMILIES = {
+    "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+    "EC": ("ES256", "ES384", "ES512"),
+    "OKP": ("EdDSA",),
+}
+_CURVE_ALG = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+_MIN_RSA_BITS = 2048
+
+
+def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, VerificationKey], list[str]]:
+    """Turn a JWKS document into verification keys, skipping every key that is unsafe.
+
+    Skipped (with a reason): symmetric ``oct`` keys, ``use`` other than ``sig``,
+    ``key_ops`` without ``verify``, RSA under 2048 bits, no ``kid``, an algorithm
+    outside ``algorithms``, and kids listed more than once (which key is meant is
+    then unknowable).
+
+    Raises:
+        ValueError: the document is not a JWKS (the adapter wraps it).
+    """
+    from jwt import PyJWK  # deferred: PyJWT's key parsing is only needed when keys load
+
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise ValueError("JWKS document has no 'keys' list")
+    keys: dict[str, VerificationKey] = {}
+    skipped: list[str] = []
+    seen: dict[str, int] = {}
+    for jwk in document["keys"]:
+        if not isinstance(jwk, Mapping):
+            skipped.append("a key that is not an object")
+            continue
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or not kid:
+            skipped.append("a key without kid")
+            continue
+        seen[kid] = seen.get(kid, 0) + 1
+        kty = jwk.get("kty")
+        family = _FAMILIES.get(kty) if isinstance(kty, str) else None
+        if family is None:
+            skipped.append(f"{kid}: key type {kty!r} is not an asymmetric signing key")
+            continue
+        if "use" in jwk and jwk["use"] != "sig":
+            skipped.append(f"{kid}: use is {jwk['use']!r}, not 'sig'")
+            continue
+        key_ops = jwk.get("key_ops")
+        if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+            skipped.append(f"{kid}: key_ops does not allow verify")
+            continue
+        algorithm = _bind_algorithm(jwk, family, algorithms)
+        if algorithm is None:
+            skipped.append(f"{kid}: no allowed algorithm fits this key")
+            continue
+        try:
+            parsed = PyJWK(dict(jwk), algorithm)
+        except Exception as exc:  # PyJWT raises several types for malformed key material
+            skipped.append(f"{kid}: unusable key material ({type(exc).__name__})")
+            continue
+        if kty == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
+            skipped.append(f"{kid}: RSA key of {parsed.key.key_size} bits (minimum {_MIN_RSA_BITS})")
+            continue
+        keys[kid] = VerificationKey(kid, algorithm, parsed.key, parsed.Algorithm)
+    for kid, count in seen.items():
+        if count > 1 and kid in keys:
+            del keys[kid]
+            skipped.append(f"{kid}: listed {count} times")
+    return keys, skipped
+
+
+def _bind_algorithm(jwk: Mapping[str, Any], family: tuple[str, ...], allowed: Collection[str]) -> str | None:
+    declared = jwk.get("alg")
+    if declared is not None:
+        return declared if isinstance(declared, str) and declared in family and declared in allowed else None
+    if jwk.get("kty") == "EC":
+        by_curve = _CURVE_ALG.get(jwk.get("crv"))  # type: ignore[arg-type]
+        return by_curve if by_curve in allowed else None
+    candidates = [alg for alg in family if alg in allowed]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def verify_signature(token: ParsedJwt, key: VerificationKey) -> None:
+    """Check the signature with ``key``; its bound algorithm must equal the header's.
+
+    Raises:
+        UnsupportedAlgorithmError: header ``alg`` differs from the key's algorithm.
+        InvalidSignatureError: the signature does not verify.
+    """
+    if token.alg != key.algorithm:
+        raise UnsupportedAlgorithmError("token alg does not match the key's algorithm")
+    try:
+        valid = key.verifier.verify(token.signing_input, key.key, token.signature)
+    except Exception:  # malformed signatures raise inside the backend on some algorithms
+        valid = False
+    if not valid:
+        raise InvalidSignatureError("token signature does not verify")
+
+
+def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        if required or name in payload:
+            raise InvalidClaimsError(f"{name} claim is {'missing' if name not in payload else 'null'}")
+        return None
+    # bool is an int in Python; a JSON true is not a date (RFC 7519 §2 NumericDate).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidClaimsError(f"{name} claim is not a number")
+    return float(value)
+
+
+def validate_claims(
+    token: ParsedJwt,
+    *,
+    issuer: str,
+    audiences: Collection[str],
+    now: float,
+    leeway: float,
+    token_types: Collection[str] = (),
+) -> None:
+    """Check issuer, expiry, audience and token type of a verified token.
+
+    ``aud`` must name one of ``audiences``. Cognito access tokens carry no ``aud``:
+    for them ``token_use`` must be ``access`` and ``client_id`` one of ``audiences``.
+    A ``token_use`` other than ``access`` (Cognito ID tokens) is always refused.
+
+    Raises:
+        ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
+        InvalidClaimsError: any other claim is missing, mistyped or wrong.
+    """
+    payload = token.payload
+    if payload.get("iss") != issuer:
+        raise InvalidClaimsError("iss is not the expected issuer")
+    exp = _numeric_date(payload, "exp", required=True)
+    assert exp is not None
+    if exp <= now - leeway:
+        raise ExpiredTokenError("token has expired")
+    nbf = _numeric_date(payload, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidClaimsError("token is not valid yet (nbf)")
+    iat = _numeric_date(payload, "iat", required=False)
+    if iat is not None and iat > now + leeway:
+        raise InvalidClaimsError("token was issued in the future (iat)")
+    token_use = payload.get("token_use")
+    if token_use is not None and token_use != "access":
+        raise InvalidClaimsError("token_use is not 'access'")
+    if "aud" in payload:
+        aud = payload["aud"]
+        named = [aud] if isinstance(aud, str) else aud
+        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+            raise InvalidClaimsError("aud claim is not a string or list of strings")
+        if not any(a in audiences for a in named):
+            raise InvalidClaimsError("aud does not name this API")
+    elif token_use == "access":
+        if payload.get("client_id") not in audiences or not isinstance(payload.get("client_id"), str):
+            raise InvalidClaimsError("client_id is not an accepted audience")
+    else:
+        raise InvalidClaimsError("token has no aud claim")
+    for name in ("sub", "client_id", "scope"):
+        if name in payload and not isinstance(payload[name], str):
+            raise InvalidClaimsError(f"{name} claim is not a string")
+    if token_types:
+        typ = token.header.get("typ")
+        normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
+        if normalized not in token_types:
+            raise InvalidClaimsError("token typ is not an accepted token type")
+
+
+def read_scopes(payload: Mapping[str, Any], claim_names: Collection[str]) -> frozenset[str]:
+    """The caller's scopes: the first present claim of ``claim_names``.
+
+    A string is split on spaces (RFC 9068 ``scope``); a list must hold only strings
+    (``scp``). Matching later is exact and case-sensitive.
+
+    Raises:
+        InvalidClaimsError: the claim has any other type.
+    """
+    for name in claim_names:
+        if name not in payload:
+            continue
+        value = payload[name]
+        if isinstance(value, str):
+            return frozenset(part for part in value.split(" ") if part)
+        if isinstance(value, list) and all(isinstance(part, str) for part in value):
+            return frozenset(value)
+        raise InvalidClaimsError(f"{name} claim is not a space-separated string or a list of strings")
+    return frozenset()
+
+
+def principal_of(payload: Mapping[str, Any]) -> str:
+    """``sub``, or ``client_id`` for machine clients whose tokens have no subject.
+
+    Raises:
+        InvalidClaimsError: neither is a non-empty string.
+    """
+    for name in ("sub", "client_id"):
+        value = payload.get(name)
+        if isinstance(value, str) and value:
+            return value
+    raise InvalidClaimsError("token has neither sub nor client_id")
+

@@ -1,0 +1,137 @@
+"""The exception tree of policy-engine.
+
+Every failure the engine knows about is a ``PolicyEngineError``; each branch is one way
+things fail, and each class carries a short, stable ``code`` for logs and metrics::
+
+    PolicyEngineError
+    ├── ConfigurationError        a setting is missing or invalid (names the variable)
+    ├── EventError                the API Gateway event is malformed            -> 401
+    ├── TokenError                the caller's token is unusable                -> 401
+    │   ├── MissingTokenError
+    │   ├── MalformedTokenError
+    │   ├── UnsupportedAlgorithmError
+    │   ├── UnknownKeyError
+    │   ├── InvalidSignatureError
+    │   └── InvalidClaimsError
+    │       └── ExpiredTokenError
+    ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
+    ├── PermissionsError          permission data is invalid (names where)
+    └── StoreError                a permission store failed (unreachable, denied)  -> 500
+        └── ConflictError         a concurrent publish won
+
+The handler maps these to API Gateway outcomes in one table (``handler/app.py``). No
+branch ever maps to Allow.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "EventError",
+    "ExpiredTokenError",
+    "InvalidClaimsError",
+    "InvalidSignatureError",
+    "KeySourceError",
+    "MalformedTokenError",
+    "MissingTokenError",
+    "PermissionsError",
+    "PolicyEngineError",
+    "StoreError",
+    "TokenError",
+    "UnknownKeyError",
+    "UnsupportedAlgorithmError",
+]
+
+
+class PolicyEngineError(Exception):
+    """Root of every error policy-engine raises on purpose."""
+
+    code = "error"
+
+
+class ConfigurationError(PolicyEngineError):
+    """A configuration value is missing or invalid; ``variable`` names it."""
+
+    code = "bad_configuration"
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class EventError(PolicyEngineError):
+    """The authorizer event is not one API Gateway sends (no methodArn, wrong types)."""
+
+    code = "bad_event"
+
+
+class TokenError(PolicyEngineError):
+    """The caller's credentials cannot be trusted. API Gateway answers 401."""
+
+    code = "invalid_token"
+
+
+class MissingTokenError(TokenError):
+    code = "missing_token"
+
+
+class MalformedTokenError(TokenError):
+    code = "malformed_token"
+
+
+class UnsupportedAlgorithmError(TokenError):
+    code = "unsupported_algorithm"
+
+
+class UnknownKeyError(TokenError):
+    code = "unknown_key"
+
+
+class InvalidSignatureError(TokenError):
+    code = "invalid_signature"
+
+
+class InvalidClaimsError(TokenError):
+    code = "invalid_claims"
+
+
+class ExpiredTokenError(InvalidClaimsError):
+    code = "expired_token"
+
+
+class KeySourceError(PolicyEngineError):
+    """Verification keys could not be obtained or are unusable."""
+
+    code = "key_source_unavailable"
+
+
+class PermissionsError(PolicyEngineError):
+    """Permission data failed validation.
+
+    ``problems`` lists every finding as ``"<where>: <what>"`` (for YAML, ``file:line``);
+    the message is the first one plus a count, so a log line stays short.
+    """
+
+    code = "invalid_permissions"
+
+    def __init__(self, problems: list[str] | str) -> None:
+        items = [problems] if isinstance(problems, str) else list(problems)
+        if not items:
+            items = ["invalid permissions"]
+        message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
+        super().__init__(message)
+        self.problems = items
+
+
+class StoreError(PolicyEngineError):
+    """A permission store could not be read or written."""
+
+    code = "store_unavailable"
+
+
+class ConflictError(StoreError):
+    """Another publish changed the store first; nothing of this one was applied."""
+
+    code = "publish_conflict"
