@@ -16,7 +16,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from policy_engine.errors import ConfigurationError, MissingStoreError, StoreError
 
-__all__ = ["ClientError", "error_code", "make_client", "store_error"]
+__all__ = ["AWS_ERRORS", "ClientError", "error_code", "make_client", "store_error"]
+
+#: What botocore raises; anything else is not a store failure and is left alone.
+AWS_ERRORS = (BotoCoreError, ClientError)
 
 # The authorizer answers inside API Gateway's timeout; a hung store must fail fast and
 # let the cache serve its last good mappings. The CLI can afford to wait longer.

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policy_engine.adapters.aws import THROTTLED, ClientError, error_code, make_client, store_error
+from policy_engine.adapters.aws import AWS_ERRORS, THROTTLED, ClientError, error_code, make_client, store_error
 from policy_engine.core.publish import MappingKey, digest, record_of
 from policy_engine.errors import (
     ConfigurationError,
@@ -214,6 +214,8 @@ class DynamoDbStore:
         self._clock = clock
         #: DynamoDB requests made that write (BatchWriteItem, UpdateItem, PutItem), retries included.
         self.write_requests = 0
+        #: ``Limit`` of each Query page (``None``: DynamoDB's 1 MB pages).
+        self.page_size: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ class DynamoDbStore:
             kwargs["TableName"] = self.table
         try:
             return getattr(self.client, operation)(**kwargs)
-        except Exception as exc:
+        except AWS_ERRORS as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise
             raise store_error(exc, self.description) from exc
@@ -242,6 +244,8 @@ class DynamoDbStore:
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": consistent,
         }
+        if self.page_size:
+            kwargs["Limit"] = self.page_size
         if filter_version is not None:
             # Filtering server-side still costs the read, but keeps removed history off the wire.
             kwargs["FilterExpression"] = "#a <= :v AND (attribute_not_exists(#r) OR #r > :v)"

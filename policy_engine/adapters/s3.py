@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from policy_engine.adapters.aws import ClientError, error_code, make_client, store_error
+from policy_engine.adapters.aws import AWS_ERRORS, ClientError, error_code, make_client, store_error
 from policy_engine.core.publish import MappingKey, digest, record_of
 from policy_engine.errors import ConfigurationError, ConflictError, CorruptStoreError, MissingStoreError
 from policy_engine.ports import RawPermissions
@@ -122,7 +122,7 @@ class S3Store:
         try:
             response = self.client.get_object(**kwargs)
             return response["Body"].read(), response["ETag"]
-        except Exception as exc:
+        except AWS_ERRORS as exc:
             if error_code(exc) in ("304", "NotModified"):
                 return None
             raise store_error(exc, f"s3://{self.bucket}/{key or self.key}") from exc
@@ -174,7 +174,7 @@ class S3Store:
             response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                               ContentType="application/json", **condition)
             return str(response["ETag"])
-        except Exception as exc:
+        except AWS_ERRORS as exc:
             if condition and error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 raise
             raise store_error(exc, f"s3://{self.bucket}/{key}") from exc
