@@ -97,8 +97,11 @@ class _Context:
 def _applied(store: Any, ctx: _Context) -> set[int]:
     from policy_engine.adapters.dynamodb import META, MIGRATION_PREFIX
 
-    if ctx.describe_table() is None:
+    description = ctx.describe_table()
+    if description is None:
         return set()
+    if sorted((k["AttributeName"], k["KeyType"]) for k in description["KeySchema"]) != [("pk", "HASH"), ("sk", "RANGE")]:
+        return set()  # not our layout: nothing of ours is applied, and 0001 says why
     numbers = set()
     for item in store.query(META, consistent=True):
         sk = item.get("sk", {}).get("S", "")
