@@ -109,6 +109,7 @@ class _DynamoTarget:
     def apply(self, desired: frozenset[MappingKey], change: Plan, note: str, take_over: bool,
               progress: Progress | None) -> int:
         from policy_engine.adapters import dynamodb as ddb
+        from policy_engine.adapters.dynamodb import live_keys
 
         current = self.pointer.version
         claim = self.store.claim(current, ddb.new_owner(), take_over=take_over)
@@ -129,6 +130,14 @@ class _DynamoTarget:
                     renewed[:] = [self.store.renew(renewed[0]), time.monotonic()]
 
             self.store.batch_write(requests, after_batch=after_batch)
+            # Check before flipping: a version that does not hash to its digest is never
+            # published (a bug here, or a taken-over sync still writing).
+            staged = live_keys(self.store.read_mappings(), claim.version)
+            if digest(staged) != change.digest:
+                raise CorruptStoreError(
+                    f"{self.description}: v{claim.version} as written ({len(staged)} mappings) does not match the "
+                    f"plan ({len(desired)}); not published, v{current} stays. Re-run the sync."
+                )
             self.store.flip(renewed[0], change.digest, len(desired), note, published_at)
         except BaseException:
             self.store.release(claim)
@@ -145,8 +154,10 @@ def _dynamo_requests(mappings: list[Any], desired: frozenset[MappingKey], curren
     ready: set[MappingKey] = set()
     for m in mappings:
         if m.added > current:  # left by an unpublished sync
-            if m.added == nxt and m.removed is None and m.key in desired and m.key not in live:
-                ready.add(m.key)
+            if m.added == nxt and m.key in desired and m.key not in live:
+                ready.add(m.key)  # reuse it; its sort key is the one this sync would write
+                if m.removed is not None:
+                    requests.append(ddb.put_request(m.item(None)))
             else:
                 requests.append(ddb.delete_request(m.sk))
         elif m.live_at(current):

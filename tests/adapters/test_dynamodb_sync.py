@@ -327,3 +327,43 @@ def test_missing_credentials_are_one_store_error(published, monkeypatch, tmp_pat
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(StoreError, match="no AWS credentials"):
         DynamoDbPermissionSource(published).fetch(None)
+
+
+def test_leftovers_of_a_dead_sync_are_reused_repaired_or_deleted(table, tmp_path, backend):
+    from policy_engine.adapters.dynamodb import DynamoDbStore, new_mapping_item, put_request
+
+    yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/keep", "s"), ("GET", "/drop", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    # GIVEN what a dead sync for v2 could leave: a wanted item, a wanted item it had
+    # marked removed, an unwanted item, and a live item it had marked removed
+    store = DynamoDbStore(table)
+    wanted, marked, unwanted = (MappingKey(API, "dev", "GET", f"/{n}", "s") for n in ("new", "marked", "junk"))
+    marked_item = new_mapping_item(marked, 2)
+    marked_item["removed"] = {"N": "2"}
+    keep_item = new_mapping_item(MappingKey(API, "dev", "GET", "/keep", "s"), 1)
+    keep_item["removed"] = {"N": "2"}
+    store.batch_write([put_request(new_mapping_item(wanted, 2)), put_request(marked_item),
+                       put_request(new_mapping_item(unwanted, 2)), put_request(keep_item)])
+    assert load(table).version == "v1" and {k.resource for k in keys_of(load(table))} == {"/keep", "/drop"}
+    # WHEN the next sync publishes v2
+    write_permissions(yaml_file, [("GET", "/keep", "s"), ("GET", "/new", "s"), ("GET", "/marked", "s")])
+    assert sync(yaml_file, f"dynamodb://{table}").version_after == 2
+    # THEN v2 is exactly the YAML, and v1 is still what it was
+    assert {k.resource for k in keys_of(load(table))} == {"/keep", "/new", "/marked"}
+    assert {k.resource for k in rollback(f"dynamodb://{table}", to=1, dry_run=True).plan.added} == {"/drop"}
+
+
+def test_a_sync_whose_writes_do_not_add_up_is_not_published(table, tmp_path, backend):
+    yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    write_permissions(yaml_file, [("GET", "/a", "s"), ("GET", "/b", "s"), ("GET", "/c", "s")])
+
+    def lose_one_write(n, kwargs, real):
+        [(name, requests)] = kwargs["RequestItems"].items()
+        return real(RequestItems={name: requests[1:]})  # acknowledged, never written
+
+    faulty = FaultyClient(backend.client(), batch_write_item=lose_one_write)
+    with pytest.raises(CorruptStoreError, match="v2 as written .* does not match the plan"):
+        sync(yaml_file, f"dynamodb://{table}", client=faulty)
+    assert pointer_version(table) == 1 and {k.resource for k in keys_of(load(table))} == {"/a"}
+    assert sync(yaml_file, f"dynamodb://{table}").version_after == 2
