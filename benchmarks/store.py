@@ -64,11 +64,11 @@ def free_port() -> int:
 
 def row(label: str, seconds: float, calls: Counter[str] | None = None) -> None:
     if calls is None:
-        print(f"  {label:<44} {seconds * 1000:>9.0f} ms")
+        print(f"  {label:<63} {seconds * 1000:>7.0f} ms")
         return
     writes = sum(n for op, n in calls.items() if op in WRITES)
     detail = ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
-    print(f"  {label:<44} {seconds * 1000:>9.0f} ms  {writes:>4} write requests  ({detail})")
+    print(f"  {label:<63} {seconds * 1000:>7.0f} ms  {writes:>4} write requests  ({detail})")
 
 
 def cold_load(make_source: Any, runs: int) -> tuple[list[float], Counter[str], int]:
@@ -88,7 +88,7 @@ def cold_load(make_source: Any, runs: int) -> tuple[list[float], Counter[str], i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mappings", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     n = args.mappings
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -123,7 +123,8 @@ def main() -> None:
 
             print(f"cold load from the table (GetItem pointer + Query pages + digest + compile), {args.runs} runs:")
             times, calls, loaded = cold_load(lambda: _ddb_source(ddb.endpoint), args.runs)
-            row(f"median of {args.runs}, {loaded:,} mappings", statistics.median(times), calls)
+            row(f"median of {args.runs} (min {min(times) * 1000:.0f} ms), {loaded:,} mappings",
+                statistics.median(times), calls)
             source, calls = _ddb_source(ddb.endpoint)
             raw = source.fetch(None)
             calls.clear()
@@ -142,7 +143,8 @@ def main() -> None:
                 row(f"{label} -> v{result.version_after}", time.perf_counter() - started, calls)
             times, calls, loaded = cold_load(lambda: _s3_source(s3_endpoint), args.runs)
             size = s3_client.head_object(Bucket="bench", Key="permissions.json")["ContentLength"]
-            row(f"cold load, median of {args.runs}, {loaded:,} mappings, {size:,} B", statistics.median(times), calls)
+            row(f"cold load, median of {args.runs} (min {min(times) * 1000:.0f} ms), {size:,} B",
+                statistics.median(times), calls)
             source, calls = _s3_source(s3_endpoint)
             raw = source.fetch(None)
             calls.clear()
