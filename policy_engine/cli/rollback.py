@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--list", action="store_true", help="list published versions and exit")
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     parser.add_argument("--take-over", action="store_true", help="as for sync")
+    parser.add_argument("--max-lines", type=int, default=1000, metavar="N", help="as for sync")
     parser.set_defaults(run=run)
 
 
@@ -43,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"policy-engine rollback: {exc}")
         return 1
     progress.close()
-    print_result(result)
+    print_result(result, args.max_lines)
     return 0

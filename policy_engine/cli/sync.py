@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     parser.add_argument("--take-over", action="store_true",
                         help="take the claim of another sync that is known to be dead, without waiting for its lease")
+    parser.add_argument("--max-lines", type=int, default=1000, metavar="N",
+                        help="print at most N diff lines (default 1000; 0: all)")
     parser.add_argument("--repair", action="store_true",
                         help="publish even if the current version's items fail its digest (DynamoDB)")
     parser.add_argument("--note", default="", help="text recorded with the version (default: the YAML path)")
@@ -45,11 +47,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"policy-engine sync: {exc}")
         return 1
     progress.close()
-    print_result(result)
+    print_result(result, args.max_lines)
     return 0
 
 
-def print_result(result: Any) -> None:
-    for line in result.plan.lines():
+def print_result(result: Any, max_lines: int = 0) -> None:
+    """The diff (``-`` removed, ``+`` added), then one summary line."""
+    lines = result.plan.lines()
+    shown = lines if max_lines <= 0 else lines[:max_lines]
+    for line in shown:
         print(line)
+    if len(shown) < len(lines):
+        print(f"... and {len(lines) - len(shown)} more lines (--max-lines 0 prints all)")
     print(result.describe())

@@ -26,6 +26,9 @@ def test_migrate_sync_dry_run_publish_rollback(backend, permissions, capsys, mon
     assert main(["migrate", target]) == 0
     assert f"{target}: up to date" in capsys.readouterr().out
 
+    assert main(["sync", target, "--dry-run", "--max-lines", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 5 and out[3] == "... and 14 more lines (--max-lines 0 prints all)"
     assert main(["sync", target]) == 0
     out = capsys.readouterr().out
     assert f"{target}: published v1 (17 added, 0 removed, 0 unchanged" in out
