@@ -367,3 +367,44 @@ def test_a_sync_whose_writes_do_not_add_up_is_not_published(table, tmp_path, bac
         sync(yaml_file, f"dynamodb://{table}", client=faulty)
     assert pointer_version(table) == 1 and {k.resource for k in keys_of(load(table))} == {"/a"}
     assert sync(yaml_file, f"dynamodb://{table}").version_after == 2
+
+
+KILLED_SYNC = """
+import sys, threading, time, boto3
+from policy_engine.publish import sync
+from tests.faults import FaultyClient
+
+def pause_after_two(n, kwargs, real):
+    if n > 2:
+        print("PAUSED", flush=True)
+        threading.Event().wait()  # hold here until the test kills the process
+
+client = FaultyClient(boto3.client("dynamodb"), batch_write_item=pause_after_two)
+sync(sys.argv[1], sys.argv[2], client=client)
+"""
+
+
+def test_a_sync_process_killed_mid_write_leaves_the_old_version_and_take_over_completes(table, tmp_path, backend):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(200, "old"))
+    sync(yaml_file, f"dynamodb://{table}")
+    write_permissions(yaml_file, many_routes(200, "new"))
+    process = subprocess.Popen([sys.executable, "-c", KILLED_SYNC, str(yaml_file), f"dynamodb://{table}"],
+                               cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "PAUSED"
+        assert written_for(backend, table, 2) > 0  # part of v2 is in the table
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    loaded = load(table)
+    assert loaded.version == "v1" and {k.scope for k in keys_of(loaded)} == {"old"} and len(loaded) == 200
+    with pytest.raises(ConflictError, match="is publishing v2"):
+        sync(yaml_file, f"dynamodb://{table}")
+    assert sync(yaml_file, f"dynamodb://{table}", take_over=True).version_after == 2
+    assert {k.scope for k in keys_of(load(table))} == {"new"}
