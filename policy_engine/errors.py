@@ -16,8 +16,9 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │       └── ExpiredTokenError
     ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
     ├── PermissionsError          permission data is invalid (names where)
-    └── StoreError                a permission store failed (unreachable, denied)  -> 500
-        └── ConflictError         a concurrent publish won
+    ├── StoreError                a permission store failed (unreachable, denied)  -> 500
+    │   └── ConflictError         a concurrent publish won
+    └── BundleError               a Lambda bundle could not be built (CLI only)
 
 The handler maps these to API Gateway outcomes in one table (``handler/app.py``). No
 branch ever maps to Allow.
@@ -26,6 +27,7 @@ branch ever maps to Allow.
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "ConfigurationError",
     "ConflictError",
     "EventError",
@@ -135,3 +137,9 @@ class ConflictError(StoreError):
     """Another publish changed the store first; nothing of this one was applied."""
 
     code = "publish_conflict"
+
+
+class BundleError(PolicyEngineError):
+    """The Lambda deployment zip could not be built (resolution, download, wrong platform)."""
+
+    code = "bundle_failed"
