@@ -43,6 +43,7 @@ __all__ = [
     "PYTHON_VERSIONS",
     "Bundle",
     "build_bundle",
+    "default_output",
     "manylinux_platforms",
     "native_problems",
     "runtime_requirements",
@@ -74,6 +75,11 @@ class Bundle:
     unzipped_size: int
     files: int
     wheels: tuple[str, ...] = field(default=())
+
+
+def default_output(arch: str, python: str) -> Path:
+    """Where ``policy-engine bundle`` writes by default (``template.yaml``'s ``CodeUri``)."""
+    return Path("dist") / f"policy-engine-lambda-{arch}-py{python}.zip"
 
 
 def runtime_requirements(*, include_boto3: bool = False) -> list[str]:

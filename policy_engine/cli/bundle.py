@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle
+from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = args.output or Path("dist") / f"policy-engine-lambda-{args.arch}-py{args.python}.zip"
+    output = args.output or default_output(args.arch, args.python)
     bundle = build_bundle(
         output,
         arch=args.arch,
