@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,9 @@ __all__ = [
     "PYTHON_VERSIONS",
     "Bundle",
     "build_bundle",
+    "compile_bytecode",
     "default_output",
+    "find_interpreter",
     "manylinux_platforms",
     "native_problems",
     "runtime_requirements",
@@ -135,20 +138,25 @@ def build_bundle(
     permissions: Path | None = PROJECT_ROOT / "permissions",
     wheel_cache: Path = Path(".cache/wheels"),
     refresh: bool = False,
+    compile_with: str | None = None,
 ) -> Bundle:
     """Resolve, download (or reuse cached) wheels and write the deployment zip to ``output``.
 
     Wheels are resolved from ``wheel_cache`` alone first, so a warm cache builds
     offline; ``refresh`` (or a cache miss) asks the package index and adds what it
-    downloads to the cache.
+    downloads to the cache. ``compile_with`` names an interpreter of the target's
+    Python version: every module is then shipped with its bytecode, see ``compile_bytecode``.
 
     Raises:
         BundleError: pip cannot resolve the requirements for the target, two wheels
             write the same file, a native file is built for another platform or Python,
-            or the unzipped bundle exceeds Lambda's 250 MB.
+            ``compile_with`` is not a Python ``python`` or fails, or the unzipped
+            bundle exceeds Lambda's 250 MB.
     """
     _machine(arch)
     _glibc(python)
+    if compile_with is not None:
+        _check_interpreter(compile_with, python)
     requirements = runtime_requirements(include_boto3=include_boto3)
     with tempfile.TemporaryDirectory(prefix="policy-engine-wheels-") as scratch:
         wheels = _download(requirements, arch, python, Path(wheel_cache), Path(scratch), refresh=refresh)
@@ -158,6 +166,8 @@ def build_bundle(
         if name in files:
             raise BundleError(f"{name} is written both by a dependency and by the project")
         files[name] = data
+    if compile_with is not None:
+        files.update(compile_bytecode(files, python=python, interpreter=compile_with))
     problems = native_problems(files, arch=arch, python=python)
     if problems:
         raise BundleError(f"native code for the wrong platform: {problems[0]}"
@@ -172,6 +182,81 @@ def build_bundle(
     partial.replace(output)
     return Bundle(path=output, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload),
                   unzipped_size=unzipped, files=len(files), wheels=wheel_names)
+
+
+def find_interpreter(python: str) -> str:
+    """An interpreter of CPython ``python``: this one if it matches, else ``pythonX.Y`` on PATH.
+
+    Raises:
+        BundleError: none is found.
+    """
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
+        return sys.executable
+    found = shutil.which(f"python{python}")
+    if found is None:
+        raise BundleError(f"--compile needs a Python {python} interpreter; none is on PATH (python{python})")
+    return found
+
+
+def _check_interpreter(interpreter: str, python: str) -> None:
+    try:
+        done = subprocess.run([interpreter, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, check=False, timeout=60)
+    except OSError as exc:
+        raise BundleError(f"cannot run {interpreter}: {exc}") from exc
+    if done.returncode != 0:
+        raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
+    if done.stdout.strip() != python:
+        raise BundleError(f"{interpreter} is Python {done.stdout.strip()}, the bundle targets {python}")
+
+
+# Run by the target interpreter: compile each listed source into its __pycache__ path.
+_COMPILER = """
+import json, os, py_compile, sys
+root = sys.argv[1]
+done = {}
+for name in json.load(sys.stdin):
+    cached = os.path.join(os.path.dirname(name), "__pycache__",
+                          os.path.basename(name)[:-3] + "." + sys.implementation.cache_tag + ".pyc")
+    try:
+        py_compile.compile(os.path.join(root, name), cfile=os.path.join(root, cached), dfile=name, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError:
+        continue
+    done[name] = cached
+print(json.dumps({"version": "%d.%d" % sys.version_info[:2], "compiled": done}))
+"""
+
+
+def compile_bytecode(files: Mapping[str, bytes], *, python: str, interpreter: str) -> dict[str, bytes]:
+    """``__pycache__/*.pyc`` for every ``.py`` in ``files``, compiled by ``interpreter``.
+
+    Lambda's ``/var/task`` is read-only, so without shipped bytecode every cold start
+    compiles every module it imports. The files use unchecked-hash invalidation
+    (PEP 552): no timestamps inside, and Python never compares them with the sources,
+    which in a deployed zip cannot change. Sources that do not compile for the target
+    are left without bytecode, as ``compileall`` does.
+
+    Raises:
+        BundleError: ``interpreter`` cannot run or is not CPython ``python``.
+    """
+    sources = sorted(name for name in files if name.endswith(".py"))
+    with tempfile.TemporaryDirectory(prefix="policy-engine-pyc-") as scratch:
+        root = Path(scratch)
+        for name in sources:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(files[name])
+        try:
+            done = subprocess.run([interpreter, "-I", "-S", "-c", _COMPILER, str(root)], input=json.dumps(sources),
+                                  capture_output=True, text=True, check=False, timeout=600)
+        except OSError as exc:
+            raise BundleError(f"cannot run {interpreter}: {exc}") from exc
+        if done.returncode != 0:
+            raise BundleError(f"{interpreter} could not compile the bundle: {done.stderr.strip()[-300:]}")
+        report = json.loads(done.stdout)
+        if report["version"] != python:
+            raise BundleError(f"{interpreter} is Python {report['version']}, the bundle targets {python}")
+        return {cached: (root / cached).read_bytes() for cached in report["compiled"].values()}
 
 
 def native_problems(files: Mapping[str, bytes], *, arch: str, python: str) -> list[str]:

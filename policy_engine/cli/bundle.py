@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
+from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output, find_interpreter
 
 
 def register(subparsers: Any) -> None:
@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
                        help="ship no permission files (the function must read a store)")
     parser.add_argument("--wheel-cache", type=Path, default=Path(".cache/wheels"),
                         help="folder of downloaded wheels, reused offline (default .cache/wheels)")
+    parser.add_argument("--compile", action="store_true",
+                        help="ship bytecode for faster cold starts (needs a Python of the target version: "
+                             "this one or pythonX.Y on PATH)")
     parser.add_argument("--refresh", action="store_true",
                         help="ask the package index again instead of resolving from the cache")
     parser.set_defaults(run=run)
@@ -47,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
         permissions=args.permissions,
         wheel_cache=args.wheel_cache,
         refresh=args.refresh,
+        compile_with=find_interpreter(args.python) if args.compile else None,
     )
     print(f"bundle    {bundle.path}")
-    print(f"target    python{args.python} {args.arch} (handler: handler.app.lambda_handler)")
+    bytecode = ", with bytecode" if args.compile else ""
+    print(f"target    python{args.python} {args.arch}{bytecode} (handler: handler.app.lambda_handler)")
     print(f"size      {bundle.size:,} bytes zipped, {bundle.unzipped_size:,} unzipped, {bundle.files} files")
     print(f"sha256    {bundle.sha256}")
     for wheel in bundle.wheels:

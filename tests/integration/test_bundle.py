@@ -23,6 +23,7 @@ import pytest
 
 from policy_engine.cli import main
 from policy_engine.core.iam import Verdict, evaluate_response
+from policy_engine.errors import BundleError
 from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.local.runtime_api import RuntimeApi, ensure_runtime_client, isolated_command, start_runtime
 from policy_engine.packaging import PYTHON_VERSIONS, Bundle, build_bundle, native_problems
@@ -45,6 +46,13 @@ def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
         pytest.skip(f"no Lambda runtime matches this machine ({platform.machine()}, Python {PYTHON})")
     return build_bundle(tmp_path_factory.mktemp("bundle") / "authorizer.zip",
                         arch=NATIVE_ARCH, python=PYTHON, wheel_cache=WHEELS)
+
+
+@pytest.fixture(scope="module")
+def compiled_bundle(tmp_path_factory: pytest.TempPathFactory, native_bundle: Bundle) -> Bundle:
+    # This interpreter is the target's Python, so it can write the target's bytecode.
+    return build_bundle(tmp_path_factory.mktemp("compiled") / "authorizer.zip", arch=NATIVE_ARCH, python=PYTHON,
+                        wheel_cache=WHEELS, compile_with=sys.executable)
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +122,10 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
         assert found[name] is None, (name, found[name])
 
 
-def test_the_bundle_decides_through_the_runtime_interface_client(native_bundle, runtime_client, handler_name, tmp_path):
+@pytest.mark.parametrize("flavour", ["native_bundle", "compiled_bundle"])
+def test_the_bundle_decides_through_the_runtime_interface_client(flavour, request, runtime_client, handler_name, tmp_path):
     # GIVEN the unpacked bundle, a local IdP and the default permissions (those in the zip)
-    task = unpack(native_bundle.path, tmp_path / "task")
+    task = unpack(request.getfixturevalue(flavour).path, tmp_path / "task")
     log = tmp_path / "function.log"
     with LocalIdentityProvider() as idp, running(
         task, runtime_client, handler_name, {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE}, log
@@ -179,6 +188,30 @@ def test_same_inputs_give_the_same_bytes_through_the_cli(native_bundle, tmp_path
     assert code == 0
     assert again.read_bytes() == native_bundle.path.read_bytes()
     assert f"sha256    {native_bundle.sha256}" in capsys.readouterr().out
+
+
+def test_compiled_bundle_ships_bytecode_for_every_module_deterministically(native_bundle, compiled_bundle, tmp_path):
+    with zipfile.ZipFile(native_bundle.path) as plain, zipfile.ZipFile(compiled_bundle.path) as compiled:
+        sources = {n for n in plain.namelist() if n.endswith(".py")}
+        names = set(compiled.namelist())
+        tag = f"cpython-{PYTHON.replace('.', '')}"
+        # a source that does not compile is left without bytecode; ours and our dependencies' all do
+        for source in sources:
+            folder, _, base = source.rpartition("/")
+            assert f"{folder}/__pycache__/{base[:-3]}.{tag}.pyc".lstrip("/") in names, source
+        assert names - set(plain.namelist()) == {n for n in names if n.endswith(".pyc")}
+        pyc = compiled.read(f"handler/__pycache__/app.{tag}.pyc")
+        assert int.from_bytes(pyc[4:8], "little") == 0b01  # PEP 552: hash-based, unchecked
+    again = build_bundle(tmp_path / "again.zip", arch=NATIVE_ARCH, python=PYTHON, wheel_cache=WHEELS,
+                         compile_with=sys.executable)
+    assert again.sha256 == compiled_bundle.sha256
+
+
+def test_compiling_with_another_python_is_refused(tmp_path):
+    other = "3.13" if PYTHON != "3.13" else "3.12"
+    with pytest.raises(BundleError, match=f"the bundle targets {other}"):
+        build_bundle(tmp_path / "x.zip", arch=NATIVE_ARCH or "x86_64", python=other, wheel_cache=WHEELS,
+                     compile_with=sys.executable)
 
 
 def test_cross_build_carries_the_target_architectures_native_code(tmp_path):
