@@ -28,6 +28,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,12 +102,10 @@ def runtime_requirements(*, include_boto3: bool = False) -> list[str]:
     wanted = []
     for requirement in declared:
         spec, _, marker = requirement.partition(";")
-        if "extra" in marker:
+        if re.search(r"\bextra\s*==", marker):
             continue
-        name = spec.strip().split("[")[0]
-        for stop in "<>=!~ ":
-            name = name.split(stop)[0]
-        if name.lower() in ("boto3", "botocore") and not include_boto3:
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if name and name.group(1).lower() in ("boto3", "botocore") and not include_boto3:
             continue
         wanted.append(requirement.strip())
     return sorted(wanted, key=str.lower)
