@@ -101,7 +101,8 @@ import importlib, json
 found = {}
 for name in ["jwt", "yaml", "yaml._yaml", "cryptography.hazmat.bindings._rust", "pydantic_core._pydantic_core",
              "cffi", "policy_engine", "policy_engine.bootstrap", "handler", "awslambdaric",
-             "boto3", "botocore", "policy_engine.cli", "policy_engine.local", "pytest", "moto"]:
+             "boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging",
+             "pytest", "moto"]:
     try:
         found[name] = importlib.import_module(name).__file__
     except ImportError:
@@ -118,7 +119,7 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
         assert found[name] is not None and Path(found[name]).is_relative_to(task.resolve()), (name, found[name])
     assert Path(found["awslambdaric"]).is_relative_to(runtime_client.resolve())
     # Lambda supplies boto3; the CLI and the local tools never ship; the venv stays invisible.
-    for name in ["boto3", "botocore", "policy_engine.cli", "policy_engine.local", "pytest", "moto"]:
+    for name in ["boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging", "pytest", "moto"]:
         assert found[name] is None, (name, found[name])
 
 
@@ -168,7 +169,8 @@ def test_bundle_contents_are_lean_and_normalised(native_bundle):
     assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in infos)
     assert all(info.external_attr >> 16 == 0o100644 for info in infos)
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
-    assert not [n for n in names if n.startswith(("policy_engine/cli/", "policy_engine/local/", "boto3/", "botocore/"))]
+    assert not [n for n in names if n.startswith(("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging",
+                                                  "boto3/", "botocore/"))]
     for required in ["handler/app.py", "policy_engine/bootstrap.py", "policy_engine/py.typed", "permissions/pets.yaml"]:
         assert required in files
     dists = {n.split("-")[0].lower() for n in names if ".dist-info/" in n}
