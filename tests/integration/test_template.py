@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,73 @@ def test_sam_validate_lint_passes(sam, tmp_path):
                             capture_output=True, text=True, timeout=300, check=False, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def sam_transform(sam: Path) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """The template as AWS SAM's translator expands it (what CloudFormation deploys)."""
+
+    def run(parameters: dict[str, str]) -> dict[str, Any]:
+        values = {"Issuer": "https://issuer.example", "Audience": "api", **parameters}
+        done = subprocess.run(
+            [str(sam.parent / "python"), str(Path(__file__).with_name("sam_transform.py")), str(TEMPLATE),
+             json.dumps(values)],
+            env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"},
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)["Resources"]
+
+    return run
+
+
+def _operations(paths: Any) -> list[dict[str, Any]]:
+    """Operations of an OpenAPI ``paths`` object, through SAM's ``Fn::If`` wrappers."""
+    if isinstance(paths, dict) and "Fn::If" in paths:
+        return _operations(paths["Fn::If"][1])
+    if isinstance(paths, dict) and "security" in paths:
+        return [paths]
+    if isinstance(paths, dict):
+        return [op for value in paths.values() for op in _operations(value)]
+    return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parameters", [{}, {"EnableHttpApi": "true", "PermissionsBucket": "my-permissions",
+                                              "AuthorizerCacheTtl": "0"}])
+def test_sam_expands_the_template_with_every_route_behind_the_authorizer(sam_transform, parameters):
+    # cfn-lint does not run the SAM transform; an authorizer without an invoke
+    # permission, or a route without the authorizer, would only show up on deploy.
+    resources = sam_transform(parameters)
+    (rest,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    body = rest["Properties"]["Body"]
+    token = body["securityDefinitions"]["PolicyEngineTokenAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert token["type"] == "token"
+    assert token["identityValidationExpression"] == "^Bearer [-0-9A-Za-z._~+/]+=*$"
+    assert str(token["authorizerResultTtlInSeconds"]) == parameters.get("AuthorizerCacheTtl", "300")
+    operations = _operations(body["paths"])
+    assert len(operations) == 2 and all(op["security"] == [{"PolicyEngineTokenAuthorizer": []}] for op in operations)
+
+    (http,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    assert http["Condition"] == "CreateHttpApi"
+    scheme = http["Properties"]["Body"]["components"]["securitySchemes"]["PolicyEngineLambdaAuthorizer"]
+    lambda_authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert (lambda_authorizer["type"], lambda_authorizer["authorizerPayloadFormatVersion"]) == ("request", "2.0")
+    assert not lambda_authorizer.get("enableSimpleResponses")
+    assert lambda_authorizer["identitySource"] == ["$request.header.Authorization"]
+    http_operations = _operations(http["Properties"]["Body"]["paths"])
+    assert http_operations and all(op["security"] == [{"PolicyEngineLambdaAuthorizer": []}] for op in http_operations)
+
+    # API Gateway may invoke the authorizer from both APIs' authorizers, and only from them
+    invokers = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"
+                and r["Properties"]["FunctionName"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}]
+    sources = sorted(json.dumps(r["Properties"]["SourceArn"]) for r in invokers)
+    assert len(invokers) == 2 and all("/authorizers/*" in source for source in sources)
+    assert sorted(r.get("Condition", "") for r in invokers) == ["", "CreateHttpApi"]
+
+    # the generated role: SAM's log-writing managed policy plus our read-only statements
+    role = resources["AuthorizerFunctionRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+    statements = [s for policy in role["Policies"] for s in _statements(policy["PolicyDocument"]["Statement"])]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == READ_ACTIONS
