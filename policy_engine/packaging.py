@@ -157,11 +157,12 @@ def build_bundle(
     if compile_with is not None:
         _check_interpreter(compile_with, python)
     requirements = runtime_requirements(include_boto3=include_boto3)
+    project = _project_files(permissions)
     with tempfile.TemporaryDirectory(prefix="policy-engine-wheels-") as scratch:
         wheels = _download(requirements, arch, python, Path(wheel_cache), Path(scratch), refresh=refresh)
         files = _wheel_files(wheels)
         wheel_names = tuple(sorted(w.name for w in wheels))
-    for name, data in _project_files(permissions).items():
+    for name, data in project.items():
         if name in files:
             raise BundleError(f"{name} is written both by a dependency and by the project")
         files[name] = data

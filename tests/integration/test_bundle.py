@@ -216,6 +216,15 @@ def test_compiling_with_another_python_is_refused(tmp_path):
                      compile_with=sys.executable)
 
 
+def test_cli_reports_what_it_cannot_build_with_exit_code_2(tmp_path, capsys):
+    assert main(["bundle", "--permissions", str(tmp_path / "missing"), "--output", str(tmp_path / "x.zip")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", "--python", "3.10"])
+    assert exited.value.code == 2
+
+
 def test_cross_build_carries_the_target_architectures_native_code(tmp_path):
     # 3.12 is the default runtime; its wheels may need glibc up to 2.34 (Amazon Linux 2023).
     bundle = build_bundle(tmp_path / "cross.zip", arch=CROSS_ARCH, python="3.12", wheel_cache=WHEELS)
