@@ -9,6 +9,7 @@ outcome in the table below, and none of them is Allow.
     Deny policy (all routes)      token valid, no mapping grants anything      403
     raise "Unauthorized"          EventError, TokenError                       401
     raise "AuthorizerFailure"     KeySourceError, StoreError, anything else    500 (not cached by API Gateway)
+    raise "AuthorizerFailure"     PolicyTooLargeError (exact policy > 8 KB)    500 (fail closed, never truncated)
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from typing import Any
 
 from policy_engine.cache import PermissionCache
 from policy_engine.core.arn import MethodArn, parse_method_arn
-from policy_engine.core.decision import ALLOW, DENY, Decision, scalar_context
+from policy_engine.core.budget import check_response
+from policy_engine.core.decision import ALLOW, DENY, Decision, render_iam_response, scalar_context
 from policy_engine.core.tokens import (
     extract_bearer,
     parse_jwt,
@@ -21,8 +22,9 @@ from policy_engine.core.tokens import (
     validate_claims,
     verify_signature,
 )
-from policy_engine.errors import InvalidClaimsError
+from policy_engine.errors import InvalidClaimsError, PolicyTooLargeError
 from policy_engine.events import read_event
+from policy_engine.logs import log
 from policy_engine.ports import KeySource
 from policy_engine.settings import Settings
 
@@ -93,13 +95,15 @@ class Authorizer:
 
         Raises:
             StoreError: no usable mappings are loaded.
+            PolicyTooLargeError: the exact policy does not fit API Gateway's limits
+                (never truncated; the request fails closed).
         """
         permissions = self.permissions.get()
         resources = permissions.resources(token.scopes, method_arn.api_arn, method_arn.stage)
         context = scalar_context({name: token.claims.get(name) for name in self.settings.context_claims})
         context["scope"] = " ".join(sorted(token.scopes))
         context["policyVersion"] = permissions.version
-        return Decision(
+        decision = Decision(
             effect=ALLOW if resources else DENY,
             principal_id=token.principal_id,
             api_arn=method_arn.api_arn,
@@ -109,6 +113,14 @@ class Authorizer:
             version=permissions.version,
             context=context,
         )
+        try:
+            check_response(render_iam_response(decision))
+        except PolicyTooLargeError as exc:
+            log("ERROR", "policy_too_large", principal=exc.principal, what=exc.what, size=exc.size,
+                limit=exc.limit, resources=len(resources), api=method_arn.api_arn, stage=method_arn.stage,
+                version=permissions.version)
+            raise
+        return decision
 
     def decide_event(self, event: Any) -> Decision:
         """Read, verify and decide one authorizer event.

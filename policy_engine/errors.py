@@ -16,6 +16,7 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │       └── ExpiredTokenError
     ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
     ├── PermissionsError          permission data is invalid (names where)
+    ├── PolicyTooLargeError       no exact policy fits API Gateway's limits        -> 500
     └── StoreError                a permission store failed (unreachable, denied)  -> 500
         └── ConflictError         a concurrent publish won
 
@@ -37,6 +38,7 @@ __all__ = [
     "MissingTokenError",
     "PermissionsError",
     "PolicyEngineError",
+    "PolicyTooLargeError",
     "StoreError",
     "TokenError",
     "UnknownKeyError",
@@ -123,6 +125,25 @@ class PermissionsError(PolicyEngineError):
         message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
         super().__init__(message)
         self.problems = items
+
+
+class PolicyTooLargeError(PolicyEngineError):
+    """The policy a caller is granted does not fit API Gateway's limits, even compacted.
+
+    Never truncated (that would silently deny routes, or worse, be "fixed" by a wider
+    wildcard): the request fails closed. ``size`` is the serialized response in bytes
+    (or the longest Resource in characters when ``what`` is ``"resource"``).
+    """
+
+    code = "policy_too_large"
+
+    def __init__(self, principal: str, size: int, limit: int, what: str = "response") -> None:
+        unit = "bytes" if what == "response" else "characters"
+        super().__init__(f"the {what} for principal {principal!r} is {size} {unit}; the limit is {limit}")
+        self.principal = principal
+        self.size = size
+        self.limit = limit
+        self.what = what
 
 
 class StoreError(PolicyEngineError):
