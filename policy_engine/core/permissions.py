@@ -54,7 +54,8 @@ _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def _fail(kind: str, message: str, **ctx: Any) -> PydanticCustomError:
-    return PydanticCustomError(kind, message, ctx)
+    # Formatted here: pydantic's templates know '{value}' but not '{value!r}'.
+    return PydanticCustomError(kind, message.format(**ctx))
 
 
 class MappingRecord(BaseModel):
