@@ -157,10 +157,13 @@ def estimate_response(
     scopes: frozenset[str],
     version: str,
     principal: str = PLACEHOLDER_PRINCIPAL,
-    issuer: str = PLACEHOLDER_ISSUER,
+    issuer: str | None = PLACEHOLDER_ISSUER,
 ) -> dict[str, Any]:
     """The response the runtime would render for a caller with ``scopes`` (context as the engine fills it)."""
-    context = scalar_context({"sub": principal, "client_id": principal, "iss": issuer})
+    claims = {"sub": principal, "client_id": principal}
+    if issuer:
+        claims["iss"] = issuer
+    context = scalar_context(claims)
     context["scope"] = " ".join(sorted(scopes))
     context["policyVersion"] = version
     decision = Decision(ALLOW if resources else DENY, principal, api_arn, stage, resources,
