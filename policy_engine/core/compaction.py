@@ -199,14 +199,36 @@ def compact_resources(resources: Iterable[str]) -> tuple[str, ...]:
 def _drop_subsumed(tails: list[str]) -> list[str]:
     # Remove an entry only while another entry that covers it is still present: the
     # union of what is present never changes, whatever the order or ties.
-    present = sorted(set(tails))
-    heads = {t: t.split("/", 1)[0] for t in present}
-    for tail in list(present):
-        head = heads[tail]
-        if any(o != tail and _may_cover(heads[o], head) and glob_subsumes(o, tail) for o in present):
-            present.remove(tail)
-    return present
+    present = set(tails)
+    # Possible covers, by method field and the literal text their path starts with: a
+    # cover's literal opening must open the covered path too, so each entry only
+    # meets the few patterns indexed under one of its own prefixes.
+    covers: dict[tuple[str, str], list[str]] = {}
+    for tail in present:
+        head, _, path = tail.partition("/")
+        cut = min((i for i in (path.find("*"), path.find("?")) if i >= 0), default=-1)
+        if cut >= 0 or "?" in head or head == "*":
+            covers.setdefault((head, path[:cut] if cut >= 0 else path), []).append(tail)
+    for tail in sorted(present):
+        head, _, path = tail.partition("/")
+        if _covered(tail, head, path, covers, present):
+            present.discard(tail)
+    return sorted(present)
 
 
-def _may_cover(head: str, verb: str) -> bool:
-    return head == verb or head == "*" or ("?" in head and len(head) == len(verb))
+def _covered(tail: str, head: str, path: str, covers: dict[tuple[str, str], list[str]], present: set[str]) -> bool:
+    for cover_head in _covering_heads(head):
+        for k in range(len(path) + 1):
+            for other in covers.get((cover_head, path[:k]), ()):
+                if other != tail and other in present and glob_subsumes(other, tail):
+                    return True
+    return False
+
+
+def _covering_heads(verb: str) -> tuple[str, ...]:
+    # Method fields that can match every method ``verb`` stands for.
+    if verb == "*":
+        return ("*",)
+    if len(verb) == 3 and verb != "???":
+        return (verb, "???", "*")
+    return (verb, "*")
