@@ -28,9 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from policy_engine.adapters.yaml_files import _Loader, _lines_of, _locator, _reject_duplicate_keys
+from policy_engine.adapters.yaml_files import load_yaml_document
 from policy_engine.core.arn import API_ARN_PATTERN
 from policy_engine.core.lint import ApiCatalog, ApiEntry, Client, ClientCatalog, ScopeCatalog
 from policy_engine.core.permissions import Locate
@@ -42,22 +40,18 @@ _OPENAPI_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
 _ANY_METHOD = "x-amazon-apigateway-any-method"
 
 
-def _read(path: Path) -> tuple[Any, Locate, str]:
+def _read(path: Path, keys: set[str] | None, shape: str) -> tuple[dict[str, Any], Locate, str]:
     display = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PermissionsError(f"{display}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{display}:{mark.line + 1}" if mark is not None else display
-        raise PermissionsError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if node is None:
-        raise PermissionsError(f"{display}:1: the file is empty")
-    _reject_duplicate_keys(node, display)
-    return yaml.load(text, Loader=_Loader), _locator(display, _lines_of(node)), display  # noqa: S506
+    document, locate = load_yaml_document(text, display)
+    _expect(document, dict, locate(()), f"expected {shape}")
+    unknown = sorted(set(document) - keys) if keys is not None else []
+    if unknown:
+        raise PermissionsError(f"{locate((unknown[0],))}: unknown key {unknown[0]!r} (expected {shape})")
+    return document, locate, display
 
 
 def _expect(value: Any, kind: type, where: str, what: str) -> Any:
@@ -80,11 +74,8 @@ def load_scope_catalog(path: str | Path) -> ScopeCatalog:
     Raises:
         PermissionsError: unreadable file or wrong shape (with ``file:line``).
     """
-    document, locate, display = _read(Path(path))
-    _expect(document, dict, locate(()), "expected 'scopes:' (and optionally 'without_routes:')")
-    unknown = sorted(set(document) - {"scopes", "without_routes"})
-    if unknown:
-        raise PermissionsError(f"{locate((unknown[0],))}: unknown key {unknown[0]!r}")
+    document, locate, display = _read(Path(path), {"scopes", "without_routes"},
+                                      "'scopes:' (and optionally 'without_routes:')")
     declared = document.get("scopes") or {}
     if isinstance(declared, list):
         declared = {name: "" for name in _strings(declared, locate(("scopes",)), "scopes")}
@@ -102,11 +93,7 @@ def load_client_catalog(path: str | Path) -> ClientCatalog:
     Raises:
         PermissionsError: unreadable file or wrong shape (with ``file:line``).
     """
-    document, locate, _ = _read(Path(path))
-    _expect(document, dict, locate(()), "expected 'clients:' (and optionally 'issuer:')")
-    unknown = sorted(set(document) - {"clients", "issuer"})
-    if unknown:
-        raise PermissionsError(f"{locate((unknown[0],))}: unknown key {unknown[0]!r}")
+    document, locate, _ = _read(Path(path), {"clients", "issuer"}, "'clients:' (and optionally 'issuer:')")
     issuer = document.get("issuer")
     if issuer is not None:
         _expect(issuer, str, locate(("issuer",)), "issuer must be a URL string")
@@ -128,8 +115,7 @@ def load_api_catalog(path: str | Path) -> ApiCatalog:
         PermissionsError: unreadable file or wrong shape (with ``file:line``).
     """
     file = Path(path)
-    document, locate, display = _read(file)
-    _expect(document, dict, locate(()), "expected 'apis:'")
+    document, locate, display = _read(file, {"apis"}, "'apis:'")
     listed = _expect(document.get("apis"), list, locate(("apis",)), "apis must be a list")
     apis: dict[str, ApiEntry] = {}
     for i, item in enumerate(listed):
@@ -156,9 +142,8 @@ def load_api_catalog(path: str | Path) -> ApiCatalog:
 
 
 def _openapi_routes(path: Path) -> list[tuple[str, str]]:
-    document, locate, display = _read(path)
-    paths = _expect(document.get("paths") if isinstance(document, dict) else None, dict, locate(()),
-                    "an OpenAPI document needs 'paths'")
+    document, locate, _ = _read(path, None, "an OpenAPI document")
+    paths = _expect(document.get("paths"), dict, locate(()), "an OpenAPI document needs 'paths'")
     routes = []
     for route_path, operations in paths.items():
         if not isinstance(operations, dict):
