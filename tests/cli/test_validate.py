@@ -140,3 +140,32 @@ def test_api_catalog_routes_match_by_template(tmp_path, capsys, spelling):
     catalog.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n      {spelling}\n")
     code, report = run_json(capsys, folder, "--api-catalog", str(catalog))
     assert code == 0, report["findings"]
+
+
+def test_lone_trailing_slash_and_any_versus_star_are_reported(tmp_path, capsys):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /reports/, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: ANY, resource: /orders, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: "*", resource: /orders, scope: t}}
+""")
+    code, report = run_json(capsys, folder)
+    found = codes(report)
+    assert code == 1
+    assert found["trailing-slash"][0]["severity"] == "warning" and found["trailing-slash"][0]["where"].endswith(":2")
+    assert "ANY and '*'" in found["conflicting-forms"][0]["message"]
+
+
+def test_openapi_paths_extend_the_api_catalog(tmp_path, capsys):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: DELETE, resource: /pets/*, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: POST, resource: /pets/*, scope: s}}
+""")
+    (tmp_path / "spec.yaml").write_text("openapi: 3.0.1\npaths:\n  /pets/{id}:\n    delete: {}\n")
+    catalog = tmp_path / "apis.yaml"
+    catalog.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    openapi: spec.yaml\n")
+    code, report = run_json(capsys, folder, "--api-catalog", str(catalog))
+    unknown = codes(report)["unknown-route"]
+    assert code == 1 and [f["where"].rsplit(":", 1)[1] for f in unknown] == ["3"]
+    catalog.write_text(f"apis:\n  - arn: {API}\n    stage: [dev]\n")
+    assert main(["validate", folder, "--api-catalog", str(catalog)]) == 2
+    assert "unknown key 'stage'" in capsys.readouterr().err
