@@ -34,9 +34,11 @@ __all__ = [
     "load_jwks",
     "looks_like_jwt",
     "parse_jwt",
+    "peek_issuer",
     "principal_of",
     "read_scopes",
     "validate_claims",
+    "validate_introspection",
     "verify_signature",
 ]
 
@@ -71,6 +73,22 @@ def extract_bearer(header: object, max_length: int) -> str:
 def looks_like_jwt(token: str) -> bool:
     """True when ``token`` has the three-segment shape of a JWS compact serialization."""
     return _JWT.fullmatch(token) is not None
+
+
+def peek_issuer(token: str) -> str | None:
+    """The unverified ``iss`` of a JWT-shaped token, or ``None`` for anything else.
+
+    Only used to choose between local verification and introspection; nothing read
+    here is trusted.
+    """
+    match = _JWT.fullmatch(token)
+    if match is None:
+        return None
+    try:
+        issuer = _json_object(match.group(2), "payload").get("iss")
+    except MalformedTokenError:
+        return None
+    return issuer if isinstance(issuer, str) else None
 
 
 def _b64decode(segment: str) -> bytes:
@@ -330,6 +348,53 @@ def validate_claims(
         normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
         if normalized not in token_types:
             raise InvalidClaimsError("token typ is not an accepted token type")
+
+
+# RFC 7662 §2.2 token_type values meaning "an access token" (RFC 6749 §7.1 names "bearer").
+_ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token"})
+
+
+def validate_introspection(
+    answer: Mapping[str, Any],
+    *,
+    issuers: Collection[str],
+    audiences: Collection[str],
+    now: float,
+    leeway: float,
+) -> None:
+    """Apply the JWT claim rules to an introspection answer, for the members it carries.
+
+    ``active`` must be the boolean ``true``. ``iss``, ``aud``, ``exp``, ``nbf`` are
+    optional in RFC 7662, so each is checked only when present, exactly as for a JWT;
+    ``token_type``, when present, must name an access token (a refresh token is not one).
+
+    Raises:
+        ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
+        InvalidClaimsError: any member present is mistyped or wrong.
+    """
+    if answer.get("active") is not True:
+        raise InvalidClaimsError("introspection answer is not active")
+    if "iss" in answer and answer["iss"] not in issuers:
+        raise InvalidClaimsError("iss is not a configured issuer")
+    exp = _numeric_date(answer, "exp", required=False)
+    if exp is not None and exp <= now - leeway:
+        raise ExpiredTokenError("token has expired")
+    nbf = _numeric_date(answer, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidClaimsError("token is not valid yet (nbf)")
+    if "aud" in answer:
+        aud = answer["aud"]
+        named = [aud] if isinstance(aud, str) else aud
+        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+            raise InvalidClaimsError("aud member is not a string or list of strings")
+        if not any(a in audiences for a in named):
+            raise InvalidClaimsError("aud does not name this API")
+    token_type = answer.get("token_type")
+    if token_type is not None and (not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES):
+        raise InvalidClaimsError("token_type is not an access token")
+    for name in ("sub", "client_id", "scope", "username"):
+        if name in answer and not isinstance(answer[name], str):
+            raise InvalidClaimsError(f"{name} member is not a string")
 
 
 def read_scopes(payload: Mapping[str, Any], claim_names: Collection[str]) -> frozenset[str]:
