@@ -50,7 +50,10 @@ def load_api_key_rules(path: str | None, claim: str | None) -> ApiKeyRules | Non
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(_VARIABLE, f"cannot read {display}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigurationError(_VARIABLE, f"{display}: invalid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{display}:{mark.line + 1}" if mark is not None else display
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigurationError(_VARIABLE, f"{where}: invalid YAML: {problem}") from None
     except PermissionsError as exc:
         raise ConfigurationError(_VARIABLE, str(exc)) from None
     locate = _locator(display, _lines_of(node))
