@@ -293,6 +293,23 @@ def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> f
     return float(value)
 
 
+def _check_times(payload: Mapping[str, Any], now: float, leeway: float, *, exp_required: bool) -> None:
+    exp = _numeric_date(payload, "exp", required=exp_required)
+    if exp is not None and exp <= now - leeway:
+        raise ExpiredTokenError("token has expired")
+    nbf = _numeric_date(payload, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidClaimsError("token is not valid yet (nbf)")
+
+
+def _check_audience(aud: Any, audiences: Collection[str]) -> None:
+    named = [aud] if isinstance(aud, str) else aud
+    if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+        raise InvalidClaimsError("aud claim is not a string or list of strings")
+    if not any(a in audiences for a in named):
+        raise InvalidClaimsError("aud does not name this API")
+
+
 def validate_claims(
     token: ParsedJwt,
     *,
@@ -315,13 +332,7 @@ def validate_claims(
     payload = token.payload
     if payload.get("iss") != issuer:
         raise InvalidClaimsError("iss is not the expected issuer")
-    exp = _numeric_date(payload, "exp", required=True)
-    assert exp is not None
-    if exp <= now - leeway:
-        raise ExpiredTokenError("token has expired")
-    nbf = _numeric_date(payload, "nbf", required=False)
-    if nbf is not None and nbf > now + leeway:
-        raise InvalidClaimsError("token is not valid yet (nbf)")
+    _check_times(payload, now, leeway, exp_required=True)
     iat = _numeric_date(payload, "iat", required=False)
     if iat is not None and iat > now + leeway:
         raise InvalidClaimsError("token was issued in the future (iat)")
@@ -329,12 +340,7 @@ def validate_claims(
     if token_use is not None and token_use != "access":
         raise InvalidClaimsError("token_use is not 'access'")
     if "aud" in payload:
-        aud = payload["aud"]
-        named = [aud] if isinstance(aud, str) else aud
-        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
-            raise InvalidClaimsError("aud claim is not a string or list of strings")
-        if not any(a in audiences for a in named):
-            raise InvalidClaimsError("aud does not name this API")
+        _check_audience(payload["aud"], audiences)
     elif token_use == "access":
         if payload.get("client_id") not in audiences or not isinstance(payload.get("client_id"), str):
             raise InvalidClaimsError("client_id is not an accepted audience")
@@ -376,19 +382,9 @@ def validate_introspection(
         raise InvalidClaimsError("introspection answer is not active")
     if "iss" in answer and answer["iss"] not in issuers:
         raise InvalidClaimsError("iss is not a configured issuer")
-    exp = _numeric_date(answer, "exp", required=False)
-    if exp is not None and exp <= now - leeway:
-        raise ExpiredTokenError("token has expired")
-    nbf = _numeric_date(answer, "nbf", required=False)
-    if nbf is not None and nbf > now + leeway:
-        raise InvalidClaimsError("token is not valid yet (nbf)")
+    _check_times(answer, now, leeway, exp_required=False)
     if "aud" in answer:
-        aud = answer["aud"]
-        named = [aud] if isinstance(aud, str) else aud
-        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
-            raise InvalidClaimsError("aud member is not a string or list of strings")
-        if not any(a in audiences for a in named):
-            raise InvalidClaimsError("aud does not name this API")
+        _check_audience(answer["aud"], audiences)
     token_type = answer.get("token_type")
     if token_type is not None and (not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES):
         raise InvalidClaimsError("token_type is not an access token")
