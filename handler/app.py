@@ -24,7 +24,7 @@ from typing import Any
 
 from policy_engine.bootstrap import build_authorizer
 from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
-from policy_engine.logs import log
+from policy_engine.logs import log, log_decision
 from policy_engine.settings import Settings
 
 try:
@@ -59,17 +59,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         _log_refusal("Error", exc, started)
         raise AuthorizerFailure() from None
     decision = answer.decision
-    log(
-        "INFO",
-        "decision",
-        decision=decision.effect,
-        reason=decision.reason,
-        principal=decision.principal_id,
-        routes=len(decision.resources),
-        shape=answer.shape,
-        version=decision.version,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
+    log_decision(decision.effect, decision.reason, decision.principal_id, len(decision.resources),
+                 decision.version, (time.perf_counter() - started) * 1000, answer.shape)
     return answer.response
 
 

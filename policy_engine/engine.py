@@ -10,7 +10,6 @@ a migration.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,9 +46,6 @@ from policy_engine.ports import KeySource, TokenIntrospector
 from policy_engine.settings import Settings
 
 __all__ = ["Answer", "Authorizer", "VerifiedToken"]
-
-# RFC 6750 §2.3 access_token: the b64token alphabet, as in the Authorization header.
-_QUERY_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +91,7 @@ class Authorizer:
         )
         self._issuers = frozenset(settings.issuers)
         self._audiences = frozenset(settings.audiences)
+        self._context_claims = settings.context_claims
         self._token_types = frozenset(t.lower().removeprefix("application/") for t in settings.token_types)
 
     def verify(self, authorization: object) -> VerifiedToken:
@@ -115,9 +112,10 @@ class Authorizer:
         """
         limit = self.settings.max_token_length
         if request.in_query:
-            token = request.authorization
-            if not isinstance(token, str) or len(token) > limit or not _QUERY_TOKEN.fullmatch(token):
-                raise MalformedTokenError("query string token is not one b64token")
+            # RFC 6750 §2.3: the same b64token as in the header, without the scheme.
+            if not isinstance(request.authorization, str):
+                raise MalformedTokenError("query string token is not a string")
+            token = extract_bearer("Bearer " + request.authorization, limit)
         else:
             token = extract_bearer(request.authorization, limit)
         if self.introspection is not None and peek_issuer(token) not in self._issuers:
@@ -175,7 +173,8 @@ class Authorizer:
         """
         permissions = self.permissions.get()
         resources = permissions.resources(token.scopes, method_arn.api_arn, method_arn.stage)
-        context = scalar_context({name: token.claims.get(name) for name in self.settings.context_claims})
+        claims = token.claims
+        context = scalar_context({name: claims[name] for name in self._context_claims if name in claims})
         context["scope"] = " ".join(sorted(token.scopes))
         context["policyVersion"] = permissions.version
         key: str | None = None

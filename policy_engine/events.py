@@ -123,7 +123,7 @@ def read_event(event: Any, source: IdentitySource = DEFAULT_IDENTITY_SOURCE) -> 
         MissingTokenError: the identity source is absent or empty.
         MalformedTokenError: the request carries more than one credential.
     """
-    if not isinstance(event, Mapping):
+    if not isinstance(event, dict) and not isinstance(event, Mapping):  # dict first: ABC checks are slow
         raise EventError("event is not an object")
     version = event.get("version")
     if version == "2.0":
