@@ -82,8 +82,11 @@ def render_iam_response(decision: Decision) -> dict[str, Any]:
 
 
 def response_size(response: Mapping[str, Any]) -> int:
-    """Bytes of ``response`` as the Lambda Python runtime serialises it (``json.dumps``)."""
-    return len(json.dumps(response).encode("utf-8"))
+    """Bytes of ``response`` as the Lambda Python runtime serialises it (``json.dumps``).
+
+    ``json.dumps`` escapes everything outside ASCII, so characters are bytes.
+    """
+    return len(json.dumps(response))
 
 
 def narrow_to_route(decision: Decision, route_arn: str) -> Decision:
