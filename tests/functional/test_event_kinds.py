@@ -153,3 +153,13 @@ class TestSimpleResponses:
     def test_refused_without_per_route_identity_sources(self, make_handler):
         with pytest.raises(Exception, match="SIMPLE_RESPONSES"):
             make_handler(SIMPLE_RESPONSES="true")
+
+
+def test_http_api_default_stage(idp, make_handler, tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        f"apis:\n  - arn: {API}\n    stages: [$default]\n    routes:\n      GET /pets: [pets:read]\n"
+    )
+    handler = make_handler(PERMISSIONS_SOURCE=str(tmp_path))
+    result = invoke(handler, http_v2_event(idp.mint(scope="pets:read"), "GET", "/pets", stage="$default"))
+    assert evaluate_response(result.response, f"{API}/$default/GET/pets") is Verdict.ALLOW
+    assert evaluate_response(result.response, f"{API}/dev/GET/pets") is Verdict.IMPLICIT_DENY

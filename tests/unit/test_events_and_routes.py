@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy_engine.core.arn import parse_method_arn, route_template_arn
-from policy_engine.core.decision import Decision, narrow_to_route, render_simple_response
+from policy_engine.core.decision import Decision, narrow_to_route, render_simple_response, response_size
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.decision import render_iam_response
 from policy_engine.core.tokens import peek_issuer, validate_introspection
@@ -125,3 +125,18 @@ def test_introspection_claims(answer, error):
 def test_introspection_claims_accept_what_the_answer_leaves_out():
     validate_introspection({"active": True, "token_type": "Bearer", "aud": ["x", "api"]}, issuers=set(),
                            audiences={"api"}, now=1000.0, leeway=30)
+
+
+def test_response_size_is_what_the_runtime_sends():
+    import json
+
+    response = {"principalId": "José", "context": {"note": "😀"}}
+    assert response_size(response) == len(json.dumps(response).encode("utf-8"))
+
+
+def test_the_client_secret_stays_out_of_settings_repr():
+    from policy_engine.settings import Settings
+
+    settings = Settings.from_environ({"AUDIENCE": "a", "INTROSPECTION_URL": "https://as.example.com/introspect",
+                                      "INTROSPECTION_CLIENT_ID": "rs", "INTROSPECTION_CLIENT_SECRET": "hunter2-secret"})
+    assert "hunter2-secret" not in repr(settings)
