@@ -22,18 +22,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from policy_engine.adapters.http import FetchError, request_json
+from policy_engine.adapters.http import FetchError, KeepAliveClient
 from policy_engine.errors import InactiveTokenError, IntrospectionError
 
 __all__ = ["IntrospectionClient"]
 
-PostForm = Callable[[str, bytes, dict[str, str], float], Any]
+PostForm = Callable[[bytes, dict[str, str]], Any]
 
 _MAX_ENTRIES = 10_000
-
-
-def _default_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Any:
-    return request_json(url, timeout=timeout, method="POST", body=body, headers=headers, max_bytes=64 * 1024)
+_MAX_ANSWER = 64 * 1024
 
 
 class IntrospectionClient:
@@ -51,18 +48,22 @@ class IntrospectionClient:
         negative_ttl: float = 5.0,
         max_entries: int = _MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
-        post_form: PostForm = _default_post,
+        post_form: PostForm | None = None,
     ) -> None:
         self.url = url
         self._client_id = client_id
         self._client_secret = client_secret
         self._auth_method = auth_method
-        self._timeout = timeout
         self._ttl = cache_ttl
         self._negative_ttl = negative_ttl
         self._max_entries = max_entries
         # Wall clock, because positive entries end at the token's exp (a wall-clock time).
         self._clock = clock
+        if post_form is None:
+            # One kept-alive connection per container: a cache miss pays a round trip,
+            # not a TCP and TLS handshake as well.
+            client = KeepAliveClient(url, timeout=timeout, max_bytes=_MAX_ANSWER)
+            post_form = lambda body, headers: client.request("POST", body=body, headers=headers)  # noqa: E731
         self._post_form = post_form
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
@@ -105,7 +106,7 @@ class IntrospectionClient:
             pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         try:
-            answer = self._post_form(self.url, urlencode(form).encode("ascii"), headers, self._timeout)
+            answer = self._post_form(urlencode(form).encode("ascii"), headers)
         except FetchError as exc:
             raise IntrospectionError(f"introspection failed: {exc}") from exc
         if not isinstance(answer, Mapping) or not isinstance(answer.get("active"), bool):
