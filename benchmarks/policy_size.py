@@ -22,7 +22,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 
-from policy_engine.core.budget import MAX_RESPONSE_BYTES, response_size
+from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
 from policy_engine.core.lint import estimate_response
 from policy_engine.core.permissions import Grant, PermissionSet, Route
 

@@ -12,11 +12,14 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │   ├── UnsupportedAlgorithmError
     │   ├── UnknownKeyError
     │   ├── InvalidSignatureError
+    │   ├── InactiveTokenError    introspection answered active: false
     │   └── InvalidClaimsError
     │       └── ExpiredTokenError
     ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
+    ├── IntrospectionError        the introspection endpoint failed (down, non-200,
+    │                             timeout, malformed answer)                     -> 500
+    ├── PolicyTooLargeError       the response would exceed API Gateway's budget  -> 500
     ├── PermissionsError          permission data is invalid (names where)
-    ├── PolicyTooLargeError       no exact policy fits API Gateway's limits        -> 500
     └── StoreError                a permission store failed (unreachable, denied)  -> 500
         └── ConflictError         a concurrent publish won
 
@@ -31,6 +34,8 @@ __all__ = [
     "ConflictError",
     "EventError",
     "ExpiredTokenError",
+    "InactiveTokenError",
+    "IntrospectionError",
     "InvalidClaimsError",
     "InvalidSignatureError",
     "KeySourceError",
@@ -103,10 +108,28 @@ class ExpiredTokenError(InvalidClaimsError):
     code = "expired_token"
 
 
+class InactiveTokenError(TokenError):
+    """The authorization server says the token is not active (revoked, expired, unknown)."""
+
+    code = "inactive_token"
+
+
 class KeySourceError(PolicyEngineError):
     """Verification keys could not be obtained or are unusable."""
 
     code = "key_source_unavailable"
+
+
+class IntrospectionError(PolicyEngineError):
+    """The introspection endpoint gave no usable answer; never read as "inactive"."""
+
+    code = "introspection_unavailable"
+
+
+class PolicyTooLargeError(PolicyEngineError):
+    """The rendered authorizer response exceeds the size API Gateway is known to accept."""
+
+    code = "policy_too_large"
 
 
 class PermissionsError(PolicyEngineError):
@@ -125,25 +148,6 @@ class PermissionsError(PolicyEngineError):
         message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
         super().__init__(message)
         self.problems = items
-
-
-class PolicyTooLargeError(PolicyEngineError):
-    """The policy a caller is granted does not fit API Gateway's limits, even compacted.
-
-    Never truncated (that would silently deny routes, or worse, be "fixed" by a wider
-    wildcard): the request fails closed. ``size`` is the serialized response in bytes
-    (or the longest Resource in characters when ``what`` is ``"resource"``).
-    """
-
-    code = "policy_too_large"
-
-    def __init__(self, principal: str, size: int, limit: int, what: str = "response") -> None:
-        unit = "bytes" if what == "response" else "characters"
-        super().__init__(f"the {what} for principal {principal!r} is {size} {unit}; the limit is {limit}")
-        self.principal = principal
-        self.size = size
-        self.limit = limit
-        self.what = what
 
 
 class StoreError(PolicyEngineError):

@@ -23,7 +23,7 @@ from typing import Any
 
 from policy_engine.cli._common import Palette, default_location, load_permission_set
 from policy_engine.core.arn import MethodArn
-from policy_engine.core.budget import MAX_RESPONSE_BYTES, check_response, response_size
+from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
 from policy_engine.core.explain import diff_permissions, explain_request, grants_for, route_text
 from policy_engine.core.lint import estimate_response
 from policy_engine.core.permissions import PermissionSet
@@ -31,7 +31,6 @@ from policy_engine.errors import (
     ConfigurationError,
     KeySourceError,
     PermissionsError,
-    PolicyTooLargeError,
     TokenError,
 )
 from policy_engine.settings import SUPPORTED_ALGORITHMS, Settings
@@ -211,14 +210,11 @@ def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, st
     response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=scopes,
                                  version=permissions.version, principal=caller.get("principal") or "caller",
                                  issuer=caller.get("issuer"))
-    too_large = None
-    try:
-        check_response(response)
-    except PolicyTooLargeError as exc:
-        too_large = str(exc)
+    size = response_size(response)
+    too_large = f"{size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit" if size > MAX_RESPONSE_BYTES else None
     return {
         "api": api_arn, "stage": stage, "effect": response["policyDocument"]["Statement"][0]["Effect"],
-        "resources": len(resources), "bytes": response_size(response), "limit_bytes": MAX_RESPONSE_BYTES,
+        "resources": len(resources), "bytes": size, "limit_bytes": MAX_RESPONSE_BYTES,
         "too_large": too_large, "response": response,
         "routes": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage, "scope": g.scope,
                     "mapping": g.source} for g in grants_for(permissions, scopes, api_arn, stage)],
@@ -244,7 +240,8 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
         print(f"\n== policy for {api} stage {policy['stage']}: {effect}, {policy['resources']} Resource(s), "
               f"{policy['bytes']} of {policy['limit_bytes']} bytes")
         if policy["too_large"]:
-            print(paint(f"   too large: {policy['too_large']}; the authorizer would fail closed (500)", "red"))
+            print(paint(f"   too large: {policy['too_large']}; the authorizer answers per route or fails closed",
+                        "red"))
         print(json.dumps(policy["response"]["policyDocument"], indent=2))
         if policy["routes"]:
             rows = [["VERB", "PATH", "STAGE", "SCOPE", "MAPPING"]]

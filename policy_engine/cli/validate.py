@@ -19,7 +19,7 @@ from typing import Any
 
 from policy_engine.adapters.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
 from policy_engine.cli._common import Palette, default_location, read_locations
-from policy_engine.core.budget import MAX_RESPONSE_BYTES
+from policy_engine.core.decision import MAX_RESPONSE_BYTES
 from policy_engine.core.lint import ERROR, WARNING, Finding, LintReport, lint
 from policy_engine.errors import PermissionsError
 

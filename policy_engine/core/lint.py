@@ -34,9 +34,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy_engine.core.budget import MAX_RESPONSE_BYTES, response_size
 from policy_engine.core.compaction import glob_subsumes, globs_intersect
-from policy_engine.core.decision import ALLOW, DENY, Decision, render_iam_response, scalar_context
+from policy_engine.core.decision import (
+    ALLOW,
+    DENY,
+    MAX_RESPONSE_BYTES,
+    Decision,
+    render_iam_response,
+    response_size,
+    scalar_context,
+)
 from policy_engine.core.permissions import Grant, Locate, PermissionSet, compile_records
 from policy_engine.errors import PermissionsError
 

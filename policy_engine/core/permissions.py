@@ -45,7 +45,8 @@ ANY_VERB = "*"
 # IAM caps each policy Resource at 512 characters.
 MAX_RESOURCE_ARN = 512
 
-_STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# HTTP APIs also have the automatically deployed stage "$default".
+_STAGE = re.compile(r"\$default|[A-Za-z0-9_-]{1,128}")
 # Path characters API Gateway routes, plus the policy wildcard '*'. No '?' (IAM's
 # one-character wildcard would be read as a query string by people) and no '{...}'.
 _RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")

@@ -25,12 +25,22 @@ def invoke_json(capsys, *args: str) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_every_shipped_event_is_a_token_event_with_a_placeholder():
-    events = sorted(EVENTS.glob("*.json"))
-    assert len(events) >= 4
+def test_shipped_token_events_carry_a_placeholder():
+    events = sorted(EVENTS.glob("token-*.json"))
+    assert len(events) >= 5
     for path in events:
         event = json.loads(path.read_text())
         assert event["type"] == "TOKEN" and "REPLACE_WITH_TOKEN" in event["authorizationToken"]
+
+
+@pytest.mark.parametrize("event", ["request-get-pet.json", "http-v1-get-pet.json", "http-v2-get-pet.json"])
+def test_the_minted_token_replaces_the_placeholder_in_every_event_kind(capsys, event):
+    code, out = invoke_json(capsys, "--event", str(EVENTS / event), "--local-idp", "--scopes", "pets:read",
+                            "--permissions", str(ROOT / "permissions"))
+    assert code == 0 and out["status"] == 200, out
+    code, out = invoke_json(capsys, "--event", str(EVENTS / event), "--local-idp", "--scopes", "email",
+                            "--permissions", str(ROOT / "permissions"))
+    assert code == 1 and out["status"] == 403
 
 
 @pytest.mark.parametrize(("event", "scopes", "status"), [
