@@ -30,7 +30,6 @@ from policy_engine.core.permissions import PermissionSet
 from policy_engine.errors import (
     ConfigurationError,
     KeySourceError,
-    PermissionsError,
     TokenError,
 )
 from policy_engine.settings import SUPPORTED_ALGORITHMS, Settings
@@ -162,9 +161,9 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
     return caller
 
 
-def _bad_token(message: str) -> PermissionsError:
+def _bad_token(message: str) -> ConfigurationError:
     # Surfaces through the CLI's "could not run" path (exit 2) with this message.
-    return PermissionsError(message)
+    return ConfigurationError("--token", message)
 
 
 def _pick_api(permissions: PermissionSet, wanted: str | None) -> str:
@@ -172,10 +171,10 @@ def _pick_api(permissions: PermissionSet, wanted: str | None) -> str:
     if wanted:
         matches = [a for a in apis if a == wanted or a.endswith(":" + wanted)]
         if not matches:
-            raise PermissionsError(f"--api {wanted}: no mapping names this API (mapped: {', '.join(apis) or 'none'})")
+            raise ConfigurationError("--api", f"{wanted}: no mapping names this API (mapped: {', '.join(apis) or 'none'})")
         return matches[0]
     if len(apis) != 1:
-        raise PermissionsError(f"the mappings name {len(apis)} APIs; choose one with --api ({', '.join(apis)})")
+        raise ConfigurationError("--api", f"the mappings name {len(apis)} APIs; choose one ({', '.join(apis)})")
     return apis[0]
 
 
@@ -193,14 +192,14 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
         try:
             return parse_method_arn(text)
         except EventError as exc:
-            raise PermissionsError(f"--request: {exc}") from None
+            raise ConfigurationError("--request", str(exc)) from None
     verb, _, path = text.partition(" ")
     path = path.strip()
     if not path.startswith("/") or not verb:
-        raise PermissionsError(f"--request {text!r}: write 'VERB /stage/path', e.g. 'GET /dev/pets/12'")
+        raise ConfigurationError("--request", f"{text!r}: write 'VERB /stage/path', e.g. 'GET /dev/pets/12'")
     stage, _, rest = path[1:].partition("/")
     if not stage:
-        raise PermissionsError(f"--request {text!r}: the path must start with the stage")
+        raise ConfigurationError("--request", f"{text!r}: the path must start with the stage")
     return MethodArn(api_arn, stage, verb.upper(), rest)
 
 
