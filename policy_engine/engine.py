@@ -27,6 +27,7 @@ from policy_engine.core.decision import (
     render_iam_response,
     render_simple_response,
     response_size,
+    response_size_bound,
     scalar_context,
 )
 from policy_engine.core.tokens import (
@@ -230,6 +231,8 @@ class Authorizer:
                 template = route_template_arn(request.route_key or "", method_arn)
             return Answer(decision, render_simple_response(decision, str(method_arn), template), "simple")
         response = render_iam_response(decision)
+        if response_size_bound(decision) <= MAX_RESPONSE_BYTES:
+            return Answer(decision, response, "policy")
         size = response_size(response)
         if size <= MAX_RESPONSE_BYTES:
             return Answer(decision, response, "policy")
