@@ -94,7 +94,8 @@ def response_size_bound(decision: Decision) -> int:
     Lets the common small policy skip the exact measurement on the warm path.
     """
     size = _FIXED_OVERHEAD + 6 * (len(decision.principal_id) + len(decision.usage_identifier_key or ""))
-    size += sum(len(r) + 4 for r in decision.resources) + sum(len(r) + 4 for r in decision.denied)
+    size += sum(map(len, decision.resources)) + 4 * len(decision.resources)
+    size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
     size += len(decision.deny_resource) + 4
     for key, value in decision.context.items():
         size += 6 * (len(key) + len(value if isinstance(value, str) else repr(value))) + 6
