@@ -17,7 +17,7 @@ from policy_engine.errors import PolicyEngineError
 __all__ = ["main"]
 
 #: Subcommand modules, in help order.
-COMMANDS = ("quickstart", "bundle")
+COMMANDS = ("quickstart", "validate", "explain", "invoke", "bundle")
 
 
 def build_parser() -> argparse.ArgumentParser:
