@@ -18,6 +18,7 @@ import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,6 +95,14 @@ def token_event(token: str, verb: str, path: str) -> dict[str, str]:
     return {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": f"{API}/dev/{verb}{path}"}
 
 
+def http_v2_event(token: str, verb: str, path: str) -> dict[str, Any]:
+    """An HTTP API payload 2.0 authorizer event, as the template's HTTP API sends it."""
+    event = json.loads((ROOT / "events" / "http-v2-get-pet.json").read_text())
+    event.update(routeArn=f"{API}/dev/{verb}{path}", identitySource=[f"Bearer {token}"], routeKey=f"{verb} {path}")
+    event["headers"]["authorization"] = f"Bearer {token}"
+    return event
+
+
 def test_the_isolated_interpreter_sees_only_the_bundle_and_the_runtime_client(native_bundle, runtime_client, tmp_path):
     task = unpack(native_bundle.path, tmp_path / "task")
     probe = """
@@ -136,12 +145,15 @@ def test_the_bundle_decides_through_the_runtime_interface_client(flavour, reques
         nobody = api.invoke(token_event(idp.mint(scope="email"), "GET", "/pets"))
         forged = api.invoke(token_event(idp.mint(scope="pets:admin")[:-4] + "AAAA", "DELETE", "/pets/1"))
         garbage = api.invoke({"type": "TOKEN", "authorizationToken": "Bearer not-a-jwt", "methodArn": f"{API}/dev/GET/pets"})
+        http_api = api.invoke(http_v2_event(idp.mint(scope="pets:read"), "GET", "/pets/12"))
     # THEN the decisions are what API Gateway would enforce
     assert reader.error is None, reader.error
     assert evaluate_response(reader.payload, f"{API}/dev/GET/pets/12") is Verdict.ALLOW
     assert evaluate_response(reader.payload, f"{API}/dev/GET/pets") is Verdict.ALLOW
     assert evaluate_response(reader.payload, f"{API}/dev/POST/pets") is Verdict.IMPLICIT_DENY
     assert evaluate_response(nobody.payload, f"{API}/dev/GET/pets") is Verdict.EXPLICIT_DENY
+    assert evaluate_response(http_api.payload, f"{API}/dev/GET/pets/12") is Verdict.ALLOW  # the template's HTTP API
+    assert evaluate_response(http_api.payload, f"{API}/dev/DELETE/pets/12") is Verdict.IMPLICIT_DENY
     assert forged.error_message == "Unauthorized"
     assert garbage.error_message == "Unauthorized"
     # and the mappings came from permissions/ inside the bundle (the default source)
