@@ -12,14 +12,19 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │   ├── UnsupportedAlgorithmError
     │   ├── UnknownKeyError
     │   ├── InvalidSignatureError
+    │   ├── InactiveTokenError    introspection answered active: false
     │   └── InvalidClaimsError
     │       └── ExpiredTokenError
     ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
+    ├── IntrospectionError        the introspection endpoint failed (down, non-200,
+    │                             timeout, malformed answer)                     -> 500
+    ├── PolicyTooLargeError       the response would exceed API Gateway's budget  -> 500
     ├── PermissionsError          permission data is invalid (names where)
-    └── StoreError                a permission store failed (unreachable, denied)  -> 500
-        ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
-        ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
-        └── ConflictError         a concurrent publish won
+    ├── StoreError                a permission store failed (unreachable, denied)  -> 500
+    │   ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
+    │   ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
+    │   └── ConflictError         a concurrent publish won
+    └── BundleError               a Lambda bundle could not be built (CLI only)
 
 The handler maps these to API Gateway outcomes in one table (``handler/app.py``). No
 branch ever maps to Allow.
@@ -28,11 +33,14 @@ branch ever maps to Allow.
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "ConfigurationError",
     "ConflictError",
     "CorruptStoreError",
     "EventError",
     "ExpiredTokenError",
+    "InactiveTokenError",
+    "IntrospectionError",
     "InvalidClaimsError",
     "InvalidSignatureError",
     "KeySourceError",
@@ -41,6 +49,7 @@ __all__ = [
     "MissingTokenError",
     "PermissionsError",
     "PolicyEngineError",
+    "PolicyTooLargeError",
     "StoreError",
     "TokenError",
     "UnknownKeyError",
@@ -105,10 +114,28 @@ class ExpiredTokenError(InvalidClaimsError):
     code = "expired_token"
 
 
+class InactiveTokenError(TokenError):
+    """The authorization server says the token is not active (revoked, expired, unknown)."""
+
+    code = "inactive_token"
+
+
 class KeySourceError(PolicyEngineError):
     """Verification keys could not be obtained or are unusable."""
 
     code = "key_source_unavailable"
+
+
+class IntrospectionError(PolicyEngineError):
+    """The introspection endpoint gave no usable answer; never read as "inactive"."""
+
+    code = "introspection_unavailable"
+
+
+class PolicyTooLargeError(PolicyEngineError):
+    """The rendered authorizer response exceeds the size API Gateway is known to accept."""
+
+    code = "policy_too_large"
 
 
 class PermissionsError(PolicyEngineError):
@@ -160,3 +187,9 @@ class CorruptStoreError(StoreError):
         message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
         super().__init__(message)
         self.problems = items
+
+
+class BundleError(PolicyEngineError):
+    """The Lambda deployment zip could not be built (resolution, download, wrong platform)."""
+
+    code = "bundle_failed"
