@@ -374,10 +374,13 @@ import sys, threading, time, boto3
 from policy_engine.publish import sync
 from tests.faults import FaultyClient
 
+first = threading.Lock()
+
 def pause_after_two(n, kwargs, real):
     if n > 2:
-        print("PAUSED", flush=True)
-        threading.Event().wait()  # hold here until the test kills the process
+        if first.acquire(blocking=False):  # writer threads race here; say it once
+            print("PAUSED", flush=True)
+        threading.Event().wait()  # hold every writer here until the test kills the process
 
 client = FaultyClient(boto3.client("dynamodb"), batch_write_item=pause_after_two)
 sync(sys.argv[1], sys.argv[2], client=client)
