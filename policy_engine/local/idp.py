@@ -158,7 +158,9 @@ class LocalIdentityProvider:
         return f"{self.issuer}/oauth2/token"
 
     def start(self) -> LocalIdentityProvider:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-idp", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="local-idp", daemon=True
+        )
         self._thread.start()
         return self
 
