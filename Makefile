@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/policy-engine quickstart
+	$(BIN)/policy-engine demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

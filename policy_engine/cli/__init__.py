@@ -17,7 +17,7 @@ from policy_engine.errors import PolicyEngineError
 __all__ = ["main"]
 
 #: Subcommand modules, in help order.
-COMMANDS = ("quickstart",)
+COMMANDS = ("quickstart", "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

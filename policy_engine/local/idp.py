@@ -236,7 +236,8 @@ class LocalIdentityProvider:
             payload.update(token_use="access", scope=" ".join(granted), auth_time=now, version=2,
                            jti=str(uuid.uuid4()), client_id=client.client_id)
         self.tokens_issued += 1
-        return self.sign(payload)
+        # Neither Cognito nor Okta puts a typ in access-token headers.
+        return self.sign(payload, headers={"typ": None})
 
     def token_response(self, authorization: str | None, content_type: str | None, body: bytes) -> dict[str, Any]:
         """Answer a token request (RFC 6749 §4.4 client credentials).
