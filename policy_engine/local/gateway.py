@@ -440,7 +440,9 @@ class LocalGateway:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() would wait forever for a loop never started
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes = b"") -> Answer:
