@@ -19,7 +19,7 @@ from typing import Any
 from policy_engine.bootstrap import build_authorizer
 from policy_engine.core.decision import render_iam_response
 from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
-from policy_engine.logs import log
+from policy_engine.logs import log, log_decision
 from policy_engine.settings import Settings
 
 try:
@@ -53,17 +53,10 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     except Exception as exc:  # fail closed on everything else, including our own bugs
         _log_refusal("Error", exc, started)
         raise AuthorizerFailure() from None
-    log(
-        "INFO",
-        "decision",
-        decision=decision.effect,
-        reason=decision.reason,
-        principal=decision.principal_id,
-        routes=len(decision.resources),
-        version=decision.version,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
-    return render_iam_response(decision)
+    response = render_iam_response(decision)
+    log_decision(decision.effect, decision.reason, decision.principal_id, len(decision.resources),
+                 decision.version, (time.perf_counter() - started) * 1000)
+    return response
 
 
 def _log_refusal(outcome: str, exc: Exception, started: float) -> None:

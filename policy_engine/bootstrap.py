@@ -15,12 +15,27 @@ __all__ = ["build_authorizer", "permission_source"]
 def permission_source(location: str) -> PermissionSource:
     """The source named by a ``PERMISSIONS_SOURCE`` value.
 
+    ``dynamodb://TABLE`` and ``s3://BUCKET/KEY`` build a boto3 client (no AWS call yet);
+    nothing creates or alters a table here.
+
     Raises:
-        ConfigurationError: the scheme is unknown or the value is malformed.
+        ConfigurationError: the scheme is unknown, the value is malformed, or no AWS
+            region is configured for a store.
     """
+    # boto3 is imported only here, by the store that needs it: a YAML deployment never loads it.
+    if location.startswith("dynamodb://"):
+        from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
+
+        return DynamoDbPermissionSource(location.removeprefix("dynamodb://"))
+    if location.startswith("s3://"):
+        from policy_engine.adapters.s3 import S3PermissionSource
+
+        return S3PermissionSource(location)
     if "://" in location:
         scheme = location.split("://", 1)[0]
-        raise ConfigurationError("PERMISSIONS_SOURCE", f"scheme {scheme!r} is not supported (use a YAML path)")
+        raise ConfigurationError(
+            "PERMISSIONS_SOURCE", f"scheme {scheme!r} is not supported (use a YAML path, dynamodb://TABLE or s3://BUCKET/KEY)"
+        )
     from policy_engine.adapters.yaml_files import YamlPermissionSource
 
     return YamlPermissionSource(location)

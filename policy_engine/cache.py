@@ -52,7 +52,11 @@ class PermissionCache:
         """
         now = self._clock()
         current = self._current
-        if current is not None and now - self._checked_at < self._ttl:
+        if (
+            current is not None
+            and now - self._checked_at < self._ttl
+            and now - self._confirmed_at <= self._max_stale
+        ):
             return current
         self._checked_at = now
         try:

@@ -56,6 +56,7 @@ class Authorizer:
         self._clock = clock
         self._issuers = frozenset(settings.issuers)
         self._audiences = frozenset(settings.audiences)
+        self._context_claims = settings.context_claims
         self._token_types = frozenset(t.lower().removeprefix("application/") for t in settings.token_types)
 
     def verify(self, authorization: object) -> VerifiedToken:
@@ -96,7 +97,8 @@ class Authorizer:
         """
         permissions = self.permissions.get()
         resources = permissions.resources(token.scopes, method_arn.api_arn, method_arn.stage)
-        context = scalar_context({name: token.claims.get(name) for name in self.settings.context_claims})
+        claims = token.claims
+        context = scalar_context({name: claims[name] for name in self._context_claims if name in claims})
         context["scope"] = " ".join(sorted(token.scopes))
         context["policyVersion"] = permissions.version
         return Decision(

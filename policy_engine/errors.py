@@ -17,6 +17,8 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
     ├── PermissionsError          permission data is invalid (names where)
     └── StoreError                a permission store failed (unreachable, denied)  -> 500
+        ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
+        ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
         └── ConflictError         a concurrent publish won
 
 The handler maps these to API Gateway outcomes in one table (``handler/app.py``). No
@@ -28,12 +30,14 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "ConflictError",
+    "CorruptStoreError",
     "EventError",
     "ExpiredTokenError",
     "InvalidClaimsError",
     "InvalidSignatureError",
     "KeySourceError",
     "MalformedTokenError",
+    "MissingStoreError",
     "MissingTokenError",
     "PermissionsError",
     "PolicyEngineError",
@@ -135,3 +139,24 @@ class ConflictError(StoreError):
     """Another publish changed the store first; nothing of this one was applied."""
 
     code = "publish_conflict"
+
+
+class MissingStoreError(StoreError):
+    """The table, bucket or object does not exist, or nothing was ever published to it."""
+
+    code = "store_missing"
+
+
+class CorruptStoreError(StoreError):
+    """The store holds something no sync wrote (a foreign or edited item, a bad snapshot).
+
+    ``problems`` names each offending item, so a person can find it in the console.
+    """
+
+    code = "store_corrupt"
+
+    def __init__(self, problems: list[str] | str) -> None:
+        items = [problems] if isinstance(problems, str) else list(problems) or ["corrupt store"]
+        message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
+        super().__init__(message)
+        self.problems = items

@@ -24,7 +24,7 @@ def read_event(event: Any) -> AuthorizerRequest:
     Raises:
         EventError: the event is not an object or not a TOKEN event.
     """
-    if not isinstance(event, Mapping):
+    if not isinstance(event, dict) and not isinstance(event, Mapping):  # dict first: ABC checks are slow
         raise EventError("event is not an object")
     if event.get("type") == "TOKEN":
         return AuthorizerRequest("TOKEN", event.get("authorizationToken"), event.get("methodArn"))

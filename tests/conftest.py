@@ -13,6 +13,8 @@ from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.local.invoke import InvokeResult, invoke, load_handler
 
+pytest_plugins = ["tests.stores"]
+
 ROOT = Path(__file__).resolve().parent.parent
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 AUDIENCE = "policy-engine-demo"

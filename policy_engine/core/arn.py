@@ -28,6 +28,20 @@ class MethodArn(NamedTuple):
         return f"{self.api_arn}/{self.stage}/{self.verb}/{self.path}"
 
 
+_KNOWN_API_ARNS: dict[str, bool] = {}
+
+
+def _is_api_arn(api_arn: str) -> bool:
+    # A container serves a handful of APIs; remembering the answer keeps the regex off
+    # the warm path. Bounded so hostile events cannot grow it without limit.
+    known = _KNOWN_API_ARNS.get(api_arn)
+    if known is None:
+        known = API_ARN_PATTERN.fullmatch(api_arn) is not None
+        if len(_KNOWN_API_ARNS) < 256:
+            _KNOWN_API_ARNS[api_arn] = known
+    return known
+
+
 def parse_method_arn(value: object) -> MethodArn:
     """Split a methodArn into API ARN, stage, verb and path (without leading slash).
 
@@ -40,15 +54,13 @@ def parse_method_arn(value: object) -> MethodArn:
         raise EventError("methodArn is missing or not a string")
     if len(value) > _MAX_METHOD_ARN:
         raise EventError("methodArn is longer than API Gateway allows")
-    fields = value.split(":", 5)
-    if len(fields) != 6 or fields[0] != "arn" or fields[2] != "execute-api":
-        raise EventError("methodArn is not an execute-api ARN")
-    parts = fields[5].split("/", 3)
-    if len(parts) < 3:
-        raise EventError("methodArn has no stage and verb")
-    api_id, stage, verb = parts[0], parts[1], parts[2]
-    path = parts[3] if len(parts) == 4 else ""
-    api_arn = ":".join(fields[:5]) + ":" + api_id
-    if not API_ARN_PATTERN.fullmatch(api_arn) or not stage or not verb or "*" in stage:
-        raise EventError("methodArn is not an execute-api ARN")
+    # An API ARN holds no '/', so the first one ends it; the path keeps every later '/' and ':'.
+    api_arn, _, rest = value.partition("/")
+    parts = rest.split("/", 2)
+    if len(parts) < 2 or not _is_api_arn(api_arn):
+        raise EventError("methodArn is not an execute-api method ARN")
+    stage, verb = parts[0], parts[1]
+    path = parts[2] if len(parts) == 3 else ""
+    if not stage or not verb or "*" in stage:
+        raise EventError("methodArn has no usable stage and verb")
     return MethodArn(api_arn, stage, verb, path)

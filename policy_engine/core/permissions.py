@@ -53,7 +53,8 @@ _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def _fail(kind: str, message: str, **ctx: Any) -> PydanticCustomError:
-    return PydanticCustomError(kind, message, ctx)
+    # ctx values are inserted by pydantic; repr() keeps quotes and shows odd characters.
+    return PydanticCustomError(kind, message, {k: repr(v) for k, v in ctx.items()})
 
 
 class MappingRecord(BaseModel):
@@ -74,7 +75,7 @@ class MappingRecord(BaseModel):
         if not API_ARN_PATTERN.fullmatch(value):
             raise _fail(
                 "arn",
-                "arn {value!r} is not an API ARN (arn:<partition>:execute-api:<region>:<account-id>:<api-id>)",
+                "arn {value} is not an API ARN (arn:<partition>:execute-api:<region>:<account-id>:<api-id>)",
                 value=value,
             )
         return value
@@ -83,7 +84,7 @@ class MappingRecord(BaseModel):
     @classmethod
     def _stage(cls, value: str) -> str:
         if value != "*" and not _STAGE.fullmatch(value):
-            raise _fail("stage", "stage {value!r} is not a stage name (letters, digits, '-', '_') or '*'", value=value)
+            raise _fail("stage", "stage {value} is not a stage name (letters, digits, '-', '_') or '*'", value=value)
         return value
 
     @field_validator("http_verb")
@@ -93,7 +94,7 @@ class MappingRecord(BaseModel):
         if verb == "ANY":
             verb = ANY_VERB
         if verb != ANY_VERB and verb not in HTTP_VERBS:
-            raise _fail("httpVerb", "httpVerb {value!r} is not an HTTP method (or '*'/'ANY')", value=value)
+            raise _fail("httpVerb", "httpVerb {value} is not an HTTP method (or '*'/'ANY')", value=value)
         return verb
 
     @field_validator("resource")
@@ -102,19 +103,19 @@ class MappingRecord(BaseModel):
         if "{" in value or "}" in value:
             raise _fail(
                 "resource",
-                "resource {value!r} uses a path template; API Gateway's methodArn carries the real path, "
+                "resource {value} uses a path template; API Gateway's methodArn carries the real path, "
                 "so write '*' where the parameter goes",
                 value=value,
             )
         if not _RESOURCE.fullmatch(value):
-            raise _fail("resource", "resource {value!r} has characters a route path cannot have", value=value)
+            raise _fail("resource", "resource {value} has characters a route path cannot have", value=value)
         return value[1:] if value.startswith("/") else value
 
     @field_validator("scope")
     @classmethod
     def _scope(cls, value: str) -> str:
         if not _SCOPE.fullmatch(value):
-            raise _fail("scope", "scope {value!r} is not one scope token (no spaces, quotes or backslashes)", value=value)
+            raise _fail("scope", "scope {value} is not one scope token (no spaces, quotes or backslashes)", value=value)
         return value
 
 

@@ -9,11 +9,9 @@ good at: turning JWKs into keys and verifying signatures with its algorithm obje
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +38,13 @@ __all__ = [
     "verify_signature",
 ]
 
-# RFC 6750 §2.1: scheme (case-insensitive, RFC 9110 §11.1), one or more spaces, b64token.
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
-# Exactly three non-empty base64url segments; no padding, no other characters.
-_JWT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+# Character checks by bytes.translate(delete=...) instead of regexes: the same
+# rules, a fraction of the cost on ~1 KB tokens, and this runs on every request.
+_ALNUM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN_CHARS = _ALNUM + b"-._~+/"
+# A compact JWS: base64url segments joined by dots; no padding, nothing else.
+_JWS_CHARS = _ALNUM + b"-_."
 # Header members that point at keys chosen by the token's author (RFC 8725 §3.10).
 _KEY_POINTERS = ("jku", "x5u", "jwk", "x5c")
 _MAX_KID = 256
@@ -62,20 +63,40 @@ def extract_bearer(header: object, max_length: int) -> str:
         raise MalformedTokenError("Authorization value is not a string")
     if len(header) > max_length + 16:
         raise MalformedTokenError("token is longer than MAX_TOKEN_LENGTH")
-    match = _BEARER.fullmatch(header)
-    if match is None:
+    # Scheme case-insensitive (RFC 9110 §11.1), then one or more spaces, then the token.
+    if header[:7].lower() != "bearer " or not header.isascii():
         raise MalformedTokenError("Authorization is not 'Bearer <token>' with exactly one token")
-    return match.group(1)
+    token = header[7:].lstrip(" ")
+    body = token.encode("ascii").rstrip(b"=")
+    if not body or body.translate(None, _B64TOKEN_CHARS):
+        raise MalformedTokenError("Authorization is not 'Bearer <token>' with exactly one token")
+    return token
+
+
+def _jws_segments(token: str) -> list[str] | None:
+    if not token.isascii() or token.encode("ascii").translate(None, _JWS_CHARS):
+        return None
+    segments = token.split(".")
+    if len(segments) != 3 or not all(segments):
+        return None
+    return segments
 
 
 def looks_like_jwt(token: str) -> bool:
     """True when ``token`` has the three-segment shape of a JWS compact serialization."""
-    return _JWT.fullmatch(token) is not None
+    return _jws_segments(token) is not None
+
+
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"===", b"==", b"=")
 
 
 def _b64decode(segment: str) -> bytes:
+    # The caller's regex already limited the alphabet; this is base64.urlsafe_b64decode
+    # without its per-call argument juggling, which shows on the warm path.
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = segment.encode("ascii")
+        return binascii.a2b_base64(data.translate(_URLSAFE_TO_STANDARD) + _PADDING[len(data) % 4])
     except (binascii.Error, ValueError):
         raise MalformedTokenError("token segment is not base64url") from None
 
@@ -92,14 +113,14 @@ def _reject_constant(name: str) -> Any:
     raise MalformedTokenError(f"token JSON contains {name}")
 
 
+# Built once: json.loads() with hooks would build a new decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
+
+
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     raw = _b64decode(segment)
     try:
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_reject_constant,
-        )
+        value = _DECODER.decode(raw.decode("utf-8"))
     except MalformedTokenError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -136,10 +157,10 @@ def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> Pa
     """
     if len(token) > max_length:
         raise MalformedTokenError("token is longer than MAX_TOKEN_LENGTH")
-    match = _JWT.fullmatch(token)
-    if match is None:
+    segments = _jws_segments(token)
+    if segments is None:
         raise MalformedTokenError("token is not a three-part base64url JWS")
-    head_b64, body_b64, sig_b64 = match.groups()
+    head_b64, body_b64, sig_b64 = segments
     header = _json_object(head_b64, "header")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:

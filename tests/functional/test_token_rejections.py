@@ -46,7 +46,8 @@ def test_bearer_scheme_is_case_insensitive(idp, make_handler, header):
 @pytest.mark.parametrize(
     "header",
     [None, "", "{t}", "Basic {t}", "Bearer", "Bearer ", "Bearer {t} {t}", "Bearer {t},Bearer {t}",
-     "Bearer\t{t}", "Bearer {t} ", " Bearer {t}", "Token {t}"],
+     "Bearer\t{t}", "Bearer {t} ", " Bearer {t}", "Token {t}", "Bearer ====", "Bearer {t}\u00e9",
+     "Bearer {t}\n"],
 )
 def test_authorization_value_must_be_exactly_one_bearer_token(idp, make_handler, header):
     event = token_event(None)

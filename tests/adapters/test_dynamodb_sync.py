@@ -1,0 +1,306 @@
+"""sync / rollback / load against DynamoDB: every test runs on moto AND on DynamoDB Local."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from policy_engine.adapters.dynamodb import (
+    MAPPINGS,
+    DynamoDbPermissionSource,
+    DynamoDbStore,
+    sort_key,
+)
+from policy_engine.core.permissions import PermissionSet, compile_records
+from policy_engine.core.publish import MappingKey, keys_of
+from policy_engine.errors import ConflictError, CorruptStoreError, MissingStoreError, PermissionsError, StoreError
+from policy_engine.publish import history, load_desired, rollback, sync
+from tests.faults import Crash, FaultyClient, many_routes, write_permissions
+from tests.stores import ROOT
+
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+
+
+def load(table: str, client=None) -> PermissionSet:
+    raw = DynamoDbPermissionSource(table, client=client).fetch(None)
+    assert raw is not None
+    return compile_records(raw.records, raw.locate, version=raw.version)
+
+
+def pointer_version(table: str) -> int:
+    return DynamoDbStore(table).read_pointer(consistent=True).version
+
+
+def test_sync_publishes_the_shipped_permissions_and_the_authorizer_loads_exactly_them(table):
+    result = sync(ROOT / "permissions", f"dynamodb://{table}")
+    assert result.published and result.version_after == 1
+    loaded = load(table)
+    assert loaded.version == "v1"
+    assert keys_of(loaded) == load_desired(ROOT / "permissions")
+    assert len(loaded) == 17
+
+
+def test_unchanged_resync_writes_nothing_and_one_change_writes_a_handful(table, tmp_path):
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(60))
+    first = sync(yaml_file, f"dynamodb://{table}")
+    # 60 items + the version record in 25-item batches (DynamoDB Local rejects 26), claim, flip
+    assert first.write_requests == 3 + 2
+    again = sync(yaml_file, f"dynamodb://{table}")
+    assert not again.published and again.write_requests == 0 and again.plan.empty
+
+    routes = many_routes(60)
+    routes[7] = ("POST", "/items/7", "bulk:write")
+    write_permissions(yaml_file, routes)
+    changed = sync(yaml_file, f"dynamodb://{table}")
+    assert changed.published and changed.version_after == 2
+    assert [str(k) for k in changed.plan.added] == ["a1b2c3d4e5 dev POST /items/7 -> bulk:write"]
+    assert [str(k) for k in changed.plan.removed] == ["a1b2c3d4e5 dev GET /items/7 -> bulk:read"]
+    # claim + one batch (new item, old item marked removed, version record) + flip
+    assert changed.write_requests == 3
+    loaded = load(table)
+    assert loaded.version == "v2" and len(loaded) == 60
+    assert MappingKey(API, "dev", "POST", "/items/7", "bulk:write") in keys_of(loaded)
+
+
+def test_dry_run_prints_the_diff_and_writes_nothing(table, tmp_path):
+    yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s:read")])
+    sync(yaml_file, f"dynamodb://{table}")
+    write_permissions(yaml_file, [("GET", "/a", "s:read"), ("PUT", "/a", "s:write")])
+    result = sync(yaml_file, f"dynamodb://{table}", dry_run=True)
+    assert result.plan.lines() == ["+ a1b2c3d4e5 dev PUT /a -> s:write"]
+    assert not result.published and result.write_requests == 0
+    assert pointer_version(table) == 1 and len(load(table)) == 1
+
+
+def test_paging_survives_an_empty_last_page(table, tmp_path):
+    # With Limit equal to the item count, DynamoDB Local (like AWS) returns a
+    # LastEvaluatedKey and then an empty page; moto stops early. Both must load all.
+    write = write_permissions(tmp_path / "p.yaml", many_routes(30))
+    sync(write, f"dynamodb://{table}")
+    source = DynamoDbPermissionSource(table)
+    source._store.page_size = 30
+    raw = source.fetch(None)
+    assert raw is not None and len(raw.records) == 30
+
+
+def test_a_sync_that_fails_half_way_leaves_the_old_version_whole_and_a_rerun_completes(table, tmp_path, backend):
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(80, "old:read"))
+    sync(yaml_file, f"dynamodb://{table}")
+    before = keys_of(load(table))
+    write_permissions(yaml_file, many_routes(80, "new:read"))  # 80 removals + 80 additions
+
+    def die_on_third_batch(n, kwargs, real):
+        if n == 3:
+            raise Crash("process died")
+
+    faulty = FaultyClient(backend.client(), batch_write_item=die_on_third_batch)
+    with pytest.raises(Crash):
+        sync(yaml_file, f"dynamodb://{table}", client=faulty)
+    assert faulty.calls["batch_write_item"] == 3  # two batches (50 writes) really landed
+    # GIVEN half of v2 is in the table THEN a reader still gets v1, all of it, nothing of v2
+    loaded = load(table)
+    assert loaded.version == "v1" and keys_of(loaded) == before
+
+    rerun = sync(yaml_file, f"dynamodb://{table}")
+    assert rerun.published and rerun.version_after == 2
+    assert keys_of(load(table)) == load_desired(yaml_file)
+    assert history(f"dynamodb://{table}")[-1]["mappings"] == 80
+
+
+def test_a_killed_sync_blocks_others_until_take_over_and_a_changed_yaml_undoes_its_writes(table, tmp_path, backend):
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(40, "a"))
+    sync(yaml_file, f"dynamodb://{table}")
+    write_permissions(yaml_file, many_routes(40, "b"))
+    dead = [False]
+
+    def die(n, kwargs, real):
+        if n == 2 or dead[0]:  # after one batch, nothing this process sends arrives any more
+            dead[0] = True
+            raise Crash("killed")
+
+    faulty = FaultyClient(backend.client(), batch_write_item=die, update_item=lambda n, k, r: die(0, k, r) if dead[0] else None)
+    with pytest.raises(Crash):
+        sync(yaml_file, f"dynamodb://{table}", client=faulty)
+    # The claim outlives the killed process: a second sync is refused with a clear message
+    with pytest.raises(ConflictError, match="--take-over"):
+        sync(yaml_file, f"dynamodb://{table}")
+    assert load(table).version == "v1"
+    # The re-run publishes a YAML that differs from what the dead sync was writing
+    final = many_routes(20, "a") + many_routes(5, "c")
+    write_permissions(yaml_file, final)
+    result = sync(yaml_file, f"dynamodb://{table}", take_over=True)
+    assert result.version_after == 2
+    loaded = load(table)
+    assert keys_of(loaded) == load_desired(yaml_file) and len(loaded) == 25
+
+
+def test_two_syncs_at_once_one_wins_the_other_conflicts_and_nothing_is_lost(table, tmp_path, backend):
+    base = write_permissions(tmp_path / "base.yaml", [("GET", "/a", "s")])
+    sync(base, f"dynamodb://{table}")
+    first = write_permissions(tmp_path / "first.yaml", [("GET", "/a", "s"), ("GET", "/first", "s")])
+    second = write_permissions(tmp_path / "second.yaml", [("GET", "/a", "s"), ("GET", "/second", "s")])
+    outcome: dict[str, object] = {}
+
+    def second_sync_runs_now(n, kwargs, real):
+        if n == 1:  # sync one holds the claim and is about to write its items
+            try:
+                sync(second, f"dynamodb://{table}")
+            except ConflictError as exc:
+                outcome["second"] = exc
+
+    faulty = FaultyClient(backend.client(), batch_write_item=second_sync_runs_now)
+    result = sync(first, f"dynamodb://{table}", client=faulty)
+    assert result.version_after == 2
+    assert "is publishing v2" in str(outcome["second"])
+    assert keys_of(load(table)) == load_desired(first)
+    # the loser re-runs and publishes on top: nothing of either is lost
+    again = sync(second, f"dynamodb://{table}")
+    assert again.version_after == 3 and keys_of(load(table)) == load_desired(second)
+    assert [e["version"] for e in history(f"dynamodb://{table}")] == [1, 2, 3]
+
+
+def test_a_sync_planned_on_a_version_that_moved_is_refused(table, tmp_path, backend):
+    yaml_a = write_permissions(tmp_path / "a.yaml", [("GET", "/a", "s")])
+    yaml_b = write_permissions(tmp_path / "b.yaml", [("GET", "/b", "s")])
+    sync(yaml_a, f"dynamodb://{table}")
+
+    def other_publishes_before_the_claim(n, kwargs, real):
+        if n == 1:
+            sync(write_permissions(tmp_path / "c.yaml", [("GET", "/c", "s")]), f"dynamodb://{table}")
+
+    faulty = FaultyClient(backend.client(), update_item=other_publishes_before_the_claim)
+    with pytest.raises(ConflictError, match="moved from v1 to v2"):
+        sync(yaml_b, f"dynamodb://{table}", client=faulty)
+    assert {k.resource for k in keys_of(load(table))} == {"/c"}
+
+
+# moto's server checks a condition and writes without a lock, so racing threads can
+# both pass it; DynamoDB (and DynamoDB Local) serialise conditional writes per item.
+@pytest.mark.parametrize("backend", ["dynamodb-local"], indirect=True)
+def test_threads_racing_publish_each_version_once(table, tmp_path):
+    files = [write_permissions(tmp_path / f"{i}.yaml", [("GET", f"/r{i}", "s")]) for i in range(4)]
+    errors: list[Exception] = []
+    done: list[int] = []
+
+    def run(path):
+        try:
+            done.append(sync(path, f"dynamodb://{table}").version_after)
+        except ConflictError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) + len(errors) == 4 and done
+    assert sorted(done) == list(range(1, len(done) + 1))  # no version published twice
+    loaded = load(table)
+    assert loaded.version == f"v{max(done)}" and len(loaded) == 1
+
+
+def test_rollback_publishes_the_earlier_content_as_a_new_version(table, tmp_path):
+    yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s"), ("GET", "/b", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    v1 = keys_of(load(table))
+    write_permissions(yaml_file, [("GET", "/a", "s"), ("DELETE", "/b", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    write_permissions(yaml_file, [("GET", "/z", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+
+    dry = rollback(f"dynamodb://{table}", to=1, dry_run=True)
+    assert not dry.published and pointer_version(table) == 3
+    result = rollback(f"dynamodb://{table}", to=1)
+    assert result.version_after == 4
+    loaded = load(table)
+    assert loaded.version == "v4" and keys_of(loaded) == v1
+    assert history(f"dynamodb://{table}")[-1]["note"] == "rollback to v1"
+    # default: the version before the current one
+    assert rollback(f"dynamodb://{table}").version_after == 5
+    assert {k.resource for k in keys_of(load(table))} == {"/z"}
+    with pytest.raises(StoreError, match="cannot roll back to v9"):
+        rollback(f"dynamodb://{table}", to=9)
+
+
+# -- bad input: one clear error, the published version untouched ----------------------
+
+
+@pytest.fixture
+def published(table, tmp_path):
+    yaml_file = write_permissions(tmp_path / "good.yaml", [("GET", "/a", "s:read")])
+    sync(yaml_file, f"dynamodb://{table}")
+    return table
+
+
+def test_unreadable_yaml_is_refused_before_anything_is_written(published, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("permissions:\n  - arn: [unclosed\n")
+    with pytest.raises(PermissionsError, match="bad.yaml:3: invalid YAML"):
+        sync(bad, f"dynamodb://{published}")
+    bad.write_bytes(b"permissions: \xff\xfe\n")
+    with pytest.raises(PermissionsError, match="bad.yaml: not UTF-8"):
+        sync(bad, f"dynamodb://{published}")
+    assert pointer_version(published) == 1
+
+
+def test_an_invalid_mapping_is_refused_with_its_line(published, tmp_path):
+    bad = write_permissions(tmp_path / "bad.yaml", [("GET", "/a", "s:read"), ("GETT", "/b", "s:read")])
+    with pytest.raises(PermissionsError, match=r"bad.yaml:9: httpVerb"):
+        sync(bad, f"dynamodb://{published}")
+    assert pointer_version(published) == 1 and len(load(published)) == 1
+
+
+def test_a_foreign_item_in_the_table_is_named_and_blocks_sync_but_not_the_reader(published, tmp_path, backend):
+    backend.client().put_item(TableName=published, Item={"pk": {"S": MAPPINGS}, "sk": {"S": "hello"},
+                                                          "note": {"S": "someone's item"}})
+    good = write_permissions(tmp_path / "next.yaml", [("GET", "/b", "s:read")])
+    with pytest.raises(CorruptStoreError, match="sk='hello'.*not written by policy-engine sync"):
+        sync(good, f"dynamodb://{published}")
+    # The authorizer reads only items that claim a version, and proves the set by its
+    # digest: the stray item cannot change a decision.
+    loaded = load(published)
+    assert loaded.version == "v1" and {k.resource for k in keys_of(loaded)} == {"/a"}
+    assert pointer_version(published) == 1
+
+
+def test_an_item_edited_in_the_console_is_detected(published, backend):
+    key = MappingKey(API, "dev", "GET", "/a", "s:read")
+    backend.client().update_item(
+        TableName=published, Key={"pk": {"S": MAPPINGS}, "sk": {"S": sort_key(key, 1)}},
+        UpdateExpression="SET #r = :r", ExpressionAttributeNames={"#r": "resource"},
+        ExpressionAttributeValues={":r": {"S": "/*"}})
+    with pytest.raises(CorruptStoreError, match="do not match its sort key"):
+        DynamoDbPermissionSource(published).fetch(None)
+
+
+def test_an_item_deleted_in_the_console_fails_the_digest(published, tmp_path, backend):
+    key = MappingKey(API, "dev", "GET", "/a", "s:read")
+    backend.client().delete_item(TableName=published, Key={"pk": {"S": MAPPINGS}, "sk": {"S": sort_key(key, 1)}})
+    with pytest.raises(CorruptStoreError, match="do not match its published digest"):
+        DynamoDbPermissionSource(published).fetch(None)
+    with pytest.raises(CorruptStoreError, match="do not match its digest"):
+        sync(write_permissions(tmp_path / "x.yaml", [("GET", "/x", "s")]), f"dynamodb://{published}")
+
+
+def test_a_missing_table_says_run_migrate(backend, tmp_path):
+    good = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s")])
+    with pytest.raises(MissingStoreError, match="dynamodb://no-such-table does not exist"):
+        sync(good, "dynamodb://no-such-table")
+    with pytest.raises(MissingStoreError):
+        DynamoDbPermissionSource("no-such-table").fetch(None)
+
+
+def test_a_table_never_published_is_not_an_empty_permission_set(table):
+    with pytest.raises(MissingStoreError, match="nothing published yet"):
+        DynamoDbPermissionSource(table).fetch(None)
+
+
+def test_missing_credentials_are_one_store_error(published, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StoreError, match="no AWS credentials"):
+        DynamoDbPermissionSource(published).fetch(None)

@@ -1,0 +1,143 @@
+"""The JWKS adapter against a real HTTP server on 127.0.0.1, with a controllable clock."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from policy_engine.adapters.jwks_http import JwksKeySource
+from policy_engine.errors import ConfigurationError, KeySourceError, UnknownKeyError
+from policy_engine.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _source(idp, clock, **overrides):
+    options = dict(algorithms={"RS256"}, jwks_uris=[idp.jwks_uri], timeout=1.0, cache_ttl=300,
+                   refetch_interval=30, max_stale=600, clock=clock)
+    options.update(overrides)
+    return JwksKeySource([idp.issuer], **options)
+
+
+def _jwks_requests(idp) -> int:
+    return sum(1 for r in idp.requests if r == "GET /jwks.json")
+
+
+def test_keys_are_cached_per_container(idp):
+    source = _source(idp, Clock())
+    kid = idp.keys[0].kid
+    assert source.get_key(idp.issuer, kid).kid == kid
+    source.get_key(idp.issuer, kid)
+    assert _jwks_requests(idp) == 1
+
+
+def test_unknown_kid_refetches_at_most_once_per_interval(idp):
+    clock = Clock()
+    source = _source(idp, clock)
+    source.get_key(idp.issuer, idp.keys[0].kid)
+    for _ in range(20):
+        with pytest.raises(UnknownKeyError):
+            source.get_key(idp.issuer, "forged-kid")
+    assert _jwks_requests(idp) == 1  # the first fetch started the cooldown
+    clock.now += 31
+    with pytest.raises(UnknownKeyError):
+        source.get_key(idp.issuer, "forged-kid")
+    assert _jwks_requests(idp) == 2
+
+
+def test_rotated_key_is_found_by_one_refetch(idp):
+    clock = Clock()
+    source = _source(idp, clock)
+    source.get_key(idp.issuer, idp.keys[0].kid)
+    new = idp.rotate()
+    clock.now += 31
+    assert source.get_key(idp.issuer, new.kid).kid == new.kid
+
+
+def test_endpoint_down_keeps_last_good_keys_up_to_max_stale(idp):
+    clock = Clock()
+    source = _source(idp, clock)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (503, b"unavailable")
+    clock.now += 301  # past the TTL: refresh fails, cached keys still verify
+    assert source.get_key(idp.issuer, kid).kid == kid
+    clock.now += 500  # still within TTL + max_stale
+    assert source.get_key(idp.issuer, kid).kid == kid
+    clock.now += 200  # beyond: fail closed
+    with pytest.raises(KeySourceError):
+        source.get_key(idp.issuer, kid)
+    idp.jwks_override = None
+    clock.now += 31
+    assert source.get_key(idp.issuer, kid).kid == kid  # recovers once the IdP is back
+
+
+def test_a_broken_answer_never_replaces_good_keys(idp):
+    clock = Clock()
+    source = _source(idp, clock)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (200, b'{"keys": "nope"}')
+    clock.now += 301
+    assert source.get_key(idp.issuer, kid).kid == kid
+
+
+def test_cold_start_with_endpoint_down_fails_closed(idp):
+    idp.jwks_override = lambda: (500, b"{}")
+    with pytest.raises(KeySourceError):
+        _source(idp, Clock()).get_key(idp.issuer, idp.keys[0].kid)
+
+
+def test_discovery_finds_the_jwks_uri(idp):
+    source = _source(idp, Clock(), jwks_uris=())
+    assert source.get_key(idp.issuer, idp.keys[0].kid)
+    assert "GET /.well-known/openid-configuration" in idp.requests
+
+
+def test_discovery_for_another_issuer_is_refused(idp):
+    idp.routes[("GET", "/.well-known/openid-configuration")] = lambda h, b: (
+        200, {}, b'{"issuer": "https://other.example", "jwks_uri": "https://other.example/jwks"}')
+    with pytest.raises(KeySourceError):
+        _source(idp, Clock(), jwks_uris=()).get_key(idp.issuer, idp.keys[0].kid)
+
+
+def test_redirects_are_not_followed(idp):
+    idp.routes[("GET", "/moved")] = lambda h, b: (302, {"Location": idp.jwks_uri}, b"")
+    with pytest.raises(KeySourceError):
+        _source(idp, Clock(), jwks_uris=[f"{idp.issuer}/moved"]).get_key(idp.issuer, idp.keys[0].kid)
+    assert _jwks_requests(idp) == 0
+
+
+def test_slow_endpoint_times_out_quickly(idp):
+    def slow(handler, body):
+        time.sleep(1.5)
+        return 200, {}, b"{}"
+
+    idp.routes[("GET", "/slow")] = slow
+    started = time.monotonic()
+    with pytest.raises(KeySourceError):
+        _source(idp, Clock(), jwks_uris=[f"{idp.issuer}/slow"], timeout=0.3).get_key(idp.issuer, "k")
+    assert time.monotonic() - started < 1.2
+
+
+@pytest.mark.parametrize("variable,value", [("ISSUER", "http://idp.example.com"),
+                                            ("JWKS_URI", "http://idp.example.com/jwks"),
+                                            ("JWKS_URI", "ftp://127.0.0.1/jwks")])
+def test_key_material_only_over_https_except_loopback(variable, value):
+    env = {"ISSUER": "https://idp.example.com", "AUDIENCE": "a", variable: value}
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_environ(env)
+    assert info.value.variable == variable
+
+
+def test_loopback_http_is_accepted_for_local_development():
+    settings = Settings.from_environ({"ISSUER": "http://127.0.0.1:9000", "AUDIENCE": "a",
+                                      "JWKS_URI": "http://localhost:9000/jwks.json"})
+    assert settings.jwks_uris == ("http://localhost:9000/jwks.json",)

@@ -1,0 +1,137 @@
+"""YAML permission files: both document forms, and errors that name file and line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from policy_engine.adapters.yaml_files import YamlPermissionSource
+from policy_engine.core.permissions import compile_records
+from policy_engine.errors import PermissionsError
+
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _load(path: Path):
+    raw = YamlPermissionSource(path, display_root=path if path.is_dir() else path.parent).fetch(None)
+    return compile_records(raw.records, raw.locate)
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(PermissionsError) as info:
+        _load(path)
+    return info.value.problems
+
+
+BLOG_ENTRY = f"""\
+- arn: {API}
+  resource: /pets
+  stage: dev
+  httpVerb: GET
+  scope: pets:read
+"""
+
+
+def test_aws_blog_document_loads_as_a_bare_list_or_under_permissions(tmp_path):
+    bare = _load(_write(tmp_path, "bare.yaml", BLOG_ENTRY))
+    keyed = _load(_write(tmp_path, "keyed.yaml", "permissions:\n" + textwrap.indent(BLOG_ENTRY, "  ")))
+    assert bare.version == keyed.version
+    assert bare.resources(frozenset({"pets:read"}), API, "dev") == (f"{API}/dev/GET/pets",)
+
+
+def test_grouped_form_compiles_to_the_same_model(tmp_path):
+    grouped = _load(_write(tmp_path, "g.yaml", f"""\
+        apis:
+          - arn: {API}
+            stages: [dev]
+            routes:
+              GET /pets: [pets:read]
+        """))
+    blog = _load(_write(tmp_path, "b.yaml", BLOG_ENTRY))
+    assert grouped.version == blog.version
+
+
+def test_error_names_file_line_and_field(tmp_path):
+    path = _write(tmp_path, "pets.yaml", BLOG_ENTRY + BLOG_ENTRY.replace("GET", "GETT"))
+    assert _problems(path) == ["pets.yaml:9: httpVerb 'GETT' is not an HTTP method (or '*'/'ANY')"]
+
+
+def test_every_problem_is_reported_and_nothing_loads(tmp_path):
+    bad = BLOG_ENTRY.replace("stage: dev", "stage: dev env").replace("pets:read", "pets read")
+    problems = _problems(_write(tmp_path, "bad.yaml", BLOG_ENTRY + bad))
+    assert problems == [
+        "bad.yaml:8: stage 'dev env' is not a stage name (letters, digits, '-', '_') or '*'",
+        "bad.yaml:10: scope 'pets read' is not one scope token (no spaces, quotes or backslashes)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (BLOG_ENTRY.replace("  scope: pets:read\n", ""), "t.yaml:1: scope is required"),
+        (BLOG_ENTRY + "  scopes: x\n", "t.yaml:6: unknown field 'scopes' (expected arn, stage, httpVerb, resource, scope)"),
+        (BLOG_ENTRY.replace(API, "arn:aws:execute-api:us-east-1:123:api"), "t.yaml:1: arn 'arn:aws:execute-api:us-east-1:123:api' is not an API ARN"),
+        (BLOG_ENTRY.replace("/pets", "/pets/{id}"), "t.yaml:2: resource '/pets/{id}' uses a path template"),
+        (BLOG_ENTRY.replace("/pets", "/pets?x=1"), "t.yaml:2: resource '/pets?x=1' has characters"),
+        (BLOG_ENTRY.replace("stage: dev", "stage: 12"), "t.yaml:3: stage must be a string"),
+        ("- just a string\n", "t.yaml:1: a mapping must be an object"),
+        ("permissions: {}\n", "t.yaml:1: 'permissions' must be a list"),
+        ("rules: []\n", "t.yaml:1: unknown top-level key 'rules'"),
+        ("- arn: [unclosed\n", "t.yaml:2: invalid YAML"),
+        (BLOG_ENTRY.replace("  stage: dev\n", "  stage: dev\n  stage: prod\n"), "t.yaml:4: duplicate key 'stage'"),
+    ],
+)
+def test_bad_documents(tmp_path, text, expected):
+    problems = _problems(_write(tmp_path, "t.yaml", text))
+    assert problems[0].startswith(expected), problems
+
+
+def test_grouped_form_errors_point_at_the_route(tmp_path):
+    path = _write(tmp_path, "g.yaml", f"""\
+        apis:
+          - arn: {API}
+            stages: [dev]
+            routes:
+              GET /pets: [pets:read]
+              FETCH /pets: [pets:read]
+              GET /cats: [bad scope]
+        """)
+    assert _problems(path) == [
+        "g.yaml:6: httpVerb 'FETCH' is not an HTTP method (or '*'/'ANY')",
+        "g.yaml:7: scope 'bad scope' is not one scope token (no spaces, quotes or backslashes)",
+    ]
+
+
+def test_one_bad_file_in_a_folder_fails_the_whole_load(tmp_path):
+    _write(tmp_path, "a.yaml", BLOG_ENTRY)
+    _write(tmp_path, "b.yaml", BLOG_ENTRY.replace("GET", "GRAB"))
+    assert _problems(tmp_path) == ["b.yaml:4: httpVerb 'GRAB' is not an HTTP method (or '*'/'ANY')"]
+
+
+def test_unreadable_and_missing_paths(tmp_path):
+    assert _problems(tmp_path / "nope")[0].endswith("nope: no such file or folder")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    assert _problems(tmp_path)[0] == "binary.yaml: not UTF-8 text"
+
+
+def test_unchanged_files_are_not_reparsed(tmp_path):
+    path = _write(tmp_path, "a.yaml", BLOG_ENTRY)
+    source = YamlPermissionSource(path)
+    first = source.fetch(None)
+    assert first is not None and source.fetch(first.etag) is None
+    path.write_text(BLOG_ENTRY.replace("GET", "POST"))
+    assert source.fetch(first.etag) is not None
+
+
+def test_shipped_example_loads():
+    permissions = _load(ROOT / "permissions")
+    assert {"pets:read", "pets:write", "pets:admin", "store:read", "store:write"} <= permissions.scopes

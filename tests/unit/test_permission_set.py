@@ -1,0 +1,62 @@
+"""Policy generation from compiled mappings (pure)."""
+
+from __future__ import annotations
+
+import itertools
+
+from policy_engine.core.iam import glob_matches
+from policy_engine.core.permissions import HTTP_VERBS, compile_records
+
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+
+
+def _set(*rows):
+    records = [dict(zip(("arn", "stage", "httpVerb", "resource", "scope"), row)) for row in rows]
+    return compile_records(records, lambda path: f"test:{path}")
+
+
+def _allowed(resources, verb, path, stage="dev"):
+    return any(glob_matches(r, f"{API}/{stage}/{verb}/{path}") for r in resources)
+
+
+def test_only_the_requested_api_and_stage_are_listed():
+    other_api = "arn:aws:execute-api:us-east-1:123456789012:zzzzzzzzzz"
+    permissions = _set((API, "dev", "GET", "/pets", "r"), (API, "prod", "GET", "/pets", "r"),
+                       (other_api, "dev", "GET", "/pets", "r"), (API, "*", "GET", "/health", "r"))
+    assert permissions.resources(frozenset({"r"}), API, "dev") == (f"{API}/dev/GET/health", f"{API}/dev/GET/pets")
+
+
+def test_any_verb_expands_unless_the_resource_is_everything():
+    permissions = _set((API, "dev", "ANY", "/pets", "a"), (API, "dev", "*", "*", "b"))
+    assert len(permissions.resources(frozenset({"a"}), API, "dev")) == len(HTTP_VERBS)
+    assert permissions.resources(frozenset({"b"}), API, "dev") == (f"{API}/dev/*/*",)
+
+
+def test_generated_policy_grants_exactly_what_the_mappings_grant():
+    permissions = _set((API, "dev", "ANY", "/pets/*", "a"), (API, "dev", "GET", "/", "a"),
+                       (API, "dev", "POST", "/orders", "b"))
+    resources = permissions.resources(frozenset({"a"}), API, "dev")
+    paths = ["", "pets", "pets/", "pets/1", "pets/1/x", "x/pets/1", "orders", "GET/pets/1", "pets:1"]
+    for verb, path in itertools.product(HTTP_VERBS, paths):
+        expected = path.startswith("pets/") or (verb == "GET" and path == "")
+        assert _allowed(resources, verb, path) is expected, (verb, path)
+
+
+def test_decision_cost_does_not_depend_on_unrelated_mappings():
+    rows = [(API, "dev", "GET", f"/r{i}", f"scope{i}") for i in range(20000)]
+    permissions = _set(*rows)
+    assert permissions.routes(frozenset({"scope7"}), API, "dev") == [permissions.grants[7].route]
+
+
+def test_memoised_answers_are_keyed_by_granting_scopes_only():
+    permissions = _set((API, "dev", "GET", "/pets", "r"))
+    a = permissions.resources(frozenset({"r", "email"}), API, "dev")
+    b = permissions.resources(frozenset({"r", "profile"}), API, "dev")
+    assert a is b
+
+
+def test_version_is_a_content_hash_independent_of_order():
+    one = _set((API, "dev", "GET", "/a", "r"), (API, "dev", "GET", "/b", "r"))
+    two = _set((API, "dev", "GET", "/b", "r"), (API, "dev", "GET", "/a", "r"))
+    three = _set((API, "dev", "GET", "/a", "r"))
+    assert one.version == two.version != three.version

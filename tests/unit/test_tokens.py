@@ -1,0 +1,151 @@
+"""Each token check at its own layer, so removing any one of them fails a test
+(the handler-level tests would still pass thanks to the layers behind it)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from jwt.algorithms import RSAAlgorithm
+
+from policy_engine.core.tokens import (
+    extract_bearer,
+    load_jwks,
+    parse_jwt,
+    read_scopes,
+    validate_claims,
+    verify_signature,
+)
+from policy_engine.errors import (
+    ExpiredTokenError,
+    InvalidClaimsError,
+    InvalidSignatureError,
+    MalformedTokenError,
+    UnsupportedAlgorithmError,
+)
+from tests.support.forge import b64, claims, raw_token, rsa_key
+
+ISS = "https://idp.example.com"
+KEY = rsa_key()
+JWK = {**json.loads(RSAAlgorithm.to_jwk(KEY.public_key())), "kid": "k1", "alg": "RS256"}
+
+
+def _parse(token, algorithms=("RS256",)):
+    return parse_jwt(token, max_length=8192, algorithms=set(algorithms))
+
+
+def test_parse_refuses_algorithms_outside_the_allow_list_even_if_keys_would_refuse_too():
+    token = raw_token({"alg": "HS256", "kid": "k1"}, claims(ISS), b"secret")
+    with pytest.raises(UnsupportedAlgorithmError):
+        _parse(token)
+
+
+def test_verify_refuses_a_header_alg_other_than_the_keys_bound_alg():
+    keys, _ = load_jwks({"keys": [JWK]}, {"RS256", "RS384"})
+    token = _parse(raw_token({"alg": "RS384", "kid": "k1"}, claims(ISS), KEY), ("RS256", "RS384"))
+    with pytest.raises(UnsupportedAlgorithmError):
+        verify_signature(token, keys["k1"])
+
+
+def test_verify_refuses_a_bad_signature():
+    keys, _ = load_jwks({"keys": [JWK]}, {"RS256"})
+    token = _parse(raw_token({"alg": "RS256", "kid": "k1"}, claims(ISS), rsa_key()))
+    with pytest.raises(InvalidSignatureError):
+        verify_signature(token, keys["k1"])
+
+
+@pytest.mark.parametrize(
+    "jwk,reason",
+    [
+        ({"kty": "oct", "kid": "s", "k": b64(b"x" * 32), "alg": "HS256"}, "not an asymmetric signing key"),
+        ({**JWK, "use": "enc"}, "use is 'enc'"),
+        ({**JWK, "key_ops": ["encrypt"]}, "key_ops does not allow verify"),
+        ({**JWK, "alg": "PS256"}, "no allowed algorithm"),
+        ({k: v for k, v in JWK.items() if k != "kid"}, "without kid"),
+        ({**json.loads(RSAAlgorithm.to_jwk(rsa_key(1024).public_key())), "kid": "w", "alg": "RS256"}, "1024 bits"),
+    ],
+)
+def test_load_jwks_skips_unsafe_keys_even_when_their_algorithm_is_passed(jwk, reason):
+    keys, skipped = load_jwks({"keys": [jwk]}, {"RS256", "HS256"})
+    assert keys == {}
+    assert any(reason in line for line in skipped), skipped
+
+
+def test_load_jwks_drops_kids_listed_twice():
+    keys, skipped = load_jwks({"keys": [JWK, JWK]}, {"RS256"})
+    assert keys == {} and "k1: listed 2 times" in skipped
+
+
+@pytest.mark.parametrize("member", ["jku", "x5u", "jwk", "x5c", "crit", "b64"])
+def test_parse_refuses_key_pointers_and_extensions(member):
+    with pytest.raises(MalformedTokenError):
+        _parse(raw_token({"alg": "RS256", "kid": "k1", member: "x"}, claims(ISS), KEY))
+
+
+def test_parse_refuses_duplicate_members_and_overlong_tokens():
+    payload = json.dumps(claims(ISS))[:-1] + ', "sub": "other"}'
+    with pytest.raises(MalformedTokenError):
+        _parse(raw_token({"alg": "RS256", "kid": "k1"}, payload, KEY))
+    with pytest.raises(MalformedTokenError):
+        parse_jwt(raw_token({"alg": "RS256", "kid": "k1"}, claims(ISS), KEY), max_length=100, algorithms={"RS256"})
+
+
+def _claims_ok(**overrides):
+    token = _parse(raw_token({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}, claims(ISS, **overrides), KEY))
+    validate_claims(token, issuer=ISS, audiences={"policy-engine-demo"}, now=time.time(), leeway=5,
+                    token_types={"at+jwt"})
+
+
+@pytest.mark.parametrize(
+    "overrides,error",
+    [
+        ({"exp": None}, InvalidClaimsError),
+        ({"exp": "9999999999"}, InvalidClaimsError),
+        ({"exp": 1.5e300 * 1e10}, MalformedTokenError),  # JSON Infinity is refused at parse
+        ({"exp": int(time.time()) - 10}, ExpiredTokenError),
+        ({"nbf": int(time.time()) + 60}, InvalidClaimsError),
+        ({"iat": int(time.time()) + 60}, InvalidClaimsError),
+        ({"iss": ISS + "/"}, InvalidClaimsError),
+        ({"aud": "other"}, InvalidClaimsError),
+        ({"aud": None}, InvalidClaimsError),
+        ({"aud": [1]}, InvalidClaimsError),
+        ({"token_use": "id"}, InvalidClaimsError),
+        ({"aud": None, "token_use": "access", "client_id": "other"}, InvalidClaimsError),
+        ({"client_id": 5}, InvalidClaimsError),
+    ],
+)
+def test_claim_rules(overrides, error):
+    with pytest.raises(error):
+        _claims_ok(**overrides)
+
+
+def test_claims_accept_the_good_cases():
+    _claims_ok()
+    _claims_ok(aud=None, token_use="access", client_id="policy-engine-demo")
+    _claims_ok(exp=int(time.time()) - 3)  # within leeway
+
+
+def test_token_type_rule():
+    token = _parse(raw_token({"alg": "RS256", "kid": "k1", "typ": "JWT"}, claims(ISS), KEY))
+    with pytest.raises(InvalidClaimsError):
+        validate_claims(token, issuer=ISS, audiences={"policy-engine-demo"}, now=time.time(), leeway=0,
+                        token_types={"at+jwt"})
+
+
+def test_scopes_are_exact_tokens_of_the_first_present_claim():
+    assert read_scopes({"scope": "a  b c"}, ("scope", "scp")) == {"a", "b", "c"}
+    assert read_scopes({"scp": ["a", "b"]}, ("scope", "scp")) == {"a", "b"}
+    assert read_scopes({}, ("scope",)) == frozenset()
+    for bad in ({"scope": 1}, {"scope": ["a", 2]}, {"scope": None}, {"scope": {"a": 1}}):
+        with pytest.raises(InvalidClaimsError):
+            read_scopes(bad, ("scope",))
+
+
+@pytest.mark.parametrize("header", ["Bearer ====", "Bearer a b", "Bearer\ta", "Basic a", "Bearer", "bearer  a="])
+def test_bearer_rules(header):
+    if header == "bearer  a=":
+        assert extract_bearer(header, 100) == "a="
+        return
+    with pytest.raises(MalformedTokenError):
+        extract_bearer(header, 100)
