@@ -66,6 +66,8 @@ class LocalStack:
         self.gateway: LocalGateway | None = None
         self.handler_environ: dict[str, str] = {}
         self.startup_seconds = 0.0
+        #: What the last sync into the table said (``None`` with ``--store yaml``).
+        self.last_publish: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -84,7 +86,7 @@ class LocalStack:
             aws_env: dict[str, str] = {}
             if options.store == "dynamodb":
                 self.table = LocalTable(options.table, host=options.host).start()
-                self.table.publish(options.permissions)
+                self.last_publish = self.table.publish(options.permissions).describe()
                 source = self.table.source
                 aws_env = self.table.environ
             elif options.store != "yaml":
@@ -134,7 +136,7 @@ class LocalStack:
             PermissionsError, StoreError: the files are invalid or the table refused them.
         """
         if self.table is not None:
-            self.table.publish(self.options.permissions)
+            self.last_publish = self.table.publish(self.options.permissions).describe()
 
     @property
     def gateway_url(self) -> str:
@@ -170,9 +172,9 @@ class LocalStack:
         lines = [
             f"identity provider  {self.idp.issuer}  (token endpoint {token_url}, JWKS {self.idp.jwks_uri})",
             f"permissions        {self.handler_environ['PERMISSIONS_SOURCE']}"
-            + (f"  (synced from {self.options.permissions}"
-               f"{'; moto on ' + self.table.endpoint if self.table and self.table.embedded else ''})"
-               if self.table else ""),
+            + (f"  on {'moto at ' if self.table.embedded else ''}{self.table.endpoint}, migrated, then"
+               f"\n                   sync {self.options.permissions}: {self.last_publish}"
+               if self.table else "  (read live by the handler)"),
             f"API gateway        {self.gateway.url}/{{stage}}/...  for {routes.api_arn}",
             f"                   stages {', '.join(sorted(routes.stages)) if routes.stages else 'any'}; "
             f"authorizer cache TTL {self.options.cache_ttl:g} s; "

@@ -71,7 +71,7 @@ def permissions_dir(tmp_path: Path) -> Path:
     return target
 
 
-@pytest.fixture(params=["yaml"])
+@pytest.fixture(params=["dynamodb"])
 def store(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -7,6 +7,8 @@ import base64
 import json
 import time
 
+import pytest
+
 from policy_engine.local.walkthrough import http_request
 from tests.e2e.conftest import Client, FakeClock
 
@@ -113,11 +115,13 @@ def test_token_regex_refuses_without_invoking_the_handler(start_stack):
     assert handler.calls == 1
 
 
-def test_permission_change_takes_effect_after_both_caches_expire(start_stack, permissions_dir):
+@pytest.mark.parametrize("store", ["dynamodb", "yaml"])
+def test_permission_change_takes_effect_after_both_caches_expire(start_stack, permissions_dir, store):
     clock = FakeClock()
     stack, handler = start_stack(cache_ttl=60, clock=clock)
     client = Client(stack)
     reader = client.token()
+    before = client.call("GET", "/dev/pets", reader).json()["authorizer"]["policyVersion"]
     assert client.call("POST", "/dev/pets", reader).status == 403
 
     # WHEN an operator grants POST /pets to pets:read and syncs, while serve runs
@@ -133,7 +137,7 @@ def test_permission_change_takes_effect_after_both_caches_expire(start_stack, pe
     reply = client.call("POST", "/dev/pets", reader)
     assert reply.status == 201
     assert handler.calls == 2
-    assert reply.json()["authorizer"]["policyVersion"] != ""
+    assert reply.json()["authorizer"]["policyVersion"] != before  # the synced version decided
 
     # and a revocation travels the same way
     pets.write_text(pets.read_text().replace("POST /pets: [pets:write, pets:read]", "POST /pets: [pets:write]"))
@@ -168,3 +172,28 @@ def test_key_rotation_in_the_identity_provider(start_stack):
     assert client.call("GET", "/dev/pets", old).status == 401
     assert client.call("GET", "/dev/pets", new).status == 401
     assert client.call("GET", "/dev/pets", newest).status == 200
+
+
+def test_aws_endpoint_url_replaces_the_embedded_table(start_stack, monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    from policy_engine.local.table import _free_port
+
+    port = _free_port("127.0.0.1")
+    external = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    external.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+                            "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+            monkeypatch.setenv(name, value)
+        stack, _ = start_stack(table="external-permissions")
+        assert stack.table is not None and not stack.table.embedded and stack.table.endpoint == endpoint
+        client = Client(stack)
+        assert client.call("GET", "/dev/pets", client.token()).status == 200
+        import boto3
+
+        tables = boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-1").list_tables()
+        assert "external-permissions" in tables["TableNames"]
+    finally:
+        external.stop()
