@@ -27,7 +27,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.url:
-        info = http_request("GET", f"{args.url.rstrip('/')}/_local/info").json()
+        try:
+            info = http_request("GET", f"{args.url.rstrip('/')}/_local/info").json()
+        except OSError:
+            info = None
         if not isinstance(info, dict) or "token_endpoint" not in info:
             print(f"policy-engine demo: {args.url} is not a running 'policy-engine serve'", file=sys.stderr)
             return 2

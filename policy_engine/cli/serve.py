@@ -7,6 +7,7 @@ Prints where everything listens and ready-to-paste curl commands for the shipped
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,18 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    # SIGTERM (a process manager, `kill`) stops as cleanly as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     stack = LocalStack(options_from(args)).start()
     try:
         print(stack.describe())
         print(f"\nready in {stack.startup_seconds:.2f} s; Ctrl-C stops everything", flush=True)
-        threading.Event().wait()
+        stop.wait()
     except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+        pass
     finally:
+        print("\nstopping", flush=True)
         stack.stop()
+        signal.signal(signal.SIGTERM, previous)
     return 0
