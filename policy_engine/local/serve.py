@@ -173,7 +173,7 @@ class LocalStack:
             f"identity provider  {self.idp.issuer}  (token endpoint {token_url}, JWKS {self.idp.jwks_uri})",
             f"permissions        {self.handler_environ['PERMISSIONS_SOURCE']}"
             + (f"  on {'moto at ' if self.table.embedded else ''}{self.table.endpoint}, migrated, then"
-               f"\n                   sync {self.options.permissions}: {self.last_publish}"
+               f"\n                   sync {_shown(self.options.permissions)}: {self.last_publish}"
                if self.table else "  (read live by the handler)"),
             f"API gateway        {self.gateway.url}/{{stage}}/...  for {routes.api_arn}",
             f"                   stages {', '.join(sorted(routes.stages)) if routes.stages else 'any'}; "
@@ -195,7 +195,22 @@ class LocalStack:
             "  # rotate the signing keys",
             f"  curl -s -X POST {shlex.quote(self.idp.issuer + '/admin/rotate')}",
         ]
+        if self.table is not None:
+            env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.table.environ.items())
+                           if k != "AWS_SESSION_TOKEN")
+            lines += [
+                "  # after editing the permission files, publish them to the running table",
+                f"  {env} policy-engine sync {self.table.source} --permissions "
+                f"{shlex.quote(_shown(self.options.permissions))}",
+            ]
         return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _load_permissions(path: Path) -> PermissionSet:
