@@ -1,14 +1,20 @@
 """The Lambda entry point users deploy: ``handler.app.lambda_handler``.
 
 Configuration is read once per container; every failure is mapped to an API Gateway
-outcome in the table below, and none of them is Allow.
+outcome in the table below, and none of them is Allow. The same table serves every
+event kind (REST TOKEN and REQUEST, HTTP API payload 1.0 and 2.0).
 
     outcome                       cause                                        client sees
     ----------------------------  -------------------------------------------  -----------
     Allow policy                  token valid, scopes grant routes             200 on granted routes, 403 elsewhere
     Deny policy (all routes)      token valid, no mapping grants anything      403
-    raise "Unauthorized"          EventError, TokenError                       401
-    raise "AuthorizerFailure"     KeySourceError, StoreError, anything else    500 (not cached by API Gateway)
+    Deny statement for routes     caller has no API key, route needs one       403 on those routes
+    per-route policy              full policy > 8 KB, cache key is per route   200 or 403 for this route
+    {isAuthorized: true|false}    payload 2.0 with SIMPLE_RESPONSES            200 or 403 for this route
+    raise "Unauthorized"          EventError, TokenError (incl. inactive       401 (REST; HTTP APIs: 401, or
+                                  introspected tokens, several credentials)    500 if not honoured: never 200)
+    raise "AuthorizerFailure"     KeySourceError, IntrospectionError,          500 (not cached by API Gateway)
+                                  StoreError, PolicyTooLargeError, anything else
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import time
 from typing import Any
 
 from policy_engine.bootstrap import build_authorizer
-from policy_engine.core.decision import render_iam_response
 from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
 from policy_engine.logs import log, log_decision
 from policy_engine.settings import Settings
@@ -46,17 +51,17 @@ class AuthorizerFailure(Exception):
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        decision = AUTHORIZER.decide_event(event)
+        answer = AUTHORIZER.answer(event)
     except (EventError, TokenError) as exc:
         _log_refusal("Unauthorized", exc, started)
         raise Unauthorized() from None
     except Exception as exc:  # fail closed on everything else, including our own bugs
         _log_refusal("Error", exc, started)
         raise AuthorizerFailure() from None
-    response = render_iam_response(decision)
+    decision = answer.decision
     log_decision(decision.effect, decision.reason, decision.principal_id, len(decision.resources),
-                 decision.version, (time.perf_counter() - started) * 1000)
-    return response
+                 decision.version, (time.perf_counter() - started) * 1000, answer.shape)
+    return answer.response
 
 
 def _log_refusal(outcome: str, exc: Exception, started: float) -> None:

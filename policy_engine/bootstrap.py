@@ -64,7 +64,26 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
         ttl=settings.permissions_cache_ttl,
         max_stale=settings.permissions_max_stale,
     )
-    authorizer = Authorizer(settings, keys=keys, permissions=permissions)
+    introspection = None
+    if settings.introspection_url is not None:
+        from policy_engine.adapters.introspection import IntrospectionClient
+
+        introspection = IntrospectionClient(
+            settings.introspection_url,
+            client_id=settings.introspection_client_id,
+            client_secret=settings.introspection_client_secret,
+            auth_method=settings.introspection_auth_method,
+            timeout=settings.introspection_timeout,
+            cache_ttl=settings.introspection_cache_ttl,
+            negative_ttl=settings.introspection_negative_cache_ttl,
+        )
+    api_keys = None
+    if settings.api_key_claim or settings.api_keys_file:
+        from policy_engine.adapters.api_keys_yaml import load_api_key_rules
+
+        api_keys = load_api_key_rules(settings.api_keys_file, settings.api_key_claim)
+    authorizer = Authorizer(settings, keys=keys, permissions=permissions, introspection=introspection,
+                            api_keys=api_keys)
     if prefetch:
         keys.prefetch()
         try:

@@ -1,6 +1,11 @@
-"""The authorizer facade: verify the caller, look up their grants, return a Decision.
+"""The authorizer facade: verify the caller, look up their grants, answer API Gateway.
 
-No I/O of its own: keys and mappings come through the ports it is given.
+No I/O of its own: keys, introspection and mappings come through what it is given.
+
+Which token goes where: a JWT whose (unverified) ``iss`` is a configured ``ISSUER`` is
+verified locally, and its failures are final; any other token goes to introspection
+when ``INTROSPECTION_URL`` is set, so JWTs and opaque tokens work side by side during
+a migration.
 """
 
 from __future__ import annotations
@@ -8,25 +13,40 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from policy_engine.cache import PermissionCache
-from policy_engine.core.arn import MethodArn, parse_method_arn
-from policy_engine.core.decision import ALLOW, DENY, Decision, scalar_context
+from policy_engine.core.apikeys import ApiKeyRules
+from policy_engine.core.arn import MethodArn, parse_method_arn, route_template_arn
+from policy_engine.core.decision import (
+    ALLOW,
+    DENY,
+    MAX_RESPONSE_BYTES,
+    Decision,
+    narrow_to_route,
+    render_iam_response,
+    render_simple_response,
+    response_size,
+    response_size_bound,
+    scalar_context,
+)
 from policy_engine.core.tokens import (
     extract_bearer,
     parse_jwt,
+    peek_issuer,
     principal_of,
     read_scopes,
     validate_claims,
+    validate_introspection,
     verify_signature,
 )
-from policy_engine.errors import InvalidClaimsError
-from policy_engine.events import read_event
-from policy_engine.ports import KeySource
+from policy_engine.errors import InvalidClaimsError, MalformedTokenError, PolicyTooLargeError
+from policy_engine.events import HTTP_V2, REQUEST, TOKEN, AuthorizerRequest, read_event
+from policy_engine.logs import log
+from policy_engine.ports import KeySource, TokenIntrospector
 from policy_engine.settings import Settings
 
-__all__ = ["Authorizer", "VerifiedToken"]
+__all__ = ["Answer", "Authorizer", "VerifiedToken"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +57,15 @@ class VerifiedToken:
     principal_id: str
     scopes: frozenset[str]
     claims: Mapping[str, Any]
+    kind: str = "jwt"
+
+
+class Answer(NamedTuple):
+    """The response for API Gateway and the decision behind it; ``shape`` names the format."""
+
+    decision: Decision
+    response: dict[str, Any]
+    shape: str
 
 
 class Authorizer:
@@ -48,12 +77,19 @@ class Authorizer:
         *,
         keys: KeySource,
         permissions: PermissionCache,
+        introspection: TokenIntrospector | None = None,
+        api_keys: ApiKeyRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.permissions = permissions
+        self.introspection = introspection
+        self.api_keys = api_keys
         self._clock = clock
+        self._introspection_issuers = frozenset(
+            settings.issuers + ((settings.introspection_issuer,) if settings.introspection_issuer else ())
+        )
         self._issuers = frozenset(settings.issuers)
         self._audiences = frozenset(settings.audiences)
         self._context_claims = settings.context_claims
@@ -66,9 +102,46 @@ class Authorizer:
             TokenError: any problem with the token (API Gateway answers 401).
             KeySourceError: the issuer's keys cannot be obtained.
         """
+        return self._verify_jwt(extract_bearer(authorization, self.settings.max_token_length))
+
+    def authenticate(self, request: AuthorizerRequest) -> VerifiedToken:
+        """Verify the credential of an event: locally for JWTs of an ``ISSUER``, else by introspection.
+
+        Raises:
+            TokenError: any problem with the token (401).
+            KeySourceError, IntrospectionError: the token cannot be checked now (fail closed).
+        """
+        limit = self.settings.max_token_length
+        if request.in_query:
+            # RFC 6750 §2.3: the same b64token as in the header, without the scheme.
+            if not isinstance(request.authorization, str):
+                raise MalformedTokenError("query string token is not a string")
+            token = extract_bearer("Bearer " + request.authorization, limit)
+        else:
+            token = extract_bearer(request.authorization, limit)
+        if self.introspection is not None and peek_issuer(token) not in self._issuers:
+            return self._introspect(token)
+        return self._verify_jwt(token)
+
+    def _introspect(self, token: str) -> VerifiedToken:
+        assert self.introspection is not None
+        answer = self.introspection.introspect(token)
+        validate_introspection(
+            answer,
+            issuers=self._introspection_issuers,
+            audiences=self._audiences,
+            now=self._clock(),
+            leeway=self.settings.leeway,
+        )
+        issuer = answer.get("iss") or self.settings.introspection_issuer or ""
+        return VerifiedToken(
+            issuer, principal_of(answer), read_scopes(answer, self.settings.scope_claims), answer, "opaque"
+        )
+
+    def _verify_jwt(self, bearer: str) -> VerifiedToken:
         settings = self.settings
         token = parse_jwt(
-            extract_bearer(authorization, settings.max_token_length),
+            bearer,
             max_length=settings.max_token_length,
             algorithms=settings.algorithms,
         )
@@ -89,8 +162,12 @@ class Authorizer:
             issuer, principal_of(token.payload), read_scopes(token.payload, settings.scope_claims), token.payload
         )
 
-    def decide(self, token: VerifiedToken, method_arn: MethodArn) -> Decision:
+    def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.
+
+        With API key rules (and ``api_keys``, true for REST APIs), the caller's key is
+        returned as ``usageIdentifierKey``; a caller without one is denied the routes
+        that need one.
 
         Raises:
             StoreError: no usable mappings are loaded.
@@ -101,6 +178,12 @@ class Authorizer:
         context = scalar_context({name: claims[name] for name in self._context_claims if name in claims})
         context["scope"] = " ".join(sorted(token.scopes))
         context["policyVersion"] = permissions.version
+        key: str | None = None
+        denied: tuple[str, ...] = ()
+        if self.api_keys is not None and api_keys:
+            key = self.api_keys.key_for(token.claims)
+            if key is None and resources:
+                denied = self.api_keys.required_resources(method_arn.api_arn, method_arn.stage)
         return Decision(
             effect=ALLOW if resources else DENY,
             principal_id=token.principal_id,
@@ -110,6 +193,8 @@ class Authorizer:
             reason="granted" if resources else "no_grant",
             version=permissions.version,
             context=context,
+            usage_identifier_key=key,
+            denied=denied,
         )
 
     def decide_event(self, event: Any) -> Decision:
@@ -119,6 +204,46 @@ class Authorizer:
             EventError, TokenError: the request is refused (401).
             KeySourceError, StoreError: the decision cannot be made (fail closed).
         """
-        request = read_event(event)
+        return self.answer(event).decision
+
+    def answer(self, event: Any) -> Answer:
+        """Read, verify and decide one authorizer event, and render the response it needs.
+
+        REST events and HTTP API IAM mode get a policy for every route the caller may
+        use (API Gateway caches it for all routes). Payload 2.0 with ``SIMPLE_RESPONSES``
+        gets ``{isAuthorized, context}`` for the requested route. A policy too large for
+        API Gateway is narrowed to the requested route when the identity sources make
+        the cache key per route; otherwise ``PolicyTooLargeError``.
+
+        Raises:
+            EventError, TokenError: the request is refused (401).
+            KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
+            PolicyTooLargeError: the policy is too large and no per-route answer is safe.
+        """
+        request = read_event(event, self.settings.identity_source)
         method_arn = parse_method_arn(request.method_arn)
-        return self.decide(self.verify(request.authorization), method_arn)
+        token = self.authenticate(request)
+        # Usage plans and API keys exist on REST APIs only.
+        decision = self.decide(token, method_arn, api_keys=request.kind in (TOKEN, REQUEST))
+        if request.kind == HTTP_V2 and self.settings.simple_responses:
+            template = None
+            if self.settings.identity_source.cache_scope == "route":
+                template = route_template_arn(request.route_key or "", method_arn)
+            return Answer(decision, render_simple_response(decision, str(method_arn), template), "simple")
+        response = render_iam_response(decision)
+        if response_size_bound(decision) <= MAX_RESPONSE_BYTES:
+            return Answer(decision, response, "policy")
+        size = response_size(response)
+        if size <= MAX_RESPONSE_BYTES:
+            return Answer(decision, response, "policy")
+        if request.kind == TOKEN or not self.settings.identity_source.per_route:
+            log("ERROR", "policy_too_large", principal=decision.principal_id, size=size, limit=MAX_RESPONSE_BYTES,
+                event_kind=request.kind, fix="use a REQUEST authorizer with method and path identity sources")
+            raise PolicyTooLargeError(f"policy of {size} bytes exceeds {MAX_RESPONSE_BYTES} and the cache key is not per route")
+        narrowed = narrow_to_route(decision, str(method_arn))
+        response = render_iam_response(narrowed)
+        log("WARN", "policy_narrowed_to_route", principal=decision.principal_id, size=size,
+            limit=MAX_RESPONSE_BYTES, route_size=response_size(response))
+        if response_size(response) > MAX_RESPONSE_BYTES:
+            raise PolicyTooLargeError("even the per-route policy exceeds the response budget")
+        return Answer(narrowed, response, "per-route policy")

@@ -12,9 +12,13 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │   ├── UnsupportedAlgorithmError
     │   ├── UnknownKeyError
     │   ├── InvalidSignatureError
+    │   ├── InactiveTokenError    introspection answered active: false
     │   └── InvalidClaimsError
     │       └── ExpiredTokenError
     ├── KeySourceError            keys could not be obtained (JWKS down, bad JWKS) -> 500
+    ├── IntrospectionError        the introspection endpoint failed (down, non-200,
+    │                             timeout, malformed answer)                     -> 500
+    ├── PolicyTooLargeError       the response would exceed API Gateway's budget  -> 500
     ├── PermissionsError          permission data is invalid (names where)
     └── StoreError                a permission store failed (unreachable, denied)  -> 500
         ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
@@ -33,6 +37,8 @@ __all__ = [
     "CorruptStoreError",
     "EventError",
     "ExpiredTokenError",
+    "InactiveTokenError",
+    "IntrospectionError",
     "InvalidClaimsError",
     "InvalidSignatureError",
     "KeySourceError",
@@ -41,6 +47,7 @@ __all__ = [
     "MissingTokenError",
     "PermissionsError",
     "PolicyEngineError",
+    "PolicyTooLargeError",
     "StoreError",
     "TokenError",
     "UnknownKeyError",
@@ -105,10 +112,28 @@ class ExpiredTokenError(InvalidClaimsError):
     code = "expired_token"
 
 
+class InactiveTokenError(TokenError):
+    """The authorization server says the token is not active (revoked, expired, unknown)."""
+
+    code = "inactive_token"
+
+
 class KeySourceError(PolicyEngineError):
     """Verification keys could not be obtained or are unusable."""
 
     code = "key_source_unavailable"
+
+
+class IntrospectionError(PolicyEngineError):
+    """The introspection endpoint gave no usable answer; never read as "inactive"."""
+
+    code = "introspection_unavailable"
+
+
+class PolicyTooLargeError(PolicyEngineError):
+    """The rendered authorizer response exceeds the size API Gateway is known to accept."""
+
+    code = "policy_too_large"
 
 
 class PermissionsError(PolicyEngineError):

@@ -24,10 +24,16 @@ def log(level: str, event: str, **fields: Any) -> None:
     sys.stderr.write(_encode(record) + "\n")
 
 
-def log_decision(decision: str, reason: str, principal: str, routes: int, version: str, latency_ms: float) -> None:
-    """The one line per Allow/Deny decision; formatted by hand because it is on the warm path."""
+def log_decision(
+    decision: str, reason: str, principal: str, routes: int, version: str, latency_ms: float, shape: str = "policy"
+) -> None:
+    """The one line per Allow/Deny decision; formatted by hand because it is on the warm path.
+
+    ``shape`` names the response format: ``policy``, ``per-route policy`` or ``simple``.
+    """
     sys.stderr.write(
         '{"level":"INFO","event":"decision","ts":%.3f,"decision":%s,"reason":%s,"principal":%s,'
-        '"routes":%d,"version":%s,"latency_ms":%.3f}\n'
-        % (time.time(), _quote(decision), _quote(reason), _quote(principal), routes, _quote(version), latency_ms)
+        '"routes":%d,"shape":%s,"version":%s,"latency_ms":%.3f}\n'
+        % (time.time(), _quote(decision), _quote(reason), _quote(principal), routes, _quote(shape), _quote(version),
+           latency_ms)
     )

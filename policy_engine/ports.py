@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from policy_engine.core.permissions import Locate
 from policy_engine.core.tokens import VerificationKey
 
-__all__ = ["KeySource", "PermissionSource", "RawPermissions"]
+__all__ = ["KeySource", "PermissionSource", "RawPermissions", "TokenIntrospector"]
 
 
 class KeySource(Protocol):
@@ -20,6 +20,14 @@ class KeySource(Protocol):
 
     def get_key(self, issuer: str, kid: str) -> VerificationKey:
         """Raises ``UnknownKeyError`` (no such key) or ``KeySourceError`` (keys unavailable)."""
+        ...
+
+
+class TokenIntrospector(Protocol):
+    """Asks the authorization server about an opaque token (RFC 7662)."""
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """The active answer. Raises ``InactiveTokenError`` or ``IntrospectionError``."""
         ...
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from policy_engine.errors import ConfigurationError
+from policy_engine.events import DEFAULT_IDENTITY_SOURCE, IdentitySource, parse_identity_source
 
-__all__ = ["SUPPORTED_ALGORITHMS", "Settings"]
+__all__ = ["INTROSPECTION_AUTH_METHODS", "SUPPORTED_ALGORITHMS", "Settings"]
+
+#: How the authorizer authenticates to the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).
+INTROSPECTION_AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 
 # Asymmetric algorithms only: HMAC needs a shared secret, which a public JWKS never is.
 SUPPORTED_ALGORITHMS = frozenset(
@@ -29,7 +33,8 @@ DEFAULT_PERMISSIONS_SOURCE = str(Path(__file__).resolve().parent.parent / "permi
 class Settings:
     """Typed, validated configuration of one authorizer."""
 
-    #: ``ISSUER``: exact ``iss`` values accepted, comma-separated. Required.
+    #: ``ISSUER``: exact ``iss`` values of JWTs verified locally, comma-separated.
+    #: Required unless ``INTROSPECTION_URL`` is set.
     issuers: tuple[str, ...]
     #: ``AUDIENCE``: accepted ``aud`` values (or Cognito ``client_id``s). Required.
     audiences: tuple[str, ...]
@@ -63,6 +68,35 @@ class Settings:
     jwks_max_stale: float = 21600.0
     #: ``CONTEXT_CLAIMS``: token claims copied into the authorizer context when scalar.
     context_claims: tuple[str, ...] = ("sub", "client_id", "username", "iss")
+    #: ``IDENTITY_SOURCE``: the authorizer's identity sources, comma-separated, written as in
+    #: API Gateway (``method.request.header.Authorization`` or ``$request.header.Authorization``;
+    #: add ``context.httpMethod,context.path`` or ``$context.routeKey`` for per-route cache keys).
+    #: REQUEST and HTTP API events read the token from the first header or query string entry.
+    identity_source: IdentitySource = DEFAULT_IDENTITY_SOURCE
+    #: ``SIMPLE_RESPONSES``: ``true`` answers payload 2.0 events with ``{isAuthorized, context}``
+    #: for the requested route (API Gateway's ``enableSimpleResponses``) (false).
+    simple_responses: bool = False
+    #: ``INTROSPECTION_URL``: RFC 7662 endpoint for tokens that are not JWTs of an ``ISSUER``.
+    introspection_url: str | None = None
+    #: ``INTROSPECTION_CLIENT_ID`` / ``INTROSPECTION_CLIENT_SECRET``: the resource server's
+    #: credentials at the endpoint. Required with ``INTROSPECTION_URL``.
+    introspection_client_id: str = ""
+    introspection_client_secret: str = field(default="", repr=False)
+    #: ``INTROSPECTION_AUTH_METHOD``: ``client_secret_basic`` (default) or ``client_secret_post``.
+    introspection_auth_method: str = "client_secret_basic"
+    #: ``INTROSPECTION_TIMEOUT``: seconds for one introspection request (2).
+    introspection_timeout: float = 2.0
+    #: ``INTROSPECTION_CACHE_TTL``: at most this many seconds an active answer is reused,
+    #: and never past the token's ``exp`` (60). 0 disables the positive cache.
+    introspection_cache_ttl: float = 60.0
+    #: ``INTROSPECTION_NEGATIVE_CACHE_TTL``: seconds an ``active: false`` answer is reused (5).
+    introspection_negative_cache_ttl: float = 5.0
+    #: ``INTROSPECTION_ISSUER``: ``iss`` accepted in introspection answers, besides ``ISSUER``.
+    introspection_issuer: str | None = None
+    #: ``API_KEY_CLAIM``: token claim holding the caller's usage-plan API key.
+    api_key_claim: str | None = None
+    #: ``API_KEYS_FILE``: YAML file of API keys per client and routes that need one.
+    api_keys_file: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,7 +106,8 @@ class Settings:
             ConfigurationError: a variable is missing or invalid; ``.variable`` names it.
         """
         env = os.environ if environ is None else environ
-        issuers = _csv(env, "ISSUER", required=True)
+        introspection_url = env.get("INTROSPECTION_URL", "").strip() or None
+        issuers = _csv(env, "ISSUER", required=introspection_url is None)
         for issuer in issuers:
             _check_url("ISSUER", issuer)
         audiences = _csv(env, "AUDIENCE", required=True)
@@ -93,6 +128,34 @@ class Settings:
         leeway = _number(env, "CLOCK_LEEWAY", 30.0, maximum=300.0)
         ttl = _number(env, "PERMISSIONS_CACHE_TTL", 60.0, maximum=86400.0)
         source = env.get("PERMISSIONS_SOURCE", "").strip() or DEFAULT_PERMISSIONS_SOURCE
+        identity_entries = _csv(env, "IDENTITY_SOURCE")
+        identity = parse_identity_source(identity_entries) if identity_entries else DEFAULT_IDENTITY_SOURCE
+        client_id = env.get("INTROSPECTION_CLIENT_ID", "").strip()
+        client_secret = env.get("INTROSPECTION_CLIENT_SECRET", "")
+        auth_method = env.get("INTROSPECTION_AUTH_METHOD", "").strip() or "client_secret_basic"
+        if auth_method not in INTROSPECTION_AUTH_METHODS:
+            raise ConfigurationError(
+                "INTROSPECTION_AUTH_METHOD", f"{auth_method!r} is not one of {', '.join(sorted(INTROSPECTION_AUTH_METHODS))}"
+            )
+        if introspection_url is not None:
+            _check_url("INTROSPECTION_URL", introspection_url)
+            # RFC 7662 §2.1: the endpoint must know who asks; anonymous introspection
+            # would let anyone with network access test stolen tokens.
+            if not client_id:
+                raise ConfigurationError("INTROSPECTION_CLIENT_ID", "is required with INTROSPECTION_URL")
+            if not client_secret:
+                raise ConfigurationError("INTROSPECTION_CLIENT_SECRET", "is required with INTROSPECTION_URL")
+        simple = _flag(env, "SIMPLE_RESPONSES")
+        if simple and not identity.per_route:
+            # The cached boolean would answer every route of the API for this token.
+            raise ConfigurationError(
+                "SIMPLE_RESPONSES",
+                "needs per-route identity sources: add $context.routeKey (or $context.httpMethod and "
+                "$context.path) to IDENTITY_SOURCE and to the authorizer",
+            )
+        introspection_issuer = env.get("INTROSPECTION_ISSUER", "").strip() or None
+        if introspection_issuer is not None:
+            _check_url("INTROSPECTION_ISSUER", introspection_issuer)
         return cls(
             issuers=issuers,
             audiences=audiences,
@@ -110,6 +173,18 @@ class Settings:
             jwks_refetch_interval=_number(env, "JWKS_REFETCH_INTERVAL", 30.0),
             jwks_max_stale=_number(env, "JWKS_MAX_STALE", 21600.0),
             context_claims=_csv(env, "CONTEXT_CLAIMS") or ("sub", "client_id", "username", "iss"),
+            identity_source=identity,
+            simple_responses=simple,
+            introspection_url=introspection_url,
+            introspection_client_id=client_id,
+            introspection_client_secret=client_secret,
+            introspection_auth_method=auth_method,
+            introspection_timeout=_number(env, "INTROSPECTION_TIMEOUT", 2.0, minimum=0.1, maximum=10.0),
+            introspection_cache_ttl=_number(env, "INTROSPECTION_CACHE_TTL", 60.0, maximum=3600.0),
+            introspection_negative_cache_ttl=_number(env, "INTROSPECTION_NEGATIVE_CACHE_TTL", 5.0, maximum=300.0),
+            introspection_issuer=introspection_issuer,
+            api_key_claim=env.get("API_KEY_CLAIM", "").strip() or None,
+            api_keys_file=env.get("API_KEYS_FILE", "").strip() or None,
         )
 
 
@@ -119,6 +194,15 @@ def _csv(env: Mapping[str, str], name: str, *, required: bool = False) -> tuple[
     if required and not values:
         raise ConfigurationError(name, "is required (comma-separated list)")
     return values
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ConfigurationError(name, f"{raw!r} is not true or false")
 
 
 def _number(

@@ -19,7 +19,7 @@ from policy_engine.core.permissions import Locate, normalize_records
 from policy_engine.errors import PermissionsError
 from policy_engine.ports import RawPermissions
 
-__all__ = ["YamlPermissionSource", "load_yaml_records", "yaml_files"]
+__all__ = ["YamlPermissionSource", "load_yaml_document", "load_yaml_records", "yaml_files"]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
@@ -72,11 +72,11 @@ def _locator(display: str, lines: _Lines) -> Locate:
     return locate
 
 
-def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
-    """Parse one permission document and return its records with a locator.
+def load_yaml_document(text: str, display: str) -> tuple[Any, Locate]:
+    """Parse one YAML document and return it with a locator of its values' lines.
 
     Raises:
-        PermissionsError: YAML syntax errors, duplicate keys, or an unknown document shape.
+        PermissionsError: YAML syntax errors or duplicate keys (with ``file:line``).
     """
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -86,10 +86,22 @@ def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PermissionsError(f"{where}: invalid YAML: {problem}") from None
     if node is None:
-        return [], _locator(display, _Lines(1))
+        return None, _locator(display, _Lines(1))
     _reject_duplicate_keys(node, display)
     document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    return normalize_records(document, _locator(display, _lines_of(node)))
+    return document, _locator(display, _lines_of(node))
+
+
+def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
+    """Parse one permission document and return its records with a locator.
+
+    Raises:
+        PermissionsError: YAML syntax errors, duplicate keys, or an unknown document shape.
+    """
+    document, locate = load_yaml_document(text, display)
+    if document is None:
+        return [], locate
+    return normalize_records(document, locate)
 
 
 def _reject_duplicate_keys(node: yaml.Node, display: str) -> None:

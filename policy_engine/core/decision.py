@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Decision", "render_iam_response", "scalar_context"]
+from policy_engine.core.iam import glob_matches
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "Decision",
+    "narrow_to_route",
+    "render_iam_response",
+    "render_simple_response",
+    "response_size",
+    "scalar_context",
+]
 
 ALLOW = "Allow"
 DENY = "Deny"
+
+#: The one documented authorizer-result limit (WebSocket, 8 KB) is kept for every API
+#: type: REST and HTTP quota tables give no number (see the reference, section 6).
+MAX_RESPONSE_BYTES = 8192
 
 
 @dataclass(slots=True)
 class Decision:
     """What the engine decided for one caller on one API and stage.
 
-    ``resources`` are the policy Resources granted (empty for a Deny); ``deny_resource``
-    is what a Deny covers; ``reason`` is a short code for logs.
+    ``resources`` are the policy Resources granted (empty for a Deny); ``denied`` are
+    Resources refused even when granted (routes that need an API key the caller does not
+    have); ``deny_resource`` is what a Deny covers; ``reason`` is a short code for logs.
     """
 
     effect: str
@@ -29,6 +45,7 @@ class Decision:
     version: str
     context: dict[str, str | int | float | bool] = field(default_factory=dict)
     usage_identifier_key: str | None = None
+    denied: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -44,21 +61,85 @@ class Decision:
 def render_iam_response(decision: Decision) -> dict[str, Any]:
     """The IAM-policy response API Gateway expects (REST, and HTTP API IAM mode).
 
-    Allow: one statement listing every granted Resource. Deny: one statement denying
-    every route of the API and stage.
+    Allow: one statement listing every granted Resource, plus one Deny statement for
+    ``denied`` Resources (an explicit Deny wins over the Allow). Deny: one statement
+    denying every route of the API and stage.
     """
     if decision.effect == ALLOW and decision.resources:
-        statement = {"Action": "execute-api:Invoke", "Effect": ALLOW, "Resource": list(decision.resources)}
+        statements = [{"Action": "execute-api:Invoke", "Effect": ALLOW, "Resource": list(decision.resources)}]
+        if decision.denied:
+            statements.append({"Action": "execute-api:Invoke", "Effect": DENY, "Resource": list(decision.denied)})
     else:
-        statement = {"Action": "execute-api:Invoke", "Effect": DENY, "Resource": [decision.deny_resource]}
+        statements = [{"Action": "execute-api:Invoke", "Effect": DENY, "Resource": [decision.deny_resource]}]
     response: dict[str, Any] = {
         "principalId": decision.principal_id,
-        "policyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+        "policyDocument": {"Version": "2012-10-17", "Statement": statements},
         "context": decision.context,
     }
     if decision.usage_identifier_key is not None:
         response["usageIdentifierKey"] = decision.usage_identifier_key
     return response
+
+
+# Everything of the rendered response that is not a resource, a context entry, the
+# principal or the usage key, with room to spare (two statements, keys, punctuation).
+_FIXED_OVERHEAD = 400
+
+
+def response_size_bound(decision: Decision) -> int:
+    """An upper bound of ``response_size(render_iam_response(decision))``, without serialising.
+
+    Resources are validated ASCII without characters JSON escapes (4 bytes of quotes and
+    separator each); any other string may be escaped up to 6 bytes per character.
+    Lets the common small policy skip the exact measurement on the warm path.
+    """
+    size = _FIXED_OVERHEAD + 6 * (len(decision.principal_id) + len(decision.usage_identifier_key or ""))
+    size += sum(map(len, decision.resources)) + 4 * len(decision.resources)
+    size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
+    size += len(decision.deny_resource) + 4
+    for key, value in decision.context.items():
+        size += 6 * (len(key) + len(value if isinstance(value, str) else repr(value))) + 6
+    return size
+
+
+def response_size(response: Mapping[str, Any]) -> int:
+    """Bytes of ``response`` as the Lambda Python runtime serialises it (``json.dumps``).
+
+    ``json.dumps`` escapes everything outside ASCII, so characters are bytes.
+    """
+    return len(json.dumps(response))
+
+
+def narrow_to_route(decision: Decision, route_arn: str) -> Decision:
+    """The part of ``decision`` that decides one route: a subset, never more.
+
+    Keeps only the granted (and denied) Resources that match ``route_arn``; with none
+    granted, the result is a Deny. Used when the answer serves this route alone
+    (simple responses, per-route cache keys).
+    """
+    allowed = tuple(r for r in decision.resources if glob_matches(r, route_arn)) if decision.allowed else ()
+    if not allowed:
+        return replace(decision, effect=DENY, resources=(), denied=(),
+                       reason=decision.reason if not decision.allowed else "no_grant_for_route")
+    denied = tuple(r for r in decision.denied if glob_matches(r, route_arn))
+    return replace(decision, resources=allowed, denied=denied,
+                   reason="route_needs_api_key" if denied else decision.reason)
+
+
+def render_simple_response(decision: Decision, route_arn: str, template_arn: str | None = None) -> dict[str, Any]:
+    """HTTP API's simple response for the requested route: ``{isAuthorized, context}``.
+
+    API Gateway reuses the boolean for every request with the same identity sources,
+    so it must hold for all of them: with ``template_arn`` (the cache key is the route
+    template, ``$context.routeKey``) a granted pattern has to cover the whole template,
+    not just ``route_arn``. Keeping the cache key per route is the caller's job
+    (``Settings`` refuses simple responses otherwise).
+    """
+    narrowed = narrow_to_route(decision, route_arn)
+    authorized = narrowed.allowed and not narrowed.denied
+    if authorized and template_arn is not None:
+        authorized = any(glob_matches(resource, template_arn) for resource in narrowed.resources)
+    return {"isAuthorized": authorized, "context": dict(decision.context)}
 
 
 def scalar_context(values: Mapping[str, Any]) -> dict[str, str | int | float | bool]:

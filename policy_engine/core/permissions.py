@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from policy_engine.core.arn import API_ARN_PATTERN
+from policy_engine.core.compaction import compact_resources
 from policy_engine.errors import PermissionsError
 
 __all__ = [
@@ -44,7 +45,8 @@ ANY_VERB = "*"
 # IAM caps each policy Resource at 512 characters.
 MAX_RESOURCE_ARN = 512
 
-_STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# HTTP APIs also have the automatically deployed stage "$default".
+_STAGE = re.compile(r"\$default|[A-Za-z0-9_-]{1,128}")
 # Path characters API Gateway routes, plus the policy wildcard '*'. No '?' (IAM's
 # one-character wildcard would be read as a query string by people) and no '{...}'.
 _RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
@@ -178,17 +180,22 @@ class PermissionSet:
             found.extend(by_api.get((api_arn, "*"), ()))
         return found
 
-    def resources(self, scopes: frozenset[str], api_arn: str, stage: str) -> tuple[str, ...]:
-        """Sorted, de-duplicated policy Resources granted to ``scopes`` on ``api_arn``/``stage``.
+    def resources(
+        self, scopes: frozenset[str], api_arn: str, stage: str, *, compacted: bool = True
+    ) -> tuple[str, ...]:
+        """Sorted policy Resources granted to ``scopes`` on ``api_arn``/``stage``.
 
         The result grants exactly what the mappings grant: a ``*`` verb is spelled out
         per method unless the resource is ``*`` too, because in a policy ``*`` also
-        crosses ``/`` and ``stage/*/pets`` would allow ``GET /x/pets``.
+        crosses ``/`` and ``stage/*/pets`` would allow ``GET /x/pets``. With
+        ``compacted`` (the default, memoised) the list is then shrunk by
+        ``core.compaction.compact_resources``, which allows exactly the same requests.
         """
         key = (api_arn, stage, scopes & self.scopes)
-        cached = self._memo.get(key)
-        if cached is not None:
-            return cached
+        if compacted:
+            cached = self._memo.get(key)
+            if cached is not None:
+                return cached
         arns: set[str] = set()
         for route in self.routes(key[2], api_arn, stage):
             if route.verb != ANY_VERB:
@@ -197,7 +204,9 @@ class PermissionSet:
                 arns.add(resource_arn(route, stage, "*"))
             else:
                 arns.update(resource_arn(route, stage, verb) for verb in HTTP_VERBS)
-        result = tuple(sorted(arns))
+        if not compacted:
+            return tuple(sorted(arns))
+        result = compact_resources(arns)
         if len(self._memo) >= self._MEMO_LIMIT:
             self._memo.clear()
         self._memo[key] = result

@@ -32,9 +32,11 @@ __all__ = [
     "load_jwks",
     "looks_like_jwt",
     "parse_jwt",
+    "peek_issuer",
     "principal_of",
     "read_scopes",
     "validate_claims",
+    "validate_introspection",
     "verify_signature",
 ]
 
@@ -89,6 +91,22 @@ def looks_like_jwt(token: str) -> bool:
 
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"===", b"==", b"=")
+
+
+def peek_issuer(token: str) -> str | None:
+    """The unverified ``iss`` of a JWT-shaped token, or ``None`` for anything else.
+
+    Only used to choose between local verification and introspection; nothing read
+    here is trusted.
+    """
+    segments = _jws_segments(token)
+    if segments is None:
+        return None
+    try:
+        issuer = _json_object(segments[1], "payload").get("iss")
+    except MalformedTokenError:
+        return None
+    return issuer if isinstance(issuer, str) else None
 
 
 def _b64decode(segment: str) -> bytes:
@@ -296,6 +314,23 @@ def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> f
     return float(value)
 
 
+def _check_times(payload: Mapping[str, Any], now: float, leeway: float, *, exp_required: bool) -> None:
+    exp = _numeric_date(payload, "exp", required=exp_required)
+    if exp is not None and exp <= now - leeway:
+        raise ExpiredTokenError("token has expired")
+    nbf = _numeric_date(payload, "nbf", required=False)
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidClaimsError("token is not valid yet (nbf)")
+
+
+def _check_audience(aud: Any, audiences: Collection[str]) -> None:
+    named = [aud] if isinstance(aud, str) else aud
+    if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+        raise InvalidClaimsError("aud claim is not a string or list of strings")
+    if not any(a in audiences for a in named):
+        raise InvalidClaimsError("aud does not name this API")
+
+
 def validate_claims(
     token: ParsedJwt,
     *,
@@ -318,13 +353,7 @@ def validate_claims(
     payload = token.payload
     if payload.get("iss") != issuer:
         raise InvalidClaimsError("iss is not the expected issuer")
-    exp = _numeric_date(payload, "exp", required=True)
-    assert exp is not None
-    if exp <= now - leeway:
-        raise ExpiredTokenError("token has expired")
-    nbf = _numeric_date(payload, "nbf", required=False)
-    if nbf is not None and nbf > now + leeway:
-        raise InvalidClaimsError("token is not valid yet (nbf)")
+    _check_times(payload, now, leeway, exp_required=True)
     iat = _numeric_date(payload, "iat", required=False)
     if iat is not None and iat > now + leeway:
         raise InvalidClaimsError("token was issued in the future (iat)")
@@ -332,12 +361,7 @@ def validate_claims(
     if token_use is not None and token_use != "access":
         raise InvalidClaimsError("token_use is not 'access'")
     if "aud" in payload:
-        aud = payload["aud"]
-        named = [aud] if isinstance(aud, str) else aud
-        if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
-            raise InvalidClaimsError("aud claim is not a string or list of strings")
-        if not any(a in audiences for a in named):
-            raise InvalidClaimsError("aud does not name this API")
+        _check_audience(payload["aud"], audiences)
     elif token_use == "access":
         if payload.get("client_id") not in audiences or not isinstance(payload.get("client_id"), str):
             raise InvalidClaimsError("client_id is not an accepted audience")
@@ -351,6 +375,43 @@ def validate_claims(
         normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
         if normalized not in token_types:
             raise InvalidClaimsError("token typ is not an accepted token type")
+
+
+# RFC 7662 §2.2 token_type values meaning "an access token" (RFC 6749 §7.1 names "bearer").
+_ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token"})
+
+
+def validate_introspection(
+    answer: Mapping[str, Any],
+    *,
+    issuers: Collection[str],
+    audiences: Collection[str],
+    now: float,
+    leeway: float,
+) -> None:
+    """Apply the JWT claim rules to an introspection answer, for the members it carries.
+
+    ``active`` must be the boolean ``true``. ``iss``, ``aud``, ``exp``, ``nbf`` are
+    optional in RFC 7662, so each is checked only when present, exactly as for a JWT;
+    ``token_type``, when present, must name an access token (a refresh token is not one).
+
+    Raises:
+        ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
+        InvalidClaimsError: any member present is mistyped or wrong.
+    """
+    if answer.get("active") is not True:
+        raise InvalidClaimsError("introspection answer is not active")
+    if "iss" in answer and answer["iss"] not in issuers:
+        raise InvalidClaimsError("iss is not a configured issuer")
+    _check_times(answer, now, leeway, exp_required=False)
+    if "aud" in answer:
+        _check_audience(answer["aud"], audiences)
+    token_type = answer.get("token_type")
+    if token_type is not None and (not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES):
+        raise InvalidClaimsError("token_type is not an access token")
+    for name in ("sub", "client_id", "scope", "username"):
+        if name in answer and not isinstance(answer[name], str):
+            raise InvalidClaimsError(f"{name} member is not a string")
 
 
 def read_scopes(payload: Mapping[str, Any], claim_names: Collection[str]) -> frozenset[str]:

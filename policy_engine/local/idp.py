@@ -1,14 +1,16 @@
 """A local OpenID provider on 127.0.0.1: discovery, JWKS, signing, key rotation,
-and a client-credentials token endpoint.
+introspection, and a client-credentials token endpoint.
 
-Real HTTP on loopback, so the authorizer's JWKS adapter is exercised exactly as in a
-deployment. Tokens are shaped like real access tokens (RFC 9068 claims, ``kid``).
+Real HTTP on loopback, so the authorizer's JWKS and introspection adapters are exercised
+exactly as in a deployment. Tokens are shaped like real access tokens (RFC 9068 claims,
+``kid``); opaque tokens are random strings only the provider can look up (RFC 7662).
 
 Endpoints (all on loopback):
 
     GET  /.well-known/openid-configuration   discovery
     GET  /jwks.json                          the public keys
     POST /oauth2/token                       client credentials (RFC 6749 §4.4), Basic auth
+    POST /introspect                         RFC 7662 introspection of opaque tokens
     POST /admin/rotate[?retire=1]            publish a new signing key (drop old ones with retire)
 """
 
@@ -16,8 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -140,6 +142,13 @@ class LocalIdentityProvider:
         self.jwks_override: Callable[[], tuple[int, bytes]] | None = None
         self.requests: list[str] = []
         self.routes: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]] = {}
+        self.opaque_tokens: dict[str, dict[str, Any]] = {}
+        self.introspection_clients: dict[str, str] = {}
+        #: How each introspection request authenticated: "client_secret_basic" or "client_secret_post".
+        self.introspection_auth: list[str] = []
+        #: Replaces the introspection answer, e.g. ``lambda: (500, b"oops")`` or a slow one.
+        self.introspection_override: Callable[[], tuple[int, bytes]] | None = None
+        self.routes[("POST", "/introspect")] = self._introspect
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -182,6 +191,67 @@ class LocalIdentityProvider:
         # One assignment, so a concurrent JWKS request sees the old or the new list, never half.
         self.keys = [new, *(self.keys if keep_old else [])]
         return new
+
+    @property
+    def introspection_endpoint(self) -> str:
+        return f"{self.issuer}/introspect"
+
+    def register_client(self, client_id: str, client_secret: str) -> None:
+        """Let a resource server call the introspection endpoint with these credentials."""
+        self.introspection_clients[client_id] = client_secret
+
+    def issue_opaque(
+        self,
+        *,
+        scope: str | None = "pets:read",
+        audience: str | None = "policy-engine-demo",
+        subject: str = "demo-client",
+        lifetime: int = 3600,
+        **claims: Any,
+    ) -> str:
+        """A random opaque token whose introspection answer carries these members."""
+        now = int(time.time())
+        answer: dict[str, Any] = {
+            "active": True, "iss": self.issuer, "sub": subject, "client_id": subject, "aud": audience,
+            "scope": scope, "token_type": "Bearer", "iat": now, "exp": now + lifetime,
+        }
+        answer.update(claims)
+        token = secrets.token_urlsafe(32)
+        self.opaque_tokens[token] = {k: v for k, v in answer.items() if v is not None}
+        return token
+
+    def revoke(self, token: str) -> None:
+        self.opaque_tokens.pop(token, None)
+
+    def _introspect(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        form = {k: v[0] for k, v in parse_qs(body.decode("ascii", "replace"), keep_blank_values=True).items()}
+        client = self._introspection_client(handler.headers.get("Authorization"), form)
+        if client is None:
+            return 401, {"WWW-Authenticate": 'Basic realm="introspection"'}, b'{"error":"invalid_client"}'
+        if self.introspection_override is not None:
+            status, payload = self.introspection_override()
+            return status, {}, payload
+        answer = self.opaque_tokens.get(form.get("token", ""))
+        exp = answer.get("exp") if answer else None
+        if answer is None or (isinstance(exp, (int, float)) and exp <= time.time()):
+            return 200, {}, b'{"active":false}'
+        return 200, {}, json.dumps(answer).encode()
+
+    def _introspection_client(self, authorization: str | None, form: dict[str, str]) -> str | None:
+        if authorization and authorization.startswith("Basic "):
+            try:
+                pair = base64.b64decode(authorization[6:], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            client_id, _, secret = pair.partition(":")
+            client_id, secret, method = unquote_plus(client_id), unquote_plus(secret), "client_secret_basic"
+        else:
+            client_id, secret, method = form.get("client_id", ""), form.get("client_secret", ""), "client_secret_post"
+        expected = self.introspection_clients.get(client_id)
+        if expected is None or not secrets.compare_digest(expected, secret):
+            return None
+        self.introspection_auth.append(method)
+        return client_id
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [key.public_jwk() for key in self.keys]}
@@ -294,7 +364,7 @@ class LocalIdentityProvider:
             raise TokenEndpointError(401, "invalid_client", "client authentication is required")
         client = self.clients.get(client_id)
         expected = client.client_secret if client is not None else "x" * len(secret)
-        if not hmac.compare_digest(expected.encode(), secret.encode()) or client is None:
+        if not secrets.compare_digest(expected.encode(), secret.encode()) or client is None:
             raise TokenEndpointError(401, "invalid_client", "unknown client or wrong secret")
         return client
 

@@ -1,0 +1,99 @@
+"""Read ``API_KEYS_FILE``: API keys per client and the routes that need one.
+
+The file lives outside the permissions folder (the permission loader reads every YAML
+file there), and is read once per container::
+
+    clients:                      # client_id (or sub) -> API key value of a usage plan
+      partner-a: 3yYJx2vB9Qw8XkLm0pRtZs4
+    required:                     # routes marked "API key required" in API Gateway
+      - arn: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5
+        stages: [dev, prod]
+        routes: [GET /pets, GET /pets/*]
+
+Routes use the permission files' rules (``*`` crosses ``/``, no ``{param}``) and are
+validated by the same schema, with file and line in every error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policy_engine.adapters.yaml_files import _Loader, _lines_of, _locator, _reject_duplicate_keys
+from policy_engine.core.apikeys import REQUIRED_SCOPE, ApiKeyRules, is_api_key
+from policy_engine.core.permissions import compile_records
+from policy_engine.errors import ConfigurationError, PermissionsError
+
+__all__ = ["load_api_key_rules"]
+
+_VARIABLE = "API_KEYS_FILE"
+
+
+def load_api_key_rules(path: str | None, claim: str | None) -> ApiKeyRules | None:
+    """The API key rules, or ``None`` when neither a claim nor a file is configured.
+
+    Raises:
+        ConfigurationError: the file is unreadable or invalid (names file and line).
+    """
+    if path is None:
+        return ApiKeyRules(claim=claim) if claim else None
+    display = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=_Loader)
+        if node is None:
+            raise ConfigurationError(_VARIABLE, f"{display} is empty")
+        _reject_duplicate_keys(node, display)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(_VARIABLE, f"cannot read {display}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{display}:{mark.line + 1}" if mark is not None else display
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigurationError(_VARIABLE, f"{where}: invalid YAML: {problem}") from None
+    except PermissionsError as exc:
+        raise ConfigurationError(_VARIABLE, str(exc)) from None
+    locate = _locator(display, _lines_of(node))
+    if not isinstance(document, dict) or set(document) - {"clients", "required"}:
+        raise ConfigurationError(_VARIABLE, f"{locate(())}: expected only 'clients:' and 'required:'")
+    clients = document.get("clients") or {}
+    if not isinstance(clients, dict):
+        raise ConfigurationError(_VARIABLE, f"{locate(('clients',))}: 'clients' maps client ids to API keys")
+    for client, key in clients.items():
+        if not isinstance(client, str) or not is_api_key(key):
+            raise ConfigurationError(
+                _VARIABLE, f"{locate(('clients', client))}: API key of {client!r} must be 20-128 printable characters"
+            )
+    records, origins = _required_records(document.get("required") or [], locate)
+    try:
+        required = compile_records(records, lambda p: origins[p[0]] if p else locate(("required",)))
+    except PermissionsError as exc:
+        raise ConfigurationError(_VARIABLE, "; ".join(exc.problems)) from None
+    return ApiKeyRules(claim=claim, by_client=dict(clients), required=required)
+
+
+def _required_records(groups: Any, locate: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    if not isinstance(groups, list):
+        raise ConfigurationError(_VARIABLE, f"{locate(('required',))}: 'required' is a list of API groups")
+    records: list[dict[str, Any]] = []
+    origins: list[str] = []
+    for g, group in enumerate(groups):
+        where = ("required", g)
+        if not isinstance(group, dict) or set(group) != {"arn", "stages", "routes"}:
+            raise ConfigurationError(_VARIABLE, f"{locate(where)}: a group has exactly arn, stages and routes")
+        stages = [group["stages"]] if isinstance(group["stages"], str) else group["stages"]
+        routes = [group["routes"]] if isinstance(group["routes"], str) else group["routes"]
+        if not isinstance(stages, list) or not isinstance(routes, list) or not stages or not routes:
+            raise ConfigurationError(_VARIABLE, f"{locate(where)}: stages and routes must be non-empty lists")
+        for r, route in enumerate(routes):
+            verb, _, path = str(route).partition(" ")
+            if not path.strip():
+                raise ConfigurationError(_VARIABLE, f"{locate(where + ('routes', r))}: route must read 'VERB /path'")
+            for stage in stages:
+                records.append({"arn": group["arn"], "stage": stage, "httpVerb": verb,
+                                "resource": path.strip(), "scope": REQUIRED_SCOPE})
+                origins.append(locate(where + ("routes", r)))
+    return records, origins

@@ -1,0 +1,126 @@
+"""RFC 7662 token introspection over HTTP, with the cache rules around it.
+
+Cache rules, per container, keyed by the SHA-256 of the token (the token itself is
+never stored, logged or put in an error message):
+
+* An active answer is reused for at most ``cache_ttl`` seconds and never past the
+  token's ``exp``: a revoked token stays usable here no longer than that.
+* An ``active: false`` answer is reused for ``negative_ttl`` seconds, so a client
+  retrying a dead token does not hammer the authorization server.
+* A failure (timeout, non-200, a body that is not an introspection answer) is never
+  cached and never read as "inactive": it raises ``IntrospectionError`` and the
+  request fails closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from policy_engine.adapters.http import FetchError, KeepAliveClient
+from policy_engine.errors import InactiveTokenError, IntrospectionError
+
+__all__ = ["IntrospectionClient"]
+
+PostForm = Callable[[bytes, dict[str, str]], Any]
+
+_MAX_ENTRIES = 10_000
+_MAX_ANSWER = 64 * 1024
+
+
+class IntrospectionClient:
+    """Asks an authorization server whether a token is active, and caches the answer."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        auth_method: str = "client_secret_basic",
+        timeout: float = 2.0,
+        cache_ttl: float = 60.0,
+        negative_ttl: float = 5.0,
+        max_entries: int = _MAX_ENTRIES,
+        clock: Callable[[], float] = time.time,
+        post_form: PostForm | None = None,
+    ) -> None:
+        self.url = url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._auth_method = auth_method
+        self._ttl = cache_ttl
+        self._negative_ttl = negative_ttl
+        self._max_entries = max_entries
+        # Wall clock, because positive entries end at the token's exp (a wall-clock time).
+        self._clock = clock
+        if post_form is None:
+            # One kept-alive connection per container: a cache miss pays a round trip,
+            # not a TCP and TLS handshake as well.
+            client = KeepAliveClient(url, timeout=timeout, max_bytes=_MAX_ANSWER)
+            post_form = lambda body, headers: client.request("POST", body=body, headers=headers)  # noqa: E731
+        self._post_form = post_form
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """The active answer's members for ``token`` (``active`` included).
+
+        Raises:
+            InactiveTokenError: the server says the token is not active (401).
+            IntrospectionError: no usable answer (unreachable, timeout, non-200, malformed).
+        """
+        key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None:
+            expires, answer = hit
+            if now < expires:
+                if answer is None:
+                    raise InactiveTokenError("token is not active (cached answer)")
+                return answer
+            del self._cache[key]
+        answer = self._ask(token)
+        if answer["active"] is not True:
+            self._store(key, now + self._negative_ttl, None)
+            raise InactiveTokenError("token is not active")
+        expires = now + self._ttl
+        exp = answer.get("exp")
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
+            expires = min(expires, float(exp))
+        self._store(key, expires, answer)
+        return answer
+
+    def _ask(self, token: str) -> dict[str, Any]:
+        form = {"token": token, "token_type_hint": "access_token"}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self._auth_method == "client_secret_post":
+            form["client_id"] = self._client_id
+            form["client_secret"] = self._client_secret
+        else:
+            # RFC 6749 §2.3.1: id and secret are form-encoded before the Basic encoding.
+            pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        try:
+            answer = self._post_form(urlencode(form).encode("ascii"), headers)
+        except FetchError as exc:
+            raise IntrospectionError(f"introspection failed: {exc}") from exc
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("active"), bool):
+            # RFC 7662 §2.2: "active" is a required boolean; "true" or 1 is a broken server.
+            raise IntrospectionError("introspection answer has no boolean 'active'")
+        return dict(answer)
+
+    def _store(self, key: str, expires: float, answer: dict[str, Any] | None) -> None:
+        if expires <= self._clock():
+            return
+        if len(self._cache) >= self._max_entries:
+            now = self._clock()
+            for stale in [k for k, (until, _) in self._cache.items() if until <= now]:
+                del self._cache[stale]
+            while len(self._cache) >= self._max_entries:
+                del self._cache[next(iter(self._cache))]
+        self._cache[key] = (expires, answer)

@@ -1,0 +1,102 @@
+"""Helpers the admin subcommands share: reading permission locations, colour, env files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from policy_engine.bootstrap import permission_source
+from policy_engine.core.permissions import Locate, PermissionSet, compile_records
+from policy_engine.errors import ConfigurationError, StoreError
+
+__all__ = ["Palette", "default_location", "load_permission_set", "read_locations"]
+
+
+def default_location() -> str:
+    """``PERMISSIONS_SOURCE`` if set (what the Lambda would read), else ``./permissions``."""
+    return os.environ.get("PERMISSIONS_SOURCE", "").strip() or "permissions"
+
+
+def read_locations(locations: Sequence[str]) -> tuple[list[Any], Locate]:
+    """Raw records of every location, concatenated, with one ``locate`` over all of them.
+
+    Raises:
+        StoreError: a local path does not exist (the command could not run).
+        PermissionsError: a location holds invalid documents (those are findings).
+        ConfigurationError: a location names an unsupported store.
+    """
+    records: list[Any] = []
+    parts: list[tuple[int, Locate]] = []
+    for location in locations:
+        if "://" not in location and not Path(location).exists():
+            raise StoreError(f"{location}: no such file or folder")
+        raw = permission_source(location).fetch(None)
+        if raw is None:  # a source answers None only when given an etag
+            raise StoreError(f"{location}: the source returned nothing")
+        parts.append((len(records), raw.locate))
+        records.extend(raw.records)
+
+    def locate(path: tuple[int | str, ...]) -> str:
+        if not parts:
+            return "<nothing>"
+        index = path[0] if path and isinstance(path[0], int) else 0
+        for start, inner in reversed(parts):
+            if index >= start:
+                return inner((index - start, *path[1:]))
+        return parts[0][1](())
+
+    return records, locate
+
+
+def load_permission_set(location: str) -> PermissionSet:
+    """Fetch and compile one location, as the runtime would.
+
+    Raises:
+        StoreError, PermissionsError, ConfigurationError: as ``read_locations``.
+    """
+    records, locate = read_locations([location])
+    return compile_records(records, locate)
+
+
+class Palette:
+    """ANSI colours when writing to a terminal (and ``NO_COLOR`` is unset), else plain text."""
+
+    _CODES = {"red": "31", "yellow": "33", "green": "32", "bold": "1", "dim": "2", "cyan": "36"}
+
+    def __init__(self, stream: TextIO | None = None, mode: str = "auto") -> None:
+        stream = stream or sys.stdout
+        if mode == "always":
+            self.enabled = True
+        elif mode == "never":
+            self.enabled = False
+        else:
+            self.enabled = bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+    def __call__(self, text: str, colour: str) -> str:
+        if not self.enabled:
+            return text
+        return f"\033[{self._CODES[colour]}m{text}\033[0m"
+
+
+def parse_env_assignments(items: Sequence[str], origin: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings into a dict; blank lines and ``#`` comments are skipped.
+
+    Raises:
+        ConfigurationError: an item has no ``=`` or an empty key.
+    """
+    out: dict[str, str] = {}
+    for number, item in enumerate(items, 1):
+        text = item.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(origin, f"item {number} ({text[:40]!r}) is not KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,299 @@
+"""``policy-engine explain``: what a caller is granted, and why.
+
+    explain --scopes "pets:read email" [--request "GET /dev/pets/12"]
+    explain --token JWT [--request ...]     (verified when ISSUER/AUDIENCE and keys are reachable)
+    explain --diff OLD NEW                  (what each scope gains and loses)
+
+Shows the policy the authorizer would return (per stage), the routes it grants with
+the mapping (file:line) behind each, and for a request the decision with the mapping
+and the policy statement that decided it.
+
+Exit codes: 0 shown (and, with --request, allowed); 1 the request would be refused
+(403, or 401 for a rejected token); 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+from policy_engine.cli._common import Palette, default_location, load_permission_set
+from policy_engine.core.arn import MethodArn
+from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
+from policy_engine.core.explain import diff_permissions, explain_request, grants_for, route_text
+from policy_engine.core.lint import estimate_response
+from policy_engine.core.permissions import PermissionSet
+from policy_engine.errors import (
+    ConfigurationError,
+    KeySourceError,
+    TokenError,
+)
+from policy_engine.settings import SUPPORTED_ALGORITHMS, Settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="show the policy, routes and decision for scopes or a token; diff two permission sets",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--scopes", metavar="'S1 S2'", help="space-separated scopes the caller holds")
+    who.add_argument("--token", metavar="JWT", help="an access token (with or without 'Bearer ')")
+    who.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="compare two permission locations")
+    parser.add_argument("--permissions", metavar="LOCATION",
+                        help="YAML file/folder or store (default: $PERMISSIONS_SOURCE or ./permissions)")
+    parser.add_argument("--request", metavar="'VERB /stage/path'", help="a request to decide, or its methodArn")
+    parser.add_argument("--api", metavar="ARN|ID", help="the API (needed when the mappings name several)")
+    parser.add_argument("--stage", help="only this stage (default: the request's, else every stage mapped)")
+    parser.add_argument("--issuer", help="accepted issuer for --token (default: $ISSUER)")
+    parser.add_argument("--audience", help="accepted audience for --token (default: $AUDIENCE)")
+    parser.add_argument("--jwks-uri", help="JWKS URL for --token (default: $JWKS_URI, else OIDC discovery)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.set_defaults(run=run)
+
+
+class _Refused(Exception):
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.diff:
+        return _run_diff(args)
+    location = args.permissions or default_location()
+    permissions = load_permission_set(location)
+    out: dict[str, Any] = {"permissions": {"location": location, "version": permissions.version}}
+    caller = _caller(args, location)
+    out["caller"] = caller
+    api_arn = _pick_api(permissions, args.api)
+    request = _parse_request(args.request, api_arn) if args.request else None
+    if request is not None:
+        api_arn = request.api_arn
+    stages = [request.stage] if request else [args.stage] if args.stage else _stages(permissions, api_arn)
+    scopes = frozenset(caller["scopes"])
+    policies = []
+    for stage in stages:
+        policies.append(_policy(permissions, scopes, api_arn, stage, caller))
+    out["policies"] = policies
+    status = 0
+    if request is not None:
+        response = policies[0]["response"]
+        why = explain_request(permissions, scopes, request, response)
+        out["request"] = {
+            "request": f"{request.verb} /{request.stage}/{request.path}", "method_arn": str(request),
+            "status": why.verdict.status, "verdict": why.verdict.value,
+            "statement": why.statement, "effect": why.effect, "resource": why.resource,
+            "mappings": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage,
+                          "scope": g.scope, "mapping": g.source} for g in why.grants],
+        }
+        if policies[0]["too_large"]:
+            out["request"]["status"] = 500
+        if caller.get("rejected"):
+            out["request"].update(status=401, verdict="Unauthorized")
+        status = 0 if out["request"]["status"] == 200 else 1
+    if caller.get("rejected"):
+        status = 1
+    if args.format == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        _print(out, Palette(sys.stdout, args.color))
+    return status
+
+
+def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
+    if args.scopes is not None:
+        return {"source": "--scopes", "scopes": sorted(set(args.scopes.split())), "principal": "caller"}
+    token = args.token.strip()
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    from policy_engine.core.tokens import parse_jwt, principal_of, read_scopes
+
+    try:
+        parsed = parse_jwt(token, max_length=65536, algorithms=SUPPORTED_ALGORITHMS)
+    except TokenError as exc:
+        raise _bad_token(f"the token cannot be read ({exc.code}: {exc}); the authorizer would answer 401") from None
+    environ = dict(os.environ)
+    for flag, name in (("issuer", "ISSUER"), ("audience", "AUDIENCE"), ("jwks_uri", "JWKS_URI")):
+        if getattr(args, flag):
+            environ[name] = getattr(args, flag)
+    payload = parsed.payload
+    caller: dict[str, Any] = {
+        "source": "--token",
+        "issuer": payload.get("iss"), "subject": payload.get("sub"), "client_id": payload.get("client_id"),
+        "expires": payload.get("exp"), "kid": parsed.header.get("kid"), "alg": parsed.header.get("alg"),
+    }
+    try:
+        settings = Settings.from_environ(environ)
+    except ConfigurationError as exc:
+        caller["verified"] = False
+        caller["verification"] = (f"decoded WITHOUT verification: {exc.variable} is not configured "
+                                  "(set ISSUER and AUDIENCE, or pass --issuer/--audience, to verify)")
+        settings = None
+    if settings is not None:
+        from policy_engine.bootstrap import build_authorizer
+
+        settings = dataclasses.replace(settings, permissions_source=location)
+        try:
+            verified = build_authorizer(settings, prefetch=False).verify(f"Bearer {token}")
+        except KeySourceError as exc:
+            caller["verified"] = False
+            caller["verification"] = f"decoded WITHOUT verification: the keys are not reachable ({exc})"
+        except TokenError as exc:
+            caller["verified"] = False
+            caller["rejected"] = True
+            caller["verification"] = f"REJECTED by verification ({exc.code}: {exc}); the authorizer would answer 401"
+        else:
+            caller["verified"] = True
+            caller["verification"] = f"signature and claims verified against the keys of {verified.issuer}"
+            caller["scopes"] = sorted(verified.scopes)
+            caller["principal"] = verified.principal_id
+            return caller
+    claims = settings.scope_claims if settings is not None else ("scope", "scp")
+    try:
+        caller["scopes"] = sorted(read_scopes(payload, claims))
+        caller["principal"] = principal_of(payload)
+    except TokenError as exc:
+        raise _bad_token(f"the token's claims cannot be read ({exc}); the authorizer would answer 401") from None
+    return caller
+
+
+def _bad_token(message: str) -> ConfigurationError:
+    # Surfaces through the CLI's "could not run" path (exit 2) with this message.
+    return ConfigurationError("--token", message)
+
+
+def _pick_api(permissions: PermissionSet, wanted: str | None) -> str:
+    apis = sorted({g.route.api_arn for g in permissions.grants})
+    if wanted:
+        matches = [a for a in apis if a == wanted or a.endswith(":" + wanted)]
+        if not matches:
+            raise ConfigurationError("--api", f"{wanted}: no mapping names this API (mapped: {', '.join(apis) or 'none'})")
+        return matches[0]
+    if len(apis) != 1:
+        raise ConfigurationError("--api", f"the mappings name {len(apis)} APIs; choose one ({', '.join(apis)})")
+    return apis[0]
+
+
+def _stages(permissions: PermissionSet, api_arn: str) -> list[str]:
+    names = sorted({g.route.stage for g in permissions.grants if g.route.api_arn == api_arn} - {"*"})
+    return names or ["*"]
+
+
+def _parse_request(text: str, api_arn: str) -> MethodArn:
+    from policy_engine.core.arn import parse_method_arn
+    from policy_engine.errors import EventError
+
+    text = text.strip()
+    if text.startswith("arn:"):
+        try:
+            return parse_method_arn(text)
+        except EventError as exc:
+            raise ConfigurationError("--request", str(exc)) from None
+    verb, _, path = text.partition(" ")
+    path = path.strip()
+    if not path.startswith("/") or not verb:
+        raise ConfigurationError("--request", f"{text!r}: write 'VERB /stage/path', e.g. 'GET /dev/pets/12'")
+    stage, _, rest = path[1:].partition("/")
+    if not stage:
+        raise ConfigurationError("--request", f"{text!r}: the path must start with the stage")
+    return MethodArn(api_arn, stage, verb.upper(), rest)
+
+
+def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str,
+            caller: dict[str, Any]) -> dict[str, Any]:
+    resources = permissions.resources(scopes, api_arn, stage)
+    response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=scopes,
+                                 version=permissions.version, principal=caller.get("principal") or "caller",
+                                 issuer=caller.get("issuer"))
+    size = response_size(response)
+    too_large = f"{size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit" if size > MAX_RESPONSE_BYTES else None
+    return {
+        "api": api_arn, "stage": stage, "effect": response["policyDocument"]["Statement"][0]["Effect"],
+        "resources": len(resources), "bytes": size, "limit_bytes": MAX_RESPONSE_BYTES,
+        "too_large": too_large, "response": response,
+        "routes": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage, "scope": g.scope,
+                    "mapping": g.source} for g in grants_for(permissions, scopes, api_arn, stage)],
+    }
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _print(out: dict[str, Any], paint: Palette) -> None:
+    caller = out["caller"]
+    print(f"caller: scopes {' '.join(caller['scopes']) or '(none)'} (from {caller['source']})")
+    if caller["source"] == "--token":
+        print(f"token: iss {caller['issuer']}, sub {caller['subject']}, kid {caller['kid']}, alg {caller['alg']}")
+        colour = "green" if caller["verified"] else "red" if caller.get("rejected") else "yellow"
+        print(f"token: {paint(caller['verification'], colour)}")
+    print(f"permissions: {out['permissions']['location']} (version {out['permissions']['version']})")
+    for policy in out["policies"]:
+        api = policy["api"].rsplit(":", 1)[-1]
+        effect = paint(policy["effect"], "green" if policy["effect"] == "Allow" else "red")
+        print(f"\n== policy for {api} stage {policy['stage']}: {effect}, {policy['resources']} Resource(s), "
+              f"{policy['bytes']} of {policy['limit_bytes']} bytes")
+        if policy["too_large"]:
+            print(paint(f"   too large: {policy['too_large']}; the authorizer answers per route or fails closed",
+                        "red"))
+        print(json.dumps(policy["response"]["policyDocument"], indent=2))
+        if policy["routes"]:
+            rows = [["VERB", "PATH", "STAGE", "SCOPE", "MAPPING"]]
+            for r in policy["routes"]:
+                verb, _, path = r["route"].partition(" ")
+                rows.append([verb, path, r["stage"], r["scope"], r["mapping"]])
+            print("routes granted:")
+            print("\n".join(_table(rows)))
+        else:
+            print("routes granted: none (the policy denies every route of this stage)")
+    request = out.get("request")
+    if request:
+        ok = request["status"] == 200
+        print(f"\n== request {request['request']}: "
+              f"{paint(str(request['status']) + ' ' + request['verdict'], 'green' if ok else 'red')}")
+        if request["statement"] is not None:
+            print(f"  decided by statement {request['statement'] + 1} ({request['effect']}), "
+                  f"Resource {request['resource']}")
+        else:
+            print("  no statement matches: implicit deny")
+        for m in request["mappings"]:
+            print(f"  granted by {m['route']} (stage {m['stage']}) for {m['scope']} at {m['mapping']}")
+        if not request["mappings"]:
+            print(f"  no mapping grants {request['request']} to these scopes")
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    old_location, new_location = args.diff
+    old, new = load_permission_set(old_location), load_permission_set(new_location)
+    changes = diff_permissions(old, new)
+    if args.format == "json":
+        print(json.dumps({
+            "old": {"location": old_location, "version": old.version},
+            "new": {"location": new_location, "version": new.version},
+            "scopes": {scope: {k: [c.as_dict() for c in v] for k, v in sides.items()}
+                       for scope, sides in changes.items()},
+        }, indent=2))
+        return 0
+    paint = Palette(sys.stdout, args.color)
+    print(f"old: {old_location} ({old.version})\nnew: {new_location} ({new.version})")
+    if not changes:
+        print("\nno scope gains or loses anything")
+    for scope, sides in changes.items():
+        print(f"\nscope {scope}: +{len(sides['gained'])} -{len(sides['lost'])}")
+        rows = []
+        for sign, change in [("+", c) for c in sides["gained"]] + [("-", c) for c in sides["lost"]]:
+            note = ""
+            if change.covered_by is not None:
+                cover = change.covered_by
+                note = (f"still granted by {route_text(cover.route.verb, cover.route.resource)} ({cover.source})"
+                        if sign == "-" else
+                        f"was already granted by {route_text(cover.route.verb, cover.route.resource)} ({cover.source})")
+            rows.append([paint(sign, "green" if sign == "+" else "red"), route_text(change.verb, change.resource),
+                         change.api_arn.rsplit(":", 1)[-1], change.stage, change.source, note])
+        print("\n".join(_table(rows)))
+    return 0

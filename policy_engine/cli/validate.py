@@ -1,0 +1,134 @@
+"""``policy-engine validate [PATHS]``: check permission mappings before they are merged.
+
+Reports schema errors with file:line, duplicates, one route written in conflicting
+forms, mixed API ARNs and stages, wildcards that shadow narrower mappings, scopes
+missing from (or unused in) a scope catalog, APIs, stages and routes missing from an
+API catalog, and the authorizer response size of every scope and catalogued client
+(an error over API Gateway's 8 KB, a warning near it).
+
+Exit codes: 0 clean, 1 findings (at or above --fail-on), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from policy_engine.adapters.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
+from policy_engine.cli._common import Palette, default_location, read_locations
+from policy_engine.core.decision import MAX_RESPONSE_BYTES
+from policy_engine.core.lint import ERROR, WARNING, Finding, LintReport, lint
+from policy_engine.errors import PermissionsError
+
+_CATALOG_FILES = {"scope_catalog": "scopes.yaml", "client_catalog": "clients.yaml", "api_catalog": "apis.yaml"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate", help="check permission files (schema, conflicts, catalogs, policy size)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="YAML files/folders or store locations (default: $PERMISSIONS_SOURCE or ./permissions)")
+    parser.add_argument("--catalog", metavar="DIR",
+                        help="folder holding scopes.yaml, clients.yaml and/or apis.yaml")
+    parser.add_argument("--scope-catalog", metavar="FILE", help="scope catalog (overrides --catalog)")
+    parser.add_argument("--client-catalog", metavar="FILE", help="client catalog (overrides --catalog)")
+    parser.add_argument("--api-catalog", metavar="FILE", help="API catalog (overrides --catalog)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--warn-ratio", type=float, default=0.8, metavar="R",
+                        help="warn when a response exceeds R of the 8192-byte limit (0.8)")
+    parser.add_argument("--fail-on", choices=(ERROR, WARNING), default=WARNING,
+                        help="lowest severity that makes the exit code 1 (warning)")
+    parser.add_argument("--sizes", type=int, default=5, metavar="N", help="largest responses to list (5)")
+    parser.set_defaults(run=run)
+
+
+def _catalog_paths(args: argparse.Namespace) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if args.catalog:
+        folder = Path(args.catalog)
+        if not folder.is_dir():
+            raise PermissionsError(f"{folder}: --catalog must be a folder")
+        for key, name in _CATALOG_FILES.items():
+            if (folder / name).is_file():
+                found[key] = folder / name
+    for key in _CATALOG_FILES:
+        if getattr(args, key):
+            found[key] = Path(getattr(args, key))
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    locations = args.paths or [default_location()]
+    try:
+        catalogs = _catalog_paths(args)
+        scopes = load_scope_catalog(catalogs["scope_catalog"]) if "scope_catalog" in catalogs else None
+        clients = load_client_catalog(catalogs["client_catalog"]) if "client_catalog" in catalogs else None
+        apis = load_api_catalog(catalogs["api_catalog"]) if "api_catalog" in catalogs else None
+    except PermissionsError as exc:
+        print(f"policy-engine validate: cannot read a catalog: {exc}", file=sys.stderr)
+        return 2
+    try:
+        records, locate = read_locations(locations)
+        report = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
+    except PermissionsError as exc:
+        # The documents could not even be read as mappings (YAML syntax, unknown shape).
+        findings = [Finding(ERROR, "schema", *_split(problem)) for problem in exc.problems]
+        report = None
+    else:
+        findings = report.findings
+    failing = [f for f in findings if f.severity == ERROR or args.fail_on == WARNING]
+    if args.format == "json":
+        print(json.dumps(_as_json(locations, findings, report, catalogs), indent=2))
+    else:
+        _print_text(locations, findings, report, args)
+    return 1 if failing else 0
+
+
+def _split(problem: str) -> tuple[str, str]:
+    where, sep, message = problem.partition(": ")
+    return (where, message) if sep else ("", problem)
+
+
+def _as_json(locations: list[str], findings: list[Finding], report: LintReport | None,
+             catalogs: dict[str, Path]) -> dict[str, Any]:
+    return {
+        "locations": locations,
+        "catalogs": {k.removesuffix("_catalog"): str(v) for k, v in catalogs.items()},
+        "mappings": report.records if report else None,
+        "errors": sum(f.severity == ERROR for f in findings),
+        "warnings": sum(f.severity == WARNING for f in findings),
+        "findings": [f.as_dict() for f in findings],
+        "limit_bytes": MAX_RESPONSE_BYTES,
+        "sizes": [row.as_dict() for row in report.sizes] if report else [],
+    }
+
+
+def _print_text(locations: list[str], findings: list[Finding], report: LintReport | None,
+                args: argparse.Namespace) -> None:
+    paint = Palette(sys.stdout, args.color)
+    colour = {ERROR: "red", WARNING: "yellow"}
+    for f in findings:
+        where = f"{f.where}: " if f.where else ""
+        print(f"{paint(where, 'bold')}{paint(f.severity, colour[f.severity])}: {f.message} {paint(f'[{f.code}]', 'dim')}")
+    if report is not None and report.sizes and args.sizes > 0:
+        shown = report.sizes[: args.sizes]
+        print(f"\nlargest authorizer responses ({len(shown)} of {len(report.sizes)}, limit {MAX_RESPONSE_BYTES} bytes):")
+        width = max(len(row.subject) for row in shown)
+        for row in shown:
+            api = row.api_arn.rsplit(":", 1)[-1]
+            share = row.bytes * 100 // MAX_RESPONSE_BYTES
+            print(f"  {row.subject:<{width}}  {api}/{row.stage:<8} {row.routes:>4} routes "
+                  f"{row.resources:>4} Resources {row.bytes:>6} bytes {share:>3}%")
+    errors = sum(f.severity == ERROR for f in findings)
+    warnings = sum(f.severity == WARNING for f in findings)
+    mappings = f"{report.records} mappings" if report else "mappings"
+    status = paint("clean", "green") if not findings else (
+        f"{paint(f'{errors} error(s)', 'red') if errors else '0 errors'}, "
+        f"{paint(f'{warnings} warning(s)', 'yellow') if warnings else '0 warnings'}")
+    print(f"\n{mappings} from {', '.join(locations)}: {status}")

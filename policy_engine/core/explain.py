@@ -1,0 +1,131 @@
+"""Why a caller gets what they get, and what a change of mappings gives or takes: pure data.
+
+``explain`` answers with the mappings (``Grant.source`` is ``file:line``) and the
+policy statement that decided a request; ``diff_permissions`` compares two permission
+sets scope by scope, noting when a lost route is still covered by a wider one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policy_engine.core.arn import MethodArn
+from policy_engine.core.compaction import glob_subsumes
+from policy_engine.core.iam import Verdict, evaluate_response, glob_matches
+from policy_engine.core.permissions import Grant, PermissionSet
+
+__all__ = ["RequestExplanation", "RouteChange", "deciding_statement", "diff_permissions", "explain_request",
+           "grants_for", "route_text"]
+
+
+def route_text(verb: str, resource: str) -> str:
+    """``GET /pets/*``; a ``*`` verb reads ``ANY``."""
+    return f"{'ANY' if verb == '*' else verb} /{resource}"
+
+
+def grants_for(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str) -> list[Grant]:
+    """The mappings that grant ``scopes`` something on ``api_arn``/``stage``, in file order."""
+    return [
+        g for g in permissions.grants
+        if g.scope in scopes and g.route.api_arn == api_arn and g.route.stage in (stage, "*")
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestExplanation:
+    """The verdict for one request, the mappings that grant it and the statement that decided."""
+
+    verdict: Verdict
+    grants: tuple[Grant, ...]
+    statement: int | None
+    effect: str | None
+    resource: str | None
+
+
+def deciding_statement(response: Mapping[str, Any], method_arn: str) -> tuple[int | None, str | None, str | None]:
+    """(index, effect, Resource) of the statement that decided ``method_arn``; a matching Deny wins."""
+    found: tuple[int | None, str | None, str | None] = (None, None, None)
+    for index, statement in enumerate(response["policyDocument"]["Statement"]):
+        resources = statement["Resource"]
+        for resource in [resources] if isinstance(resources, str) else resources:
+            if glob_matches(resource, method_arn):
+                if statement["Effect"] == "Deny":
+                    return index, "Deny", resource
+                if found[0] is None:
+                    found = (index, "Allow", resource)
+    return found
+
+
+def explain_request(
+    permissions: PermissionSet, scopes: frozenset[str], request: MethodArn, response: Mapping[str, Any]
+) -> RequestExplanation:
+    """Explain how ``response`` (the policy for ``scopes``) decides ``request``.
+
+    Raises:
+        MalformedResponseError: ``response`` is not a valid authorizer response.
+    """
+    verdict = evaluate_response(response, str(request))
+    grants = tuple(
+        g for g in grants_for(permissions, scopes, request.api_arn, request.stage)
+        if g.route.verb in ("*", request.verb) and glob_matches(g.route.resource, request.path)
+    )
+    index, effect, resource = deciding_statement(response, str(request))
+    return RequestExplanation(verdict, grants, index, effect, resource)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    """A route one scope gains or loses; ``covered_by`` is a mapping on the other side that still covers it."""
+
+    scope: str
+    api_arn: str
+    stage: str
+    verb: str
+    resource: str
+    source: str
+    covered_by: Grant | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope, "api": self.api_arn, "stage": self.stage, "route": route_text(self.verb, self.resource),
+            "mapping": self.source,
+            "covered_by": None if self.covered_by is None else {
+                "route": route_text(self.covered_by.route.verb, self.covered_by.route.resource),
+                "stage": self.covered_by.route.stage, "mapping": self.covered_by.source},
+        }
+
+
+def _cover(grant: Grant, others: list[Grant]) -> Grant | None:
+    r = grant.route
+    for other in others:
+        o = other.route
+        if (o.api_arn == r.api_arn and o.stage in (r.stage, "*") and o.verb in (r.verb, "*")
+                and glob_subsumes(o.resource, r.resource)):
+            return other
+    return None
+
+
+def diff_permissions(old: PermissionSet, new: PermissionSet) -> dict[str, dict[str, list[RouteChange]]]:
+    """For each scope whose grants differ: ``{"gained": [...], "lost": [...]}``, sorted."""
+    def by_scope(permissions: PermissionSet) -> dict[str, dict[tuple[str, ...], Grant]]:
+        out: dict[str, dict[tuple[str, ...], Grant]] = {}
+        for grant in permissions.grants:
+            out.setdefault(grant.scope, {}).setdefault(tuple(grant.route), grant)
+        return out
+
+    before, after = by_scope(old), by_scope(new)
+    result: dict[str, dict[str, list[RouteChange]]] = {}
+    for scope in sorted(set(before) | set(after)):
+        was, now = before.get(scope, {}), after.get(scope, {})
+        gained = [_change(scope, now[k], _cover(now[k], list(was.values()))) for k in sorted(set(now) - set(was))]
+        lost = [_change(scope, was[k], _cover(was[k], list(now.values()))) for k in sorted(set(was) - set(now))]
+        if gained or lost:
+            result[scope] = {"gained": gained, "lost": lost}
+    return result
+
+
+def _change(scope: str, grant: Grant, covered_by: Grant | None) -> RouteChange:
+    r = grant.route
+    return RouteChange(scope, r.api_arn, r.stage, r.verb, r.resource, grant.source, covered_by)

@@ -1,0 +1,147 @@
+"""The introspection adapter against a real RFC 7662 endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from policy_engine.adapters.introspection import IntrospectionClient
+from policy_engine.errors import InactiveTokenError, IntrospectionError
+from policy_engine.local.idp import LocalIdentityProvider
+
+CLIENT_ID, SECRET = "policy-engine", "s3cret with spaces & symbols:"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def server(idp: LocalIdentityProvider) -> LocalIdentityProvider:
+    idp.register_client(CLIENT_ID, SECRET)
+    return idp
+
+
+def client(server: LocalIdentityProvider, clock: Clock | None = None, **options) -> IntrospectionClient:
+    return IntrospectionClient(server.introspection_endpoint, client_id=CLIENT_ID, client_secret=SECRET,
+                               clock=clock or time.time, **options)
+
+
+def calls(server: LocalIdentityProvider) -> int:
+    return server.requests.count("POST /introspect")
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_active_answer_with_either_client_authentication(server, method):
+    token = server.issue_opaque(scope="pets:read", subject="svc-a")
+    answer = client(server, auth_method=method).introspect(token)
+    assert answer["active"] is True and answer["sub"] == "svc-a" and answer["scope"] == "pets:read"
+    assert server.introspection_auth == [method]
+
+
+def test_wrong_client_secret_is_a_failure_not_an_inactive_token(server):
+    bad = IntrospectionClient(server.introspection_endpoint, client_id=CLIENT_ID, client_secret="wrong")
+    with pytest.raises(IntrospectionError, match="answered 401"):
+        bad.introspect(server.issue_opaque())
+
+
+def test_unknown_and_revoked_tokens_are_inactive(server):
+    c = client(server, negative_ttl=0)
+    with pytest.raises(InactiveTokenError):
+        c.introspect("never-issued")
+    token = server.issue_opaque()
+    server.revoke(token)
+    with pytest.raises(InactiveTokenError):
+        c.introspect(token)
+
+
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (500, b'{"error":"server_error"}'),
+        (200, b"not json"),
+        (200, b'{"active":"true","sub":"x"}'),  # a string is not the boolean true
+        (200, b'{"sub":"x","scope":"pets:read"}'),  # active missing
+        (200, b'[{"active":true}]'),
+        (302, b""),
+    ],
+)
+def test_unusable_answers_fail_closed_and_are_not_cached(server, status, body):
+    c = client(server)
+    token = server.issue_opaque()
+    server.introspection_override = lambda: (status, body)
+    with pytest.raises(IntrospectionError):
+        c.introspect(token)
+    # the failure was not remembered as "inactive": the next call asks again and succeeds
+    server.introspection_override = None
+    assert c.introspect(token)["active"] is True
+    assert calls(server) == 2
+
+
+def test_timeout_fails_closed(server):
+    def slow():
+        time.sleep(0.5)
+        return 200, b'{"active":true}'
+
+    server.introspection_override = slow
+    with pytest.raises(IntrospectionError, match="TimeoutError|timed out"):
+        client(server, timeout=0.1).introspect(server.issue_opaque())
+
+
+def test_positive_answers_are_cached_up_to_the_maximum(server):
+    clock = Clock()
+    c = client(server, clock, cache_ttl=60)
+    token = server.issue_opaque(lifetime=3600)
+    c.introspect(token)
+    clock.now += 59
+    c.introspect(token)
+    assert calls(server) == 1
+    clock.now += 2
+    c.introspect(token)
+    assert calls(server) == 2
+
+
+def test_positive_answers_are_never_cached_past_exp(server):
+    clock = Clock()
+    c = client(server, clock, cache_ttl=600)
+    token = server.issue_opaque(lifetime=10)
+    c.introspect(token)
+    server.revoke(token)
+    clock.now += 9
+    assert c.introspect(token)["active"] is True  # still cached, within exp
+    clock.now += 2
+    with pytest.raises(InactiveTokenError):
+        c.introspect(token)
+
+
+def test_negative_answers_are_cached_briefly(server):
+    clock = Clock()
+    c = client(server, clock, negative_ttl=5)
+    for _ in range(3):
+        with pytest.raises(InactiveTokenError):
+            c.introspect("unknown-token")
+    assert calls(server) == 1
+    clock.now += 6
+    with pytest.raises(InactiveTokenError):
+        c.introspect("unknown-token")
+    assert calls(server) == 2
+
+
+def test_cache_is_keyed_by_a_hash_never_the_token(server):
+    c = client(server)
+    token = server.issue_opaque()
+    c.introspect(token)
+    assert token not in repr(c._cache)
+    assert all(len(key) == 64 for key in c._cache)
+
+
+def test_cache_stays_bounded(server):
+    c = client(server, max_entries=3)
+    for _ in range(5):
+        c.introspect(server.issue_opaque())
+    assert len(c._cache) == 3

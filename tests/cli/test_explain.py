@@ -1,0 +1,104 @@
+"""``policy-engine explain``: policy, routes, the deciding mapping and statement, tokens, diffs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from policy_engine.cli import main
+from policy_engine.core.iam import Verdict, evaluate_response
+
+ROOT = Path(__file__).resolve().parents[2]
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+PERMISSIONS = str(ROOT / "permissions")
+
+
+@pytest.fixture(autouse=True)
+def _no_configured_issuer(monkeypatch):
+    for name in ("ISSUER", "AUDIENCE", "JWKS_URI", "PERMISSIONS_SOURCE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def explain(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["explain", "--permissions", PERMISSIONS, "--format", "json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_allowed_request_names_the_mapping_and_the_statement(capsys):
+    code, out = explain(capsys, "--scopes", "pets:read email", "--request", "GET /dev/pets/12")
+    assert code == 0
+    request = out["request"]
+    assert request["status"] == 200 and request["statement"] == 0 and request["effect"] == "Allow"
+    assert request["resource"] == f"{API}/dev/GET/pets/*"
+    assert [m["mapping"] for m in request["mappings"]] == ["permissions/pets.yaml:11"]
+    # the shown policy is the one the runtime returns: API Gateway decides with it
+    response = out["policies"][0]["response"]
+    assert evaluate_response(response, f"{API}/dev/GET/pets/12/photos") is Verdict.ALLOW
+    assert evaluate_response(response, f"{API}/dev/POST/pets") is Verdict.IMPLICIT_DENY
+    assert {r["route"] for r in out["policies"][0]["routes"]} == {"GET /pets", "GET /pets/*"}
+
+
+def test_refused_request_exits_1_and_says_nothing_grants_it(capsys):
+    code, out = explain(capsys, "--scopes", "pets:read", "--request", "POST /dev/pets")
+    assert code == 1
+    assert out["request"]["status"] == 403 and out["request"]["mappings"] == []
+    code, out = explain(capsys, "--scopes", "email", "--request", "GET /dev/pets")
+    assert code == 1 and out["request"]["verdict"] == "ExplicitDeny" and out["request"]["effect"] == "Deny"
+
+
+def test_without_a_request_every_mapped_stage_is_shown_as_a_table(capsys):
+    code = main(["explain", "--permissions", PERMISSIONS, "--scopes", "store:write"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "== policy for a1b2c3d4e5 stage dev: Allow" in text and "== policy for a1b2c3d4e5 stage prod: Deny" in text
+    assert "ANY   /store/orders/*  dev    store:write  permissions/store.yaml:14" in text
+
+
+def test_token_is_decoded_without_verification_when_no_issuer_is_configured(idp, capsys):
+    token = idp.mint(scope="pets:write", subject="web")
+    code, out = explain(capsys, "--token", token, "--request", "POST /dev/pets")
+    assert code == 0
+    assert out["caller"]["verified"] is False and "WITHOUT verification" in out["caller"]["verification"]
+    assert out["caller"]["scopes"] == ["pets:write"] and out["caller"]["principal"] == "web"
+
+
+def test_token_is_verified_when_keys_are_reachable_and_refused_when_it_fails(idp, capsys):
+    token = idp.mint(scope="pets:write", subject="web")
+    args = ["--issuer", idp.issuer, "--audience", "policy-engine-demo", "--request", "POST /dev/pets"]
+    code, out = explain(capsys, "--token", f"Bearer {token}", *args)
+    assert code == 0 and out["caller"]["verified"] is True and "verified" in out["caller"]["verification"]
+    expired = idp.mint(scope="pets:write", lifetime=-3600)
+    code, out = explain(capsys, "--token", expired, *args)
+    assert code == 1 and out["caller"]["rejected"] is True and out["request"]["status"] == 401
+
+
+def test_unreachable_keys_fall_back_to_decoding(idp, capsys):
+    token = idp.mint(scope="pets:read")
+    issuer = idp.issuer
+    idp.stop()
+    code, out = explain(capsys, "--token", token, "--issuer", issuer, "--audience", "policy-engine-demo",
+                        "--jwks-uri", f"{issuer}/jwks.json", "--stage", "dev")
+    assert code == 0 and out["caller"]["verified"] is False
+    assert "keys are not reachable" in out["caller"]["verification"]
+
+
+def test_bad_input_means_it_could_not_run(capsys):
+    assert main(["explain", "--permissions", PERMISSIONS, "--token", "not-a-jwt"]) == 2
+    assert main(["explain", "--permissions", PERMISSIONS, "--scopes", "x", "--request", "GET pets"]) == 2
+    assert main(["explain", "--permissions", PERMISSIONS, "--scopes", "x", "--api", "nope"]) == 2
+
+
+def test_diff_lists_what_each_scope_gains_and_loses(capsys):
+    code = main(["explain", "--diff", PERMISSIONS, str(ROOT / "tests/data/permissions-next"), "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    reader, writer = out["scopes"]["pets:read"], out["scopes"]["pets:write"]
+    assert {(c["route"], c["stage"]) for c in reader["lost"]} == {("GET /pets/*", "dev"), ("GET /pets/*", "prod")}
+    gained = reader["gained"][0]
+    assert gained["route"] == "GET /pets/*/photos" and gained["covered_by"]["route"] == "GET /pets/*"
+    assert {c["route"] for c in writer["gained"]} == {"DELETE /pets/*"} and writer["lost"] == []
+    assert set(out["scopes"]) == {"pets:read", "pets:write"}
+    main(["explain", "--diff", PERMISSIONS, PERMISSIONS])
+    assert "no scope gains or loses anything" in capsys.readouterr().out

@@ -1,0 +1,96 @@
+"""``policy-engine invoke``: the real handler on the shipped event files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from policy_engine.cli import main
+from policy_engine.cli.invoke import put_token
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("ISSUER", "AUDIENCE", "JWKS_URI", "PERMISSIONS_SOURCE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def invoke_json(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["invoke", "--format", "json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_shipped_token_events_carry_a_placeholder():
+    events = sorted(EVENTS.glob("token-*.json"))
+    assert len(events) >= 5
+    for path in events:
+        event = json.loads(path.read_text())
+        assert event["type"] == "TOKEN" and "REPLACE_WITH_TOKEN" in event["authorizationToken"]
+
+
+@pytest.mark.parametrize("event", ["request-get-pet.json", "http-v1-get-pet.json", "http-v2-get-pet.json"])
+def test_the_minted_token_replaces_the_placeholder_in_every_event_kind(capsys, event):
+    code, out = invoke_json(capsys, "--event", str(EVENTS / event), "--local-idp", "--scopes", "pets:read",
+                            "--permissions", str(ROOT / "permissions"))
+    assert code == 0 and out["status"] == 200, out
+    code, out = invoke_json(capsys, "--event", str(EVENTS / event), "--local-idp", "--scopes", "email",
+                            "--permissions", str(ROOT / "permissions"))
+    assert code == 1 and out["status"] == 403
+
+
+@pytest.mark.parametrize(("event", "scopes", "status"), [
+    ("token-get-pet.json", "pets:read", 200),
+    ("token-create-pet.json", "pets:read", 403),
+    ("token-create-pet.json", "pets:write", 200),
+    ("token-delete-pet.json", "pets:admin", 200),
+    ("token-place-order.json", "store:write", 200),
+    ("token-update-order.json", "store:read", 403),
+])
+def test_local_idp_mints_a_token_and_the_real_handler_decides(capsys, event, scopes, status):
+    code, out = invoke_json(capsys, "--event", str(EVENTS / event), "--local-idp", "--scopes", scopes,
+                            "--permissions", str(ROOT / "permissions"))
+    assert out["status"] == status and code == (0 if status == 200 else 1)
+    assert out["response"]["principalId"] == "local-client"
+    assert out["environment"]["ISSUER"].startswith("http://127.0.0.1:")
+
+
+def test_environment_comes_from_env_file_and_flags(idp, tmp_path, capsys):
+    env_file = tmp_path / "function.env"
+    env_file.write_text(f"# the function's environment\nISSUER={idp.issuer}\nAUDIENCE=wrong-audience\n")
+    token = idp.mint(scope="pets:read", audience="policy-engine-demo")
+    args = ["--event", str(EVENTS / "token-get-pet.json"), "--env-file", str(env_file), "--token", token]
+    code, out = invoke_json(capsys, *args)
+    assert code == 1 and out["status"] == 401 and out["error"] == "Unauthorized"
+    code, out = invoke_json(capsys, *args, "--env", "AUDIENCE=policy-engine-demo")
+    assert code == 0 and out["status"] == 200
+
+
+def test_failures_to_start_or_read_exit_2(tmp_path, capsys):
+    assert main(["invoke", "--event", str(tmp_path / "missing.json")]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["invoke", "--event", str(bad)]) == 2
+    # no ISSUER: the handler refuses to start, as the Lambda function would
+    assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json")]) == 2
+    assert "ISSUER" in capsys.readouterr().err
+    assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json"), "--env", "NOEQUALS"]) == 2
+
+
+def test_text_output_shows_the_response_and_the_answer(capsys):
+    code = main(["invoke", "--event", str(EVENTS / "token-get-pet.json"), "--local-idp"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert '"principalId": "local-client"' in text and "API Gateway answers 200 (Allow)" in text
+
+
+def test_put_token_places_the_credential_where_each_event_type_carries_it():
+    assert put_token({"type": "TOKEN", "methodArn": "x"}, "t")["authorizationToken"] == "Bearer t"
+    v1 = put_token({"type": "REQUEST", "headers": {"Authorization": "old"}, "methodArn": "x"}, "t")
+    assert v1["headers"] == {"Authorization": "Bearer t"}
+    v2 = put_token({"type": "REQUEST", "version": "2.0", "identitySource": ["old"], "routeArn": "x"}, "t")
+    assert v2["identitySource"] == ["Bearer t"] and v2["headers"]["authorization"] == "Bearer t"

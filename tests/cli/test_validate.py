@@ -1,0 +1,171 @@
+"""``policy-engine validate``: each check, the output formats and the exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from policy_engine.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+
+
+def run_json(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["validate", "--format", "json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def codes(report: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for finding in report["findings"]:
+        out.setdefault(finding["code"], []).append(finding)
+    return out
+
+
+def write(tmp_path: Path, text: str, name: str = "perms.yaml") -> str:
+    folder = tmp_path / "permissions"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text)
+    return str(folder)
+
+
+def test_the_shipped_permissions_and_catalogs_are_clean(capsys):
+    code, report = run_json(capsys, str(ROOT / "permissions"), "--catalog", str(ROOT / "catalog"))
+    assert code == 0, report["findings"]
+    assert report["findings"] == [] and report["mappings"] == 17
+    subjects = {row["subject"] for row in report["sizes"]}
+    assert {"scope pets:read", "client pet-store-web", "client inventory-sync"} <= subjects
+
+
+def test_every_check_fires_on_the_flawed_example(capsys):
+    code, report = run_json(capsys, str(ROOT / "tests/data/flawed"), "--catalog", str(ROOT / "catalog"))
+    assert code == 1
+    found = codes(report)
+    where = {c: sorted({f["where"].rsplit(":", 1)[1] for f in fs}) for c, fs in found.items()}
+    assert where["duplicate"] == ["6"]
+    assert where["shadowed"] == ["12", "8"]
+    assert where["conflicting-forms"] == ["15", "9"]
+    assert where["trailing-slash"] == ["10"] and found["trailing-slash"][0]["severity"] == "error"
+    assert where["mixed-arn"] == ["20"]
+    assert where["schema"] == ["25", "27", "28"]
+    assert where["unknown-scope"] == ["13"] and "pets:delete" in found["unknown-scope"][0]["message"]
+    assert {f["message"].split("'")[1] for f in found["unused-scope"]} == {"pets:admin", "store:write"}
+    assert where["unknown-api"] == ["20"]
+    assert where["unknown-stage"] == ["30"]
+    assert where["unknown-route"] == ["10", "12"]
+    assert "'FETCH'" in " ".join(f["message"] for f in found["schema"])
+
+
+def test_yaml_syntax_errors_are_findings_with_their_line(tmp_path, capsys):
+    folder = write(tmp_path, "apis:\n  - arn: x\n    stages: [dev\n")
+    code, report = run_json(capsys, folder)
+    assert code == 1
+    assert report["findings"][0]["code"] == "schema" and report["findings"][0]["where"].endswith("perms.yaml:4")
+
+
+def test_a_missing_path_or_catalog_means_it_could_not_run(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert main(["validate", str(ROOT / "permissions"), "--scope-catalog", str(tmp_path / "none.yaml")]) == 2
+    bad = tmp_path / "scopes.yaml"
+    bad.write_text("scopes: 3\n")
+    assert main(["validate", str(ROOT / "permissions"), "--scope-catalog", str(bad)]) == 2
+    assert "scopes.yaml:1" in capsys.readouterr().err
+
+
+def test_mixed_stage_names_and_api_ids(tmp_path, capsys):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /a, scope: s}}
+  - {{arn: "{API}", stage: Dev, httpVerb: GET, resource: /b, scope: s}}
+  - {{arn: "arn:aws:execute-api:us-east-1:123456789012:MyApi", stage: dev, httpVerb: GET, resource: /c, scope: s}}
+""")
+    code, report = run_json(capsys, folder)
+    found = codes(report)
+    assert code == 1
+    assert found["mixed-stage"][0]["where"].endswith(":3")
+    assert "MyApi" in found["api-id"][0]["message"]
+
+
+def test_wildcard_stage_and_verb_shadow_narrower_mappings_of_the_same_scope_only(tmp_path, capsys):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: "*", httpVerb: ANY, resource: /orders/*, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: PATCH, resource: /orders/7/lines/*, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: PATCH, resource: /orders/7, scope: other}}
+  - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /orders, scope: s}}
+""")
+    code, report = run_json(capsys, folder)
+    shadowed = codes(report)["shadowed"]
+    assert [f["where"].rsplit(":", 1)[1] for f in shadowed] == ["3"]
+    assert "ANY /orders/*" in shadowed[0]["message"]
+
+
+def test_policy_size_is_an_error_over_the_limit_and_a_warning_near_it(tmp_path, capsys):
+    routes = "\n".join(f"      GET /collection-{i:03d}/items: [big]" for i in range(100))
+    routes += "\n" + "\n".join(f"      GET /near-{i:03d}/items: [near]" for i in range(85))
+    folder = write(tmp_path, f"apis:\n  - arn: {API}\n    stages: [prod]\n    routes:\n{routes}\n")
+    clients = tmp_path / "clients.yaml"
+    clients.write_text("clients:\n  - id: small-client\n    scopes: [near]\n")
+    code, report = run_json(capsys, folder, "--client-catalog", str(clients))
+    found = codes(report)
+    assert code == 1
+    assert [f["message"].split(" gets")[0] for f in found["policy-size"]] == ["scope big"]
+    assert sorted(f["message"].split(" gets")[0] for f in found["policy-size-near"]) == [
+        "client small-client", "scope near"]
+    biggest = report["sizes"][0]
+    assert biggest["subject"] == "scope big" and biggest["bytes"] > 8192 and biggest["routes"] == 100
+    # --fail-on error: warnings alone no longer fail the run
+    folder2 = write(tmp_path, f"apis:\n  - arn: {API}\n    stages: [prod]\n    routes:\n"
+                    + "\n".join(f"      GET /near-{i:03d}/items: [near]" for i in range(85)) + "\n", "perms.yaml")
+    assert main(["validate", folder2, "--fail-on", "error"]) == 0
+    assert main(["validate", folder2]) == 1
+
+
+def test_text_output_uses_colour_only_when_asked_or_on_a_terminal(capsys):
+    flawed = str(ROOT / "tests/data/flawed")
+    main(["validate", flawed])
+    plain = capsys.readouterr().out
+    assert "\033[" not in plain and "error: " in plain and "[schema]" in plain
+    main(["validate", flawed, "--color", "always"])
+    assert "\033[31merror\033[0m" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spelling", ["- GET /store/orders/{orderId}", "- ANY /store/{proxy+}"])
+def test_api_catalog_routes_match_by_template(tmp_path, capsys, spelling):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /store/orders/*, scope: s}}
+""")
+    catalog = tmp_path / "apis.yaml"
+    catalog.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n      {spelling}\n")
+    code, report = run_json(capsys, folder, "--api-catalog", str(catalog))
+    assert code == 0, report["findings"]
+
+
+def test_lone_trailing_slash_and_any_versus_star_are_reported(tmp_path, capsys):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /reports/, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: ANY, resource: /orders, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: "*", resource: /orders, scope: t}}
+""")
+    code, report = run_json(capsys, folder)
+    found = codes(report)
+    assert code == 1
+    assert found["trailing-slash"][0]["severity"] == "warning" and found["trailing-slash"][0]["where"].endswith(":2")
+    assert "ANY and '*'" in found["conflicting-forms"][0]["message"]
+
+
+def test_openapi_paths_extend_the_api_catalog(tmp_path, capsys):
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: DELETE, resource: /pets/*, scope: s}}
+  - {{arn: "{API}", stage: dev, httpVerb: POST, resource: /pets/*, scope: s}}
+""")
+    (tmp_path / "spec.yaml").write_text("openapi: 3.0.1\npaths:\n  /pets/{id}:\n    delete: {}\n")
+    catalog = tmp_path / "apis.yaml"
+    catalog.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    openapi: spec.yaml\n")
+    code, report = run_json(capsys, folder, "--api-catalog", str(catalog))
+    unknown = codes(report)["unknown-route"]
+    assert code == 1 and [f["where"].rsplit(":", 1)[1] for f in unknown] == ["3"]
+    catalog.write_text(f"apis:\n  - arn: {API}\n    stage: [dev]\n")
+    assert main(["validate", folder, "--api-catalog", str(catalog)]) == 2
+    assert "unknown key 'stage'" in capsys.readouterr().err

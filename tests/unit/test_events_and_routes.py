@@ -1,0 +1,142 @@
+"""Pure pieces: identity sources, event kinds, route templates, per-route narrowing, introspection claims."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy_engine.core.arn import parse_method_arn, route_template_arn
+from policy_engine.core.decision import Decision, narrow_to_route, render_simple_response, response_size
+from policy_engine.core.iam import Verdict, evaluate_response
+from policy_engine.core.decision import render_iam_response
+from policy_engine.core.tokens import peek_issuer, validate_introspection
+from policy_engine.errors import ConfigurationError, EventError, ExpiredTokenError, InvalidClaimsError
+from policy_engine.events import parse_identity_source, read_event
+from tests.request_events import sample
+
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+
+
+@pytest.mark.parametrize(
+    "entries, location, name, scope",
+    [
+        (("method.request.header.Authorization",), "header", "Authorization", "identity"),
+        (("method.request.querystring.token", "context.httpMethod", "context.resourcePath"), "querystring", "token", "route"),
+        (("method.request.header.Authorization", "context.httpMethod", "context.path"), "header", "Authorization", "request"),
+        (("$request.header.X-Token", "$context.routeKey"), "header", "X-Token", "route"),
+        (("$context.httpMethod", "$request.header.Authorization", "$context.path"), "header", "Authorization", "request"),
+        (("$request.header.Authorization", "$stageVariables.tenant"), "header", "Authorization", "identity"),
+        (("method.request.header.Authorization", "context.resourcePath"), "header", "Authorization", "identity"),
+    ],
+)
+def test_identity_sources_in_either_syntax(entries, location, name, scope):
+    source = parse_identity_source(entries)
+    assert (source.location, source.name, source.cache_scope) == (location, name, scope)
+
+
+@pytest.mark.parametrize("entries", [("Authorization",), ("$context.routeKey",), ("method.request.path.id",), ("$request.header.",)])
+def test_bad_identity_sources(entries):
+    with pytest.raises(ConfigurationError) as info:
+        parse_identity_source(entries)
+    assert info.value.variable == "IDENTITY_SOURCE"
+
+
+@pytest.mark.parametrize(
+    "name, kind, arn_key",
+    [("token-get-pet.json", "TOKEN", "methodArn"), ("request-get-pet.json", "REQUEST", "methodArn"),
+     ("http-v1-get-pet.json", "HTTP_V1", "methodArn"), ("http-v2-get-pet.json", "HTTP_V2", "routeArn")],
+)
+def test_sample_events_are_told_apart(name, kind, arn_key):
+    event = sample(name)
+    request = read_event(event)
+    assert request.kind == kind
+    assert request.method_arn == event[arn_key]
+    assert request.authorization == "Bearer REPLACE_WITH_TOKEN"
+
+
+def test_v2_event_without_identity_source_array_is_still_read_from_headers():
+    event = dict(sample("http-v2-get-pet.json"))
+    del event["identitySource"]
+    assert read_event(event).authorization == "Bearer REPLACE_WITH_TOKEN"
+
+
+@pytest.mark.parametrize(
+    "route_key, expected",
+    [
+        ("GET /pets/{petId}", f"{API}/dev/GET/pets/*"),
+        ("ANY /pets", f"{API}/dev/*/pets"),
+        ("GET /files/{proxy+}", f"{API}/dev/GET/files/*"),
+        ("$default", f"{API}/dev/*/*"),
+        ("GET /", f"{API}/dev/GET/"),
+    ],
+)
+def test_route_template_arn(route_key, expected):
+    assert route_template_arn(route_key, parse_method_arn(f"{API}/dev/GET/pets/1")) == expected
+
+
+def test_route_template_arn_refuses_nonsense():
+    with pytest.raises(EventError):
+        route_template_arn("pets", parse_method_arn(f"{API}/dev/GET/pets/1"))
+
+
+def _decision(resources, denied=()):
+    return Decision("Allow" if resources else "Deny", "p", API, "dev", tuple(resources), "granted", "v1",
+                    denied=tuple(denied))
+
+
+def test_narrowing_keeps_a_subset_that_decides_the_route_the_same_way():
+    full = _decision([f"{API}/dev/GET/pets", f"{API}/dev/GET/pets/*", f"{API}/dev/POST/pets"],
+                     denied=[f"{API}/dev/GET/pets/secret*"])
+    for path in ["GET/pets", "GET/pets/1", "POST/pets", "GET/pets/secret/1", "DELETE/pets/1"]:
+        arn = f"{API}/dev/{path}"
+        narrowed = render_iam_response(narrow_to_route(full, arn))
+        assert (evaluate_response(narrowed, arn) is Verdict.ALLOW) == (
+            evaluate_response(render_iam_response(full), arn) is Verdict.ALLOW), path
+        allowed = {r for s in narrowed["policyDocument"]["Statement"] if s["Effect"] == "Allow" for r in s["Resource"]}
+        assert allowed <= set(full.resources)
+
+
+def test_simple_response_with_a_denied_route_is_false():
+    full = _decision([f"{API}/dev/GET/pets/*"], denied=[f"{API}/dev/GET/pets/*"])
+    assert render_simple_response(full, f"{API}/dev/GET/pets/1")["isAuthorized"] is False
+
+
+def test_peek_issuer_is_only_a_hint():
+    assert peek_issuer("opaque-token") is None
+    assert peek_issuer("a.b.c") is None
+    assert peek_issuer("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2EifQ.x") == "https://a"
+
+
+@pytest.mark.parametrize(
+    "answer, error",
+    [
+        ({"active": "true"}, InvalidClaimsError),
+        ({"active": True, "exp": 10}, ExpiredTokenError),
+        ({"active": True, "aud": 5}, InvalidClaimsError),
+        ({"active": True, "token_type": "refresh_token"}, InvalidClaimsError),
+        ({"active": True, "iss": "https://evil"}, InvalidClaimsError),
+        ({"active": True, "username": 7}, InvalidClaimsError),
+    ],
+)
+def test_introspection_claims(answer, error):
+    with pytest.raises(error):
+        validate_introspection(answer, issuers={"https://a"}, audiences={"api"}, now=1000.0, leeway=30)
+
+
+def test_introspection_claims_accept_what_the_answer_leaves_out():
+    validate_introspection({"active": True, "token_type": "Bearer", "aud": ["x", "api"]}, issuers=set(),
+                           audiences={"api"}, now=1000.0, leeway=30)
+
+
+def test_response_size_is_what_the_runtime_sends():
+    import json
+
+    response = {"principalId": "José", "context": {"note": "😀"}}
+    assert response_size(response) == len(json.dumps(response).encode("utf-8"))
+
+
+def test_the_client_secret_stays_out_of_settings_repr():
+    from policy_engine.settings import Settings
+
+    settings = Settings.from_environ({"AUDIENCE": "a", "INTROSPECTION_URL": "https://as.example.com/introspect",
+                                      "INTROSPECTION_CLIENT_ID": "rs", "INTROSPECTION_CLIENT_SECRET": "hunter2-secret"})
+    assert "hunter2-secret" not in repr(settings)
