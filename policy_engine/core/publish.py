@@ -51,7 +51,7 @@ def record_of(key: MappingKey) -> dict[str, Any]:
 
 def digest(keys: Iterable[MappingKey]) -> str:
     """Order-independent content hash; equal to ``content_version`` of the same grants."""
-    lines = sorted(json.dumps([k.arn, k.stage, k.verb, k.resource.removeprefix("/"), k.scope]) for k in keys)
+    lines = sorted({json.dumps([k.arn, k.stage, k.verb, k.resource.removeprefix("/"), k.scope]) for k in keys})
     return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
@@ -70,9 +70,9 @@ class Plan:
 
     def lines(self) -> list[str]:
         """A diff a reviewer reads: ``-`` then ``+`` per API and stage, sorted."""
-        marked = [(k, "-") for k in self.removed] + [(k, "+") for k in self.added]
+        marked = [(k, 0) for k in self.removed] + [(k, 1) for k in self.added]
         marked.sort(key=lambda item: (item[0].arn, item[0].stage, item[0].resource, item[0].verb, item[1], item[0].scope))
-        return [f"{sign} {key}" for key, sign in marked]
+        return [f"{'-+'[sign]} {key}" for key, sign in marked]
 
     def summary(self) -> str:
         return f"{len(self.added)} added, {len(self.removed)} removed, {self.unchanged} unchanged"

@@ -33,14 +33,18 @@ def test_the_handler_decides_with_the_published_table_and_logs_the_version(idp, 
 
 def test_a_warm_container_picks_up_a_new_version_after_the_ttl(idp, make_handler, table, tmp_path):
     sync(ROOT / "permissions", f"dynamodb://{table}")
-    handler = make_handler(PERMISSIONS_SOURCE=f"dynamodb://{table}", PERMISSIONS_CACHE_TTL="0.5")
+    handler = make_handler(PERMISSIONS_SOURCE=f"dynamodb://{table}", PERMISSIONS_CACHE_TTL="30")
+    # The container's monotonic clock, moved by hand: a sync takes longer than a short real TTL.
+    now = [time.monotonic()]
+    handler.AUTHORIZER.permissions._clock = lambda: now[0]
     token = idp.mint(scope="pets:read")
     assert verdict(invoke(handler, token_event(token)), "GET", "/pets") is Verdict.ALLOW
 
     sync(write_permissions(tmp_path / "p.yaml", READER_ONLY_WRITERS), f"dynamodb://{table}")
+    now[0] += 29
     cached = invoke(handler, token_event(token))  # inside the TTL: still the loaded v1
     assert verdict(cached, "GET", "/pets") is Verdict.ALLOW and cached.response["context"]["policyVersion"] == "v1"
-    time.sleep(0.6)
+    now[0] += 2
     fresh = invoke(handler, token_event(token))
     assert verdict(fresh, "GET", "/pets") is Verdict.EXPLICIT_DENY
     assert fresh.response["context"]["policyVersion"] == "v2"
