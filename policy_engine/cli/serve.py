@@ -48,6 +48,9 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
     parser.add_argument("--openapi", type=Path, help="take routes from this OpenAPI file instead of the permissions")
     parser.add_argument("--stage", action="append", default=[], help="stage to deploy --openapi routes on")
     parser.add_argument("--token-regex", help="token validation regex (whole header value must match)")
+    parser.add_argument("--identity-source", action="append", default=[], metavar="SOURCE",
+                        help="use a REQUEST authorizer with this identity source, as API Gateway writes it "
+                             "(repeat or comma-separate: method.request.header.Authorization,context.httpMethod)")
     parser.add_argument("--cache-ttl", type=_ttl, default=300.0,
                         help="authorizer cache TTL in seconds, 0 disables (300)")
     parser.add_argument("--backend", dest="backend_url", help="proxy allowed requests to this URL "
@@ -58,7 +61,9 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
     options = ServeOptions(
         permissions=args.permissions, clients_file=args.clients, port=args.port, idp_port=args.idp_port,
         table=args.table, api=args.api, openapi=args.openapi, stages=tuple(args.stage),
-        token_regex=args.token_regex, cache_ttl=args.cache_ttl, backend_url=args.backend_url,
+        token_regex=args.token_regex,
+        identity_sources=tuple(p.strip() for arg in args.identity_source for p in arg.split(",") if p.strip()),
+        cache_ttl=args.cache_ttl, backend_url=args.backend_url,
     )
     if args.store:
         options.store = args.store

@@ -1,4 +1,4 @@
-"""A local REST API Gateway (v1) with a Lambda TOKEN authorizer, on 127.0.0.1.
+"""A local REST API Gateway (v1) with a Lambda TOKEN or REQUEST authorizer, on 127.0.0.1.
 
 It answers the way API Gateway does (``../shared/reference/apigw-authorizer.md`` §3-5),
 in this order:
@@ -6,6 +6,7 @@ in this order:
     unknown stage                         403 {"message":"Forbidden"}
     no route for the verb and path        403 {"message":"Missing Authentication Token"}
     token header missing or empty         401 {"message":"Unauthorized"}     authorizer not called
+      (REQUEST: any identity source)
     token fails the validation regex      401 {"message":"Unauthorized"}     authorizer not called
     methodArn longer than 1600 bytes      414
     authorizer raises "Unauthorized"      401 {"message":"Unauthorized"}     not cached
@@ -16,7 +17,8 @@ in this order:
     no matching Allow                     403 {"Message":"User is not authorized to access this resource"}
     a matching Allow                      the backend's answer
 
-A policy (Allow or Deny) is cached per stage and token value for ``cache_ttl`` seconds
+A policy (Allow or Deny) is cached per stage and token value (REQUEST: all identity
+source values) for ``cache_ttl`` seconds
 and re-evaluated against each later request's methodArn, as API Gateway does; 0
 disables the cache. Routes come from the permission files (or an OpenAPI document)
 and are fixed at start, like a deployment; permissions change live.
@@ -35,10 +37,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from policy_engine.core.iam import MalformedResponseError, Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS, PermissionSet
 from policy_engine.errors import ConfigurationError
+from policy_engine.events import parse_identity_source
 from policy_engine.local.invoke import InvokeResult, invoke
 
 __all__ = [
@@ -199,7 +203,10 @@ class RouteTable:
 
 
 class AuthorizerCache:
-    """Authorizer responses by key for ``ttl`` seconds (0: nothing is kept)."""
+    """Authorizer responses by key for ``ttl`` seconds (0: nothing is kept).
+
+    The key is the stage plus the token (TOKEN) or every identity source value (REQUEST).
+    """
 
     _LIMIT = 10_000
 
@@ -208,10 +215,10 @@ class AuthorizerCache:
             raise ConfigurationError("--cache-ttl", f"{ttl:g} must be between 0 and {MAX_CACHE_TTL} seconds")
         self.ttl = ttl
         self.clock = clock
-        self._entries: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = {}
+        self._entries: dict[tuple[str, ...], tuple[float, Mapping[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> Mapping[str, Any] | None:
+    def get(self, key: tuple[str, ...]) -> Mapping[str, Any] | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -221,7 +228,7 @@ class AuthorizerCache:
                 return None
             return entry[1]
 
-    def put(self, key: tuple[str, str], response: Mapping[str, Any]) -> None:
+    def put(self, key: tuple[str, ...], response: Mapping[str, Any]) -> None:
         if self.ttl <= 0:
             return
         with self._lock:
@@ -406,6 +413,7 @@ class LocalGateway:
         backend: Backend | None = None,
         token_header: str = "Authorization",
         token_regex: str | None = None,
+        identity_sources: tuple[str, ...] | None = None,
         cache_ttl: float = 300,
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
@@ -417,6 +425,9 @@ class LocalGateway:
         self.routes = routes
         self.backend: Backend = backend or PetsBackend()
         self.token_header = token_header
+        #: ``None``: a TOKEN authorizer reading ``token_header``. Otherwise a REQUEST
+        #: authorizer with these identity sources, written as API Gateway writes them.
+        self.identity_sources = _check_identity_sources(identity_sources) if identity_sources else None
         try:
             self.token_regex = re.compile(token_regex) if token_regex else None
         except re.error as exc:
@@ -466,24 +477,37 @@ class LocalGateway:
         route = self.routes.match(stage, method, path)
         if route is None:
             return _gateway_error(403, {"message": "Missing Authentication Token"}, "IncompleteSignatureException")
-        token = _header(headers, self.token_header)
-        if not token or not token.strip():
-            return _unauthorized()
-        if self.token_regex is not None and self.token_regex.fullmatch(token) is None:
-            return _unauthorized()
         method_arn = f"{self.routes.api_arn}/{stage}/{method}/{path}"
+        if self.identity_sources is None:
+            token = _header(headers, self.token_header)
+            if not token or not token.strip():
+                return _unauthorized()
+            if self.token_regex is not None and self.token_regex.fullmatch(token) is None:
+                return _unauthorized()
+            key: tuple[str, ...] = (stage, token)
+            event: dict[str, Any] = {"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn}
+        else:
+            context = {"httpMethod": method, "resourcePath": route.template, "resourceId": route.template,
+                       "path": f"/{stage}/{path}", "stage": stage}
+            values = [_identity_value(source, headers, query, context) for source in self.identity_sources]
+            # Every identity source must be present and non-empty, or API Gateway answers 401 itself.
+            if any(not value or not value.strip() for value in values):
+                return _unauthorized()
+            key = (stage, *(value or "" for value in values))
+            event = _request_event(self.routes.api_arn, method_arn, stage, method, path, query, headers,
+                                   route, context)
         if len(method_arn.encode()) > _MAX_METHOD_ARN:
             return Answer.json(414, {"message": "Request-URI Too Long"})
-        response = self.cache.get((stage, token))
+        response = self.cache.get(key)
         if response is not None:
             with self._stats_lock:
                 self.stats.cache_hits += 1
         else:
-            outcome = self._authorize(token, method_arn)
+            outcome = self._authorize(event, method_arn)
             if isinstance(outcome, Answer):
                 return outcome
             response = outcome
-            self.cache.put((stage, token), response)
+            self.cache.put(key, response)
         verdict = evaluate_response(response, method_arn)  # validated when it was obtained
         if verdict is Verdict.EXPLICIT_DENY:
             return _gateway_error(403, {"Message": _EXPLICIT_DENY}, "AccessDeniedException")
@@ -493,10 +517,10 @@ class LocalGateway:
                                  _authorizer_view(response))
         return self.backend(request)
 
-    def _authorize(self, token: str, method_arn: str) -> Mapping[str, Any] | Answer:
+    def _authorize(self, event: dict[str, Any], method_arn: str) -> Mapping[str, Any] | Answer:
         with self._stats_lock:
             self.stats.authorizer_calls += 1
-        result = self.authorizer({"type": "TOKEN", "authorizationToken": token, "methodArn": method_arn})
+        result = self.authorizer(event)
         if result.error == "Unauthorized":
             return _unauthorized()
         if result.response is None:
@@ -536,6 +560,62 @@ class LocalGateway:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
         return Handler
+
+
+_CONTEXT_VARIABLES = ("httpMethod", "resourcePath", "resourceId", "path", "stage")
+
+
+def _check_identity_sources(sources: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    parse_identity_source(sources, "--identity-source")  # same grammar and errors as the handler's
+    parsed = []
+    for entry in sources:
+        kind, _, name = entry.removeprefix("$").removeprefix("method.").removeprefix("request.").partition(".")
+        if kind == "stageVariables" or (kind == "context" and name not in _CONTEXT_VARIABLES):
+            raise ConfigurationError("--identity-source", f"{entry!r}: the local gateway supports headers, query "
+                                     f"strings and context.{{{','.join(_CONTEXT_VARIABLES)}}}")
+        parsed.append((kind, name))
+    return tuple(parsed)
+
+
+def _identity_value(source: tuple[str, str], headers: Mapping[str, str], query: str,
+                    context: Mapping[str, str]) -> str | None:
+    kind, name = source
+    if kind == "header":
+        return _header(headers, name)
+    if kind == "querystring":
+        return _query(query).get(name, [None])[0]
+    return context.get(name)
+
+
+def _query(query: str) -> dict[str, list[str]]:
+    return parse_qs(query, keep_blank_values=True)
+
+
+def _request_event(api_arn: str, method_arn: str, stage: str, method: str, path: str, query: str,
+                   headers: Mapping[str, str], route: RouteSpec, context: Mapping[str, str]) -> dict[str, Any]:
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        multi_headers.setdefault(name, []).append(value)
+    multi_query = _query(query)
+    api_id = api_arn.rsplit(":", 1)[1]
+    return {
+        "type": "REQUEST",
+        "methodArn": method_arn,
+        "resource": route.template,
+        "path": f"/{path}",
+        "httpMethod": method,
+        "headers": {name: values[-1] for name, values in multi_headers.items()},
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "path": context["path"], "accountId": api_arn.split(":")[4], "resourceId": route.template,
+            "stage": stage, "requestId": str(uuid.uuid4()), "identity": {"sourceIp": "127.0.0.1"},
+            "resourcePath": route.template, "httpMethod": method, "apiId": api_id,
+        },
+    }
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -48,6 +48,8 @@ class ServeOptions:
     stages: tuple[str, ...] = ()
     token_header: str = "Authorization"
     token_regex: str | None = None
+    #: Non-empty: a REQUEST authorizer with these identity sources (API Gateway syntax).
+    identity_sources: tuple[str, ...] = ()
     cache_ttl: float = 300
     backend_url: str | None = None
     #: Extra environment for the handler (e.g. ``PERMISSIONS_CACHE_TTL``).
@@ -98,6 +100,7 @@ class LocalStack:
                 # Pick up a rotated key on the next request; Lambda's default waits 30 s.
                 "JWKS_REFETCH_INTERVAL": os.environ.get("JWKS_REFETCH_INTERVAL", "1"),
                 **aws_env,
+                **({"IDENTITY_SOURCE": ",".join(options.identity_sources)} if options.identity_sources else {}),
                 **options.handler_env,
             }
             module = load_handler(self.handler_environ)
@@ -105,7 +108,7 @@ class LocalStack:
             backend = ProxyBackend(options.backend_url) if options.backend_url else PetsBackend()
             self.gateway = LocalGateway(
                 HandlerAuthorizer(module), routes, backend=backend, token_header=options.token_header,
-                token_regex=options.token_regex, cache_ttl=options.cache_ttl, clock=options.clock,
+                token_regex=options.token_regex, identity_sources=options.identity_sources or None, cache_ttl=options.cache_ttl, clock=options.clock,
                 host=options.host, port=options.port, info=self._info,
             ).start()
         except BaseException:
@@ -169,6 +172,8 @@ class LocalStack:
         stage = "dev" if routes.has_stage("dev") else sorted(routes.stages or {"dev"})[0]
         token_url = self.idp.token_endpoint
         api = f"{self.gateway.url}/{stage}"
+        sources = self.options.identity_sources
+        authorizer = f"REQUEST ({', '.join(sources)})" if sources else "TOKEN"
         lines = [
             f"identity provider  {self.idp.issuer}  (token endpoint {token_url}, JWKS {self.idp.jwks_uri})",
             f"permissions        {self.handler_environ['PERMISSIONS_SOURCE']}"
@@ -177,7 +182,7 @@ class LocalStack:
                if self.table else "  (read live by the handler)"),
             f"API gateway        {self.gateway.url}/{{stage}}/...  for {routes.api_arn}",
             f"                   stages {', '.join(sorted(routes.stages)) if routes.stages else 'any'}; "
-            f"authorizer cache TTL {self.options.cache_ttl:g} s; "
+            f"{authorizer} authorizer; cache TTL {self.options.cache_ttl:g} s; "
             f"backend {self.options.backend_url or 'built-in pets'}",
             "clients            " + "; ".join(
                 f"{c.client_id} ({c.style}: {' '.join(c.scopes)})" for c in self.clients.values()),

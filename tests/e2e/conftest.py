@@ -82,7 +82,8 @@ def start_stack(permissions_dir: Path, store: str) -> Iterator[Callable[..., tup
 
     def start(**options: Any) -> tuple[LocalStack, CountingAuthorizer]:
         handler_env = {"PERMISSIONS_CACHE_TTL": "0.2", "JWKS_REFETCH_INTERVAL": "0", **options.pop("handler_env", {})}
-        stack = LocalStack(ServeOptions(permissions=permissions_dir, store=store, handler_env=handler_env, **options))
+        options.setdefault("store", store)
+        stack = LocalStack(ServeOptions(permissions=permissions_dir, handler_env=handler_env, **options))
         stacks.append(stack.start())
         assert stack.gateway is not None
         counter = CountingAuthorizer(stack.gateway.authorizer)

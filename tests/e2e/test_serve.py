@@ -197,3 +197,28 @@ def test_aws_endpoint_url_replaces_the_embedded_table(start_stack, monkeypatch):
         assert "external-permissions" in tables["TableNames"]
     finally:
         external.stop()
+
+
+def test_request_authorizer_with_identity_sources_and_per_method_cache(start_stack):
+    clock = FakeClock()
+    # GIVEN a REQUEST authorizer keyed on the header and the method (per-route answers)
+    stack, handler = start_stack(
+        store="yaml", clock=clock,
+        identity_sources=("method.request.header.Authorization", "context.httpMethod", "context.resourcePath"))
+    client = Client(stack)
+    reader = client.token()
+
+    reply = client.call("GET", "/dev/pets/1", reader)
+    assert reply.status == 200 and reply.json()["authorizer"]["principalId"] == "pets-reader"
+    event = handler.events[0]
+    assert event["type"] == "REQUEST" and event["httpMethod"] == "GET" and event["path"] == "/pets/1"
+    assert event["requestContext"]["stage"] == "dev"
+
+    # the same route template and method: cached; another method: a new key, a new call
+    assert client.call("GET", "/dev/pets/2", reader).status == 200
+    assert handler.calls == 1
+    assert client.call("POST", "/dev/pets", reader).status == 403
+    assert handler.calls == 2
+    # a missing identity source is 401 without a call
+    assert client.call("GET", "/dev/pets").status == 401
+    assert handler.calls == 2

@@ -192,3 +192,28 @@ def test_head_over_http_has_no_body_and_a_request_id(gateways):
     reply = http_request("HEAD", f"{gateway.url}/dev/pets", headers=BEARER)
     assert (reply.status, reply.body) == (200, b"")
     assert reply.headers["x-amzn-RequestId"]
+
+
+def test_request_authorizer_needs_every_identity_source_and_keys_the_cache_on_all(gateways):
+    authorizer = FakeAuthorizer(lambda event: InvokeResult(allow_all(), None))
+    gateway = gateways(authorizer, identity_sources=("method.request.querystring.key",
+                                                     "method.request.header.X-Tenant"))
+    assert gateway.handle("GET", "/dev/pets?key=a", {}).status == 401  # no X-Tenant
+    assert gateway.handle("GET", "/dev/pets", {"X-Tenant": "t"}).status == 401  # no key
+    assert gateway.handle("GET", "/dev/pets?key=", {"X-Tenant": "t"}).status == 401  # empty key
+    assert authorizer.events == []
+    assert gateway.handle("GET", "/dev/pets?key=a&x=1&x=2", {"x-tenant": "t"}).status == 200
+    assert gateway.handle("GET", "/dev/other?key=a", {"X-Tenant": "t"}).status == 200  # same values: cached
+    assert gateway.handle("GET", "/dev/pets?key=a", {"X-Tenant": "u"}).status == 200  # another tenant
+    assert len(authorizer.events) == 2
+    event = authorizer.events[0]
+    assert event["queryStringParameters"] == {"key": "a", "x": "2"}
+    assert event["multiValueQueryStringParameters"]["x"] == ["1", "2"]
+    assert event["methodArn"] == f"{API}/dev/GET/pets"
+    assert event["requestContext"]["apiId"] == "a1b2c3d4e5"
+
+
+@pytest.mark.parametrize("source", ["stageVariables.token", "context.identity.sourceIp", "header.Authorization"])
+def test_identity_sources_the_gateway_cannot_provide_are_refused_at_start(gateways, source):
+    with pytest.raises(ConfigurationError, match="--identity-source"):
+        gateways(FakeAuthorizer(lambda event: InvokeResult(allow_all(), None)), identity_sources=(source,))
