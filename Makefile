@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decision.py
+	$(BIN)/python benchmarks/gateway.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
