@@ -74,15 +74,17 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # SIGTERM (a process manager, `kill`) stops as cleanly as Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    stack = LocalStack(options_from(args)).start()
     try:
-        print(stack.describe())
-        print(f"\nready in {stack.startup_seconds:.2f} s; Ctrl-C stops everything", flush=True)
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        stack = LocalStack(options_from(args)).start()
+        try:
+            print(stack.describe())
+            print(f"\nready in {stack.startup_seconds:.2f} s; Ctrl-C stops everything", flush=True)
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            print("\nstopping", flush=True)
+            stack.stop()
     finally:
-        print("\nstopping", flush=True)
-        stack.stop()
         signal.signal(signal.SIGTERM, previous)
     return 0

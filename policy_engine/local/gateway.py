@@ -403,7 +403,12 @@ class GatewayStats:
 
 
 class LocalGateway:
-    """A REST API stage set with one TOKEN authorizer, over real HTTP on loopback."""
+    """A REST API's stages with one TOKEN or REQUEST authorizer, over real HTTP on loopback.
+
+    Raises (constructor):
+        ConfigurationError: a bad cache TTL, token regex or identity source.
+        OSError: the port cannot be bound.
+    """
 
     def __init__(
         self,

@@ -8,10 +8,11 @@ command does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ class LocalStack:
         options = self.options
         try:
             permissions = _load_permissions(options.permissions)
-            self.idp = LocalIdentityProvider(options.host, options.idp_port, clients=self.clients.values()).start()
+            with _binding("--idp-port", options.host, options.idp_port):
+                self.idp = LocalIdentityProvider(options.host, options.idp_port, clients=self.clients.values())
+            self.idp.start()
             source = str(options.permissions)
             aws_env: dict[str, str] = {}
             if options.store == "dynamodb":
@@ -106,11 +109,14 @@ class LocalStack:
             module = load_handler(self.handler_environ)
             routes = self._routes(permissions)
             backend = ProxyBackend(options.backend_url) if options.backend_url else PetsBackend()
-            self.gateway = LocalGateway(
-                HandlerAuthorizer(module), routes, backend=backend, token_header=options.token_header,
-                token_regex=options.token_regex, identity_sources=options.identity_sources or None, cache_ttl=options.cache_ttl, clock=options.clock,
-                host=options.host, port=options.port, info=self._info,
-            ).start()
+            with _binding("--port", options.host, options.port):
+                self.gateway = LocalGateway(
+                    HandlerAuthorizer(module), routes, backend=backend, token_header=options.token_header,
+                    token_regex=options.token_regex, identity_sources=options.identity_sources or None,
+                    cache_ttl=options.cache_ttl, clock=options.clock, host=options.host, port=options.port,
+                    info=self._info,
+                )
+            self.gateway.start()
         except BaseException:
             self.stop()
             raise
@@ -209,6 +215,15 @@ class LocalStack:
                 f"{shlex.quote(_shown(self.options.permissions))}",
             ]
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _binding(option: str, host: str, port: int) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigurationError(option, f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                                 f"choose another port, or 0 for any free one") from exc
 
 
 def _shown(path: Path) -> str:
