@@ -52,3 +52,19 @@ def test_demo_starts_its_own_serve_and_exits_zero(capsys):
 def test_demo_url_that_is_not_serve_exits_2(capsys):
     assert main(["demo", "--url", "http://127.0.0.1:9"]) == 2  # nothing listens there
     assert "is not a running 'policy-engine serve'" in capsys.readouterr().err
+
+
+def test_demo_with_the_cache_off_still_passes(capsys):
+    assert main(["demo", "--store", "yaml", "--cache-ttl", "0"]) == 0
+    assert "cache off, the authorizer runs again" in capsys.readouterr().out
+
+
+def test_serve_on_a_port_in_use_exits_2(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--store", "yaml", "--port", str(port), "--idp-port", "0"]) == 2
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
