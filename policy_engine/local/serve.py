@@ -23,7 +23,7 @@ from policy_engine.errors import ConfigurationError
 from policy_engine.local.gateway import HandlerAuthorizer, LocalGateway, PetsBackend, ProxyBackend, RouteTable
 from policy_engine.local.idp import CLIENTS_FILE, LocalIdentityProvider, load_clients
 from policy_engine.local.invoke import load_handler
-from policy_engine.local.table import LocalTable, dynamodb_store_available
+from policy_engine.local.table import LocalTable
 
 __all__ = ["DEFAULT_PERMISSIONS", "LocalStack", "ServeOptions"]
 
@@ -42,7 +42,7 @@ class ServeOptions:
     idp_port: int = 0
     #: ``dynamodb`` (the default: a table migrated and synced from ``permissions``) or
     #: ``yaml`` (the handler reads the files directly).
-    store: str = field(default_factory=lambda: "dynamodb" if dynamodb_store_available() else "yaml")
+    store: str = "dynamodb"
     table: str = "policy-engine-permissions"
     api: str | None = None
     openapi: Path | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from policy_engine.errors import ConfigurationError
 
-__all__ = ["LocalTable", "dynamodb_store_available"]
+__all__ = ["LocalTable"]
 
 _LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -25,16 +25,6 @@ _LOCAL_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
-
-
-def dynamodb_store_available() -> bool:
-    """True when this build has the DynamoDB store with ``migrate`` and ``sync``."""
-    try:
-        import policy_engine.migrate  # noqa: F401
-        import policy_engine.publish  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _free_port(host: str) -> int:
@@ -66,11 +56,9 @@ class LocalTable:
         """Start moto (unless an endpoint was given), then run the migrations.
 
         Raises:
-            ConfigurationError: this build has no DynamoDB store, or moto is not installed.
+            ConfigurationError: moto is not installed (and no endpoint was given).
             StoreError: the endpoint refused the migration.
         """
-        if not dynamodb_store_available():
-            raise ConfigurationError("--store", "this build has no DynamoDB store; use --store yaml")
         if self.embedded:
             try:
                 from moto.server import ThreadedMotoServer

@@ -23,6 +23,9 @@ def _kid(token: str) -> str:
 
 def test_client_credentials_token_opens_granted_routes_only(start_stack):
     stack, handler = start_stack()
+    # the handler reads the table that migrate created and sync filled from the files
+    assert stack.handler_environ["PERMISSIONS_SOURCE"] == "dynamodb://policy-engine-permissions"
+    assert stack.last_publish is not None and "published v1 (17 added" in stack.last_publish
     client = Client(stack)
     # GIVEN a Cognito-style token for pets:read from the token endpoint
     reader = client.token("pets-reader", "reader-secret", "pets:read")
@@ -33,6 +36,7 @@ def test_client_credentials_token_opens_granted_routes_only(start_stack):
     assert reply.json()["pet"]["id"] == "1"
     assert reply.json()["authorizer"]["principalId"] == "pets-reader"
     assert reply.json()["authorizer"]["scope"] == "pets:read"
+    assert reply.json()["authorizer"]["policyVersion"] == "v1"
 
     # routes outside the scopes, other stage's routes, no token, unknown routes and stages
     assert (client.call("POST", "/dev/pets", reader).status, client.call("POST", "/dev/pets", reader).json()) == (
