@@ -77,17 +77,19 @@ class _DynamoTarget:
         self.store = DynamoDbStore(table, client=client, admin=True, sleep=sleep)
         self.description = self.store.description
 
-    def published(self) -> tuple[int, frozenset[MappingKey]]:
+    def published(self, repair: bool = False) -> tuple[int, frozenset[MappingKey]]:
         from policy_engine.adapters.dynamodb import live_keys
 
         self.pointer = self.store.read_pointer(consistent=True)
         self.mappings = self.store.read_mappings()
         live = live_keys(self.mappings, self.pointer.version)
-        if digest(live) != self.pointer.digest:
+        # With repair, the plan is made against the items as they are, so the new
+        # version is exactly the YAML whatever happened to the old one.
+        if digest(live) != self.pointer.digest and not repair:
             raise CorruptStoreError(
                 f"{self.description}: the items of v{self.pointer.version} ({len(live)}) do not match its digest "
                 f"({self.pointer.mappings} mappings published); an item was deleted or added outside policy-engine "
-                "sync. Nothing was written."
+                "sync. Nothing was written; `sync --repair` publishes the YAML over it."
             )
         return self.pointer.version, frozenset(live)
 
@@ -164,7 +166,7 @@ class _S3Target:
         self.store = S3Store(bucket, key, client=client, admin=True)
         self.description = self.store.description
 
-    def published(self) -> tuple[int, frozenset[MappingKey]]:
+    def published(self, repair: bool = False) -> tuple[int, frozenset[MappingKey]]:
         self.snapshot = self.store.current()
         if self.snapshot is None:
             return 0, frozenset()
@@ -211,8 +213,8 @@ def open_target(target: str, *, client: Any = None, sleep: Callable[[float], Non
 
 
 def _publish(store: Any, desired: frozenset[MappingKey], *, note: str, dry_run: bool, take_over: bool,
-             progress: Progress | None, started: float) -> PublishResult:
-    current, published = store.published()
+             progress: Progress | None, started: float, repair: bool = False) -> PublishResult:
+    current, published = store.published(repair)
     change = plan(published, desired)
     version = current
     if not dry_run and not change.empty:
@@ -227,6 +229,7 @@ def sync(
     *,
     dry_run: bool = False,
     take_over: bool = False,
+    repair: bool = False,
     note: str = "",
     progress: Progress | None = None,
     client: Any = None,
@@ -236,7 +239,10 @@ def sync(
 
     Unchanged mappings write nothing; a change writes only the items it touches. With
     ``take_over``, a claim left by another sync is taken even before its lease lapses
-    (only when that sync is known to be dead).
+    (only when that sync is known to be dead). With ``repair`` (DynamoDB), a published
+    version whose items fail its digest (hand edits, a taken-over sync that kept
+    writing) does not stop the sync: the new version is the YAML, planned against the
+    items as they are.
 
     Raises:
         PermissionsError: the YAML is unreadable or invalid (nothing written).
@@ -251,7 +257,7 @@ def sync(
     desired = load_desired(permissions)
     store = open_target(target, client=client, sleep=sleep)
     return _publish(store, desired, note=note or f"sync {permissions}", dry_run=dry_run, take_over=take_over,
-                    progress=progress, started=started)
+                    progress=progress, started=started, repair=repair)
 
 
 def rollback(

@@ -46,8 +46,9 @@ def make_client(service: str, *, admin: bool = False) -> Any:
     try:
         return boto3.session.Session().client(service, config=ADMIN_CONFIG if admin else RUNTIME_CONFIG)
     except NoRegionError:
-        raise ConfigurationError("AWS_REGION", f"no AWS region set for the {service} client "
-                                 "(set AWS_REGION or AWS_DEFAULT_REGION)") from None
+        # boto3 reads AWS_DEFAULT_REGION (or a profile), not AWS_REGION; Lambda sets both.
+        raise ConfigurationError("AWS_DEFAULT_REGION", f"no AWS region for the {service} client "
+                                 "(set AWS_DEFAULT_REGION, or region in the AWS profile)") from None
 
 
 def error_code(exc: BaseException) -> str:

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     parser.add_argument("--take-over", action="store_true",
                         help="take the claim of another sync that is known to be dead, without waiting for its lease")
+    parser.add_argument("--repair", action="store_true",
+                        help="publish even if the current version's items fail its digest (DynamoDB)")
     parser.add_argument("--note", default="", help="text recorded with the version (default: the YAML path)")
     parser.set_defaults(run=run)
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     progress = TerminalProgress(f"sync {args.target}")
     try:
         result = sync(args.permissions, args.target, dry_run=args.dry_run, take_over=args.take_over,
-                      note=args.note, progress=progress)
+                      repair=args.repair, note=args.note, progress=progress)
     except ConflictError as exc:
         progress.close()
         print(f"policy-engine sync: {exc}")

@@ -120,3 +120,31 @@ class DynamoDbLocal:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m policy_engine.local.dynamodb_local [--port 8000]``: run until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m policy_engine.local.dynamodb_local", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A background job ignores SIGINT; make `kill PID` stop Java too instead of orphaning it.
+    signal.signal(signal.SIGTERM, stop)
+    with DynamoDbLocal(port=args.port) as server:
+        print(f"DynamoDB Local (in memory) at {server.endpoint}; Ctrl-C stops it", flush=True)
+        try:
+            while server._process is not None and server._process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

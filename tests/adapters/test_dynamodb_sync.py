@@ -297,8 +297,13 @@ def test_an_item_deleted_in_the_console_fails_the_digest(published, tmp_path, ba
     backend.client().delete_item(TableName=published, Key={"pk": {"S": MAPPINGS}, "sk": {"S": sort_key(key, 1)}})
     with pytest.raises(CorruptStoreError, match="do not match its published digest"):
         DynamoDbPermissionSource(published).fetch(None)
-    with pytest.raises(CorruptStoreError, match="do not match its digest"):
-        sync(write_permissions(tmp_path / "x.yaml", [("GET", "/x", "s")]), f"dynamodb://{published}")
+    fixed = write_permissions(tmp_path / "x.yaml", [("GET", "/x", "s")])
+    with pytest.raises(CorruptStoreError, match="do not match its digest.*sync --repair"):
+        sync(fixed, f"dynamodb://{published}")
+    assert pointer_version(published) == 1
+    # --repair publishes the YAML over the damaged version, and readers are whole again
+    assert sync(fixed, f"dynamodb://{published}", repair=True).version_after == 2
+    assert keys_of(load(published)) == load_desired(fixed)
 
 
 def test_a_missing_table_says_run_migrate(backend, tmp_path):
