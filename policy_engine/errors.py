@@ -20,10 +20,11 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │                             timeout, malformed answer)                     -> 500
     ├── PolicyTooLargeError       the response would exceed API Gateway's budget  -> 500
     ├── PermissionsError          permission data is invalid (names where)
-    └── StoreError                a permission store failed (unreachable, denied)  -> 500
-        ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
-        ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
-        └── ConflictError         a concurrent publish won
+    ├── StoreError                a permission store failed (unreachable, denied)  -> 500
+    │   ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
+    │   ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
+    │   └── ConflictError         a concurrent publish won
+    └── BundleError               a Lambda bundle could not be built (CLI only)
 
 The handler maps these to API Gateway outcomes in one table (``handler/app.py``). No
 branch ever maps to Allow.
@@ -32,6 +33,7 @@ branch ever maps to Allow.
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "ConfigurationError",
     "ConflictError",
     "CorruptStoreError",
@@ -185,3 +187,9 @@ class CorruptStoreError(StoreError):
         message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
         super().__init__(message)
         self.problems = items
+
+
+class BundleError(PolicyEngineError):
+    """The Lambda deployment zip could not be built (resolution, download, wrong platform)."""
+
+    code = "bundle_failed"

@@ -17,7 +17,7 @@ from policy_engine.errors import PolicyEngineError
 __all__ = ["main"]
 
 #: Subcommand modules, in help order.
-COMMANDS = ("quickstart", "validate", "explain", "invoke", "migrate", "sync", "rollback", "serve", "demo")
+COMMANDS = ("quickstart", "validate", "explain", "invoke", "migrate", "sync", "rollback", "serve", "demo", "bundle")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,407 @@
+"""Build the Lambda deployment zip: our code plus manylinux wheels for the target runtime.
+
+The zip holds, at its root (Lambda's ``/var/task``):
+
+- ``handler/`` and ``policy_engine/`` without ``cli/``, ``local/`` and this module: the
+  handler never imports them, and leaving them out keeps the test servers and the admin
+  tool out of production;
+- ``permissions/``: the example (or a chosen) mapping folder, so the default
+  ``PERMISSIONS_SOURCE`` (``permissions/`` beside the package) works without a store;
+- the runtime dependencies as unpacked wheels resolved by pip **for the target**
+  (``--platform manylinux_*_<arch> --python-version X.Y --implementation cp
+  --only-binary=:all:``), never copied from this machine's site-packages: cryptography,
+  cffi, pydantic-core and PyYAML are compiled, and a zip built from an x86_64
+  site-packages fails on arm64 at the first import.
+
+The newest manylinux tag accepted follows the runtime's operating system: python3.11
+runs on Amazon Linux 2 (glibc 2.26), python3.12 and 3.13 on Amazon Linux 2023 (glibc
+2.34). A ``manylinux_2_28`` wheel in a 3.11 bundle would fail to load on AWS.
+
+Deterministic: entries sorted by name, every timestamp 1980-01-01 00:00, mode 0644,
+no ``__pycache__``, one compression level. The same sources and the same wheels give
+the same bytes (on one zlib version; a different zlib may compress differently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from policy_engine.errors import BundleError
+
+__all__ = [
+    "ARCHITECTURES",
+    "PYTHON_VERSIONS",
+    "Bundle",
+    "build_bundle",
+    "compile_bytecode",
+    "default_output",
+    "find_interpreter",
+    "manylinux_platforms",
+    "native_problems",
+    "runtime_requirements",
+]
+
+#: Lambda architecture name -> the machine name in wheel platform tags.
+ARCHITECTURES: Mapping[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
+#: Lambda Python runtimes -> glibc minor version of the operating system they run on.
+PYTHON_VERSIONS: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}
+#: ELF ``e_machine`` of each architecture (EM_X86_64, EM_AARCH64).
+_ELF_MACHINE = {"x86_64": 62, "arm64": 183}
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Parts of the package the Lambda never imports (this module is the CLI's too).
+LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging.py")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_FILE_MODE = 0o100644
+#: Lambda's limit on the unzipped size of a function and its layers.
+UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """What ``build_bundle`` wrote."""
+
+    path: Path
+    sha256: str
+    size: int
+    unzipped_size: int
+    files: int
+    wheels: tuple[str, ...] = field(default=())
+
+
+def default_output(arch: str, python: str) -> Path:
+    """Where ``policy-engine bundle`` writes by default (``template.yaml``'s ``CodeUri``)."""
+    return Path("dist") / f"policy-engine-lambda-{arch}-py{python}.zip"
+
+
+def runtime_requirements(*, include_boto3: bool = False) -> list[str]:
+    """The project's runtime requirements (from its installed metadata, i.e. pyproject).
+
+    boto3 is left out unless asked: every Lambda Python runtime ships it, and it is
+    the largest dependency by far.
+
+    Raises:
+        BundleError: the project is not installed, so its requirements are unknown.
+    """
+    try:
+        declared = importlib.metadata.requires("policy-engine") or []
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise BundleError("policy-engine is not installed (pip install -e .); its requirements are unknown") from exc
+    wanted = []
+    for requirement in declared:
+        spec, _, marker = requirement.partition(";")
+        if re.search(r"\bextra\s*==", marker):
+            continue
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if name and name.group(1).lower() in ("boto3", "botocore") and not include_boto3:
+            continue
+        wanted.append(requirement.strip())
+    return sorted(wanted, key=str.lower)
+
+
+def manylinux_platforms(arch: str, python: str) -> list[str]:
+    """Platform tags a wheel may carry to load on the Lambda OS of ``python``, newest first.
+
+    Raises:
+        BundleError: unknown architecture or Python version.
+    """
+    machine = _machine(arch)
+    glibc = _glibc(python)
+    oldest = 5 if machine == "x86_64" else 17  # aarch64 wheels start at manylinux2014
+    tags = [f"manylinux_2_{minor}_{machine}" for minor in range(glibc, oldest - 1, -1)]
+    # pip matches tags literally: wheels tagged only with the legacy aliases need them too.
+    tags.append(f"manylinux2014_{machine}")
+    if machine == "x86_64":
+        tags += [f"manylinux2010_{machine}", f"manylinux1_{machine}"]
+    return tags
+
+
+def build_bundle(
+    output: Path,
+    *,
+    arch: str = "x86_64",
+    python: str = "3.12",
+    include_boto3: bool = False,
+    permissions: Path | None = PROJECT_ROOT / "permissions",
+    wheel_cache: Path = Path(".cache/wheels"),
+    refresh: bool = False,
+    compile_with: str | None = None,
+) -> Bundle:
+    """Resolve, download (or reuse cached) wheels and write the deployment zip to ``output``.
+
+    Wheels are resolved from ``wheel_cache`` alone first, so a warm cache builds
+    offline; ``refresh`` (or a cache miss) asks the package index and adds what it
+    downloads to the cache. ``compile_with`` names an interpreter of the target's
+    Python version: every module is then shipped with its bytecode, see ``compile_bytecode``.
+
+    Raises:
+        BundleError: pip cannot resolve the requirements for the target, two wheels
+            write the same file, a native file is built for another platform or Python,
+            ``compile_with`` is not a Python ``python`` or fails, or the unzipped
+            bundle exceeds Lambda's 250 MB.
+    """
+    _machine(arch)
+    _glibc(python)
+    if compile_with is not None:
+        _check_interpreter(compile_with, python)
+    requirements = runtime_requirements(include_boto3=include_boto3)
+    project = _project_files(permissions)
+    with tempfile.TemporaryDirectory(prefix="policy-engine-wheels-") as scratch:
+        wheels = _download(requirements, arch, python, Path(wheel_cache), Path(scratch), refresh=refresh)
+        files = _wheel_files(wheels)
+        wheel_names = tuple(sorted(w.name for w in wheels))
+    for name, data in project.items():
+        if name in files:
+            raise BundleError(f"{name} is written both by a dependency and by the project")
+        files[name] = data
+    if compile_with is not None:
+        files.update(compile_bytecode(files, python=python, interpreter=compile_with))
+    problems = native_problems(files, arch=arch, python=python)
+    if problems:
+        raise BundleError(f"native code for the wrong platform: {problems[0]}"
+                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    unzipped = sum(len(data) for data in files.values())
+    if unzipped > UNZIPPED_LIMIT:
+        raise BundleError(f"unzipped size {unzipped} bytes exceeds Lambda's limit of {UNZIPPED_LIMIT}")
+    payload = _zip_bytes(files)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_bytes(payload)
+    partial.replace(output)
+    return Bundle(path=output, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload),
+                  unzipped_size=unzipped, files=len(files), wheels=wheel_names)
+
+
+def find_interpreter(python: str) -> str:
+    """An interpreter of CPython ``python``: this one if it matches, else ``pythonX.Y`` on PATH.
+
+    Raises:
+        BundleError: none is found.
+    """
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
+        return sys.executable
+    found = shutil.which(f"python{python}")
+    if found is None:
+        raise BundleError(f"--compile needs a Python {python} interpreter; none is on PATH (python{python})")
+    return found
+
+
+def _check_interpreter(interpreter: str, python: str) -> None:
+    try:
+        done = subprocess.run([interpreter, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, check=False, timeout=60)
+    except OSError as exc:
+        raise BundleError(f"cannot run {interpreter}: {exc}") from exc
+    if done.returncode != 0:
+        raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
+    if done.stdout.strip() != python:
+        raise BundleError(f"{interpreter} is Python {done.stdout.strip()}, the bundle targets {python}")
+
+
+# Run by the target interpreter: compile each listed source into its __pycache__ path.
+_COMPILER = """
+import json, os, py_compile, sys
+root = sys.argv[1]
+done = {}
+for name in json.load(sys.stdin):
+    cached = os.path.join(os.path.dirname(name), "__pycache__",
+                          os.path.basename(name)[:-3] + "." + sys.implementation.cache_tag + ".pyc")
+    try:
+        py_compile.compile(os.path.join(root, name), cfile=os.path.join(root, cached), dfile=name, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError:
+        continue
+    done[name] = cached
+print(json.dumps({"version": "%d.%d" % sys.version_info[:2], "compiled": done}))
+"""
+
+
+def compile_bytecode(files: Mapping[str, bytes], *, python: str, interpreter: str) -> dict[str, bytes]:
+    """``__pycache__/*.pyc`` for every ``.py`` in ``files``, compiled by ``interpreter``.
+
+    Lambda's ``/var/task`` is read-only, so without shipped bytecode every cold start
+    compiles every module it imports. The files use unchecked-hash invalidation
+    (PEP 552): no timestamps inside, and Python never compares them with the sources,
+    which in a deployed zip cannot change. Sources that do not compile for the target
+    are left without bytecode, as ``compileall`` does.
+
+    Raises:
+        BundleError: ``interpreter`` cannot run or is not CPython ``python``.
+    """
+    sources = sorted(name for name in files if name.endswith(".py"))
+    with tempfile.TemporaryDirectory(prefix="policy-engine-pyc-") as scratch:
+        root = Path(scratch)
+        for name in sources:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(files[name])
+        try:
+            done = subprocess.run([interpreter, "-I", "-S", "-c", _COMPILER, str(root)], input=json.dumps(sources),
+                                  capture_output=True, text=True, check=False, timeout=600)
+        except OSError as exc:
+            raise BundleError(f"cannot run {interpreter}: {exc}") from exc
+        if done.returncode != 0:
+            raise BundleError(f"{interpreter} could not compile the bundle: {done.stderr.strip()[-300:]}")
+        report = json.loads(done.stdout)
+        if report["version"] != python:
+            raise BundleError(f"{interpreter} is Python {report['version']}, the bundle targets {python}")
+        return {cached: (root / cached).read_bytes() for cached in report["compiled"].values()}
+
+
+def native_problems(files: Mapping[str, bytes], *, arch: str, python: str) -> list[str]:
+    """Shared libraries in ``files`` that cannot load on ``arch`` / CPython ``python``.
+
+    Checks the ELF header of every ``*.so`` (class 64-bit, machine) and that a
+    version-tagged extension (``*.cpython-312-*.so``) matches ``python``.
+    """
+    expected = _ELF_MACHINE[arch]
+    tag = "cpython-" + python.replace(".", "")
+    problems = []
+    for name, data in sorted(files.items()):
+        base = PurePosixPath(name).name
+        if not (base.endswith(".so") or ".so." in base):
+            continue
+        if data[:4] != b"\x7fELF" or data[4] != 2:
+            problems.append(f"{name}: not a 64-bit ELF shared object")
+            continue
+        machine = int.from_bytes(data[18:20], "little")
+        if machine != expected:
+            problems.append(f"{name}: ELF machine {machine}, {arch} needs {expected}")
+        if ".cpython-" in base and tag not in base:
+            problems.append(f"{name}: built for another Python than {python}")
+    return problems
+
+
+def _machine(arch: str) -> str:
+    try:
+        return ARCHITECTURES[arch]
+    except KeyError:
+        raise BundleError(f"architecture {arch!r} is not a Lambda architecture ({', '.join(ARCHITECTURES)})") from None
+
+
+def _glibc(python: str) -> int:
+    try:
+        return PYTHON_VERSIONS[python]
+    except KeyError:
+        raise BundleError(f"Python {python!r} is not supported ({', '.join(PYTHON_VERSIONS)})") from None
+
+
+def _download(
+    requirements: list[str], arch: str, python: str, cache: Path, dest: Path, *, refresh: bool
+) -> list[Path]:
+    target = ["--only-binary=:all:", "--implementation", "cp", "--python-version", python]
+    for platform in manylinux_platforms(arch, python):
+        target += ["--platform", platform]
+    base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--dest", str(dest), *target]
+    cached = None
+    if not refresh and cache.is_dir():
+        cached = _pip([*base, "--no-index", "--find-links", str(cache), *requirements])
+    if cached is None or cached.returncode != 0:
+        for stale in dest.glob("*.whl"):
+            stale.unlink()
+        fetched = _pip([*base, *requirements])
+        if fetched.returncode != 0:
+            lines = [line for line in fetched.stderr.splitlines() if "is ignored" not in line]
+            raise BundleError(f"pip could not resolve {', '.join(requirements)} for {arch}/python{python}: "
+                              + " | ".join(lines[-3:]))
+        cache.mkdir(parents=True, exist_ok=True)
+        for wheel in dest.glob("*.whl"):
+            if not (cache / wheel.name).exists():
+                shutil.copyfile(wheel, cache / wheel.name)
+    wheels = sorted(dest.glob("*.whl"))
+    if not wheels:
+        raise BundleError(f"pip resolved no wheels for {arch}/python{python}")
+    return wheels
+
+
+def _pip(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _wheel_files(wheels: Iterable[Path]) -> dict[str, bytes]:
+    """Unpack wheels the way an installer places them in a target folder."""
+    files: dict[str, bytes] = {}
+    owners: dict[str, str] = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = _installed_name(info.filename)
+                if name is None or _is_bytecode(name):
+                    continue
+                if name in files:
+                    raise BundleError(f"{name} is written by both {owners[name]} and {wheel.name}")
+                files[name] = archive.read(info)
+                owners[name] = wheel.name
+    return files
+
+
+def _installed_name(member: str) -> str | None:
+    top, _, rest = member.partition("/")
+    if top.endswith(".data"):
+        kind, _, inner = rest.partition("/")
+        # scripts, headers and data files have no place in a Lambda task root
+        return inner if kind in ("purelib", "platlib") and inner else None
+    return member
+
+
+def _is_bytecode(name: str) -> bool:
+    return "__pycache__/" in name or name.endswith((".pyc", ".pyo"))
+
+
+def _project_files(permissions: Path | None) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for package in ("policy_engine", "handler"):
+        folder = PROJECT_ROOT / package
+        if not (folder / "__init__.py").is_file():
+            raise BundleError(f"{folder} is not a package; run the bundle from an installed policy-engine")
+        for path in folder.rglob("*"):
+            name = path.relative_to(PROJECT_ROOT).as_posix()
+            if not path.is_file() or _is_bytecode(name) or name.startswith(LEFT_OUT):
+                continue
+            if path.suffix == ".py" or path.name == "py.typed":
+                files[name] = path.read_bytes()
+    if "handler/app.py" not in files:
+        raise BundleError(f"{PROJECT_ROOT / 'handler' / 'app.py'} is missing")
+    if permissions is not None:
+        files.update(_permission_files(Path(permissions)))
+    return files
+
+
+def _permission_files(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {f"permissions/{path.name}": path.read_bytes()}
+    if not path.is_dir():
+        raise BundleError(f"permissions {path}: no such file or folder")
+    found = {
+        "permissions/" + item.relative_to(path).as_posix(): item.read_bytes()
+        for item in path.rglob("*")
+        if item.is_file() and item.suffix in (".yaml", ".yml")
+    }
+    if not found:
+        raise BundleError(f"permissions {path}: no .yaml or .yml files in this folder")
+    return found
+
+
+def _zip_bytes(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.create_system = 3  # Unix, so external_attr carries the mode
+            info.external_attr = _FILE_MODE << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name], compresslevel=6)
+    return buffer.getvalue()

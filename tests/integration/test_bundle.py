@@ -1,0 +1,267 @@
+"""The Lambda bundle, run the way Lambda runs it.
+
+The bundle for this machine's platform and this interpreter's Python is unpacked into an
+empty folder and driven by AWS's Runtime Interface Client (``awslambdaric`` from PyPI)
+against a Runtime API endpoint on 127.0.0.1, in an interpreter that sees only the
+unpacked folder and the client: a file or dependency missing from the zip fails here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policy_engine.cli import main
+from policy_engine.core.iam import Verdict, evaluate_response
+from policy_engine.errors import BundleError
+from policy_engine.local.idp import LocalIdentityProvider
+from policy_engine.local.runtime_api import RuntimeApi, ensure_runtime_client, isolated_command, start_runtime
+from policy_engine.packaging import PYTHON_VERSIONS, Bundle, build_bundle, native_problems
+from tests.conftest import API, AUDIENCE
+from tests.integration.cfn import ROOT, load_template, resources
+
+pytestmark = pytest.mark.slow
+
+CACHE = ROOT / ".cache"
+WHEELS = CACHE / "wheels"
+NATIVE_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+#: The other architecture, for the cross-build check.
+CROSS_ARCH = "x86_64" if NATIVE_ARCH == "arm64" else "arm64"
+
+
+@pytest.fixture(scope="module")
+def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    if NATIVE_ARCH is None or PYTHON not in PYTHON_VERSIONS:
+        pytest.skip(f"no Lambda runtime matches this machine ({platform.machine()}, Python {PYTHON})")
+    return build_bundle(tmp_path_factory.mktemp("bundle") / "authorizer.zip",
+                        arch=NATIVE_ARCH, python=PYTHON, wheel_cache=WHEELS)
+
+
+@pytest.fixture(scope="module")
+def compiled_bundle(tmp_path_factory: pytest.TempPathFactory, native_bundle: Bundle) -> Bundle:
+    # This interpreter is the target's Python, so it can write the target's bytecode.
+    return build_bundle(tmp_path_factory.mktemp("compiled") / "authorizer.zip", arch=NATIVE_ARCH, python=PYTHON,
+                        wheel_cache=WHEELS, compile_with=sys.executable)
+
+
+@pytest.fixture(scope="module")
+def runtime_client() -> Path:
+    return ensure_runtime_client(CACHE)
+
+
+@pytest.fixture(scope="module")
+def handler_name() -> str:
+    (function,) = [body for name, body in resources(load_template(), "AWS::Serverless::Function").items()
+                   if name == "AuthorizerFunction"]
+    return function["Properties"]["Handler"]
+
+
+def unpack(bundle: Path, into: Path) -> Path:
+    into.mkdir()
+    assert not any(into.iterdir())
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(into)
+    return into
+
+
+@contextlib.contextmanager
+def running(task: Path, client: Path, handler: str, environ: Mapping[str, str], log: Path) -> Iterator[RuntimeApi]:
+    with RuntimeApi() as api:
+        process = start_runtime(task, client, handler, api, environ, log)
+        try:
+            yield api
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def token_event(token: str, verb: str, path: str) -> dict[str, str]:
+    return {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": f"{API}/dev/{verb}{path}"}
+
+
+def http_v2_event(token: str, verb: str, path: str) -> dict[str, Any]:
+    """An HTTP API payload 2.0 authorizer event, as the template's HTTP API sends it."""
+    event = json.loads((ROOT / "events" / "http-v2-get-pet.json").read_text())
+    event.update(routeArn=f"{API}/dev/{verb}{path}", identitySource=[f"Bearer {token}"], routeKey=f"{verb} {path}")
+    event["headers"]["authorization"] = f"Bearer {token}"
+    return event
+
+
+def test_the_isolated_interpreter_sees_only_the_bundle_and_the_runtime_client(native_bundle, runtime_client, tmp_path):
+    task = unpack(native_bundle.path, tmp_path / "task")
+    probe = """
+import importlib, json
+found = {}
+for name in ["jwt", "yaml", "yaml._yaml", "cryptography.hazmat.bindings._rust", "pydantic_core._pydantic_core",
+             "cffi", "policy_engine", "policy_engine.bootstrap", "handler", "awslambdaric",
+             "boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging",
+             "pytest", "moto"]:
+    try:
+        found[name] = importlib.import_module(name).__file__
+    except ImportError:
+        found[name] = None
+print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}))
+"""
+    out = subprocess.run(isolated_command([task, runtime_client], probe), cwd=task, env={"PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True, timeout=60)
+    report = json.loads(out.stdout)
+    found = report["found"]
+    assert report["prefix"] == report["base"], "the interpreter runs inside a virtual environment"
+    for name in ["jwt", "yaml", "yaml._yaml", "cryptography.hazmat.bindings._rust", "pydantic_core._pydantic_core",
+                 "cffi", "policy_engine", "policy_engine.bootstrap", "handler"]:
+        assert found[name] is not None and Path(found[name]).is_relative_to(task.resolve()), (name, found[name])
+    assert Path(found["awslambdaric"]).is_relative_to(runtime_client.resolve())
+    # Lambda supplies boto3; the CLI and the local tools never ship; the venv stays invisible.
+    for name in ["boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging", "pytest", "moto"]:
+        assert found[name] is None, (name, found[name])
+
+
+@pytest.mark.parametrize("flavour", ["native_bundle", "compiled_bundle"])
+def test_the_bundle_decides_through_the_runtime_interface_client(flavour, request, runtime_client, handler_name, tmp_path):
+    # GIVEN the unpacked bundle, a local IdP and the default permissions (those in the zip)
+    task = unpack(request.getfixturevalue(flavour).path, tmp_path / "task")
+    log = tmp_path / "function.log"
+    with LocalIdentityProvider() as idp, running(
+        task, runtime_client, handler_name, {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE}, log
+    ) as api:
+        # WHEN API Gateway would call the authorizer
+        reader = api.invoke(token_event(idp.mint(scope="pets:read"), "GET", "/pets/12"))
+        nobody = api.invoke(token_event(idp.mint(scope="email"), "GET", "/pets"))
+        forged = api.invoke(token_event(idp.mint(scope="pets:admin")[:-4] + "AAAA", "DELETE", "/pets/1"))
+        garbage = api.invoke({"type": "TOKEN", "authorizationToken": "Bearer not-a-jwt", "methodArn": f"{API}/dev/GET/pets"})
+        http_api = api.invoke(http_v2_event(idp.mint(scope="pets:read"), "GET", "/pets/12"))
+    # THEN the decisions are what API Gateway would enforce
+    assert reader.error is None, reader.error
+    assert evaluate_response(reader.payload, f"{API}/dev/GET/pets/12") is Verdict.ALLOW
+    assert evaluate_response(reader.payload, f"{API}/dev/GET/pets") is Verdict.ALLOW
+    assert evaluate_response(reader.payload, f"{API}/dev/POST/pets") is Verdict.IMPLICIT_DENY
+    assert evaluate_response(nobody.payload, f"{API}/dev/GET/pets") is Verdict.EXPLICIT_DENY
+    assert evaluate_response(http_api.payload, f"{API}/dev/GET/pets/12") is Verdict.ALLOW  # the template's HTTP API
+    assert evaluate_response(http_api.payload, f"{API}/dev/DELETE/pets/12") is Verdict.IMPLICIT_DENY
+    assert forged.error_message == "Unauthorized"
+    assert garbage.error_message == "Unauthorized"
+    # and the mappings came from permissions/ inside the bundle (the default source)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    loaded = [line for line in lines if line.get("event") == "permissions_loaded"]
+    assert loaded and Path(loaded[0]["source"]) == (task / "permissions").resolve()
+
+
+def test_a_dependency_missing_from_the_bundle_fails_the_run(native_bundle, runtime_client, handler_name, tmp_path):
+    task = unpack(native_bundle.path, tmp_path / "task")
+    shutil.rmtree(task / "jwt")
+    with LocalIdentityProvider() as idp, running(
+        task, runtime_client, handler_name, {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE}, tmp_path / "function.log"
+    ) as api:
+        with pytest.raises(RuntimeError, match="No module named 'jwt'"):
+            api.invoke(token_event(idp.mint(), "GET", "/pets"), timeout=60)
+
+
+def test_bundle_contents_are_lean_and_normalised(native_bundle):
+    with zipfile.ZipFile(native_bundle.path) as archive:
+        infos = archive.infolist()
+        files = {info.filename: archive.read(info) for info in infos}
+    names = [info.filename for info in infos]
+    assert names == sorted(names)
+    assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in infos)
+    assert all(info.external_attr >> 16 == 0o100644 for info in infos)
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    assert not [n for n in names if n.startswith(("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging",
+                                                  "boto3/", "botocore/"))]
+    for required in ["handler/app.py", "policy_engine/bootstrap.py", "policy_engine/py.typed", "permissions/pets.yaml"]:
+        assert required in files
+    dists = {n.split("-")[0].lower() for n in names if ".dist-info/" in n}
+    assert {"pyjwt", "cryptography", "pydantic", "pydantic_core", "pyyaml"} <= dists
+    shared = [n for n in names if n.endswith(".so") or ".so." in n]
+    assert len(shared) >= 4, shared
+    assert native_problems(files, arch=NATIVE_ARCH, python=PYTHON) == []
+    assert len(native_bundle.wheels) == len(dists)
+    for wheel in native_bundle.wheels:
+        assert _loads_on(wheel, PYTHON_VERSIONS[PYTHON]), wheel
+
+
+def test_same_inputs_give_the_same_bytes_through_the_cli(native_bundle, tmp_path, capsys):
+    again = tmp_path / "again.zip"
+    code = main(["bundle", "--arch", NATIVE_ARCH, "--python", PYTHON, "--output", str(again),
+                 "--wheel-cache", str(WHEELS)])
+    assert code == 0
+    assert again.read_bytes() == native_bundle.path.read_bytes()
+    assert f"sha256    {native_bundle.sha256}" in capsys.readouterr().out
+
+
+def test_compiled_bundle_ships_bytecode_for_every_module_deterministically(native_bundle, compiled_bundle, tmp_path):
+    with zipfile.ZipFile(native_bundle.path) as plain, zipfile.ZipFile(compiled_bundle.path) as compiled:
+        sources = {n for n in plain.namelist() if n.endswith(".py")}
+        names = set(compiled.namelist())
+        tag = f"cpython-{PYTHON.replace('.', '')}"
+        # a source that does not compile is left without bytecode; ours and our dependencies' all do
+        for source in sources:
+            folder, _, base = source.rpartition("/")
+            assert f"{folder}/__pycache__/{base[:-3]}.{tag}.pyc".lstrip("/") in names, source
+        assert names - set(plain.namelist()) == {n for n in names if n.endswith(".pyc")}
+        pyc = compiled.read(f"handler/__pycache__/app.{tag}.pyc")
+        assert int.from_bytes(pyc[4:8], "little") == 0b01  # PEP 552: hash-based, unchecked
+    again = build_bundle(tmp_path / "again.zip", arch=NATIVE_ARCH, python=PYTHON, wheel_cache=WHEELS,
+                         compile_with=sys.executable)
+    assert again.sha256 == compiled_bundle.sha256
+
+
+def test_compiling_with_another_python_is_refused(tmp_path):
+    other = "3.13" if PYTHON != "3.13" else "3.12"
+    with pytest.raises(BundleError, match=f"the bundle targets {other}"):
+        build_bundle(tmp_path / "x.zip", arch=NATIVE_ARCH or "x86_64", python=other, wheel_cache=WHEELS,
+                     compile_with=sys.executable)
+
+
+def test_cli_reports_what_it_cannot_build_with_exit_code_2(tmp_path, capsys):
+    assert main(["bundle", "--permissions", str(tmp_path / "missing"), "--output", str(tmp_path / "x.zip")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", "--python", "3.10"])
+    assert exited.value.code == 2
+
+
+def test_cross_build_carries_the_target_architectures_native_code(tmp_path):
+    # 3.12 is the default runtime; its wheels may need glibc up to 2.34 (Amazon Linux 2023).
+    bundle = build_bundle(tmp_path / "cross.zip", arch=CROSS_ARCH, python="3.12", wheel_cache=WHEELS)
+    with zipfile.ZipFile(bundle.path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    extensions = [n for n in files if n.endswith(".so")]
+    assert any(n.startswith("pydantic_core/") and "cpython-312" in n for n in extensions), extensions
+    assert any(n.startswith("cryptography/") for n in extensions), extensions
+    assert native_problems(files, arch=CROSS_ARCH, python="3.12") == []
+    # the check itself can fail: none of this code loads on the other architecture or Python
+    wrong = native_problems(files, arch="x86_64" if CROSS_ARCH == "arm64" else "arm64", python="3.13")
+    assert len(wrong) >= len(extensions)
+    for wheel in bundle.wheels:
+        assert _loads_on(wheel, PYTHON_VERSIONS["3.12"]), wheel
+
+
+def _loads_on(wheel: str, glibc_minor: int) -> bool:
+    """Whether a wheel's platform tags allow a system with glibc 2.<glibc_minor>."""
+    platforms = wheel[:-4].split("-")[-1].split(".")
+    if platforms == ["any"]:
+        return True
+    legacy = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
+    for tag in platforms:
+        match = re.fullmatch(r"manylinux_2_(\d+)_\w+", tag)
+        needed = int(match.group(1)) if match else legacy.get(tag.split("_")[0])
+        if needed is not None and needed <= glibc_minor:
+            return True
+    return False

@@ -1,0 +1,247 @@
+"""``template.yaml``: cfn-lint clean, least privilege, and consistent with the bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policy_engine.local.idp import LocalIdentityProvider
+from policy_engine.packaging import default_output
+from tests.integration.cfn import ROOT, TEMPLATE, load_template, resources
+
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"
+SAM_VENV = ROOT / ".cache" / "sam-venv"
+READ_ACTIONS = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "s3:GetObject"}
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CFN_LINT), "--format", "parseable", str(path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def test_template_passes_cfn_lint():
+    result = cfn_lint(TEMPLATE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_a_broken_template_fails_cfn_lint(tmp_path):
+    # The lint must be able to fail: a billing mode DynamoDB does not have, and a
+    # reference to a parameter that does not exist.
+    broken = TEMPLATE.read_text().replace("BillingMode: PAY_PER_REQUEST", "BillingMode: ON_DEMAND")
+    broken = broken.replace("ISSUER: !Ref Issuer", "ISSUER: !Ref Issuers")
+    assert broken.count("ON_DEMAND") == broken.count("!Ref Issuers") == 1
+    (tmp_path / "template.yaml").write_text(broken)
+    result = cfn_lint(tmp_path / "template.yaml")
+    assert result.returncode != 0
+    assert "E3030" in result.stdout  # 'ON_DEMAND' is not one of ['PAY_PER_REQUEST', 'PROVISIONED']
+    assert "'Issuers'" in result.stdout
+
+
+def _references(node: Any) -> set[str]:
+    if isinstance(node, list):
+        return {name for item in node for name in _references(item)}
+    if not isinstance(node, dict):
+        return set()
+    found = {name for value in node.values() for name in _references(value)}
+    if isinstance(node.get("Ref"), str):
+        found.add(node["Ref"])
+    if isinstance(node.get("Fn::GetAtt"), list):
+        found.add(node["Fn::GetAtt"][0])
+    sub = node.get("Fn::Sub")
+    if isinstance(sub, str):
+        found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", sub)}
+    return found
+
+
+def test_every_reference_names_a_parameter_or_resource(template):
+    # cfn-lint (1.58) does not check references that the SAM transform moves into
+    # generated resources: '!GetAtt PermissionTable.Arn' in the function's Policies, or a
+    # misspelt FunctionArn of an authorizer, lint clean. So check them here.
+    known = set(template["Parameters"]) | set(template["Resources"])
+    unknown = {name for name in _references(template["Resources"]) | _references(template["Outputs"])
+               if name not in known and not name.startswith("AWS::")}
+    assert unknown == set()
+    # and the check can fail
+    assert _references({"a": {"Fn::Sub": "${Nope.Arn}/${AWS::Region}"}}) == {"Nope", "AWS::Region"}
+
+
+def _statements(node: Any) -> list[dict[str, Any]]:
+    """Every statement, on both sides of each ``Fn::If``."""
+    if isinstance(node, list):
+        return [s for item in node for s in _statements(item)]
+    if isinstance(node, dict) and "Fn::If" in node:
+        return [s for branch in node["Fn::If"][1:] for s in _statements(branch)]
+    return [node] if isinstance(node, dict) else []
+
+
+def test_the_authorizer_may_only_read_its_own_table_or_object(template):
+    function = template["Resources"]["AuthorizerFunction"]["Properties"]
+    policies = function["Policies"]
+    assert all(isinstance(policy, dict) for policy in policies), "no managed or SAM policy templates (Scan, writes)"
+    statements = [s for policy in policies for s in _statements(policy["Statement"])]
+    assert {s["Effect"] for s in statements} == {"Allow"}
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == READ_ACTIONS
+    resources_ = [s["Resource"] for s in statements]
+    assert {"Fn::GetAtt": ["PermissionsTable", "Arn"]} in resources_
+    assert {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PermissionsBucket}/${PermissionsObjectKey}"} in resources_
+    assert "*" not in resources_
+
+
+def test_the_permissions_table_is_on_demand_recoverable_and_protected(template):
+    table = template["Resources"]["PermissionsTable"]
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    # the layout the store and migrations/0001_create_table.py use
+    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                                       {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]} == {("pk", "S"), ("sk", "S")}
+
+
+def test_the_function_runs_the_bundle_the_cli_builds(template):
+    function = template["Resources"]["AuthorizerFunction"]["Properties"]
+    assert function["Handler"] == "handler.app.lambda_handler"
+    assert (ROOT / "handler" / "app.py").is_file()
+    (arch,) = function["Architectures"]
+    python = function["Runtime"].removeprefix("python")
+    assert function["CodeUri"] == default_output(arch, python).as_posix()
+    env = function["Environment"]["Variables"]
+    assert {"ISSUER", "AUDIENCE", "PERMISSIONS_SOURCE", "PERMISSIONS_CACHE_TTL"} <= set(env)
+
+
+def test_the_rest_api_validates_bearer_tokens_before_calling_the_authorizer(template):
+    (api,) = resources(template, "AWS::Serverless::Api").values()
+    auth = api["Properties"]["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["FunctionPayloadType"] == "TOKEN"
+    assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheTtl"}
+    pattern = re.compile(authorizer["Identity"]["ValidationExpression"])
+    with LocalIdentityProvider() as idp:
+        token = idp.mint(scope="pets:read")
+    assert pattern.fullmatch(f"Bearer {token}")
+    for refused in ["", "Bearer", "Bearer ", f"bearer {token}", f"Basic {token}", f"Bearer {token} x", f"Bearer {token}\n"]:
+        assert not pattern.fullmatch(refused), refused
+    ttl = template["Parameters"]["AuthorizerCacheTtl"]
+    assert (ttl["MinValue"], ttl["MaxValue"]) == (0, 3600)
+
+
+def test_the_http_api_uses_a_payload_2_lambda_authorizer(template):
+    (api,) = resources(template, "AWS::Serverless::HttpApi").values()
+    auth = api["Properties"]["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
+    assert authorizer["EnableSimpleResponses"] is False
+    assert authorizer["Identity"]["Headers"] == ["Authorization"]
+
+
+@pytest.fixture(scope="module")
+def sam() -> Path:
+    """The SAM CLI in its own cached virtual environment (installed once from PyPI)."""
+    executable = SAM_VENV / "bin" / "sam"
+    if not executable.exists():
+        shutil.rmtree(SAM_VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(SAM_VENV)], check=True)
+        done = subprocess.run([str(SAM_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                               "--disable-pip-version-check", "aws-sam-cli"],
+                              capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            shutil.rmtree(SAM_VENV, ignore_errors=True)
+            pytest.skip(f"the SAM CLI does not install here: {done.stderr[-300:]}")
+    return executable
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_passes(sam, tmp_path):
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path)}
+    result = subprocess.run([str(sam), "validate", "--lint", "--template-file", str(TEMPLATE)],
+                            capture_output=True, text=True, timeout=300, check=False, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def sam_transform(sam: Path) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """The template as AWS SAM's translator expands it (what CloudFormation deploys)."""
+
+    def run(parameters: dict[str, str]) -> dict[str, Any]:
+        values = {"Issuer": "https://issuer.example", "Audience": "api", **parameters}
+        done = subprocess.run(
+            [str(sam.parent / "python"), str(Path(__file__).with_name("sam_transform.py")), str(TEMPLATE),
+             json.dumps(values)],
+            env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"},
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)["Resources"]
+
+    return run
+
+
+def _operations(paths: Any) -> list[dict[str, Any]]:
+    """Operations of an OpenAPI ``paths`` object, through SAM's ``Fn::If`` wrappers."""
+    if isinstance(paths, dict) and "Fn::If" in paths:
+        return _operations(paths["Fn::If"][1])
+    if isinstance(paths, dict) and "security" in paths:
+        return [paths]
+    if isinstance(paths, dict):
+        return [op for value in paths.values() for op in _operations(value)]
+    return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parameters", [{}, {"EnableHttpApi": "true", "PermissionsBucket": "my-permissions",
+                                              "AuthorizerCacheTtl": "0"}])
+def test_sam_expands_the_template_with_every_route_behind_the_authorizer(sam_transform, parameters):
+    # cfn-lint does not run the SAM transform; an authorizer without an invoke
+    # permission, or a route without the authorizer, would only show up on deploy.
+    resources = sam_transform(parameters)
+    (rest,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    body = rest["Properties"]["Body"]
+    token = body["securityDefinitions"]["PolicyEngineTokenAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert token["type"] == "token"
+    assert token["identityValidationExpression"] == "^Bearer [-0-9A-Za-z._~+/]+=*$"
+    assert str(token["authorizerResultTtlInSeconds"]) == parameters.get("AuthorizerCacheTtl", "300")
+    operations = _operations(body["paths"])
+    assert len(operations) == 2 and all(op["security"] == [{"PolicyEngineTokenAuthorizer": []}] for op in operations)
+
+    (http,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    assert http["Condition"] == "CreateHttpApi"
+    scheme = http["Properties"]["Body"]["components"]["securitySchemes"]["PolicyEngineLambdaAuthorizer"]
+    lambda_authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert (lambda_authorizer["type"], lambda_authorizer["authorizerPayloadFormatVersion"]) == ("request", "2.0")
+    assert not lambda_authorizer.get("enableSimpleResponses")
+    assert lambda_authorizer["identitySource"] == ["$request.header.Authorization"]
+    http_operations = _operations(http["Properties"]["Body"]["paths"])
+    assert http_operations and all(op["security"] == [{"PolicyEngineLambdaAuthorizer": []}] for op in http_operations)
+
+    # API Gateway may invoke the authorizer from both APIs' authorizers, and only from them
+    invokers = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"
+                and r["Properties"]["FunctionName"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}]
+    sources = sorted(json.dumps(r["Properties"]["SourceArn"]) for r in invokers)
+    assert len(invokers) == 2 and all("/authorizers/*" in source for source in sources)
+    assert sorted(r.get("Condition", "") for r in invokers) == ["", "CreateHttpApi"]
+
+    # the generated role: SAM's log-writing managed policy plus our read-only statements
+    role = resources["AuthorizerFunctionRole"]["Properties"]
+    assert role["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+    statements = [s for policy in role["Policies"] for s in _statements(policy["PolicyDocument"]["Statement"])]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == READ_ACTIONS

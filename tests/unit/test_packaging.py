@@ -1,0 +1,78 @@
+"""Bundle building rules that need no network: requirements, platform tags, ELF checks, zip form."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from policy_engine.errors import BundleError
+from policy_engine.packaging import _zip_bytes, manylinux_platforms, native_problems, runtime_requirements
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {r.split(">")[0].split("<")[0].split("=")[0].split(";")[0].strip().lower() for r in requirements}
+
+
+def test_runtime_requirements_leave_boto3_and_test_tools_out_unless_asked():
+    assert _names(runtime_requirements()) == {"pyjwt", "cryptography", "pydantic", "pyyaml"}
+    assert "boto3" in _names(runtime_requirements(include_boto3=True))
+    assert not _names(runtime_requirements(include_boto3=True)) & {"pytest", "moto", "hypothesis", "cfn-lint"}
+
+
+def test_platform_tags_follow_the_runtimes_glibc():
+    # python3.11 runs on Amazon Linux 2 (glibc 2.26); 3.12+ on Amazon Linux 2023 (2.34)
+    al2 = manylinux_platforms("arm64", "3.11")
+    assert al2[0] == "manylinux_2_26_aarch64"
+    assert "manylinux_2_28_aarch64" not in al2
+    assert {"manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(al2)
+    assert all(tag.endswith("_aarch64") for tag in al2)
+    al2023 = manylinux_platforms("x86_64", "3.12")
+    assert al2023[0] == "manylinux_2_34_x86_64"
+    assert {"manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(al2023)
+
+
+@pytest.mark.parametrize("arch, python", [("aarch64", "3.12"), ("x86_64", "3.10"), ("arm64", "3")])
+def test_unknown_targets_are_refused(arch, python):
+    with pytest.raises(BundleError):
+        manylinux_platforms(arch, python)
+
+
+def _elf(machine: int, bits: int = 64) -> bytes:
+    header = bytearray(64)
+    header[:4] = b"\x7fELF"
+    header[4] = 2 if bits == 64 else 1
+    header[18:20] = machine.to_bytes(2, "little")
+    return bytes(header)
+
+
+def test_native_problems_name_each_library_built_for_another_target():
+    files = {
+        "pkg/_fast.cpython-312-aarch64-linux-gnu.so": _elf(183),
+        "pkg/_wrong_arch.cpython-312-x86_64-linux-gnu.so": _elf(62),
+        "pkg/_wrong_python.cpython-311-aarch64-linux-gnu.so": _elf(183),
+        "pkg/_rust.abi3.so": _elf(183),
+        "pkg.libs/libffi-1a2b.so.8.1.0": _elf(183),
+        "pkg/_32bit.so": _elf(183, bits=32),
+        "pkg/not_elf.so": b"MZ\x90\x00",
+        "pkg/module.py": b"print('not native')",
+    }
+    problems = native_problems(files, arch="arm64", python="3.12")
+    flagged = {problem.split(":")[0] for problem in problems}
+    assert flagged == {"pkg/_wrong_arch.cpython-312-x86_64-linux-gnu.so", "pkg/_wrong_python.cpython-311-aarch64-linux-gnu.so",
+                       "pkg/_32bit.so", "pkg/not_elf.so"}
+    assert native_problems({"pkg/_rust.abi3.so": _elf(183)}, arch="arm64", python="3.13") == []
+
+
+def test_zip_bytes_ignore_insertion_order_and_normalise_metadata():
+    one = _zip_bytes({"b/x.py": b"x = 1\n", "a.py": b"a = 1\n"})
+    two = _zip_bytes({"a.py": b"a = 1\n", "b/x.py": b"x = 1\n"})
+    assert one == two
+    with zipfile.ZipFile(io.BytesIO(one)) as archive:
+        infos = archive.infolist()
+        assert [i.filename for i in infos] == ["a.py", "b/x.py"]
+        assert {(i.date_time, i.external_attr >> 16, i.compress_type) for i in infos} == {
+            ((1980, 1, 1, 0, 0, 0), 0o100644, zipfile.ZIP_DEFLATED)
+        }
+        assert archive.read("b/x.py") == b"x = 1\n"
