@@ -1,8 +1,17 @@
-"""A local OpenID provider on 127.0.0.1: discovery, JWKS, signing, key rotation, introspection.
+"""A local OpenID provider on 127.0.0.1: discovery, JWKS, signing, key rotation,
+introspection, and a client-credentials token endpoint.
 
 Real HTTP on loopback, so the authorizer's JWKS and introspection adapters are exercised
 exactly as in a deployment. Tokens are shaped like real access tokens (RFC 9068 claims,
 ``kid``); opaque tokens are random strings only the provider can look up (RFC 7662).
+
+Endpoints (all on loopback):
+
+    GET  /.well-known/openid-configuration   discovery
+    GET  /jwks.json                          the public keys
+    POST /oauth2/token                       client credentials (RFC 6749 §4.4), Basic auth
+    POST /introspect                         RFC 7662 introspection of opaque tokens
+    POST /admin/rotate[?retire=1]            publish a new signing key (drop old ones with retire)
 """
 
 from __future__ import annotations
@@ -14,16 +23,89 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_plus
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import jwt
+import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-__all__ = ["LocalIdentityProvider", "SigningKey"]
+from policy_engine.core.urls import is_loopback_host
+from policy_engine.errors import ConfigurationError
+
+__all__ = ["CLIENTS_FILE", "LocalIdentityProvider", "OAuthClient", "SigningKey", "load_clients"]
+
+#: The clients shipped with the repository (see the file's comments).
+CLIENTS_FILE = Path(__file__).resolve().parent / "clients.yaml"
+
+_STYLES = ("cognito", "okta")
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    """A confidential client allowed the client-credentials grant for ``scopes``."""
+
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...]
+    style: str = "cognito"
+    audience: str | None = None
+
+    @property
+    def audience_value(self) -> str:
+        """What the authorizer's ``AUDIENCE`` must list to accept this client's tokens."""
+        if self.style == "okta":
+            return self.audience or self.client_id
+        return self.client_id
+
+
+def load_clients(path: str | Path = CLIENTS_FILE) -> dict[str, OAuthClient]:
+    """Read a clients file (``clients: [{client_id, client_secret, scopes, style, audience}]``).
+
+    Raises:
+        ConfigurationError: the file is missing, not YAML, or a client is incomplete.
+    """
+    where = str(path)
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError("clients file", f"{where}: {exc}") from exc
+    entries = document.get("clients") if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConfigurationError("clients file", f"{where}: needs a non-empty 'clients' list")
+    clients: dict[str, OAuthClient] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigurationError("clients file", f"{where}: clients[{index}] is not a mapping")
+        client_id, secret = entry.get("client_id"), entry.get("client_secret")
+        scopes, style = entry.get("scopes", []), entry.get("style", "cognito")
+        if not isinstance(client_id, str) or not client_id or not isinstance(secret, str) or not secret:
+            raise ConfigurationError("clients file", f"{where}: clients[{index}] needs client_id and client_secret")
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and s and " " not in s for s in scopes):
+            raise ConfigurationError("clients file", f"{where}: {client_id}: scopes must be a list of scope tokens")
+        if style not in _STYLES:
+            raise ConfigurationError("clients file", f"{where}: {client_id}: style must be one of {', '.join(_STYLES)}")
+        if client_id in clients:
+            raise ConfigurationError("clients file", f"{where}: client_id {client_id!r} appears twice")
+        audience = entry.get("audience")
+        clients[client_id] = OAuthClient(client_id, secret, tuple(scopes), style,
+                                         audience if isinstance(audience, str) else None)
+    return clients
+
+
+class TokenEndpointError(Exception):
+    """An RFC 6749 §5.2 error answer."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
 
 
 class SigningKey:
@@ -45,8 +127,18 @@ class LocalIdentityProvider:
     ``{(method, path): fn(handler, body) -> (status, headers, bytes)}``.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clients: Iterable[OAuthClient] = (),
+        token_lifetime: int = 3600,
+    ) -> None:
         self.keys: list[SigningKey] = [SigningKey()]
+        self.clients: dict[str, OAuthClient] = {client.client_id: client for client in clients}
+        self.token_lifetime = token_lifetime
+        self.tokens_issued = 0
         self.jwks_override: Callable[[], tuple[int, bytes]] | None = None
         self.requests: list[str] = []
         self.routes: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]] = {}
@@ -70,6 +162,10 @@ class LocalIdentityProvider:
     def jwks_uri(self) -> str:
         return f"{self.issuer}/jwks.json"
 
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer}/oauth2/token"
+
     def start(self) -> LocalIdentityProvider:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="local-idp", daemon=True
@@ -78,7 +174,9 @@ class LocalIdentityProvider:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:  # shutdown() would wait forever for a loop never started
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
     def __enter__(self) -> LocalIdentityProvider:
@@ -90,6 +188,7 @@ class LocalIdentityProvider:
     def rotate(self, *, keep_old: bool = True) -> SigningKey:
         """Publish a new signing key (first in the set); keep the old one unless told not to."""
         new = SigningKey()
+        # One assignment, so a concurrent JWKS request sees the old or the new list, never half.
         self.keys = [new, *(self.keys if keep_old else [])]
         return new
 
@@ -184,10 +283,90 @@ class LocalIdentityProvider:
         elif scope is not None:
             payload["scope"] = scope
         payload.update(claims)
-        payload = {k: v for k, v in payload.items() if v is not None}
+        return self.sign({k: v for k, v in payload.items() if v is not None},
+                         key=key, headers={"typ": "at+jwt", **(headers or {})})
+
+    def sign(self, payload: dict[str, Any], *, key: SigningKey | None = None,
+             headers: dict[str, Any] | None = None) -> str:
+        """RS256-sign ``payload`` with ``key`` (default: the newest key), ``kid`` in the header."""
         signing = key or self.keys[0]
         return jwt.encode(payload, signing.private_key, algorithm="RS256",
-                          headers={"kid": signing.kid, "typ": "at+jwt", **(headers or {})})
+                          headers={"kid": signing.kid, **(headers or {})})
+
+    def issue(self, client: OAuthClient, scopes: Iterable[str]) -> str:
+        """An access token for ``client``, shaped like its provider's (Cognito or Okta)."""
+        now = int(time.time())
+        granted = [scope for scope in client.scopes if scope in set(scopes)]
+        payload: dict[str, Any] = {"sub": client.client_id, "iss": self.issuer, "iat": now,
+                                   "exp": now + self.token_lifetime}
+        if client.style == "okta":
+            # Okta: ver 1, jti "AT.", aud, cid and scp as a list.
+            payload.update(ver=1, jti=f"AT.{uuid.uuid4().hex}", aud=client.audience_value,
+                           cid=client.client_id, scp=granted)
+        else:
+            # Cognito: no aud; token_use, client_id, version 2, scope as one string.
+            payload.update(token_use="access", scope=" ".join(granted), auth_time=now, version=2,
+                           jti=str(uuid.uuid4()), client_id=client.client_id)
+        self.tokens_issued += 1
+        # Neither Cognito nor Okta puts a typ in access-token headers.
+        return self.sign(payload, headers={"typ": None})
+
+    def token_response(self, authorization: str | None, content_type: str | None, body: bytes) -> dict[str, Any]:
+        """Answer a token request (RFC 6749 §4.4 client credentials).
+
+        Raises:
+            TokenEndpointError: with the RFC 6749 §5.2 error and status to answer.
+        """
+        if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+            raise TokenEndpointError(400, "invalid_request", "use Content-Type application/x-www-form-urlencoded")
+        try:
+            form = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise TokenEndpointError(400, "invalid_request", "the body is not URL-encoded ASCII") from None
+        if any(len(values) > 1 for values in form.values()):
+            raise TokenEndpointError(400, "invalid_request", "a parameter is repeated")
+        params = {name: values[0] for name, values in form.items()}
+        client = self._authenticate(authorization, params)
+        grant_type = params.get("grant_type")
+        if not grant_type:
+            raise TokenEndpointError(400, "invalid_request", "grant_type is missing")
+        if grant_type != "client_credentials":
+            raise TokenEndpointError(400, "unsupported_grant_type", "only client_credentials is supported")
+        requested = [s for s in params.get("scope", "").split(" ") if s]
+        # Cognito grants every allowed scope when none is asked for; so do we.
+        scopes = requested or list(client.scopes)
+        unknown = [s for s in scopes if s not in client.scopes]
+        if unknown:
+            raise TokenEndpointError(400, "invalid_scope", f"not allowed for this client: {' '.join(unknown)}")
+        token = self.issue(client, scopes)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime,
+                "scope": " ".join(s for s in client.scopes if s in scopes)}
+
+    def _authenticate(self, authorization: str | None, params: dict[str, str]) -> OAuthClient:
+        in_body = "client_secret" in params
+        if authorization is not None:
+            if in_body:
+                raise TokenEndpointError(400, "invalid_request", "use one client authentication method, not two")
+            scheme, _, encoded = authorization.partition(" ")
+            if scheme.lower() != "basic":
+                raise TokenEndpointError(401, "invalid_client", "use HTTP Basic client authentication")
+            try:
+                client_id, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise TokenEndpointError(401, "invalid_client", "malformed Basic credentials") from None
+            if not sep:
+                raise TokenEndpointError(401, "invalid_client", "malformed Basic credentials")
+            # RFC 6749 §2.3.1: both parts are form-urlencoded before Base64.
+            client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+        elif in_body:
+            client_id, secret = params.get("client_id", ""), params["client_secret"]
+        else:
+            raise TokenEndpointError(401, "invalid_client", "client authentication is required")
+        client = self.clients.get(client_id)
+        expected = client.client_secret if client is not None else "x" * len(secret)
+        if not secrets.compare_digest(expected.encode(), secret.encode()) or client is None:
+            raise TokenEndpointError(401, "invalid_client", "unknown client or wrong secret")
+        return client
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         idp = self
@@ -217,9 +396,21 @@ class LocalIdentityProvider:
                 if route is not None:
                     status, headers, payload = route(self, body)
                     self._send(status, payload, headers)
+                elif method == "POST" and path == "/oauth2/token":
+                    self._token(body)
+                elif method == "POST" and path == "/admin/rotate":
+                    if not is_loopback_host(self.client_address[0]):
+                        self._send(403, b'{"error":"forbidden"}')
+                        return
+                    retire = parse_qs(urlsplit(self.path).query).get("retire", ["0"])[0] in ("1", "true", "yes")
+                    new = idp.rotate(keep_old=not retire)
+                    self._send(200, json.dumps({"kid": new.kid, "kids": [k.kid for k in idp.keys]}).encode())
                 elif method == "GET" and path == "/.well-known/openid-configuration":
                     doc = {"issuer": idp.issuer, "jwks_uri": idp.jwks_uri,
-                           "token_endpoint": f"{idp.issuer}/oauth2/token",
+                           "token_endpoint": idp.token_endpoint,
+                           "grant_types_supported": ["client_credentials"],
+                           "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                           "scopes_supported": sorted({s for c in idp.clients.values() for s in c.scopes}),
                            "id_token_signing_alg_values_supported": ["RS256"]}
                     self._send(200, json.dumps(doc).encode())
                 elif method == "GET" and path == "/jwks.json":
@@ -230,6 +421,20 @@ class LocalIdentityProvider:
                         self._send(200, json.dumps(idp.jwks()).encode())
                 else:
                     self._send(404, b'{"error":"not_found"}')
+
+            def _token(self, body: bytes) -> None:
+                no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+                try:
+                    answer = idp.token_response(self.headers.get("Authorization"),
+                                                self.headers.get("Content-Type"), body)
+                except TokenEndpointError as exc:
+                    headers = dict(no_store)
+                    if exc.status == 401:
+                        headers["WWW-Authenticate"] = 'Basic realm="policy-engine-local"'
+                    error = {"error": exc.error, "error_description": exc.description}
+                    self._send(exc.status, json.dumps(error).encode(), headers)
+                    return
+                self._send(200, json.dumps(answer).encode(), no_store)
 
             def do_GET(self) -> None:
                 self._dispatch("GET")

@@ -1,0 +1,90 @@
+"""``policy-engine serve``: a local identity provider, permission table and REST API
+Gateway in front of the real authorizer, on 127.0.0.1, until Ctrl-C.
+
+Prints where everything listens and ready-to-paste curl commands for the shipped example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from policy_engine.local.gateway import MAX_CACHE_TTL
+from policy_engine.local.idp import CLIENTS_FILE
+from policy_engine.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
+
+__all__ = ["add_stack_arguments", "options_from", "register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run a local IdP, permission table and API Gateway",
+                                   description=__doc__)
+    add_stack_arguments(parser, default_port=8080, default_idp_port=8081)
+    parser.set_defaults(run=run)
+
+
+def _ttl(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= MAX_CACHE_TTL:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_CACHE_TTL} (API Gateway's limit)")
+    return value
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, default_idp_port: int) -> None:
+    """The options ``serve`` and ``demo`` share."""
+    parser.add_argument("--permissions", type=Path, default=DEFAULT_PERMISSIONS,
+                        help="permission YAML file or folder: routes of the gateway, contents of the table")
+    parser.add_argument("--clients", type=Path, default=CLIENTS_FILE, help="OAuth clients of the local IdP")
+    parser.add_argument("--port", type=int, default=default_port, help="gateway port (0: any free port)")
+    parser.add_argument("--idp-port", type=int, default=default_idp_port, help="identity provider port")
+    parser.add_argument("--store", choices=("dynamodb", "yaml"), default=None,
+                        help="where the handler reads permissions: a table synced from --permissions "
+                             "(default; moto unless AWS_ENDPOINT_URL is set) or the files themselves")
+    parser.add_argument("--table", default="policy-engine-permissions", help="table name (--store dynamodb)")
+    parser.add_argument("--api", help="API ARN to serve when the files name several (default: the first)")
+    parser.add_argument("--openapi", type=Path, help="take routes from this OpenAPI file instead of the permissions")
+    parser.add_argument("--stage", action="append", default=[], help="stage to deploy --openapi routes on")
+    parser.add_argument("--token-regex", help="token validation regex (whole header value must match)")
+    parser.add_argument("--identity-source", action="append", default=[], metavar="SOURCE",
+                        help="use a REQUEST authorizer with this identity source, as API Gateway writes it "
+                             "(repeat or comma-separate: method.request.header.Authorization,context.httpMethod)")
+    parser.add_argument("--cache-ttl", type=_ttl, default=300.0,
+                        help="authorizer cache TTL in seconds, 0 disables (300)")
+    parser.add_argument("--backend", dest="backend_url", help="proxy allowed requests to this URL "
+                        "instead of the built-in pets backend")
+
+
+def options_from(args: argparse.Namespace) -> ServeOptions:
+    options = ServeOptions(
+        permissions=args.permissions, clients_file=args.clients, port=args.port, idp_port=args.idp_port,
+        table=args.table, api=args.api, openapi=args.openapi, stages=tuple(args.stage),
+        token_regex=args.token_regex,
+        identity_sources=tuple(p.strip() for arg in args.identity_source for p in arg.split(",") if p.strip()),
+        cache_ttl=args.cache_ttl, backend_url=args.backend_url,
+    )
+    if args.store:
+        options.store = args.store
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    # SIGTERM (a process manager, `kill`) stops as cleanly as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        stack = LocalStack(options_from(args)).start()
+        try:
+            print(stack.describe())
+            print(f"\nready in {stack.startup_seconds:.2f} s; Ctrl-C stops everything", flush=True)
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            print("\nstopping", flush=True)
+            stack.stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
