@@ -78,17 +78,21 @@ def load_yaml_document(text: str, display: str) -> tuple[Any, Locate]:
     Raises:
         PermissionsError: YAML syntax errors or duplicate keys (with ``file:line``).
     """
+    # One parse: compose the node tree (lines, duplicate keys), then build values from it.
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = loader.get_single_node()
+        if node is None:
+            return None, _locator(display, _Lines(1))
+        _reject_duplicate_keys(node, display)
+        document = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{display}:{mark.line + 1}" if mark is not None else display
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PermissionsError(f"{where}: invalid YAML: {problem}") from None
-    if node is None:
-        return None, _locator(display, _Lines(1))
-    _reject_duplicate_keys(node, display)
-    document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    finally:
+        loader.dispose()
     return document, _locator(display, _lines_of(node))
 
 
