@@ -19,9 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from policy_engine.adapters.yaml_files import _Loader, _lines_of, _locator, _reject_duplicate_keys
+from policy_engine.adapters.yaml_files import load_yaml_document
 from policy_engine.core.apikeys import REQUIRED_SCOPE, ApiKeyRules, is_api_key
 from policy_engine.core.permissions import compile_records
 from policy_engine.errors import ConfigurationError, PermissionsError
@@ -42,21 +40,14 @@ def load_api_key_rules(path: str | None, claim: str | None) -> ApiKeyRules | Non
     display = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=_Loader)
-        if node is None:
-            raise ConfigurationError(_VARIABLE, f"{display} is empty")
-        _reject_duplicate_keys(node, display)
-        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(_VARIABLE, f"cannot read {display}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{display}:{mark.line + 1}" if mark is not None else display
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigurationError(_VARIABLE, f"{where}: invalid YAML: {problem}") from None
+    try:
+        document, locate = load_yaml_document(text, display)
     except PermissionsError as exc:
         raise ConfigurationError(_VARIABLE, str(exc)) from None
-    locate = _locator(display, _lines_of(node))
+    if document is None:
+        raise ConfigurationError(_VARIABLE, f"{display} is empty")
     if not isinstance(document, dict) or set(document) - {"clients", "required"}:
         raise ConfigurationError(_VARIABLE, f"{locate(())}: expected only 'clients:' and 'required:'")
     clients = document.get("clients") or {}
