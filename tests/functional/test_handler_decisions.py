@@ -51,3 +51,21 @@ def test_scope_matching_is_exact_and_case_sensitive(idp, make_handler):
     for scope in ["PETS:READ", "pets:rea", "pets:read:all", "pets:read\tstore:read"]:
         result = invoke(handler, token_event(idp.mint(scope=scope), "GET", "/pets"))
         assert verdict(result, "GET", "/pets") is Verdict.EXPLICIT_DENY, scope
+
+
+def test_one_json_log_line_per_decision_and_never_the_token(idp, make_handler, capsys):
+    import json
+
+    handler = make_handler()
+    capsys.readouterr()
+    tokens = [idp.mint(scope="pets:read"), idp.mint(scope="email"), idp.mint(scope="pets:read", lifetime=-3600)]
+    for token in tokens:
+        invoke(handler, token_event(token, "GET", "/pets"))
+    invoke(handler, token_event(tokens[0] + "x", "GET", "/pets"))  # bad signature
+    err = capsys.readouterr().err
+    records = [json.loads(line) for line in err.splitlines()]
+    assert [r["decision"] for r in records] == ["Allow", "Deny", "Unauthorized", "Unauthorized"]
+    assert records[0]["principal"] == "demo-client" and records[0]["routes"] == 2 and records[0]["version"]
+    for token in tokens:
+        for secret_part in token.split(".")[1:]:
+            assert secret_part not in err
