@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from policy_engine.cache import PermissionCache
@@ -49,9 +48,8 @@ from policy_engine.settings import Settings
 __all__ = ["Answer", "Authorizer", "VerifiedToken"]
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    """A token whose signature and claims checked out."""
+class VerifiedToken(NamedTuple):
+    """A token whose signature and claims checked out (a tuple: built on every request)."""
 
     issuer: str
     principal_id: str

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from policy_engine.errors import (
     ExpiredTokenError,
@@ -148,9 +148,8 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedJwt:
-    """A structurally valid, not yet verified JWS."""
+class ParsedJwt(NamedTuple):
+    """A structurally valid, not yet verified JWS (a tuple: built on every request)."""
 
     header: dict[str, Any]
     payload: dict[str, Any]
