@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from urllib.parse import parse_qs
 from policy_engine.core.iam import MalformedResponseError, Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS, PermissionSet
 from policy_engine.errors import ConfigurationError
+from policy_engine.local.loopback import LoopbackServer, QuietHandler
 from policy_engine.events import parse_identity_source
 from policy_engine.local.invoke import InvokeResult, invoke
 
@@ -440,26 +441,18 @@ class LocalGateway:
         self.cache = AuthorizerCache(cache_ttl, clock)
         self.stats = GatewayStats()
         self._stats_lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(host, port, self._handler_class(), name="local-gateway")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def start(self) -> LocalGateway:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="local-gateway", daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:  # shutdown() would wait forever for a loop never started
-            self._server.shutdown()
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes = b"") -> Answer:
         """Answer one request as API Gateway would (no HTTP involved; the server calls this)."""
@@ -539,28 +532,14 @@ class LocalGateway:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 try:
                     answer = gateway.handle(self.command, self.path, dict(self.headers.items()), body)
                 except Exception:  # a bug here must never turn into an Allow or a hung client
                     answer = Answer.json(500, {"message": "Internal server error"})
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(answer.body)
+                self.send_body(answer.status, answer.body, {**answer.headers, "x-amzn-RequestId": str(uuid.uuid4())})
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

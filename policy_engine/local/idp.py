@@ -20,12 +20,11 @@ import base64
 import binascii
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
@@ -37,6 +36,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from policy_engine.core.urls import is_loopback_host
 from policy_engine.errors import ConfigurationError
+from policy_engine.local.loopback import LoopbackServer, QuietHandler
 
 __all__ = ["CLIENTS_FILE", "LocalIdentityProvider", "OAuthClient", "SigningKey", "load_clients"]
 
@@ -149,14 +149,11 @@ class LocalIdentityProvider:
         #: Replaces the introspection answer, e.g. ``lambda: (500, b"oops")`` or a slow one.
         self.introspection_override: Callable[[], tuple[int, bytes]] | None = None
         self.routes[("POST", "/introspect")] = self._introspect
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(host, port, self._handler_class(), name="local-idp", poll_interval=0.02)
 
     @property
     def issuer(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     @property
     def jwks_uri(self) -> str:
@@ -167,17 +164,11 @@ class LocalIdentityProvider:
         return f"{self.issuer}/oauth2/token"
 
     def start(self) -> LocalIdentityProvider:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="local-idp", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:  # shutdown() would wait forever for a loop never started
-            self._server.shutdown()
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> LocalIdentityProvider:
         return self.start()
@@ -371,27 +362,14 @@ class LocalIdentityProvider:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         idp = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(status, body, {"Content-Type": "application/json", **(headers or {})})
 
             def _dispatch(self, method: str) -> None:
                 path = self.path.split("?", 1)[0]
                 idp.requests.append(f"{method} {path}")
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 route = idp.routes.get((method, path))
                 if route is not None:
                     status, headers, payload = route(self, body)
