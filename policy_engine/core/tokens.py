@@ -165,6 +165,27 @@ class ParsedJwt(NamedTuple):
         return self.header["alg"]
 
 
+# Every token of one issuer and key carries the same header segment, so its checked
+# decoding is remembered by the exact (signed) text. Bounded: forged headers cannot
+# grow it. Entries are never mutated; the algorithm allow-list is applied on every call.
+_checked_headers: dict[str, dict[str, Any]] = {}
+_HEADER_MEMO_LIMIT = 64
+
+
+def _check_header(header: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(header.get("alg"), str):
+        raise UnsupportedAlgorithmError("token alg is not an allowed algorithm")
+    for member in _KEY_POINTERS:
+        if member in header:
+            raise MalformedTokenError(f"token header names its own key ({member})")
+    if "crit" in header or "b64" in header:
+        raise MalformedTokenError("token header uses critical extensions")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID:
+        raise MalformedTokenError("token header has no usable kid")
+    return header
+
+
 def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> ParsedJwt:
     """Split and decode a compact JWS, rejecting anything odd before any key lookup.
 
@@ -178,18 +199,14 @@ def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> Pa
     if segments is None:
         raise MalformedTokenError("token is not a three-part base64url JWS")
     head_b64, body_b64, sig_b64 = segments
-    header = _json_object(head_b64, "header")
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in algorithms:
+    header = _checked_headers.get(head_b64)
+    if header is None:
+        header = _check_header(_json_object(head_b64, "header"))
+        if len(_checked_headers) >= _HEADER_MEMO_LIMIT:
+            _checked_headers.clear()
+        _checked_headers[head_b64] = header
+    if header["alg"] not in algorithms:
         raise UnsupportedAlgorithmError("token alg is not an allowed algorithm")
-    for member in _KEY_POINTERS:
-        if member in header:
-            raise MalformedTokenError(f"token header names its own key ({member})")
-    if "crit" in header or "b64" in header:
-        raise MalformedTokenError("token header uses critical extensions")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID:
-        raise MalformedTokenError("token header has no usable kid")
     payload = _json_object(body_b64, "payload")
     signature = _b64decode(sig_b64)
     return ParsedJwt(header, payload, f"{head_b64}.{body_b64}".encode("ascii"), signature)
@@ -303,6 +320,8 @@ def verify_signature(token: ParsedJwt, key: VerificationKey) -> None:
 
 def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> float | None:
     value = payload.get(name)
+    if value.__class__ is int:  # the common case, first: bool is a subclass, so not this
+        return value
     if value is None:
         if required or name in payload:
             raise InvalidClaimsError(f"{name} claim is {'missing' if name not in payload else 'null'}")
