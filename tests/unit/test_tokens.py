@@ -149,3 +149,28 @@ def test_bearer_rules(header):
         return
     with pytest.raises(MalformedTokenError):
         extract_bearer(header, 100)
+
+
+def test_remembered_headers_still_meet_the_algorithm_allow_list():
+    token = raw_token({"alg": "RS384", "kid": "k1"}, claims(ISS), KEY)
+    assert _parse(token, ("RS256", "RS384")).alg == "RS384"  # now remembered
+    with pytest.raises(UnsupportedAlgorithmError):
+        _parse(token, ("RS256",))
+
+
+def test_remembered_headers_stay_bounded_under_forged_kids():
+    from policy_engine.core import tokens
+
+    for i in range(500):
+        _parse(raw_token({"alg": "RS256", "kid": f"forged-{i}"}, claims(ISS), KEY))
+    assert len(tokens._checked_headers) <= tokens._HEADER_MEMO_LIMIT
+
+
+def test_a_bad_header_is_never_remembered():
+    from policy_engine.core import tokens
+
+    token = raw_token({"alg": "RS256", "kid": "k1", "jku": "https://evil.example"}, claims(ISS), KEY)
+    for _ in range(2):
+        with pytest.raises(MalformedTokenError):
+            _parse(token)
+    assert token.split(".")[0] not in tokens._checked_headers
