@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from policy_engine.cli._progress import TerminalProgress
-from policy_engine.cli.sync import print_result
-from policy_engine.errors import ConflictError
+from policy_engine.cli.sync import publish_and_print
 
 
 def register(subparsers: Any) -> None:
@@ -36,13 +34,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"v{entry['version']:<5} {entry['published_at']}  {entry['mappings']:>6} mappings  "
                   f"{entry['digest']}  {entry['note']}")
         return 0
-    progress = TerminalProgress(f"rollback {args.target}")
-    try:
-        result = rollback(args.target, to=args.to, dry_run=args.dry_run, take_over=args.take_over, progress=progress)
-    except ConflictError as exc:
-        progress.close()
-        print(f"policy-engine rollback: {exc}")
-        return 1
-    progress.close()
-    print_result(result, args.max_lines)
-    return 0
+    return publish_and_print(
+        f"rollback {args.target}",
+        lambda progress: rollback(args.target, to=args.to, dry_run=args.dry_run, take_over=args.take_over,
+                                  progress=progress),
+        args.max_lines,
+    )

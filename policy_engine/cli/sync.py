@@ -10,6 +10,8 @@ missing or corrupt store, AWS failure.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from policy_engine.cli._progress import TerminalProgress
@@ -38,16 +40,25 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from policy_engine.publish import sync
 
-    progress = TerminalProgress(f"sync {args.target}")
+    return publish_and_print(
+        f"sync {args.target}",
+        lambda progress: sync(args.permissions, args.target, dry_run=args.dry_run, take_over=args.take_over,
+                              repair=args.repair, note=args.note, progress=progress),
+        args.max_lines,
+    )
+
+
+def publish_and_print(title: str, publish: Callable[[TerminalProgress], Any], max_lines: int) -> int:
+    """Run a publish with a progress line, print its diff; a lost race is exit 1, not a crash."""
+    progress = TerminalProgress(title)
     try:
-        result = sync(args.permissions, args.target, dry_run=args.dry_run, take_over=args.take_over,
-                      repair=args.repair, note=args.note, progress=progress)
+        result = publish(progress)
     except ConflictError as exc:
-        progress.close()
-        print(f"policy-engine sync: {exc}")
+        print(f"policy-engine {title.split()[0]}: {exc}", file=sys.stderr)
         return 1
-    progress.close()
-    print_result(result, args.max_lines)
+    finally:
+        progress.close()
+    print_result(result, max_lines)
     return 0
 
 

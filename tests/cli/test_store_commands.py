@@ -77,7 +77,7 @@ def test_a_held_claim_exits_1(table, capsys):
 
     DynamoDbStore(table).claim(0, "someone-else")
     assert main(["sync", f"dynamodb://{table}", "--permissions", str(ROOT / "permissions")]) == 1
-    assert "sync someone-else is publishing v1" in capsys.readouterr().out
+    assert "sync someone-else is publishing v1" in capsys.readouterr().err
     assert main(["sync", f"dynamodb://{table}", "--permissions", str(ROOT / "permissions"), "--take-over"]) == 0
 
 
