@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from policy_engine.adapters.jwks_http import JwksKeySource  # noqa: E402
 from policy_engine.adapters.memory import MemoryPermissionSource  # noqa: E402
 from policy_engine.cache import PermissionCache  # noqa: E402
-from policy_engine.core.decision import render_iam_response  # noqa: E402
 from policy_engine.engine import Authorizer  # noqa: E402
 from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
 from policy_engine.settings import Settings  # noqa: E402
@@ -98,7 +97,7 @@ def main() -> None:
             authorizer = Authorizer(settings, keys=keys, permissions=cache)
             # One decision per profile warms keys and memo the way a warm container is.
             for event in events[:50]:
-                render_iam_response(authorizer.decide_event(event))
+                authorizer.answer(event)
 
             def floor(token: str) -> None:
                 head, body, sig = token.split(".")

@@ -195,15 +195,6 @@ class Authorizer:
             denied=denied,
         )
 
-    def decide_event(self, event: Any) -> Decision:
-        """Read, verify and decide one authorizer event.
-
-        Raises:
-            EventError, TokenError: the request is refused (401).
-            KeySourceError, StoreError: the decision cannot be made (fail closed).
-        """
-        return self.answer(event).decision
-
     def answer(self, event: Any) -> Answer:
         """Read, verify and decide one authorizer event, and render the response it needs.
 

@@ -212,19 +212,6 @@ class PermissionSet:
         self._memo[key] = result
         return result
 
-    def to_records(self) -> list[dict[str, str]]:
-        """The grants as canonical records (the published snapshot form)."""
-        return [
-            {
-                "arn": g.route.api_arn,
-                "stage": g.route.stage,
-                "httpVerb": g.route.verb,
-                "resource": "/" + g.route.resource,
-                "scope": g.scope,
-            }
-            for g in self.grants
-        ]
-
 
 def content_version(grants: Sequence[Grant]) -> str:
     """A short content hash: equal mappings give equal versions, whatever their order."""

@@ -30,7 +30,6 @@ __all__ = [
     "VerificationKey",
     "extract_bearer",
     "load_jwks",
-    "looks_like_jwt",
     "parse_jwt",
     "peek_issuer",
     "principal_of",
@@ -82,11 +81,6 @@ def _jws_segments(token: str) -> list[str] | None:
     if len(segments) != 3 or not all(segments):
         return None
     return segments
-
-
-def looks_like_jwt(token: str) -> bool:
-    """True when ``token`` has the three-segment shape of a JWS compact serialization."""
-    return _jws_segments(token) is not None
 
 
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
