@@ -92,6 +92,12 @@ class Authorizer:
         self._audiences = frozenset(settings.audiences)
         self._context_claims = settings.context_claims
         self._token_types = frozenset(t.lower().removeprefix("application/") for t in settings.token_types)
+        # Read on every request: kept as plain attributes rather than looked up in settings.
+        self._max_token_length = settings.max_token_length
+        self._algorithms = settings.algorithms
+        self._leeway = settings.leeway
+        self._scope_claims = settings.scope_claims
+        self._identity_source = settings.identity_source
 
     def verify(self, authorization: object) -> VerifiedToken:
         """Verify an ``Authorization`` header value.
@@ -100,7 +106,7 @@ class Authorizer:
             TokenError: any problem with the token (API Gateway answers 401).
             KeySourceError: the issuer's keys cannot be obtained.
         """
-        return self._verify_jwt(extract_bearer(authorization, self.settings.max_token_length))
+        return self._verify_jwt(extract_bearer(authorization, self._max_token_length))
 
     def authenticate(self, request: AuthorizerRequest) -> VerifiedToken:
         """Verify the credential of an event: locally for JWTs of an ``ISSUER``, else by introspection.
@@ -109,7 +115,7 @@ class Authorizer:
             TokenError: any problem with the token (401).
             KeySourceError, IntrospectionError: the token cannot be checked now (fail closed).
         """
-        limit = self.settings.max_token_length
+        limit = self._max_token_length
         if request.in_query:
             # RFC 6750 §2.3: the same b64token as in the header, without the scheme.
             if not isinstance(request.authorization, str):
@@ -137,28 +143,22 @@ class Authorizer:
         )
 
     def _verify_jwt(self, bearer: str) -> VerifiedToken:
-        settings = self.settings
-        token = parse_jwt(
-            bearer,
-            max_length=settings.max_token_length,
-            algorithms=settings.algorithms,
-        )
-        issuer = token.payload.get("iss")
-        if not isinstance(issuer, str) or issuer not in self._issuers:
+        token = parse_jwt(bearer, max_length=self._max_token_length, algorithms=self._algorithms)
+        payload = token.payload
+        issuer = payload.get("iss")
+        if issuer.__class__ is not str or issuer not in self._issuers:
             # Keys are chosen by the configured issuer, never by what an unknown token says.
             raise InvalidClaimsError("iss is not a configured issuer")
-        verify_signature(token, self.keys.get_key(issuer, token.kid))
+        verify_signature(token, self.keys.get_key(issuer, token.header["kid"]))
         validate_claims(
             token,
             issuer=issuer,
             audiences=self._audiences,
             now=self._clock(),
-            leeway=settings.leeway,
+            leeway=self._leeway,
             token_types=self._token_types,
         )
-        return VerifiedToken(
-            issuer, principal_of(token.payload), read_scopes(token.payload, settings.scope_claims), token.payload
-        )
+        return VerifiedToken(issuer, principal_of(payload), read_scopes(payload, self._scope_claims), payload)
 
     def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.
@@ -171,9 +171,9 @@ class Authorizer:
             StoreError: no usable mappings are loaded.
         """
         permissions = self.permissions.get()
-        resources = permissions.resources(token.scopes, method_arn.api_arn, method_arn.stage)
-        claims = token.claims
-        context = scalar_context({name: claims[name] for name in self._context_claims if name in claims})
+        api_arn, stage = method_arn.api_arn, method_arn.stage
+        resources = permissions.resources(token.scopes, api_arn, stage)
+        context = scalar_context(token.claims, self._context_claims)
         context["scope"] = " ".join(sorted(token.scopes))
         context["policyVersion"] = permissions.version
         key: str | None = None
@@ -181,19 +181,11 @@ class Authorizer:
         if self.api_keys is not None and api_keys:
             key = self.api_keys.key_for(token.claims)
             if key is None and resources:
-                denied = self.api_keys.required_resources(method_arn.api_arn, method_arn.stage)
-        return Decision(
-            effect=ALLOW if resources else DENY,
-            principal_id=token.principal_id,
-            api_arn=method_arn.api_arn,
-            stage=method_arn.stage,
-            resources=resources,
-            reason="granted" if resources else "no_grant",
-            version=permissions.version,
-            context=context,
-            usage_identifier_key=key,
-            denied=denied,
-        )
+                denied = self.api_keys.required_resources(api_arn, stage)
+        if resources:
+            return Decision(ALLOW, token.principal_id, api_arn, stage, resources, "granted", permissions.version,
+                            context, key, denied)
+        return Decision(DENY, token.principal_id, api_arn, stage, (), "no_grant", permissions.version, context, key)
 
     def answer(self, event: Any) -> Answer:
         """Read, verify and decide one authorizer event, and render the response it needs.
@@ -209,7 +201,7 @@ class Authorizer:
             KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
             PolicyTooLargeError: the policy is too large and no per-route answer is safe.
         """
-        request = read_event(event, self.settings.identity_source)
+        request = read_event(event, self._identity_source)
         method_arn = parse_method_arn(request.method_arn)
         token = self.authenticate(request)
         # Usage plans and API keys exist on REST APIs only.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -94,11 +94,12 @@ def response_size_bound(decision: Decision) -> int:
     Lets the common small policy skip the exact measurement on the warm path.
     """
     size = _FIXED_OVERHEAD + 6 * (len(decision.principal_id) + len(decision.usage_identifier_key or ""))
-    size += sum(map(len, decision.resources)) + 4 * len(decision.resources)
-    size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
-    size += len(decision.deny_resource) + 4
+    resources = decision.resources
+    size += sum(map(len, resources)) + 4 * len(resources) + len(decision.api_arn) + len(decision.stage) + 7
+    if decision.denied:
+        size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
     for key, value in decision.context.items():
-        size += 6 * (len(key) + len(value if isinstance(value, str) else repr(value))) + 6
+        size += 6 * (len(key) + len(value if value.__class__ is str else repr(value))) + 6
     return size
 
 
@@ -142,15 +143,19 @@ def render_simple_response(decision: Decision, route_arn: str, template_arn: str
     return {"isAuthorized": authorized, "context": dict(decision.context)}
 
 
-def scalar_context(values: Mapping[str, Any]) -> dict[str, str | int | float | bool]:
+def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
     """Keep only values API Gateway accepts in ``context``: strings, numbers, booleans.
 
+    With ``names``, only those keys of ``values`` are considered (in that order).
     Lists of strings (``scp``, ``aud``) are joined with spaces; objects, nulls and
     mixed lists are dropped, because any of them makes API Gateway answer 500.
     """
     out: dict[str, str | int | float | bool] = {}
-    for key, value in values.items():
-        if isinstance(value, (str, bool, int, float)):
+    for key in values if names is None else names:
+        if key not in values:
+            continue
+        value = values[key]
+        if value.__class__ is str or isinstance(value, (str, bool, int, float)):
             out[key] = value
         elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             out[key] = " ".join(value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -74,10 +74,15 @@ def extract_bearer(header: object, max_length: int) -> str:
     return token
 
 
-def _jws_segments(token: str) -> list[str] | None:
-    if not token.isascii() or token.encode("ascii").translate(None, _JWS_CHARS):
+def _jws_segments(token: str) -> list[bytes] | None:
+    # Bytes from here on: one encoding serves the alphabet check, decoding and the
+    # signing input.
+    if not token.isascii():
         return None
-    segments = token.split(".")
+    raw = token.encode("ascii")
+    if raw.translate(None, _JWS_CHARS):
+        return None
+    segments = raw.split(b".")
     if len(segments) != 3 or not all(segments):
         return None
     return segments
@@ -103,12 +108,11 @@ def peek_issuer(token: str) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-def _b64decode(segment: str) -> bytes:
-    # The caller's regex already limited the alphabet; this is base64.urlsafe_b64decode
-    # without its per-call argument juggling, which shows on the warm path.
+def _b64decode(segment: bytes) -> bytes:
+    # The alphabet is already checked; this is base64.urlsafe_b64decode without its
+    # per-call argument juggling, which shows on the warm path.
     try:
-        data = segment.encode("ascii")
-        return binascii.a2b_base64(data.translate(_URLSAFE_TO_STANDARD) + _PADDING[len(data) % 4])
+        return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + _PADDING[len(segment) % 4])
     except (binascii.Error, ValueError):
         raise MalformedTokenError("token segment is not base64url") from None
 
@@ -129,7 +133,7 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
 
 
-def _json_object(segment: str, what: str) -> dict[str, Any]:
+def _json_object(segment: bytes, what: str) -> dict[str, Any]:
     raw = _b64decode(segment)
     try:
         value = _DECODER.decode(raw.decode("utf-8"))
@@ -137,7 +141,7 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedTokenError(f"token {what} is not valid JSON") from None
-    if not isinstance(value, dict):
+    if value.__class__ is not dict:
         raise MalformedTokenError(f"token {what} is not a JSON object")
     return value
 
@@ -160,9 +164,9 @@ class ParsedJwt(NamedTuple):
 
 
 # Every token of one issuer and key carries the same header segment, so its checked
-# decoding is remembered by the exact (signed) text. Bounded: forged headers cannot
+# decoding is remembered by the exact (signed) bytes. Bounded: forged headers cannot
 # grow it. Entries are never mutated; the algorithm allow-list is applied on every call.
-_checked_headers: dict[str, dict[str, Any]] = {}
+_checked_headers: dict[bytes, dict[str, Any]] = {}
 _HEADER_MEMO_LIMIT = 64
 
 
@@ -192,28 +196,55 @@ def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> Pa
     segments = _jws_segments(token)
     if segments is None:
         raise MalformedTokenError("token is not a three-part base64url JWS")
-    head_b64, body_b64, sig_b64 = segments
-    header = _checked_headers.get(head_b64)
+    head, body, signature = segments
+    header = _checked_headers.get(head)
     if header is None:
-        header = _check_header(_json_object(head_b64, "header"))
+        header = _check_header(_json_object(head, "header"))
         if len(_checked_headers) >= _HEADER_MEMO_LIMIT:
             _checked_headers.clear()
-        _checked_headers[head_b64] = header
+        _checked_headers[head] = header
     if header["alg"] not in algorithms:
         raise UnsupportedAlgorithmError("token alg is not an allowed algorithm")
-    payload = _json_object(body_b64, "payload")
-    signature = _b64decode(sig_b64)
-    return ParsedJwt(header, payload, f"{head_b64}.{body_b64}".encode("ascii"), signature)
+    payload = _json_object(body, "payload")
+    return ParsedJwt(header, payload, b"%s.%s" % (head, body), _b64decode(signature))
 
 
 @dataclass(frozen=True, slots=True)
 class VerificationKey:
-    """A public key bound to exactly one algorithm (RFC 8725 §3.1)."""
+    """A public key bound to exactly one algorithm (RFC 8725 §3.1).
+
+    ``check(signing_input, signature)`` says whether the signature verifies; it may
+    raise on malformed signatures.
+    """
 
     kid: str
     algorithm: str
     key: Any
-    verifier: Any
+    check: Callable[[bytes, bytes], bool]
+
+
+def _signature_check(key: Any, algorithm: Any) -> Callable[[bytes, bytes], bool]:
+    """A verifier for one key and PyJWT algorithm object.
+
+    RS256-family keys (nearly every IdP) skip PyJWT's per-call padding and hash
+    objects; every other family goes through PyJWT's own ``verify``.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from jwt.algorithms import RSAAlgorithm
+
+    if type(algorithm) is not RSAAlgorithm:
+        return lambda message, signature: bool(algorithm.verify(message, key, signature))
+    pkcs1, digest, verify = padding.PKCS1v15(), algorithm.hash_alg(), key.verify
+
+    def check(message: bytes, signature: bytes) -> bool:
+        try:
+            verify(signature, message, pkcs1, digest)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
 
 
 _FAMILIES = {
@@ -276,7 +307,7 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
         if kty == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
             skipped.append(f"{kid}: RSA key of {parsed.key.key_size} bits (minimum {_MIN_RSA_BITS})")
             continue
-        keys[kid] = VerificationKey(kid, algorithm, parsed.key, parsed.Algorithm)
+        keys[kid] = VerificationKey(kid, algorithm, parsed.key, _signature_check(parsed.key, parsed.Algorithm))
     for kid, count in seen.items():
         if count > 1 and kid in keys:
             del keys[kid]
@@ -302,10 +333,10 @@ def verify_signature(token: ParsedJwt, key: VerificationKey) -> None:
         UnsupportedAlgorithmError: header ``alg`` differs from the key's algorithm.
         InvalidSignatureError: the signature does not verify.
     """
-    if token.alg != key.algorithm:
+    if token.header["alg"] != key.algorithm:
         raise UnsupportedAlgorithmError("token alg does not match the key's algorithm")
     try:
-        valid = key.verifier.verify(token.signing_input, key.key, token.signature)
+        valid = key.check(token.signing_input, token.signature)
     except Exception:  # malformed signatures raise inside the backend on some algorithms
         valid = False
     if not valid:
@@ -327,20 +358,30 @@ def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> f
 
 
 def _check_times(payload: Mapping[str, Any], now: float, leeway: float, *, exp_required: bool) -> None:
-    exp = _numeric_date(payload, "exp", required=exp_required)
+    exp = payload.get("exp")
+    if exp.__class__ is not int:  # the common case skips the general check (bool is not int here)
+        exp = _numeric_date(payload, "exp", required=exp_required)
     if exp is not None and exp <= now - leeway:
         raise ExpiredTokenError("token has expired")
-    nbf = _numeric_date(payload, "nbf", required=False)
-    if nbf is not None and nbf > now + leeway:
-        raise InvalidClaimsError("token is not valid yet (nbf)")
+    if "nbf" in payload:
+        nbf = _numeric_date(payload, "nbf", required=False)
+        if nbf is not None and nbf > now + leeway:
+            raise InvalidClaimsError("token is not valid yet (nbf)")
 
 
 def _check_audience(aud: Any, audiences: Collection[str]) -> None:
-    named = [aud] if isinstance(aud, str) else aud
-    if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
-        raise InvalidClaimsError("aud claim is not a string or list of strings")
-    if not any(a in audiences for a in named):
+    if aud.__class__ is str:
+        if aud in audiences:
+            return
         raise InvalidClaimsError("aud does not name this API")
+    if not isinstance(aud, list) or not all(isinstance(a, str) for a in aud):
+        raise InvalidClaimsError("aud claim is not a string or list of strings")
+    if not any(a in audiences for a in aud):
+        raise InvalidClaimsError("aud does not name this API")
+
+
+# Claims that, when present, must be strings: they reach the context and the principal.
+_STRING_CLAIMS = ("sub", "client_id", "scope")
 
 
 def validate_claims(
@@ -366,21 +407,23 @@ def validate_claims(
     if payload.get("iss") != issuer:
         raise InvalidClaimsError("iss is not the expected issuer")
     _check_times(payload, now, leeway, exp_required=True)
-    iat = _numeric_date(payload, "iat", required=False)
-    if iat is not None and iat > now + leeway:
-        raise InvalidClaimsError("token was issued in the future (iat)")
+    if "iat" in payload:
+        iat = _numeric_date(payload, "iat", required=False)
+        if iat is not None and iat > now + leeway:
+            raise InvalidClaimsError("token was issued in the future (iat)")
     token_use = payload.get("token_use")
     if token_use is not None and token_use != "access":
         raise InvalidClaimsError("token_use is not 'access'")
     if "aud" in payload:
         _check_audience(payload["aud"], audiences)
     elif token_use == "access":
-        if payload.get("client_id") not in audiences or not isinstance(payload.get("client_id"), str):
+        client_id = payload.get("client_id")
+        if not isinstance(client_id, str) or client_id not in audiences:
             raise InvalidClaimsError("client_id is not an accepted audience")
     else:
         raise InvalidClaimsError("token has no aud claim")
-    for name in ("sub", "client_id", "scope"):
-        if name in payload and not isinstance(payload[name], str):
+    for name in _STRING_CLAIMS:
+        if name in payload and payload[name].__class__ is not str:
             raise InvalidClaimsError(f"{name} claim is not a string")
     if token_types:
         typ = token.header.get("typ")
@@ -429,8 +472,9 @@ def validate_introspection(
 def read_scopes(payload: Mapping[str, Any], claim_names: Collection[str]) -> frozenset[str]:
     """The caller's scopes: the first present claim of ``claim_names``.
 
-    A string is split on spaces (RFC 9068 ``scope``); a list must hold only strings
-    (``scp``). Matching later is exact and case-sensitive.
+    A string is split on single spaces (RFC 6749 §3.3; other whitespace stays inside a
+    scope, which then matches nothing); a list must hold only strings (``scp``).
+    Matching later is exact and case-sensitive.
 
     Raises:
         InvalidClaimsError: the claim has any other type.
@@ -439,8 +483,11 @@ def read_scopes(payload: Mapping[str, Any], claim_names: Collection[str]) -> fro
         if name not in payload:
             continue
         value = payload[name]
-        if isinstance(value, str):
-            return frozenset(part for part in value.split(" ") if part)
+        if value.__class__ is str:
+            parts = value.split(" ")
+            if "" in parts:  # leading, trailing or doubled spaces
+                parts = [part for part in parts if part]
+            return frozenset(parts)
         if isinstance(value, list) and all(isinstance(part, str) for part in value):
             return frozenset(value)
         raise InvalidClaimsError(f"{name} claim is not a space-separated string or a list of strings")
@@ -453,9 +500,10 @@ def principal_of(payload: Mapping[str, Any]) -> str:
     Raises:
         InvalidClaimsError: neither is a non-empty string.
     """
-    for name in ("sub", "client_id"):
-        value = payload.get(name)
-        if isinstance(value, str) and value:
-            return value
+    sub = payload.get("sub")
+    if isinstance(sub, str) and sub:
+        return sub
+    client_id = payload.get("client_id")
+    if isinstance(client_id, str) and client_id:
+        return client_id
     raise InvalidClaimsError("token has neither sub nor client_id")
-

@@ -173,4 +173,4 @@ def test_a_bad_header_is_never_remembered():
     for _ in range(2):
         with pytest.raises(MalformedTokenError):
             _parse(token)
-    assert token.split(".")[0] not in tokens._checked_headers
+    assert token.split(".")[0].encode() not in tokens._checked_headers
