@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -86,20 +87,35 @@ def render_iam_response(decision: Decision) -> dict[str, Any]:
 _FIXED_OVERHEAD = 400
 
 
-def response_size_bound(decision: Decision) -> int:
-    """An upper bound of ``response_size(render_iam_response(decision))``, without serialising.
+def _escaped_bound(text: str) -> int:
+    # json.dumps escapes a control character as 6 bytes and a character outside the
+    # BMP as a 12-byte surrogate pair; anything else costs 1 or 6.
+    return 6 * len(text) if text.isascii() else 12 * len(text)
 
-    Resources are validated ASCII without characters JSON escapes (4 bytes of quotes and
-    separator each); any other string may be escaped up to 6 bytes per character.
-    Lets the common small policy skip the exact measurement on the warm path.
+
+def response_size_bound(decision: Decision) -> int:
+    """An upper bound of ``response_size(render_iam_response(decision))``, cheaper to get.
+
+    Resources are validated ASCII without characters JSON escapes (4 bytes of quotes
+    and separator each); text elsewhere is bounded by its worst-case escaping, and a
+    context value that is not a string by its ``str()``, which is never shorter than
+    its JSON (``True``/``true``, digits, ``repr`` of floats). Lets the common small
+    policy skip serialising the whole response on the warm path.
     """
-    size = _FIXED_OVERHEAD + 6 * (len(decision.principal_id) + len(decision.usage_identifier_key or ""))
     resources = decision.resources
-    size += sum(map(len, resources)) + 4 * len(resources) + len(decision.api_arn) + len(decision.stage) + 7
+    context = decision.context
+    size = (
+        _FIXED_OVERHEAD
+        + _escaped_bound(decision.principal_id)
+        + sum(map(len, resources)) + 4 * len(resources)
+        + len(decision.api_arn) + len(decision.stage) + 7  # the Deny-all Resource, when there is one
+        # Each entry: two quoted strings, ": " and ", ".
+        + _escaped_bound("".join(context)) + _escaped_bound("".join(map(str, context.values()))) + 8 * len(context)
+    )
+    if decision.usage_identifier_key is not None:
+        size += _escaped_bound(decision.usage_identifier_key)
     if decision.denied:
         size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
-    for key, value in decision.context.items():
-        size += 6 * (len(key) + len(value if value.__class__ is str else repr(value))) + 6
     return size
 
 
@@ -143,20 +159,29 @@ def render_simple_response(decision: Decision, route_arn: str, template_arn: str
     return {"isAuthorized": authorized, "context": dict(decision.context)}
 
 
+# Types that pass into the context as they are; anything else is looked at closely.
+_PLAIN_SCALARS = frozenset({str, int, bool})
+
+
 def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
     """Keep only values API Gateway accepts in ``context``: strings, numbers, booleans.
 
     With ``names``, only those keys of ``values`` are considered (in that order).
-    Lists of strings (``scp``, ``aud``) are joined with spaces; objects, nulls and
-    mixed lists are dropped, because any of them makes API Gateway answer 500.
+    Lists of strings (``scp``, ``aud``) are joined with spaces; objects, nulls, mixed
+    lists and non-finite numbers are dropped, because any of them makes API Gateway
+    answer 500.
     """
+    picked = dict(values) if names is None else {name: values[name] for name in names if name in values}
+    if _PLAIN_SCALARS.issuperset(map(type, picked.values())):  # the usual case: claims are strings
+        return picked
     out: dict[str, str | int | float | bool] = {}
-    for key in values if names is None else names:
-        if key not in values:
-            continue
-        value = values[key]
-        if value.__class__ is str or isinstance(value, (str, bool, int, float)):
+    for key, value in picked.items():
+        if isinstance(value, (str, bool, int)):
             out[key] = value
+        elif isinstance(value, float):
+            # 1e999 parses to inf, which json.dumps writes as the non-JSON 'Infinity'.
+            if math.isfinite(value):
+                out[key] = value
         elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             out[key] = " ".join(value)
     return out

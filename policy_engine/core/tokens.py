@@ -49,6 +49,8 @@ _JWS_CHARS = _ALNUM + b"-_."
 # Header members that point at keys chosen by the token's author (RFC 8725 §3.10).
 _KEY_POINTERS = ("jku", "x5u", "jwk", "x5c")
 _MAX_KID = 256
+# Claims that, when present, must be strings: they reach the context and the principal.
+_STRING_CLAIMS = ("sub", "client_id", "scope")
 
 
 def extract_bearer(header: object, max_length: int) -> str:
@@ -133,10 +135,20 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
 
 
+_scan_json = _DECODER.scan_once
+
+
 def _json_object(segment: bytes, what: str) -> dict[str, Any]:
     raw = _b64decode(segment)
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        # The C scanner directly: JSONDecoder.decode adds two regex calls per segment.
+        try:
+            value, end = _scan_json(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):  # whitespace around the value, or not JSON: the full decoder judges
+            value = _DECODER.decode(text)
     except MalformedTokenError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -343,7 +355,7 @@ def verify_signature(token: ParsedJwt, key: VerificationKey) -> None:
         raise InvalidSignatureError("token signature does not verify")
 
 
-def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+def _numeric_date(payload: Mapping[str, Any], name: str, required: bool = False) -> float | None:
     value = payload.get(name)
     if value.__class__ is int:  # the common case, first: bool is a subclass, so not this
         return value
@@ -357,16 +369,20 @@ def _numeric_date(payload: Mapping[str, Any], name: str, *, required: bool) -> f
     return float(value)
 
 
-def _check_times(payload: Mapping[str, Any], now: float, leeway: float, *, exp_required: bool) -> None:
+def _check_times(payload: Mapping[str, Any], now: float, leeway: float, exp_required: bool) -> None:
     exp = payload.get("exp")
     if exp.__class__ is not int:  # the common case skips the general check (bool is not int here)
-        exp = _numeric_date(payload, "exp", required=exp_required)
+        exp = _numeric_date(payload, "exp", exp_required)
     if exp is not None and exp <= now - leeway:
         raise ExpiredTokenError("token has expired")
     if "nbf" in payload:
-        nbf = _numeric_date(payload, "nbf", required=False)
+        nbf = _numeric_date(payload, "nbf")
         if nbf is not None and nbf > now + leeway:
             raise InvalidClaimsError("token is not valid yet (nbf)")
+    if "iat" in payload:
+        iat = _numeric_date(payload, "iat")
+        if iat is not None and iat > now + leeway:
+            raise InvalidClaimsError("token was issued in the future (iat)")
 
 
 def _check_audience(aud: Any, audiences: Collection[str]) -> None:
@@ -380,10 +396,6 @@ def _check_audience(aud: Any, audiences: Collection[str]) -> None:
         raise InvalidClaimsError("aud does not name this API")
 
 
-# Claims that, when present, must be strings: they reach the context and the principal.
-_STRING_CLAIMS = ("sub", "client_id", "scope")
-
-
 def validate_claims(
     token: ParsedJwt,
     *,
@@ -393,11 +405,13 @@ def validate_claims(
     leeway: float,
     token_types: Collection[str] = (),
 ) -> None:
-    """Check issuer, expiry, audience and token type of a verified token.
+    """Check issuer, times, audience, claim types and token type of a verified token.
 
-    ``aud`` must name one of ``audiences``. Cognito access tokens carry no ``aud``:
-    for them ``token_use`` must be ``access`` and ``client_id`` one of ``audiences``.
-    A ``token_use`` other than ``access`` (Cognito ID tokens) is always refused.
+    ``exp`` is required; ``nbf`` and ``iat`` are honoured when present. ``aud`` must
+    name one of ``audiences``. Cognito access tokens carry no ``aud``: for them
+    ``token_use`` must be ``access`` and ``client_id`` one of ``audiences``. A
+    ``token_use`` other than ``access`` (Cognito ID tokens) is always refused. ``sub``,
+    ``client_id`` and ``scope``, when present, must be strings.
 
     Raises:
         ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
@@ -406,11 +420,7 @@ def validate_claims(
     payload = token.payload
     if payload.get("iss") != issuer:
         raise InvalidClaimsError("iss is not the expected issuer")
-    _check_times(payload, now, leeway, exp_required=True)
-    if "iat" in payload:
-        iat = _numeric_date(payload, "iat", required=False)
-        if iat is not None and iat > now + leeway:
-            raise InvalidClaimsError("token was issued in the future (iat)")
+    _check_times(payload, now, leeway, True)
     token_use = payload.get("token_use")
     if token_use is not None and token_use != "access":
         raise InvalidClaimsError("token_use is not 'access'")
@@ -446,7 +456,7 @@ def validate_introspection(
 ) -> None:
     """Apply the JWT claim rules to an introspection answer, for the members it carries.
 
-    ``active`` must be the boolean ``true``. ``iss``, ``aud``, ``exp``, ``nbf`` are
+    ``active`` must be the boolean ``true``. ``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` are
     optional in RFC 7662, so each is checked only when present, exactly as for a JWT;
     ``token_type``, when present, must name an access token (a refresh token is not one).
 
@@ -458,7 +468,7 @@ def validate_introspection(
         raise InvalidClaimsError("introspection answer is not active")
     if "iss" in answer and answer["iss"] not in issuers:
         raise InvalidClaimsError("iss is not a configured issuer")
-    _check_times(answer, now, leeway, exp_required=False)
+    _check_times(answer, now, leeway, False)
     if "aud" in answer:
         _check_audience(answer["aud"], audiences)
     token_type = answer.get("token_type")

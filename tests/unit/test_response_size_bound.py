@@ -25,3 +25,17 @@ def test_bound_is_never_below_the_real_size(principal, resources, denied, contex
                         resources=tuple(resources), reason="x", version="v", context=context,
                         usage_identifier_key=key, denied=tuple(denied))
     assert response_size(render_iam_response(decision)) <= response_size_bound(decision)
+
+
+def test_bound_holds_for_long_text_outside_the_basic_plane():
+    # Each such character is one code point but a 12-byte surrogate pair in JSON.
+    emoji = "\U0001F600" * 500
+    decision = Decision(effect="Allow", principal_id=emoji, api_arn=API, stage="dev", resources=(f"{API}/dev/GET/x",),
+                        reason="x", version="v", context={"sub": emoji, "n": "\x01" * 300}, usage_identifier_key=emoji)
+    assert response_size(render_iam_response(decision)) <= response_size_bound(decision)
+
+
+def test_non_finite_numbers_never_reach_the_context():
+    from policy_engine.core.decision import scalar_context
+
+    assert scalar_context({"a": float("inf"), "b": 1.5, "c": float("nan")}) == {"b": 1.5}
