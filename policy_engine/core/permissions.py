@@ -191,10 +191,17 @@ class PermissionSet:
         ``compacted`` (the default, memoised) the list is then shrunk by
         ``core.compaction.compact_resources``, which allows exactly the same requests.
         """
+        if compacted:
+            # First by the caller's own scope set (the same object for every token with
+            # the same scope claim), then by the part of it that grants anything.
+            cached = self._memo.get((api_arn, stage, scopes))
+            if cached is not None:
+                return cached
         key = (api_arn, stage, scopes & self.scopes)
         if compacted:
             cached = self._memo.get(key)
             if cached is not None:
+                self._remember((api_arn, stage, scopes), cached)
                 return cached
         arns: set[str] = set()
         for route in self.routes(key[2], api_arn, stage):
@@ -207,10 +214,14 @@ class PermissionSet:
         if not compacted:
             return tuple(sorted(arns))
         result = compact_resources(arns)
+        self._remember(key, result)
+        self._remember((api_arn, stage, scopes), result)
+        return result
+
+    def _remember(self, key: tuple[str, str, frozenset[str]], resources: tuple[str, ...]) -> None:
         if len(self._memo) >= self._MEMO_LIMIT:
             self._memo.clear()
-        self._memo[key] = result
-        return result
+        self._memo[key] = resources
 
 
 def content_version(grants: Sequence[Grant]) -> str:

@@ -23,7 +23,8 @@ API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
     ],
 )
 def test_method_arn_is_parsed_from_the_left(arn, expected):
-    assert tuple(parse_method_arn(arn)) == expected
+    parsed = parse_method_arn(arn)
+    assert (parsed.api_arn, parsed.stage, parsed.verb, parsed.path) == expected
 
 
 @pytest.mark.parametrize("arn", [None, 5, "", "nonsense", f"{API}", f"{API}/dev", f"{API}/*/GET/x",
