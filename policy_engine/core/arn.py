@@ -57,15 +57,18 @@ def parse_method_arn(value: object) -> MethodArn:
     if len(value) > _MAX_METHOD_ARN:
         raise EventError("methodArn is longer than API Gateway allows")
     # An API ARN holds no '/', so the first one ends it; the path keeps every later '/' and ':'.
-    api_arn, _, rest = value.partition("/")
-    parts = rest.split("/", 2)
-    if len(parts) < 2 or not _is_api_arn(api_arn):
+    parts = value.split("/", 3)
+    if len(parts) < 3:
         raise EventError("methodArn is not an execute-api method ARN")
-    stage, verb = parts[0], parts[1]
-    path = parts[2] if len(parts) == 3 else ""
+    api_arn, stage, verb = parts[0], parts[1], parts[2]
+    known = _KNOWN_API_ARNS.get(api_arn)
+    if known is None:
+        known = _is_api_arn(api_arn)
+    if not known:
+        raise EventError("methodArn is not an execute-api method ARN")
     if not stage or not verb or "*" in stage:
         raise EventError("methodArn has no usable stage and verb")
-    return MethodArn(api_arn, stage, verb, path)
+    return MethodArn(api_arn, stage, verb, parts[3] if len(parts) == 4 else "")
 
 
 _PARAMETER = re.compile(r"\{[^{}/]*\}")

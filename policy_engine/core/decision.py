@@ -157,10 +157,6 @@ def render_simple_response(decision: Decision, route_arn: str, template_arn: str
     return {"isAuthorized": authorized, "context": dict(decision.context)}
 
 
-# Types that pass into the context as they are; anything else is looked at closely.
-_PLAIN_SCALARS = frozenset({str, int, bool})
-
-
 def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
     """Keep only values API Gateway accepts in ``context``: strings, numbers, booleans.
 
@@ -169,12 +165,14 @@ def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None
     lists and non-finite numbers are dropped, because any of them makes API Gateway
     answer 500.
     """
-    picked = dict(values) if names is None else {name: values[name] for name in names if name in values}
-    if _PLAIN_SCALARS.issuperset(map(type, picked.values())):  # the usual case: claims are strings
-        return picked
     out: dict[str, str | int | float | bool] = {}
-    for key, value in picked.items():
-        if isinstance(value, (str, bool, int)):
+    for key in values if names is None else names:
+        value = values.get(key)
+        if value.__class__ is str:  # the usual case, first
+            out[key] = value
+        elif value is None:
+            continue
+        elif isinstance(value, (str, bool, int)):
             out[key] = value
         elif isinstance(value, float):
             # 1e999 parses to inf, which json.dumps writes as the non-JSON 'Infinity'.
