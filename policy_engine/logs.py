@@ -26,17 +26,9 @@ def log(level: str, event: str, **fields: Any) -> None:
 
 # "000" to "999": the fraction of a millisecond or second count, without float formatting.
 _THOUSANDTHS = tuple(f"{i:03d}" for i in range(1000))
-# Decision, reason, shape and version come from small sets: quoted once each.
-_quoted: dict[str, str] = {}
-
-
-def _quote_known(text: str) -> str:
-    quoted = _quoted.get(text)
-    if quoted is None:
-        if len(_quoted) >= 256:
-            _quoted.clear()
-        quoted = _quoted[text] = _quote(text)
-    return quoted
+# Decision, reason, shape and version come from small sets: their part of the line is
+# built once per combination. Bounded, in case versions keep changing in a warm container.
+_middles: dict[tuple[str, str, str, str], str] = {}
 
 
 def log_decision(
@@ -48,11 +40,18 @@ def log_decision(
     ``ts`` and ``latency_ms`` come out as in ``log`` (three decimals), from integers:
     float formatting is a noticeable part of a warm decision.
     """
+    key = (decision, reason, shape, version)
+    middle = _middles.get(key)
+    if middle is None:
+        if len(_middles) >= 64:
+            _middles.clear()
+        middle = _middles[key] = (
+            f'"decision":{_quote(decision)},"reason":{_quote(reason)},"shape":{_quote(shape)},'
+            f'"version":{_quote(version)},"principal":'
+        )
     ms = time.time_ns() // 1_000_000
     us = latency_ns // 1000
     sys.stderr.write(
-        f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},'
-        f'"decision":{_quote_known(decision)},"reason":{_quote_known(reason)},"principal":{_quote(principal)},'
-        f'"routes":{routes},"shape":{_quote_known(shape)},"version":{_quote_known(version)},'
-        f'"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}}}\n'
+        f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{middle}{_quote(principal)},'
+        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}}}\n'
     )

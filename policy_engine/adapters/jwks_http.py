@@ -33,13 +33,14 @@ def _default_fetch(url: str, timeout: float) -> Any:
 
 
 class _IssuerKeys:
-    __slots__ = ("fetched_at", "issuer", "jwks_uri", "keys", "last_attempt")
+    __slots__ = ("fetched_at", "fresh_until", "issuer", "jwks_uri", "keys", "last_attempt")
 
     def __init__(self, issuer: str, jwks_uri: str | None) -> None:
         self.issuer = issuer
         self.jwks_uri = jwks_uri
         self.keys: dict[str, VerificationKey] | None = None
         self.fetched_at = float("-inf")
+        self.fresh_until = float("-inf")  # fetched_at + JWKS_CACHE_TTL: the warm path's one check
         self.last_attempt = float("-inf")
 
 
@@ -88,6 +89,10 @@ class JwksKeySource:
         if state is None:
             raise KeySourceError("issuer is not configured")
         now = self._clock()
+        if now <= state.fresh_until:
+            key = state.keys.get(kid)  # type: ignore[union-attr]  # fresh_until is finite only with keys
+            if key is not None:
+                return key
         if state.keys is None:
             if now - state.last_attempt < self._refetch_interval:
                 raise KeySourceError("JWKS unavailable (retrying after JWKS_REFETCH_INTERVAL)")
@@ -128,6 +133,7 @@ class JwksKeySource:
         state.jwks_uri = uri
         state.keys = keys
         state.fetched_at = now
+        state.fresh_until = now + self._ttl
 
     def _discover(self, issuer: str) -> str:
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"

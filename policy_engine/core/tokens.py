@@ -385,11 +385,15 @@ def _check_times(payload: Mapping[str, Any], now: float, leeway: float, exp_requ
     if exp is not None and exp <= now - leeway:
         raise ExpiredTokenError("token has expired")
     if "nbf" in payload:
-        nbf = _numeric_date(payload, "nbf")
+        nbf = payload["nbf"]
+        if nbf.__class__ is not int:
+            nbf = _numeric_date(payload, "nbf")
         if nbf is not None and nbf > now + leeway:
             raise InvalidClaimsError("token is not valid yet (nbf)")
     if "iat" in payload:
-        iat = _numeric_date(payload, "iat")
+        iat = payload["iat"]
+        if iat.__class__ is not int:
+            iat = _numeric_date(payload, "iat")
         if iat is not None and iat > now + leeway:
             raise InvalidClaimsError("token was issued in the future (iat)")
 
