@@ -91,24 +91,22 @@ def response_size_bound(decision: Decision) -> int:
     """An upper bound of ``response_size(render_iam_response(decision))``, cheaper to get.
 
     Resources are validated ASCII without characters JSON escapes (4 bytes of quotes
-    and separator each). All other text (principal, usage key, context keys and values)
-    is bounded by its worst-case escaping: 6 bytes per character for ASCII (control
-    characters), 12 otherwise (a character outside the BMP becomes a surrogate pair).
-    A context value that is not a string is counted by its ``str()``, never shorter
-    than its JSON (``True``/``true``, digits, ``repr`` of floats). Lets the common small
-    policy skip serialising the whole response on the warm path.
+    and separator each). Every other character (principal, usage key, context keys and
+    values) is counted at 12 bytes, its worst-case escaping (a character outside the
+    BMP becomes a surrogate pair); a context value that is not a string by its
+    ``str()``, never shorter than its JSON (``True``/``true``, digits, ``repr`` of
+    floats). Generous for text, which is short; exact enough for resources, which are
+    what fills a policy. Lets the common policy skip serialising the response on the
+    warm path.
     """
+    chars = len(decision.principal_id) + len(decision.usage_identifier_key or "")
+    for key, value in decision.context.items():
+        chars += len(key) + (len(value) if value.__class__ is str else len(str(value)))
     resources = decision.resources
-    context = decision.context
-    try:
-        values = "".join(context.values())  # the usual case: every value is a string
-    except TypeError:
-        values = "".join(map(str, context.values()))
-    text = decision.principal_id + (decision.usage_identifier_key or "") + "".join(context) + values
     size = (
         _FIXED_OVERHEAD
-        + (6 if text.isascii() else 12) * len(text)
-        + 8 * len(context)  # per entry: two pairs of quotes, ": " and ", "
+        + 12 * chars
+        + 8 * len(decision.context)  # per entry: two pairs of quotes, ": " and ", "
         + sum(map(len, resources)) + 4 * len(resources)
         + len(decision.api_arn) + len(decision.stage) + 7  # the Deny-all Resource, when there is one
     )
