@@ -1,20 +1,28 @@
 """Warm decision latency of the authorizer, against the floor and PyJWT.
 
-    .venv/bin/python benchmarks/decision.py [--tokens 3000] [--sizes 10,1000,100000]
+    .venv/bin/python benchmarks/decision.py [--tokens 12000] [--sizes 10,1000,100000]
 
-Every decision uses a fresh token (never the same one twice); the three measurements
-alternate in blocks of 100 so that background load affects them alike. Keys come from a real
+Every decision uses a fresh token (never the same one twice). Keys come from a real
 JWKS over HTTP on 127.0.0.1 (fetched once, as in a warm container); mappings from an
 in-memory source of N mappings over N/10 scopes; callers belong to 50 client
-profiles of 2 scopes each. Reported: median and p99 in microseconds of
+profiles of 2 scopes each. Measured, in microseconds:
 
 * floor: RSA-2048 signature check + base64url/JSON decoding of the token's parts
 * pyjwt: ``jwt.decode`` with the key in hand (signature + its claim checks)
 * handler: ``lambda_handler(event)`` end to end (parse, verify, claims, policy,
   render, one JSON log line written to /dev/null)
 
-and "× floor": the median over rounds of (median of the round's block ÷ median of the
-round's floor block), which cancels the machine's drift between rounds.
+Each of pyjwt and handler is compared with the floor on its own, in rounds that
+alternate the two (a third workload in the same rounds warms code it shares with only
+one of them: PyJWT and the floor share base64 and json helpers). Two ways to alternate:
+
+* blocks: 100 calls of one, then 100 of the other; each runs with caches warmed by
+  itself, which favours small code such as the floor;
+* calls: one call of each in turn; every call runs after different code, as in Lambda,
+  where the runtime's own polling and JSON work runs between two invocations.
+
+"× floor" is the median over rounds of (median of the round's calls ÷ median of the
+round's floor calls), which cancels the machine's drift between rounds.
 """
 
 from __future__ import annotations
@@ -75,7 +83,7 @@ def b64d(segment: str) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=6000)
+    parser.add_argument("--tokens", type=int, default=12000)
     parser.add_argument("--sizes", default="10,1000,100000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -115,42 +123,43 @@ def main() -> None:
 
             handler = load_handler({"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri})
             handler.AUTHORIZER = authorizer
+            candidates = {
+                "pyjwt": (pyjwt, lambda event: event["authorizationToken"][7:]),
+                "handler": (lambda event: handler.lambda_handler(event, None), lambda event: event),
+            }
             devnull = open(os.devnull, "w")
             stderr, sys.stderr = sys.stderr, devnull
-            results: dict[str, list[float]] = {"floor": [], "pyjwt": [], "handler": []}
-            ratios: dict[str, list[float]] = {"floor": [], "pyjwt": [], "handler": []}
-            # Blocks of 100 fresh tokens per measurement, alternating, so background load
-            # drifts over all three alike while each block runs with warm caches. The
-            # ratio is taken per round of three blocks, then its median reported: on a
-            # shared machine the absolute times drift by tens of percent within a run.
-            fresh = events[50:]
-            third = len(fresh) // 3
+            fresh = iter(events[50:])
             try:
-                for start in range(0, third, 100):
-                    block = range(start, min(start + 100, third))
-                    round_times = {
-                        "floor": timed(floor, [fresh[i]["authorizationToken"][7:] for i in block]),
-                        "pyjwt": timed(pyjwt, [fresh[third + i]["authorizationToken"][7:] for i in block]),
-                        "handler": timed(lambda e: handler.lambda_handler(e, None), [fresh[2 * third + i] for i in block]),
-                    }
-                    round_floor = statistics.median(round_times["floor"])
-                    for name, values in round_times.items():
-                        results[name] += values
-                        ratios[name].append(statistics.median(values) / round_floor)
+                for mode in ("blocks", "calls"):
+                    for name, (fn, arg) in candidates.items():
+                        floor_all, other_all, ratios = [], [], []
+                        for _ in range((args.tokens - 50) // 800):
+                            pairs = [(next(fresh), next(fresh)) for _ in range(100)]
+                            if mode == "blocks":
+                                base = timed(floor, [f["authorizationToken"][7:] for f, _ in pairs])
+                                other = timed(fn, [arg(o) for _, o in pairs])
+                            else:
+                                base, other = [], []
+                                for f, o in pairs:
+                                    base += timed(floor, [f["authorizationToken"][7:]])
+                                    other += timed(fn, [arg(o)])
+                            floor_all += base
+                            other_all += other
+                            ratios.append(statistics.median(other) / statistics.median(base))
+                        rows.append((size, mode, name, statistics.median(other_all), percentile(other_all, 0.99),
+                                     statistics.median(ratios), statistics.median(floor_all)))
             finally:
                 sys.stderr = stderr
                 devnull.close()
-            for name, values in results.items():
-                rows.append((size, name, statistics.median(values), percentile(values, 0.99),
-                             statistics.median(ratios[name])))
-            rows.append((size, f"(cold load of {size} mappings: {load_s * 1000:.0f} ms)", None, None, None))
+            rows.append((size, f"(cold load of {size} mappings: {load_s * 1000:.0f} ms)", None, None, None, None, None))
 
-    print(f"{'mappings':>9}  {'what':<10} {'median µs':>10} {'p99 µs':>8} {'× floor':>8}")
-    for size, name, median, p99, ratio in rows:
-        if median is None:
-            print(f"{size:>9}  {name}")
+    print(f"{'mappings':>9}  {'alternating':<11} {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} {'× floor':>8}")
+    for size, mode, name, median, p99, ratio, floor_median in rows:
+        if name is None:
+            print(f"{size:>9}  {mode}")
         else:
-            print(f"{size:>9}  {name:<10} {median:>10.1f} {p99:>8.1f} {ratio:>8.2f}")
+            print(f"{size:>9}  {mode:<11} {name:<8} {median:>10.1f} {p99:>8.1f} {floor_median:>9.1f} {ratio:>8.2f}")
 
 
 if __name__ == "__main__":
