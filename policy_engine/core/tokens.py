@@ -67,8 +67,12 @@ def extract_bearer(header: object, max_length: int) -> str:
     # Scheme case-insensitive (RFC 9110 §11.1), then one or more spaces, then the token.
     if header[:7].lower() != "bearer " or not header.isascii():
         raise MalformedTokenError("Authorization is not 'Bearer <token>' with exactly one token")
-    token = header[7:].lstrip(" ")
-    body = token.encode("ascii").rstrip(b"=")
+    token = header[7:]
+    if token[:1] == " ":
+        token = token.lstrip(" ")
+    body = token.encode("ascii")
+    if body[-1:] == b"=":  # '=' only as trailing padding
+        body = body.rstrip(b"=")
     if not body or body.translate(None, _B64TOKEN_CHARS):
         raise MalformedTokenError("Authorization is not 'Bearer <token>' with exactly one token")
     return token
