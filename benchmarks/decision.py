@@ -1,6 +1,6 @@
 """Warm decision latency of the authorizer, against the floor and PyJWT.
 
-    .venv/bin/python benchmarks/decision.py [--tokens 12000] [--sizes 10,1000,100000]
+    .venv/bin/python benchmarks/decision.py [--tokens 24000] [--sizes 10,1000,100000]
 
 Every decision uses a fresh token (never the same one twice). Keys come from a real
 JWKS over HTTP on 127.0.0.1 (fetched once, as in a warm container); mappings from an
@@ -83,7 +83,7 @@ def b64d(segment: str) -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=12000)
+    parser.add_argument("--tokens", type=int, default=24000)
     parser.add_argument("--sizes", default="10,1000,100000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
