@@ -61,10 +61,7 @@ def parse_method_arn(value: object) -> MethodArn:
     if len(parts) < 3:
         raise EventError("methodArn is not an execute-api method ARN")
     api_arn, stage, verb = parts[0], parts[1], parts[2]
-    known = _KNOWN_API_ARNS.get(api_arn)
-    if known is None:
-        known = _is_api_arn(api_arn)
-    if not known:
+    if not _is_api_arn(api_arn):
         raise EventError("methodArn is not an execute-api method ARN")
     if not stage or not verb or "*" in stage:
         raise EventError("methodArn has no usable stage and verb")
