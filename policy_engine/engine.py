@@ -144,11 +144,11 @@ class Authorizer:
             issuers=self._introspection_issuers,
             audiences=self._audiences,
             now=self._clock(),
-            leeway=self.settings.leeway,
+            leeway=self._leeway,
         )
         issuer = answer.get("iss") or self.settings.introspection_issuer or ""
         return VerifiedToken(
-            issuer, principal_of(answer), read_scopes(answer, self.settings.scope_claims), answer, "opaque"
+            issuer, principal_of(answer), read_scopes(answer, self._scope_claims), answer, "opaque"
         )
 
     def _verify_jwt(self, bearer: str) -> VerifiedToken:
@@ -223,7 +223,7 @@ class Authorizer:
         decision = self.decide(token, method_arn, api_keys=request.kind in (TOKEN, REQUEST))
         if request.kind == HTTP_V2 and self.settings.simple_responses:
             template = None
-            if self.settings.identity_source.cache_scope == "route":
+            if self._identity_source.cache_scope == "route":
                 template = route_template_arn(request.route_key or "", method_arn)
             return Answer(decision, render_simple_response(decision, str(method_arn), template), "simple")
         response = render_iam_response(decision)
@@ -232,7 +232,7 @@ class Authorizer:
         size = response_size(response)
         if size <= MAX_RESPONSE_BYTES:
             return Answer(decision, response, "policy")
-        if request.kind == TOKEN or not self.settings.identity_source.per_route:
+        if request.kind == TOKEN or not self._identity_source.per_route:
             log("ERROR", "policy_too_large", principal=decision.principal_id, size=size, limit=MAX_RESPONSE_BYTES,
                 event_kind=request.kind, fix="use a REQUEST authorizer with method and path identity sources")
             raise PolicyTooLargeError(f"policy of {size} bytes exceeds {MAX_RESPONSE_BYTES} and the cache key is not per route")

@@ -516,7 +516,7 @@ def read_scopes(payload: Mapping[str, Any], claim_names: Collection[str]) -> fro
         if name not in payload:
             continue
         value = payload[name]
-        if value.__class__ is str:
+        if isinstance(value, str):
             scopes = _scope_sets.get(value)
             if scopes is None:
                 scopes = frozenset(part for part in value.split(" ") if part)

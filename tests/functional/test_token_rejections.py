@@ -260,6 +260,16 @@ def test_padding_and_non_base64url_characters_are_refused(idp, make_handler):
     assert _refused(make_handler(), f"{head}.{body}.{sig}.{sig}")
 
 
+@pytest.mark.parametrize("stray", ["~", "!", "%", "\\", "\n"])
+def test_a_stray_character_in_an_otherwise_valid_signature_is_refused(idp, make_handler, stray):
+    # Lenient base64 decoders skip such characters, and the signature would still verify.
+    # Four of them keep the length's padding arithmetic intact, so only strictness refuses.
+    head, body, sig = _signed(idp).split(".")
+    handler = make_handler()
+    assert not _refused(handler, f"{head}.{body}.{sig}")
+    assert _refused(handler, f"{head}.{body}.{sig[:10]}{stray * 4}{sig[10:]}")
+
+
 def test_es256_and_ps256_verify_when_configured(idp, make_handler):
     ec_key = ec.generate_private_key(ec.SECP256R1())
     ec_jwk = {**json.loads(ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "ec1", "use": "sig"}

@@ -62,3 +62,13 @@ def test_version_is_a_content_hash_independent_of_order():
     two = _set((API, "dev", "GET", "/b", "r"), (API, "dev", "GET", "/a", "r"))
     three = _set((API, "dev", "GET", "/a", "r"))
     assert one.version == two.version != three.version
+
+
+def test_remembered_answers_depend_only_on_the_scopes_that_grant_something():
+    permissions = _set((API, "dev", "GET", "/pets", "r"), (API, "dev", "POST", "/pets", "w"))
+    reader = permissions.resources(frozenset({"r", "openid"}), API, "dev")
+    assert reader == permissions.resources(frozenset({"r"}), API, "dev") == (f"{API}/dev/GET/pets",)
+    # Asked in the other order, and for another stage, nothing remembered leaks across.
+    assert permissions.resources(frozenset({"w", "openid"}), API, "dev") == (f"{API}/dev/POST/pets",)
+    assert permissions.resources(frozenset({"r", "openid"}), API, "prod") == ()
+    assert permissions.resources(frozenset({"openid"}), API, "dev") == ()

@@ -174,3 +174,12 @@ def test_a_bad_header_is_never_remembered():
         with pytest.raises(MalformedTokenError):
             _parse(token)
     assert token.split(".")[0].encode() not in tokens._checked_headers
+
+
+def test_remembered_scope_sets_stay_bounded_and_never_mix_callers():
+    from policy_engine.core import tokens
+
+    for i in range(1000):
+        assert read_scopes({"scope": f"a{i}  b{i} "}, ("scope",)) == frozenset({f"a{i}", f"b{i}"})
+    assert len(tokens._scope_sets) <= tokens._SCOPE_MEMO_LIMIT
+    assert read_scopes({"scope": "a1 b1"}, ("scope",)) == frozenset({"a1", "b1"})
