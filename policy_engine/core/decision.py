@@ -100,11 +100,11 @@ def response_size_bound(decision: Decision) -> int:
     warm path.
     """
     context = decision.context
-    try:
-        values = sum(map(len, context.values()))  # the usual case: every value is a string
-    except TypeError:
-        values = sum(len(value if value.__class__ is str else str(value)) for value in context.values())
-    chars = len(decision.principal_id) + len(decision.usage_identifier_key or "") + sum(map(len, context)) + values
+    chars = len(decision.principal_id) + len(decision.usage_identifier_key or "")
+    # A plain loop: for the handful of entries a context has, it is cheaper than
+    # sum(map(len, ...)) over keys and values, measured inside real decisions.
+    for name, value in context.items():
+        chars += len(name) + len(value if value.__class__ is str else str(value))
     resources = decision.resources
     size = (
         _FIXED_OVERHEAD
