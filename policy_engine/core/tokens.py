@@ -85,11 +85,11 @@ def _jws_segments(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
     Only '+', '/' and '=' are looked for here; every other character outside the
     base64url alphabet is refused by the strict decoding each segment goes through.
     """
-    if not token.isascii():
+    # Looked for in the str: `bytes in bytes` first tries the needle as an integer and
+    # builds (then drops) a TypeError every time.
+    if not token.isascii() or "+" in token or "/" in token or "=" in token:
         return None
     raw = token.encode("ascii")
-    if b"+" in raw or b"/" in raw or b"=" in raw:
-        return None
     segments = raw.split(b".")
     if len(segments) != 3:
         return None
