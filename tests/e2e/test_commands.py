@@ -11,9 +11,18 @@ from policy_engine.cli import main
 from tests.conftest import ROOT
 
 
+# `policy-engine serve` started the way a terminal starts it: with Ctrl-C's SIGINT handled.
+# Run where SIGINT is ignored (the suite as a background job of a script, as some CI
+# runners do), a child inherits the ignoring and would never see the SIGINT below.
+SERVE_AS_FROM_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from policy_engine.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def test_demo_against_a_running_serve_process_then_ctrl_c(capsys):
     serve = subprocess.Popen(
-        [sys.executable, "-m", "policy_engine.cli", "serve", "--port", "0", "--idp-port", "0", "--store", "yaml"],
+        [sys.executable, "-c", SERVE_AS_FROM_A_TERMINAL, "serve", "--port", "0", "--idp-port", "0", "--store", "yaml"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
