@@ -282,3 +282,14 @@ def test_es256_and_ps256_verify_when_configured(idp, make_handler):
     handler = make_handler(ALLOWED_ALGORITHMS="ES256,PS256")
     assert not _refused(handler, es_token)
     assert not _refused(handler, ps_token)
+
+
+@pytest.mark.parametrize("alg", ["RS384", "RS512"])
+def test_rs384_and_rs512_verify_when_configured_and_only_with_their_own_hash(idp, make_handler, alg):
+    key = rsa_key()
+    _serve_jwks(idp, [{**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": "r1", "alg": alg}])
+    token = raw_token({"alg": alg, "kid": "r1"}, claims(idp.issuer), key)
+    handler = make_handler(ALLOWED_ALGORITHMS=f"RS256,{alg}")
+    assert verdict(invoke(handler, token_event(token, "GET", "/pets")), "GET", "/pets") is Verdict.ALLOW
+    # The same key, the same header, but signed with SHA-256 instead of the JWK's hash.
+    assert _refused(handler, raw_token({"alg": alg, "kid": "r1"}, claims(idp.issuer), key, alg="RS256"))

@@ -47,6 +47,8 @@ def sign(data: bytes, key: Any, alg: str) -> bytes:
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     if alg == "RS384":
         return key.sign(data, padding.PKCS1v15(), hashes.SHA384())
+    if alg == "RS512":
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA512())
     if alg == "PS256":
         return key.sign(data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
     if alg == "ES256":
