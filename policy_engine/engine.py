@@ -11,7 +11,7 @@ a migration.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,19 +28,18 @@ from policy_engine.core.decision import (
     render_simple_response,
     response_size,
     response_size_bound,
-    scalar_context,
+    scalar_context_counted,
 )
 from policy_engine.core.tokens import (
+    JwtVerifier,
+    VerifiedToken,
     extract_bearer,
-    parse_jwt,
     peek_issuer,
     principal_of,
     read_scopes,
-    validate_claims,
     validate_introspection,
-    verify_signature,
 )
-from policy_engine.errors import InvalidClaimsError, MalformedTokenError, PolicyTooLargeError
+from policy_engine.errors import MalformedTokenError, PolicyTooLargeError
 from policy_engine.events import HTTP_V2, REQUEST, TOKEN, AuthorizerRequest, read_event
 from policy_engine.logs import log
 from policy_engine.ports import KeySource, TokenIntrospector
@@ -49,21 +48,8 @@ from policy_engine.settings import Settings
 __all__ = ["Answer", "Authorizer", "VerifiedToken"]
 
 
-# The per-request values below are plain slotted dataclasses: built on every request,
-# they cost half of a NamedTuple or a frozen dataclass. Nothing mutates them.
-
-
-@dataclass(slots=True)
-class VerifiedToken:
-    """A token whose signature and claims checked out."""
-
-    issuer: str
-    principal_id: str
-    scopes: frozenset[str]
-    claims: Mapping[str, Any]
-    kind: str = "jwt"
-
-
+# Built on every request: a plain slotted dataclass costs half of a NamedTuple or a
+# frozen dataclass. Nothing mutates it.
 @dataclass(slots=True)
 class Answer:
     """The response for API Gateway and the decision behind it; ``shape`` names the format."""
@@ -97,11 +83,19 @@ class Authorizer:
         )
         self._issuers = frozenset(settings.issuers)
         self._audiences = frozenset(settings.audiences)
-        self._context_claims = settings.context_claims
-        self._token_types = frozenset(t.lower().removeprefix("application/") for t in settings.token_types)
+        # "scope" and "policyVersion" are always the engine's own (set after the claims).
+        self._context_claims = tuple(c for c in settings.context_claims if c not in ("scope", "policyVersion"))
+        self._jwt = JwtVerifier(
+            issuers=settings.issuers,
+            audiences=settings.audiences,
+            algorithms=settings.algorithms,
+            leeway=settings.leeway,
+            max_length=settings.max_token_length,
+            token_types=settings.token_types,
+            scope_claims=settings.scope_claims,
+        )
         # Read on every request: kept as plain attributes rather than looked up in settings.
         self._max_token_length = settings.max_token_length
-        self._algorithms = settings.algorithms
         self._leeway = settings.leeway
         self._scope_claims = settings.scope_claims
         self._identity_source = settings.identity_source
@@ -115,7 +109,7 @@ class Authorizer:
             TokenError: any problem with the token (API Gateway answers 401).
             KeySourceError: the issuer's keys cannot be obtained.
         """
-        return self._verify_jwt(extract_bearer(authorization, self._max_token_length))
+        return self._jwt.verify(extract_bearer(authorization, self._max_token_length), self.keys.get_key, self._clock())
 
     def authenticate(self, request: AuthorizerRequest) -> VerifiedToken:
         """Verify the credential of an event: locally for JWTs of an ``ISSUER``, else by introspection.
@@ -134,7 +128,7 @@ class Authorizer:
             token = extract_bearer(request.authorization, limit)
         if self.introspection is not None and peek_issuer(token) not in self._issuers:
             return self._introspect(token)
-        return self._verify_jwt(token)
+        return self._jwt.verify(token, self.keys.get_key, self._clock())
 
     def _introspect(self, token: str) -> VerifiedToken:
         assert self.introspection is not None
@@ -151,24 +145,6 @@ class Authorizer:
             issuer, principal_of(answer), read_scopes(answer, self._scope_claims), answer, "opaque"
         )
 
-    def _verify_jwt(self, bearer: str) -> VerifiedToken:
-        token = parse_jwt(bearer, max_length=self._max_token_length, algorithms=self._algorithms)
-        payload = token.payload
-        issuer = payload.get("iss")
-        if issuer.__class__ is not str or issuer not in self._issuers:
-            # Keys are chosen by the configured issuer, never by what an unknown token says.
-            raise InvalidClaimsError("iss is not a configured issuer")
-        verify_signature(token, self.keys.get_key(issuer, token.header["kid"]))
-        validate_claims(
-            token,
-            issuer=issuer,
-            audiences=self._audiences,
-            now=self._clock(),
-            leeway=self._leeway,
-            token_types=self._token_types,
-        )
-        return VerifiedToken(issuer, principal_of(payload), read_scopes(payload, self._scope_claims), payload)
-
     def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.
 
@@ -180,9 +156,9 @@ class Authorizer:
             StoreError: no usable mappings are loaded.
         """
         permissions = self.permissions.get()
-        api_arn, stage = method_arn.api_arn, method_arn.stage
+        api_arn, stage, version = method_arn.api_arn, method_arn.stage, permissions.version
         resources = permissions.resources(token.scopes, api_arn, stage)
-        context = scalar_context(token.claims, self._context_claims)
+        context, chars = scalar_context_counted(token.claims, self._context_claims)
         scope_text = self._scope_texts.get(token.scopes)
         if scope_text is None:
             scope_text = " ".join(sorted(token.scopes))
@@ -190,17 +166,21 @@ class Authorizer:
                 self._scope_texts.clear()
             self._scope_texts[token.scopes] = scope_text
         context["scope"] = scope_text
-        context["policyVersion"] = permissions.version
+        context["policyVersion"] = version
+        # What response_size_bound counts, added up here instead of in a second pass.
+        chars += len(token.principal_id) + 18 + len(scope_text) + len(version)  # 18: the two keys above
         key: str | None = None
         denied: tuple[str, ...] = ()
         if self.api_keys is not None and api_keys:
             key = self.api_keys.key_for(token.claims)
-            if key is None and resources:
+            if key is not None:
+                chars += len(key)
+            elif resources:
                 denied = self.api_keys.required_resources(api_arn, stage)
         if resources:
-            return Decision(ALLOW, token.principal_id, api_arn, stage, resources, "granted", permissions.version,
-                            context, key, denied)
-        return Decision(DENY, token.principal_id, api_arn, stage, (), "no_grant", permissions.version, context, key)
+            return Decision(ALLOW, token.principal_id, api_arn, stage, resources, "granted", version, context,
+                            key, denied, chars)
+        return Decision(DENY, token.principal_id, api_arn, stage, (), "no_grant", version, context, key, (), chars)
 
     def answer(self, event: Any) -> Answer:
         """Read, verify and decide one authorizer event, and render the response it needs.

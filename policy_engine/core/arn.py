@@ -34,13 +34,10 @@ _KNOWN_API_ARNS: dict[str, bool] = {}
 
 
 def _is_api_arn(api_arn: str) -> bool:
-    # A container serves a handful of APIs; remembering the answer keeps the regex off
-    # the warm path. Bounded so hostile events cannot grow it without limit.
-    known = _KNOWN_API_ARNS.get(api_arn)
-    if known is None:
-        known = API_ARN_PATTERN.fullmatch(api_arn) is not None
-        if len(_KNOWN_API_ARNS) < 256:
-            _KNOWN_API_ARNS[api_arn] = known
+    known = API_ARN_PATTERN.fullmatch(api_arn) is not None
+    # Bounded so hostile events cannot grow the memo without limit.
+    if len(_KNOWN_API_ARNS) < 256:
+        _KNOWN_API_ARNS[api_arn] = known
     return known
 
 
@@ -61,7 +58,11 @@ def parse_method_arn(value: object) -> MethodArn:
     if len(parts) < 3:
         raise EventError("methodArn is not an execute-api method ARN")
     api_arn, stage, verb = parts[0], parts[1], parts[2]
-    if not _is_api_arn(api_arn):
+    # A container serves a handful of APIs: the regex runs once per API ARN.
+    known = _KNOWN_API_ARNS.get(api_arn)
+    if known is None:
+        known = _is_api_arn(api_arn)
+    if not known:
         raise EventError("methodArn is not an execute-api method ARN")
     if not stage or not verb or "*" in stage:
         raise EventError("methodArn has no usable stage and verb")

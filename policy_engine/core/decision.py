@@ -18,6 +18,7 @@ __all__ = [
     "render_simple_response",
     "response_size",
     "scalar_context",
+    "scalar_context_counted",
 ]
 
 ALLOW = "Allow"
@@ -35,6 +36,9 @@ class Decision:
     ``resources`` are the policy Resources granted (empty for a Deny); ``denied`` are
     Resources refused even when granted (routes that need an API key the caller does not
     have); ``deny_resource`` is what a Deny covers; ``reason`` is a short code for logs.
+    ``text_chars`` is what ``response_size_bound`` counts of the principal, usage key
+    and context, when whoever built the context counted it on the way (``None``: it
+    is counted when needed).
     """
 
     effect: str
@@ -47,6 +51,7 @@ class Decision:
     context: dict[str, str | int | float | bool] = field(default_factory=dict)
     usage_identifier_key: str | None = None
     denied: tuple[str, ...] = ()
+    text_chars: int | None = None
 
     @property
     def allowed(self) -> bool:
@@ -100,11 +105,9 @@ def response_size_bound(decision: Decision) -> int:
     warm path.
     """
     context = decision.context
-    chars = len(decision.principal_id) + len(decision.usage_identifier_key or "")
-    # A plain loop: for the handful of entries a context has, it is cheaper than
-    # sum(map(len, ...)) over keys and values, measured inside real decisions.
-    for name, value in context.items():
-        chars += len(name) + len(value if value.__class__ is str else str(value))
+    chars = decision.text_chars
+    if chars is None:
+        chars = len(decision.principal_id) + len(decision.usage_identifier_key or "") + _context_chars(context)
     resources = decision.resources
     size = (
         _FIXED_OVERHEAD
@@ -116,6 +119,15 @@ def response_size_bound(decision: Decision) -> int:
     if decision.denied:
         size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
     return size
+
+
+def _context_chars(context: Mapping[str, Any]) -> int:
+    # A plain loop: for the handful of entries a context has, it is cheaper than
+    # sum(map(len, ...)) over keys and values, measured inside real decisions.
+    chars = 0
+    for name, value in context.items():
+        chars += len(name) + len(value if value.__class__ is str else str(value))
+    return chars
 
 
 def response_size(response: Mapping[str, Any]) -> int:
@@ -166,19 +178,36 @@ def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None
     lists and non-finite numbers are dropped, because any of them makes API Gateway
     answer 500.
     """
+    return scalar_context_counted(values, names)[0]
+
+
+def scalar_context_counted(
+    values: Mapping[str, Any], names: Iterable[str] | None = None
+) -> tuple[dict[str, str | int | float | bool], int]:
+    """``scalar_context``, and the characters of its keys and values written as ``str``
+    (what ``response_size_bound`` counts), counted while it is built: on the warm path
+    that saves a second pass over the context."""
     out: dict[str, str | int | float | bool] = {}
+    chars = 0
     for key in values if names is None else names:
         value = values.get(key)
         if value.__class__ is str:  # the usual case, first
             out[key] = value
-        elif value is None:
+            chars += len(key) + len(value)
             continue
-        elif isinstance(value, (str, bool, int)):
+        if value is None:
+            continue
+        if isinstance(value, (str, bool, int)):
             out[key] = value
         elif isinstance(value, float):
             # 1e999 parses to inf, which json.dumps writes as the non-JSON 'Infinity'.
-            if math.isfinite(value):
-                out[key] = value
+            if not math.isfinite(value):
+                continue
+            out[key] = value
         elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             out[key] = " ".join(value)
-    return out
+        else:
+            continue
+        kept = out[key]
+        chars += len(key) + len(kept if kept.__class__ is str else str(kept))
+    return out, chars

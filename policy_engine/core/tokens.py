@@ -26,8 +26,10 @@ from policy_engine.errors import (
 )
 
 __all__ = [
+    "JwtVerifier",
     "ParsedJwt",
     "VerificationKey",
+    "VerifiedToken",
     "extract_bearer",
     "load_jwks",
     "parse_jwt",
@@ -216,6 +218,13 @@ def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> Pa
         MalformedTokenError: length, shape, encoding, JSON or header members are wrong.
         UnsupportedAlgorithmError: ``alg`` is not in ``algorithms`` (``none`` and HS* never are).
     """
+    return ParsedJwt(*_decode_jws(token, max_length, algorithms))
+
+
+def _decode_jws(
+    token: str, max_length: int, algorithms: Collection[str]
+) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    # parse_jwt's work, as a tuple: the warm path (JwtVerifier) needs no ParsedJwt.
     if len(token) > max_length:
         raise MalformedTokenError("token is longer than MAX_TOKEN_LENGTH")
     segments = _jws_segments(token)
@@ -230,8 +239,7 @@ def parse_jwt(token: str, *, max_length: int, algorithms: Collection[str]) -> Pa
         _checked_headers[head] = header
     if header["alg"] not in algorithms:
         raise UnsupportedAlgorithmError("token alg is not an allowed algorithm")
-    payload = _json_object(body, "payload")
-    return ParsedJwt(header, payload, signing_input, _b64decode(signature))
+    return header, _json_object(body, "payload"), signing_input, _b64decode(signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,10 +395,14 @@ def verify_signature(token: ParsedJwt, key: VerificationKey) -> None:
         UnsupportedAlgorithmError: header ``alg`` differs from the key's algorithm.
         InvalidSignatureError: the signature does not verify.
     """
-    if token.header["alg"] != key.algorithm:
+    _check_signature(token.header["alg"], key, token.signing_input, token.signature)
+
+
+def _check_signature(alg: str, key: VerificationKey, signing_input: bytes, signature: bytes) -> None:
+    if alg != key.algorithm:
         raise UnsupportedAlgorithmError("token alg does not match the key's algorithm")
     try:
-        valid = key.check(token.signing_input, token.signature)
+        valid = key.check(signing_input, signature)
     except Exception:  # malformed signatures raise inside the backend on some algorithms
         valid = False
     if not valid:
@@ -412,23 +424,25 @@ def _numeric_date(payload: Mapping[str, Any], name: str, required: bool = False)
 
 
 def _check_times(payload: Mapping[str, Any], now: float, leeway: float, exp_required: bool) -> None:
+    # Integers, the common case, skip the general check (bool is not int by __class__).
     exp = payload.get("exp")
-    if exp.__class__ is not int:  # the common case skips the general check (bool is not int here)
+    if exp.__class__ is not int:
         exp = _numeric_date(payload, "exp", exp_required)
     if exp is not None and exp <= now - leeway:
         raise ExpiredTokenError("token has expired")
+    # Present means checked: a null nbf or iat is refused by _numeric_date.
     if "nbf" in payload:
-        _not_after(payload, "nbf", now + leeway, "token is not valid yet (nbf)")
+        nbf = payload["nbf"]
+        if nbf.__class__ is not int:
+            nbf = _numeric_date(payload, "nbf")
+        if nbf > now + leeway:
+            raise InvalidClaimsError("token is not valid yet (nbf)")
     if "iat" in payload:
-        _not_after(payload, "iat", now + leeway, "token was issued in the future (iat)")
-
-
-def _not_after(payload: Mapping[str, Any], name: str, limit: float, problem: str) -> None:
-    value = payload[name]
-    if value.__class__ is not int:
-        value = _numeric_date(payload, name)
-    if value is not None and value > limit:
-        raise InvalidClaimsError(problem)
+        iat = payload["iat"]
+        if iat.__class__ is not int:
+            iat = _numeric_date(payload, "iat")
+        if iat > now + leeway:
+            raise InvalidClaimsError("token was issued in the future (iat)")
 
 
 def _check_audience(aud: Any, audiences: Collection[str]) -> None:
@@ -463,7 +477,18 @@ def validate_claims(
         ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
         InvalidClaimsError: any other claim is missing, mistyped or wrong.
     """
-    payload = token.payload
+    _check_jwt_claims(token.header, token.payload, issuer, audiences, now, leeway, token_types)
+
+
+def _check_jwt_claims(
+    header: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    issuer: str,
+    audiences: Collection[str],
+    now: float,
+    leeway: float,
+    token_types: Collection[str],
+) -> None:
     if payload.get("iss") != issuer:
         raise InvalidClaimsError("iss is not the expected issuer")
     _check_times(payload, now, leeway, True)
@@ -471,7 +496,9 @@ def validate_claims(
     if token_use is not None and token_use != "access":
         raise InvalidClaimsError("token_use is not 'access'")
     if "aud" in payload:
-        _check_audience(payload["aud"], audiences)
+        aud = payload["aud"]
+        if aud.__class__ is not str or aud not in audiences:  # else the general check decides
+            _check_audience(aud, audiences)
     elif token_use == "access":
         client_id = payload.get("client_id")
         if not isinstance(client_id, str) or client_id not in audiences:
@@ -482,7 +509,7 @@ def validate_claims(
         if name in payload and payload[name].__class__ is not str:
             raise InvalidClaimsError(f"{name} claim is not a string")
     if token_types:
-        typ = token.header.get("typ")
+        typ = header.get("typ")
         normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
         if normalized not in token_types:
             raise InvalidClaimsError("token typ is not an accepted token type")
@@ -572,3 +599,62 @@ def principal_of(payload: Mapping[str, Any]) -> str:
     if isinstance(client_id, str) and client_id:
         return client_id
     raise InvalidClaimsError("token has neither sub nor client_id")
+
+
+@dataclass(slots=True)
+class VerifiedToken:
+    """A token whose signature and claims checked out (``kind``: ``jwt`` or ``opaque``)."""
+
+    issuer: str
+    principal_id: str
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+    kind: str = "jwt"
+
+
+class JwtVerifier:
+    """Every JWT rule of one configuration, applied in one pass.
+
+    The same rules as ``parse_jwt``, ``verify_signature``, ``validate_claims``,
+    ``principal_of`` and ``read_scopes`` in turn (it calls their parts), without the
+    intermediate objects: this is what every warm decision runs.
+    """
+
+    __slots__ = ("_issuers", "_audiences", "_algorithms", "_leeway", "_max_length", "_token_types", "_scope_claims")
+
+    def __init__(
+        self,
+        *,
+        issuers: Collection[str],
+        audiences: Collection[str],
+        algorithms: Collection[str],
+        leeway: float,
+        max_length: int,
+        token_types: Collection[str] = (),
+        scope_claims: Collection[str] = ("scp", "scope"),
+    ) -> None:
+        self._issuers = frozenset(issuers)
+        self._audiences = frozenset(audiences)
+        self._algorithms = tuple(algorithms)
+        self._leeway = leeway
+        self._max_length = max_length
+        self._token_types = frozenset(t.lower().removeprefix("application/") for t in token_types)
+        self._scope_claims = tuple(scope_claims)
+
+    def verify(self, token: str, get_key: Callable[[str, str], VerificationKey], now: float) -> VerifiedToken:
+        """Verify a compact JWS with the key ``get_key(issuer, kid)`` returns.
+
+        Raises:
+            TokenError: any problem with the token (API Gateway answers 401).
+            KeySourceError: raised by ``get_key`` when the issuer's keys cannot be had.
+        """
+        header, payload, signing_input, signature = _decode_jws(token, self._max_length, self._algorithms)
+        issuer = payload.get("iss")
+        if issuer.__class__ is not str or issuer not in self._issuers:
+            # Keys are chosen by a configured issuer, never by what an unknown token says.
+            raise InvalidClaimsError("iss is not a configured issuer")
+        _check_signature(header["alg"], get_key(issuer, header["kid"]), signing_input, signature)
+        _check_jwt_claims(header, payload, issuer, self._audiences, now, self._leeway, self._token_types)
+        # sub, when present, is a string by now; an empty or absent one needs the general rule.
+        principal = payload.get("sub") or principal_of(payload)
+        return VerifiedToken(issuer, principal, read_scopes(payload, self._scope_claims), payload)

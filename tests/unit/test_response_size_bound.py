@@ -39,3 +39,44 @@ def test_non_finite_numbers_never_reach_the_context():
     from policy_engine.core.decision import scalar_context
 
     assert scalar_context({"a": float("inf"), "b": 1.5, "c": float("nan")}) == {"b": 1.5}
+
+
+claim_value = st.one_of(scalar, st.none(), st.floats(), st.lists(st.text(max_size=10), max_size=3),
+                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(claims=st.dictionaries(st.sampled_from(["sub", "client_id", "username", "iss", "tenant", "scope"]), claim_value),
+       names=st.lists(st.sampled_from(["sub", "client_id", "username", "iss", "tenant"]), unique=True))
+def test_the_context_counted_while_built_is_what_the_bound_would_count(claims, names):
+    from policy_engine.core.decision import _context_chars, scalar_context, scalar_context_counted
+
+    context, chars = scalar_context_counted(claims, names)
+    assert context == scalar_context(claims, names)
+    assert chars == _context_chars(context)
+
+
+def test_the_engine_hands_the_bound_exactly_the_characters_it_would_count():
+    from dataclasses import replace
+
+    from policy_engine.adapters.memory import MemoryPermissionSource
+    from policy_engine.cache import PermissionCache
+    from policy_engine.core.apikeys import ApiKeyRules
+    from policy_engine.core.arn import parse_method_arn
+    from policy_engine.core.tokens import VerifiedToken
+    from policy_engine.engine import Authorizer
+    from policy_engine.settings import Settings
+
+    records = [{"arn": API, "stage": "dev", "httpVerb": "GET", "resource": "/pets", "scope": "pets:read"}]
+    permissions = PermissionCache(MemoryPermissionSource(records), ttl=60, max_stale=60)
+    settings = Settings.from_environ({"ISSUER": "https://idp.example.com", "AUDIENCE": "a",
+                                      "CONTEXT_CLAIMS": "sub,tenant,roles,auth_time,scope"})
+    keyed = ApiKeyRules(claim="key", by_client={"ü" * 7: "k" * 40})
+    for api_keys in (None, keyed, ApiKeyRules(claim="key")):
+        authorizer = Authorizer(settings, keys=None, permissions=permissions, api_keys=api_keys)  # type: ignore[arg-type]
+        for scopes in (frozenset({"pets:read", "x"}), frozenset({"y"})):
+            claims = {"sub": "ü" * 7, "tenant": "acme", "roles": ["a", "b"], "auth_time": 17, "scope": "x y"}
+            token = VerifiedToken("https://idp.example.com", claims["sub"], scopes, claims)
+            decision = authorizer.decide(token, parse_method_arn(f"{API}/dev/GET/pets"))
+            assert decision.text_chars is not None
+            assert response_size_bound(decision) == response_size_bound(replace(decision, text_chars=None))

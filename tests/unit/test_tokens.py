@@ -10,9 +10,11 @@ import pytest
 from jwt.algorithms import RSAAlgorithm
 
 from policy_engine.core.tokens import (
+    JwtVerifier,
     extract_bearer,
     load_jwks,
     parse_jwt,
+    principal_of,
     read_scopes,
     validate_claims,
     verify_signature,
@@ -118,6 +120,54 @@ def _claims_ok(**overrides):
 def test_claim_rules(overrides, error):
     with pytest.raises(error):
         _claims_ok(**overrides)
+
+
+def _step_by_step(token: str, keys: dict, now: float):
+    # The small public functions in turn: what JwtVerifier must agree with.
+    parsed = _parse(token)
+    verify_signature(parsed, keys[parsed.kid])
+    validate_claims(parsed, issuer=ISS, audiences={"policy-engine-demo"}, now=now, leeway=5, token_types={"at+jwt"})
+    return principal_of(parsed.payload), read_scopes(parsed.payload, ("scp", "scope"))
+
+
+@pytest.mark.parametrize(
+    "header,overrides",
+    [({}, {}), ({}, {"sub": ""}), ({}, {"sub": None, "client_id": "policy-engine-demo"}), ({}, {"sub": None}),
+     ({}, {"scp": ["a", "b"]}), ({}, {"scope": 7}), ({}, {"aud": ["x", "policy-engine-demo"]}), ({}, {"aud": ["x"]}),
+     ({}, {"nbf": None}), ({}, {"iat": "1"}), ({}, {"exp": True}), ({}, {"exp": 1e20}), ({}, {"nbf": 1.5}),
+     ({"typ": "JWT"}, {}), ({"kid": "k2"}, {}), ({"alg": "RS384"}, {}), ({}, {"iss": "https://other.example.com"})]
+    + [({}, overrides) for overrides, _ in [
+        ({"exp": None}, 0), ({"exp": "9999999999"}, 0), ({"exp": int(time.time()) - 10}, 0),
+        ({"nbf": int(time.time()) + 3600}, 0), ({"iat": int(time.time()) + 3600}, 0), ({"aud": "other"}, 0),
+        ({"aud": None}, 0), ({"aud": [1]}, 0), ({"token_use": "id"}, 0),
+        ({"aud": None, "token_use": "access", "client_id": "other"}, 0), ({"client_id": 5}, 0)]],
+)
+def test_the_one_pass_verifier_agrees_with_the_rules_step_by_step(header, overrides):
+    token = raw_token({"alg": "RS256", "kid": "k1", "typ": "at+jwt", **header}, claims(ISS, **overrides), KEY)
+    other = rsa_key()
+    keys = {"k1": load_jwks({"keys": [JWK]}, {"RS256"})[0]["k1"],
+            "k2": load_jwks({"keys": [{**json.loads(RSAAlgorithm.to_jwk(other.public_key())), "kid": "k2",
+                                      "alg": "RS256"}]}, {"RS256"})[0]["k2"]}
+    asked: list[tuple[str, str]] = []
+
+    def get_key(issuer: str, kid: str):
+        asked.append((issuer, kid))
+        return keys[kid]
+
+    verifier = JwtVerifier(issuers=[ISS], audiences=["policy-engine-demo"], algorithms=["RS256"], leeway=5,
+                           max_length=8192, token_types=["application/at+jwt"])
+    now = time.time()
+    try:
+        expected = _step_by_step(token, keys, now)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            verifier.verify(token, get_key, now)
+        # Keys are asked for only on behalf of a configured issuer.
+        assert all(issuer == ISS for issuer, _ in asked)
+        return
+    verified = verifier.verify(token, get_key, now)
+    assert (verified.principal_id, verified.scopes) == expected
+    assert verified.issuer == ISS and asked == [(ISS, "k1")]
 
 
 def test_claims_accept_the_good_cases():
