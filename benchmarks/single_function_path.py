@@ -12,8 +12,8 @@ reaches (other event kinds, introspection, API keys, narrowing). It checks that 
 answer equals the handler's, then compares both with the floor the way
 ``decision.py`` does in blocks of 100.
 
-The difference between the two is the price of the layered core (about 30 small
-functions and six per-request objects per decision), not of the checks themselves.
+The difference between the two is the price of the layered core (about 27 functions
+and five per-request objects per decision), not of the checks themselves.
 """
 
 from __future__ import annotations
