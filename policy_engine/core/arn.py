@@ -34,6 +34,7 @@ _KNOWN_API_ARNS: dict[str, bool] = {}
 
 
 def _is_api_arn(api_arn: str) -> bool:
+    # The regex, and the answer remembered for parse_method_arn.
     known = API_ARN_PATTERN.fullmatch(api_arn) is not None
     # Bounded so hostile events cannot grow the memo without limit.
     if len(_KNOWN_API_ARNS) < 256:

@@ -430,19 +430,18 @@ def _check_times(payload: Mapping[str, Any], now: float, leeway: float, exp_requ
         exp = _numeric_date(payload, "exp", exp_required)
     if exp is not None and exp <= now - leeway:
         raise ExpiredTokenError("token has expired")
-    # Present means checked: a null nbf or iat is refused by _numeric_date.
     if "nbf" in payload:
-        nbf = payload["nbf"]
-        if nbf.__class__ is not int:
-            nbf = _numeric_date(payload, "nbf")
-        if nbf > now + leeway:
-            raise InvalidClaimsError("token is not valid yet (nbf)")
+        _not_after(payload, "nbf", now + leeway, "token is not valid yet (nbf)")
     if "iat" in payload:
-        iat = payload["iat"]
-        if iat.__class__ is not int:
-            iat = _numeric_date(payload, "iat")
-        if iat > now + leeway:
-            raise InvalidClaimsError("token was issued in the future (iat)")
+        _not_after(payload, "iat", now + leeway, "token was issued in the future (iat)")
+
+
+def _not_after(payload: Mapping[str, Any], name: str, limit: float, problem: str) -> None:
+    value = payload[name]
+    if value.__class__ is not int:
+        value = _numeric_date(payload, name)  # refuses a null: present means checked
+    if value is not None and value > limit:
+        raise InvalidClaimsError(problem)
 
 
 def _check_audience(aud: Any, audiences: Collection[str]) -> None:
