@@ -18,40 +18,176 @@ and five per-request objects per decision), not of the checks themselves.
 
 from __future__ import annotations
 
-import argparse
 import binascii
-import json
-import os
-import random
 import re
-import statistics
 import sys
 import time
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as quote  # type: ignore[attr-defined]
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
-from decision import API, b64d, mappings, timed  # noqa: E402
-
-from policy_engine.adapters.jwks_http import JwksKeySource  # noqa: E402
-from policy_engine.adapters.memory import MemoryPermissionSource  # noqa: E402
-from policy_engine.cache import PermissionCache  # noqa: E402
+# Only what the experiment itself needs at import: lambda_runtime.py imports it inside
+# the deployed bundle, which has no policy_engine.local. main() imports the rest.
 from policy_engine.core import tokens  # noqa: E402
-from policy_engine.engine import Authorizer  # noqa: E402
-from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.local.invoke import load_handler  # noqa: E402
-from policy_engine.settings import Settings  # noqa: E402
 
 API_RE = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+")
 TR = bytes.maketrans(b"-_", b"+/")
 PAD = (b"", b"===", b"==", b"=")
 
 
+def make_single(keys: Any, cache: Any, *, issuers: list[str], audiences: list[str]) -> Callable[[dict], dict]:
+    """The experiment: the warm path of a TOKEN event with an RS256 JWT as one function.
+
+    ``keys`` is a ``JwksKeySource`` and ``cache`` a ``PermissionCache``, as the handler's.
+    ``lambda_runtime.py --with-single`` runs the same function under ``awslambdaric``.
+    """
+    issuers, auds = frozenset(issuers), frozenset(audiences)
+    headers, scan, b64token = tokens._checked_headers, tokens._scan_json, tokens._B64TOKEN_CHARS
+    scope_sets: dict[str, frozenset[str]] = {}  # its own memo: the product's is bounded, this one need not be
+    KNOWN: dict[str, bool] = {}
+    ctx_names = ("sub", "client_id", "username", "iss")
+    texts: dict[frozenset[str], str] = {}
+
+    def single(event: dict) -> dict:
+        started = time.perf_counter_ns()
+        if event.__class__ is not dict or event.get("version") is not None or event.get("type") != "TOKEN":
+            raise ValueError("event")
+        auth, arn = event.get("authorizationToken"), event.get("methodArn")
+        if arn.__class__ is not str or not arn or len(arn) > 1600:
+            raise ValueError("methodArn")
+        parts = arn.split("/", 3)
+        if len(parts) < 3:
+            raise ValueError("methodArn")
+        api, stage, verb = parts[0], parts[1], parts[2]
+        known = KNOWN.get(api)
+        if known is None:
+            known = KNOWN[api] = API_RE.fullmatch(api) is not None
+        if not known or not stage or not verb or "*" in stage:
+            raise ValueError("methodArn")
+        if auth is None or auth == "" or auth.__class__ is not str or len(auth) > 8192 + 16:
+            raise ValueError("bearer")
+        if auth[:7].lower() != "bearer " or not auth.isascii():
+            raise ValueError("bearer")
+        token = auth[7:]
+        if token[:1] == " ":
+            token = token.lstrip(" ")
+        if len(token) > 8192 or "+" in token or "/" in token or "=" in token:
+            raise ValueError("token")
+        raw = token.encode()
+        if not raw or raw.translate(None, b64token):
+            raise ValueError("bearer")
+        segments = raw.split(b".")
+        if len(segments) != 3:
+            raise ValueError("token")
+        head, body, sig = segments
+        if not head or not body or not sig:
+            raise ValueError("token")
+        header = headers.get(head)
+        if header is None:
+            header = headers[head] = tokens._check_header(tokens._json_object(head, "header"))
+        if header["alg"] not in ("RS256",):
+            raise ValueError("alg")
+        text = binascii.a2b_base64(body.translate(TR) + PAD[len(body) % 4], strict_mode=True).decode()
+        payload, end = scan(text, 0)
+        if end != len(text) or payload.__class__ is not dict:
+            raise ValueError("payload")
+        signature = binascii.a2b_base64(sig.translate(TR) + PAD[len(sig) % 4], strict_mode=True)
+        iss = payload.get("iss")
+        if iss.__class__ is not str or iss not in issuers:
+            raise ValueError("iss")
+        key = keys.get_key(iss, header["kid"])
+        if header["alg"] != key.algorithm or not key.check(raw[: len(head) + 1 + len(body)], signature):
+            raise ValueError("signature")
+        now = time.time()
+        exp = payload.get("exp")
+        if exp.__class__ is not int or exp <= now - 60:
+            raise ValueError("exp")
+        for name in ("nbf", "iat"):
+            if name in payload and (payload[name].__class__ is not int or payload[name] > now + 60):
+                raise ValueError(name)
+        token_use = payload.get("token_use")
+        if token_use is not None and token_use != "access":
+            raise ValueError("token_use")
+        aud = payload.get("aud")
+        if aud.__class__ is not str or aud not in auds:
+            raise ValueError("aud")
+        for name in ("sub", "client_id", "scope"):
+            if name in payload and payload[name].__class__ is not str:
+                raise ValueError(name)
+        principal = payload.get("sub")
+        if principal.__class__ is not str or not principal:
+            principal = payload.get("client_id")
+            if principal.__class__ is not str or not principal:
+                raise ValueError("principal")
+        scopes: frozenset[str] = frozenset()
+        for name in ("scp", "scope"):
+            if name in payload:
+                value = payload[name]
+                if value.__class__ is not str:
+                    raise ValueError(name)
+                scopes = scope_sets.get(value)
+                if scopes is None:
+                    scopes = scope_sets[value] = frozenset(value.split())
+                break
+        permissions = cache.get()
+        resources = permissions.resources(scopes, api, stage)
+        context = {}
+        for name in ctx_names:
+            value = payload.get(name)
+            if value.__class__ is str:
+                context[name] = value
+            elif value is not None:
+                raise ValueError(name)
+        scope_text = texts.get(scopes)
+        if scope_text is None:
+            scope_text = texts[scopes] = " ".join(sorted(scopes))
+        context["scope"] = scope_text
+        context["policyVersion"] = permissions.version
+        response = {
+            "principalId": principal,
+            "policyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": list(resources)}]},
+            "context": context,
+        }
+        chars = len(principal)
+        for name, value in context.items():
+            chars += len(name) + len(value)
+        if 400 + 12 * chars + sum(map(len, resources)) + 4 * len(resources) + len(api) + len(stage) + 7 > 8192:
+            raise ValueError("size")
+        ms, us = time.time_ns() // 1_000_000, (time.perf_counter_ns() - started) // 1000
+        sys.stderr.write(
+            f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{ms % 1000:03d},"decision":"Allow",'
+            f'"reason":"granted","shape":"policy","version":{quote(permissions.version)},'
+            f'"principal":{quote(principal)},"routes":{len(resources)},"latency_ms":{us // 1000}.{us % 1000:03d}}}\n'
+        )
+        return response
+
+    return single
+
+
 def main() -> None:
+    import argparse
+    import json
+    import os
+    import random
+    import statistics
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from decision import API, b64d, mappings, timed
+
+    from policy_engine.adapters.jwks_http import JwksKeySource
+    from policy_engine.adapters.memory import MemoryPermissionSource
+    from policy_engine.cache import PermissionCache
+    from policy_engine.engine import Authorizer
+    from policy_engine.local.idp import LocalIdentityProvider
+    from policy_engine.local.invoke import load_handler
+    from policy_engine.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=15000)
     args = parser.parse_args()
@@ -70,124 +206,7 @@ def main() -> None:
         stderr, sys.stderr = sys.stderr, open(os.devnull, "w", buffering=1)
         for event in events[:50]:
             handler.lambda_handler(event, None)
-        issuers, auds = frozenset([idp.issuer]), frozenset(["bench"])
-        headers, scan, b64token = tokens._checked_headers, tokens._scan_json, tokens._B64TOKEN_CHARS
-        scope_sets: dict[str, frozenset[str]] = {}  # its own memo: the product's is bounded, this one need not be
-        KNOWN: dict[str, bool] = {}
-        ctx_names = ("sub", "client_id", "username", "iss")
-        texts: dict[frozenset[str], str] = {}
-
-        def single(event: dict) -> dict:
-            started = time.perf_counter_ns()
-            if event.__class__ is not dict or event.get("version") is not None or event.get("type") != "TOKEN":
-                raise ValueError("event")
-            auth, arn = event.get("authorizationToken"), event.get("methodArn")
-            if arn.__class__ is not str or not arn or len(arn) > 1600:
-                raise ValueError("methodArn")
-            parts = arn.split("/", 3)
-            if len(parts) < 3:
-                raise ValueError("methodArn")
-            api, stage, verb = parts[0], parts[1], parts[2]
-            known = KNOWN.get(api)
-            if known is None:
-                known = KNOWN[api] = API_RE.fullmatch(api) is not None
-            if not known or not stage or not verb or "*" in stage:
-                raise ValueError("methodArn")
-            if auth is None or auth == "" or auth.__class__ is not str or len(auth) > 8192 + 16:
-                raise ValueError("bearer")
-            if auth[:7].lower() != "bearer " or not auth.isascii():
-                raise ValueError("bearer")
-            token = auth[7:]
-            if token[:1] == " ":
-                token = token.lstrip(" ")
-            if len(token) > 8192 or "+" in token or "/" in token or "=" in token:
-                raise ValueError("token")
-            raw = token.encode()
-            if not raw or raw.translate(None, b64token):
-                raise ValueError("bearer")
-            segments = raw.split(b".")
-            if len(segments) != 3:
-                raise ValueError("token")
-            head, body, sig = segments
-            if not head or not body or not sig:
-                raise ValueError("token")
-            header = headers[head]  # warmed by the handler, as the real memo is
-            if header["alg"] not in ("RS256",):
-                raise ValueError("alg")
-            text = binascii.a2b_base64(body.translate(TR) + PAD[len(body) % 4], strict_mode=True).decode()
-            payload, end = scan(text, 0)
-            if end != len(text) or payload.__class__ is not dict:
-                raise ValueError("payload")
-            signature = binascii.a2b_base64(sig.translate(TR) + PAD[len(sig) % 4], strict_mode=True)
-            iss = payload.get("iss")
-            if iss.__class__ is not str or iss not in issuers:
-                raise ValueError("iss")
-            key = keys.get_key(iss, header["kid"])
-            if header["alg"] != key.algorithm or not key.check(raw[: len(head) + 1 + len(body)], signature):
-                raise ValueError("signature")
-            now = time.time()
-            exp = payload.get("exp")
-            if exp.__class__ is not int or exp <= now - 60:
-                raise ValueError("exp")
-            for name in ("nbf", "iat"):
-                if name in payload and (payload[name].__class__ is not int or payload[name] > now + 60):
-                    raise ValueError(name)
-            token_use = payload.get("token_use")
-            if token_use is not None and token_use != "access":
-                raise ValueError("token_use")
-            aud = payload.get("aud")
-            if aud.__class__ is not str or aud not in auds:
-                raise ValueError("aud")
-            for name in ("sub", "client_id", "scope"):
-                if name in payload and payload[name].__class__ is not str:
-                    raise ValueError(name)
-            principal = payload.get("sub")
-            if principal.__class__ is not str or not principal:
-                principal = payload.get("client_id")
-                if principal.__class__ is not str or not principal:
-                    raise ValueError("principal")
-            scopes: frozenset[str] = frozenset()
-            for name in ("scp", "scope"):
-                if name in payload:
-                    value = payload[name]
-                    if value.__class__ is not str:
-                        raise ValueError(name)
-                    scopes = scope_sets.get(value)
-                    if scopes is None:
-                        scopes = scope_sets[value] = frozenset(value.split())
-                    break
-            permissions = cache.get()
-            resources = permissions.resources(scopes, api, stage)
-            context = {}
-            for name in ctx_names:
-                value = payload.get(name)
-                if value.__class__ is str:
-                    context[name] = value
-                elif value is not None:
-                    raise ValueError(name)
-            scope_text = texts.get(scopes)
-            if scope_text is None:
-                scope_text = texts[scopes] = " ".join(sorted(scopes))
-            context["scope"] = scope_text
-            context["policyVersion"] = permissions.version
-            response = {
-                "principalId": principal,
-                "policyDocument": {"Version": "2012-10-17", "Statement": [
-                    {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": list(resources)}]},
-                "context": context,
-            }
-            chars = len(principal)
-            for name, value in context.items():
-                chars += len(name) + len(value)
-            if 400 + 12 * chars + sum(map(len, resources)) + 4 * len(resources) + len(api) + len(stage) + 7 > 8192:
-                raise ValueError("size")
-            ms, us = time.time_ns() // 1_000_000, (time.perf_counter_ns() - started) // 1000
-            sys.stderr.write(
-                f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{ms % 1000:03d},"decision":"Allow",'
-                f'"reason":"granted","shape":"policy","version":{quote(permissions.version)},'
-                f'"principal":{quote(principal)},"routes":{len(resources)},"latency_ms":{us // 1000}.{us % 1000:03d}}}\n'
-            )
-            return response
+        single = make_single(keys, cache, issuers=[idp.issuer], audiences=["bench"])
 
         def real(event: dict) -> dict:
             return handler.lambda_handler(event, None)

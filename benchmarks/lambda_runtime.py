@@ -1,0 +1,174 @@
+"""Warm decision latency as Lambda runs it: the bundle under AWS's runtime client.
+
+    .venv/bin/python benchmarks/lambda_runtime.py [--tokens 6000] [--sizes 10,1000,100000]
+
+``decision.py`` calls the handler in-process. This script runs what is deployed: the
+bundle for this machine, unpacked and started in a fresh isolated interpreter by
+``awslambdaric`` (AWS's Runtime Interface Client, from PyPI) against a local Lambda
+Runtime API (``policy_engine.local.runtime_api``). Between two invocations the client
+does what it does in Lambda: long-polls ``/invocation/next`` over HTTP, parses the
+event, serialises and posts the answer. The handler reads its configuration from the
+environment, its keys from a real JWKS on 127.0.0.1 and N mappings from a YAML file.
+
+The floor (RSA-2048 signature check plus base64url/JSON decoding of the token's
+parts, as in ``decision.py``) runs the same way, as a second function in its own
+runtime client. Each function times its own work with ``perf_counter_ns`` and returns
+the figure, so the HTTP round trips are not counted, only their effect on the caches.
+Invocations alternate: one decision, one floor call, with fresh tokens. "× floor" is
+the median over rounds of 100 pairs of (median decision ÷ median floor).
+
+``--with-single`` adds a third function: ``single_function_path.make_single``, the
+experiment that does the same checks as the handler in one function body, with the
+handler's own key source and permission cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import yaml  # noqa: E402
+from decision import API, mappings, percentile  # noqa: E402
+
+from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
+from policy_engine.local.runtime_api import RuntimeApi, ensure_runtime_client, start_runtime  # noqa: E402
+from policy_engine.packaging import build_bundle  # noqa: E402
+
+CACHE = ROOT / ".cache"
+
+# Written into the unpacked bundle: each wraps one function and reports its duration.
+DECISION_PROBE = '''
+import time
+from handler.app import lambda_handler
+
+def handle(event, context):
+    started = time.perf_counter_ns()
+    response = lambda_handler(event, context)
+    elapsed = time.perf_counter_ns() - started
+    return {"ns": elapsed, "effect": response["policyDocument"]["Statement"][0]["Effect"]}
+'''
+
+FLOOR_PROBE = '''
+import base64, json, os, time, urllib.request
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from jwt.algorithms import RSAAlgorithm
+
+with urllib.request.urlopen(os.environ["JWKS_URI"], timeout=5) as reply:
+    KEY = RSAAlgorithm.from_jwk(json.load(reply)["keys"][0])
+
+def b64d(segment):
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+def handle(event, context):
+    started = time.perf_counter_ns()
+    head, body, sig = event["authorizationToken"][7:].split(".")
+    json.loads(b64d(head))
+    json.loads(b64d(body))
+    KEY.verify(b64d(sig), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return {"ns": time.perf_counter_ns() - started}
+'''
+
+SINGLE_PROBE = '''
+import sys, time
+sys.path.insert(0, "bench")
+import handler.app
+from single_function_path import make_single
+
+_settings = handler.app.AUTHORIZER.settings
+single = make_single(handler.app.AUTHORIZER.keys, handler.app.AUTHORIZER.permissions,
+                     issuers=list(_settings.issuers), audiences=list(_settings.audiences))
+
+def handle(event, context):
+    started = time.perf_counter_ns()
+    response = single(event)
+    elapsed = time.perf_counter_ns() - started
+    return {"ns": elapsed, "effect": response["policyDocument"]["Statement"][0]["Effect"]}
+'''
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=6000, help="decisions per size (as many floor calls)")
+    parser.add_argument("--sizes", default="10,1000,100000")
+    parser.add_argument("--with-single", action="store_true", help="also run the single-function experiment")
+    args = parser.parse_args()
+    names = ["handler", "floor"] + (["single"] if args.with_single else [])
+    rng = random.Random(7)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    arch = {"x86_64": "x86_64", "aarch64": "arm64"}[__import__("platform").machine()]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch_name, LocalIdentityProvider() as idp:
+        scratch = Path(scratch_name)
+        bundle = build_bundle(scratch / "bundle.zip", arch=arch, python=python, wheel_cache=CACHE / "wheels")
+        task = scratch / "task"
+        with zipfile.ZipFile(bundle.path) as archive:
+            archive.extractall(task)
+        (task / "probe_handler.py").write_text(DECISION_PROBE)
+        (task / "probe_floor.py").write_text(FLOOR_PROBE)
+        (task / "probe_single.py").write_text(SINGLE_PROBE)
+        (task / "bench").mkdir()
+        (task / "bench" / "single_function_path.py").write_text((ROOT / "benchmarks" / "single_function_path.py").read_text())
+        client = ensure_runtime_client(CACHE)
+        for size in (int(s) for s in args.sizes.split(",")):
+            permissions = scratch / f"permissions-{size}.yaml"
+            permissions.write_text(yaml.dump(mappings(size), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper)))
+            scope_count = max(1, size // 10)
+            profiles = [" ".join(f"svc{rng.randrange(scope_count)}:scope" for _ in range(2)) for _ in range(50)]
+            events = [{"type": "TOKEN", "methodArn": f"{API}/prod/GET/svc1/x",
+                       "authorizationToken": f"Bearer {idp.mint(scope=rng.choice(profiles), audience='bench', subject=f'c{i}')}"}
+                      for i in range(len(names) * args.tokens + 50)]
+            environ = {"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri,
+                       "PERMISSIONS_SOURCE": str(permissions), "PERMISSIONS_CACHE_TTL": "3600"}
+            apis = {name: RuntimeApi().start() for name in names}
+            runtimes = [start_runtime(task, client, f"probe_{name}.handle", api, environ, scratch / f"{name}.log")
+                        for name, api in apis.items()]
+            try:
+                for event in events[:50]:  # init (keys, mappings) and one decision per profile
+                    for name, api in apis.items():
+                        warm = api.invoke(event, timeout=300)
+                        assert warm.error is None, (name, warm.error)
+                fresh = iter(events[50:])
+                times: dict[str, list[float]] = {name: [] for name in names}
+                ratios: dict[str, list[float]] = {name: [] for name in names if name != "floor"}
+                for _ in range(args.tokens // 100):
+                    round_times: dict[str, list[float]] = {name: [] for name in names}
+                    for _ in range(100):
+                        for name, api in apis.items():
+                            answer = api.invoke(next(fresh))
+                            assert answer.error is None, (name, answer.error)
+                            assert name == "floor" or answer.payload["effect"] in ("Allow", "Deny"), answer
+                            round_times[name].append(answer.payload["ns"] / 1000)
+                    base = statistics.median(round_times["floor"])
+                    for name, values in round_times.items():
+                        times[name] += values
+                        if name != "floor":
+                            ratios[name].append(statistics.median(values) / base)
+            finally:
+                for process in runtimes:
+                    process.terminate()
+                    process.wait()
+                for api in apis.values():
+                    api.stop()
+            for name in ratios:
+                rows.append((size, name, statistics.median(times[name]), percentile(times[name], 0.99),
+                             statistics.median(times["floor"]), statistics.median(ratios[name])))
+
+    print(f"Python {python}, bundle under awslambdaric, call by call, {args.tokens} decisions per size")
+    print(f"{'mappings':>9}  {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} {'× floor':>8}")
+    for size, name, median, p99, floor_median, ratio in rows:
+        print(f"{size:>9}  {name:<8} {median:>10.1f} {p99:>8.1f} {floor_median:>9.1f} {ratio:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
