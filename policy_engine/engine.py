@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from policy_engine.cache import PermissionCache
@@ -22,6 +21,7 @@ from policy_engine.core.decision import (
     ALLOW,
     DENY,
     MAX_RESPONSE_BYTES,
+    Answer,
     Decision,
     narrow_to_route,
     render_iam_response,
@@ -44,19 +44,9 @@ from policy_engine.events import HTTP_V2, REQUEST, TOKEN, AuthorizerRequest, rea
 from policy_engine.logs import log
 from policy_engine.ports import KeySource, TokenIntrospector
 from policy_engine.settings import Settings
+from policy_engine.warm_path import WarmPath
 
 __all__ = ["Answer", "Authorizer", "VerifiedToken"]
-
-
-# Built on every request: a plain slotted dataclass costs half of a NamedTuple or a
-# frozen dataclass. Nothing mutates it.
-@dataclass(slots=True)
-class Answer:
-    """The response for API Gateway and the decision behind it; ``shape`` names the format."""
-
-    decision: Decision
-    response: dict[str, Any]
-    shape: str
 
 
 class Authorizer:
@@ -101,6 +91,22 @@ class Authorizer:
         self._identity_source = settings.identity_source
         # The context's "scope": sorted once per distinct scope set.
         self._scope_texts: dict[frozenset[str], str] = {}
+        # The specialised common case (see warm_path.py); it defers everything else here.
+        self._warm: WarmPath | None = None
+        if api_keys is None and not settings.token_types:
+            self._warm = WarmPath(
+                keys=keys,
+                permissions=permissions,
+                clock=clock,
+                issuers=self._issuers,
+                audiences=self._audiences,
+                algorithms=tuple(settings.algorithms),
+                leeway=settings.leeway,
+                max_length=settings.max_token_length,
+                scope_claims=tuple(settings.scope_claims),
+                context_claims=self._context_claims,
+                scope_texts=self._scope_texts,
+            )
 
     def verify(self, authorization: object) -> VerifiedToken:
         """Verify an ``Authorization`` header value.
@@ -196,6 +202,10 @@ class Authorizer:
             KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
             PolicyTooLargeError: the policy is too large and no per-route answer is safe.
         """
+        if self._warm is not None:
+            answer = self._warm.answer(event)
+            if answer is not None:
+                return answer
         request = read_event(event, self._identity_source)
         method_arn = parse_method_arn(request.method_arn)
         token = self.authenticate(request)
