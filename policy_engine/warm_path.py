@@ -29,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from policy_engine.cache import PermissionCache
+# The general path's own memos and alphabets, shared on purpose: this trusts exactly
+# what the general path has already checked (API ARNs, JWS headers).
 from policy_engine.core.arn import _KNOWN_API_ARNS
 from policy_engine.core.decision import (
     ALLOW,
