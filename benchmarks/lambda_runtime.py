@@ -40,7 +40,11 @@ import yaml  # noqa: E402
 from decision import API, mappings, percentile  # noqa: E402
 
 from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.local.runtime_api import RuntimeApi, ensure_runtime_client, start_runtime  # noqa: E402
+from policy_engine.local.runtime_api import (  # noqa: E402
+    RuntimeApi,
+    ensure_runtime_client,
+    start_runtime,
+)
 from policy_engine.packaging import build_bundle  # noqa: E402
 
 CACHE = ROOT / ".cache"

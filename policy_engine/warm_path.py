@@ -29,8 +29,6 @@ from collections.abc import Callable
 from typing import Any
 
 from policy_engine.cache import PermissionCache
-# The general path's own memos and alphabets, shared on purpose: this trusts exactly
-# what the general path has already checked (API ARNs, JWS headers).
 from policy_engine.core.arn import _KNOWN_API_ARNS
 from policy_engine.core.decision import (
     ALLOW,
@@ -52,6 +50,9 @@ from policy_engine.core.tokens import (
 from policy_engine.ports import KeySource
 
 __all__ = ["WarmPath"]
+
+# _KNOWN_API_ARNS and _checked_headers are the general path's own memos, shared on
+# purpose: this trusts exactly the API ARNs and JWS headers it has already checked.
 
 _a2b = binascii.a2b_base64
 _MAX_METHOD_ARN = 1600
