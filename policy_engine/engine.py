@@ -21,6 +21,8 @@ from policy_engine.core.decision import (
     ALLOW,
     DENY,
     MAX_RESPONSE_BYTES,
+    OWN_CONTEXT_KEY_CHARS,
+    OWN_CONTEXT_KEYS,
     Answer,
     Decision,
     narrow_to_route,
@@ -73,8 +75,7 @@ class Authorizer:
         )
         self._issuers = frozenset(settings.issuers)
         self._audiences = frozenset(settings.audiences)
-        # "scope" and "policyVersion" are always the engine's own (set after the claims).
-        self._context_claims = tuple(c for c in settings.context_claims if c not in ("scope", "policyVersion"))
+        self._context_claims = tuple(c for c in settings.context_claims if c not in OWN_CONTEXT_KEYS)
         self._jwt = JwtVerifier(
             issuers=settings.issuers,
             audiences=settings.audiences,
@@ -174,7 +175,7 @@ class Authorizer:
         context["scope"] = scope_text
         context["policyVersion"] = version
         # What response_size_bound counts, added up here instead of in a second pass.
-        chars += len(token.principal_id) + 18 + len(scope_text) + len(version)  # 18: the two keys above
+        chars += len(token.principal_id) + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
         key: str | None = None
         denied: tuple[str, ...] = ()
         if self.api_keys is not None and api_keys:

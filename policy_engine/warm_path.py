@@ -34,6 +34,7 @@ from policy_engine.core.decision import (
     ALLOW,
     DENY,
     MAX_RESPONSE_BYTES,
+    OWN_CONTEXT_KEY_CHARS,
     Answer,
     Decision,
     render_iam_response,
@@ -202,7 +203,7 @@ class WarmPath:
             return None  # the general path sorts and remembers it
         context["scope"] = scope_text
         context["policyVersion"] = version
-        chars += len(principal) + 18 + len(scope_text) + len(version)  # 18: the two keys above
+        chars += len(principal) + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
         if resources:
             decision = Decision(ALLOW, principal, api_arn, stage, resources, "granted", version, context,
                                 None, (), chars)

@@ -12,6 +12,8 @@ from policy_engine.core.iam import glob_matches
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "OWN_CONTEXT_KEYS",
+    "OWN_CONTEXT_KEY_CHARS",
     "Answer",
     "Decision",
     "narrow_to_route",
@@ -28,6 +30,12 @@ DENY = "Deny"
 #: The one documented authorizer-result limit (WebSocket, 8 KB) is kept for every API
 #: type: REST and HTTP quota tables give no number (see the reference, section 6).
 MAX_RESPONSE_BYTES = 8192
+
+#: Context keys the engine sets itself, after the claims: the caller's scopes and the
+#: mappings' version. A claim of the same name is never copied.
+OWN_CONTEXT_KEYS = ("scope", "policyVersion")
+#: Their characters, as ``response_size_bound`` counts them.
+OWN_CONTEXT_KEY_CHARS = sum(map(len, OWN_CONTEXT_KEYS))
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.adapters.memory import MemoryPermissionSource
 from policy_engine.cache import PermissionCache
 from policy_engine.core.apikeys import ApiKeyRules
+from policy_engine.core.decision import response_size_bound
 from policy_engine.engine import Authorizer
 from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.settings import Settings
@@ -78,7 +80,11 @@ def pair() -> Iterator[Pair]:
 def test_plain_tokens_take_the_warm_path_and_get_the_general_answer(pair):
     for scope in ("pets:read", "pets:write", "pets:read pets:write", "other"):
         token_event = event(pair.idp.mint(scope=scope, subject=f"client-{scope}"))
-        assert pair.warm._warm.answer(token_event) is not None
+        taken = pair.warm._warm.answer(token_event)
+        assert taken is not None
+        # The size bound's characters, counted on the way, are what it would recount.
+        decision = taken.decision
+        assert response_size_bound(decision) == response_size_bound(replace(decision, text_chars=None))
         warm, general = pair.outcomes(token_event)
         assert warm == general and warm[0] == "answered"
     # scp as a list, and a machine client without sub.
