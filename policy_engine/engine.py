@@ -16,7 +16,7 @@ from typing import Any
 
 from policy_engine.cache import PermissionCache
 from policy_engine.core.apikeys import ApiKeyRules
-from policy_engine.core.arn import MethodArn, parse_method_arn, route_template_arn
+from policy_engine.core.arn import MethodArn, parse_method_arn
 from policy_engine.core.decision import (
     ALLOW,
     DENY,
@@ -27,11 +27,12 @@ from policy_engine.core.decision import (
     Decision,
     narrow_to_route,
     render_iam_response,
-    render_simple_response,
     response_size,
     response_size_bound,
     scalar_context_counted,
+    simple_answer,
 )
+from policy_engine.core.routes import parse_route_key
 from policy_engine.core.tokens import (
     JwtVerifier,
     VerifiedToken,
@@ -194,9 +195,10 @@ class Authorizer:
 
         REST events and HTTP API IAM mode get a policy for every route the caller may
         use (API Gateway caches it for all routes). Payload 2.0 with ``SIMPLE_RESPONSES``
-        gets ``{isAuthorized, context}`` for the requested route. A policy too large for
-        API Gateway is narrowed to the requested route when the identity sources make
-        the cache key per route; otherwise ``PolicyTooLargeError``.
+        gets ``{isAuthorized, context}`` for the requested route (every request of its
+        route key, when that is the cache key), with a Deny decision when it is false. A
+        policy too large for API Gateway is narrowed to the requested route when the
+        identity sources make the cache key per route; otherwise ``PolicyTooLargeError``.
 
         Raises:
             EventError, TokenError: the request is refused (401).
@@ -213,10 +215,10 @@ class Authorizer:
         # Usage plans and API keys exist on REST APIs only.
         decision = self.decide(token, method_arn, api_keys=request.kind in (TOKEN, REQUEST))
         if request.kind == HTTP_V2 and self.settings.simple_responses:
-            template = None
+            route = None
             if self._identity_source.cache_scope == "route":
-                template = route_template_arn(request.route_key or "", method_arn)
-            return Answer(decision, render_simple_response(decision, str(method_arn), template), "simple")
+                route = parse_route_key(request.route_key or "")
+            return simple_answer(decision, str(method_arn), route)
         response = render_iam_response(decision)
         if response_size_bound(decision) <= MAX_RESPONSE_BYTES:
             return Answer(decision, response, "policy")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from policy_engine.errors import EventError
 
-__all__ = ["API_ARN_PATTERN", "MethodArn", "parse_method_arn", "route_template_arn"]
+__all__ = ["API_ARN_PATTERN", "MethodArn", "parse_method_arn"]
 
 # arn:<partition>:execute-api:<region>:<account>:<api-id>; no wildcards: a mapping names one API.
 API_ARN_PATTERN = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+")
@@ -69,26 +69,3 @@ def parse_method_arn(value: object) -> MethodArn:
         raise EventError("methodArn has no usable stage and verb")
     return MethodArn(api_arn, stage, verb, parts[3] if len(parts) == 4 else "")
 
-
-_PARAMETER = re.compile(r"\{[^{}/]*\}")
-
-
-def route_template_arn(route_key: str, method_arn: MethodArn) -> str:
-    """The route ARN of an HTTP API route key, with ``*`` for what the route leaves open.
-
-    ``GET /pets/{id}`` becomes ``<api>/<stage>/GET/pets/*``, ``ANY /pets`` becomes
-    ``<api>/<stage>/*/pets`` and ``$default`` becomes ``<api>/<stage>/*/*``. A granted
-    pattern that matches this string literally covers every request of the route,
-    because mapping paths never contain ``*`` as a literal character.
-
-    Raises:
-        EventError: the route key is neither ``$default`` nor ``VERB /path``.
-    """
-    base = f"{method_arn.api_arn}/{method_arn.stage}"
-    if route_key == "$default":
-        return f"{base}/*/*"
-    verb, _, path = route_key.partition(" ")
-    if not verb or not path.startswith("/"):
-        raise EventError("routeKey is not 'VERB /path' or '$default'")
-    verb = "*" if verb == "ANY" else verb
-    return f"{base}/{verb}/{_PARAMETER.sub('*', path[1:])}"

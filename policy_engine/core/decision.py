@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from policy_engine.core.iam import glob_matches
+from policy_engine.core.routes import RouteTemplate, route_coverage
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -22,6 +23,7 @@ __all__ = [
     "response_size",
     "scalar_context",
     "scalar_context_counted",
+    "simple_answer",
 ]
 
 ALLOW = "Allow"
@@ -174,20 +176,46 @@ def narrow_to_route(decision: Decision, route_arn: str) -> Decision:
                    reason="route_needs_api_key" if denied else decision.reason)
 
 
-def render_simple_response(decision: Decision, route_arn: str, template_arn: str | None = None) -> dict[str, Any]:
-    """HTTP API's simple response for the requested route: ``{isAuthorized, context}``.
+# Why a simple response says false although the request itself is granted.
+_NOT_WHOLE_ROUTE = {
+    "not_granted": "route_not_fully_granted",
+    "denied": "route_needs_api_key",
+    "undecided": "route_coverage_undecided",
+}
+
+
+def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | None = None) -> Answer:
+    """HTTP API's simple response for the requested route, and the decision it carries.
 
     API Gateway reuses the boolean for every request with the same identity sources,
-    so it must hold for all of them: with ``template_arn`` (the cache key is the route
-    template, ``$context.routeKey``) a granted pattern has to cover the whole template,
-    not just ``route_arn``. Keeping the cache key per route is the caller's job
-    (``Settings`` refuses simple responses otherwise).
+    so it must hold for all of them. With ``route`` (the cache key is the route key,
+    ``$context.routeKey``) ``isAuthorized`` is true only when the caller's policy allows
+    every request the route can carry and denies none of them
+    (``core.routes.route_coverage``), not just ``route_arn``. Keeping the cache key per
+    route is the caller's job (``Settings`` refuses simple responses otherwise).
+
+    The answer's decision says what the response says: a ``false`` is a Deny, with the
+    reason (``no_grant``, ``no_grant_for_route``, ``route_needs_api_key``,
+    ``route_not_fully_granted``, ``route_coverage_undecided``).
     """
     narrowed = narrow_to_route(decision, route_arn)
-    authorized = narrowed.allowed and not narrowed.denied
-    if authorized and template_arn is not None:
-        authorized = any(glob_matches(resource, template_arn) for resource in narrowed.resources)
-    return {"isAuthorized": authorized, "context": dict(decision.context)}
+    reason = None
+    if narrowed.denied:
+        reason = narrowed.reason
+    elif narrowed.allowed and route is not None:
+        # The whole policy, not its part for route_arn: other methods and paths of the
+        # route are granted by Resources that do not match this one request.
+        coverage = route_coverage(decision.resources, decision.denied, f"{decision.api_arn}/{decision.stage}/", route)
+        if not coverage.granted:
+            reason = _NOT_WHOLE_ROUTE[coverage.reason]
+    if reason is not None:
+        narrowed = replace(narrowed, effect=DENY, resources=(), denied=(), reason=reason)
+    return Answer(narrowed, {"isAuthorized": narrowed.allowed, "context": dict(decision.context)}, "simple")
+
+
+def render_simple_response(decision: Decision, route_arn: str, route: RouteTemplate | None = None) -> dict[str, Any]:
+    """``{isAuthorized, context}`` for the requested route: ``simple_answer``'s response."""
+    return simple_answer(decision, route_arn, route).response
 
 
 def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from policy_engine.core.arn import parse_method_arn, route_template_arn
-from policy_engine.core.decision import Decision, narrow_to_route, render_simple_response, response_size
+from policy_engine.core.decision import Decision, narrow_to_route, render_iam_response, render_simple_response, response_size
 from policy_engine.core.iam import Verdict, evaluate_response
-from policy_engine.core.decision import render_iam_response
+from policy_engine.core.permissions import HTTP_VERBS
+from policy_engine.core.routes import PathPart, parse_route_key
 from policy_engine.core.tokens import peek_issuer, validate_introspection
 from policy_engine.errors import ConfigurationError, EventError, ExpiredTokenError, InvalidClaimsError
 from policy_engine.events import parse_identity_source, read_event
@@ -60,22 +60,25 @@ def test_v2_event_without_identity_source_array_is_still_read_from_headers():
 
 
 @pytest.mark.parametrize(
-    "route_key, expected",
+    "route_key, methods, path",
     [
-        ("GET /pets/{petId}", f"{API}/dev/GET/pets/*"),
-        ("ANY /pets", f"{API}/dev/*/pets"),
-        ("GET /files/{proxy+}", f"{API}/dev/GET/files/*"),
-        ("$default", f"{API}/dev/*/*"),
-        ("GET /", f"{API}/dev/GET/"),
+        ("GET /pets/{petId}", ("GET",), ("pets/", PathPart.SEGMENT)),
+        ("ANY /pets", HTTP_VERBS, ("pets",)),
+        ("GET /files/{proxy+}", ("GET",), ("files/", PathPart.GREEDY)),
+        ("DELETE /{a}/x/{b}", ("DELETE",), (PathPart.SEGMENT, "/x/", PathPart.SEGMENT)),
+        ("$default", HTTP_VERBS, (PathPart.ANYTHING,)),
+        ("GET /", ("GET",), ()),
     ],
 )
-def test_route_template_arn(route_key, expected):
-    assert route_template_arn(route_key, parse_method_arn(f"{API}/dev/GET/pets/1")) == expected
+def test_route_keys_are_read_as_the_requests_they_route(route_key, methods, path):
+    route = parse_route_key(route_key)
+    assert (route.methods, route.path) == (methods, path)
 
 
-def test_route_template_arn_refuses_nonsense():
+@pytest.mark.parametrize("route_key", ["pets", "", "GET pets", "GET/x /pets", " /pets"])
+def test_route_key_nonsense_is_refused(route_key):
     with pytest.raises(EventError):
-        route_template_arn("pets", parse_method_arn(f"{API}/dev/GET/pets/1"))
+        parse_route_key(route_key)
 
 
 def _decision(resources, denied=()):

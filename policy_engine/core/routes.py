@@ -1,0 +1,303 @@
+"""HTTP API route keys as sets of requests, and whether a policy grants all of them.
+
+With ``$context.routeKey`` among the identity sources, API Gateway caches a simple
+response per (identity, route key) and reuses the boolean for every request the route
+routes, without asking again. So ``true`` is only safe when the policy allows every
+request ARN ``<api>/<stage>/<METHOD>/<path>`` the route can carry, and no Deny of the
+policy matches any of them.
+
+A route key is modelled by what it routes, never as a glob (AWS, "Create routes for
+HTTP APIs": https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html):
+``ANY`` is every method API Gateway routes (``HTTP_VERBS``), ``{name}`` one non-empty
+path segment (no ``/``), ``{name+}`` one or more characters of any kind (a greedy
+variable spans segments), and ``$default`` any method on any path. API Gateway sends
+a request to ``ANY`` or ``$default`` only when no more specific route matches it;
+reading them as every request only ever turns a ``true`` into a ``false``. Policy Resources
+are IAM globs (``*`` any run including ``/``, ``?`` one character, full match,
+case-sensitive).
+
+"Every request of the route is allowed" is a language inclusion, decided exactly with
+automata: the route's automaton is run in step with the subset construction of the
+union of the Allow globs (and of the Deny globs), breadth first, until a request of the
+route is found that no Allow matches, or that a Deny matches. The alphabet is every
+character written literally in a pattern or the route, ``/``, and one character that
+appears in none of them: every other character is treated alike by every automaton, so
+that one stands for all of them. One pattern is never compared with or matched
+against another.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from policy_engine.core.permissions import HTTP_VERBS
+from policy_engine.errors import EventError
+
+__all__ = ["Coverage", "PathPart", "RouteTemplate", "parse_route_key", "route_coverage"]
+
+
+class PathPart(enum.Enum):
+    """The variable parts of a route path; literal text is a ``str``."""
+
+    SEGMENT = "{name}"  # one or more characters, none of them '/'
+    GREEDY = "{name+}"  # one or more characters, '/' included
+    ANYTHING = "$default"  # zero or more characters: every path
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTemplate:
+    """The requests one route key routes: ``methods`` on paths made of ``path``
+    (without the leading ``/``, as in a request ARN)."""
+
+    key: str
+    methods: tuple[str, ...]
+    path: tuple[str | PathPart, ...]
+
+
+_PARAMETER = re.compile(r"\{([^{}/]*)\}")
+
+
+@lru_cache(maxsize=256)
+def parse_route_key(route_key: str) -> RouteTemplate:
+    """``GET /pets/{id}``, ``ANY /files/{proxy+}`` or ``$default`` as the requests it routes.
+
+    Raises:
+        EventError: the route key is neither ``$default`` nor ``METHOD /path``.
+    """
+    if route_key == "$default":
+        return RouteTemplate(route_key, HTTP_VERBS, (PathPart.ANYTHING,))
+    verb, _, path = route_key.partition(" ")
+    # The method field of a request ARN never holds '/' (it ends at the first one).
+    if not verb or "/" in verb or not path.startswith("/"):
+        raise EventError("routeKey is not 'VERB /path' or '$default'")
+    parts: list[str | PathPart] = []
+    for i, piece in enumerate(_PARAMETER.split(path[1:])):
+        if i % 2 == 0:
+            if piece:
+                parts.append(piece)
+        else:
+            parts.append(PathPart.GREEDY if piece.endswith("+") else PathPart.SEGMENT)
+    return RouteTemplate(route_key, HTTP_VERBS if verb == "ANY" else (verb,), tuple(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Whether a policy grants every request of a route.
+
+    ``reason``: ``granted``; ``not_granted`` (``witness`` is a request of the route no
+    Allow matches); ``denied`` (``witness`` is a request of the route a Deny matches);
+    ``undecided`` (too large to decide within the bound: treated as not granted).
+    """
+
+    granted: bool
+    reason: str
+    witness: str | None = None
+
+
+# Product states explored before giving up. Real policies and routes need a few hundred;
+# past this bound the answer is "not granted" (fail closed): a false costs the caller a
+# 403, a wrong true lets every request of the route through for the cache TTL.
+MAX_STATES = 20_000
+
+# A state of the product: route, Allow and Deny automata.
+_State = tuple[frozenset[int], frozenset[int], frozenset[int]]
+
+# Labels of the route automaton's edges that are not one literal character.
+_SEGMENT_CHAR = "seg"
+_ANY_CHAR = "any"
+# What a witness shows for a parameter character no pattern constrains any more.
+_OTHER_IN_WITNESS = "x"
+
+
+class _Globs:
+    """The union of IAM globs as one NFA, after reading ``prefix``: state ``s`` is
+    "matched up to here"; sets of states are closed under a ``*`` matching nothing."""
+
+    __slots__ = ("closure", "rest_is_star", "start", "symbols")
+
+    def __init__(self, patterns: Sequence[str], prefix: str) -> None:
+        # Every request starts with the literal prefix (<api>/<stage>/). A pattern that
+        # spells it out starts right after it; one with a wildcard before its end reads
+        # it; any other one matches no request and is left out.
+        literal_prefix = "*" not in prefix and "?" not in prefix
+        spelled, reading = [], []
+        for pattern in dict.fromkeys(patterns):
+            if literal_prefix and pattern.startswith(prefix):
+                spelled.append(pattern[len(prefix):])
+            else:
+                cut = min((i for i in (pattern.find("*"), pattern.find("?")) if i >= 0), default=len(pattern))
+                if prefix.startswith(pattern[:cut]) and cut < len(pattern):
+                    reading.append(pattern)
+        symbols: list[str | None] = []
+        starts: list[int] = []
+        for pattern in spelled + reading:
+            starts.append(len(symbols))
+            previous = ""
+            for char in pattern:
+                if char == "*" and previous == "*":
+                    continue  # '**' matches what '*' matches
+                symbols.append(char)
+                previous = char
+            symbols.append(None)  # the end: accepting
+        closure: list[frozenset[int]] = [frozenset()] * len(symbols)
+        for state in range(len(symbols) - 1, -1, -1):
+            closure[state] = closure[state + 1] | {state} if symbols[state] == "*" else frozenset({state})
+        self.symbols = symbols
+        self.closure = closure
+        # A '*' that ends its pattern: everything from here on matches.
+        self.rest_is_star = frozenset(s for s in range(len(symbols) - 1) if symbols[s] == "*" and symbols[s + 1] is None)
+        after = frozenset().union(*(closure[s] for s in starts[len(spelled):]))
+        for char in prefix:
+            after = self.step(after, char)
+        self.start = after.union(*(closure[s] for s in starts[:len(spelled)]))
+
+    def step(self, states: frozenset[int], char: str) -> frozenset[int]:
+        out: set[int] = set()
+        symbols, closure = self.symbols, self.closure
+        for state in states:
+            symbol = symbols[state]
+            if symbol == "*":
+                out |= closure[state]
+            elif symbol is not None and (symbol == char or symbol == "?"):
+                out |= closure[state + 1]
+        return frozenset(out)
+
+    def accepts(self, states: frozenset[int]) -> bool:
+        return any(self.symbols[s] is None for s in states)
+
+    def literals(self) -> set[str]:
+        """The literal characters still ahead of the start states: the only ones the
+        NFA can tell apart from here on."""
+        out: set[str] = set()
+        symbols = self.symbols
+        for state in self.start:
+            while (symbol := symbols[state]) is not None:
+                if symbol not in "*?":
+                    out.add(symbol)
+                state += 1
+        return out
+
+
+class _Route:
+    """The requests of a route after ``<api>/<stage>/`` (``METHOD/path``) as an NFA."""
+
+    __slots__ = ("edges", "final")
+
+    def __init__(self, route: RouteTemplate) -> None:
+        self.edges: list[list[tuple[str, int]]] = [[]]
+
+        def chain(state: int, text: str) -> int:
+            for char in text:
+                state = self._edge(state, char)
+            return state
+
+        after_method = self._state()
+        for method in route.methods:
+            self.edges[chain(0, method[:-1])].append((method[-1], after_method))
+        state = chain(after_method, "/")
+        for part in route.path:
+            if isinstance(part, str):
+                state = chain(state, part)
+            elif part is PathPart.ANYTHING:
+                self.edges[state].append((_ANY_CHAR, state))
+            else:
+                label = _SEGMENT_CHAR if part is PathPart.SEGMENT else _ANY_CHAR
+                state = self._edge(state, label)
+                self.edges[state].append((label, state))
+        self.final = state
+
+    def _state(self) -> int:
+        self.edges.append([])
+        return len(self.edges) - 1
+
+    def _edge(self, state: int, label: str) -> int:
+        target = self._state()
+        self.edges[state].append((label, target))
+        return target
+
+    def step(self, states: frozenset[int], char: str) -> frozenset[int]:
+        out = set()
+        for state in states:
+            for label, target in self.edges[state]:
+                if label == char or label == _ANY_CHAR or (label == _SEGMENT_CHAR and char != "/"):
+                    out.add(target)
+        return frozenset(out)
+
+    def literals(self) -> set[str]:
+        return {label for edges in self.edges for label, _ in edges if len(label) == 1}
+
+    def finish(self, states: frozenset[int]) -> str:
+        """A shortest text that takes one of ``states`` to the end of the route."""
+        # Every state reaches the end: the automaton is a chain with self-loops.
+        spelled = {state: "" for state in states}
+        queue = deque(states)
+        while self.final not in spelled:
+            state = queue.popleft()
+            for label, target in self.edges[state]:
+                if target not in spelled:
+                    spelled[target] = spelled[state] + (label if len(label) == 1 else _OTHER_IN_WITNESS)
+                    queue.append(target)
+        return spelled[self.final]
+
+
+def _other_character(taken: set[str]) -> str:
+    # Printable, so that a witness reads well; '*' and '?' only ever appear as wildcards.
+    return next(c for c in map(chr, range(0x21, 0x110000)) if c not in taken and c not in "*?")
+
+
+@lru_cache(maxsize=1024)
+def route_coverage(
+    allowed: tuple[str, ...], denied: tuple[str, ...], prefix: str, route: RouteTemplate
+) -> Coverage:
+    """Whether the Allow Resources ``allowed`` match every request ARN of ``route``
+    under ``prefix`` (``<api-arn>/<stage>/``) and no Deny Resource in ``denied`` matches
+    any of them. Exact (see the module docstring), except that past ``MAX_STATES``
+    explored states the answer is ``undecided``, which is not granted.
+    """
+    grants, denies, requests = _Globs(allowed, prefix), _Globs(denied, prefix), _Route(route)
+    alphabet = grants.literals() | denies.literals() | requests.literals() | {"/"}
+    alphabet.add(_other_character(alphabet))
+    letters = sorted(alphabet)
+    start = (frozenset({0}), grants.start, denies.start)
+    # Breadth first: a witness is short, and the exploration stops at the first one.
+    parents: dict[_State, tuple[_State | None, str]] = {start: (None, "")}
+    queue = deque([start])
+    while queue:
+        state = queue.popleft()
+        route_states, grant_states, deny_states = state
+        if requests.final in route_states:
+            if not grants.accepts(grant_states):
+                return Coverage(False, "not_granted", prefix + _spell(parents, state))
+            if denies.accepts(deny_states):
+                return Coverage(False, "denied", prefix + _spell(parents, state))
+        if not grant_states:
+            # No Allow can match any more: every way to finish this request is refused.
+            return Coverage(False, "not_granted", prefix + _spell(parents, state) + requests.finish(route_states))
+        if not deny_states and grant_states & grants.rest_is_star:
+            continue  # every continuation is allowed and none can be denied
+        for char in letters:
+            next_route = requests.step(route_states, char)
+            if not next_route:
+                continue
+            following = (next_route, grants.step(grant_states, char), denies.step(deny_states, char))
+            if following in parents:
+                continue
+            if len(parents) >= MAX_STATES:
+                return Coverage(False, "undecided")
+            parents[following] = (state, char)
+            queue.append(following)
+    return Coverage(True, "granted")
+
+
+def _spell(parents: dict[_State, tuple[_State | None, str]], state: _State) -> str:
+    chars = []
+    parent, char = parents[state]
+    while parent is not None:
+        chars.append(char)
+        parent, char = parents[parent]
+    return "".join(reversed(chars))
