@@ -10,26 +10,23 @@ from typing import Any
 
 DESCRIPTION = "create the table (pk/sk strings, PAY_PER_REQUEST) and turn on point-in-time recovery"
 
-KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
-
 
 def apply(ctx: Any) -> None:
+    from policy_engine.migrate import TABLE_KEYS
+
     client, table = ctx.client, ctx.table
     description = ctx.describe_table()
     if description is None:
         client.create_table(
             TableName=table,
-            KeySchema=KEYS,
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind, _ in TABLE_KEYS],
+            AttributeDefinitions=[{"AttributeName": name, "AttributeType": type_} for name, _, type_ in TABLE_KEYS],
             BillingMode="PAY_PER_REQUEST",
         )
         client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         ctx.say(f"created table {table} (PAY_PER_REQUEST)")
     else:
-        keys = sorted((k["AttributeName"], k["KeyType"]) for k in description["KeySchema"])
-        if keys != [("pk", "HASH"), ("sk", "RANGE")]:
-            ctx.fail(f"table {table} exists with keys {keys}; policy-engine needs pk (HASH) and sk (RANGE) strings")
+        ctx.check_layout(description)
         ctx.say(f"table {table} already exists with the right keys")
     try:
         status = client.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]

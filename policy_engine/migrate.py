@@ -5,6 +5,10 @@ runs the steps whose number has no ``pk=META, sk=MIGRATION#NNNN`` item yet, in o
 and writes that item after each one succeeds. Steps are written to be safe to run
 again (a step that died half-way is simply re-run), so re-running ``migrate`` is
 harmless. This is the only code that creates or alters a table.
+
+Before any step, an existing table's key schema and attribute types are checked
+against the layout the stores use (``TABLE_KEYS``, ``ITEM_ATTRIBUTES``): a table
+policy-engine cannot use is refused with what differs, and nothing is changed.
 """
 
 from __future__ import annotations
@@ -20,10 +24,59 @@ from typing import Any
 
 from policy_engine.errors import ConfigurationError, StoreError
 
-__all__ = ["MIGRATIONS_DIR", "MigrateResult", "Step", "load_steps", "migrate"]
+__all__ = ["ITEM_ATTRIBUTES", "MIGRATIONS_DIR", "TABLE_KEYS", "MigrateResult", "Step", "layout_problems",
+           "load_steps", "migrate"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _STEP_FILE = re.compile(r"(\d{4})_(\w+)\.py")
+
+#: The table's key, as every store operation addresses items: (attribute, KeyType, AttributeType).
+TABLE_KEYS = (("pk", "HASH", "S"), ("sk", "RANGE", "S"))
+
+#: Every attribute the stores and ``migrate`` write, with its type. DynamoDB refuses an
+#: item whose attribute is the key of an index with another type, so an index keyed on
+#: one of these with another type would make every sync fail.
+ITEM_ATTRIBUTES = {
+    "pk": "S", "sk": "S",
+    # mapping items
+    "arn": "S", "stage": "S", "httpVerb": "S", "resource": "S", "scope": "S", "added": "N", "removed": "N",
+    # the pointer, its claim, and one item per version
+    "version": "N", "digest": "S", "mappings": "N", "published_at": "S", "note": "S", "owner": "S",
+    "claim_owner": "S", "claim_version": "N", "claim_expires": "N", "claim_started": "N",
+    # migration records
+    "name": "S", "description": "S", "applied_at": "S",
+}
+
+_TYPE_NAMES = {"S": "string", "N": "number", "B": "binary"}
+
+
+def _typed(kind: str) -> str:
+    return f"{kind} ({_TYPE_NAMES.get(kind, 'unknown type')})"
+
+
+def layout_problems(table: str, description: dict[str, Any]) -> list[str]:
+    """What makes an existing table unusable by policy-engine (empty: nothing), from ``DescribeTable``."""
+    types = {d["AttributeName"]: d["AttributeType"] for d in description.get("AttributeDefinitions", [])}
+    keys = [(k["AttributeName"], k["KeyType"]) for k in description.get("KeySchema", [])]
+    key_names = {name for name, _ in keys}
+    problems = []
+    if sorted(keys) != sorted((name, kind) for name, kind, _ in TABLE_KEYS):
+        ours = " and ".join(f"{name} ({kind})" for name, kind, _ in TABLE_KEYS)
+        problems.append(f"table {table}: its key is {', '.join(f'{n} ({k})' for n, k in keys)}; "
+                        f"policy-engine expects {ours}")
+    for name, _, wanted in TABLE_KEYS:
+        if name in key_names and types.get(name, wanted) != wanted:
+            problems.append(f"table {table}: key attribute '{name}' is {_typed(types[name])}; "
+                            f"policy-engine expects {_typed(wanted)}")
+    indexes = description.get("GlobalSecondaryIndexes", []) + description.get("LocalSecondaryIndexes", [])
+    for index in indexes:
+        for key in index.get("KeySchema", []):
+            attribute = key["AttributeName"]
+            written, actual = ITEM_ATTRIBUTES.get(attribute), types.get(attribute)
+            if attribute not in key_names and written is not None and actual is not None and actual != written:
+                problems.append(f"table {table}: index '{index['IndexName']}' has key attribute '{attribute}' of "
+                                f"type {_typed(actual)}; policy-engine writes '{attribute}' as {_typed(written)}")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +146,12 @@ class _Context:
     def fail(self, message: str) -> None:
         raise StoreError(message)
 
+    def check_layout(self, description: dict[str, Any]) -> None:
+        """Refuse a table policy-engine cannot use (``layout_problems``), with every difference."""
+        problems = layout_problems(self.table, description)
+        if problems:
+            self.fail("; ".join(problems))
+
 
 def _applied(store: Any, ctx: _Context) -> set[int]:
     from policy_engine.adapters.dynamodb import META, MIGRATION_PREFIX
@@ -100,8 +159,9 @@ def _applied(store: Any, ctx: _Context) -> set[int]:
     description = ctx.describe_table()
     if description is None:
         return set()
-    if sorted((k["AttributeName"], k["KeyType"]) for k in description["KeySchema"]) != [("pk", "HASH"), ("sk", "RANGE")]:
-        return set()  # not our layout: nothing of ours is applied, and 0001 says why
+    # Before anything is read or written: on a table with other key types, DynamoDB only
+    # says "Type mismatch for key", and a step may already have changed the table by then.
+    ctx.check_layout(description)
     numbers = set()
     for item in store.query(META, consistent=True):
         sk = item.get("sk", {}).get("S", "")
@@ -122,7 +182,9 @@ def migrate(
 
     Raises:
         ConfigurationError: a bad migrations folder or table name.
-        StoreError: DynamoDB refused a step (the step is not recorded; re-run after fixing).
+        StoreError: the table exists with keys or index key types policy-engine cannot use
+            (nothing changed, also with ``dry_run``), or DynamoDB refused a step (the step
+            is not recorded; re-run after fixing).
     """
     from policy_engine.adapters.aws import store_error
     from policy_engine.adapters.dynamodb import META, MIGRATION_PREFIX, DynamoDbStore

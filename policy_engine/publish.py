@@ -24,7 +24,7 @@ from typing import Any
 
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, Plan, digest, keys_of, plan
-from policy_engine.errors import ConfigurationError, CorruptStoreError, MissingStoreError, StoreError
+from policy_engine.errors import ConfigurationError, CorruptStoreError, StoreError
 
 __all__ = ["PublishResult", "history", "load_desired", "rollback", "sync"]
 
@@ -184,30 +184,37 @@ class _S3Target:
         return self.snapshot.version, self.snapshot.keys
 
     def view(self, version: int) -> frozenset[MappingKey]:
-        return self.store.snapshot(version).keys
+        assert self.snapshot is not None
+        return self.store.restorable(version, self.snapshot).keys
 
     def history(self) -> list[dict[str, Any]]:
-        current = self.snapshot.version if self.snapshot else 0
-        entries = []
-        for version in range(1, current + 1):
-            try:
-                snap = self.store.snapshot(version)
-            except MissingStoreError:
-                continue
-            entries.append({"version": version, "digest": snap.digest, "mappings": len(snap.keys),
-                            "published_at": snap.published_at, "note": snap.note})
-        return entries
+        if self.snapshot is None:
+            return []
+        entries = [_s3_entry(self.snapshot)]
+        for version, snapshot, link, problem in self.store.history(self.snapshot):
+            if snapshot is not None:
+                entries.append(_s3_entry(snapshot))
+            else:
+                # Listed with what was published (when known), never with the copy's content.
+                entries.append({"version": version, "digest": link.digest if link else None, "mappings": None,
+                                "published_at": "", "note": f"not restorable: {problem}"})
+        return entries[::-1]
 
     def apply(self, desired: frozenset[MappingKey], change: Plan, note: str, take_over: bool,
               progress: Progress | None) -> int:
         from policy_engine.adapters.s3 import encode_snapshot
 
         version = (self.snapshot.version if self.snapshot else 0) + 1
-        body = encode_snapshot(version, desired, note, _now())
-        self.store.publish(body, version, self.snapshot.etag if self.snapshot else None)
+        body = encode_snapshot(version, desired, note, _now(), previous=self.snapshot)
+        self.store.publish(body, version, self.snapshot)
         if progress is not None:
             progress(1, 1)
         return version
+
+
+def _s3_entry(snapshot: Any) -> dict[str, Any]:
+    return {"version": snapshot.version, "digest": snapshot.digest, "mappings": len(snapshot.keys),
+            "published_at": snapshot.published_at, "note": snapshot.note}
 
 
 def open_target(target: str, *, client: Any = None, sleep: Callable[[float], None] = time.sleep) -> Any:
@@ -301,6 +308,10 @@ def rollback(
 
 def history(target: str, *, client: Any = None) -> list[dict[str, Any]]:
     """Published versions of ``target``, oldest first (version, digest, mappings, published_at, note).
+
+    For S3, a version whose history copy is not what was published (or cannot be
+    checked) is listed with the digest that was published, if known, ``mappings``
+    ``None`` and a note starting "not restorable:" saying why.
 
     Raises:
         StoreError: the store cannot be read.

@@ -3,12 +3,20 @@
 Each publish writes a JSON document (format below) to ``s3://BUCKET/KEY`` with a
 conditional ``PutObject`` (``If-Match`` the ETag it read, or ``If-None-Match: *`` for
 the first publish), so one object is the whole version: readers can never see half
-of one, and of two concurrent publishes exactly one lands. A copy goes to
-``KEY.history/<version>.json`` first, for ``rollback``::
+of one, and of two concurrent publishes exactly one lands. ``rollback`` reads byte
+copies of published versions at ``KEY.history/<version>.json`` (``S3Store.publish``
+says when they are written)::
 
     {"format": "policy-engine/permissions@1", "version": 7, "digest": "sha256:...",
-     "published_at": "...", "note": "...", "mappings": [{"arn": ..., "stage": ...,
-     "httpVerb": ..., "resource": ..., "scope": ...}, ...]}
+     "published_at": "...", "note": "...",
+     "previous": {"version": 6, "digest": "sha256:...", "sha256": "sha256:<64 hex>"},
+     "mappings": [{"arn": ..., "stage": ..., "httpVerb": ..., "resource": ...,
+     "scope": ...}, ...]}
+
+``previous`` records what was published as the version before (its mappings digest
+and the SHA-256 of its whole document), so each version vouches for the one it
+replaced, back from the live object: a history copy that does not hash to its
+successor's record is never restored.
 
 A warm container revalidates with ``GetObject(IfNoneMatch=<etag>)``: S3 answers 304
 and nothing is downloaded while the object is unchanged.
@@ -16,17 +24,19 @@ and nothing is downloaded while the object is unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from policy_engine.adapters.aws import AWS_ERRORS, ClientError, error_code, make_client, store_error
 from policy_engine.core.publish import MappingKey, digest, record_of
-from policy_engine.errors import ConfigurationError, ConflictError, CorruptStoreError, MissingStoreError
+from policy_engine.errors import ConfigurationError, ConflictError, CorruptStoreError, MissingStoreError, StoreError
 from policy_engine.ports import RawPermissions
 
-__all__ = ["S3PermissionSource", "S3Store", "Snapshot", "parse_s3_location"]
+__all__ = ["Link", "S3PermissionSource", "S3Store", "Snapshot", "parse_s3_location"]
 
 FORMAT = "policy-engine/permissions@1"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -46,6 +56,15 @@ def parse_s3_location(location: str, variable: str = "PERMISSIONS_SOURCE") -> tu
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """What was published as the version before a snapshot (its ``previous`` member)."""
+
+    version: int
+    digest: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """One published version as stored in S3."""
 
@@ -55,15 +74,41 @@ class Snapshot:
     published_at: str
     note: str
     etag: str
+    previous: Link | None = None
+    #: The document exactly as read: a history copy must be these bytes.
+    body: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        return document_hash(self.body)
 
 
-def encode_snapshot(version: int, keys: frozenset[MappingKey], note: str, published_at: str) -> bytes:
+def document_hash(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def encode_snapshot(version: int, keys: frozenset[MappingKey], note: str, published_at: str,
+                    previous: Snapshot | None = None) -> bytes:
+    """The document of ``version``; ``previous`` is the snapshot it replaces (``None`` for the first)."""
     ordered = sorted(keys)
-    document = {
+    document: dict[str, Any] = {
         "format": FORMAT, "version": version, "digest": digest(ordered), "published_at": published_at,
-        "note": note, "mappings": [record_of(k) for k in ordered],
+        "note": note,
     }
+    if previous is not None:
+        document["previous"] = {"version": previous.version, "digest": previous.digest, "sha256": previous.sha256}
+    document["mappings"] = [record_of(k) for k in ordered]
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _link(document: dict[str, Any], version: int, where: str) -> Link | None:
+    previous = document.get("previous")
+    if previous is None:
+        return None
+    if not (isinstance(previous, dict) and type(previous.get("version")) is int and previous["version"] == version - 1
+            and isinstance(previous.get("digest"), str) and isinstance(previous.get("sha256"), str)):
+        raise CorruptStoreError(f"{where}: previous must be {{version: {version - 1}, digest, sha256}}")
+    return Link(previous["version"], previous["digest"], previous["sha256"])
 
 
 def decode_snapshot(body: bytes, where: str, etag: str) -> Snapshot:
@@ -90,7 +135,7 @@ def decode_snapshot(body: bytes, where: str, etag: str) -> Snapshot:
     if digest(keys) != content:
         raise CorruptStoreError(f"{where}: content does not match its digest (edited outside policy-engine sync?)")
     return Snapshot(version, content, frozenset(keys), str(document.get("published_at", "")),
-                    str(document.get("note", "")), etag)
+                    str(document.get("note", "")), etag, _link(document, version, where), body)
 
 
 class S3Store:
@@ -143,30 +188,146 @@ class S3Store:
         assert got is not None
         return decode_snapshot(got[0], self.description, got[1])
 
-    def snapshot(self, version: int) -> Snapshot:
-        """A published version from the history copies.
+    def restorable(self, version: int, current: Snapshot) -> Snapshot:
+        """The history copy of ``version``, checked to be what was published as ``version``.
 
         Raises:
-            MissingStoreError: no copy of that version.
+            CorruptStoreError: the copy (or one it is checked through) is missing or is
+                not the document that was published.
+            StoreError: the copy cannot be checked (no record of what was published), or S3 failed.
         """
-        got = self.get(self.history_key(version))
-        assert got is not None
-        return decode_snapshot(got[0], f"s3://{self.bucket}/{self.history_key(version)}", got[1])
+        for number, snapshot, _, problem in self.history(current):
+            if number == version:
+                if problem is not None:
+                    raise problem
+                assert snapshot is not None
+                return snapshot
+        raise MissingStoreError(f"{self.description}: v{version} is not an earlier version than v{current.version}")
 
-    def publish(self, body: bytes, version: int, expected_etag: str | None) -> str:
-        """Write the history copy of ``version``, then swap the main object conditionally.
+    def history(self, current: Snapshot) -> Iterator[tuple[int, Snapshot | None, Link | None, StoreError | None]]:
+        """Versions before ``current``, newest first: ``(version, its history copy, what was
+        published as it, None)``, or ``(version, None, record or None, why it cannot be restored)``.
+
+        Each copy is checked against the record in the version after it, starting from the
+        live object, so a copy is trusted only if an unbroken chain of records leads to it.
 
         Raises:
-            ConflictError: the object changed since ``expected_etag`` was read.
-            StoreError: the write failed.
+            StoreError: S3 failed (a missing copy is reported, not raised).
         """
-        self._put(self.history_key(version), body)
-        condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+        link: Link | None = current.previous
+        failed: tuple[int, StoreError] | None = None
+        for version in range(current.version - 1, 0, -1):
+            where = f"s3://{self.bucket}/{self.history_key(version)}"
+            if failed is not None:
+                yield version, None, None, type(failed[1])(
+                    f"{where}: v{version} can only be checked through v{failed[0]}, which cannot be: {failed[1]}")
+                continue
+            if link is None:
+                # Published before snapshots recorded their predecessor: nothing says what it was.
+                failed = (version, StoreError(
+                    f"{where}: cannot check v{version} against what was published: v{version + 1} records nothing "
+                    "about it (published by an older policy-engine); sync that version's YAML instead"))
+                yield version, None, None, failed[1]
+                continue
+            try:
+                snapshot = self._copy(version, link, where)
+            except CorruptStoreError as exc:
+                failed = (version, exc)
+                yield version, None, link, exc
+                continue
+            yield version, snapshot, link, None
+            link = snapshot.previous
+
+    def _copy(self, version: int, link: Link, where: str) -> Snapshot:
         try:
-            return self._put(self.key, body, **condition)
+            got = self.get(self.history_key(version))
+        except MissingStoreError as exc:
+            if "NoSuchKey" not in str(exc):
+                raise
+            raise CorruptStoreError(f"{where}: no history copy of v{version} (published as {link.digest}); "
+                                    "deleted outside policy-engine?") from None
+        assert got is not None
+        snapshot = decode_snapshot(got[0], where, got[1])
+        if snapshot.version != version or snapshot.sha256 != link.sha256:
+            raise CorruptStoreError(
+                f"{where}: this copy of v{version} ({snapshot.digest}, {len(snapshot.keys)} mappings) is not what "
+                f"was published as v{version} ({link.digest}, as recorded in v{version + 1}); refusing to restore "
+                "mappings that were never published"
+            )
+        return snapshot
+
+    def publish(self, body: bytes, version: int, replacing: Snapshot | None) -> str:
+        """Publish ``body`` as ``version`` in place of ``replacing`` (``None``: nothing published yet).
+
+        The history may only ever hold bytes that were published, and a version must
+        stay restorable once it is replaced, whenever a publisher is killed. Hence:
+
+        1. The copy of ``replacing``: the bytes just read from the live object, so they
+           were published. It is written here (if missing or different) because the
+           publisher of that version may have died before its step 3.
+        2. The live object, conditionally on the ETag read: of publishers that read the
+           same version, one lands; the others stop with ``ConflictError`` having
+           written nothing but step 1.
+        3. The copy of ``version``, only after step 2 won. Killed before it, the copy is
+           missing until the next publish (its step 1, which must succeed before the
+           live object can move on); ``rollback`` can target only replaced versions.
+
+        No copy of a version is written before that version is live: writing it first
+        let a publisher that then lost overwrite the winner's copy with mappings that
+        were never published.
+
+        Raises:
+            ConflictError: the object changed since ``replacing`` was read.
+            StoreError: a write failed (if the object was written, the message says so).
+        """
+        if replacing is not None:
+            self._keep_copy(replacing.version, replacing.body)
+        condition = {"IfMatch": replacing.etag} if replacing else {"IfNoneMatch": "*"}
+        try:
+            etag = self._put(self.key, body, **condition)
         except ClientError as exc:
             raise ConflictError(f"{self.description}: another publish changed the object meanwhile "
                                 f"({error_code(exc)}); nothing of this one was published, re-run") from None
+        try:
+            self._keep_copy(version, body, read_first=False)
+        except StoreError as exc:
+            raise StoreError(f"{self.description}: v{version} is published, but its history copy was not written "
+                             f"({exc}); the next sync or rollback writes it") from None
+        return etag
+
+    def _keep_copy(self, version: int, body: bytes, *, read_first: bool = True) -> None:
+        """Make the history copy of ``version`` hold ``body``, its published bytes.
+
+        ``read_first=False`` when the copy is most likely missing: the create is tried
+        before any read (a role without ``s3:ListBucket`` cannot tell a missing object
+        from a forbidden one by reading it).
+        """
+        key = self.history_key(version)
+        got = self._read_copy(key) if read_first else None
+        for _ in range(3):
+            if got is not None and got[0] == body:
+                return
+            # Missing, or other bytes (left by an older policy-engine, or edited): the
+            # published bytes replace them. Conditional, so a concurrent writer is noticed.
+            condition = {"IfMatch": got[1]} if got is not None else {"IfNoneMatch": "*"}
+            try:
+                self._put(key, body, **condition)
+                return
+            except ClientError:
+                got = self._read_copy(key, strict=True)  # someone else wrote it first: fine if the same bytes
+        raise ConflictError(f"s3://{self.bucket}/{key}: being written by someone else with other content; re-run")
+
+    def _read_copy(self, key: str, *, strict: bool = False) -> tuple[bytes, str] | None:
+        """``None`` when the copy is missing (or, unless ``strict``, may be: access refused)."""
+        # Without s3:ListBucket a missing object answers AccessDenied; the conditional
+        # create that follows tells the two apart without overwriting anything.
+        maybe_missing = ("NoSuchKey", "404") if strict else ("NoSuchKey", "404", "AccessDenied", "403")
+        try:
+            return self.get(key)
+        except StoreError as exc:
+            if error_code(exc.__cause__ or exc) in maybe_missing:
+                return None
+            raise
 
     def _put(self, key: str, body: bytes, **condition: str) -> str:
         self.write_requests += 1

@@ -2,7 +2,8 @@
 
 Applies the pending steps of ``migrations/`` in order and records each in the table;
 ``--dry-run`` only lists them. Re-running is harmless. Exit 0: done (or listed);
-2: AWS refused a step.
+2: the table exists with keys or index key types policy-engine cannot use (nothing
+changed), or AWS refused a step.
 """
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         for entry in history(args.target):
-            print(f"v{entry['version']:<5} {entry['published_at']}  {entry['mappings']:>6} mappings  "
-                  f"{entry['digest']}  {entry['note']}")
+            mappings = "?" if entry["mappings"] is None else entry["mappings"]
+            print(f"v{entry['version']:<5} {entry['published_at'] or '?':<25}  {mappings:>6} mappings  "
+                  f"{entry['digest'] or '?'}  {entry['note']}")
         return 0
     return publish_and_print(
         f"rollback {args.target}",

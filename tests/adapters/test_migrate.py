@@ -53,7 +53,7 @@ def test_an_existing_table_with_other_keys_is_refused_and_not_recorded(backend):
     client.create_table(TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                         BillingMode="PAY_PER_REQUEST")
-    with pytest.raises(StoreError, match="policy-engine needs pk"):
+    with pytest.raises(StoreError, match="policy-engine expects pk"):
         migrate(name)
 
 
@@ -78,3 +78,94 @@ def test_later_steps_run_in_order_and_a_failed_step_is_retried_on_the_next_run(b
     result = migrate(name, directory=steps)
     assert result.applied == ("0002_add_marker",) and result.already_applied == ("0001_create_table",)
     assert "Item" in backend.client().get_item(TableName=name, Key={"pk": {"S": "META"}, "sk": {"S": "MARKER"}})
+
+
+def _attr(name, kind):
+    return {"AttributeName": name, "AttributeType": kind}
+
+
+def _key(name, kind):
+    return {"AttributeName": name, "KeyType": kind}
+
+
+def _index(name, attribute):
+    return {"IndexName": name, "KeySchema": [_key(attribute, "HASH")], "Projection": {"ProjectionType": "KEYS_ONLY"}}
+
+
+OURS = [_key("pk", "HASH"), _key("sk", "RANGE")]
+
+#: Tables policy-engine cannot use, and the error migrate gives for each ("{t}" is the table).
+WRONG_LAYOUTS = {
+    "numeric sort key": (dict(KeySchema=OURS, AttributeDefinitions=[_attr("pk", "S"), _attr("sk", "N")]),
+                         "table {t}: key attribute 'sk' is N (number); policy-engine expects S (string)"),
+    "binary partition key": (dict(KeySchema=OURS, AttributeDefinitions=[_attr("pk", "B"), _attr("sk", "S")]),
+                             "table {t}: key attribute 'pk' is B (binary); policy-engine expects S (string)"),
+    "only a partition key": (dict(KeySchema=[_key("pk", "HASH")], AttributeDefinitions=[_attr("pk", "S")]),
+                             "table {t}: its key is pk (HASH); policy-engine expects pk (HASH) and sk (RANGE)"),
+    "other key names": (dict(KeySchema=[_key("id", "HASH"), _key("at", "RANGE")],
+                             AttributeDefinitions=[_attr("id", "S"), _attr("at", "N")]),
+                        "table {t}: its key is id (HASH), at (RANGE); policy-engine expects pk (HASH) and sk (RANGE)"),
+    "keys swapped": (dict(KeySchema=[_key("sk", "HASH"), _key("pk", "RANGE")],
+                          AttributeDefinitions=[_attr("pk", "S"), _attr("sk", "S")]),
+                     "table {t}: its key is sk (HASH), pk (RANGE); policy-engine expects pk (HASH) and sk (RANGE)"),
+    # DynamoDB refuses every item whose attribute does not have its index key's type:
+    # this table would take the migration and then refuse every sync.
+    "index on a written attribute with another type": (
+        dict(KeySchema=OURS, AttributeDefinitions=[_attr("pk", "S"), _attr("sk", "S"), _attr("added", "S")],
+             GlobalSecondaryIndexes=[_index("by-added", "added")]),
+        "table {t}: index 'by-added' has key attribute 'added' of type S (string); policy-engine writes 'added' "
+        "as N (number)"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(WRONG_LAYOUTS))
+def test_a_table_policy_engine_cannot_use_is_refused_with_what_differs_and_left_unchanged(backend, layout):
+    # GIVEN an existing table with an item in it
+    client = backend.client()
+    name = fresh_name()
+    spec, expected = WRONG_LAYOUTS[layout]
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **spec)
+    item = {d["AttributeName"]: ({"S": "x"} if d["AttributeType"] == "S" else
+                                 {"N": "1"} if d["AttributeType"] == "N" else {"B": b"x"})
+            for d in spec["AttributeDefinitions"]}
+    client.put_item(TableName=name, Item=item)
+
+    def state():
+        backups = None
+        if backend.name == "moto":  # DynamoDB Local has no backups API
+            backups = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+        table = client.describe_table(TableName=name)["Table"]
+        return client.scan(TableName=name)["Items"], backups, table["KeySchema"], table["AttributeDefinitions"]
+
+    before = state()
+    # WHEN migrate runs (listing or applying) THEN one error says what differs, and nothing changed
+    for dry_run in (True, False):
+        with pytest.raises(StoreError) as refused:
+            migrate(name, dry_run=dry_run)
+        assert str(refused.value) == expected.format(t=name)
+    assert state() == before
+
+
+def test_an_extra_index_on_an_attribute_policy_engine_does_not_write_is_fine(backend):
+    client = backend.client()
+    name = fresh_name()
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=OURS,
+                        AttributeDefinitions=[_attr("pk", "S"), _attr("sk", "S"), _attr("team", "S"),
+                                              _attr("arn", "S")],
+                        GlobalSecondaryIndexes=[_index("by-team", "team"), _index("by-arn", "arn")])
+    assert migrate(name).applied == ("0001_create_table",)
+
+
+def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend):
+    # The index check above relies on this map; it must describe every attribute the
+    # stores write (mappings, versions, the pointer with a claim, migration records).
+    from policy_engine.adapters.dynamodb import DynamoDbStore
+    from policy_engine.migrate import ITEM_ATTRIBUTES
+    from policy_engine.publish import sync
+    from tests.stores import ROOT
+
+    sync(ROOT / "permissions", f"dynamodb://{table}")
+    DynamoDbStore(table).claim(1, "someone")
+    written = {(name, next(iter(value))) for item in backend.client().scan(TableName=table)["Items"]
+               for name, value in item.items()}
+    assert written == set(ITEM_ATTRIBUTES.items())

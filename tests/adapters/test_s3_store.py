@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
-from policy_engine.adapters.s3 import S3PermissionSource
+from policy_engine.adapters.s3 import S3PermissionSource, encode_snapshot
 from policy_engine.core.permissions import compile_records
-from policy_engine.core.publish import keys_of
+from policy_engine.core.publish import digest, keys_of
 from policy_engine.errors import ConfigurationError, ConflictError, CorruptStoreError, MissingStoreError
 from policy_engine.publish import history, load_desired, rollback, sync
-from tests.faults import FaultyClient, write_permissions
+from tests.faults import Crash, FaultyClient, aws_error, write_permissions
 from tests.stores import ROOT
 
 pytestmark = pytest.mark.parametrize("backend", ["moto"], indirect=True)
@@ -100,3 +101,135 @@ def test_missing_bucket_and_missing_object(backend, bucket, tmp_path):
 def test_malformed_locations_name_the_variable(location, backend):
     with pytest.raises(ConfigurationError, match="PERMISSIONS_SOURCE"):
         S3PermissionSource(location)
+
+
+def _digest_of(path):
+    return digest(load_desired(path))
+
+
+def test_a_publish_that_loses_the_race_never_writes_the_winners_history(bucket, backend, tmp_path):
+    # GIVEN v1, and X (mine) that has read v1 when Y (theirs) publishes v2 completely
+    target = f"s3://{bucket}/p.json"
+    one = write_permissions(tmp_path / "one.yaml", [("GET", "/one", "s")])
+    mine = write_permissions(tmp_path / "mine.yaml", [("GET", "/mine", "s")])
+    theirs = write_permissions(tmp_path / "theirs.yaml", [("GET", "/theirs", "s")])
+    sync(one, target)
+
+    def they_publish_before_my_first_write(n, kwargs, real):
+        if n == 1:
+            sync(theirs, target)
+
+    faulty = FaultyClient(backend.client("s3"), put_object=they_publish_before_my_first_write)
+    # WHEN X goes on with what it read and loses
+    with pytest.raises(ConflictError, match="another publish changed the object"):
+        sync(mine, target, client=faulty)
+
+    # THEN the history holds only what was published: Y's v2, restorable as such
+    assert [(e["version"], e["digest"]) for e in history(target)] == [(1, _digest_of(one)), (2, _digest_of(theirs))]
+    client = backend.client("s3")
+    copy = json.loads(client.get_object(Bucket=bucket, Key="p.json.history/0000000002.json")["Body"].read())
+    assert [m["resource"] for m in copy["mappings"]] == ["/theirs"]
+    sync(write_permissions(tmp_path / "three.yaml", [("GET", "/three", "s")]), target)
+    assert rollback(target, to=2).version_after == 4
+    raw = S3PermissionSource(target).fetch(None)
+    assert raw is not None and raw.version == "v4" and [r["resource"] for r in raw.records] == ["/theirs"]
+
+
+def _published_v1_to_v3(bucket, tmp_path):
+    target = f"s3://{bucket}/p.json"
+    for name in ("one", "two", "three"):
+        sync(write_permissions(tmp_path / f"{name}.yaml", [("GET", f"/{name}", "s")]), target)
+    return target
+
+
+def test_a_planted_history_copy_is_refused_by_rollback_naming_version_and_key(bucket, backend, tmp_path):
+    target = _published_v1_to_v3(bucket, tmp_path)
+    planted = load_desired(write_permissions(tmp_path / "evil.yaml", [("GET", "/*", "s")]))
+    # A well-formed snapshot whose own digest checks out: only the record of what was
+    # published as v2 can tell it apart.
+    body = encode_snapshot(2, planted, "sync permissions", "2026-01-01T00:00:00+00:00")
+    backend.client("s3").put_object(Bucket=bucket, Key="p.json.history/0000000002.json", Body=body)
+
+    for version in (2, 1):  # v1 is checked through v2's copy, which can no longer vouch for it
+        with pytest.raises(CorruptStoreError) as refused:
+            rollback(target, to=version)
+        message = str(refused.value)
+        assert f"s3://{bucket}/p.json.history/0000000002.json" in message and "v2" in message, message
+    raw = S3PermissionSource(target).fetch(None)
+    assert raw is not None and raw.version == "v3" and [r["resource"] for r in raw.records] == ["/three"]
+    listed = {e["version"]: e for e in history(target)}
+    assert listed[2]["digest"] == _digest_of(tmp_path / "two.yaml") and "not restorable" in listed[2]["note"]
+    assert listed[3]["digest"] == _digest_of(tmp_path / "three.yaml")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_a_publisher_killed_between_its_writes_never_costs_a_published_version(bucket, backend, tmp_path,
+                                                                              crash_at, when):
+    # Whichever write the publisher dies at (before it reaches S3, or right after S3
+    # took it): the history never holds unpublished mappings, and every version that
+    # was published can be rolled back to once the next publish has run.
+    target = f"s3://{bucket}/p.json"
+    paths = {name: write_permissions(tmp_path / f"{name}.yaml", [("GET", f"/{name}", "s")])
+             for name in ("one", "two", "three")}
+    sync(paths["one"], target)
+
+    def die(n, kwargs, real):
+        if n == crash_at:
+            if when == "after":
+                real(**kwargs)
+            raise Crash(kwargs["Key"])
+
+    try:
+        sync(paths["two"], target, client=FaultyClient(backend.client("s3"), put_object=die))
+    except Crash:
+        pass
+    live = S3PermissionSource(target).fetch(None)
+    assert live is not None
+    published = ["one"] if live.version == "v1" else ["one", "two"]
+    sync(paths["three"], target)
+    published.append("three")
+
+    client = backend.client("s3")
+    listing = client.list_objects_v2(Bucket=bucket, Prefix="p.json.history/")
+    for item in listing.get("Contents", []):
+        copy = json.loads(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+        assert copy["digest"] == _digest_of(paths[published[copy["version"] - 1]]), item["Key"]
+    assert [e["digest"] for e in history(target)] == [_digest_of(paths[name]) for name in published]
+    for version, name in enumerate(published[:-1], 1):
+        result = rollback(target, to=version)
+        raw = S3PermissionSource(target).fetch(None)
+        assert raw is not None and raw.version == f"v{result.version_after}"
+        assert [r["resource"] for r in raw.records] == [f"/{name}"]
+        published.append(name)
+
+
+def test_a_publisher_without_list_bucket_rights_still_keeps_the_history(bucket, backend, tmp_path):
+    # Without s3:ListBucket, S3 answers AccessDenied (not NoSuchKey) for a missing object.
+    target = f"s3://{bucket}/p.json"
+    paths = [write_permissions(tmp_path / f"{n}.yaml", [("GET", f"/{n}", "s")]) for n in ("one", "two", "three")]
+
+    def no_list_bucket(n, kwargs, real):
+        try:
+            return real(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchKey":
+                raise aws_error("AccessDenied", "GetObject", "Access Denied", 403) from None
+            raise
+
+    def client(**hooks):
+        return FaultyClient(backend.client("s3"), get_object=no_list_bucket, **hooks)
+
+    sync(paths[0], target)  # (reading a live object that does not exist yet needs the right too)
+
+    def die_after_the_object(n, kwargs, real):
+        real(**kwargs)
+        if kwargs["Key"] == "p.json":
+            raise Crash("after the object, before its copy")
+
+    with pytest.raises(Crash):
+        sync(paths[1], target, client=client(put_object=die_after_the_object))
+    assert sync(paths[2], target, client=client()).version_after == 3  # writes v2's missing copy first
+    assert rollback(target, to=2, client=client()).version_after == 4
+    raw = S3PermissionSource(target).fetch(None)
+    assert raw is not None and [r["resource"] for r in raw.records] == ["/two"]

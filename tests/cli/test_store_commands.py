@@ -98,3 +98,50 @@ def test_progress_is_drawn_only_on_a_terminal(tmp_path):
         progress.close()
     assert pipe.getvalue() == ""
     assert tty.getvalue().endswith("\rsync: 50/50 items written\n")
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_s3_rollback_refuses_a_history_copy_that_was_never_published(bucket, backend, tmp_path, capsys):
+    from policy_engine.adapters.s3 import encode_snapshot
+    from policy_engine.core.publish import digest
+    from policy_engine.publish import load_desired
+    from tests.faults import write_permissions
+
+    target = f"s3://{bucket}/p.json"
+    files = [write_permissions(tmp_path / f"{n}.yaml", [("GET", f"/{n}", "s")]) for n in ("one", "two", "three")]
+    for path in files:
+        assert main(["sync", target, "--permissions", str(path)]) == 0
+    evil = load_desired(write_permissions(tmp_path / "evil.yaml", [("GET", "/*", "s")]))
+    backend.client("s3").put_object(Bucket=bucket, Key="p.json.history/0000000002.json",
+                                    Body=encode_snapshot(2, evil, "planted", "2026-01-01T00:00:00+00:00"))
+    capsys.readouterr()
+
+    assert main(["rollback", target, "--to", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("policy-engine rollback: ") and f"s3://{bucket}/p.json.history/0000000002.json" in err
+    assert f"is not what was published as v2 ({digest(load_desired(files[1]))}" in err and digest(evil) in err
+
+    assert main(["rollback", target, "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["v1", "v2", "v3"]
+    assert digest(load_desired(files[1])) in listed[1] and "not restorable:" in listed[1]
+    assert digest(evil) not in listed[1].split("not restorable:")[0]
+    assert "not restorable" not in listed[2]
+
+
+def test_migrate_on_a_table_with_a_numeric_sort_key_exits_2_and_says_which_attribute(backend, capsys):
+    import uuid
+
+    client = backend.client()
+    name = f"perm-{uuid.uuid4().hex[:10]}"
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                              {"AttributeName": "sk", "AttributeType": "N"}])
+    assert main(["migrate", f"dynamodb://{name}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"policy-engine migrate: table {name}: key attribute 'sk' is N (number); "
+                            "policy-engine expects S (string)\n")
+    assert "applying" not in captured.out
+    assert client.scan(TableName=name)["Items"] == []
