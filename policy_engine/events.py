@@ -1,6 +1,7 @@
 """Typed views of the API Gateway events the authorizer receives.
 
-Four kinds, told apart by the event itself (``../shared/reference/apigw-authorizer.md`` §1):
+Four kinds, told apart by the event itself (AWS, "Input to an API Gateway Lambda authorizer":
+https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-input.html):
 
     kind       event                                  route ARN    credential
     ---------  -------------------------------------  -----------  ------------------------------

@@ -2,7 +2,8 @@
 
 Used by the tests (decisions are checked by evaluating policies, never by comparing
 JSON), by ``explain`` and by the local gateway. The rules (see
-``../shared/reference/apigw-authorizer.md`` §3-4): an explicit ``Deny`` that matches wins,
+https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html
+and the IAM policy evaluation logic): an explicit ``Deny`` that matches wins,
 else a matching ``Allow``, else an implicit deny. Resource patterns are IAM globs:
 ``*`` is any run of characters including ``/``, ``?`` is one character, the whole ARN
 must match, case-sensitively. A malformed response is what API Gateway answers 500 to.

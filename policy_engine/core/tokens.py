@@ -2,7 +2,7 @@
 
 PyJWT's generic ``decode`` lets through things an authorizer must not accept (string
 ``exp``, duplicate JSON members, ``oct`` keys from a JWKS, unbounded length; see
-``../shared/reference/token-verification.md``), and it is slower than needed on the
+RFC 8725, JSON Web Token Best Current Practices), and it is slower than needed on the
 warm path. So the token is parsed here, strictly, and PyJWT is used for what it is
 good at: turning JWKs into keys and verifying signatures with its algorithm objects.
 """

@@ -1,6 +1,7 @@
 """A local REST API Gateway (v1) with a Lambda TOKEN or REQUEST authorizer, on 127.0.0.1.
 
-It answers the way API Gateway does (``../shared/reference/apigw-authorizer.md`` §3-5),
+It answers the way API Gateway does (AWS, "Output from an API Gateway Lambda
+authorizer": https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html),
 in this order:
 
     unknown stage                         403 {"message":"Forbidden"}
