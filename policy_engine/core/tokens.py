@@ -531,6 +531,9 @@ def validate_introspection(
     ``active`` must be the boolean ``true``. ``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` are
     optional in RFC 7662, so each is checked only when present, exactly as for a JWT;
     ``token_type``, when present, must name an access token (a refresh token is not one).
+    A member that is present is checked, whatever its type: a ``null``, list or object
+    where RFC 7662 §2.2 says string or number makes the answer untrustworthy, so the
+    token is refused like an inactive one (401), never a crash on the unexpected type.
 
     Raises:
         ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
@@ -538,14 +541,19 @@ def validate_introspection(
     """
     if answer.get("active") is not True:
         raise InvalidClaimsError("introspection answer is not active")
-    if "iss" in answer and answer["iss"] not in issuers:
-        raise InvalidClaimsError("iss is not a configured issuer")
+    if "iss" in answer:
+        iss = answer["iss"]
+        if iss.__class__ is not str:  # a list is unhashable: the set lookup below would raise
+            raise InvalidClaimsError("iss member is not a string")
+        if iss not in issuers:
+            raise InvalidClaimsError("iss is not a configured issuer")
     _check_times(answer, now, leeway, False)
     if "aud" in answer:
         _check_audience(answer["aud"], audiences)
-    token_type = answer.get("token_type")
-    if token_type is not None and (not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES):
-        raise InvalidClaimsError("token_type is not an access token")
+    if "token_type" in answer:
+        token_type = answer["token_type"]
+        if not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES:
+            raise InvalidClaimsError("token_type is not an access token")
     for name in ("sub", "client_id", "scope", "username"):
         if name in answer and not isinstance(answer[name], str):
             raise InvalidClaimsError(f"{name} member is not a string")
