@@ -2,7 +2,8 @@
 
 No I/O of its own: keys, introspection and mappings come through what it is given.
 
-Which token goes where: a JWT whose (unverified) ``iss`` is a configured ``ISSUER`` is
+Which token goes where: a token that is, or may be, a JWT of a configured ``ISSUER``
+(judged by its shape, ``core.tokens.may_be_jwt_of``, so a damaged one counts too) is
 verified locally, and its failures are final; any other token goes to introspection
 when ``INTROSPECTION_URL`` is set, so JWTs and opaque tokens work side by side during
 a migration.
@@ -37,7 +38,7 @@ from policy_engine.core.tokens import (
     JwtVerifier,
     VerifiedToken,
     extract_bearer,
-    peek_issuer,
+    may_be_jwt_of,
     principal_of,
     read_scopes,
     validate_introspection,
@@ -134,7 +135,7 @@ class Authorizer:
             token = extract_bearer("Bearer " + request.authorization, limit)
         else:
             token = extract_bearer(request.authorization, limit)
-        if self.introspection is not None and peek_issuer(token) not in self._issuers:
+        if self.introspection is not None and not may_be_jwt_of(token, self._issuers):
             return self._introspect(token)
         return self._jwt.verify(token, self.keys.get_key, self._clock())
 

@@ -38,14 +38,30 @@ def _connection(parts: Any, timeout: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
 
+class _DuplicateMember(ValueError):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of two equal names; another reader of the same answer may keep
+    # the first ({"active": false, "active": true}). RFC 8259 §4 leaves the meaning
+    # undefined, so trust material that uses it has no meaning we can rely on.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _DuplicateMember
+    return result
+
+
 def _parse(data: bytes, status: int, what: str, max_bytes: int) -> Any:
     if status != 200:
         raise FetchError(f"{what} answered {status}")
     if len(data) > max_bytes:
         raise FetchError(f"{what} answered more than {max_bytes} bytes")
     try:
-        return json.loads(data)
-    except ValueError as exc:
+        return json.loads(data, object_pairs_hook=_unique_members)
+    except _DuplicateMember:
+        raise FetchError(f"{what} answered JSON with a duplicate member name") from None
+    except (ValueError, RecursionError) as exc:
         raise FetchError(f"{what} did not answer JSON") from exc
 
 
@@ -63,7 +79,8 @@ def request_json(
     Any status other than 200 raises, redirects included.
 
     Raises:
-        FetchError: untrusted URL, network failure, timeout, non-200, oversize or non-JSON body.
+        FetchError: untrusted URL, network failure, timeout, non-200, oversize or non-JSON body,
+            or JSON with a member name given twice in one object.
     """
     problem = check_trusted_url(url)
     if problem:
@@ -113,7 +130,8 @@ class KeepAliveClient:
         """Send one request and return its parsed JSON answer.
 
         Raises:
-            FetchError: network failure, timeout, non-200, oversize or non-JSON body.
+            FetchError: network failure, timeout, non-200, oversize or non-JSON body, or a
+                duplicate member name.
         """
         what = f"{method} {self.url}"
         all_headers = {"Accept": "application/json", **(headers or {})}

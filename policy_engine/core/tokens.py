@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,8 @@ __all__ = [
     "VerifiedToken",
     "extract_bearer",
     "load_jwks",
+    "may_be_jwt_of",
     "parse_jwt",
-    "peek_issuer",
     "principal_of",
     "read_scopes",
     "validate_claims",
@@ -105,20 +106,85 @@ _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"===", b"==", b"=")
 
 
-def peek_issuer(token: str) -> str | None:
-    """The unverified ``iss`` of a JWT-shaped token, or ``None`` for anything else.
+def may_be_jwt_of(token: str, issuers: Collection[str]) -> bool:
+    """Whether ``token`` is, or may be, a JWT of one of ``issuers``: such a token is
+    verified locally (or refused) and must never be sent to introspection.
 
-    Only used to choose between local verification and introspection; nothing read
-    here is trusted.
+    Decided by shape, not by whether the token parses: an authorization server that
+    reads its own JWTs leniently could otherwise be asked about ``<JWT>=`` and answer
+    ``active``. Each dot-separated part is decoded leniently for this judgement only:
+    characters outside base64 are dropped (``=`` padding, ``~``), ``+/`` count as
+    ``-_``, and a member is found wherever it is, whatever surrounds it. Then the
+    token is such a JWT when
+
+    * any part names one of ``issuers`` (an ``iss`` member with that value), or
+    * its first part holds a JOSE header (an ``alg`` member), unless the token is
+      shown to be someone else's: its second part decodes, whole, to a JSON object
+      that does not name one of ``issuers`` (a JWT of another issuer, or without
+      ``iss``), or the header has ``enc`` (a JWE, which only its recipient can read).
+
+    Every other token, including opaque ones with dots, is not. With no ``issuers``,
+    no token is. Nothing read here is trusted; it only chooses the path.
     """
+    if not issuers:
+        return False
     segments = _jws_segments(token)
-    if segments is None:
-        return None
+    if segments is not None:  # the common case: a well-formed JWS, read strictly
+        try:
+            issuer = _json_object(segments[1], "payload").get("iss")
+        except MalformedTokenError:
+            issuer = None
+        if issuer.__class__ is str and issuer in issuers:
+            return True
+    parts = token.split(".")
+    texts = [_lenient_text(part) for part in parts]
+    if any(_names_issuer(text, issuers) for text in texts):
+        return True
+    if _JOSE_MEMBER.search(texts[0]) is None:
+        return False  # no JOSE header: an opaque token
+    if _JWE_MEMBER.search(texts[0]) is not None:
+        return False
+    # A payload that cannot be read whole may be one of ours, damaged: it never leaves.
+    return len(parts) < 2 or _whole_object(parts[1]) is None
+
+
+# Bytes that are not in either base64 alphabet, dropped when judging a token's shape.
+_NOT_BASE64 = bytes(sorted(set(range(256)) - set(_ALNUM + b"+/-_")))
+_JOSE_MEMBER = re.compile(r'"alg"\s*:')
+_JWE_MEMBER = re.compile(r'"enc"\s*:')
+_ISS_MEMBER = re.compile(r'"iss"\s*:\s*("(?:[^"\\\x00-\x1f]|\\.)*")')
+
+
+def _lenient_bytes(part: str) -> bytes:
+    data = part.encode("ascii", "ignore").translate(_URLSAFE_TO_STANDARD, _NOT_BASE64)
+    if len(data) % 4 == 1:  # a dangling character carries no whole byte
+        data = data[:-1]
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+
+
+def _lenient_text(part: str) -> str:
+    return _lenient_bytes(part).decode("utf-8", "replace")
+
+
+def _names_issuer(text: str, issuers: Collection[str]) -> bool:
+    # The member itself, wherever it is: what follows it may be damaged.
+    for literal in _ISS_MEMBER.findall(text):
+        try:
+            value = json.loads(literal)
+        except ValueError:
+            continue
+        if value in issuers:
+            return True
+    return False
+
+
+def _whole_object(part: str) -> dict[str, Any] | None:
+    # The payload read with only the encoding forgiven: one JSON object and nothing else.
     try:
-        issuer = _json_object(segments[1], "payload").get("iss")
-    except MalformedTokenError:
+        value = _DECODER.decode(_lenient_bytes(part).decode("utf-8"))
+    except (ValueError, RecursionError, MalformedTokenError):
         return None
-    return issuer if isinstance(issuer, str) else None
+    return value if value.__class__ is dict else None
 
 
 def _b64decode(segment: bytes) -> bytes:
@@ -531,6 +597,9 @@ def validate_introspection(
     ``active`` must be the boolean ``true``. ``iss``, ``aud``, ``exp``, ``nbf``, ``iat`` are
     optional in RFC 7662, so each is checked only when present, exactly as for a JWT;
     ``token_type``, when present, must name an access token (a refresh token is not one).
+    A member that is present is checked, whatever its type: a ``null``, list or object
+    where RFC 7662 §2.2 says string or number makes the answer untrustworthy, so the
+    token is refused like an inactive one (401), never a crash on the unexpected type.
 
     Raises:
         ExpiredTokenError: ``exp`` has passed (beyond ``leeway``).
@@ -538,14 +607,19 @@ def validate_introspection(
     """
     if answer.get("active") is not True:
         raise InvalidClaimsError("introspection answer is not active")
-    if "iss" in answer and answer["iss"] not in issuers:
-        raise InvalidClaimsError("iss is not a configured issuer")
+    if "iss" in answer:
+        iss = answer["iss"]
+        if iss.__class__ is not str:  # a list is unhashable: the set lookup below would raise
+            raise InvalidClaimsError("iss member is not a string")
+        if iss not in issuers:
+            raise InvalidClaimsError("iss is not a configured issuer")
     _check_times(answer, now, leeway, False)
     if "aud" in answer:
         _check_audience(answer["aud"], audiences)
-    token_type = answer.get("token_type")
-    if token_type is not None and (not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES):
-        raise InvalidClaimsError("token_type is not an access token")
+    if "token_type" in answer:
+        token_type = answer["token_type"]
+        if not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES:
+            raise InvalidClaimsError("token_type is not an access token")
     for name in ("sub", "client_id", "scope", "username"):
         if name in answer and not isinstance(answer[name], str):
             raise InvalidClaimsError(f"{name} member is not a string")

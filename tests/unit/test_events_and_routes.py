@@ -8,7 +8,7 @@ from policy_engine.core.decision import Decision, narrow_to_route, render_iam_re
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS
 from policy_engine.core.routes import PathPart, parse_route_key
-from policy_engine.core.tokens import peek_issuer, validate_introspection
+from policy_engine.core.tokens import validate_introspection
 from policy_engine.errors import ConfigurationError, EventError, ExpiredTokenError, InvalidClaimsError
 from policy_engine.events import parse_identity_source, read_event
 from tests.request_events import sample
@@ -101,12 +101,6 @@ def test_narrowing_keeps_a_subset_that_decides_the_route_the_same_way():
 def test_simple_response_with_a_denied_route_is_false():
     full = _decision([f"{API}/dev/GET/pets/*"], denied=[f"{API}/dev/GET/pets/*"])
     assert render_simple_response(full, f"{API}/dev/GET/pets/1")["isAuthorized"] is False
-
-
-def test_peek_issuer_is_only_a_hint():
-    assert peek_issuer("opaque-token") is None
-    assert peek_issuer("a.b.c") is None
-    assert peek_issuer("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2EifQ.x") == "https://a"
 
 
 @pytest.mark.parametrize(
