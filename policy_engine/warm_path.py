@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from policy_engine.cache import PermissionCache
-from policy_engine.core.arn import _KNOWN_API_ARNS
+from policy_engine.core.arn import _KNOWN_API_ARNS, MAX_STAGE_NAME
 from policy_engine.core.decision import (
     ALLOW,
     DENY,
@@ -110,7 +110,8 @@ class WarmPath:
             return None
         api_arn, stage = parts[0], parts[1]
         # Only API ARNs the general path has already judged valid.
-        if _KNOWN_API_ARNS.get(api_arn) is not True or not stage or not parts[2] or "*" in stage:
+        if (_KNOWN_API_ARNS.get(api_arn) is not True or not stage or not parts[2] or "*" in stage
+                or len(stage) > MAX_STAGE_NAME):
             return None
 
         # The bearer token and its JWS segments (tokens.extract_bearer, tokens._decode_jws),

@@ -134,6 +134,7 @@ def _cases(idp: LocalIdentityProvider) -> list[tuple[str, Any]]:
         ("not a dict", [event(good)]),
         ("no methodArn", {"type": "TOKEN", "authorizationToken": f"Bearer {good}"}),
         ("stage wildcard", event(good, arn=f"{API}/*/GET/pets")),
+        ("stage too long", event(good, arn=f"{API}/{'s' * 129}/GET/pets")),
         ("unknown API", event(good, arn="arn:aws:execute-api:us-east-1:123456789012:zzzz/dev/GET/pets")),
         ("bad API", event(good, arn="arn:aws:lambda:us-east-1:123456789012:x/dev/GET/pets")),
         ("other stage", event(good, arn=f"{API}/prod/GET/pets")),
