@@ -210,6 +210,13 @@ class PermissionSet:
             found.extend(by_api.get((api_arn, "*"), ()))
         return found
 
+    def granting_scopes(self, scopes: frozenset[str], api_arn: str, stage: str) -> frozenset[str]:
+        """Those of ``scopes`` that grant something on one API and stage."""
+        return frozenset(
+            scope for scope in scopes & self.scopes
+            if (api_arn, stage) in self._index[scope] or (api_arn, "*") in self._index[scope]
+        )
+
     def resources(
         self, scopes: frozenset[str], api_arn: str, stage: str, *, compacted: bool = True
     ) -> tuple[str, ...]:
