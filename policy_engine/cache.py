@@ -9,6 +9,9 @@ Rules:
   with its last good mappings for up to ``max_stale`` seconds after the last
   successful check and logs every failed attempt loudly. A container that never
   loaded anything, or whose mappings are too stale, raises: it never allows.
+* Mappings load even when a long stage could make one of their Resources pass IAM's
+  512 characters (``validate`` and ``sync`` refuse them; an older release did not):
+  such a Resource is left out of the policy and logged (``resource_too_long``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from policy_engine.core.permissions import PermissionSet, compile_records
+from policy_engine.core.permissions import (
+    MAX_RESOURCE_ARN,
+    PermissionSet,
+    compile_records,
+)
 from policy_engine.errors import PolicyEngineError, StoreError
 from policy_engine.logs import log
 from policy_engine.ports import PermissionSource
@@ -62,7 +69,8 @@ class PermissionCache:
         try:
             raw = self.source.fetch(self._etag if current is not None else None)
             if raw is not None:
-                fresh = compile_records(raw.records, raw.locate, version=raw.version)
+                fresh = compile_records(raw.records, raw.locate, version=raw.version,
+                                        on_oversized=self._report_oversized)
                 if current is None or fresh.version != current.version:
                     log("INFO", "permissions_loaded", source=self.source.description,
                         version=fresh.version, mappings=len(fresh))
@@ -81,3 +89,10 @@ class PermissionCache:
             raise StoreError(f"permissions from {self.source.description} are unavailable: {exc}") from exc
         assert self._current is not None
         return self._current
+
+    def _report_oversized(self, api_arn: str, stage: str, resources: tuple[str, ...]) -> None:
+        # Called once per (API, stage, granting scopes) a PermissionSet remembers: a store
+        # published before validation counted the longest stage. Those routes are denied.
+        log("ERROR", "resource_too_long", source=self.source.description, api=api_arn, stage=stage,
+            limit=MAX_RESOURCE_ARN, dropped=len(resources), resources=list(resources[:3]),
+            fix="shorten the resource or name the stage instead of '*', then sync again")

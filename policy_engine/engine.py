@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from policy_engine.cache import PermissionCache
@@ -21,15 +22,23 @@ from policy_engine.core.arn import MethodArn, parse_method_arn
 from policy_engine.core.decision import (
     ALLOW,
     DENY,
+    MAX_CONTEXT_BYTES,
     MAX_RESPONSE_BYTES,
+    MAX_SCOPE_CHARS,
     OWN_CONTEXT_KEY_CHARS,
     OWN_CONTEXT_KEYS,
     Answer,
     Decision,
+    bound_context,
+    bounded_principal,
+    context_chars,
+    context_within_bounds,
+    listable_scopes,
     narrow_to_route,
     render_iam_response,
     response_size,
     response_size_bound,
+    scalar_context,
     scalar_context_counted,
     simple_answer,
 )
@@ -92,8 +101,10 @@ class Authorizer:
         self._leeway = settings.leeway
         self._scope_claims = settings.scope_claims
         self._identity_source = settings.identity_source
-        # The context's "scope": sorted once per distinct scope set.
+        # The context's "scope": sorted once per distinct scope set. Sets whose list
+        # cannot be sent whole are remembered apart, as their listable_scopes.
         self._scope_texts: dict[frozenset[str], str] = {}
+        self._unlisted: dict[frozenset[str], tuple[str, ...]] = {}
         # The specialised common case (see warm_path.py); it defers everything else here.
         self._warm: WarmPath | None = None
         if api_keys is None and not settings.token_types:
@@ -159,7 +170,8 @@ class Authorizer:
 
         With API key rules (and ``api_keys``, true for REST APIs), the caller's key is
         returned as ``usageIdentifierKey``; a caller without one is denied the routes
-        that need one.
+        that need one. The principal and context are bounded (``decision.bound_context``
+        and ``bounded_principal``); the resources never are.
 
         Raises:
             StoreError: no usable mappings are loaded.
@@ -167,17 +179,22 @@ class Authorizer:
         permissions = self.permissions.get()
         api_arn, stage, version = method_arn.api_arn, method_arn.stage, permissions.version
         resources = permissions.resources(token.scopes, api_arn, stage)
+        principal = bounded_principal(token.principal_id)
         context, chars = scalar_context_counted(token.claims, self._context_claims)
         scope_text = self._scope_texts.get(token.scopes)
         if scope_text is None:
-            scope_text = " ".join(sorted(token.scopes))
-            if len(self._scope_texts) >= 256:
-                self._scope_texts.clear()
-            self._scope_texts[token.scopes] = scope_text
-        context["scope"] = scope_text
-        context["policyVersion"] = version
+            scope_text = self._scope_text(token.scopes)
+        whole = False
+        if scope_text is not None:
+            context["scope"] = scope_text
+            context["policyVersion"] = version
+            claim_chars, chars = chars, chars + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
+            whole = context_within_bounds(context, claim_chars, chars)
+        if not whole:  # too large to send whole: the bounded context (the README's rules)
+            context = self._bounded_context(token, api_arn, stage, version, MAX_CONTEXT_BYTES)
+            chars = context_chars(context)
         # What response_size_bound counts, added up here instead of in a second pass.
-        chars += len(token.principal_id) + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
+        chars += len(principal)
         key: str | None = None
         denied: tuple[str, ...] = ()
         if self.api_keys is not None and api_keys:
@@ -187,9 +204,52 @@ class Authorizer:
             elif resources:
                 denied = self.api_keys.required_resources(api_arn, stage)
         if resources:
-            return Decision(ALLOW, token.principal_id, api_arn, stage, resources, "granted", version, context,
+            return Decision(ALLOW, principal, api_arn, stage, resources, "granted", version, context,
                             key, denied, chars)
-        return Decision(DENY, token.principal_id, api_arn, stage, (), "no_grant", version, context, key, (), chars)
+        return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars)
+
+    def _scope_text(self, scopes: frozenset[str]) -> str | None:
+        # The whole "scope" entry, remembered; None when it cannot be sent whole (a scope
+        # a list cannot hold, or more than the context may carry).
+        if scopes in self._unlisted:
+            return None
+        listable = listable_scopes(scopes)
+        text = " ".join(listable)
+        if len(listable) == len(scopes) and len(text) <= MAX_SCOPE_CHARS:
+            if len(self._scope_texts) >= 256:
+                self._scope_texts.clear()
+            self._scope_texts[scopes] = text
+            return text
+        if len(self._unlisted) >= 16:  # few and large: 10,000 scopes are a 60 KB list
+            self._unlisted.clear()
+        self._unlisted[scopes] = tuple(listable)
+        return None
+
+    def _bounded_context(
+        self, token: VerifiedToken, api_arn: str, stage: str, version: str, budget: int
+    ) -> dict[str, str | int | float | bool]:
+        scopes = token.scopes
+        text = self._scope_texts.get(scopes)
+        listed = tuple(text.split(" ")) if text else self._unlisted.get(scopes)
+        if listed is None:
+            listed = tuple(listable_scopes(scopes))
+        granting = self.permissions.get().granting_scopes(scopes, api_arn, stage)
+        claims = scalar_context(token.claims, self._context_claims)
+        return bound_context(claims, listed, len(scopes), granting, version, budget)
+
+    def _fit_context(self, decision: Decision, token: VerifiedToken) -> tuple[Decision, dict[str, Any]] | None:
+        # The policy may fit on its own: then the context gets the room it leaves, so a
+        # valid token never fails (or loses its policy) because of what the context carries.
+        bare = response_size(render_iam_response(replace(decision, context={})))
+        room = min(MAX_CONTEXT_BYTES, MAX_RESPONSE_BYTES - bare + 2)  # "{}" is already counted
+        if room <= 2:
+            return None
+        context = self._bounded_context(token, decision.api_arn, decision.stage, decision.version, room)
+        fitted = replace(decision, context=context, text_chars=None)
+        response = render_iam_response(fitted)
+        if response_size(response) > MAX_RESPONSE_BYTES:
+            return None
+        return fitted, response
 
     def answer(self, event: Any) -> Answer:
         """Read, verify and decide one authorizer event, and render the response it needs.
@@ -226,6 +286,9 @@ class Authorizer:
         size = response_size(response)
         if size <= MAX_RESPONSE_BYTES:
             return Answer(decision, response, "policy")
+        fitted = self._fit_context(decision, token)
+        if fitted is not None:
+            return Answer(fitted[0], fitted[1], "policy")
         if request.kind == TOKEN or not self._identity_source.per_route:
             log("ERROR", "policy_too_large", principal=decision.principal_id, size=size, limit=MAX_RESPONSE_BYTES,
                 event_kind=request.kind, fix="use a REQUEST authorizer with method and path identity sources")

@@ -29,10 +29,13 @@ from collections.abc import Callable
 from typing import Any
 
 from policy_engine.cache import PermissionCache
-from policy_engine.core.arn import _KNOWN_API_ARNS
+from policy_engine.core.arn import _KNOWN_API_ARNS, MAX_STAGE_NAME
 from policy_engine.core.decision import (
     ALLOW,
     DENY,
+    MAX_CLAIM_CHARS,
+    MAX_CONTEXT_VALUE,
+    MAX_PRINCIPAL,
     MAX_RESPONSE_BYTES,
     OWN_CONTEXT_KEY_CHARS,
     Answer,
@@ -110,7 +113,8 @@ class WarmPath:
             return None
         api_arn, stage = parts[0], parts[1]
         # Only API ARNs the general path has already judged valid.
-        if _KNOWN_API_ARNS.get(api_arn) is not True or not stage or not parts[2] or "*" in stage:
+        if (_KNOWN_API_ARNS.get(api_arn) is not True or not stage or not parts[2] or "*" in stage
+                or len(stage) > MAX_STAGE_NAME):
             return None
 
         # The bearer token and its JWS segments (tokens.extract_bearer, tokens._decode_jws),
@@ -181,8 +185,8 @@ class WarmPath:
             if name in payload and payload[name].__class__ is not str:
                 return None
         principal = payload.get("sub") or payload.get("client_id")
-        if not principal:
-            return None
+        if not principal or len(principal) > MAX_PRINCIPAL:
+            return None  # the general path writes its digest
         scopes = read_scopes(payload, self._scope_claims)
 
         # The decision, its context and response (Authorizer.decide, decision.render_iam_response).
@@ -194,15 +198,21 @@ class WarmPath:
         for name in self._context_claims:
             value = payload.get(name)
             if value.__class__ is str:
+                if len(value) > MAX_CONTEXT_VALUE:
+                    return None  # the general path leaves it out
                 context[name] = value
                 chars += len(name) + len(value)
             elif value is not None:
                 return None  # numbers, lists: the general path's scalar_context
+        if chars > MAX_CLAIM_CHARS:
+            return None  # the general path bounds the context
         scope_text = self._scope_texts.get(scopes)
         if scope_text is None:
-            return None  # the general path sorts and remembers it
+            return None  # the general path sorts and remembers it, or bounds the context
         context["scope"] = scope_text
         context["policyVersion"] = version
+        # The context's other bound, MAX_CONTEXT_BYTES, needs no check: the size bound
+        # below counts 12 bytes per character, so it holds whenever that bound does.
         chars += len(principal) + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
         if resources:
             decision = Decision(ALLOW, principal, api_arn, stage, resources, "granted", version, context,

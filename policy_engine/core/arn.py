@@ -7,13 +7,18 @@ from dataclasses import dataclass
 
 from policy_engine.errors import EventError
 
-__all__ = ["API_ARN_PATTERN", "MethodArn", "parse_method_arn"]
+__all__ = ["API_ARN_PATTERN", "MAX_STAGE_NAME", "MethodArn", "parse_method_arn"]
 
 # arn:<partition>:execute-api:<region>:<account>:<api-id>; no wildcards: a mapping names one API.
 API_ARN_PATTERN = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+")
 
 # API Gateway rejects longer methodArns with 414 before calling us.
 _MAX_METHOD_ARN = 1600
+
+#: The longest stage name API Gateway allows (CreateStage: "Maximum length is 128
+#: characters"). A stage-``*`` mapping is written with the request's stage, so its
+#: longest policy Resource is counted with a stage this long.
+MAX_STAGE_NAME = 128
 
 
 @dataclass(slots=True)
@@ -65,7 +70,9 @@ def parse_method_arn(value: object) -> MethodArn:
         known = _is_api_arn(api_arn)
     if not known:
         raise EventError("methodArn is not an execute-api method ARN")
-    if not stage or not verb or "*" in stage:
+    # A longer stage never comes from API Gateway; refusing it keeps every policy
+    # Resource within what the mappings were validated for (IAM's 512 characters).
+    if not stage or not verb or "*" in stage or len(stage) > MAX_STAGE_NAME:
         raise EventError("methodArn has no usable stage and verb")
     return MethodArn(api_arn, stage, verb, parts[3] if len(parts) == 4 else "")
 

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import Any
 
 from policy_engine.core.iam import glob_matches
 from policy_engine.core.routes import RouteTemplate, route_coverage
 
 __all__ = [
+    "MAX_CLAIM_CHARS",
+    "MAX_CONTEXT_BYTES",
+    "MAX_CONTEXT_VALUE",
+    "MAX_PRINCIPAL",
     "MAX_RESPONSE_BYTES",
+    "MAX_SCOPE_CHARS",
     "OWN_CONTEXT_KEYS",
     "OWN_CONTEXT_KEY_CHARS",
     "Answer",
     "Decision",
+    "bound_context",
+    "bounded_principal",
+    "context_chars",
+    "context_within_bounds",
+    "listable_scopes",
     "narrow_to_route",
     "render_iam_response",
     "render_simple_response",
@@ -33,11 +45,29 @@ DENY = "Deny"
 #: type: REST and HTTP quota tables give no number (see the reference, section 6).
 MAX_RESPONSE_BYTES = 8192
 
-#: Context keys the engine sets itself, after the claims: the caller's scopes and the
-#: mappings' version. A claim of the same name is never copied.
-OWN_CONTEXT_KEYS = ("scope", "policyVersion")
-#: Their characters, as ``response_size_bound`` counts them.
-OWN_CONTEXT_KEY_CHARS = sum(map(len, OWN_CONTEXT_KEYS))
+#: Context keys the engine sets itself, after the claims: the caller's scopes, the
+#: mappings' version, and the marks of a bounded context (``bound_context``). A claim of
+#: the same name is never copied.
+OWN_CONTEXT_KEYS = ("scope", "policyVersion", "scopeTruncated", "scopeCount", "contextOmitted")
+#: The characters of the two every context has, as ``response_size_bound`` counts them.
+OWN_CONTEXT_KEY_CHARS = len("scope") + len("policyVersion")
+
+# What is copied into ``context`` is bounded so that a valid token never fails for its
+# size, and the policy never shrinks for it. The README ("context") states these rules.
+#: ``principalId``, in characters. A longer one is replaced by ``bounded_principal``.
+MAX_PRINCIPAL = 256
+#: One copied claim value, in characters of its string form. A longer value is left out
+#: whole: cut, a ``sub`` or ``username`` could name someone else.
+MAX_CONTEXT_VALUE = 256
+#: The copied claims together, names and values, in characters.
+MAX_CLAIM_CHARS = 1024
+#: The ``scope`` entry, in characters: whole scopes only.
+MAX_SCOPE_CHARS = 1024
+#: The whole context as ``json.dumps`` writes it (bytes), which only characters that JSON
+#: escapes (non-ASCII, controls) bring near: a simple response (``{"isAuthorized": ...,
+#: "context": ...}``) always fits ``MAX_RESPONSE_BYTES``. A policy response gives the
+#: context only the room its policy leaves.
+MAX_CONTEXT_BYTES = MAX_RESPONSE_BYTES - 192
 
 
 @dataclass(slots=True)
@@ -129,7 +159,7 @@ def response_size_bound(decision: Decision) -> int:
     context = decision.context
     chars = decision.text_chars
     if chars is None:
-        chars = len(decision.principal_id) + len(decision.usage_identifier_key or "") + _context_chars(context)
+        chars = len(decision.principal_id) + len(decision.usage_identifier_key or "") + context_chars(context)
     resources = decision.resources
     size = (
         _FIXED_OVERHEAD
@@ -143,7 +173,9 @@ def response_size_bound(decision: Decision) -> int:
     return size
 
 
-def _context_chars(context: Mapping[str, Any]) -> int:
+def context_chars(context: Mapping[str, Any]) -> int:
+    """The characters of ``context``'s keys and values (values written with ``str``): what
+    ``response_size_bound`` counts of it."""
     # A plain loop: for the handful of entries a context has, it is cheaper than
     # sum(map(len, ...)) over keys and values, measured inside real decisions.
     chars = 0
@@ -259,3 +291,120 @@ def scalar_context_counted(
         kept = out[key]
         chars += len(key) + len(kept if kept.__class__ is str else str(kept))
     return out, chars
+
+
+def bounded_principal(principal: str) -> str:
+    """``principal``, or ``sha256:<hex>`` of it when it is longer than ``MAX_PRINCIPAL``.
+
+    Never a prefix: two long subjects that share one would become one principal. The
+    digest is as distinct as the subject itself.
+    """
+    if len(principal) <= MAX_PRINCIPAL:
+        return principal
+    # surrogatepass: a JSON string may hold a lone surrogate, which UTF-8 cannot encode.
+    return "sha256:" + hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def listable_scopes(scopes: Collection[str]) -> list[str]:
+    """``scopes`` that a space-separated list can hold, sorted: not empty, no space.
+
+    A ``scp`` list may hold ``"a b"``; written into ``scope`` a reader splitting on
+    spaces would read ``a`` and ``b``, names the caller may not hold.
+    """
+    return sorted(scope for scope in scopes if scope and " " not in scope)
+
+
+def _json_chars(value: Any) -> int:
+    # Bytes json.dumps writes for a context key or value: str, or int/float/bool, whose
+    # str() has the length of their JSON ("True"/"true", repr of floats).
+    return len(_quote(value)) if value.__class__ is str else len(str(value))
+
+
+def _entry_chars(key: str, value: Any) -> int:
+    # The entry, its ": " and the ", " before the next one.
+    return _json_chars(key) + _json_chars(value) + 4
+
+
+def context_within_bounds(context: Mapping[str, Any], claim_chars: int, chars: int) -> bool:
+    """True when ``context`` keeps every bound as it is: each copied claim value at most
+    ``MAX_CONTEXT_VALUE`` characters, the claims at most ``MAX_CLAIM_CHARS``, the whole at
+    most ``MAX_CONTEXT_BYTES`` of JSON. (``scope`` is the caller's to keep within
+    ``MAX_SCOPE_CHARS``.)
+
+    ``claim_chars`` and ``chars`` are the characters, names and values, of the claims and
+    of the whole context: in the usual case they settle it without looking at a value.
+    """
+    if claim_chars > MAX_CLAIM_CHARS:
+        return False
+    if claim_chars > MAX_CONTEXT_VALUE:
+        for key, value in context.items():
+            if key not in OWN_CONTEXT_KEYS and len(value if value.__class__ is str else str(value)) > MAX_CONTEXT_VALUE:
+                return False
+    # At most 12 bytes of JSON per character (a character outside the BMP is a pair of
+    # \uXXXX escapes), 8 per entry for quotes and separators.
+    if 12 * chars + 8 * len(context) + 2 <= MAX_CONTEXT_BYTES:
+        return True
+    return 2 + sum(_entry_chars(key, value) for key, value in context.items()) <= MAX_CONTEXT_BYTES
+
+
+def bound_context(
+    claims: Mapping[str, str | int | float | bool],
+    sorted_scopes: Sequence[str],
+    scope_count: int,
+    granting: Collection[str],
+    version: str,
+    budget: int = MAX_CONTEXT_BYTES,
+) -> dict[str, str | int | float | bool]:
+    """The context within every bound, and within ``budget`` bytes of JSON when that
+    leaves room for ``policyVersion`` and the marks; only whole entries and whole
+    scopes are ever dropped.
+
+    ``claims`` are the scalar claims to copy, in ``CONTEXT_CLAIMS`` order;
+    ``sorted_scopes`` the caller's ``listable_scopes``; ``scope_count`` how many scopes
+    the caller holds in all; ``granting`` those that grant something on this API and
+    stage.
+
+    In order: each claim whose value has at most ``MAX_CONTEXT_VALUE`` characters, while
+    the claims stay within ``MAX_CLAIM_CHARS`` and the budget; ``scope``: the granting
+    scopes first, then the others, each whole, while they stay within
+    ``MAX_SCOPE_CHARS`` and the budget, written sorted; ``policyVersion``. Then the
+    marks: ``scopeTruncated: true`` and ``scopeCount`` when ``scope`` does not list every
+    scope, ``contextOmitted`` (the names of the claims left out, space-separated) when a
+    claim is. Room for ``policyVersion`` and the marks is set aside first.
+    """
+    names = " ".join(claims)
+    used = 2 + _entry_chars("policyVersion", version) + _entry_chars("scope", "")
+    used += _entry_chars("scopeTruncated", True) + _entry_chars("scopeCount", scope_count)
+    used += _entry_chars("contextOmitted", names) if names else 0
+    out: dict[str, str | int | float | bool] = {}
+    omitted = []
+    claim_chars = 0
+    for name, value in claims.items():
+        size = len(name) + len(value if value.__class__ is str else str(value))
+        cost = _entry_chars(name, value)
+        if (size - len(name) > MAX_CONTEXT_VALUE or claim_chars + size > MAX_CLAIM_CHARS
+                or used + cost > budget):
+            omitted.append(name)
+            continue
+        out[name] = value
+        claim_chars += size
+        used += cost
+    kept: list[str] = []
+    scope_chars = 0
+    granted = [scope for scope in sorted_scopes if scope in granting]
+    for scope in (*granted, *(scope for scope in sorted_scopes if scope not in granting)):
+        gap = 1 if kept else 0  # the space before every scope but the first
+        cost = _json_chars(scope) - 2 + gap  # no quotes of its own inside the list
+        if scope_chars + gap + len(scope) > MAX_SCOPE_CHARS or used + cost > budget:
+            break
+        kept.append(scope)
+        scope_chars += gap + len(scope)
+        used += cost
+    out["scope"] = " ".join(sorted(kept))
+    out["policyVersion"] = version
+    if len(kept) < scope_count:
+        out["scopeTruncated"] = True
+        out["scopeCount"] = scope_count
+    if omitted:
+        out["contextOmitted"] = " ".join(omitted)
+    return out

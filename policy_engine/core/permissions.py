@@ -22,18 +22,20 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from policy_engine.core.arn import API_ARN_PATTERN
+from policy_engine.core.arn import API_ARN_PATTERN, MAX_STAGE_NAME
 from policy_engine.core.compaction import compact_resources
 from policy_engine.errors import PermissionsError
 
 __all__ = [
     "ANY_VERB",
     "HTTP_VERBS",
+    "MAX_RESOURCE_ARN",
     "Grant",
     "MappingRecord",
     "PermissionSet",
     "Route",
     "compile_records",
+    "longest_resource_arn",
     "normalize_records",
     "resource_arn",
 ]
@@ -42,11 +44,15 @@ __all__ = [
 HTTP_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 ANY_VERB = "*"
 
-# IAM caps each policy Resource at 512 characters.
+#: API Gateway refuses a policy Resource longer than this (Lambda authorizer output,
+#: API Gateway developer guide): the response fails with 500.
 MAX_RESOURCE_ARN = 512
 
+# The longest method a Resource can name: what a '*' verb is spelled out as.
+_LONGEST_VERB = max(map(len, HTTP_VERBS))
+
 # HTTP APIs also have the automatically deployed stage "$default".
-_STAGE = re.compile(r"\$default|[A-Za-z0-9_-]{1,128}")
+_STAGE = re.compile(rf"\$default|[A-Za-z0-9_-]{{1,{MAX_STAGE_NAME}}}")
 # Path characters API Gateway routes, plus the policy wildcard '*'. No '?' (IAM's
 # one-character wildcard would be read as a query string by people) and no '{...}'.
 _RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
@@ -143,18 +149,41 @@ def resource_arn(route: Route, stage: str, verb: str) -> str:
     return f"{route.api_arn}/{stage}/{verb}/{route.resource}"
 
 
+def longest_resource_arn(route: Route) -> int:
+    """The length of the longest policy Resource ``route`` can be written as.
+
+    A stage ``*`` is written with the request's stage, counted here as the longest
+    name API Gateway allows (``MAX_STAGE_NAME``); a verb ``*`` is spelled out per
+    method, counted as the longest. Compaction never lengthens a Resource: it drops
+    Resources, merges ``**`` into ``*`` and writes methods as ``???`` or ``*``.
+    """
+    stage = MAX_STAGE_NAME if route.stage == "*" else len(route.stage)
+    verb = _LONGEST_VERB if route.verb == ANY_VERB else len(route.verb)
+    return len(route.api_arn) + stage + verb + len(route.resource) + 3  # three '/'
+
+
+#: ``on_oversized(api_arn, stage, resources)``: Resources left out of a policy because
+#: they are longer than ``MAX_RESOURCE_ARN``.
+OversizedReport = Callable[[str, str, tuple[str, ...]], None]
+
+
 class PermissionSet:
     """An immutable, indexed set of grants with a version.
 
     ``resources()`` is memoised per (API, stage, granted scopes): the same callers hit
-    the same answer until a new version replaces the whole object.
+    the same answer until a new version replaces the whole object. It never returns a
+    Resource longer than ``MAX_RESOURCE_ARN``: such a Resource (a stage-``*`` mapping
+    on a long stage, from data that skipped ``compile_records``' length rule) is left
+    out, so its route is denied, and handed to ``on_oversized`` when given.
     """
 
-    __slots__ = ("_index", "_memo", "grants", "scopes", "version")
+    __slots__ = ("_index", "_memo", "_on_oversized", "grants", "scopes", "version")
 
     _MEMO_LIMIT = 4096
 
-    def __init__(self, grants: Iterable[Grant], version: str | None = None) -> None:
+    def __init__(
+        self, grants: Iterable[Grant], version: str | None = None, *, on_oversized: OversizedReport | None = None
+    ) -> None:
         unique: dict[tuple[Route, str], Grant] = {}
         for grant in grants:
             unique.setdefault((grant.route, grant.scope), grant)
@@ -167,6 +196,7 @@ class PermissionSet:
         self.scopes: frozenset[str] = frozenset(self._index)
         self.version: str = version or content_version(self.grants)
         self._memo: dict[tuple[str, str, frozenset[str]], tuple[str, ...]] = {}
+        self._on_oversized = on_oversized
 
     def __len__(self) -> int:
         return len(self.grants)
@@ -179,6 +209,13 @@ class PermissionSet:
             found.extend(by_api.get((api_arn, stage), ()))
             found.extend(by_api.get((api_arn, "*"), ()))
         return found
+
+    def granting_scopes(self, scopes: frozenset[str], api_arn: str, stage: str) -> frozenset[str]:
+        """Those of ``scopes`` that grant something on one API and stage."""
+        return frozenset(
+            scope for scope in scopes & self.scopes
+            if (api_arn, stage) in self._index[scope] or (api_arn, "*") in self._index[scope]
+        )
 
     def resources(
         self, scopes: frozenset[str], api_arn: str, stage: str, *, compacted: bool = True
@@ -211,6 +248,13 @@ class PermissionSet:
                 arns.add(resource_arn(route, stage, "*"))
             else:
                 arns.update(resource_arn(route, stage, verb) for verb in HTTP_VERBS)
+        # Left out before compaction: a merged Resource may stand for shorter ones too,
+        # and dropping it would deny routes that fit. Never replaced by a wider pattern.
+        oversized = [arn for arn in arns if len(arn) > MAX_RESOURCE_ARN]
+        if oversized:
+            arns.difference_update(oversized)
+            if self._on_oversized is not None:
+                self._on_oversized(api_arn, stage, tuple(sorted(oversized)))
         if not compacted:
             return tuple(sorted(arns))
         result = compact_resources(arns)
@@ -234,12 +278,22 @@ Locate = Callable[[tuple[int | str, ...]], str]
 
 
 def compile_records(
-    records: Sequence[Any], locate: Locate, *, version: str | None = None
+    records: Sequence[Any],
+    locate: Locate,
+    *,
+    version: str | None = None,
+    on_oversized: OversizedReport | None = None,
 ) -> PermissionSet:
     """Validate raw mapping records and compile them into a ``PermissionSet``.
 
     ``locate(path)`` turns a path inside ``records`` (index, field) into a place a
     person can find, such as ``permissions/pets.yaml:14``.
+
+    A mapping whose longest Resource (``longest_resource_arn``) passes
+    ``MAX_RESOURCE_ARN`` is refused, unless ``on_oversized`` is given: the runtime's
+    loader passes it, so that a store published by an older release still loads and
+    only the Resources that are too long for the request's stage are left out of
+    policies (and reported), instead of every caller failing closed.
 
     Raises:
         PermissionsError: every problem found, each prefixed with its place; nothing is
@@ -254,17 +308,19 @@ def compile_records(
             problems.extend(_describe(exc, (index,), locate))
             continue
         route = Route(record.arn, record.stage, record.http_verb, record.resource)
-        arn_length = len(resource_arn(route, "x" * len(record.stage), "OPTIONS"))
-        if arn_length > MAX_RESOURCE_ARN:
+        longest = longest_resource_arn(route)
+        if longest > MAX_RESOURCE_ARN and on_oversized is None:
+            why = (f" (stage '*' is written with the request's stage, up to {MAX_STAGE_NAME} characters)"
+                   if route.stage == "*" else "")
             problems.append(
-                f"{locate((index, 'resource'))}: resource makes a policy ARN of {arn_length} characters; "
-                f"API Gateway allows {MAX_RESOURCE_ARN}"
+                f"{locate((index, 'resource'))}: resource makes a policy Resource of up to {longest} characters"
+                f"{why}; API Gateway allows {MAX_RESOURCE_ARN}"
             )
             continue
         grants.append(Grant(route, record.scope, locate((index,))))
     if problems:
         raise PermissionsError(problems)
-    return PermissionSet(grants, version)
+    return PermissionSet(grants, version, on_oversized=on_oversized)
 
 
 _ALIASES = {"http_verb": "httpVerb"}

@@ -135,3 +135,53 @@ def test_unchanged_files_are_not_reparsed(tmp_path):
 def test_shipped_example_loads():
     permissions = _load(ROOT / "permissions")
     assert {"pets:read", "pets:write", "pets:admin", "store:read", "store:write"} <= permissions.scopes
+
+
+# The API ARN, the three '/' between it, stage, verb and path: what a Resource adds to a path.
+_ARN_PARTS = len(API) + 3
+
+
+def _entry_of_length(stage: str, verb: str, worst: int) -> str:
+    """A mapping whose longest possible Resource is ``worst`` characters: a stage '*' is
+    written with the request's stage (API Gateway allows up to 128 characters), a verb
+    '*' as each method (OPTIONS the longest)."""
+    stage_chars = 128 if stage == "*" else len(stage)
+    verb_chars = len("OPTIONS") if verb == "*" else len(verb)
+    path = "r" * (worst - _ARN_PARTS - stage_chars - verb_chars)
+    return BLOG_ENTRY.replace("stage: dev", f'stage: "{stage}"').replace("httpVerb: GET", f'httpVerb: "{verb}"') \
+        .replace("/pets", f"/{path}")
+
+
+@pytest.mark.parametrize("stage, verb", [("*", "GET"), ("*", "*"), ("*", "OPTIONS"), ("dev", "*"),
+                                         ("dev", "DELETE"), ("$default", "*")])
+def test_a_mapping_whose_resource_can_pass_512_characters_is_refused_with_its_line(tmp_path, stage, verb):
+    # GIVEN a mapping one character over IAM's 512 on the longest stage and method it can be written with
+    path = _write(tmp_path, "t.yaml", BLOG_ENTRY + _entry_of_length(stage, verb, 513))
+    # THEN the load names its file and line (line 2 of the second entry: its resource)
+    [problem] = _problems(path)
+    assert problem.startswith("t.yaml:7: resource makes a policy Resource of up to 513 characters"), problem
+    assert "512" in problem
+    if stage == "*":
+        assert "128" in problem  # says why: the stage name a '*' can stand for
+
+
+@pytest.mark.parametrize("stage, verb", [("*", "GET"), ("*", "*"), ("dev", "*"), ("dev", "GET"), ("prod", "PUT")])
+def test_a_mapping_whose_longest_resource_is_exactly_512_characters_loads(tmp_path, stage, verb):
+    permissions = _load(_write(tmp_path, "t.yaml", _entry_of_length(stage, verb, 512)))
+    concrete = "s" * 128 if stage == "*" else stage
+    resources = permissions.resources(frozenset({"pets:read"}), API, concrete, compacted=False)
+    assert resources and max(map(len, resources)) == 512
+
+
+def test_a_grouped_stage_star_route_too_long_for_a_long_stage_points_at_the_route(tmp_path):
+    long_path = "/" + "g" * (513 - _ARN_PARTS - 128 - 3)
+    path = _write(tmp_path, "g.yaml", f"""\
+        apis:
+          - arn: {API}
+            stages: ["*"]
+            routes:
+              GET /pets: [pets:read]
+              GET {long_path}: [pets:read]
+        """)
+    [problem] = _problems(path)
+    assert problem.startswith("g.yaml:6: resource makes a policy Resource of up to 513 characters"), problem

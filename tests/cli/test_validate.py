@@ -169,3 +169,17 @@ def test_openapi_paths_extend_the_api_catalog(tmp_path, capsys):
     catalog.write_text(f"apis:\n  - arn: {API}\n    stage: [dev]\n")
     assert main(["validate", folder, "--api-catalog", str(catalog)]) == 2
     assert "unknown key 'stage'" in capsys.readouterr().err
+
+
+def test_a_stage_star_mapping_too_long_for_the_longest_stage_is_a_schema_error_with_its_line(tmp_path, capsys):
+    # 390 characters on stage 'dev'; 513 on a 128-character stage, which '*' also stands for.
+    resource = "/" + "r" * (513 - len(API) - 3 - 128 - 3)
+    folder = write(tmp_path, f"""permissions:
+  - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /a, scope: s}}
+  - {{arn: "{API}", stage: "*", httpVerb: GET, resource: {resource}, scope: s}}
+""")
+    code, report = run_json(capsys, folder)
+    assert code == 1
+    [finding] = codes(report)["schema"]
+    assert finding["where"].endswith("perms.yaml:3") and finding["severity"] == "error"
+    assert "513" in finding["message"] and "512" in finding["message"]

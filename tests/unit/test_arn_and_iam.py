@@ -20,6 +20,7 @@ API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
         (f"{API}/dev/GET/a/b:c/2021-08-01T00:00:00Z", (API, "dev", "GET", "a/b:c/2021-08-01T00:00:00Z")),
         ("arn:aws-cn:execute-api:cn-north-1:123456789012:abc123/prod/POST/x",
          ("arn:aws-cn:execute-api:cn-north-1:123456789012:abc123", "prod", "POST", "x")),
+        (f"{API}/{'s' * 128}/GET/x", (API, "s" * 128, "GET", "x")),
     ],
 )
 def test_method_arn_is_parsed_from_the_left(arn, expected):
@@ -28,7 +29,9 @@ def test_method_arn_is_parsed_from_the_left(arn, expected):
 
 
 @pytest.mark.parametrize("arn", [None, 5, "", "nonsense", f"{API}", f"{API}/dev", f"{API}/*/GET/x",
-                                 "arn:aws:s3:us-east-1:123456789012:a1b2c3d4e5/dev/GET/x", f"{API}/dev/GET/" + "x" * 1600])
+                                 "arn:aws:s3:us-east-1:123456789012:a1b2c3d4e5/dev/GET/x", f"{API}/dev/GET/" + "x" * 1600,
+                                 # API Gateway's stage names are at most 128 characters
+                                 f"{API}/{'s' * 129}/GET/x"])
 def test_bad_method_arns_are_refused(arn):
     with pytest.raises(EventError):
         parse_method_arn(arn)

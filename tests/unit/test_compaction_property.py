@@ -200,3 +200,63 @@ def test_route_templates_intersect_globs_by_segment():
     assert not globs_intersect("store/orders", "pets/{proxy+}")
     assert globs_intersect("*", "")
     assert not globs_intersect("pets", "")
+
+
+# Paths of any length up to what an older release let through for a one-letter stage.
+long_resources = st.builds(
+    lambda parts, filler, at: "/" + "/".join(parts[:at] + ["r" * filler] + parts[at:]),
+    st.lists(st.sampled_from(PIECES), max_size=3),
+    st.one_of(st.integers(min_value=0, max_value=450), st.integers(min_value=300, max_value=450)), st.integers(0, 3))
+long_records = st.lists(
+    st.fixed_dictionaries({
+        "arn": st.just(APIS[0]),
+        "stage": st.sampled_from(("*", "dev")),
+        "httpVerb": st.sampled_from((*METHODS, "*")),
+        "resource": long_resources,
+        "scope": st.sampled_from(SCOPES),
+    }),
+    min_size=1, max_size=8,
+)
+# API Gateway's stage names: letters, digits, '-' and '_', 1 to 128 characters.
+stage_names = st.one_of(st.just("dev"), st.integers(min_value=1, max_value=128).map(lambda n: "s" * n),
+                        st.text(alphabet="abz09-_", min_size=1, max_size=128))
+
+
+def _old_limit_ok(record: dict[str, str]) -> bool:
+    # What releases before the worst-case rule accepted: a stage '*' counted as one character.
+    path = record["resource"].removeprefix("/")
+    return len(f"{record['arn']}/{'x' * len(record['stage'])}/OPTIONS/{path}") <= 512
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=long_records, stage=stage_names, scopes=st.frozensets(st.sampled_from(SCOPES), min_size=1))
+def test_no_resource_over_512_characters_whatever_a_store_holds(raw, stage, scopes):
+    # GIVEN mappings as an older release published them, loaded the way the runtime loads them
+    from policy_engine.adapters.memory import MemoryPermissionSource
+    from policy_engine.cache import PermissionCache
+
+    raw = [r for r in raw if _old_limit_ok(r)]
+    permissions = PermissionCache(MemoryPermissionSource(raw), ttl=60, max_stale=60).get()
+    api = APIS[0]
+    # WHEN a policy is written for a stage of any length API Gateway allows
+    compacted = permissions.resources(scopes, api, stage)
+    expanded = permissions.resources(scopes, api, stage, compacted=False)
+    # THEN no Resource passes IAM's 512 characters, compacted or not; compaction never lengthens one
+    assert all(len(r) <= 512 for r in compacted + expanded)
+    assert max(map(len, compacted), default=0) <= max(map(len, expanded), default=0)
+    policy = response_for(compacted, api, stage)
+    # and exactly the routes whose Resource fits are allowed: nothing wider, nothing else lost
+    fitting = []
+    for record in raw:
+        if record["scope"] not in scopes or record["stage"] not in ("*", stage):
+            continue
+        path = record["resource"].removeprefix("/")
+        verbs = ["*"] if record["httpVerb"] == "*" and path == "*" else (
+            METHODS if record["httpVerb"] == "*" else [record["httpVerb"]])
+        fitting += [r for r in (f"{api}/{stage}/{v}/{path}" for v in verbs) if len(r) <= 512]
+    for record in raw:
+        path = instantiate(record["resource"].removeprefix("/"), ["x"])
+        for verb in METHODS:
+            arn = f"{api}/{stage}/{verb}/{path}"
+            expected = any(oracle_glob(r, arn) for r in fitting)
+            assert (evaluate_response(policy, arn) is Verdict.ALLOW) == expected, arn

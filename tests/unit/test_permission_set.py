@@ -72,3 +72,30 @@ def test_remembered_answers_depend_only_on_the_scopes_that_grant_something():
     assert permissions.resources(frozenset({"w", "openid"}), API, "dev") == (f"{API}/dev/POST/pets",)
     assert permissions.resources(frozenset({"r", "openid"}), API, "prod") == ()
     assert permissions.resources(frozenset({"openid"}), API, "dev") == ()
+
+
+def test_a_resource_too_long_for_the_requested_stage_is_left_out_and_reported():
+    # GIVEN stage-'*' mappings loaded as the runtime loads them (a store may hold what an
+    # older release published): one path fits any stage, one fits 'dev' only
+    long_path = "/reports/" + "r" * 380
+    reported: list[tuple[str, str, tuple[str, ...]]] = []
+    records = [dict(zip(("arn", "stage", "httpVerb", "resource", "scope"), row)) for row in (
+        (API, "*", "GET", "/pets", "a"), (API, "*", "ANY", long_path, "a"), (API, "*", "GET", "/pets/*", "b"))]
+    permissions = compile_records(records, lambda path: f"test:{path}",
+                                  on_oversized=lambda api, stage, dropped: reported.append((api, stage, dropped)))
+    # WHEN the policy is written for 'dev', everything fits and nothing is reported
+    dev = permissions.resources(frozenset({"a"}), API, "dev")
+    assert _allowed(dev, "DELETE", long_path[1:]) and _allowed(dev, "GET", "pets") and not reported
+    # WHEN it is written for a 100-character stage
+    stage = "s" * 100
+    resources = permissions.resources(frozenset({"a", "b"}), API, stage)
+    # THEN every Resource fits IAM's 512, the routes that fit stay, the ones that do not are denied
+    assert resources and all(len(r) <= 512 for r in resources)
+    assert _allowed(resources, "GET", "pets", stage) and _allowed(resources, "GET", "pets/1", stage)
+    assert not any(_allowed(resources, verb, long_path[1:], stage) for verb in HTTP_VERBS)
+    # and the dropped ones were reported once, with the API and stage they were written for
+    [(api, on_stage, dropped)] = reported
+    assert (api, on_stage) == (API, stage) and len(dropped) == len(HTTP_VERBS)
+    assert all(len(r) > 512 for r in dropped)
+    permissions.resources(frozenset({"a", "b"}), API, stage)  # remembered: not reported again
+    assert len(reported) == 1

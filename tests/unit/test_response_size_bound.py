@@ -49,11 +49,11 @@ claim_value = st.one_of(scalar, st.none(), st.floats(), st.lists(st.text(max_siz
 @given(claims=st.dictionaries(st.sampled_from(["sub", "client_id", "username", "iss", "tenant", "scope"]), claim_value),
        names=st.lists(st.sampled_from(["sub", "client_id", "username", "iss", "tenant"]), unique=True))
 def test_the_context_counted_while_built_is_what_the_bound_would_count(claims, names):
-    from policy_engine.core.decision import _context_chars, scalar_context, scalar_context_counted
+    from policy_engine.core.decision import context_chars, scalar_context, scalar_context_counted
 
     context, chars = scalar_context_counted(claims, names)
     assert context == scalar_context(claims, names)
-    assert chars == _context_chars(context)
+    assert chars == context_chars(context)
 
 
 def test_the_engine_hands_the_bound_exactly_the_characters_it_would_count():

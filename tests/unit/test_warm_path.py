@@ -23,7 +23,11 @@ from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.adapters.memory import MemoryPermissionSource
 from policy_engine.cache import PermissionCache
 from policy_engine.core.apikeys import ApiKeyRules
-from policy_engine.core.decision import response_size_bound
+from policy_engine.core.decision import (
+    MAX_RESPONSE_BYTES,
+    response_size,
+    response_size_bound,
+)
 from policy_engine.engine import Authorizer
 from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.settings import Settings
@@ -134,6 +138,7 @@ def _cases(idp: LocalIdentityProvider) -> list[tuple[str, Any]]:
         ("not a dict", [event(good)]),
         ("no methodArn", {"type": "TOKEN", "authorizationToken": f"Bearer {good}"}),
         ("stage wildcard", event(good, arn=f"{API}/*/GET/pets")),
+        ("stage too long", event(good, arn=f"{API}/{'s' * 129}/GET/pets")),
         ("unknown API", event(good, arn="arn:aws:execute-api:us-east-1:123456789012:zzzz/dev/GET/pets")),
         ("bad API", event(good, arn="arn:aws:lambda:us-east-1:123456789012:x/dev/GET/pets")),
         ("other stage", event(good, arn=f"{API}/prod/GET/pets")),
@@ -208,3 +213,65 @@ def test_signed_claim_sets_get_the_general_paths_outcome(pair, **claims):
     payload = {"iss": pair.idp.issuer, **{k: v for k, v in claims.items() if v is not None}}
     warm, general = pair.outcomes(event(_forged(pair.idp, {}, payload)))
     assert warm == general
+
+
+@pytest.fixture(scope="module")
+def wide_pair() -> Iterator[Pair]:
+    # Room for 10,001 scopes in a JWT, and a claim of the caller's choosing in the context.
+    with LocalIdentityProvider() as idp:
+        yield Pair(idp, MAX_TOKEN_LENGTH="65536", CONTEXT_CLAIMS="sub,client_id,username,iss,tenant")
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return digits[n] if n < 36 else _base36(n // 36) + digits[n % 36]
+
+
+def _context_cases(idp: LocalIdentityProvider) -> list[tuple[str, str, bool]]:
+    """(name, token, whether the warm path may answer it): around every context bound."""
+    many = ["pets:read", *(_base36(i) for i in range(9_999)), "pets:write"]
+    at_scope_limit = ["pets:read", *(f"x{i:03d}" for i in range(204))]  # 1,029 characters: one over
+    under_scope_limit = at_scope_limit[:-2]
+    cases = [
+        ("10,001 scopes", idp.mint(scope=" ".join(many)), False),
+        ("5,000 scopes as a list", idp.mint(scope=many[:5000]), False),
+        ("scope list one scope over", idp.mint(scope=" ".join(at_scope_limit)), False),
+        # sent whole, but too large for the warm path's 12-bytes-a-character size bound
+        ("scope list just under", idp.mint(scope=" ".join(under_scope_limit)), False),
+        ("a listed scope with a space", idp.mint(scope=["pets:read", "a b"]), False),
+        ("an empty listed scope", idp.mint(scope=["pets:read", ""]), False),
+        ("sub of 6,000 characters", idp.mint(subject="u" * 6000), False),
+        ("sub of 256 characters", idp.mint(subject="u" * 256, client_id="c1"), True),
+        ("username of 257 characters", idp.mint(username="n" * 257), False),
+        ("username of 256 characters", idp.mint(username="n" * 256), True),
+        ("claims over 1,024 characters together", idp.mint(username="n" * 250, tenant="t" * 250,
+                                                           subject="u" * 250, client_id="c" * 250), False),
+        ("astral tenant (2,400 bytes of JSON: within the bounds)", idp.mint(tenant="\U0001F600" * 200), True),
+        ("tenant of quotes and backslashes", idp.mint(tenant='"\\' * 100), True),
+        ("long scopes and long claims", idp.mint(scope=" ".join(many[:3000]), username="n" * 3000), False),
+    ]
+    return cases
+
+
+def test_huge_scope_sets_and_long_claims_get_the_general_paths_outcome(wide_pair):
+    for attempt in (1, 2):
+        for name, token, warm_may_answer in _context_cases(wide_pair.idp):
+            warm, general = wide_pair.outcomes(event(token))
+            assert warm == general, (attempt, name)
+            assert general[0] == "answered", (name, general)
+            response = general[1]
+            assert response_size(response) <= MAX_RESPONSE_BYTES, name
+            if attempt == 2:  # every memo the general path fills is filled by now
+                taken = wide_pair.warm._warm.answer(event(token))
+                assert (taken is not None) == warm_may_answer, name
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scopes=st.lists(st.text(alphabet="ab:\U0001F600 ", min_size=0, max_size=12), max_size=200),
+       username=st.text(alphabet="n\"\\\x01\u00e9\U0001F600", max_size=300), length=st.integers(0, 1100))
+def test_generated_scope_sets_and_claims_get_the_general_paths_outcome(wide_pair, scopes, username, length):
+    token = wide_pair.idp.mint(scope=["pets:read", *scopes], username=username, tenant="t" * length)
+    for _ in range(2):
+        warm, general = wide_pair.outcomes(event(token))
+        assert warm == general
+        assert general[0] == "answered" and response_size(general[1]) <= MAX_RESPONSE_BYTES

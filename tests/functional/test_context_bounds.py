@@ -1,0 +1,143 @@
+"""A valid token never fails because of what is copied into the authorizer context.
+
+The context is bounded (see README, "context"): whole scopes are dropped, never cut,
+and marked; a claim too long to copy is left out and named; a principal too long is
+replaced by its digest. The policy is never narrowed for the context's sake: it grants
+what the token's scopes grant, whatever their number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
+from policy_engine.core.iam import Verdict
+from policy_engine.local.invoke import invoke
+from tests.conftest import API, verdict
+from tests.request_events import http_v2_event, rest_request_event, token_kind_event
+
+CLIENT_ID, SECRET = "authorizer", "introspection-secret"
+BIG_TOKENS = {"MAX_TOKEN_LENGTH": "65536"}
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+# 10,001 scopes: two that grant routes of the shipped permissions, and 9,999 that do not.
+MANY_SCOPES = ["pets:read", "store:read", *(_base36(i) for i in range(9_999))]
+
+
+def _scopes_in(context: dict) -> list[str]:
+    return context["scope"].split(" ") if context.get("scope") else []
+
+
+def _resources(response: dict) -> list[list[str]]:
+    return [statement["Resource"] for statement in response["policyDocument"]["Statement"]]
+
+
+def _reference_policy(idp, make_handler) -> dict:
+    # The same grants, from a token with only the two scopes that grant anything.
+    small = invoke(make_handler(**BIG_TOKENS), token_kind_event(idp.mint(scope="pets:read store:read")))
+    return small.response["policyDocument"]
+
+
+def _check_many_scopes_answer(result, reference_policy: dict) -> None:
+    assert result.response is not None, result.error
+    assert response_size(result.response) <= MAX_RESPONSE_BYTES
+    # the grant is whole: the same policy a two-scope token gets, evaluated as API Gateway does
+    assert result.response["policyDocument"] == reference_policy
+    assert verdict(result, "GET", "/pets/3") is Verdict.ALLOW
+    assert verdict(result, "GET", "/store/inventory") is Verdict.ALLOW
+    assert verdict(result, "POST", "/pets") is Verdict.IMPLICIT_DENY
+    context = result.response["context"]
+    listed = _scopes_in(context)
+    # whole scopes only, each held by the caller; the granting ones first; marked as cut
+    assert listed and set(listed) <= set(MANY_SCOPES) and len(listed) < len(MANY_SCOPES)
+    assert {"pets:read", "store:read"} <= set(listed)
+    assert context["scopeTruncated"] is True and context["scopeCount"] == len(MANY_SCOPES)
+
+
+def test_a_jwt_with_10001_scopes_gets_the_policy_its_scopes_grant(idp, make_handler):
+    reference = _reference_policy(idp, make_handler)
+    handler = make_handler(**BIG_TOKENS)
+    token = idp.mint(scope=" ".join(MANY_SCOPES))
+    assert len(token) <= 65536
+    for build in (token_kind_event, rest_request_event):
+        for _ in range(2):  # the second time, whatever the first remembered is warm
+            _check_many_scopes_answer(invoke(handler, build(token, "GET", "/pets/3")), reference)
+
+
+def test_an_opaque_token_with_10001_scopes_gets_the_policy_its_scopes_grant(idp, make_handler):
+    reference = _reference_policy(idp, make_handler)
+    idp.register_client(CLIENT_ID, SECRET)
+    handler = make_handler(INTROSPECTION_URL=idp.introspection_endpoint, INTROSPECTION_CLIENT_ID=CLIENT_ID,
+                           INTROSPECTION_CLIENT_SECRET=SECRET)
+    token = idp.issue_opaque(scope=" ".join(MANY_SCOPES))
+    _check_many_scopes_answer(invoke(handler, token_kind_event(token, "GET", "/pets/3")), reference)
+
+
+def test_10001_scopes_with_simple_responses_stay_within_the_limit(idp, make_handler):
+    handler = make_handler(SIMPLE_RESPONSES="true", IDENTITY_SOURCE="$request.header.Authorization,$context.routeKey",
+                           **BIG_TOKENS)
+    result = invoke(handler, http_v2_event(idp.mint(scope=" ".join(MANY_SCOPES)), "GET", "/pets"))
+    assert result.response is not None, result.error
+    assert result.response["isAuthorized"] is True
+    assert response_size(result.response) <= MAX_RESPONSE_BYTES
+    assert set(_scopes_in(result.response["context"])) <= set(MANY_SCOPES)
+
+
+LONG_SUB = "user-" + "u" * 6000
+LONG_NAME = "n" * 3000
+WIDE_TENANT = "\U0001F600" * 200  # 200 characters, 2,400 bytes as JSON writes them
+
+
+def test_long_claims_are_left_out_whole_and_the_principal_becomes_its_digest(idp, make_handler):
+    handler = make_handler(CONTEXT_CLAIMS="sub,client_id,username,iss,tenant", **BIG_TOKENS)
+    token = idp.mint(scope="pets:read", subject=LONG_SUB, client_id="web", username=LONG_NAME, tenant=WIDE_TENANT)
+    for build in (token_kind_event, rest_request_event):
+        for _ in range(2):
+            result = invoke(handler, build(token, "GET", "/pets"))
+            assert result.response is not None, result.error
+            assert response_size(result.response) <= MAX_RESPONSE_BYTES
+            assert verdict(result, "GET", "/pets") is Verdict.ALLOW
+            assert verdict(result, "POST", "/pets") is Verdict.IMPLICIT_DENY
+            context = result.response["context"]
+            # a value is copied whole or not at all: never a prefix of a longer one
+            for name, value in (("sub", LONG_SUB), ("client_id", "web"), ("username", LONG_NAME),
+                                ("tenant", WIDE_TENANT), ("iss", idp.issuer)):
+                assert context.get(name) in (None, value)
+            assert context["client_id"] == "web" and context["iss"] == idp.issuer
+            assert "sub" not in context and "username" not in context
+            assert set(context["contextOmitted"].split(" ")) >= {"sub", "username"}
+            digest = hashlib.sha256(LONG_SUB.encode()).hexdigest()
+            assert result.response["principalId"] == f"sha256:{digest}"
+
+
+def test_a_policy_that_fits_is_never_narrowed_or_refused_for_the_context(idp, make_handler, tmp_path, capsys):
+    # 75 routes: a policy of about 6.8 KB, which fits alone but not with a 2 KB context.
+    lines = [f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:"]
+    lines += [f"      GET /reports/r{i:03}/items/*: [reports:all]" for i in range(75)]
+    (tmp_path / "big.yaml").write_text("\n".join(lines) + "\n")
+    handler = make_handler(PERMISSIONS_SOURCE=str(tmp_path), CONTEXT_CLAIMS="sub,client_id,username,iss,tenant",
+                           **BIG_TOKENS)
+    alone = invoke(handler, token_kind_event(idp.mint(scope="reports:all"), "GET", "/reports/r001/items/1"))
+    assert alone.response is not None and response_size(alone.response) <= MAX_RESPONSE_BYTES
+    scopes = ["reports:all", *(f"extra-scope-{i:04}" for i in range(120))]
+    token = idp.mint(scope=" ".join(scopes), username="n" * 250, tenant="t" * 250)
+    result = invoke(handler, token_kind_event(token, "GET", "/reports/r001/items/1"))
+    assert result.response is not None, result.error
+    assert response_size(result.response) <= MAX_RESPONSE_BYTES
+    # the whole policy, not a per-route one (a TOKEN authorizer's cache key is not per route)
+    assert _resources(result.response) == _resources(alone.response)
+    assert verdict(result, "GET", "/reports/r074/items/7") is Verdict.ALLOW
+    assert set(_scopes_in(result.response["context"])) <= set(scopes)
+    assert not [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("{") and json.loads(line)["event"] == "policy_too_large"]
