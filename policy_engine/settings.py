@@ -57,7 +57,7 @@ class Settings:
     token_types: tuple[str, ...] = ()
     #: ``MAX_TOKEN_LENGTH``: longer tokens are refused before decoding (8192).
     max_token_length: int = 8192
-    #: ``JWKS_TIMEOUT``: seconds for one JWKS or discovery request (3).
+    #: ``JWKS_TIMEOUT``: deadline in seconds for one whole JWKS or discovery exchange (3).
     jwks_timeout: float = 3.0
     #: ``JWKS_CACHE_TTL``: seconds a fetched key set is used before a refresh (3600).
     jwks_cache_ttl: float = 3600.0
@@ -84,7 +84,7 @@ class Settings:
     introspection_client_secret: str = field(default="", repr=False)
     #: ``INTROSPECTION_AUTH_METHOD``: ``client_secret_basic`` (default) or ``client_secret_post``.
     introspection_auth_method: str = "client_secret_basic"
-    #: ``INTROSPECTION_TIMEOUT``: seconds for one introspection request (2).
+    #: ``INTROSPECTION_TIMEOUT``: deadline in seconds for one whole introspection exchange (2).
     introspection_timeout: float = 2.0
     #: ``INTROSPECTION_CACHE_TTL``: at most this many seconds an active answer is reused,
     #: and never past the token's ``exp`` (60). 0 disables the positive cache.

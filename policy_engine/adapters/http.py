@@ -1,17 +1,37 @@
 """A deliberately small HTTP client for trust material (JWKS, discovery, introspection).
 
-Bounded in every direction: one timeout for connect and read, a body size cap, no
+Bounded in every direction: one deadline for the whole exchange, a body size cap, no
 redirects (a redirect could hand us someone else's keys), https only except loopback.
+
+The deadline. A socket timeout bounds one blocking call, so a peer that sends a byte
+just before each timeout (or an endless status line, header block or body) holds the
+caller for as long as it likes. Here the ``timeout`` a caller gives is a deadline for
+the whole exchange: name lookup, TCP connect, TLS handshake, sending, status line,
+headers and body. Every blocking socket call first sets the socket's timeout to the
+time left and fails once none is left, so nothing the peer does extends it. The name
+lookup, which no socket timeout covers, runs in a helper thread that is waited for
+only until the deadline. On a kept-alive connection each request gets its own
+deadline; the warm cost is one clock read and one ``settimeout`` per socket call.
+
+Sizes. Header lines and their number stay capped by ``http.client`` (64 KiB a line,
+100 headers); a body is capped at ``max_bytes``, and one announced larger by its
+``Content-Length`` is refused before it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import ipaddress
 import json
+import socket
 import ssl
+import sys
+import threading
 import time
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Sequence
+from typing import Any, cast
+from urllib.parse import SplitResult, urlsplit
 
 from policy_engine.core.urls import check_trusted_url
 
@@ -20,22 +40,106 @@ __all__ = ["FetchError", "KeepAliveClient", "request_json"]
 _MAX_BODY = 512 * 1024
 _SSL_CONTEXT: ssl.SSLContext | None = None
 
+AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
 
 class FetchError(Exception):
     """The request failed; the message never contains credentials or tokens."""
 
 
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        # A timeout of 0 would make the socket non-blocking, not fail it.
+        raise TimeoutError("the request's deadline has passed")
+    return left
+
+
+class _DeadlineSocket(socket.socket):
+    """A TCP socket whose blocking calls all end by ``deadline`` (a ``time.monotonic()`` value)."""
+
+    __slots__ = ("deadline",)
+    deadline: float
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(_time_left(self.deadline))
+        return super().recv_into(*args, **kwargs)
+
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
+        self.settimeout(_time_left(self.deadline))
+        return super().recv(*args, **kwargs)
+
+    def send(self, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(_time_left(self.deadline))
+        return super().send(*args, **kwargs)
+
+    def sendall(self, *args: Any, **kwargs: Any) -> None:
+        # socket.sendall counts its timeout for the whole call (Python >= 3.5).
+        self.settimeout(_time_left(self.deadline))
+        super().sendall(*args, **kwargs)
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """The TLS counterpart; ``sendall`` goes through ``send``, reads through ``recv_into``."""
+
+    deadline = float("-inf")  # set right after wrapping; until then nothing may block
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(_time_left(self.deadline))
+        return super().recv_into(*args, **kwargs)
+
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
+        self.settimeout(_time_left(self.deadline))
+        return super().recv(*args, **kwargs)
+
+    def send(self, *args: Any, **kwargs: Any) -> int:
+        self.settimeout(_time_left(self.deadline))
+        return super().send(*args, **kwargs)
+
+    def do_handshake(self, *args: Any, **kwargs: Any) -> None:
+        # The ssl module counts the timeout for the whole handshake, however many reads it takes.
+        self.settimeout(_time_left(self.deadline))
+        super().do_handshake(*args, **kwargs)
+
+
 def _ssl_context() -> ssl.SSLContext:
     global _SSL_CONTEXT
     if _SSL_CONTEXT is None:
-        _SSL_CONTEXT = ssl.create_default_context()
+        context = ssl.create_default_context()
+        context.sslsocket_class = _DeadlineSSLSocket
+        _SSL_CONTEXT = context
     return _SSL_CONTEXT
 
 
-def _connection(parts: Any, timeout: float) -> http.client.HTTPConnection:
-    if parts.scheme == "https":
-        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=_ssl_context())
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+def _resolve(host: str, port: int, deadline: float) -> Sequence[AddressInfo]:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a literal address: nothing to look up, nothing to wait for
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    found: list[AddressInfo] = []
+    failed: list[OSError] = []
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+
+    # getaddrinfo takes no timeout (the resolver's own retries can take tens of seconds):
+    # wait for it only until the deadline, and leave a late lookup to finish on its own.
+    thread = threading.Thread(target=lookup, name="policy-engine-dns", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as exc:
+        raise OSError("cannot start the name lookup") from exc
+    thread.join(_time_left(deadline))
+    if thread.is_alive():
+        raise TimeoutError("the name lookup outlived the request's deadline")
+    if failed:
+        raise failed[0]
+    return found
 
 
 class _DuplicateMember(ValueError):
@@ -52,17 +156,105 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _parse(data: bytes, status: int, what: str, max_bytes: int) -> Any:
-    if status != 200:
-        raise FetchError(f"{what} answered {status}")
+def _open(host: str, port: int, deadline: float) -> _DeadlineSocket:
+    error = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in _resolve(host, port, deadline):
+        sock = _DeadlineSocket(family, kind, proto)
+        sock.deadline = deadline
+        try:
+            sock.settimeout(_time_left(deadline))
+            sock.connect(address)
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        with contextlib.suppress(OSError):  # as http.client does: no Nagle delay on small requests
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+class _Connection(http.client.HTTPConnection):
+    """``http.client``'s connection, opened and used within the deadline ``arm`` sets."""
+
+    def __init__(self, parts: SplitResult) -> None:
+        self._tls = parts.scheme == "https"
+        super().__init__(parts.hostname or "", parts.port or (443 if self._tls else 80))
+        self.deadline = float("-inf")
+
+    def arm(self, deadline: float) -> None:
+        """Bound everything this connection does from now on by ``deadline``."""
+        self.deadline = deadline
+        if isinstance(self.sock, (_DeadlineSocket, _DeadlineSSLSocket)):
+            self.sock.deadline = deadline
+
+    def connect(self) -> None:
+        sys.audit("http.client.connect", self, self.host, self.port)
+        sock: socket.socket = _open(self.host, self.port, self.deadline)
+        if self._tls:
+            try:
+                wrapped = _ssl_context().wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+            except BaseException:
+                sock.close()
+                raise
+            tls = cast(_DeadlineSSLSocket, wrapped)
+            tls.deadline = self.deadline
+            try:
+                tls.do_handshake()
+            except BaseException:
+                tls.close()
+                raise
+            sock = tls
+        self.sock = sock
+
+
+def _exchange(
+    conn: _Connection, method: str, target: str, body: bytes | None, headers: dict[str, str], max_bytes: int,
+    what: str,
+) -> tuple[bytes, bool]:
+    """Send one request on ``conn``; the 200 answer's body and whether the server closes.
+
+    Raises:
+        FetchError: non-200 or oversize answer (the body is then left unread).
+        OSError, http.client.HTTPException: the exchange failed, the deadline included.
+    """
+    conn.request(method, target, body=body, headers=headers)
+    response = conn.getresponse()
+    if response.status != 200:
+        raise FetchError(f"{what} answered {response.status}")
+    if response.length is not None and response.length > max_bytes:
+        raise FetchError(f"{what} answered more than {max_bytes} bytes")
+    data = response.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise FetchError(f"{what} answered more than {max_bytes} bytes")
+    return data, response.will_close
+
+
+def _parse(data: bytes, what: str) -> Any:
     try:
         return json.loads(data, object_pairs_hook=_unique_members)
     except _DuplicateMember:
         raise FetchError(f"{what} answered JSON with a duplicate member name") from None
     except (ValueError, RecursionError) as exc:
         raise FetchError(f"{what} did not answer JSON") from exc
+
+
+def _trusted_parts(url: str) -> SplitResult:
+    problem = check_trusted_url(url)
+    if problem:
+        raise FetchError(f"{url} {problem}")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  # a port that is not a number raises here, not mid-request
+    except ValueError as exc:
+        raise FetchError(f"{url} has an invalid port") from exc
+    return parts
 
 
 def request_json(
@@ -74,29 +266,29 @@ def request_json(
     headers: dict[str, str] | None = None,
     max_bytes: int = _MAX_BODY,
 ) -> Any:
-    """Send one request and return its parsed JSON answer.
+    """Send one request and return its parsed JSON answer, all within ``timeout`` seconds.
 
     Any status other than 200 raises, redirects included.
 
     Raises:
         FetchError: untrusted URL, network failure, timeout, non-200, oversize or non-JSON body,
             or JSON with a member name given twice in one object.
+        FetchError: untrusted URL, network failure, deadline passed, non-200, oversize or
+            non-JSON body.
     """
-    problem = check_trusted_url(url)
-    if problem:
-        raise FetchError(f"{url} {problem}")
-    parts = urlsplit(url)
-    conn = _connection(parts, timeout)
+    deadline = time.monotonic() + timeout
+    parts = _trusted_parts(url)
+    what = f"{method} {url}"
+    conn = _Connection(parts)
+    conn.arm(deadline)
     try:
-        conn.request(method, _target(parts), body=body, headers={"Accept": "application/json", **(headers or {})})
-        response = conn.getresponse()
-        data = response.read(max_bytes + 1)
-        status = response.status
+        data, _ = _exchange(conn, method, _target(parts), body, {"Accept": "application/json", **(headers or {})},
+                            max_bytes, what)
     except (OSError, http.client.HTTPException) as exc:
-        raise FetchError(f"{method} {url} failed: {type(exc).__name__}") from exc
+        raise FetchError(f"{what} failed: {type(exc).__name__}") from exc
     finally:
         conn.close()
-    return _parse(data, status, f"{method} {url}", max_bytes)
+    return _parse(data, what)
 
 
 def _target(parts: Any) -> str:
@@ -107,22 +299,21 @@ def _target(parts: Any) -> str:
 class KeepAliveClient:
     """``request_json`` for one URL called again and again, over one kept-alive connection.
 
-    Saves a TCP (and TLS) handshake per request. A kept connection the server has
+    Saves a TCP (and TLS) handshake per request. Each request, retry included, must
+    finish within ``timeout`` seconds of its start. A kept connection the server has
     meanwhile closed fails on first use; that request is retried once on a fresh
-    connection. Timeouts are never retried: the time budget is already spent. A
-    connection idle for more than ``max_idle`` seconds is not reused (a frozen Lambda
-    container may wake long after a middlebox silently forgot it).
+    connection, within what is left of its deadline. Timeouts are never retried: the
+    time budget is already spent. A connection idle for more than ``max_idle`` seconds
+    is not reused (a frozen Lambda container may wake long after a middlebox silently
+    forgot it).
     """
 
     def __init__(self, url: str, *, timeout: float, max_bytes: int = _MAX_BODY, max_idle: float = 30.0) -> None:
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: _Connection | None = None
         self._used_at = 0.0
         self._max_idle = max_idle
-        problem = check_trusted_url(url)
-        if problem:
-            raise FetchError(f"{url} {problem}")
+        self._parts = _trusted_parts(url)
         self.url = url
-        self._parts = urlsplit(url)
         self._timeout = timeout
         self._max_bytes = max_bytes
 
@@ -132,20 +323,25 @@ class KeepAliveClient:
         Raises:
             FetchError: network failure, timeout, non-200, oversize or non-JSON body, or a
                 duplicate member name.
+            FetchError: network failure, deadline passed, non-200, oversize or non-JSON body.
         """
+        started = time.monotonic()
+        deadline = started + self._timeout
         what = f"{method} {self.url}"
         all_headers = {"Accept": "application/json", **(headers or {})}
-        if self._conn is not None and time.monotonic() - self._used_at > self._max_idle:
+        if self._conn is not None and started - self._used_at > self._max_idle:
             self.close()
         for attempt in (1, 2):
             reused = self._conn is not None
-            conn = self._conn or _connection(self._parts, self._timeout)
+            conn = self._conn or _Connection(self._parts)
             self._conn = conn
+            conn.arm(deadline)
             try:
-                conn.request(method, _target(self._parts), body=body, headers=all_headers)
-                response = conn.getresponse()
-                data = response.read(self._max_bytes + 1)
-                status = response.status
+                data, will_close = _exchange(conn, method, _target(self._parts), body, all_headers,
+                                             self._max_bytes, what)
+            except FetchError:
+                self.close()  # an unread body is left on the connection
+                raise
             except TimeoutError as exc:
                 self.close()
                 raise FetchError(f"{what} failed: {type(exc).__name__}") from exc
@@ -154,10 +350,13 @@ class KeepAliveClient:
                 if reused and attempt == 1:
                     continue
                 raise FetchError(f"{what} failed: {type(exc).__name__}") from exc
-            self._used_at = time.monotonic()
-            if response.will_close or len(data) > self._max_bytes:
+            except BaseException:
                 self.close()
-            return _parse(data, status, what, self._max_bytes)
+                raise
+            self._used_at = time.monotonic()
+            if will_close:
+                self.close()
+            return _parse(data, what)
         raise AssertionError("unreachable")
 
     def close(self) -> None:

@@ -2,13 +2,23 @@
 
 Cache rules, per issuer and per container:
 
-* A fetched key set is used for ``JWKS_CACHE_TTL`` seconds, then refreshed.
-* If a refresh fails, the last good keys keep verifying for up to ``JWKS_MAX_STALE``
-  more seconds (an IdP hiccup must not become an outage), and the failure is logged.
-  Past that, verification fails closed.
+* A fetched key set is used for ``JWKS_CACHE_TTL`` seconds, then refreshed on the next
+  request. This refresh is not held back by ``JWKS_REFETCH_INTERVAL``, so a key the
+  issuer removed stops verifying within ``JWKS_CACHE_TTL``.
+* A successful answer (200 and a JSON object with a ``keys`` list) is the issuer's
+  word: it replaces the key set. If none of its keys is usable (``{"keys": []}``, or
+  only keys that are skipped), no token of that issuer verifies until it publishes
+  one, and an ERROR line (``jwks_no_usable_keys``) says so.
+* Only a failed fetch (network, deadline, non-200, a body that is not a JWKS document,
+  a bad discovery document) keeps the last good keys: they verify for up to
+  ``JWKS_MAX_STALE`` more seconds (an IdP hiccup must not become an outage), and the
+  failure is logged. Past that, verification fails closed. After a failure the
+  endpoint is asked again at most once per min(``JWKS_CACHE_TTL``,
+  ``JWKS_REFETCH_INTERVAL``), not on every request.
 * A ``kid`` that is not in the set triggers one refresh, at most once per
   ``JWKS_REFETCH_INTERVAL``, so forged kids cannot make us hammer the IdP.
-* A new set replaces the old one only when it was fetched and parsed successfully.
+* Every request (discovery, JWKS) must finish within ``JWKS_TIMEOUT``, a deadline for
+  the whole exchange; at container start all issuers together get ``PREFETCH_BUDGET``.
 """
 
 from __future__ import annotations
@@ -23,7 +33,14 @@ from policy_engine.core.urls import check_trusted_url
 from policy_engine.errors import KeySourceError, UnknownKeyError
 from policy_engine.logs import log
 
-__all__ = ["JwksKeySource"]
+__all__ = ["PREFETCH_BUDGET", "JwksKeySource"]
+
+#: Seconds the key prefetch at container start may take, all issuers together (each
+#: request gets min(JWKS_TIMEOUT, time left)). Lambda's init phase is limited to 10 s
+#: (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html,
+#: "Init phase"); this budget, the mapping store's own first-load budget and the
+#: imports must fit in it with margin. Issuers not loaded in time load on first use.
+PREFETCH_BUDGET = 3.0
 
 FetchJson = Callable[[str, float], Any]
 
@@ -66,24 +83,37 @@ class JwksKeySource:
         self._timeout = timeout
         self._ttl = cache_ttl
         self._refetch_interval = refetch_interval
+        # After a failed refresh, the wait before the next try: a failing endpoint is
+        # not asked on every request, and a short TTL is not stretched to the interval.
+        self._retry_interval = min(cache_ttl, refetch_interval)
         self._max_stale = max_stale
         self._clock = clock
         self._fetch_json = fetch_json
 
-    def prefetch(self) -> None:
-        """Load every issuer's keys now (at container start); failures are logged, not raised."""
+    def prefetch(self, budget: float = PREFETCH_BUDGET) -> None:
+        """Load every issuer's keys now (at container start), within ``budget`` seconds in all.
+
+        Failures are logged, not raised. An issuer whose keys are not loaded by then is
+        fetched on its first request, without waiting out a retry interval.
+        """
+        until = time.monotonic() + budget
         for state in self._issuers.values():
+            if time.monotonic() >= until:
+                log("WARN", "jwks_prefetch_skipped", issuer=state.issuer, error="the prefetch budget is spent")
+                continue
             try:
-                self._refresh(state, self._clock())
+                self._refresh(state, self._clock(), until)
             except KeySourceError as exc:
                 log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=str(exc))
+                state.last_attempt = float("-inf")
 
     def get_key(self, issuer: str, kid: str) -> VerificationKey:
         """The key ``issuer`` published under ``kid``.
 
         Raises:
             UnknownKeyError: the issuer's current key set has no such kid.
-            KeySourceError: the issuer is not configured, or its keys cannot be had.
+            KeySourceError: the issuer is not configured, or its keys cannot be had (none
+                loaded, too stale, or the issuer publishes no usable key).
         """
         state = self._issuers.get(issuer)
         if state is None:
@@ -93,51 +123,61 @@ class JwksKeySource:
             key = state.keys.get(kid)  # type: ignore[union-attr]  # fresh_until is finite only with keys
             if key is not None:
                 return key
-        if state.keys is None:
-            if now - state.last_attempt < self._refetch_interval:
-                raise KeySourceError("JWKS unavailable (retrying after JWKS_REFETCH_INTERVAL)")
-            self._refresh(state, now)
-        elif now - state.fetched_at > self._ttl and now - state.last_attempt >= self._refetch_interval:
+        elif now - state.last_attempt >= self._retry_interval:
+            # Past the TTL (or never loaded): ask the issuer. Right after a success
+            # last_attempt is fetched_at, so this runs as soon as the TTL has passed.
             try:
                 self._refresh(state, now)
             except KeySourceError as exc:
+                if state.keys is None:
+                    raise
                 log("ERROR", "jwks_refresh_failed", issuer=issuer, error=str(exc),
                     stale_seconds=round(now - state.fetched_at))
-        assert state.keys is not None
+        if state.keys is None:
+            raise KeySourceError("JWKS unavailable (retrying after min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL))")
         if now - state.fetched_at > self._ttl + self._max_stale:
             raise KeySourceError("JWKS is older than JWKS_MAX_STALE and cannot be refreshed")
         key = state.keys.get(kid)
-        if key is None:
-            if now - state.last_attempt < self._refetch_interval:
-                raise UnknownKeyError("token kid is not in the issuer's key set")
+        if key is None and now - state.last_attempt >= self._refetch_interval:
             self._refresh(state, now)
             key = state.keys.get(kid)
-            if key is None:
-                raise UnknownKeyError("token kid is not in the issuer's key set")
+        if key is None:
+            if not state.keys:
+                raise KeySourceError("the issuer's JWKS has no usable signing keys")
+            raise UnknownKeyError("token kid is not in the issuer's key set")
         return key
 
-    def _refresh(self, state: _IssuerKeys, now: float) -> None:
+    def _refresh(self, state: _IssuerKeys, now: float, until: float = float("inf")) -> None:
         state.last_attempt = now
         try:
-            uri = state.jwks_uri or self._discover(state.issuer)
-            document = self._fetch_json(uri, self._timeout)
+            uri = state.jwks_uri or self._discover(state.issuer, until)
+            document = self._fetch_json(uri, self._time_for(until))
             keys, skipped = load_jwks(document, self._algorithms)
         except FetchError as exc:
             raise KeySourceError(f"JWKS fetch failed: {exc}") from exc
         except ValueError as exc:
             raise KeySourceError(f"JWKS is not usable: {exc}") from exc
-        if not keys:
-            raise KeySourceError("JWKS has no usable signing keys")
         if skipped:
             log("WARN", "jwks_keys_skipped", issuer=state.issuer, skipped=skipped)
+        if not keys:
+            # A valid answer with nothing usable in it revokes every key: keeping the
+            # old ones would trust keys the issuer no longer publishes.
+            log("ERROR", "jwks_no_usable_keys", issuer=state.issuer, skipped=len(skipped))
         state.jwks_uri = uri
         state.keys = keys
         state.fetched_at = now
         state.fresh_until = now + self._ttl
 
-    def _discover(self, issuer: str) -> str:
+    def _time_for(self, until: float) -> float:
+        """One request's deadline: ``JWKS_TIMEOUT``, or less when a budget ends sooner."""
+        left = until - time.monotonic()
+        if left <= 0:
+            raise FetchError("the prefetch budget is spent")
+        return min(self._timeout, left)
+
+    def _discover(self, issuer: str, until: float) -> str:
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-        document = self._fetch_json(url, self._timeout)
+        document = self._fetch_json(url, self._time_for(until))
         if not isinstance(document, dict) or document.get("issuer") != issuer:
             # RFC 8414 §3.3: metadata for another issuer must not be used.
             raise ValueError("discovery document names another issuer")

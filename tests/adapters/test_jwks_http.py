@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.errors import ConfigurationError, KeySourceError, UnknownKeyError
 from policy_engine.settings import Settings
+from tests.support.trickle import TricklingServer, hard_limit
 
 
 class Clock:
@@ -24,6 +26,11 @@ def _source(idp, clock, **overrides):
                    refetch_interval=30, max_stale=600, clock=clock)
     options.update(overrides)
     return JwksKeySource([idp.issuer], **options)
+
+
+def _log_lines(capsys) -> list[dict]:
+    # Our log lines only: a loopback server thread of another test may print a traceback.
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
 
 
 def _jwks_requests(idp) -> int:
@@ -141,3 +148,134 @@ def test_loopback_http_is_accepted_for_local_development():
     settings = Settings.from_environ({"ISSUER": "http://127.0.0.1:9000", "AUDIENCE": "a",
                                       "JWKS_URI": "http://localhost:9000/jwks.json"})
     assert settings.jwks_uris == ("http://localhost:9000/jwks.json",)
+
+
+# Revocation: the issuer's answer is its word (issue 13, item 3).
+
+def test_a_removed_key_stops_verifying_once_the_cache_ttl_has_passed(idp):
+    # The unknown-kid refetch interval is longer than the TTL; it must not delay the TTL refresh.
+    clock = Clock()
+    source = _source(idp, clock, cache_ttl=300, refetch_interval=900)
+    old = idp.keys[0].kid
+    source.get_key(idp.issuer, old)
+    new = idp.rotate(keep_old=False)
+    clock.now += 299
+    assert source.get_key(idp.issuer, old).kid == old  # within the TTL the cached set is used
+    clock.now += 2
+    with pytest.raises(UnknownKeyError):
+        source.get_key(idp.issuer, old)
+    assert source.get_key(idp.issuer, new.kid).kid == new.kid
+    assert _jwks_requests(idp) == 2
+
+
+@pytest.mark.parametrize("document", [b'{"keys": []}',
+                                      b'{"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}',
+                                      b'{"keys": [{"kty": "RSA", "kid": "k2", "use": "enc", "n": "AQAB", "e": "AQAB"}]}'],
+                         ids=["no keys", "only an oct key", "only an enc key"])
+def test_an_answer_without_usable_keys_revokes_every_key(idp, capsys, document):
+    clock = Clock()
+    source = _source(idp, clock)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (200, document)
+    clock.now += 301
+    with pytest.raises(KeySourceError):
+        source.get_key(idp.issuer, kid)
+    assert any(e["level"] == "ERROR" and e["event"] == "jwks_no_usable_keys" and e["issuer"] == idp.issuer
+               for e in _log_lines(capsys))
+    for _ in range(5):  # and it stays so, without a request per token
+        with pytest.raises(KeySourceError):
+            source.get_key(idp.issuer, kid)
+    assert _jwks_requests(idp) == 2
+    idp.jwks_override = None  # the issuer publishes keys again: found by the next refetch
+    clock.now += 31
+    assert source.get_key(idp.issuer, kid).kid == kid
+
+
+def test_an_answer_without_usable_keys_at_cold_start_fails_closed(idp):
+    idp.jwks_override = lambda: (200, b'{"keys": []}')
+    with pytest.raises(KeySourceError):
+        _source(idp, Clock()).get_key(idp.issuer, idp.keys[0].kid)
+
+
+@pytest.mark.parametrize("answer", [(500, b'{"keys": []}'), (200, b"<html>busy</html>"), (200, b"[]"),
+                                    (200, b'{"keys": {}}'), (200, b'{"no": "keys"}')],
+                         ids=["500", "not JSON", "a list", "keys not a list", "no keys member"])
+def test_a_failed_or_unparsable_answer_keeps_the_last_good_keys(idp, answer):
+    clock = Clock()
+    source = _source(idp, clock)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: answer
+    clock.now += 301
+    assert source.get_key(idp.issuer, kid).kid == kid
+
+
+def test_a_timed_out_refresh_keeps_the_last_good_keys(idp):
+    clock = Clock()
+    source = _source(idp, clock, timeout=0.3)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (time.sleep(1), (200, b'{"keys": []}'))[1]
+    clock.now += 301
+    assert source.get_key(idp.issuer, kid).kid == kid
+
+
+def test_a_failing_endpoint_is_asked_at_most_once_per_retry_interval(idp):
+    # After a failed TTL refresh the next try waits min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL).
+    clock = Clock()
+    source = _source(idp, clock, cache_ttl=300, refetch_interval=60)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (503, b"unavailable")
+    clock.now += 301
+    for _ in range(10):
+        assert source.get_key(idp.issuer, kid).kid == kid
+    assert _jwks_requests(idp) == 2
+    clock.now += 59
+    source.get_key(idp.issuer, kid)
+    assert _jwks_requests(idp) == 2
+    clock.now += 2
+    source.get_key(idp.issuer, kid)
+    assert _jwks_requests(idp) == 3
+
+    clock = Clock()  # now the TTL is the shorter one
+    short = _source(idp, clock, cache_ttl=20, refetch_interval=600)
+    idp.jwks_override = None
+    short.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (503, b"unavailable")
+    clock.now += 21
+    short.get_key(idp.issuer, kid)
+    clock.now += 19
+    short.get_key(idp.issuer, kid)
+    assert _jwks_requests(idp) == 5
+    clock.now += 2
+    short.get_key(idp.issuer, kid)
+    assert _jwks_requests(idp) == 6
+
+
+# The prefetch at container start: one budget for all issuers (issue 13, item 5).
+
+def test_prefetch_shares_one_budget_and_leaves_the_rest_to_first_use(idp, capsys):
+    with TricklingServer(list, interval=0.2) as hung:  # accepts and never answers
+        source = JwksKeySource([hung.url, idp.issuer], algorithms={"RS256"},
+                               jwks_uris=[f"{hung.url}/jwks.json", idp.jwks_uri], timeout=10)
+        started = time.monotonic()
+        with hard_limit(8):
+            source.prefetch(budget=0.5)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.5
+    events = {(e["event"], e["issuer"]) for e in _log_lines(capsys) if e["event"].startswith("jwks_prefetch")}
+    assert events == {("jwks_prefetch_failed", hung.url), ("jwks_prefetch_skipped", idp.issuer)}
+    assert _jwks_requests(idp) == 0
+    assert source.get_key(idp.issuer, idp.keys[0].kid)  # fetched on first use
+
+
+def test_a_failed_prefetch_does_not_delay_the_first_request(idp):
+    idp.jwks_override = lambda: (503, b"starting up")
+    source = _source(idp, Clock())
+    source.prefetch()
+    idp.jwks_override = None
+    kid = idp.keys[0].kid
+    assert source.get_key(idp.issuer, kid).kid == kid
+    assert _jwks_requests(idp) == 2
