@@ -17,8 +17,9 @@ Cache rules, per issuer and per container:
   ``JWKS_REFETCH_INTERVAL``), not on every request.
 * A ``kid`` that is not in the set triggers one refresh, at most once per
   ``JWKS_REFETCH_INTERVAL``, so forged kids cannot make us hammer the IdP.
-* Every request (discovery, JWKS) must finish within ``JWKS_TIMEOUT``, a deadline for
-  the whole exchange; at container start all issuers together get ``PREFETCH_BUDGET``.
+* One refresh (discovery, when used, and the JWKS request together) must finish within
+  ``JWKS_TIMEOUT``, a deadline for the whole exchange; at container start all issuers
+  together get ``PREFETCH_BUDGET``.
 """
 
 from __future__ import annotations
@@ -147,8 +148,11 @@ class JwksKeySource:
             raise UnknownKeyError("token kid is not in the issuer's key set")
         return key
 
-    def _refresh(self, state: _IssuerKeys, now: float, until: float = float("inf")) -> None:
+    def _refresh(self, state: _IssuerKeys, now: float, until: float | None = None) -> None:
         state.last_attempt = now
+        if until is None:
+            # Discovery and JWKS share one JWKS_TIMEOUT: a request never waits for two.
+            until = time.monotonic() + self._timeout
         try:
             uri = state.jwks_uri or self._discover(state.issuer, until)
             document = self._fetch_json(uri, self._time_for(until))
@@ -172,7 +176,7 @@ class JwksKeySource:
         """One request's deadline: ``JWKS_TIMEOUT``, or less when a budget ends sooner."""
         left = until - time.monotonic()
         if left <= 0:
-            raise FetchError("the prefetch budget is spent")
+            raise FetchError("no time is left for the request")
         return min(self._timeout, left)
 
     def _discover(self, issuer: str, until: float) -> str:

@@ -279,3 +279,21 @@ def test_a_failed_prefetch_does_not_delay_the_first_request(idp):
     kid = idp.keys[0].kid
     assert source.get_key(idp.issuer, kid).kid == kid
     assert _jwks_requests(idp) == 2
+
+
+def test_discovery_and_jwks_share_one_jwks_timeout():
+    # GIVEN discovery that answers slowly but completely (about 1.6 s) and a JWKS URI that
+    # never answers, with JWKS_TIMEOUT=2
+    with TricklingServer(list) as hung_jwks, TricklingServer(lambda: discovery_pieces, interval=0.2) as discovery:
+        body = json.dumps({"issuer": discovery.url, "jwks_uri": f"{hung_jwks.url}/jwks.json"}).encode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        discovery_pieces = [head] + [body[len(body) * i // 8:len(body) * (i + 1) // 8] for i in range(8)]
+        source = JwksKeySource([discovery.url], algorithms={"RS256"}, timeout=2)
+        started = time.monotonic()
+        # WHEN the first request needs the keys
+        with hard_limit(8), pytest.raises(KeySourceError):
+            source.get_key(discovery.url, "any-kid")
+        elapsed = time.monotonic() - started
+    # THEN discovery and JWKS together took one JWKS_TIMEOUT, not one each (3.6 s)
+    print(f"discovery (1.6 s) + hung JWKS with JWKS_TIMEOUT=2: {elapsed:.2f} s")
+    assert elapsed < 2.8
