@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policy_engine.adapters.jwks_http import JwksKeySource
-from policy_engine.cache import PermissionCache
+from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT, PermissionCache
 from policy_engine.engine import Authorizer
 from policy_engine.errors import ConfigurationError
 from policy_engine.ports import PermissionSource
@@ -12,11 +12,11 @@ from policy_engine.settings import Settings
 __all__ = ["build_authorizer", "permission_source"]
 
 
-def permission_source(location: str) -> PermissionSource:
+def permission_source(location: str, *, max_bytes: int | None = None) -> PermissionSource:
     """The source named by a ``PERMISSIONS_SOURCE`` value.
 
     ``dynamodb://TABLE`` and ``s3://BUCKET/KEY`` build a boto3 client (no AWS call yet);
-    nothing creates or alters a table here.
+    nothing creates or alters a table here. ``max_bytes`` caps what a store load reads.
 
     Raises:
         ConfigurationError: the scheme is unknown, the value is malformed, or no AWS
@@ -26,11 +26,11 @@ def permission_source(location: str) -> PermissionSource:
     if location.startswith("dynamodb://"):
         from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 
-        return DynamoDbPermissionSource(location.removeprefix("dynamodb://"))
+        return DynamoDbPermissionSource(location.removeprefix("dynamodb://"), max_bytes=max_bytes)
     if location.startswith("s3://"):
         from policy_engine.adapters.s3 import S3PermissionSource
 
-        return S3PermissionSource(location)
+        return S3PermissionSource(location, max_bytes=max_bytes)
     if "://" in location:
         scheme = location.split("://", 1)[0]
         raise ConfigurationError(
@@ -59,10 +59,13 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
         refetch_interval=settings.jwks_refetch_interval,
         max_stale=settings.jwks_max_stale,
     )
+    # A store is a network call that can hang: its loads get deadlines. Files load inline.
+    store = "://" in settings.permissions_source
     permissions = PermissionCache(
-        permission_source(settings.permissions_source),
+        permission_source(settings.permissions_source, max_bytes=settings.permissions_max_bytes),
         ttl=settings.permissions_cache_ttl,
         max_stale=settings.permissions_max_stale,
+        wait=STORE_REQUEST_WAIT if store else None,
     )
     introspection = None
     if settings.introspection_url is not None:
@@ -87,7 +90,7 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     if prefetch:
         keys.prefetch()
         try:
-            permissions.get()
+            permissions.get(wait=STORE_INIT_WAIT)
         except Exception:  # logged by the cache; the first request retries and fails closed
             pass
     return authorizer

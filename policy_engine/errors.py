@@ -23,6 +23,7 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     ├── StoreError                a permission store failed (unreachable, denied)  -> 500
     │   ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
     │   ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
+    │   ├── StoreTooLargeError    the published snapshot is larger than PERMISSIONS_MAX_BYTES
     │   └── ConflictError         a concurrent publish won
     └── BundleError               a Lambda bundle could not be built (CLI only)
 
@@ -51,6 +52,7 @@ __all__ = [
     "PolicyEngineError",
     "PolicyTooLargeError",
     "StoreError",
+    "StoreTooLargeError",
     "TokenError",
     "UnknownKeyError",
     "UnsupportedAlgorithmError",
@@ -187,6 +189,20 @@ class CorruptStoreError(StoreError):
         message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
         super().__init__(message)
         self.problems = items
+
+
+class StoreTooLargeError(StoreError):
+    """The published snapshot is larger than a load may read; nothing of it was used.
+
+    ``etag`` is the store's name for that content (an S3 ETag, a table version), so a
+    reader can refuse it again without downloading it until it changes.
+    """
+
+    code = "store_too_large"
+
+    def __init__(self, message: str, *, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag
 
 
 class BundleError(PolicyEngineError):

@@ -16,14 +16,30 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from policy_engine.errors import ConfigurationError, MissingStoreError, StoreError
 
-__all__ = ["AWS_ERRORS", "ClientError", "error_code", "make_client", "store_error"]
+__all__ = [
+    "AWS_ERRORS", "RUNTIME_ATTEMPTS", "RUNTIME_CONNECT_TIMEOUT", "RUNTIME_READ_TIMEOUT", "ClientError",
+    "error_code", "make_client", "store_error",
+]
 
 #: What botocore raises; anything else is not a store failure and is left alone.
 AWS_ERRORS = (BotoCoreError, ClientError)
 
-# The authorizer answers inside API Gateway's timeout; a hung store must fail fast and
-# let the cache serve its last good mappings. The CLI can afford to wait longer.
-RUNTIME_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+#: Seconds the authorizer's clients wait to connect; in-region connects take milliseconds.
+RUNTIME_CONNECT_TIMEOUT = 1.0
+#: Seconds one socket read may wait. botocore applies it per read, never to a whole
+#: answer, so the whole-load deadline is the cache's (``policy_engine/cache.py``).
+RUNTIME_READ_TIMEOUT = 2.0
+#: Requests per store call, the first one included. botocore's ``max_attempts`` counts
+#: retries (3 meant 4 requests); ``total_max_attempts`` counts requests. One retry covers
+#: a dropped connection or one throttled answer; the cache backs off across requests.
+RUNTIME_ATTEMPTS = 2
+
+# A silent endpoint ends one call after at most 2 x (1 + 2) s plus one standard-mode retry
+# delay (at most 1 s, unless the store asks for more with x-amz-retry-after), on the load's
+# worker thread; requests never wait that long (the cache
+# bounds them). The CLI can afford to wait longer.
+RUNTIME_CONFIG = Config(connect_timeout=RUNTIME_CONNECT_TIMEOUT, read_timeout=RUNTIME_READ_TIMEOUT,
+                        retries={"total_max_attempts": RUNTIME_ATTEMPTS, "mode": "standard"})
 ADMIN_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 5, "mode": "standard"})
 
 _MISSING = {"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404", "NotFound"}

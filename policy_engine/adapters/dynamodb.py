@@ -26,7 +26,10 @@ Layout (string keys ``pk``/``sk``; created by ``migrations/0001_create_table.py`
   what it loaded and refuses a mismatch (an item edited or deleted by hand).
 
 Readers: a warm container checks "changed?" with one ``GetItem`` of the pointer; a load
-is one ``Query`` of the ``MAPPINGS`` partition (1 MB pages).
+is one ``Query`` of the ``MAPPINGS`` partition (1 MB pages). The pointer is one item
+(DynamoDB caps items at 400 KB); what a load may accumulate is capped by ``max_bytes``
+(``PERMISSIONS_MAX_BYTES``, counted as the sort keys' bytes, which spell every mapping).
+A version refused for its size is remembered, so asking again costs only the ``GetItem``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from policy_engine.errors import (
     MissingStoreError,
     PermissionsError,
     StoreError,
+    StoreTooLargeError,
 )
 from policy_engine.ports import RawPermissions
 
@@ -573,11 +577,14 @@ class DynamoDbPermissionSource:
     published since; otherwise one paginated ``Query``. The loaded set must hash to the
     pointer's digest; a mismatch is retried once with strongly consistent reads (an
     eventually consistent page may trail the flip) and then refused.
+    ``max_bytes`` caps the sort-key bytes one load reads (``None``: no cap, for tools).
     """
 
-    def __init__(self, table: str, *, client: Any = None) -> None:
+    def __init__(self, table: str, *, client: Any = None, max_bytes: int | None = None) -> None:
         self._store = DynamoDbStore(table, client=client)
         self.description = self._store.description
+        self._max_bytes = max_bytes
+        self._refused: StoreTooLargeError | None = None
 
     def fetch(self, known_etag: str | None) -> RawPermissions | None:
         """The published mappings, or ``None`` when the version still equals ``known_etag``.
@@ -585,6 +592,8 @@ class DynamoDbPermissionSource:
         Raises:
             MissingStoreError: no table, or nothing published yet.
             CorruptStoreError: items no sync wrote, or content not matching the digest.
+            StoreTooLargeError: the version holds more than ``max_bytes`` (again, after one
+                ``GetItem``, while that version stays published).
             StoreError: the table cannot be read (throttled, unreachable, access denied).
         """
         store = self._store
@@ -594,8 +603,15 @@ class DynamoDbPermissionSource:
         etag = f"{version_label(pointer.version)}:{pointer.digest}"
         if etag == known_etag:
             return None
+        refused = self._refused
+        if refused is not None and refused.etag == etag:
+            raise StoreTooLargeError(str(refused), etag=etag)
         for consistent in (False, True):
-            keys = self._load(pointer.version, consistent)
+            try:
+                keys = self._load(pointer.version, consistent, etag)
+            except StoreTooLargeError as exc:
+                self._refused = exc
+                raise
             if digest(keys) == pointer.digest:
                 break
         else:
@@ -614,13 +630,21 @@ class DynamoDbPermissionSource:
 
         return RawPermissions(records, locate, version_label(pointer.version), etag)
 
-    def _load(self, version: int, consistent: bool) -> list[MappingKey]:
+    def _load(self, version: int, consistent: bool, etag: str) -> list[MappingKey]:
         keys = []
         problems = []
         table = self._store.table
+        limit, read = self._max_bytes, 0
         for item in self._store.query(MAPPINGS, consistent=consistent, filter_version=version, only_sort_key=True):
+            sk = _s(item, "sk") or ""
+            read += len(sk.encode())
+            if limit is not None and read > limit:
+                raise StoreTooLargeError(
+                    f"{self.description} {version_label(version)} holds more than {limit} bytes of mappings; "
+                    f"PERMISSIONS_MAX_BYTES is {limit}: not loaded (publish fewer mappings or raise the limit)",
+                    etag=etag)
             try:
-                keys.append(parse_sort_key(_s(item, "sk") or "", table)[0])
+                keys.append(parse_sort_key(sk, table)[0])
             except CorruptStoreError as exc:
                 problems.extend(exc.problems)
         if problems:

@@ -20,6 +20,11 @@ successor's record is never restored.
 
 A warm container revalidates with ``GetObject(IfNoneMatch=<etag>)``: S3 answers 304
 and nothing is downloaded while the object is unchanged.
+
+A reader reads at most ``max_bytes`` (``PERMISSIONS_MAX_BYTES``): a larger object is
+refused on its ``Content-Length`` before any of its body is read (and a body without
+one is cut after ``max_bytes + 1`` bytes). The refused ETag is remembered and sent as
+``If-None-Match`` next time, so the same object is never downloaded twice.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from typing import Any
 
 from policy_engine.adapters.aws import AWS_ERRORS, ClientError, error_code, make_client, store_error
 from policy_engine.core.publish import MappingKey, digest, record_of
-from policy_engine.errors import ConfigurationError, ConflictError, CorruptStoreError, MissingStoreError, StoreError
+from policy_engine.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptStoreError,
+    MissingStoreError,
+    StoreError,
+    StoreTooLargeError,
+)
 from policy_engine.ports import RawPermissions
 
 __all__ = ["Link", "S3PermissionSource", "S3Store", "Snapshot", "parse_s3_location"]
@@ -154,23 +166,44 @@ class S3Store:
     def history_key(self, version: int) -> str:
         return f"{self.key}.history/{version:010d}.json"
 
-    def get(self, key: str | None = None, *, if_none_match: str | None = None) -> tuple[bytes, str] | None:
+    def get(
+        self, key: str | None = None, *, if_none_match: str | None = None, max_bytes: int | None = None
+    ) -> tuple[bytes, str] | None:
         """``(body, etag)``, or ``None`` when ``if_none_match`` still matches (304).
+
+        With ``max_bytes``, at most that many bytes of body are read.
 
         Raises:
             MissingStoreError: the bucket or the object does not exist.
+            StoreTooLargeError: the object is larger than ``max_bytes`` (its ETag attached).
             StoreError: any other failure.
         """
+        where = f"s3://{self.bucket}/{key or self.key}"
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key or self.key}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
         try:
             response = self.client.get_object(**kwargs)
-            return response["Body"].read(), response["ETag"]
+            body, etag = response["Body"], str(response["ETag"])
+            if max_bytes is None:
+                return body.read(), etag
+            size = response.get("ContentLength")
+            if isinstance(size, int) and size > max_bytes:
+                # Refused on the header: closing drops the connection, the body is never read.
+                body.close()
+                raise StoreTooLargeError(f"{where} is {size} bytes; PERMISSIONS_MAX_BYTES is {max_bytes}: "
+                                         "not loaded (publish fewer mappings or raise the limit)", etag=etag)
+            data = body.read(max_bytes + 1)  # a missing or wrong length cannot make us read more
+            if len(data) > max_bytes:
+                body.close()
+                raise StoreTooLargeError(f"{where} holds more than {max_bytes} bytes; PERMISSIONS_MAX_BYTES is "
+                                         f"{max_bytes}: not loaded (publish fewer mappings or raise the limit)",
+                                         etag=etag)
+            return data, etag
         except AWS_ERRORS as exc:
             if error_code(exc) in ("304", "NotModified"):
                 return None
-            raise store_error(exc, f"s3://{self.bucket}/{key or self.key}") from exc
+            raise store_error(exc, where) from exc
 
     def current(self) -> Snapshot | None:
         """The published snapshot, ``None`` if nothing was published (the bucket must exist).
@@ -342,12 +375,17 @@ class S3Store:
 
 
 class S3PermissionSource:
-    """``PermissionSource`` over a snapshot object; unchanged objects are never downloaded."""
+    """``PermissionSource`` over a snapshot object; unchanged or refused objects are never downloaded.
 
-    def __init__(self, location: str, *, client: Any = None) -> None:
+    ``max_bytes`` caps what one load reads (``None``: no cap, for tools).
+    """
+
+    def __init__(self, location: str, *, client: Any = None, max_bytes: int | None = None) -> None:
         bucket, key = parse_s3_location(location)
         self._store = S3Store(bucket, key, client=client)
         self.description = self._store.description
+        self._max_bytes = max_bytes
+        self._refused: StoreTooLargeError | None = None
 
     def fetch(self, known_etag: str | None) -> RawPermissions | None:
         """The snapshot's mappings, or ``None`` when S3 says the ETag still matches.
@@ -355,11 +393,24 @@ class S3PermissionSource:
         Raises:
             MissingStoreError: no bucket or no object (nothing published).
             CorruptStoreError: the object is not a valid snapshot.
+            StoreTooLargeError: the object is larger than ``max_bytes`` (again, without a
+                download, while S3 still holds that same object).
             StoreError: S3 cannot be read.
         """
-        got = self._store.get(if_none_match=known_etag)
+        refused = self._refused
+        # While a refused object is what S3 holds, ask about that one: 304, no body.
+        try:
+            got = self._store.get(if_none_match=refused.etag if refused else known_etag, max_bytes=self._max_bytes)
+        except StoreTooLargeError as exc:
+            self._refused = exc
+            raise
         if got is None:
+            if refused is not None:
+                raise StoreTooLargeError(str(refused), etag=refused.etag)
             return None
+        self._refused = None
+        if got[1] == known_etag:
+            return None  # replaced by the very object already loaded (a rollback of the refused one)
         snapshot = decode_snapshot(got[0], self.description, got[1])
         ordered = sorted(snapshot.keys)
 

@@ -85,3 +85,134 @@ def test_cold_container_with_failing_store_raises():
     source.fail = RuntimeError("boom")
     with pytest.raises(StoreError):
         _cache(source, Clock()).get()
+
+
+# -- loads with a deadline (stores): single flight, bounded waits, back-off ------------------
+
+import itertools
+import threading
+import time
+
+from policy_engine import cache as cache_module
+
+#: How long a blocked fake fetch waits before giving up by itself: only so that a cache
+#: that waits without a bound fails these tests instead of hanging the suite.
+GUARD = 5.0
+
+
+class BlockingSource(FakeSource):
+    """Answers at once until ``block()``; then each fetch waits for ``release()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gate = threading.Event()
+        self._gate.set()
+        self.started = threading.Event()
+
+    def block(self) -> None:
+        self._gate.clear()
+        self.started.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def fetch(self, known_etag):
+        self.calls.append(known_etag)
+        self.started.set()
+        if not self._gate.wait(GUARD):
+            raise StoreError("guard: the cache waited for a hung fetch")
+        if known_etag == self.etag:
+            return None
+        return RawPermissions(list(self.records), lambda path: f"fake{path}", f"v{self.etag}", self.etag)
+
+
+def _timed(call):
+    started = time.monotonic()
+    try:
+        return call(), time.monotonic() - started
+    except StoreError as exc:
+        return exc, time.monotonic() - started
+
+
+def test_a_warm_reload_that_hangs_serves_last_good_within_the_wait_and_never_twice():
+    source, clock = BlockingSource(), Clock()
+    cache = PermissionCache(source, ttl=60, max_stale=300, clock=clock, wait=0.3)
+    good = cache.get()
+    source.block()
+    source.etag = "2"
+    clock.now = 61
+    served, waited = _timed(cache.get)
+    print(f"warm request with a hung reload answered in {waited:.3f}s (wait 0.3s)")
+    assert served is good and waited < 2.0
+    # The reload is still hanging: later requests get the last good mappings at once,
+    # and no second fetch starts while the first is in flight (single flight).
+    clock.now = 200
+    again, waited_again = _timed(cache.get)
+    assert again is good and waited_again < 0.25
+    assert source.calls == [None, "1"]
+    source.release()
+    for _ in range(100):  # the hung load lands when it finishes, for whoever asks next
+        if cache.get().version == "v2":
+            break
+        time.sleep(0.02)
+    assert cache.get().version == "v2"
+
+
+def test_a_cold_load_that_hangs_fails_closed_within_the_wait():
+    source, clock = BlockingSource(), Clock()
+    source.block()
+    cache = PermissionCache(source, ttl=60, max_stale=300, clock=clock, wait=0.3)
+    failed, waited = _timed(cache.get)
+    print(f"cold request with a hung load failed closed in {waited:.3f}s (wait 0.3s)")
+    assert isinstance(failed, StoreError) and waited < 2.0
+    assert "did not answer within" in str(failed)
+    failed_again, _ = _timed(cache.get)
+    assert isinstance(failed_again, StoreError)
+    assert source.calls == [None]  # the second request joined the load in flight
+    source.release()
+
+
+def test_init_waits_its_own_bound():
+    source = BlockingSource()
+    source.block()
+    cache = PermissionCache(source, ttl=60, max_stale=300, wait=0.1)
+    threading.Timer(0.4, source.release).start()
+    loaded, waited = _timed(lambda: cache.get(wait=3.0))
+    assert not isinstance(loaded, StoreError) and loaded.version == "v1" and 0.3 < waited < 2.5
+
+
+def test_a_cold_container_with_a_failing_store_backs_off_across_requests():
+    source, clock = FakeSource(), Clock()
+    source.fail = StoreError("unreachable")
+    cache = PermissionCache(source, ttl=60, max_stale=300, clock=clock, wait=1.0)
+    attempts = []
+    for step in range(241):  # a request every 0.5 s for two minutes
+        clock.now = step * 0.5
+        before = len(source.calls)
+        failed, waited = _timed(cache.get)
+        assert isinstance(failed, StoreError)
+        if len(source.calls) > before:
+            attempts.append(clock.now)
+        else:
+            assert waited < 0.5  # during back-off: fail closed at once
+    # 1 s, 2 s, 4 s ... after each failure, never more than the cap apart
+    assert attempts[:6] == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert max(gaps) <= cache_module.RETRY_BACKOFF_CAP + 0.5 and gaps[-1] >= cache_module.RETRY_BACKOFF_CAP
+    assert len(source.calls) <= 8  # of 241 requests
+
+    source.fail = None  # the store is back: the next attempt loads, and back-off is forgotten
+    clock.now = attempts[-1] + cache_module.RETRY_BACKOFF_CAP
+    assert cache.get().version == "v1"
+
+
+def test_a_warm_container_backs_off_too_and_serves_last_good_meanwhile():
+    source, clock = FakeSource(), Clock()
+    cache = PermissionCache(source, ttl=0.5, max_stale=300, clock=clock, wait=1.0)
+    good = cache.get()
+    source.fail = StoreError("throttled")
+    for step in range(1, 41):
+        clock.now = step * 0.5
+        assert cache.get() is good
+    # without back-off this is one check per request (40); with it, one per 1, 2, 4, 8 s
+    assert 4 <= len(source.calls) - 1 <= 6

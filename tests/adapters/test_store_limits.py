@@ -1,0 +1,128 @@
+"""What one store load may cost: requests per attempt, and bytes per snapshot.
+
+Against moto (through a counting proxy) and raw-socket endpoints on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
+from policy_engine.adapters.s3 import S3PermissionSource
+from policy_engine.errors import StoreError
+from policy_engine.publish import sync
+from tests.faults import FaultyClient, many_routes, write_permissions
+from tests.store_endpoints import (
+    DYNAMODB_INTERNAL_ERROR,
+    fake_store_endpoint,
+    http_answer,
+)
+from tests.stores import CREDENTIALS
+
+MiB = 1024 * 1024
+S3_INTERNAL_ERROR = http_answer("500 Internal Server Error", "application/xml",
+                                b"<Error><Code>InternalError</Code><Message>injected</Message></Error>")
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("store", ["dynamodb", "s3"])
+def test_a_runtime_load_sends_at_most_the_total_attempts(aws_env, store):
+    from policy_engine.adapters.aws import RUNTIME_ATTEMPTS
+
+    response = DYNAMODB_INTERNAL_ERROR if store == "dynamodb" else S3_INTERNAL_ERROR
+    with fake_store_endpoint("error", error_response=response) as endpoint:
+        aws_env.setenv(f"AWS_ENDPOINT_URL_{store.upper()}", endpoint.url)
+        source = DynamoDbPermissionSource("perms") if store == "dynamodb" else S3PermissionSource("s3://perms/p.json")
+        with pytest.raises(StoreError):
+            source.fetch(None)
+        # botocore's max_attempts counts retries (3 meant 4 requests); total_max_attempts counts requests
+        assert endpoint.count() == RUNTIME_ATTEMPTS == 2
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_an_oversize_s3_object_is_refused_unread_and_not_downloaded_again(bucket, backend, tmp_path):
+    target = f"s3://{bucket}/p.json"
+    sync(write_permissions(tmp_path / "a.yaml", [("GET", "/a", "s")]), target)
+    client = backend.client("s3")
+    with fake_store_endpoint("forward", upstream=backend.s3) as endpoint:
+        source = S3PermissionSource(target, client=backend_client(backend, endpoint.url), max_bytes=MiB)
+        good = source.fetch(None)
+        assert good is not None and good.version == "v1"
+
+        big = 24 * MiB
+        client.put_object(Bucket=bucket, Key="p.json", Body=b" " * big)  # no sync would write it; any bytes do
+        endpoint.sent = 0
+        with pytest.raises(StoreError) as refused:
+            source.fetch(good.etag)
+        assert refused.value.code == "store_too_large"
+        assert str(refused.value).startswith(f"{target} is {big} bytes; PERMISSIONS_MAX_BYTES is {MiB}")
+        # Refused on its Content-Length: the connection is dropped, the body is not read
+        # (what got through is only what the sockets buffered meanwhile).
+        print(f"refused a {big} B object after {endpoint.sent} B went over the wire")
+        assert endpoint.sent < big // 2
+
+        with pytest.raises(StoreError, match="is 25165824 bytes"):  # asked again: S3 says 304
+            source.fetch(good.etag)
+        assert endpoint.statuses == [200, 200, 304]
+
+        # Put the published snapshot back (its history copy): a changed object is read again.
+        history = client.get_object(Bucket=bucket, Key="p.json.history/0000000001.json")["Body"].read()
+        client.put_object(Bucket=bucket, Key="p.json", Body=history)
+        back = source.fetch(None)
+        assert back is not None and back.version == "v1" and endpoint.statuses[-1] == 200
+
+
+def backend_client(backend, url):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def test_an_endless_s3_body_is_cut_at_the_cap(aws_env):
+    with fake_store_endpoint("endless") as endpoint:
+        aws_env.setenv("AWS_ENDPOINT_URL_S3", endpoint.url)
+        source = S3PermissionSource("s3://perms/p.json", max_bytes=MiB)
+        with pytest.raises(StoreError, match=f"more than {MiB} bytes; PERMISSIONS_MAX_BYTES is {MiB}") as refused:
+            source.fetch(None)
+        assert refused.value.code == "store_too_large"
+        print(f"endless body: {endpoint.sent} B sent before the reader stopped")
+        assert endpoint.sent < 16 * MiB
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_an_oversize_dynamodb_version_is_refused_and_not_queried_again(table, backend, tmp_path):
+    sync(write_permissions(tmp_path / "p.yaml", many_routes(200)), f"dynamodb://{table}")
+    faulty = FaultyClient(backend.client())
+    source = DynamoDbPermissionSource(table, client=faulty, max_bytes=4096)
+    with pytest.raises(StoreError) as refused:
+        source.fetch(None)
+    assert refused.value.code == "store_too_large"
+    assert str(refused.value).startswith(f"dynamodb://{table} v1 holds more than 4096 bytes of mappings; "
+                                         "PERMISSIONS_MAX_BYTES is 4096")
+    queries = faulty.calls["query"]
+    with pytest.raises(StoreError, match="PERMISSIONS_MAX_BYTES is 4096"):
+        source.fetch(None)
+    assert faulty.calls["get_item"] == 2 and faulty.calls["query"] == queries  # only the pointer was read
+
+    assert DynamoDbPermissionSource(table, max_bytes=64 * 1024).fetch(None) is not None
+
+
+def test_the_limit_is_a_setting_with_a_documented_default():
+    from policy_engine.errors import ConfigurationError
+    from policy_engine.settings import Settings
+
+    base = {"ISSUER": "https://idp.example.com", "AUDIENCE": "api"}
+    assert Settings.from_environ(base).permissions_max_bytes == 24 * MiB
+    assert Settings.from_environ({**base, "PERMISSIONS_MAX_BYTES": "1048576"}).permissions_max_bytes == MiB
+    with pytest.raises(ConfigurationError) as bad:
+        Settings.from_environ({**base, "PERMISSIONS_MAX_BYTES": "lots"})
+    assert bad.value.variable == "PERMISSIONS_MAX_BYTES"
