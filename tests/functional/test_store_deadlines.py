@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from policy_engine.adapters.jwks_http import PREFETCH_BUDGET
 from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT
 from policy_engine.core.iam import Verdict
 from policy_engine.local.invoke import invoke
@@ -23,6 +24,7 @@ from policy_engine.publish import sync
 from tests.conftest import AUDIENCE, ROOT, token_event, verdict
 from tests.store_endpoints import S3_DENIED, fake_store_endpoint, http_answer
 from tests.stores import CREDENTIALS
+from tests.support.trickle import TricklingServer
 
 #: Cold start in a child process: import the handler (init), then answer one request.
 COLD_CONTAINER = """
@@ -179,3 +181,22 @@ def test_an_oversize_s3_snapshot_is_refused_with_one_line_and_not_downloaded_aga
     with capsys.disabled():
         print(f"oversize snapshot, 21 requests: {gets} GETs, answers {statuses}")
     assert gets <= 8 and statuses.count(200) == 1 and set(statuses) == {200, 304}
+
+
+@pytest.mark.slow
+def test_cold_init_with_every_dependency_hung_fits_lambdas_init_limit(idp):
+    # GIVEN two issuers whose discovery never answers (JWKS_TIMEOUT at its maximum, 10 s)
+    # and a DynamoDB endpoint that never answers
+    with TricklingServer(list) as first, TricklingServer(list) as second, fake_store_endpoint("hang") as endpoint:
+        env = {
+            **CREDENTIALS, "ISSUER": f"{first.url},{second.url}", "AUDIENCE": AUDIENCE, "JWKS_TIMEOUT": "10",
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint.url, "PERMISSIONS_SOURCE": "dynamodb://permissions",
+        }
+        # WHEN a container starts and takes its first request
+        result = cold_container(env, idp.mint(scope="pets:read"))
+    print(f"cold init with every dependency hung: {result['init']:.2f}s "
+          f"(budgets: keys {PREFETCH_BUDGET}s + store {STORE_INIT_WAIT}s); first request {result['first']:.2f}s")
+    # THEN init ends inside the two budgets plus imports, well within Lambda's 10 s init phase,
+    # and the request is refused, never answered with a policy
+    assert result["init"] < PREFETCH_BUDGET + STORE_INIT_WAIT + 2.5
+    assert result["outcome"] in ("Unauthorized", "AuthorizerFailure")
