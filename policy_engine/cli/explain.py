@@ -57,10 +57,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-class _Refused(Exception):
-    pass
-
-
 def run(args: argparse.Namespace) -> int:
     if args.diff:
         return _run_diff(args)

@@ -394,9 +394,6 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
     return records, locate_record
 
 
-_ROUTE_FIELD = {"arn": "arn", "stage": "stages", "httpVerb": "route", "resource": "route", "scope": "scopes"}
-
-
 def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Any]) -> None:
     if not isinstance(apis, list):
         raise PermissionsError(f"{locate(('apis',))}: 'apis' must be a list of API groups")

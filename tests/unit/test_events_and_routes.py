@@ -120,8 +120,15 @@ def test_introspection_claims(answer, error):
 
 
 def test_introspection_claims_accept_what_the_answer_leaves_out():
-    validate_introspection({"active": True, "token_type": "Bearer", "aud": ["x", "api"]}, issuers=set(),
-                           audiences={"api"}, now=1000.0, leeway=30)
+    # No iss, exp or scope: accepted. The same answer naming no configured audience, or an
+    # issuer that is not configured, is refused, so this cannot pass by accepting everything.
+    answer = {"active": True, "token_type": "Bearer", "aud": ["x", "api"]}
+    validate_introspection(answer, issuers=set(), audiences={"api"}, now=1000.0, leeway=30)
+    with pytest.raises(InvalidClaimsError):
+        validate_introspection({**answer, "aud": ["x"]}, issuers=set(), audiences={"api"}, now=1000.0, leeway=30)
+    with pytest.raises(InvalidClaimsError):
+        validate_introspection({**answer, "iss": "https://b"}, issuers={"https://a"}, audiences={"api"},
+                               now=1000.0, leeway=30)
 
 
 def test_response_size_is_what_the_runtime_sends():

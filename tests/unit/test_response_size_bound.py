@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,7 +54,19 @@ def test_the_context_counted_while_built_is_what_the_bound_would_count(claims, n
     from policy_engine.core.decision import context_chars, scalar_context, scalar_context_counted
 
     context, chars = scalar_context_counted(claims, names)
-    assert context == scalar_context(claims, names)
+    # Written out from the documented rule, not from the function under test: strings,
+    # booleans, integers and finite floats are kept, non-empty lists of strings are
+    # joined with spaces, anything else is dropped.
+    expected = {}
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+            expected[name] = value
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            expected[name] = " ".join(value)
+    assert context == expected
+    assert scalar_context(claims, names) == expected
+    assert chars == sum(len(k) + len(v if isinstance(v, str) else str(v)) for k, v in expected.items())
     assert chars == context_chars(context)
 
 

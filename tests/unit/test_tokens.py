@@ -170,10 +170,18 @@ def test_the_one_pass_verifier_agrees_with_the_rules_step_by_step(header, overri
     assert verified.issuer == ISS and asked == [(ISS, "k1")]
 
 
-def test_claims_accept_the_good_cases():
+def test_claims_accept_the_good_cases_and_only_them():
+    # Each accepted case is paired with its nearest refused one, so a rule that accepted
+    # everything (or nothing) fails here.
     _claims_ok()
+    with pytest.raises(InvalidClaimsError):
+        _claims_ok(aud="another-api")
     _claims_ok(aud=None, token_use="access", client_id="policy-engine-demo")
-    _claims_ok(exp=int(time.time()) - 3)  # within leeway
+    with pytest.raises(InvalidClaimsError):
+        _claims_ok(aud=None, token_use="access", client_id="another-client")
+    _claims_ok(exp=int(time.time()) - 3)  # within leeway (5 s)
+    with pytest.raises(ExpiredTokenError):
+        _claims_ok(exp=int(time.time()) - 30)
 
 
 def test_token_type_rule():
