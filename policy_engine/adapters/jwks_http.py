@@ -63,7 +63,12 @@ class _IssuerKeys:
 
 
 class JwksKeySource:
-    """``KeySource`` for one or more issuers, each with its JWKS URI or discovery."""
+    """``KeySource`` for one or more issuers, each with its JWKS URI or discovery.
+
+    ``timeout``, ``cache_ttl``, ``refetch_interval`` and ``max_stale`` are
+    ``JWKS_TIMEOUT``, ``JWKS_CACHE_TTL``, ``JWKS_REFETCH_INTERVAL`` and ``JWKS_MAX_STALE``:
+    required here, so their defaults live only in ``Settings``.
+    """
 
     def __init__(
         self,
@@ -71,10 +76,10 @@ class JwksKeySource:
         *,
         algorithms: Collection[str],
         jwks_uris: Collection[str] = (),
-        timeout: float = 3.0,
-        cache_ttl: float = 3600.0,
-        refetch_interval: float = 30.0,
-        max_stale: float = 21600.0,
+        timeout: float,
+        cache_ttl: float,
+        refetch_interval: float,
+        max_stale: float,
         clock: Callable[[], float] = time.monotonic,
         fetch_json: FetchJson = _default_fetch,
     ) -> None:

@@ -28,8 +28,9 @@ def server(idp: LocalIdentityProvider) -> LocalIdentityProvider:
 
 
 def client(server: LocalIdentityProvider, clock: Clock | None = None, **options) -> IntrospectionClient:
-    return IntrospectionClient(server.introspection_endpoint, client_id=CLIENT_ID, client_secret=SECRET,
-                               clock=clock or time.time, **options)
+    settings = {"client_id": CLIENT_ID, "client_secret": SECRET, "auth_method": "client_secret_basic",
+                "timeout": 2.0, "cache_ttl": 60.0, "negative_ttl": 5.0}
+    return IntrospectionClient(server.introspection_endpoint, clock=clock or time.time, **{**settings, **options})
 
 
 def calls(server: LocalIdentityProvider) -> int:
@@ -45,7 +46,7 @@ def test_active_answer_with_either_client_authentication(server, method):
 
 
 def test_wrong_client_secret_is_a_failure_not_an_inactive_token(server):
-    bad = IntrospectionClient(server.introspection_endpoint, client_id=CLIENT_ID, client_secret="wrong")
+    bad = client(server, client_secret="wrong")
     with pytest.raises(IntrospectionError, match="answered 401"):
         bad.introspect(server.issue_opaque())
 
