@@ -130,7 +130,9 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
     )
 
     # The longest token any configuration accepts: this one may not be configured yet.
-    limit = int(variable("MAX_TOKEN_LENGTH").maximum or 0)
+    longest = variable("MAX_TOKEN_LENGTH").maximum
+    assert longest is not None
+    limit = int(longest)
     try:
         token = extract_bearer(authorization_value(args.token), limit)
         parsed = parse_jwt(token, max_length=limit, algorithms=SUPPORTED_ALGORITHMS)

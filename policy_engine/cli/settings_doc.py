@@ -89,7 +89,8 @@ def table_block(text: str) -> str:
 def _replaced(text: str) -> str:
     table_block(text)  # the markers must be there
     start = text.index(BEGIN) + len(BEGIN)
-    return text[:start] + "\n" + render_table() + text[text.index(END):]
+    # Blank lines around the table: Markdown then never reads a marker as part of it.
+    return text[:start] + "\n\n" + render_table() + "\n" + text[text.index(END):]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
