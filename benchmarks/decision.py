@@ -44,8 +44,8 @@ import jwt  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 
-from policy_engine.adapters.jwks_http import JwksKeySource  # noqa: E402
 from policy_engine.adapters.memory import MemoryPermissionSource  # noqa: E402
+from policy_engine.bootstrap import key_source  # noqa: E402
 from policy_engine.cache import PermissionCache  # noqa: E402
 from policy_engine.engine import Authorizer  # noqa: E402
 from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
@@ -94,7 +94,7 @@ def main() -> None:
 
     with LocalIdentityProvider() as idp:
         settings = Settings.from_environ({"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri})
-        keys = JwksKeySource(settings.issuers, algorithms=settings.algorithms, jwks_uris=settings.jwks_uris)
+        keys = key_source(settings)
         public_key = idp.keys[0].private_key.public_key()
         rows = []
         for size in sizes:

@@ -183,8 +183,8 @@ def main() -> None:
     from cryptography.hazmat.primitives.asymmetric import padding
     from decision import API, b64d, mappings, timed
 
-    from policy_engine.adapters.jwks_http import JwksKeySource
     from policy_engine.adapters.memory import MemoryPermissionSource
+    from policy_engine.bootstrap import key_source
     from policy_engine.cache import PermissionCache
     from policy_engine.engine import Authorizer
     from policy_engine.local.idp import LocalIdentityProvider
@@ -197,7 +197,7 @@ def main() -> None:
     rng = random.Random(7)
     with LocalIdentityProvider() as idp:
         settings = Settings.from_environ({"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri})
-        keys = JwksKeySource(settings.issuers, algorithms=settings.algorithms, jwks_uris=settings.jwks_uris)
+        keys = key_source(settings)
         public_key = idp.keys[0].private_key.public_key()
         profiles = [" ".join(f"svc{rng.randrange(100)}:scope" for _ in range(2)) for _ in range(50)]
         events = [{"type": "TOKEN", "authorizationToken": f"Bearer {idp.mint(scope=rng.choice(profiles), audience='bench', subject=f'client{i}')}",

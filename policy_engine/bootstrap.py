@@ -9,7 +9,7 @@ from policy_engine.errors import ConfigurationError
 from policy_engine.ports import PermissionSource
 from policy_engine.settings import Settings
 
-__all__ = ["build_authorizer", "permission_source"]
+__all__ = ["build_authorizer", "key_source", "permission_source"]
 
 
 def permission_source(location: str, *, max_bytes: int | None = None) -> PermissionSource:
@@ -41,6 +41,19 @@ def permission_source(location: str, *, max_bytes: int | None = None) -> Permiss
     return YamlPermissionSource(location)
 
 
+def key_source(settings: Settings) -> JwksKeySource:
+    """The issuers' keys as ``settings`` configure them (nothing is fetched yet)."""
+    return JwksKeySource(
+        settings.issuers,
+        algorithms=settings.algorithms,
+        jwks_uris=settings.jwks_uris,
+        timeout=settings.jwks_timeout,
+        cache_ttl=settings.jwks_cache_ttl,
+        refetch_interval=settings.jwks_refetch_interval,
+        max_stale=settings.jwks_max_stale,
+    )
+
+
 def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer:
     """Wire the adapters ``settings`` asks for; with ``prefetch``, load keys and mappings now.
 
@@ -50,15 +63,7 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     Raises:
         ConfigurationError: a setting names something that cannot be used.
     """
-    keys = JwksKeySource(
-        settings.issuers,
-        algorithms=settings.algorithms,
-        jwks_uris=settings.jwks_uris,
-        timeout=settings.jwks_timeout,
-        cache_ttl=settings.jwks_cache_ttl,
-        refetch_interval=settings.jwks_refetch_interval,
-        max_stale=settings.jwks_max_stale,
-    )
+    keys = key_source(settings)
     # A store is a network call that can hang: its loads get deadlines. Files load inline.
     store = "://" in settings.permissions_source
     permissions = PermissionCache(

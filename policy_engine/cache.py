@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
+from policy_engine.core.lastgood import Backoff, Clock, LastGood
 from policy_engine.core.permissions import (
     MAX_RESOURCE_ARN,
     PermissionSet,
@@ -89,22 +89,20 @@ class PermissionCache:
         *,
         ttl: float,
         max_stale: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         wait: float | None = None,
     ) -> None:
         self.source = source
         self._ttl = ttl
-        self._max_stale = max_stale
         self._clock = clock
         self._wait = wait
-        self._current: PermissionSet | None = None
+        # The mappings, when the source last confirmed them, and for how long they serve.
+        self._good: LastGood[PermissionSet] = LastGood(max_stale)
+        self._backoff = Backoff(RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP)
         self._etag: str | None = None
-        self._checked_at = float("-inf")
-        self._confirmed_at = float("-inf")
+        self._checked_at = float("-inf")  # when the last load started: the TTL counts from it
         self._lock = threading.Lock()
         self._load: _Load | None = None  # the load in flight, if any
-        self._failures = 0
-        self._retry_at = float("-inf")
         self._last_error = ""
 
     def get(self, *, wait: float | None = None) -> PermissionSet:
@@ -118,27 +116,25 @@ class PermissionCache:
                 including while backing off after failures or when a load takes too long.
         """
         now = self._clock()
-        current = self._current
-        if (
-            current is not None
-            and now - self._checked_at < self._ttl
-            and now - self._confirmed_at <= self._max_stale
-        ):
+        good = self._good
+        current = good.value
+        # good.within(now), spelled out: this line runs on every request.
+        if current is not None and now - self._checked_at < self._ttl and now - good.confirmed_at <= good.max_age:
             return current
-        usable = current is not None and now - self._confirmed_at <= self._max_stale
+        usable = current is not None and good.within(now)
         with self._lock:
-            landed = self._current
+            landed = good.value
             if landed is not None and landed is not current:
                 return landed  # a load finished since this call looked
             load = self._load
             if load is None:
-                if now < self._retry_at:
+                if not self._backoff.ready(now):
                     # Backing off: the last attempt failed a moment ago; do not ask again yet.
                     if usable:
                         assert current is not None
                         return current
                     raise StoreError(f"permissions from {self.source.description} are unavailable "
-                                     f"(retrying in {self._retry_at - now:.1f}s): {self._last_error}")
+                                     f"(retrying in {self._backoff.retry_at - now:.1f}s): {self._last_error}")
                 load = self._load = _Load(now)
                 self._checked_at = now
                 starter = True
@@ -167,9 +163,9 @@ class PermissionCache:
         self, load: _Load, current: PermissionSet | None, *, usable: bool, starter: bool, bound: float | None
     ) -> PermissionSet:
         if load.done.is_set() and load.error is None:
-            assert self._current is not None
-            return self._current
-        fresh = self._current
+            assert self._good.value is not None
+            return self._good.value
+        fresh = self._good.value
         if fresh is not None and fresh is not current:
             return fresh  # another load landed meanwhile
         if usable:
@@ -198,10 +194,10 @@ class PermissionCache:
             self._failed(load, current, exc)
         else:
             with self._lock:
-                if raw is not None and fresh is not None:
-                    self._current, self._etag = fresh, raw.etag
-                self._confirmed_at = load.started
-                self._failures, self._retry_at = 0, float("-inf")
+                if raw is not None:
+                    self._etag = raw.etag
+                self._good.confirm(load.started, fresh)  # fresh is None: unchanged, still confirmed
+                self._backoff.clear()
                 self._load = None
             if fresh is not None and (current is None or fresh.version != current.version):
                 log("INFO", "permissions_loaded", source=self.source.description, version=fresh.version,
@@ -212,13 +208,12 @@ class PermissionCache:
     def _failed(self, load: _Load, current: PermissionSet | None, exc: Exception) -> None:
         code = exc.code if isinstance(exc, PolicyEngineError) else "internal_error"
         with self._lock:
-            self._failures += 1
-            delay = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (self._failures - 1))
-            self._retry_at = self._clock() + delay
+            delay = self._backoff.failed(self._clock())
             self._last_error = str(exc)
             self._load = None
-            stale = load.started - self._confirmed_at
-        if current is not None and stale <= self._max_stale:
+            stale = self._good.age(load.started)
+            within = self._good.within(load.started)
+        if current is not None and within:
             log("ERROR", "permissions_reload_failed", source=self.source.description, error=code,
                 detail=str(exc), serving_version=current.version, stale_seconds=round(stale), retry_in_seconds=delay)
         else:

@@ -27,6 +27,8 @@ from policy_engine.core.decision import (
     MAX_SCOPE_CHARS,
     OWN_CONTEXT_KEY_CHARS,
     OWN_CONTEXT_KEYS,
+    SCOPE_KEY,
+    VERSION_KEY,
     Answer,
     Decision,
     bound_context,
@@ -186,8 +188,8 @@ class Authorizer:
             scope_text = self._scope_text(token.scopes)
         whole = False
         if scope_text is not None:
-            context["scope"] = scope_text
-            context["policyVersion"] = version
+            context[SCOPE_KEY] = scope_text
+            context[VERSION_KEY] = version
             claim_chars, chars = chars, chars + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
             whole = context_within_bounds(context, claim_chars, chars)
         if not whole:  # too large to send whole: the bounded context (the README's rules)

@@ -1,8 +1,9 @@
-"""The one place that reads the environment.
+"""The one place that reads the environment, and the one declaration of each variable.
 
-``Settings.from_environ()`` runs once per container. Every field documents its variable
-and default; a bad value raises ``ConfigurationError`` naming the variable, so the
-function fails at start-up instead of deciding with a half-read configuration.
+``Settings.from_environ()`` runs once per container. Every field declares its variable
+(name, kind, default, bounds, meaning) once; a bad value raises ``ConfigurationError``
+naming the variable, so the function fails at start-up instead of deciding with a
+half-read configuration. Kept to the standard library: it is on the cold-start path.
 """
 
 from __future__ import annotations
@@ -10,13 +11,27 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from policy_engine.errors import ConfigurationError
-from policy_engine.events import DEFAULT_IDENTITY_SOURCE, IdentitySource, parse_identity_source
+from policy_engine.events import (
+    DEFAULT_IDENTITY_SOURCE,
+    IdentitySource,
+    parse_identity_source,
+)
 
-__all__ = ["INTROSPECTION_AUTH_METHODS", "SUPPORTED_ALGORITHMS", "Settings"]
+__all__ = [
+    "INTROSPECTION_AUTH_METHODS",
+    "SUPPORTED_ALGORITHMS",
+    "VARIABLES",
+    "Settings",
+    "Variable",
+    "number_text",
+    "read_variable",
+    "variable",
+]
 
 #: How the authorizer authenticates to the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1).
 INTROSPECTION_AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
@@ -35,176 +50,239 @@ DEFAULT_PERMISSIONS_SOURCE = str(Path(__file__).resolve().parent.parent / "permi
 DEFAULT_PERMISSIONS_MAX_BYTES = 24 * 1024 * 1024
 
 
+#: Metadata key under which each ``Settings`` field carries its ``Variable``.
+_DECLARATION = "variable"
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable, declared once: everything else reads these facts.
+
+    ``kind`` says how the text is read: ``list`` (comma-separated, to a tuple), ``set``
+    (the same, to a frozenset), ``number``, ``integer``, ``flag`` (true/false),
+    ``text`` (stripped; empty means the default), ``secret`` (taken as written) or
+    ``identity`` (API Gateway identity sources). ``minimum``/``maximum`` bound numbers,
+    ``choices`` bound words, ``urls`` asks for trusted URLs. ``shown`` is the README's
+    default cell where the value itself is not what a reader needs (a machine path).
+    ``attribute`` and ``default`` are filled in from the ``Settings`` field that declares it.
+    """
+
+    name: str
+    kind: str
+    meaning: str
+    minimum: float = 0.0
+    maximum: float | None = None
+    choices: frozenset[str] = frozenset()
+    urls: bool = False
+    required: bool = False
+    #: Another variable whose presence makes this required one optional.
+    required_unless: str | None = None
+    shown: str | None = None
+    attribute: str = ""
+    default: Any = None
+
+
+def _declare(name: str, kind: str, meaning: str, **facts: Any) -> dict[str, Variable]:
+    return {_DECLARATION: Variable(name, kind, meaning, **facts)}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Typed, validated configuration of one authorizer."""
+    """Typed, validated configuration of one authorizer.
 
-    #: ``ISSUER``: exact ``iss`` values of JWTs verified locally, comma-separated.
-    #: Required unless ``INTROSPECTION_URL`` is set.
-    issuers: tuple[str, ...]
-    #: ``AUDIENCE``: accepted ``aud`` values (or Cognito ``client_id``s). Required.
-    audiences: tuple[str, ...]
-    #: ``JWKS_URI``: one per issuer, comma-separated, in ``ISSUER`` order. Empty: OIDC discovery.
-    jwks_uris: tuple[str, ...] = ()
-    #: ``PERMISSIONS_SOURCE``: YAML file or folder, ``dynamodb://TABLE`` or ``s3://BUCKET/KEY``.
-    permissions_source: str = DEFAULT_PERMISSIONS_SOURCE
-    #: ``PERMISSIONS_CACHE_TTL``: seconds a warm container trusts loaded mappings (60).
-    permissions_cache_ttl: float = 60.0
-    #: ``PERMISSIONS_MAX_STALE``: seconds the last good mappings keep deciding while the
-    #: store fails (900); past that, requests fail closed.
-    permissions_max_stale: float = 900.0
-    #: ``PERMISSIONS_MAX_BYTES``: most bytes one store load reads (the S3 object, or a
-    #: table version's sort keys); a larger snapshot is refused (25165824, 24 MiB).
-    permissions_max_bytes: int = DEFAULT_PERMISSIONS_MAX_BYTES
-    #: ``ALLOWED_ALGORITHMS``: JWS algorithms accepted (``RS256``).
-    algorithms: frozenset[str] = frozenset({"RS256"})
-    #: ``CLOCK_LEEWAY``: seconds of clock skew tolerated on exp/nbf/iat (30, at most 300).
-    leeway: float = 30.0
-    #: ``SCOPE_CLAIMS``: claims read for scopes, first present wins (``scope,scp``).
-    scope_claims: tuple[str, ...] = ("scope", "scp")
-    #: ``TOKEN_TYPES``: if set, the JWT header ``typ`` must be one of these (e.g. ``at+jwt``).
-    token_types: tuple[str, ...] = ()
-    #: ``MAX_TOKEN_LENGTH``: longer tokens are refused before decoding (8192).
-    max_token_length: int = 8192
-    #: ``JWKS_TIMEOUT``: deadline in seconds for one whole JWKS or discovery exchange (3).
-    jwks_timeout: float = 3.0
-    #: ``JWKS_CACHE_TTL``: seconds a fetched key set is used before a refresh (3600).
-    jwks_cache_ttl: float = 3600.0
-    #: ``JWKS_REFETCH_INTERVAL``: minimum seconds between fetches caused by unknown kids (30).
-    jwks_refetch_interval: float = 30.0
-    #: ``JWKS_MAX_STALE``: seconds past ``JWKS_CACHE_TTL`` the last good keys keep
-    #: verifying while the JWKS endpoint fails (21600).
-    jwks_max_stale: float = 21600.0
-    #: ``CONTEXT_CLAIMS``: token claims copied into the authorizer context when scalar.
-    context_claims: tuple[str, ...] = ("sub", "client_id", "username", "iss")
-    #: ``IDENTITY_SOURCE``: the authorizer's identity sources, comma-separated, written as in
-    #: API Gateway (``method.request.header.Authorization`` or ``$request.header.Authorization``;
-    #: add ``context.httpMethod,context.path`` or ``$context.routeKey`` for per-route cache keys).
-    #: REQUEST and HTTP API events read the token from the first header or query string entry.
-    identity_source: IdentitySource = DEFAULT_IDENTITY_SOURCE
-    #: ``SIMPLE_RESPONSES``: ``true`` answers payload 2.0 events with ``{isAuthorized, context}``
-    #: for the requested route (API Gateway's ``enableSimpleResponses``) (false).
-    simple_responses: bool = False
-    #: ``INTROSPECTION_URL``: RFC 7662 endpoint for tokens that are not JWTs of an ``ISSUER``.
-    introspection_url: str | None = None
-    #: ``INTROSPECTION_CLIENT_ID`` / ``INTROSPECTION_CLIENT_SECRET``: the resource server's
-    #: credentials at the endpoint. Required with ``INTROSPECTION_URL``.
-    introspection_client_id: str = ""
-    introspection_client_secret: str = field(default="", repr=False)
-    #: ``INTROSPECTION_AUTH_METHOD``: ``client_secret_basic`` (default) or ``client_secret_post``.
-    introspection_auth_method: str = "client_secret_basic"
-    #: ``INTROSPECTION_TIMEOUT``: deadline in seconds for one whole introspection exchange (2).
-    introspection_timeout: float = 2.0
-    #: ``INTROSPECTION_CACHE_TTL``: at most this many seconds an active answer is reused,
-    #: and never past the token's ``exp`` (60). 0 disables the positive cache.
-    introspection_cache_ttl: float = 60.0
-    #: ``INTROSPECTION_NEGATIVE_CACHE_TTL``: seconds an ``active: false`` answer is reused (5).
-    introspection_negative_cache_ttl: float = 5.0
-    #: ``INTROSPECTION_ISSUER``: ``iss`` accepted in introspection answers, besides ``ISSUER``.
-    introspection_issuer: str | None = None
-    #: ``API_KEY_CLAIM``: token claim holding the caller's usage-plan API key.
-    api_key_claim: str | None = None
-    #: ``API_KEYS_FILE``: YAML file of API keys per client and routes that need one.
-    api_keys_file: str | None = None
+    Each field declares its variable (``Variable``) and default once; ``from_environ``,
+    the adapters (through ``bootstrap``) and the README's configuration table (generated
+    by ``python -m policy_engine.cli.settings_doc --write``) all read that declaration.
+    """
+
+    issuers: tuple[str, ...] = field(metadata=_declare(
+        "ISSUER", "list", "accepted `iss` values of JWTs verified locally, exact match (https; plain http "
+        "only on loopback)", urls=True, required=True, required_unless="INTROSPECTION_URL",
+        shown="required (optional with `INTROSPECTION_URL`)"))
+    audiences: tuple[str, ...] = field(metadata=_declare(
+        "AUDIENCE", "list", "accepted `aud` values (or Cognito app client ids)", required=True, shown="required"))
+    jwks_uris: tuple[str, ...] = field(default=(), metadata=_declare(
+        "JWKS_URI", "list", "one JWKS URL per issuer, in `ISSUER` order; unset: OIDC discovery from "
+        "`{ISSUER}/.well-known/openid-configuration`", urls=True, shown="discovery"))
+    permissions_source: str = field(default=DEFAULT_PERMISSIONS_SOURCE, metadata=_declare(
+        "PERMISSIONS_SOURCE", "text", "a YAML file or folder, `dynamodb://TABLE` or `s3://BUCKET/KEY` "
+        "(see [Permission stores](#permission-stores-dynamodb-and-s3-sync-rollback-migrate))",
+        shown="`permissions/` beside the package"))
+    permissions_cache_ttl: float = field(default=60.0, metadata=_declare(
+        "PERMISSIONS_CACHE_TTL", "number", "seconds a warm container trusts loaded mappings before a cheap "
+        "\"changed?\" check", maximum=86400.0))
+    permissions_max_stale: float = field(default=900.0, metadata=_declare(
+        "PERMISSIONS_MAX_STALE", "number", "seconds the last good mappings keep deciding while the store fails "
+        "(counted from the last successful check); then fail closed"))
+    permissions_max_bytes: int = field(default=DEFAULT_PERMISSIONS_MAX_BYTES, metadata=_declare(
+        "PERMISSIONS_MAX_BYTES", "integer", "most bytes one store load reads (the S3 object, or a table "
+        "version's sort keys); a larger snapshot is refused", minimum=1024, maximum=2.0**31,
+        shown="25165824 (24 MiB)"))
+    algorithms: frozenset[str] = field(default=frozenset({"RS256"}), metadata=_declare(
+        "ALLOWED_ALGORITHMS", "set", "JWS algorithms accepted; HMAC (a public JWKS is never a shared secret) "
+        "and `none` never are", choices=SUPPORTED_ALGORITHMS))
+    leeway: float = field(default=30.0, metadata=_declare(
+        "CLOCK_LEEWAY", "number", "seconds of clock skew tolerated on `exp`/`nbf`/`iat`", maximum=300.0))
+    scope_claims: tuple[str, ...] = field(default=("scope", "scp"), metadata=_declare(
+        "SCOPE_CLAIMS", "list", "claims read for scopes, in this order: the first present wins"))
+    token_types: tuple[str, ...] = field(default=(), metadata=_declare(
+        "TOKEN_TYPES", "list", "if set, the JWT header `typ` must be one of these, e.g. `at+jwt` (RFC 9068)"))
+    max_token_length: int = field(default=8192, metadata=_declare(
+        "MAX_TOKEN_LENGTH", "integer", "characters; a longer token is refused before any decoding",
+        minimum=64, maximum=65536))
+    jwks_timeout: float = field(default=3.0, metadata=_declare(
+        "JWKS_TIMEOUT", "number", "deadline in seconds for one whole JWKS refresh (discovery, when used, and "
+        "the JWKS request together): lookup, connect, TLS, status, headers and a body of at most 512 KB", minimum=0.1, maximum=10.0))
+    jwks_cache_ttl: float = field(default=3600.0, metadata=_declare(
+        "JWKS_CACHE_TTL", "number", "seconds a fetched key set is used before a refresh; a key the issuer "
+        "removed stops verifying within this time", minimum=1.0))
+    jwks_refetch_interval: float = field(default=30.0, metadata=_declare(
+        "JWKS_REFETCH_INTERVAL", "number", "minimum seconds between refetches caused by unknown `kid`s (the "
+        "`JWKS_CACHE_TTL` refresh does not wait for it)"))
+    jwks_max_stale: float = field(default=21600.0, metadata=_declare(
+        "JWKS_MAX_STALE", "number", "seconds past `JWKS_CACHE_TTL` the last good keys keep verifying while "
+        "the JWKS endpoint fails (asked again at most once per min(`JWKS_CACHE_TTL`, "
+        "`JWKS_REFETCH_INTERVAL`))"))
+    context_claims: tuple[str, ...] = field(default=("sub", "client_id", "username", "iss"), metadata=_declare(
+        "CONTEXT_CLAIMS", "list", "token claims copied into the authorizer `context` when scalar (bounded: "
+        "see the `context` rules)"))
+    identity_source: IdentitySource = field(default=DEFAULT_IDENTITY_SOURCE, metadata=_declare(
+        "IDENTITY_SOURCE", "identity", "the authorizer's identity sources as API Gateway writes them; the "
+        "first header or query string entry holds the token (see [Identity sources](#identity-sources))",
+        shown="`method.request.header.Authorization`"))
+    simple_responses: bool = field(default=False, metadata=_declare(
+        "SIMPLE_RESPONSES", "flag", "`true` answers payload 2.0 events with `{isAuthorized, context}` for the "
+        "requested route (API Gateway's `enableSimpleResponses`); needs per-route identity sources"))
+    introspection_url: str | None = field(default=None, metadata=_declare(
+        "INTROSPECTION_URL", "text", "RFC 7662 introspection endpoint for tokens that are not JWTs of an "
+        "`ISSUER` (https; plain http only on loopback); setting it turns opaque tokens on", urls=True))
+    introspection_client_id: str = field(default="", metadata=_declare(
+        "INTROSPECTION_CLIENT_ID", "text", "the resource server's own client id at the endpoint",
+        shown="required with `INTROSPECTION_URL`"))
+    introspection_client_secret: str = field(default="", repr=False, metadata=_declare(
+        "INTROSPECTION_CLIENT_SECRET", "secret", "its client secret (never logged)",
+        shown="required with `INTROSPECTION_URL`"))
+    introspection_auth_method: str = field(default="client_secret_basic", metadata=_declare(
+        "INTROSPECTION_AUTH_METHOD", "text", "how the authorizer authenticates to the endpoint: HTTP Basic, "
+        "or id and secret in the form body (RFC 6749 §2.3.1)", choices=INTROSPECTION_AUTH_METHODS))
+    introspection_timeout: float = field(default=2.0, metadata=_declare(
+        "INTROSPECTION_TIMEOUT", "number", "deadline in seconds for one whole introspection exchange: lookup, "
+        "connect, TLS, sending, status, headers and a body of at most 64 KB", minimum=0.1, maximum=10.0))
+    introspection_cache_ttl: float = field(default=60.0, metadata=_declare(
+        "INTROSPECTION_CACHE_TTL", "number", "longest time in seconds an `active: true` answer is reused, never "
+        "past the token's `exp`; 0 disables the positive cache", maximum=3600.0))
+    introspection_negative_cache_ttl: float = field(default=5.0, metadata=_declare(
+        "INTROSPECTION_NEGATIVE_CACHE_TTL", "number", "seconds an `active: false` answer is reused",
+        maximum=300.0))
+    introspection_issuer: str | None = field(default=None, metadata=_declare(
+        "INTROSPECTION_ISSUER", "text", "`iss` accepted in introspection answers, besides the `ISSUER` values",
+        urls=True))
+    api_key_claim: str | None = field(default=None, metadata=_declare(
+        "API_KEY_CLAIM", "text", "token claim holding the caller's usage-plan API key (20 to 128 printable "
+        "characters; anything else counts as no key)"))
+    api_keys_file: str | None = field(default=None, metadata=_declare(
+        "API_KEYS_FILE", "text", "YAML file of API keys per client and the routes that need one (example: "
+        "`examples/api-keys.yaml`)"))
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``).
+        """Build settings from ``environ`` (default ``os.environ``), reading every declared variable.
 
         Raises:
             ConfigurationError: a variable is missing or invalid; ``.variable`` names it.
         """
         env = os.environ if environ is None else environ
-        introspection_url = env.get("INTROSPECTION_URL", "").strip() or None
-        issuers = _csv(env, "ISSUER", required=introspection_url is None)
-        for issuer in issuers:
-            _check_url("ISSUER", issuer)
-        audiences = _csv(env, "AUDIENCE", required=True)
-        jwks_uris = _csv(env, "JWKS_URI")
-        if jwks_uris and len(jwks_uris) != len(issuers):
+        settings = cls(**{var.attribute: read_variable(var, env) for var in VARIABLES})
+        if settings.jwks_uris and len(settings.jwks_uris) != len(settings.issuers):
             raise ConfigurationError(
-                "JWKS_URI", f"gives {len(jwks_uris)} URIs for {len(issuers)} issuers; give one per ISSUER, in order"
+                "JWKS_URI",
+                f"gives {len(settings.jwks_uris)} URIs for {len(settings.issuers)} issuers; give one per ISSUER, in order",
             )
-        for uri in jwks_uris:
-            _check_url("JWKS_URI", uri)
-        algorithms = frozenset(_csv(env, "ALLOWED_ALGORITHMS") or ("RS256",))
-        unknown = sorted(algorithms - SUPPORTED_ALGORITHMS)
-        if unknown:
-            raise ConfigurationError(
-                "ALLOWED_ALGORITHMS",
-                f"{', '.join(unknown)} not supported; choose from {', '.join(sorted(SUPPORTED_ALGORITHMS))}",
-            )
-        leeway = _number(env, "CLOCK_LEEWAY", 30.0, maximum=300.0)
-        ttl = _number(env, "PERMISSIONS_CACHE_TTL", 60.0, maximum=86400.0)
-        source = env.get("PERMISSIONS_SOURCE", "").strip() or DEFAULT_PERMISSIONS_SOURCE
-        identity_entries = _csv(env, "IDENTITY_SOURCE")
-        identity = parse_identity_source(identity_entries) if identity_entries else DEFAULT_IDENTITY_SOURCE
-        client_id = env.get("INTROSPECTION_CLIENT_ID", "").strip()
-        client_secret = env.get("INTROSPECTION_CLIENT_SECRET", "")
-        auth_method = env.get("INTROSPECTION_AUTH_METHOD", "").strip() or "client_secret_basic"
-        if auth_method not in INTROSPECTION_AUTH_METHODS:
-            raise ConfigurationError(
-                "INTROSPECTION_AUTH_METHOD", f"{auth_method!r} is not one of {', '.join(sorted(INTROSPECTION_AUTH_METHODS))}"
-            )
-        if introspection_url is not None:
-            _check_url("INTROSPECTION_URL", introspection_url)
+        if settings.introspection_url is not None:
             # RFC 7662 §2.1: the endpoint must know who asks; anonymous introspection
             # would let anyone with network access test stolen tokens.
-            if not client_id:
+            if not settings.introspection_client_id:
                 raise ConfigurationError("INTROSPECTION_CLIENT_ID", "is required with INTROSPECTION_URL")
-            if not client_secret:
+            if not settings.introspection_client_secret:
                 raise ConfigurationError("INTROSPECTION_CLIENT_SECRET", "is required with INTROSPECTION_URL")
-        simple = _flag(env, "SIMPLE_RESPONSES")
-        if simple and not identity.per_route:
+        if settings.simple_responses and not settings.identity_source.per_route:
             # The cached boolean would answer every route of the API for this token.
             raise ConfigurationError(
                 "SIMPLE_RESPONSES",
                 "needs per-route identity sources: add $context.routeKey (or $context.httpMethod and "
                 "$context.path) to IDENTITY_SOURCE and to the authorizer",
             )
-        introspection_issuer = env.get("INTROSPECTION_ISSUER", "").strip() or None
-        if introspection_issuer is not None:
-            _check_url("INTROSPECTION_ISSUER", introspection_issuer)
-        return cls(
-            issuers=issuers,
-            audiences=audiences,
-            jwks_uris=jwks_uris,
-            permissions_source=source,
-            permissions_cache_ttl=ttl,
-            permissions_max_stale=_number(env, "PERMISSIONS_MAX_STALE", 900.0),
-            permissions_max_bytes=int(_number(env, "PERMISSIONS_MAX_BYTES", DEFAULT_PERMISSIONS_MAX_BYTES,
-                                              minimum=1024, maximum=2**31)),
-            algorithms=algorithms,
-            leeway=leeway,
-            scope_claims=_csv(env, "SCOPE_CLAIMS") or ("scope", "scp"),
-            token_types=_csv(env, "TOKEN_TYPES"),
-            max_token_length=int(_number(env, "MAX_TOKEN_LENGTH", 8192, minimum=64, maximum=65536)),
-            jwks_timeout=_number(env, "JWKS_TIMEOUT", 3.0, minimum=0.1, maximum=10.0),
-            jwks_cache_ttl=_number(env, "JWKS_CACHE_TTL", 3600.0, minimum=1.0),
-            jwks_refetch_interval=_number(env, "JWKS_REFETCH_INTERVAL", 30.0),
-            jwks_max_stale=_number(env, "JWKS_MAX_STALE", 21600.0),
-            context_claims=_csv(env, "CONTEXT_CLAIMS") or ("sub", "client_id", "username", "iss"),
-            identity_source=identity,
-            simple_responses=simple,
-            introspection_url=introspection_url,
-            introspection_client_id=client_id,
-            introspection_client_secret=client_secret,
-            introspection_auth_method=auth_method,
-            introspection_timeout=_number(env, "INTROSPECTION_TIMEOUT", 2.0, minimum=0.1, maximum=10.0),
-            introspection_cache_ttl=_number(env, "INTROSPECTION_CACHE_TTL", 60.0, maximum=3600.0),
-            introspection_negative_cache_ttl=_number(env, "INTROSPECTION_NEGATIVE_CACHE_TTL", 5.0, maximum=300.0),
-            introspection_issuer=introspection_issuer,
-            api_key_claim=env.get("API_KEY_CLAIM", "").strip() or None,
-            api_keys_file=env.get("API_KEYS_FILE", "").strip() or None,
-        )
+        return settings
 
 
-def _csv(env: Mapping[str, str], name: str, *, required: bool = False) -> tuple[str, ...]:
+#: Every variable, in declaration order (the README table's order).
+VARIABLES: tuple[Variable, ...] = tuple(
+    # A required field has no default; its unset value (when ``required_unless`` allows
+    # it) is the empty list.
+    replace(f.metadata[_DECLARATION], attribute=f.name, default=() if f.default is MISSING else f.default)
+    for f in fields(Settings)
+)
+_BY_NAME = {var.name: var for var in VARIABLES}
+
+
+def variable(name: str) -> Variable:
+    """The declaration of the variable ``name``.
+
+    Raises:
+        KeyError: no such variable is declared.
+    """
+    return _BY_NAME[name]
+
+
+def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
+    """The value of one variable in ``environ``, parsed and checked as declared.
+
+    Raises:
+        ConfigurationError: the value is missing (when required) or invalid.
+    """
+    name, kind = var.name, var.kind
+    if kind in ("list", "set", "identity"):
+        values = _csv(environ, name)
+        if not values:
+            if var.required and not (var.required_unless and environ.get(var.required_unless, "").strip()):
+                raise ConfigurationError(name, "is required (comma-separated list)")
+            return var.default
+        if kind == "identity":
+            return parse_identity_source(values, name)
+        unknown = sorted(set(values) - var.choices) if var.choices else []
+        if unknown:
+            raise ConfigurationError(
+                name, f"{', '.join(unknown)} not supported; choose from {', '.join(sorted(var.choices))}"
+            )
+        for value in values if var.urls else ():
+            _check_url(name, value)
+        return frozenset(values) if kind == "set" else values
+    if kind in ("number", "integer"):
+        number = _number(environ, name, var.default, minimum=var.minimum, maximum=var.maximum)
+        if kind == "number":
+            return number
+        if not float(number).is_integer():
+            raise ConfigurationError(name, f"{environ.get(name, '').strip()!r} is not a whole number")
+        return int(number)
+    if kind == "flag":
+        return _flag(environ, name) if environ.get(name, "").strip() else var.default
+    if kind == "secret":
+        return environ.get(name, "") or var.default
+    if kind == "text":
+        text = environ.get(name, "").strip()
+        if not text:
+            return var.default
+        if var.choices and text not in var.choices:
+            raise ConfigurationError(name, f"{text!r} is not one of {', '.join(sorted(var.choices))}")
+        if var.urls:
+            _check_url(name, text)
+        return text
+    raise AssertionError(f"{name}: unknown kind {kind!r}")
+
+
+def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
-    values = tuple(part.strip() for part in raw.split(",") if part.strip())
-    if required and not values:
-        raise ConfigurationError(name, "is required (comma-separated list)")
-    return values
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -227,9 +305,15 @@ def _number(
     except ValueError:
         raise ConfigurationError(name, f"{raw!r} is not a number") from None
     if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+        bounds = (f"between {number_text(minimum)} and {number_text(maximum)}" if maximum is not None
+                  else f"at least {number_text(minimum)}")
         raise ConfigurationError(name, f"{raw!r} must be {bounds}")
     return value
+
+
+def number_text(value: float) -> str:
+    """``value`` as a person writes it: ``60``, ``0.1``, ``2147483648``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _check_url(name: str, url: str) -> None:

@@ -10,6 +10,10 @@ never stored, logged or put in an error message):
 * A failure (timeout, non-200, a body that is not an introspection answer) is never
   cached and never read as "inactive": it raises ``IntrospectionError`` and the
   request fails closed.
+
+Entries expire on the monotonic clock (``core.lastgood``'s convention), so a wall-clock
+step cannot stretch them; the wall clock is read once per answer, to turn the token's
+``exp`` into a bound on that clock.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from policy_engine.adapters.http import FetchError, KeepAliveClient
+from policy_engine.core.lastgood import Clock
 from policy_engine.errors import InactiveTokenError, IntrospectionError
 
 __all__ = ["IntrospectionClient"]
@@ -42,12 +47,13 @@ class IntrospectionClient:
         *,
         client_id: str,
         client_secret: str,
-        auth_method: str = "client_secret_basic",
-        timeout: float = 2.0,
-        cache_ttl: float = 60.0,
-        negative_ttl: float = 5.0,
+        auth_method: str,
+        timeout: float,
+        cache_ttl: float,
+        negative_ttl: float,
         max_entries: int = _MAX_ENTRIES,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
         post_form: PostForm | None = None,
     ) -> None:
         self.url = url
@@ -57,8 +63,8 @@ class IntrospectionClient:
         self._ttl = cache_ttl
         self._negative_ttl = negative_ttl
         self._max_entries = max_entries
-        # Wall clock, because positive entries end at the token's exp (a wall-clock time).
         self._clock = clock
+        self._wall_clock = wall_clock  # only to compare with exp, a wall-clock time (RFC 7662 §2.2)
         if post_form is None:
             # One kept-alive connection per container: a cache miss pays a round trip,
             # not a TCP and TLS handshake as well.
@@ -88,10 +94,11 @@ class IntrospectionClient:
         if answer["active"] is not True:
             self._store(key, now + self._negative_ttl, None)
             raise InactiveTokenError("token is not active")
-        expires = now + self._ttl
+        lifetime = self._ttl
         exp = answer.get("exp")
         if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
-            expires = min(expires, float(exp))
+            lifetime = min(lifetime, float(exp) - self._wall_clock())
+        expires = now + lifetime
         self._store(key, expires, answer)
         return answer
 

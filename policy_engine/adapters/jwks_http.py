@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from policy_engine.adapters.http import FetchError, request_json
+from policy_engine.core.lastgood import Backoff, Clock, LastGood
 from policy_engine.core.tokens import VerificationKey, load_jwks
 from policy_engine.core.urls import check_trusted_url
 from policy_engine.errors import KeySourceError, UnknownKeyError
@@ -51,19 +52,27 @@ def _default_fetch(url: str, timeout: float) -> Any:
 
 
 class _IssuerKeys:
-    __slots__ = ("fetched_at", "fresh_until", "issuer", "jwks_uri", "keys", "last_attempt")
+    __slots__ = ("backoff", "fresh_until", "good", "issuer", "jwks_uri", "last_attempt")
 
-    def __init__(self, issuer: str, jwks_uri: str | None) -> None:
+    def __init__(self, issuer: str, jwks_uri: str | None, good: LastGood[dict[str, VerificationKey]],
+                 backoff: Backoff) -> None:
         self.issuer = issuer
         self.jwks_uri = jwks_uri
-        self.keys: dict[str, VerificationKey] | None = None
-        self.fetched_at = float("-inf")
-        self.fresh_until = float("-inf")  # fetched_at + JWKS_CACHE_TTL: the warm path's one check
-        self.last_attempt = float("-inf")
+        # The last key set the issuer published, usable JWKS_CACHE_TTL + JWKS_MAX_STALE after it.
+        self.good = good
+        self.fresh_until = float("-inf")  # good.confirmed_at + JWKS_CACHE_TTL: the fast path's one check
+        # After a failed refresh: the next try waits min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL).
+        self.backoff = backoff
+        self.last_attempt = float("-inf")  # any refresh: unknown kids wait JWKS_REFETCH_INTERVAL after it
 
 
 class JwksKeySource:
-    """``KeySource`` for one or more issuers, each with its JWKS URI or discovery."""
+    """``KeySource`` for one or more issuers, each with its JWKS URI or discovery.
+
+    ``timeout``, ``cache_ttl``, ``refetch_interval`` and ``max_stale`` are
+    ``JWKS_TIMEOUT``, ``JWKS_CACHE_TTL``, ``JWKS_REFETCH_INTERVAL`` and ``JWKS_MAX_STALE``:
+    required here, so their defaults live only in ``Settings``.
+    """
 
     def __init__(
         self,
@@ -71,23 +80,25 @@ class JwksKeySource:
         *,
         algorithms: Collection[str],
         jwks_uris: Collection[str] = (),
-        timeout: float = 3.0,
-        cache_ttl: float = 3600.0,
-        refetch_interval: float = 30.0,
-        max_stale: float = 21600.0,
-        clock: Callable[[], float] = time.monotonic,
+        timeout: float,
+        cache_ttl: float,
+        refetch_interval: float,
+        max_stale: float,
+        clock: Clock = time.monotonic,
         fetch_json: FetchJson = _default_fetch,
     ) -> None:
         uris = list(jwks_uris) or [None] * len(issuers)
-        self._issuers = {issuer: _IssuerKeys(issuer, uri) for issuer, uri in zip(issuers, uris)}
+        # After a failed refresh, the wait before the next try (a fixed interval): a failing
+        # endpoint is not asked on every request, and a short TTL is not stretched to the interval.
+        retry = min(cache_ttl, refetch_interval)
+        self._issuers = {
+            issuer: _IssuerKeys(issuer, uri, LastGood(cache_ttl + max_stale), Backoff(retry, retry))
+            for issuer, uri in zip(issuers, uris)
+        }
         self._algorithms = frozenset(algorithms)
         self._timeout = timeout
         self._ttl = cache_ttl
         self._refetch_interval = refetch_interval
-        # After a failed refresh, the wait before the next try: a failing endpoint is
-        # not asked on every request, and a short TTL is not stretched to the interval.
-        self._retry_interval = min(cache_ttl, refetch_interval)
-        self._max_stale = max_stale
         self._clock = clock
         self._fetch_json = fetch_json
 
@@ -107,6 +118,7 @@ class JwksKeySource:
             except KeySourceError as exc:
                 log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=str(exc))
                 state.last_attempt = float("-inf")
+                state.backoff.clear()
 
     def get_key(self, issuer: str, kid: str) -> VerificationKey:
         """The key ``issuer`` published under ``kid``.
@@ -120,30 +132,33 @@ class JwksKeySource:
         if state is None:
             raise KeySourceError("issuer is not configured")
         now = self._clock()
+        good = state.good
         if now <= state.fresh_until:
-            key = state.keys.get(kid)  # type: ignore[union-attr]  # fresh_until is finite only with keys
+            key = good.value.get(kid)  # type: ignore[union-attr]  # fresh_until is finite only with keys
             if key is not None:
                 return key
-        elif now - state.last_attempt >= self._retry_interval:
-            # Past the TTL (or never loaded): ask the issuer. Right after a success
-            # last_attempt is fetched_at, so this runs as soon as the TTL has passed.
+        elif state.backoff.ready(now):
+            # Past the TTL (or never loaded), and no failure waiting out its delay: ask the issuer.
             try:
                 self._refresh(state, now)
             except KeySourceError as exc:
-                if state.keys is None:
+                if good.value is None:
                     raise
                 log("ERROR", "jwks_refresh_failed", issuer=issuer, error=str(exc),
-                    stale_seconds=round(now - state.fetched_at))
-        if state.keys is None:
+                    stale_seconds=round(good.age(now)))
+        keys = good.value
+        if keys is None:
             raise KeySourceError("JWKS unavailable (retrying after min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL))")
-        if now - state.fetched_at > self._ttl + self._max_stale:
+        if not good.within(now):
             raise KeySourceError("JWKS is older than JWKS_MAX_STALE and cannot be refreshed")
-        key = state.keys.get(kid)
+        key = keys.get(kid)
         if key is None and now - state.last_attempt >= self._refetch_interval:
             self._refresh(state, now)
-            key = state.keys.get(kid)
+            keys = good.value
+            assert keys is not None
+            key = keys.get(kid)
         if key is None:
-            if not state.keys:
+            if not keys:
                 raise KeySourceError("the issuer's JWKS has no usable signing keys")
             raise UnknownKeyError("token kid is not in the issuer's key set")
         return key
@@ -158,8 +173,10 @@ class JwksKeySource:
             document = self._fetch_json(uri, self._time_for(until))
             keys, skipped = load_jwks(document, self._algorithms)
         except FetchError as exc:
+            state.backoff.failed(now)
             raise KeySourceError(f"JWKS fetch failed: {exc}") from exc
         except ValueError as exc:
+            state.backoff.failed(now)
             raise KeySourceError(f"JWKS is not usable: {exc}") from exc
         if skipped:
             log("WARN", "jwks_keys_skipped", issuer=state.issuer, skipped=skipped)
@@ -168,9 +185,9 @@ class JwksKeySource:
             # old ones would trust keys the issuer no longer publishes.
             log("ERROR", "jwks_no_usable_keys", issuer=state.issuer, skipped=len(skipped))
         state.jwks_uri = uri
-        state.keys = keys
-        state.fetched_at = now
+        state.good.confirm(now, keys)
         state.fresh_until = now + self._ttl
+        state.backoff.clear()
 
     def _time_for(self, until: float) -> float:
         """One request's deadline: ``JWKS_TIMEOUT``, or less when a budget ends sooner."""

@@ -12,12 +12,22 @@ from policy_engine.bootstrap import permission_source
 from policy_engine.core.permissions import Locate, PermissionSet, compile_records
 from policy_engine.errors import ConfigurationError, StoreError
 
-__all__ = ["Palette", "default_location", "load_permission_set", "read_locations"]
+__all__ = ["Palette", "authorization_value", "default_location", "load_permission_set", "read_locations"]
 
 
 def default_location() -> str:
     """``PERMISSIONS_SOURCE`` if set (what the Lambda would read), else ``./permissions``."""
     return os.environ.get("PERMISSIONS_SOURCE", "").strip() or "permissions"
+
+
+def authorization_value(token: str) -> str:
+    """The ``Authorization`` value for a token typed with or without its ``Bearer`` scheme.
+
+    Only the scheme is looked at (case-insensitive, RFC 9110 §11.1); the value itself is
+    judged where the authorizer judges it, by ``core.tokens.extract_bearer``.
+    """
+    token = token.strip()
+    return token if token[:7].lower() == "bearer " else f"Bearer {token}"
 
 
 def read_locations(locations: Sequence[str]) -> tuple[list[Any], Locate]:

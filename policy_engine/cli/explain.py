@@ -21,10 +21,20 @@ import os
 import sys
 from typing import Any
 
-from policy_engine.cli._common import Palette, default_location, load_permission_set
+from policy_engine.cli._common import (
+    Palette,
+    authorization_value,
+    default_location,
+    load_permission_set,
+)
 from policy_engine.core.arn import MethodArn
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
-from policy_engine.core.explain import diff_permissions, explain_request, grants_for, route_text
+from policy_engine.core.explain import (
+    diff_permissions,
+    explain_request,
+    grants_for,
+    route_text,
+)
 from policy_engine.core.lint import estimate_response
 from policy_engine.core.permissions import PermissionSet
 from policy_engine.errors import (
@@ -32,7 +42,12 @@ from policy_engine.errors import (
     KeySourceError,
     TokenError,
 )
-from policy_engine.settings import SUPPORTED_ALGORITHMS, Settings
+from policy_engine.settings import (
+    SUPPORTED_ALGORITHMS,
+    Settings,
+    read_variable,
+    variable,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -103,13 +118,20 @@ def run(args: argparse.Namespace) -> int:
 def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
     if args.scopes is not None:
         return {"source": "--scopes", "scopes": sorted(set(args.scopes.split())), "principal": "caller"}
-    token = args.token.strip()
-    if token.lower().startswith("bearer "):
-        token = token[7:].strip()
-    from policy_engine.core.tokens import parse_jwt, principal_of, read_scopes
+    from policy_engine.core.tokens import (
+        extract_bearer,
+        parse_jwt,
+        principal_of,
+        read_scopes,
+    )
 
+    # The longest token any configuration accepts: this one may not be configured yet.
+    longest = variable("MAX_TOKEN_LENGTH").maximum
+    assert longest is not None
+    limit = int(longest)
     try:
-        parsed = parse_jwt(token, max_length=65536, algorithms=SUPPORTED_ALGORITHMS)
+        token = extract_bearer(authorization_value(args.token), limit)
+        parsed = parse_jwt(token, max_length=limit, algorithms=SUPPORTED_ALGORITHMS)
     except TokenError as exc:
         raise _bad_token(f"the token cannot be read ({exc.code}: {exc}); the authorizer would answer 401") from None
     environ = dict(os.environ)
@@ -148,7 +170,8 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
             caller["scopes"] = sorted(verified.scopes)
             caller["principal"] = verified.principal_id
             return caller
-    claims = settings.scope_claims if settings is not None else ("scope", "scp")
+    # Without a complete configuration, SCOPE_CLAIMS still applies: read it alone.
+    claims = settings.scope_claims if settings is not None else read_variable(variable("SCOPE_CLAIMS"), environ)
     try:
         caller["scopes"] = sorted(read_scopes(payload, claims))
         caller["principal"] = principal_of(payload)

@@ -24,7 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from policy_engine.cli._common import Palette, parse_env_assignments
+from policy_engine.cli._common import (
+    Palette,
+    authorization_value,
+    parse_env_assignments,
+)
 from policy_engine.errors import ConfigurationError, EventError
 
 __all__ = ["put_token", "register", "run"]
@@ -77,11 +81,14 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def put_token(event: Any, token: str) -> Any:
-    """A copy of ``event`` carrying ``Bearer <token>`` where its type expects the credential."""
+    """A copy of ``event`` carrying ``Bearer <token>`` where its type expects the credential.
+
+    ``token`` may already carry the scheme; it is passed on unjudged, for the handler to judge.
+    """
     if not isinstance(event, dict):
         raise EventError("the event is not a JSON object")
     event = json.loads(json.dumps(event))
-    value = f"Bearer {token}"
+    value = authorization_value(token)
     if event.get("type") == "TOKEN":
         event["authorizationToken"] = value
         return event
@@ -119,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     with _identity_provider(args, environ) as minted:
         token = args.token or minted
         if token:
-            event = put_token(event, token.removeprefix("Bearer ").strip())
+            event = put_token(event, token)
         elif PLACEHOLDER in json.dumps(event):
             print(f"note: {args.event} holds the placeholder {PLACEHOLDER}; pass --local-idp or --token",
                   file=sys.stderr)

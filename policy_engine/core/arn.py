@@ -7,13 +7,18 @@ from dataclasses import dataclass
 
 from policy_engine.errors import EventError
 
-__all__ = ["API_ARN_PATTERN", "MAX_STAGE_NAME", "MethodArn", "parse_method_arn"]
+__all__ = ["API_ARN_PATTERN", "HTTP_VERBS", "MAX_METHOD_ARN", "MAX_STAGE_NAME", "MethodArn", "parse_method_arn"]
 
 # arn:<partition>:execute-api:<region>:<account>:<api-id>; no wildcards: a mapping names one API.
 API_ARN_PATTERN = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+")
 
-# API Gateway rejects longer methodArns with 414 before calling us.
-_MAX_METHOD_ARN = 1600
+#: The longest methodArn API Gateway sends: it answers 414 to a longer request line
+#: before calling the authorizer.
+MAX_METHOD_ARN = 1600
+
+#: The methods API Gateway routes (the verbs of a methodArn and of a mapping; ``ANY``
+#: stands for all of them).
+HTTP_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 #: The longest stage name API Gateway allows (CreateStage: "Maximum length is 128
 #: characters"). A stage-``*`` mapping is written with the request's stage, so its
@@ -57,7 +62,7 @@ def parse_method_arn(value: object) -> MethodArn:
     """
     if not isinstance(value, str) or not value:
         raise EventError("methodArn is missing or not a string")
-    if len(value) > _MAX_METHOD_ARN:
+    if len(value) > MAX_METHOD_ARN:
         raise EventError("methodArn is longer than API Gateway allows")
     # An API ARN holds no '/', so the first one ends it; the path keeps every later '/' and ':'.
     parts = value.split("/", 3)

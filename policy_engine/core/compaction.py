@@ -32,17 +32,16 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from policy_engine.core.arn import HTTP_VERBS
+
 __all__ = ["VERB_CLASSES", "compact_resources", "glob_subsumes", "globs_intersect"]
 
-# The methods API Gateway routes, by name length. Mirrors core.permissions.HTTP_VERBS
-# (imported there from here would be circular in spirit; a test keeps them equal).
-_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 #: ``?``-run -> the methods it stands for. Only the shortest method length is safe:
 #: ``?`` matches ``/`` too, so ``????/pets`` also matches ``GET//pets`` (verb ``GET``,
 #: path ``/pets``); a run as short as the shortest method cannot reach past the verb.
 VERB_CLASSES: dict[str, frozenset[str]] = {
-    "?" * len(min(_VERBS, key=len)): frozenset(v for v in _VERBS if len(v) == len(min(_VERBS, key=len))),
+    "?" * len(min(HTTP_VERBS, key=len)): frozenset(v for v in HTTP_VERBS if len(v) == len(min(HTTP_VERBS, key=len))),
 }
 
 # Characters that cannot occur in a resource (the schema refuses control characters):
@@ -168,7 +167,7 @@ def compact_resources(resources: Iterable[str]) -> tuple[str, ...]:
             continue
         base, verb, path = parts
         path = _STARS.sub("*", path)
-        if verb != "*" and verb not in _VERBS:
+        if verb != "*" and verb not in HTTP_VERBS:
             kept.add(f"{base}/{verb}/{path}")
             continue
         if verb == "*" and not path.startswith("*"):
@@ -180,7 +179,7 @@ def compact_resources(resources: Iterable[str]) -> tuple[str, ...]:
 
     candidates: dict[str, list[tuple[str, str]]] = {}
     for (base, path), verbs in by_path.items():
-        if "*" in verbs or (path.startswith("*") and verbs >= set(_VERBS)):
+        if "*" in verbs or (path.startswith("*") and verbs >= set(HTTP_VERBS)):
             candidates.setdefault(base, []).append(("*", path))
             continue
         for run, members in VERB_CLASSES.items():

@@ -14,6 +14,7 @@ from policy_engine.core.iam import glob_matches
 from policy_engine.core.routes import RouteTemplate, route_coverage
 
 __all__ = [
+    "CONTEXT_OMITTED_KEY",
     "MAX_CLAIM_CHARS",
     "MAX_CONTEXT_BYTES",
     "MAX_CONTEXT_VALUE",
@@ -22,6 +23,10 @@ __all__ = [
     "MAX_SCOPE_CHARS",
     "OWN_CONTEXT_KEYS",
     "OWN_CONTEXT_KEY_CHARS",
+    "SCOPE_COUNT_KEY",
+    "SCOPE_KEY",
+    "SCOPE_TRUNCATED_KEY",
+    "VERSION_KEY",
     "Answer",
     "Decision",
     "bound_context",
@@ -48,9 +53,14 @@ MAX_RESPONSE_BYTES = 8192
 #: Context keys the engine sets itself, after the claims: the caller's scopes, the
 #: mappings' version, and the marks of a bounded context (``bound_context``). A claim of
 #: the same name is never copied.
-OWN_CONTEXT_KEYS = ("scope", "policyVersion", "scopeTruncated", "scopeCount", "contextOmitted")
+SCOPE_KEY = "scope"
+VERSION_KEY = "policyVersion"
+SCOPE_TRUNCATED_KEY = "scopeTruncated"
+SCOPE_COUNT_KEY = "scopeCount"
+CONTEXT_OMITTED_KEY = "contextOmitted"
+OWN_CONTEXT_KEYS = (SCOPE_KEY, VERSION_KEY, SCOPE_TRUNCATED_KEY, SCOPE_COUNT_KEY, CONTEXT_OMITTED_KEY)
 #: The characters of the two every context has, as ``response_size_bound`` counts them.
-OWN_CONTEXT_KEY_CHARS = len("scope") + len("policyVersion")
+OWN_CONTEXT_KEY_CHARS = len(SCOPE_KEY) + len(VERSION_KEY)
 
 # What is copied into ``context`` is bounded so that a valid token never fails for its
 # size, and the policy never shrinks for it. The README ("context") states these rules.
@@ -373,9 +383,9 @@ def bound_context(
     claim is. Room for ``policyVersion`` and the marks is set aside first.
     """
     names = " ".join(claims)
-    used = 2 + _entry_chars("policyVersion", version) + _entry_chars("scope", "")
-    used += _entry_chars("scopeTruncated", True) + _entry_chars("scopeCount", scope_count)
-    used += _entry_chars("contextOmitted", names) if names else 0
+    used = 2 + _entry_chars(VERSION_KEY, version) + _entry_chars(SCOPE_KEY, "")
+    used += _entry_chars(SCOPE_TRUNCATED_KEY, True) + _entry_chars(SCOPE_COUNT_KEY, scope_count)
+    used += _entry_chars(CONTEXT_OMITTED_KEY, names) if names else 0
     out: dict[str, str | int | float | bool] = {}
     omitted = []
     claim_chars = 0
@@ -400,11 +410,11 @@ def bound_context(
         kept.append(scope)
         scope_chars += gap + len(scope)
         used += cost
-    out["scope"] = " ".join(sorted(kept))
-    out["policyVersion"] = version
+    out[SCOPE_KEY] = " ".join(sorted(kept))
+    out[VERSION_KEY] = version
     if len(kept) < scope_count:
-        out["scopeTruncated"] = True
-        out["scopeCount"] = scope_count
+        out[SCOPE_TRUNCATED_KEY] = True
+        out[SCOPE_COUNT_KEY] = scope_count
     if omitted:
-        out["contextOmitted"] = " ".join(omitted)
+        out[CONTEXT_OMITTED_KEY] = " ".join(omitted)
     return out

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["MalformedResponseError", "Verdict", "evaluate_response", "glob_matches"]
+__all__ = ["MalformedResponseError", "Verdict", "evaluate_response", "glob_matches", "glob_regex"]
 
 
 class Verdict(enum.Enum):
@@ -39,7 +39,8 @@ _INVOKE_ACTIONS = {"execute-api:invoke", "execute-api:*", "*"}
 
 
 @lru_cache(maxsize=8192)
-def _compile(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """The regex of an IAM resource glob, for ``fullmatch``: ``*`` any run (``/`` too), ``?`` one character."""
     parts = []
     for char in pattern:
         if char == "*":
@@ -53,7 +54,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 def glob_matches(pattern: str, value: str) -> bool:
     """IAM resource matching: ``*`` crosses ``/``, ``?`` is one character, full match."""
-    return _compile(pattern).fullmatch(value) is not None
+    return glob_regex(pattern).fullmatch(value) is not None
 
 
 def _as_list(value: Any, what: str) -> list[Any]:

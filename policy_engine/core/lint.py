@@ -39,6 +39,8 @@ from policy_engine.core.decision import (
     ALLOW,
     DENY,
     MAX_RESPONSE_BYTES,
+    SCOPE_KEY,
+    VERSION_KEY,
     Decision,
     render_iam_response,
     response_size,
@@ -171,8 +173,8 @@ def estimate_response(
     if issuer:
         claims["iss"] = issuer
     context = scalar_context(claims)
-    context["scope"] = " ".join(sorted(scopes))
-    context["policyVersion"] = version
+    context[SCOPE_KEY] = " ".join(sorted(scopes))
+    context[VERSION_KEY] = version
     decision = Decision(ALLOW if resources else DENY, principal, api_arn, stage, resources,
                         "granted" if resources else "no_grant", version, context)
     return render_iam_response(decision)

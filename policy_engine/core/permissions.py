@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from policy_engine.core.arn import API_ARN_PATTERN, MAX_STAGE_NAME
+from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
 from policy_engine.core.compaction import compact_resources
 from policy_engine.errors import PermissionsError
 
@@ -35,13 +35,13 @@ __all__ = [
     "PermissionSet",
     "Route",
     "compile_records",
+    "content_digest",
     "longest_resource_arn",
     "normalize_records",
     "resource_arn",
 ]
 
-#: The methods API Gateway routes; a mapping may also say ``*`` or ``ANY``.
-HTTP_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# A mapping may name one of HTTP_VERBS, or ``*`` (or ``ANY``) for all of them.
 ANY_VERB = "*"
 
 #: API Gateway refuses a policy Resource longer than this (Lambda authorizer output,
@@ -194,7 +194,7 @@ class PermissionSet:
             by_api.setdefault((grant.route.api_arn, grant.route.stage), []).append(grant.route)
         self._index = {scope: {k: tuple(v) for k, v in apis.items()} for scope, apis in index.items()}
         self.scopes: frozenset[str] = frozenset(self._index)
-        self.version: str = version or content_version(self.grants)
+        self.version: str = version or content_digest((*g.route, g.scope) for g in self.grants)
         self._memo: dict[tuple[str, str, frozenset[str]], tuple[str, ...]] = {}
         self._on_oversized = on_oversized
 
@@ -268,10 +268,16 @@ class PermissionSet:
         self._memo[key] = resources
 
 
-def content_version(grants: Sequence[Grant]) -> str:
-    """A short content hash: equal mappings give equal versions, whatever their order."""
-    lines = sorted(json.dumps([*g.route, g.scope]) for g in grants)
+def content_digest(mappings: Iterable[tuple[str, str, str, str, str]]) -> str:
+    """The content hash of a set of mappings, whatever their order or repetition.
+
+    Each mapping is ``(api_arn, stage, verb, resource without its leading slash, scope)``.
+    This is a loaded ``PermissionSet``'s version and a published snapshot's digest: one
+    function, so a reader can prove it loaded exactly what was published.
+    """
+    lines = sorted({json.dumps(list(mapping)) for mapping in mappings})
     return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
 
 
 Locate = Callable[[tuple[int | str, ...]], str]

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from policy_engine.core.permissions import HTTP_VERBS
+from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.errors import EventError
 
 __all__ = ["Coverage", "PathPart", "RouteTemplate", "parse_route_key", "route_coverage"]

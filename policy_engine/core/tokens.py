@@ -703,8 +703,8 @@ class JwtVerifier:
         algorithms: Collection[str],
         leeway: float,
         max_length: int,
-        token_types: Collection[str] = (),
-        scope_claims: Collection[str] = ("scp", "scope"),
+        token_types: Collection[str],
+        scope_claims: Collection[str],
     ) -> None:
         self._issuers = frozenset(issuers)
         self._audiences = frozenset(audiences)

@@ -40,12 +40,18 @@ from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from policy_engine.core.iam import MalformedResponseError, Verdict, evaluate_response
-from policy_engine.core.permissions import HTTP_VERBS, PermissionSet
+from policy_engine.core.arn import HTTP_VERBS, MAX_METHOD_ARN
+from policy_engine.core.iam import (
+    MalformedResponseError,
+    Verdict,
+    evaluate_response,
+    glob_regex,
+)
+from policy_engine.core.permissions import PermissionSet
 from policy_engine.errors import ConfigurationError
-from policy_engine.local.loopback import LoopbackServer, QuietHandler
 from policy_engine.events import parse_identity_source
 from policy_engine.local.invoke import InvokeResult, invoke
+from policy_engine.local.loopback import LoopbackServer, QuietHandler
 
 __all__ = [
     "Answer",
@@ -62,8 +68,6 @@ __all__ = [
 
 #: API Gateway's hard limit for the authorizer cache TTL.
 MAX_CACHE_TTL = 3600
-# API Gateway answers 414 before calling the authorizer when the methodArn is longer.
-_MAX_METHOD_ARN = 1600
 #: Local-only paths (not API Gateway features): the gateway's counters, and what runs
 #: beside it (for ``demo --url``).
 STATS_PATH = "/_local/stats"
@@ -109,7 +113,7 @@ class RouteSpec:
 
 def _glob_pattern(resource: str) -> re.Pattern[str]:
     # A permission resource is an IAM glob over the path without its leading slash.
-    return re.compile("".join(".*" if c == "*" else re.escape(c) for c in resource), re.DOTALL)
+    return glob_regex(resource)
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
@@ -495,7 +499,7 @@ class LocalGateway:
             key = (stage, *(value or "" for value in values))
             event = _request_event(self.routes.api_arn, method_arn, stage, method, path, query, headers,
                                    route, context)
-        if len(method_arn.encode()) > _MAX_METHOD_ARN:
+        if len(method_arn.encode()) > MAX_METHOD_ARN:
             return Answer.json(414, {"message": "Request-URI Too Long"})
         response = self.cache.get(key)
         if response is not None:

@@ -28,8 +28,11 @@ def server(idp: LocalIdentityProvider) -> LocalIdentityProvider:
 
 
 def client(server: LocalIdentityProvider, clock: Clock | None = None, **options) -> IntrospectionClient:
-    return IntrospectionClient(server.introspection_endpoint, client_id=CLIENT_ID, client_secret=SECRET,
-                               clock=clock or time.time, **options)
+    settings = {"client_id": CLIENT_ID, "client_secret": SECRET, "auth_method": "client_secret_basic",
+                "timeout": 2.0, "cache_ttl": 60.0, "negative_ttl": 5.0}
+    # One fake clock serves as both clocks unless a test sets the wall clock apart.
+    clocks = {"clock": clock or time.monotonic, "wall_clock": clock or time.time}
+    return IntrospectionClient(server.introspection_endpoint, **{**settings, **clocks, **options})
 
 
 def calls(server: LocalIdentityProvider) -> int:
@@ -45,7 +48,7 @@ def test_active_answer_with_either_client_authentication(server, method):
 
 
 def test_wrong_client_secret_is_a_failure_not_an_inactive_token(server):
-    bad = IntrospectionClient(server.introspection_endpoint, client_id=CLIENT_ID, client_secret="wrong")
+    bad = client(server, client_secret="wrong")
     with pytest.raises(IntrospectionError, match="answered 401"):
         bad.introspect(server.issue_opaque())
 
@@ -145,3 +148,32 @@ def test_cache_stays_bounded(server):
     for _ in range(5):
         c.introspect(server.issue_opaque())
     assert len(c._cache) == 3
+
+
+def test_a_wall_clock_step_back_does_not_stretch_the_cache(server):
+    # TTLs run on the monotonic clock; the wall clock only bounds an entry by the token's exp.
+    monotonic, wall = Clock(), Clock()
+    c = client(server, monotonic, wall_clock=wall, cache_ttl=60)
+    token = server.issue_opaque(lifetime=3600)
+    c.introspect(token)
+    server.revoke(token)
+    wall.now -= 3600  # NTP (or an operator) steps the wall clock back an hour
+    monotonic.now += 61
+    wall.now += 61
+    with pytest.raises(InactiveTokenError):
+        c.introspect(token)
+    assert calls(server) == 2
+
+
+def test_exp_bounds_an_entry_even_when_the_clocks_disagree(server):
+    monotonic, wall = Clock(), Clock()
+    monotonic.now = 5.0  # a monotonic clock has its own origin
+    c = client(server, monotonic, wall_clock=wall, cache_ttl=600)
+    token = server.issue_opaque(lifetime=10)
+    c.introspect(token)
+    server.revoke(token)
+    monotonic.now += 9
+    assert c.introspect(token)["active"] is True
+    monotonic.now += 2
+    with pytest.raises(InactiveTokenError):
+        c.introspect(token)

@@ -21,11 +21,13 @@ class Clock:
         return self.now
 
 
-def _source(idp, clock, **overrides):
-    options = dict(algorithms={"RS256"}, jwks_uris=[idp.jwks_uri], timeout=1.0, cache_ttl=300,
-                   refetch_interval=30, max_stale=600, clock=clock)
+def _source(idp, clock, *, issuers=None, **overrides):
+    options = {"algorithms": {"RS256"}, "timeout": 1.0, "cache_ttl": 300, "refetch_interval": 30,
+               "max_stale": 600, "clock": clock}
     options.update(overrides)
-    return JwksKeySource([idp.issuer], **options)
+    if "jwks_uris" not in options:
+        options["jwks_uris"] = [idp.jwks_uri]
+    return JwksKeySource(issuers or [idp.issuer], **options)
 
 
 def _log_lines(capsys) -> list[dict]:
@@ -258,8 +260,8 @@ def test_a_failing_endpoint_is_asked_at_most_once_per_retry_interval(idp):
 
 def test_prefetch_shares_one_budget_and_leaves_the_rest_to_first_use(idp, capsys):
     with TricklingServer(list, interval=0.2) as hung:  # accepts and never answers
-        source = JwksKeySource([hung.url, idp.issuer], algorithms={"RS256"},
-                               jwks_uris=[f"{hung.url}/jwks.json", idp.jwks_uri], timeout=10)
+        source = _source(idp, time.monotonic, jwks_uris=[f"{hung.url}/jwks.json", idp.jwks_uri], timeout=10,
+                         issuers=[hung.url, idp.issuer])
         started = time.monotonic()
         with hard_limit(8):
             source.prefetch(budget=0.5)
@@ -288,7 +290,7 @@ def test_discovery_and_jwks_share_one_jwks_timeout():
         body = json.dumps({"issuer": discovery.url, "jwks_uri": f"{hung_jwks.url}/jwks.json"}).encode()
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
         discovery_pieces = [head] + [body[len(body) * i // 8:len(body) * (i + 1) // 8] for i in range(8)]
-        source = JwksKeySource([discovery.url], algorithms={"RS256"}, timeout=2)
+        source = _source(None, time.monotonic, jwks_uris=[], timeout=2, issuers=[discovery.url])
         started = time.monotonic()
         # WHEN the first request needs the keys
         with hard_limit(8), pytest.raises(KeySourceError):

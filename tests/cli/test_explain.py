@@ -17,7 +17,7 @@ PERMISSIONS = str(ROOT / "permissions")
 
 @pytest.fixture(autouse=True)
 def _no_configured_issuer(monkeypatch):
-    for name in ("ISSUER", "AUDIENCE", "JWKS_URI", "PERMISSIONS_SOURCE"):
+    for name in ("ISSUER", "AUDIENCE", "JWKS_URI", "PERMISSIONS_SOURCE", "SCOPE_CLAIMS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -62,6 +62,16 @@ def test_token_is_decoded_without_verification_when_no_issuer_is_configured(idp,
     assert code == 0
     assert out["caller"]["verified"] is False and "WITHOUT verification" in out["caller"]["verification"]
     assert out["caller"]["scopes"] == ["pets:write"] and out["caller"]["principal"] == "web"
+
+
+def test_unverified_token_reads_scopes_from_the_configured_claims(idp, capsys, monkeypatch):
+    # SCOPE_CLAIMS applies even when ISSUER/AUDIENCE are missing and the token cannot be
+    # verified: the scopes shown are the ones the deployed authorizer would read.
+    token = idp.mint(scope="pets:read", scp=["pets:write"], subject="web")
+    monkeypatch.setenv("SCOPE_CLAIMS", "scp,scope")
+    code, out = explain(capsys, "--token", token, "--request", "POST /dev/pets")
+    assert out["caller"]["verified"] is False
+    assert out["caller"]["scopes"] == ["pets:write"] and code == 0
 
 
 def test_token_is_verified_when_keys_are_reachable_and_refused_when_it_fails(idp, capsys):

@@ -72,7 +72,8 @@ def test_a_duplicate_active_member_fails_closed_and_is_never_cached(idp, opaque_
 )
 def test_any_duplicate_member_is_a_malformed_answer(idp, body):
     idp.register_client(CLIENT_ID, SECRET)
-    client = IntrospectionClient(idp.introspection_endpoint, client_id=CLIENT_ID, client_secret=SECRET)
+    client = IntrospectionClient(idp.introspection_endpoint, client_id=CLIENT_ID, client_secret=SECRET,
+                                 auth_method="client_secret_basic", timeout=2.0, cache_ttl=60.0, negative_ttl=5.0)
     answer_with(idp, body)
     with pytest.raises(IntrospectionError, match="duplicate member"):
         client.introspect("some-opaque-token")

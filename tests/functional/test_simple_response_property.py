@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.bootstrap import key_source
 from policy_engine.cache import PermissionCache
 from policy_engine.core.arn import parse_method_arn
 from policy_engine.core.decision import render_iam_response
@@ -100,8 +100,7 @@ class World:
         self.idp = idp
         self.settings = Settings.from_environ(
             {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "JWKS_URI": idp.jwks_uri, **SIMPLE})
-        self.keys = JwksKeySource(self.settings.issuers, algorithms=self.settings.algorithms,
-                                  jwks_uris=self.settings.jwks_uris)
+        self.keys = key_source(self.settings)
         self.tokens = {frozenset(s): idp.mint(scope=" ".join(sorted(s))) for s in ({"ed"}, {"other"}, {"ed", "other"})}
 
     def authorizer(self, records: list[dict[str, str]]) -> Authorizer:

@@ -216,3 +216,20 @@ def test_a_warm_container_backs_off_too_and_serves_last_good_meanwhile():
         assert cache.get() is good
     # without back-off this is one check per request (40); with it, one per 1, 2, 4, 8 s
     assert 4 <= len(source.calls) - 1 <= 6
+
+
+def test_a_long_outage_never_stops_the_retries():
+    # 1,100 failed loads (about nine hours at the 30 s cap): the back-off stays at its cap,
+    # and the first load after the store recovers succeeds. (2 ** 1024 once overflowed
+    # a float here and left the failed load in flight for good: 500s after recovery.)
+    source, clock = FakeSource(), Clock()
+    source.fail = StoreError("down")
+    cache = PermissionCache(source, ttl=60, max_stale=300, clock=clock, wait=1.0)
+    for _ in range(1100):
+        clock.now += 31
+        with pytest.raises(StoreError):
+            cache.get()
+    assert len(source.calls) == 1100
+    source.fail = None
+    clock.now += 31
+    assert cache.get().version == "v1"

@@ -26,9 +26,12 @@ from policy_engine.errors import (
     MalformedTokenError,
     UnsupportedAlgorithmError,
 )
+from policy_engine.settings import variable
 from tests.support.forge import b64, claims, raw_token, rsa_key
 
 ISS = "https://idp.example.com"
+# The configured order (the first present claim wins), read from its one declaration.
+SCOPE_CLAIMS = variable("SCOPE_CLAIMS").default
 KEY = rsa_key()
 JWK = {**json.loads(RSAAlgorithm.to_jwk(KEY.public_key())), "kid": "k1", "alg": "RS256"}
 
@@ -127,7 +130,7 @@ def _step_by_step(token: str, keys: dict, now: float):
     parsed = _parse(token)
     verify_signature(parsed, keys[parsed.kid])
     validate_claims(parsed, issuer=ISS, audiences={"policy-engine-demo"}, now=now, leeway=5, token_types={"at+jwt"})
-    return principal_of(parsed.payload), read_scopes(parsed.payload, ("scp", "scope"))
+    return principal_of(parsed.payload), read_scopes(parsed.payload, SCOPE_CLAIMS)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +158,7 @@ def test_the_one_pass_verifier_agrees_with_the_rules_step_by_step(header, overri
         return keys[kid]
 
     verifier = JwtVerifier(issuers=[ISS], audiences=["policy-engine-demo"], algorithms=["RS256"], leeway=5,
-                           max_length=8192, token_types=["application/at+jwt"])
+                           max_length=8192, token_types=["application/at+jwt"], scope_claims=SCOPE_CLAIMS)
     now = time.time()
     try:
         expected = _step_by_step(token, keys, now)

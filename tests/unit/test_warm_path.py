@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.bootstrap import key_source
 from policy_engine.cache import PermissionCache
 from policy_engine.core.apikeys import ApiKeyRules
 from policy_engine.core.decision import (
@@ -48,7 +48,7 @@ class Pair:
     def __init__(self, idp: LocalIdentityProvider, **env: str) -> None:
         self.idp = idp
         settings_ = Settings.from_environ({"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "JWKS_URI": idp.jwks_uri, **env})
-        keys = JwksKeySource(settings_.issuers, algorithms=settings_.algorithms, jwks_uris=settings_.jwks_uris)
+        keys = key_source(settings_)
         permissions = PermissionCache(MemoryPermissionSource(RECORDS), ttl=3600, max_stale=3600)
         self.warm = Authorizer(settings_, keys=keys, permissions=permissions)
         self.general = Authorizer(settings_, keys=keys, permissions=permissions)
@@ -192,8 +192,7 @@ def test_configurations_it_does_not_cover_do_not_build_it():
     with LocalIdentityProvider() as idp:
         assert Pair(idp, TOKEN_TYPES="at+jwt").warm._warm is None
         settings_ = Settings.from_environ({"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "JWKS_URI": idp.jwks_uri})
-        keyed = Authorizer(settings_, keys=JwksKeySource(settings_.issuers, algorithms=settings_.algorithms,
-                                                            jwks_uris=settings_.jwks_uris),
+        keyed = Authorizer(settings_, keys=key_source(settings_),
                            permissions=PermissionCache(MemoryPermissionSource(RECORDS), ttl=60, max_stale=60),
                            api_keys=ApiKeyRules(claim="key"))
         assert keyed._warm is None
