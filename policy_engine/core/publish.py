@@ -11,13 +11,11 @@ mappings loaded from YAML).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from policy_engine.core.permissions import PermissionSet
+from policy_engine.core.permissions import PermissionSet, content_digest
 
 __all__ = ["MappingKey", "Plan", "digest", "keys_of", "plan", "record_of"]
 
@@ -51,8 +49,7 @@ def record_of(key: MappingKey) -> dict[str, Any]:
 
 def digest(keys: Iterable[MappingKey]) -> str:
     """Order-independent content hash; equal to ``content_version`` of the same grants."""
-    lines = sorted({json.dumps([k.arn, k.stage, k.verb, k.resource.removeprefix("/"), k.scope]) for k in keys})
-    return "sha256:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    return content_digest((k.arn, k.stage, k.verb, k.resource.removeprefix("/"), k.scope) for k in keys)
 
 
 @dataclass(frozen=True, slots=True)
