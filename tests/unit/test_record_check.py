@@ -100,7 +100,7 @@ def model_answer(raw: object) -> tuple[str, ...] | None:
         return None
 
 
-@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(common, hostile))
 def test_whatever_the_check_accepts_the_model_accepts_with_the_same_fields(raw):
     fields = check_record(raw)
@@ -116,7 +116,7 @@ def test_a_hand_edited_record_is_accepted_only_as_the_model_accepts_it(raw):
         assert check_record(raw) is None
 
 
-@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(common)
 def test_on_the_common_shape_the_check_accepts_exactly_what_the_model_accepts(raw):
     assert check_record(raw) == model_answer(raw)
