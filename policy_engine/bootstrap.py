@@ -13,7 +13,8 @@ __all__ = ["build_authorizer", "key_source", "permission_source"]
 
 
 def permission_source(location: str, *, max_bytes: int | None = None) -> PermissionSource:
-    """The source named by a ``PERMISSIONS_SOURCE`` value.
+    """The source named by a ``PERMISSIONS_SOURCE`` value: a YAML file or folder, a
+    compiled snapshot file, ``dynamodb://TABLE`` or ``s3://BUCKET/KEY``.
 
     ``dynamodb://TABLE`` and ``s3://BUCKET/KEY`` build a boto3 client (no AWS call yet);
     nothing creates or alters a table here. ``max_bytes`` caps what a store load reads.
@@ -36,6 +37,12 @@ def permission_source(location: str, *, max_bytes: int | None = None) -> Permiss
         raise ConfigurationError(
             "PERMISSIONS_SOURCE", f"scheme {scheme!r} is not supported (use a YAML path, dynamodb://TABLE or s3://BUCKET/KEY)"
         )
+    # A compiled snapshot (policy-engine compile, what bundle ships) is told by its name
+    # (*.json) or its first bytes; anything else local is YAML.
+    from policy_engine.adapters import snapshot_file
+
+    if snapshot_file.is_snapshot_file(location):
+        return snapshot_file.SnapshotFilePermissionSource(location)
     from policy_engine.adapters.yaml_files import YamlPermissionSource
 
     return YamlPermissionSource(location)

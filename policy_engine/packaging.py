@@ -5,8 +5,9 @@ The zip holds, at its root (Lambda's ``/var/task``):
 - ``handler/`` and ``policy_engine/`` without ``cli/``, ``local/`` and this module: the
   handler never imports them, and leaving them out keeps the test servers and the admin
   tool out of production;
-- ``permissions/``: the example (or a chosen) mapping folder, so the default
-  ``PERMISSIONS_SOURCE`` (``permissions/`` beside the package) works without a store;
+- ``permissions``: the example (or a chosen) mappings compiled into one snapshot file
+  (``policy-engine compile``), where the default ``PERMISSIONS_SOURCE`` (``permissions``
+  beside the package) finds it: a cold start reads one JSON document, no YAML;
 - the runtime dependencies as unpacked wheels resolved by pip **for the target**
   (``--platform manylinux_*_<arch> --python-version X.Y --implementation cp
   --only-binary=:all:``), never copied from this machine's site-packages: cryptography,
@@ -17,9 +18,14 @@ The newest manylinux tag accepted follows the runtime's operating system: python
 runs on Amazon Linux 2 (glibc 2.26), python3.12 and 3.13 on Amazon Linux 2023 (glibc
 2.34). A ``manylinux_2_28`` wheel in a 3.11 bundle would fail to load on AWS.
 
+- bytecode for every module (``__pycache__/*.pyc``), written by an interpreter of the
+  target's Python version (``find_interpreter``), unless turned off: Lambda's
+  ``/var/task`` is read-only, so a module shipped without it is compiled again at
+  every cold start.
+
 Deterministic: entries sorted by name, every timestamp 1980-01-01 00:00, mode 0644,
-no ``__pycache__``, one compression level. The same sources and the same wheels give
-the same bytes (on one zlib version; a different zlib may compress differently).
+hash-based bytecode (PEP 552), one compression level. The same sources and the same
+wheels give the same bytes (on one zlib version; a different zlib may compress differently).
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -42,6 +49,7 @@ from policy_engine.errors import BundleError
 
 __all__ = [
     "ARCHITECTURES",
+    "PERMISSIONS_FILE",
     "PYTHON_VERSIONS",
     "Bundle",
     "build_bundle",
@@ -63,6 +71,9 @@ _ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Parts of the package the Lambda never imports (this module is the CLI's too).
 LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging.py")
+#: Where the compiled permissions go: the default ``PERMISSIONS_SOURCE`` (``permissions``
+#: beside the package) is this file in the task root.
+PERMISSIONS_FILE = "permissions"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644
 #: Lambda's limit on the unzipped size of a function and its layers.
@@ -137,24 +148,32 @@ def build_bundle(
     permissions: Path | None = PROJECT_ROOT / "permissions",
     wheel_cache: Path = Path(".cache/wheels"),
     refresh: bool = False,
+    bytecode: bool = True,
     compile_with: str | None = None,
 ) -> Bundle:
     """Resolve, download (or reuse cached) wheels and write the deployment zip to ``output``.
 
     Wheels are resolved from ``wheel_cache`` alone first, so a warm cache builds
     offline; ``refresh`` (or a cache miss) asks the package index and adds what it
-    downloads to the cache. ``compile_with`` names an interpreter of the target's
-    Python version: every module is then shipped with its bytecode, see ``compile_bytecode``.
+    downloads to the cache. ``permissions`` (a YAML file or folder) is validated and
+    shipped compiled, as the file ``permissions``. With ``bytecode`` every module is
+    shipped with its bytecode (``compile_bytecode``), written by ``compile_with`` or,
+    when that is ``None``, by the interpreter ``find_interpreter`` finds.
 
     Raises:
         BundleError: pip cannot resolve the requirements for the target, two wheels
             write the same file, a native file is built for another platform or Python,
-            ``compile_with`` is not a Python ``python`` or fails, or the unzipped
-            bundle exceeds Lambda's 250 MB.
+            no interpreter of the target's version is found, ``compile_with`` is not a
+            Python ``python`` or fails, or the unzipped bundle exceeds Lambda's 250 MB.
+        PermissionsError: the permissions are invalid (every problem, with file and line).
     """
     _machine(arch)
     _glibc(python)
-    if compile_with is not None:
+    if not bytecode:
+        compile_with = None
+    elif compile_with is None:
+        compile_with = find_interpreter(python)
+    else:
         _check_interpreter(compile_with, python)
     requirements = runtime_requirements(include_boto3=include_boto3)
     project = _project_files(permissions)
@@ -184,25 +203,57 @@ def build_bundle(
                   unzipped_size=unzipped, files=len(files), wheels=wheel_names)
 
 
-def find_interpreter(python: str) -> str:
-    """An interpreter of CPython ``python``: this one if it matches, else ``pythonX.Y`` on PATH.
+def find_interpreter(python: str, *, search_path: str | None = None, homes: Sequence[Path] | None = None) -> str:
+    """An interpreter of CPython ``python`` (``"3.12"``) that runs, to write the bundle's bytecode.
+
+    Tried in order: this interpreter; ``pythonX.Y`` on ``search_path`` (default ``PATH``;
+    a pyenv shim of a version that is installed but not selected fails to run and is
+    skipped); ``bin/pythonX.Y`` of the installations under ``homes`` (default: pyenv's
+    ``$PYENV_ROOT/versions`` or ``~/.pyenv/versions``, and uv's ``~/.local/share/uv/python``),
+    newest patch release first.
 
     Raises:
-        BundleError: none is found.
+        BundleError: none is found; the message says how to get one or how to build without.
     """
     if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
         return sys.executable
-    found = shutil.which(f"python{python}")
-    if found is None:
-        raise BundleError(f"--compile needs a Python {python} interpreter; none is on PATH (python{python})")
-    return found
+    command = f"python{python}"
+    candidates: list[str] = []
+    on_path = shutil.which(command, path=search_path)
+    if on_path is not None:
+        candidates.append(on_path)
+    if homes is None:
+        pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+        homes = (pyenv / "versions", Path.home() / ".local" / "share" / "uv" / "python")
+    for home in homes:
+        installed = [folder for folder in (home.iterdir() if home.is_dir() else ())
+                     if re.fullmatch(rf"(cpython-)?{re.escape(python)}\.\d+([-.].*)?", folder.name)]
+        installed.sort(key=lambda folder: _patch_level(folder.name), reverse=True)
+        candidates += [str(folder / "bin" / command) for folder in installed if (folder / "bin" / command).is_file()]
+    for candidate in candidates:
+        try:
+            _check_interpreter(candidate, python)
+        except BundleError:
+            continue
+        return candidate
+    raise BundleError(
+        f"the bundle ships bytecode for python{python} and needs a Python {python} interpreter to write it; "
+        f"none runs here (tried this Python {sys.version_info.major}.{sys.version_info.minor}, {command} on PATH, "
+        f"pyenv and uv installations). Install one (pyenv install {python}, uv python install {python}, or your "
+        f"system's {command} package), or build with --no-compile (every cold start then compiles every module)"
+    )
+
+
+def _patch_level(name: str) -> int:
+    found = re.search(r"\d+\.\d+\.(\d+)", name)
+    return int(found.group(1)) if found else -1
 
 
 def _check_interpreter(interpreter: str, python: str) -> None:
     try:
         done = subprocess.run([interpreter, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                               capture_output=True, text=True, check=False, timeout=60)
-    except OSError as exc:
+    except (OSError, subprocess.TimeoutExpired) as exc:
         raise BundleError(f"cannot run {interpreter}: {exc}") from exc
     if done.returncode != 0:
         raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
@@ -381,18 +432,13 @@ def _project_files(permissions: Path | None) -> dict[str, bytes]:
 
 
 def _permission_files(path: Path) -> dict[str, bytes]:
-    if path.is_file():
-        return {f"permissions/{path.name}": path.read_bytes()}
-    if not path.is_dir():
+    # Compiled here, so a bundle never ships mappings that do not validate, and its cold
+    # start reads one JSON document instead of parsing YAML.
+    from policy_engine.publish import compile_snapshot
+
+    if not path.exists():
         raise BundleError(f"permissions {path}: no such file or folder")
-    found = {
-        "permissions/" + item.relative_to(path).as_posix(): item.read_bytes()
-        for item in path.rglob("*")
-        if item.is_file() and item.suffix in (".yaml", ".yml")
-    }
-    if not found:
-        raise BundleError(f"permissions {path}: no .yaml or .yml files in this folder")
-    return found
+    return {PERMISSIONS_FILE: compile_snapshot([path])[0]}
 
 
 def _zip_bytes(files: Mapping[str, bytes]) -> bytes:

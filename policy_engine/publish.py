@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, Plan, digest, keys_of, plan
-from policy_engine.errors import ConfigurationError, CorruptStoreError, StoreError
+from policy_engine.errors import (
+    ConfigurationError,
+    CorruptStoreError,
+    PermissionsError,
+    StoreError,
+)
 
-__all__ = ["PublishResult", "history", "load_desired", "rollback", "sync"]
+__all__ = ["COMPILED_NOTE", "PublishResult", "compile_snapshot", "history", "load_desired", "rollback", "sync"]
 
 #: ``progress(done, total)`` after each written batch.
 Progress = Callable[[int, int], None]
@@ -64,6 +69,34 @@ def load_desired(permissions: str | Path) -> frozenset[MappingKey]:
     raw = YamlPermissionSource(permissions).fetch(None)
     assert raw is not None
     return keys_of(compile_records(raw.records, raw.locate))
+
+
+#: The ``note`` of a compiled snapshot: no time or path in it, so the same mappings give the same bytes.
+COMPILED_NOTE = "policy-engine compile"
+
+
+def compile_snapshot(paths: Sequence[str | Path]) -> tuple[bytes, frozenset[MappingKey]]:
+    """The snapshot (``core.snapshot``'s format, as S3 publishes it) of the YAML at ``paths``.
+
+    Every file is read and validated as ``load_desired`` does; the mappings of all paths
+    go into one document, version 1, with no publish time.
+
+    Raises:
+        PermissionsError: every problem of every path, each with its file and line;
+            nothing is compiled unless all are valid.
+    """
+    from policy_engine.core.snapshot import encode_snapshot
+
+    problems: list[str] = []
+    keys: set[MappingKey] = set()
+    for path in paths:
+        try:
+            keys.update(load_desired(path))
+        except PermissionsError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise PermissionsError(problems)
+    return encode_snapshot(1, frozenset(keys), COMPILED_NOTE, ""), frozenset(keys)
 
 
 def _now() -> str:

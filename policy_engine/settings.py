@@ -105,9 +105,11 @@ class Settings:
         "JWKS_URI", "list", "one JWKS URL per issuer, in `ISSUER` order; unset: OIDC discovery from "
         "`{ISSUER}/.well-known/openid-configuration`", urls=True, shown="discovery"))
     permissions_source: str = field(default=DEFAULT_PERMISSIONS_SOURCE, metadata=_declare(
-        "PERMISSIONS_SOURCE", "text", "a YAML file or folder, `dynamodb://TABLE` or `s3://BUCKET/KEY` "
+        "PERMISSIONS_SOURCE", "text", "a YAML file or folder, a compiled snapshot file (`policy-engine "
+        "compile`: a `*.json` name, or any file that starts like one; the bundle ships one as `permissions`), "
+        "`dynamodb://TABLE` or `s3://BUCKET/KEY` "
         "(see [Permission stores](#permission-stores-dynamodb-and-s3-sync-rollback-migrate))",
-        shown="`permissions/` beside the package"))
+        shown="`permissions` beside the package"))
     permissions_cache_ttl: float = field(default=60.0, metadata=_declare(
         "PERMISSIONS_CACHE_TTL", "number", "seconds a warm container trusts loaded mappings before a cheap "
         "\"changed?\" check", maximum=86400.0))

@@ -29,15 +29,13 @@ one is cut after ``max_bytes + 1`` bytes). The refused ETag is remembered and se
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from policy_engine.adapters.aws import AWS_ERRORS, ClientError, error_code, make_client, store_error
-from policy_engine.core.publish import MappingKey, digest, record_of
+from policy_engine.core.publish import record_of
+from policy_engine.core.snapshot import Link, Snapshot, decode_snapshot, encode_snapshot
 from policy_engine.errors import (
     ConfigurationError,
     ConflictError,
@@ -48,9 +46,8 @@ from policy_engine.errors import (
 )
 from policy_engine.ports import RawPermissions
 
-__all__ = ["Link", "S3PermissionSource", "S3Store", "Snapshot", "parse_s3_location"]
+__all__ = ["Link", "S3PermissionSource", "S3Store", "Snapshot", "encode_snapshot", "parse_s3_location"]
 
-FORMAT = "policy-engine/permissions@1"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -65,89 +62,6 @@ def parse_s3_location(location: str, variable: str = "PERMISSIONS_SOURCE") -> tu
     if not _BUCKET.fullmatch(bucket) or not key or key.endswith("/"):
         raise ConfigurationError(variable, f"{location!r} is not s3://BUCKET/KEY (a bucket name and an object key)")
     return bucket, key
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """What was published as the version before a snapshot (its ``previous`` member)."""
-
-    version: int
-    digest: str
-    sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One published version as stored in S3."""
-
-    version: int
-    digest: str
-    keys: frozenset[MappingKey]
-    published_at: str
-    note: str
-    etag: str
-    previous: Link | None = None
-    #: The document exactly as read: a history copy must be these bytes.
-    body: bytes = field(default=b"", repr=False, compare=False)
-
-    @property
-    def sha256(self) -> str:
-        return document_hash(self.body)
-
-
-def document_hash(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def encode_snapshot(version: int, keys: frozenset[MappingKey], note: str, published_at: str,
-                    previous: Snapshot | None = None) -> bytes:
-    """The document of ``version``; ``previous`` is the snapshot it replaces (``None`` for the first)."""
-    ordered = sorted(keys)
-    document: dict[str, Any] = {
-        "format": FORMAT, "version": version, "digest": digest(ordered), "published_at": published_at,
-        "note": note,
-    }
-    if previous is not None:
-        document["previous"] = {"version": previous.version, "digest": previous.digest, "sha256": previous.sha256}
-    document["mappings"] = [record_of(k) for k in ordered]
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _link(document: dict[str, Any], version: int, where: str) -> Link | None:
-    previous = document.get("previous")
-    if previous is None:
-        return None
-    if not (isinstance(previous, dict) and type(previous.get("version")) is int and previous["version"] == version - 1
-            and isinstance(previous.get("digest"), str) and isinstance(previous.get("sha256"), str)):
-        raise CorruptStoreError(f"{where}: previous must be {{version: {version - 1}, digest, sha256}}")
-    return Link(previous["version"], previous["digest"], previous["sha256"])
-
-
-def decode_snapshot(body: bytes, where: str, etag: str) -> Snapshot:
-    """Parse and check a snapshot.
-
-    Raises:
-        CorruptStoreError: not a snapshot policy-engine wrote, or its digest does not match.
-    """
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptStoreError(f"{where}: not JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise CorruptStoreError(f"{where}: not a policy-engine snapshot (format must be {FORMAT!r})")
-    version, content, mappings = document.get("version"), document.get("digest"), document.get("mappings")
-    if not isinstance(version, int) or version < 1 or not isinstance(content, str) or not isinstance(mappings, list):
-        raise CorruptStoreError(f"{where}: version, digest or mappings missing or mistyped")
-    keys = []
-    for index, record in enumerate(mappings):
-        if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in
-                                                   ("arn", "stage", "httpVerb", "resource", "scope")):
-            raise CorruptStoreError(f"{where}: mappings[{index}] is not a mapping record")
-        keys.append(MappingKey(record["arn"], record["stage"], record["httpVerb"], record["resource"], record["scope"]))
-    if digest(keys) != content:
-        raise CorruptStoreError(f"{where}: content does not match its digest (edited outside policy-engine sync?)")
-    return Snapshot(version, content, frozenset(keys), str(document.get("published_at", "")),
-                    str(document.get("note", "")), etag, _link(document, version, where), body)
 
 
 class S3Store:

@@ -1,9 +1,11 @@
 """``policy-engine bundle``: build the Lambda deployment zip for an architecture and runtime.
 
 The zip holds ``handler/``, the package (without the CLI and the local tools), the
-permission files, and the runtime dependencies as manylinux wheels resolved for the
-target, so an arm64 zip built on x86_64 carries aarch64 native code. Same inputs, same
-bytes: the printed sha256 is a build fingerprint.
+permissions compiled into one snapshot file (as ``policy-engine compile`` writes it),
+the runtime dependencies as manylinux wheels resolved for the target (so an arm64 zip
+built on x86_64 carries aarch64 native code), and bytecode for every module, written by
+an interpreter of the target's Python version (``--no-compile`` leaves it out). Same
+inputs, same bytes: the printed sha256 is a build fingerprint.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output, find_interpreter
+from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
 
 
 def register(subparsers: Any) -> None:
@@ -27,14 +29,16 @@ def register(subparsers: Any) -> None:
                         help="zip to write (default dist/policy-engine-lambda-ARCH-pyX.Y.zip)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--permissions", type=Path, default=PROJECT_ROOT / "permissions",
-                       help="YAML file or folder shipped as permissions/ (default: the repository's)")
+                       help="YAML file or folder, validated and shipped compiled as the file 'permissions' "
+                            "(default: the repository's permissions/)")
     where.add_argument("--no-permissions", dest="permissions", action="store_const", const=None,
-                       help="ship no permission files (the function must read a store)")
+                       help="ship no permissions (the function must read a store)")
     parser.add_argument("--wheel-cache", type=Path, default=Path(".cache/wheels"),
                         help="folder of downloaded wheels, reused offline (default .cache/wheels)")
-    parser.add_argument("--compile", action="store_true",
-                        help="ship bytecode for faster cold starts (needs a Python of the target version: "
-                             "this one or pythonX.Y on PATH)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="ship bytecode, so no cold start compiles a module (default; needs a Python of the "
+                             "target version: this one, pythonX.Y on PATH, or a pyenv or uv installation); "
+                             "--no-compile leaves it out")
     parser.add_argument("--refresh", action="store_true",
                         help="ask the package index again instead of resolving from the cache")
     parser.set_defaults(run=run)
@@ -50,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
         permissions=args.permissions,
         wheel_cache=args.wheel_cache,
         refresh=args.refresh,
-        compile_with=find_interpreter(args.python) if args.compile else None,
+        bytecode=args.compile,
     )
     print(f"bundle    {bundle.path}")
-    bytecode = ", with bytecode" if args.compile else ""
+    bytecode = ", with bytecode" if args.compile else ", without bytecode"
     print(f"target    python{args.python} {args.arch}{bytecode} (handler: handler.app.lambda_handler)")
     print(f"size      {bundle.size:,} bytes zipped, {bundle.unzipped_size:,} unzipped, {bundle.files} files")
     print(f"sha256    {bundle.sha256}")

@@ -48,7 +48,7 @@ def record_of(key: MappingKey) -> dict[str, Any]:
 
 
 def digest(keys: Iterable[MappingKey]) -> str:
-    """Order-independent content hash; equal to ``PermissionSet.version`` of the same grants."""
+    """Order-independent content hash of the keys: ``content_digest`` of their rows."""
     return content_digest((k.arn, k.stage, k.verb, k.resource.removeprefix("/"), k.scope) for k in keys)
 
 

@@ -395,8 +395,6 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
     Raises:
         ValueError: the document is not a JWKS (the adapter wraps it).
     """
-    from jwt import PyJWK  # deferred: PyJWT's key parsing is only needed when keys load
-
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
         raise ValueError("JWKS document has no 'keys' list")
     keys: dict[str, VerificationKey] = {}
@@ -427,20 +425,62 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
         if algorithm is None:
             skipped.append(f"{kid}: no allowed algorithm fits this key")
             continue
-        try:
-            parsed = PyJWK(dict(jwk), algorithm)
-        except Exception as exc:  # PyJWT raises several types for malformed key material
-            skipped.append(f"{kid}: unusable key material ({type(exc).__name__})")
+        rsa_key = _rsa_public_key(jwk, algorithm) if kty == "RSA" else None
+        if rsa_key is not None:
+            key, check = rsa_key, None
+        else:
+            # Every other key, and any RSA key the guard does not vouch for: PyJWT decides.
+            from jwt import PyJWK
+
+            try:
+                parsed = PyJWK(dict(jwk), algorithm)
+            except Exception as exc:  # PyJWT raises several types for malformed key material
+                skipped.append(f"{kid}: unusable key material ({type(exc).__name__})")
+                continue
+            key, check = parsed.key, parsed.Algorithm
+        if kty == "RSA" and key.key_size < _MIN_RSA_BITS:
+            skipped.append(f"{kid}: RSA key of {key.key_size} bits (minimum {_MIN_RSA_BITS})")
             continue
-        if kty == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
-            skipped.append(f"{kid}: RSA key of {parsed.key.key_size} bits (minimum {_MIN_RSA_BITS})")
-            continue
-        keys[kid] = VerificationKey(kid, algorithm, parsed.key, _signature_check(parsed.key, parsed.Algorithm))
+        verifier = _pkcs1_v15_check(key, _PKCS1_HASH[algorithm]) if check is None else _signature_check(key, check)
+        keys[kid] = VerificationKey(kid, algorithm, key, verifier)
     for kid, count in seen.items():
         if count > 1 and kid in keys:
             del keys[kid]
             skipped.append(f"{kid}: listed {count} times")
     return keys, skipped
+
+
+# RSASSA-PKCS1-v1_5 algorithms (RFC 7518 §3.3) and their hashes.
+_PKCS1_HASH = {"RS256": "sha256", "RS384": "sha384", "RS512": "sha512"}
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _rsa_public_key(jwk: Mapping[str, Any], algorithm: str) -> Any | None:
+    """The RSA public key PyJWT's ``PyJWK(jwk, algorithm)`` gives, for the common shape of
+    an RS256/384/512 JWK (``n`` and ``e`` in plain base64url, no private members); ``None``
+    for anything else, which PyJWT then decides.
+
+    A guard beside PyJWT's rule, not a second rule: it reads the same two numbers the
+    same way and builds the key with the same ``cryptography`` call, so PyJWT's key
+    parsing (and its import, tens of milliseconds of every cold start) is needed only
+    for other keys. A property test holds it to PyJWT's answer.
+    """
+    if algorithm not in _PKCS1_HASH or "d" in jwk:
+        return None
+    n, e = jwk.get("n"), jwk.get("e")
+    if type(n) is not str or type(e) is not str or not _BASE64URL.fullmatch(n) or not _BASE64URL.fullmatch(e):
+        return None
+    try:
+        modulus = int.from_bytes(_b64decode(n.encode()), "big")
+        exponent = int.from_bytes(_b64decode(e.encode()), "big")
+    except MalformedTokenError:  # a length no base64 has
+        return None
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+
+    try:
+        return RSAPublicNumbers(exponent, modulus).public_key()
+    except ValueError:  # numbers no RSA key has: PyJWT refuses them, and says so
+        return None
 
 
 def _bind_algorithm(jwk: Mapping[str, Any], family: tuple[str, ...], allowed: Collection[str]) -> str | None:

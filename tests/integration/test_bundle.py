@@ -24,10 +24,12 @@ import pytest
 
 from policy_engine.cli import main
 from policy_engine.core.iam import Verdict, evaluate_response
+from policy_engine.core.snapshot import decode_snapshot
 from policy_engine.errors import BundleError
 from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.local.runtime_api import RuntimeApi, ensure_runtime_client, isolated_command, start_runtime
-from policy_engine.packaging import PYTHON_VERSIONS, Bundle, build_bundle, native_problems
+from policy_engine.packaging import PYTHON_VERSIONS, Bundle, build_bundle, find_interpreter, native_problems
+from policy_engine.publish import compile_snapshot
 from tests.conftest import API, AUDIENCE
 from tests.integration.cfn import ROOT, load_template, resources
 
@@ -43,6 +45,8 @@ CROSS_ARCH = "x86_64" if NATIVE_ARCH == "arm64" else "arm64"
 
 @pytest.fixture(scope="module")
 def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The default bundle for this machine: with bytecode, written by this interpreter
+    (the target's Python, so ``find_interpreter`` picks it)."""
     if NATIVE_ARCH is None or PYTHON not in PYTHON_VERSIONS:
         pytest.skip(f"no Lambda runtime matches this machine ({platform.machine()}, Python {PYTHON})")
     return build_bundle(tmp_path_factory.mktemp("bundle") / "authorizer.zip",
@@ -50,10 +54,10 @@ def native_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
 
 
 @pytest.fixture(scope="module")
-def compiled_bundle(tmp_path_factory: pytest.TempPathFactory, native_bundle: Bundle) -> Bundle:
-    # This interpreter is the target's Python, so it can write the target's bytecode.
-    return build_bundle(tmp_path_factory.mktemp("compiled") / "authorizer.zip", arch=NATIVE_ARCH, python=PYTHON,
-                        wheel_cache=WHEELS, compile_with=sys.executable)
+def plain_bundle(tmp_path_factory: pytest.TempPathFactory, native_bundle: Bundle) -> Bundle:
+    """The same without bytecode (``--no-compile``)."""
+    return build_bundle(tmp_path_factory.mktemp("plain") / "authorizer.zip", arch=NATIVE_ARCH, python=PYTHON,
+                        wheel_cache=WHEELS, bytecode=False)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +136,7 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
         assert found[name] is None, (name, found[name])
 
 
-@pytest.mark.parametrize("flavour", ["native_bundle", "compiled_bundle"])
+@pytest.mark.parametrize("flavour", ["native_bundle", "plain_bundle"])
 def test_the_bundle_decides_through_the_runtime_interface_client(flavour, request, runtime_client, handler_name, tmp_path):
     # GIVEN the unpacked bundle, a local IdP and the default permissions (those in the zip)
     task = unpack(request.getfixturevalue(flavour).path, tmp_path / "task")
@@ -156,42 +160,47 @@ def test_the_bundle_decides_through_the_runtime_interface_client(flavour, reques
     assert evaluate_response(http_api.payload, f"{API}/dev/DELETE/pets/12") is Verdict.IMPLICIT_DENY
     assert forged.error_message == "Unauthorized"
     assert garbage.error_message == "Unauthorized"
-    # and the mappings came from permissions/ inside the bundle (the default source)
+    # and the mappings came from the compiled permissions inside the bundle (the default source)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     loaded = [line for line in lines if line.get("event") == "permissions_loaded"]
     assert loaded and Path(loaded[0]["source"]) == (task / "permissions").resolve()
+    assert loaded[0]["version"] == decode_snapshot((task / "permissions").read_bytes(), "", "").digest
 
 
 def test_a_dependency_missing_from_the_bundle_fails_the_run(native_bundle, runtime_client, handler_name, tmp_path):
     task = unpack(native_bundle.path, tmp_path / "task")
-    shutil.rmtree(task / "jwt")
+    # (PyJWT is needed only for keys other than RS256/384/512, which the local IdP never signs with)
+    shutil.rmtree(task / "cryptography")
     with LocalIdentityProvider() as idp, running(
         task, runtime_client, handler_name, {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE}, tmp_path / "function.log"
     ) as api:
-        with pytest.raises(RuntimeError, match="No module named 'jwt'"):
+        with pytest.raises(RuntimeError, match="No module named 'cryptography'"):
             api.invoke(token_event(idp.mint(), "GET", "/pets"), timeout=60)
 
 
-def test_bundle_contents_are_lean_and_normalised(native_bundle):
-    with zipfile.ZipFile(native_bundle.path) as archive:
+def test_bundle_contents_are_lean_and_normalised(plain_bundle):
+    with zipfile.ZipFile(plain_bundle.path) as archive:
         infos = archive.infolist()
         files = {info.filename: archive.read(info) for info in infos}
     names = [info.filename for info in infos]
     assert names == sorted(names)
     assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in infos)
     assert all(info.external_attr >> 16 == 0o100644 for info in infos)
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]  # --no-compile
     assert not [n for n in names if n.startswith(("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging",
                                                   "boto3/", "botocore/"))]
-    for required in ["handler/app.py", "policy_engine/bootstrap.py", "policy_engine/py.typed", "permissions/pets.yaml"]:
+    for required in ["handler/app.py", "policy_engine/bootstrap.py", "policy_engine/py.typed", "permissions"]:
         assert required in files
+    # the permissions ship compiled, exactly as `policy-engine compile` writes them; no YAML
+    assert files["permissions"] == compile_snapshot([ROOT / "permissions"])[0]
+    assert not [n for n in names if n.endswith((".yaml", ".yml")) and not n.startswith(("yaml/", "pydantic"))]
     dists = {n.split("-")[0].lower() for n in names if ".dist-info/" in n}
     assert {"pyjwt", "cryptography", "pydantic", "pydantic_core", "pyyaml"} <= dists
     shared = [n for n in names if n.endswith(".so") or ".so." in n]
     assert len(shared) >= 4, shared
     assert native_problems(files, arch=NATIVE_ARCH, python=PYTHON) == []
-    assert len(native_bundle.wheels) == len(dists)
-    for wheel in native_bundle.wheels:
+    assert len(plain_bundle.wheels) == len(dists)
+    for wheel in plain_bundle.wheels:
         assert _loads_on(wheel, PYTHON_VERSIONS[PYTHON]), wheel
 
 
@@ -204,8 +213,8 @@ def test_same_inputs_give_the_same_bytes_through_the_cli(native_bundle, tmp_path
     assert f"sha256    {native_bundle.sha256}" in capsys.readouterr().out
 
 
-def test_compiled_bundle_ships_bytecode_for_every_module_deterministically(native_bundle, compiled_bundle, tmp_path):
-    with zipfile.ZipFile(native_bundle.path) as plain, zipfile.ZipFile(compiled_bundle.path) as compiled:
+def test_the_default_bundle_ships_bytecode_for_every_module_deterministically(native_bundle, plain_bundle, tmp_path):
+    with zipfile.ZipFile(plain_bundle.path) as plain, zipfile.ZipFile(native_bundle.path) as compiled:
         sources = {n for n in plain.namelist() if n.endswith(".py")}
         names = set(compiled.namelist())
         tag = f"cpython-{PYTHON.replace('.', '')}"
@@ -218,7 +227,7 @@ def test_compiled_bundle_ships_bytecode_for_every_module_deterministically(nativ
         assert int.from_bytes(pyc[4:8], "little") == 0b01  # PEP 552: hash-based, unchecked
     again = build_bundle(tmp_path / "again.zip", arch=NATIVE_ARCH, python=PYTHON, wheel_cache=WHEELS,
                          compile_with=sys.executable)
-    assert again.sha256 == compiled_bundle.sha256
+    assert again.sha256 == native_bundle.sha256
 
 
 def test_compiling_with_another_python_is_refused(tmp_path):
@@ -232,6 +241,12 @@ def test_cli_reports_what_it_cannot_build_with_exit_code_2(tmp_path, capsys):
     assert main(["bundle", "--permissions", str(tmp_path / "missing"), "--output", str(tmp_path / "x.zip")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "x.zip").exists()
+    # invalid permissions are never shipped: every problem is listed, no zip is written
+    assert main(["bundle", "--python", PYTHON, "--permissions", str(ROOT / "tests" / "data" / "flawed"),
+                 "--output", str(tmp_path / "x.zip"), "--wheel-cache", str(WHEELS)]) == 2
+    err = capsys.readouterr().err
+    assert "flawed/pets.yaml:27: httpVerb 'FETCH' is not an HTTP method" in err and "(and 2 more)" in err
+    assert not (tmp_path / "x.zip").exists()
     with pytest.raises(SystemExit) as exited:
         main(["bundle", "--python", "3.10"])
     assert exited.value.code == 2
@@ -239,7 +254,7 @@ def test_cli_reports_what_it_cannot_build_with_exit_code_2(tmp_path, capsys):
 
 def test_cross_build_carries_the_target_architectures_native_code(tmp_path):
     # 3.12 is the default runtime; its wheels may need glibc up to 2.34 (Amazon Linux 2023).
-    bundle = build_bundle(tmp_path / "cross.zip", arch=CROSS_ARCH, python="3.12", wheel_cache=WHEELS)
+    bundle = build_bundle(tmp_path / "cross.zip", arch=CROSS_ARCH, python="3.12", wheel_cache=WHEELS, bytecode=False)
     with zipfile.ZipFile(bundle.path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     extensions = [n for n in files if n.endswith(".so")]
@@ -265,3 +280,54 @@ def _loads_on(wheel: str, glibc_minor: int) -> bool:
         if needed is not None and needed <= glibc_minor:
             return True
     return False
+
+
+def fake_python(folder: Path, name: str, prints: str, exit_code: int = 0) -> Path:
+    """An executable answering the version probe as an interpreter (or a broken pyenv shim) would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / name
+    script.write_text(f"#!/bin/sh\necho '{prints}'\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_the_target_interpreter_is_found_on_path_or_in_pyenv_or_uv_installations(tmp_path):
+    # a pyenv shim of an installed but unselected version fails to run: it is skipped
+    shims = tmp_path / "shims"
+    fake_python(shims, "python3.99", "pyenv: python3.99: command not found", exit_code=127)
+    pyenv, uv = tmp_path / "pyenv" / "versions", tmp_path / "uv" / "python"
+    fake_python(pyenv / "3.99.1" / "bin", "python3.99", "3.99")
+    newest = fake_python(pyenv / "3.99.12" / "bin", "python3.99", "3.99")
+    fake_python(pyenv / "3.98.0" / "bin", "python3.98", "3.98")
+    assert find_interpreter("3.99", search_path=str(shims), homes=[pyenv, uv]) == str(newest)
+    on_uv = fake_python(uv / "cpython-3.97.4-linux-x86_64-gnu" / "bin", "python3.97", "3.97")
+    assert find_interpreter("3.97", search_path=str(shims), homes=[pyenv, uv]) == str(on_uv)
+    on_path = fake_python(tmp_path / "bin", "python3.99", "3.99")
+    assert find_interpreter("3.99", search_path=str(on_path.parent), homes=[pyenv]) == str(on_path)
+    assert find_interpreter(PYTHON, search_path="", homes=[]) == sys.executable
+
+
+def test_without_an_interpreter_of_the_target_version_one_error_says_how_to_get_one(tmp_path):
+    fake_python(tmp_path / "shims", "python3.96", "pyenv: python3.96: command not found", exit_code=127)
+    fake_python(tmp_path / "liar" / "3.96.0" / "bin", "python3.96", "3.11")  # not the version it is named for
+    with pytest.raises(BundleError) as info:
+        find_interpreter("3.96", search_path=str(tmp_path / "shims"), homes=[tmp_path / "liar"])
+    message = str(info.value)
+    assert "needs a Python 3.96 interpreter" in message
+    assert "pyenv install 3.96" in message and "uv python install 3.96" in message and "--no-compile" in message
+
+
+def test_bundle_builds_bytecode_with_another_pythons_interpreter_when_one_is_installed(tmp_path):
+    other = "3.12" if PYTHON != "3.12" else "3.13"  # the template's runtime, else the next one
+    try:
+        interpreter = find_interpreter(other)
+    except BundleError as exc:
+        pytest.skip(f"no Python {other} here: {exc}")
+    bundle = build_bundle(tmp_path / "other.zip", arch=NATIVE_ARCH or "x86_64", python=other, wheel_cache=WHEELS)
+    tag = f"cpython-{other.replace('.', '')}"
+    with zipfile.ZipFile(bundle.path) as archive:
+        pyc = archive.read(f"handler/__pycache__/app.{tag}.pyc")
+    probe = "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"
+    magic = subprocess.run([interpreter, "-I", "-S", "-c", probe],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert pyc[:4].hex() == magic  # written by that Python, for that Python

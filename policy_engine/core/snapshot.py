@@ -1,0 +1,143 @@
+"""The compiled snapshot: one JSON document holding a whole version of the mappings.
+
+The format ``policy-engine compile`` writes, ``bundle`` ships and the S3 store
+publishes (``adapters/s3.py`` describes the publishing around it)::
+
+    {"format": "policy-engine/permissions@1", "version": 7, "digest": "sha256:...",
+     "published_at": "...", "note": "...",
+     "previous": {"version": 6, "digest": "sha256:...", "sha256": "sha256:<64 hex>"},
+     "mappings": [{"arn": ..., "stage": ..., "httpVerb": ..., "resource": ...,
+     "scope": ...}, ...]}
+
+``digest`` is the content hash of the mappings (``core.publish.digest``): a document
+whose mappings were edited without it is refused as corrupt. That proves nothing about
+the values: whoever loads a snapshot still validates every record (``compile_records``).
+Pure: bytes in, bytes out; reading and writing them is the adapters' business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy_engine.core.permissions import content_digest
+from policy_engine.core.publish import MappingKey, digest, record_of
+from policy_engine.errors import CorruptStoreError
+
+__all__ = ["FORMAT", "Link", "Snapshot", "decode_snapshot", "document_hash", "encode_snapshot", "is_snapshot",
+           "read_snapshot"]
+
+#: The ``format`` member of every snapshot.
+FORMAT = "policy-engine/permissions@1"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """What was published as the version before a snapshot (its ``previous`` member)."""
+
+    version: int
+    digest: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One published version as stored in S3."""
+
+    version: int
+    digest: str
+    keys: frozenset[MappingKey]
+    published_at: str
+    note: str
+    etag: str
+    previous: Link | None = None
+    #: The document exactly as read: a history copy must be these bytes.
+    body: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        return document_hash(self.body)
+
+
+def document_hash(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def encode_snapshot(version: int, keys: frozenset[MappingKey], note: str, published_at: str,
+                    previous: Snapshot | None = None) -> bytes:
+    """The document of ``version``; ``previous`` is the snapshot it replaces (``None`` for the first)."""
+    ordered = sorted(keys)
+    document: dict[str, Any] = {
+        "format": FORMAT, "version": version, "digest": digest(ordered), "published_at": published_at,
+        "note": note,
+    }
+    if previous is not None:
+        document["previous"] = {"version": previous.version, "digest": previous.digest, "sha256": previous.sha256}
+    document["mappings"] = [record_of(k) for k in ordered]
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _link(document: dict[str, Any], version: int, where: str) -> Link | None:
+    previous = document.get("previous")
+    if previous is None:
+        return None
+    if not (isinstance(previous, dict) and type(previous.get("version")) is int and previous["version"] == version - 1
+            and isinstance(previous.get("digest"), str) and isinstance(previous.get("sha256"), str)):
+        raise CorruptStoreError(f"{where}: previous must be {{version: {version - 1}, digest, sha256}}")
+    return Link(previous["version"], previous["digest"], previous["sha256"])
+
+
+def read_snapshot(body: bytes, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The document and its mapping records (as written, in document order), checked
+    against its digest; the records' values are not validated here.
+
+    Raises:
+        CorruptStoreError: not a snapshot policy-engine wrote, or its digest does not match.
+    """
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptStoreError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CorruptStoreError(f"{where}: not a policy-engine snapshot (format must be {FORMAT!r})")
+    version, content, mappings = document.get("version"), document.get("digest"), document.get("mappings")
+    if type(version) is not int or version < 1 or not isinstance(content, str) or not isinstance(mappings, list):
+        raise CorruptStoreError(f"{where}: version, digest or mappings missing or mistyped")
+    rows = []
+    for index, record in enumerate(mappings):
+        if type(record) is dict:
+            arn, stage, verb, resource, scope = (record.get("arn"), record.get("stage"), record.get("httpVerb"),
+                                                 record.get("resource"), record.get("scope"))
+            if type(arn) is str and type(stage) is str and type(verb) is str and type(resource) is str \
+                    and type(scope) is str:
+                rows.append((arn, stage, verb, resource.removeprefix("/"), scope))
+                continue
+        raise CorruptStoreError(f"{where}: mappings[{index}] is not a mapping record")
+    if content_digest(rows) != content:
+        raise CorruptStoreError(f"{where}: content does not match its digest (edited outside policy-engine sync?)")
+    return document, mappings
+
+
+def decode_snapshot(body: bytes, where: str, etag: str) -> Snapshot:
+    """Parse and check a snapshot.
+
+    Raises:
+        CorruptStoreError: not a snapshot policy-engine wrote, or its digest does not match.
+    """
+    document, records = read_snapshot(body, where)
+    keys = [MappingKey(r["arn"], r["stage"], r["httpVerb"], r["resource"], r["scope"]) for r in records]
+    version = document["version"]
+    return Snapshot(version, document["digest"], frozenset(keys), str(document.get("published_at", "")),
+                    str(document.get("note", "")), etag, _link(document, version, where), body)
+
+
+# What every snapshot starts with (``encode_snapshot`` writes ``format`` first).
+_HEAD = re.compile(rb'\s*\{\s*"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'"')
+
+
+def is_snapshot(head: bytes) -> bool:
+    """Whether a document starting with ``head`` (its first 100 bytes or so) is a snapshot."""
+    return _HEAD.match(head) is not None

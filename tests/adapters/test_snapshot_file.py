@@ -1,0 +1,122 @@
+"""A compiled snapshot file as ``PERMISSIONS_SOURCE``: picked by name or content, loaded
+as YAML would be, and never loaded once edited by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from policy_engine.adapters.snapshot_file import (
+    SnapshotFilePermissionSource,
+    is_snapshot_file,
+)
+from policy_engine.adapters.yaml_files import YamlPermissionSource
+from policy_engine.bootstrap import permission_source
+from policy_engine.cache import PermissionCache
+from policy_engine.core.permissions import compile_records
+from policy_engine.core.snapshot import decode_snapshot
+from policy_engine.errors import CorruptStoreError, PermissionsError, StoreError
+from policy_engine.publish import compile_snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+
+
+@pytest.fixture
+def body() -> bytes:
+    return compile_snapshot([ROOT / "permissions"])[0]
+
+
+def compiled(source):
+    raw = source.fetch(None)
+    return compile_records(raw.records, raw.locate, version=raw.version)
+
+
+def test_the_snapshot_loads_the_same_mappings_and_version_as_the_yaml(tmp_path, body):
+    path = tmp_path / "permissions.json"
+    path.write_bytes(body)
+    from_snapshot = compiled(SnapshotFilePermissionSource(path))
+    from_yaml = compiled(YamlPermissionSource(ROOT / "permissions"))
+    assert from_snapshot.version == from_yaml.version
+    assert {(g.route, g.scope) for g in from_snapshot.grants} == {(g.route, g.scope) for g in from_yaml.grants}
+    # the format the S3 store publishes and reads
+    assert decode_snapshot(body, "x", "etag").digest == from_yaml.version
+
+
+def test_unchanged_bytes_are_not_read_as_new(tmp_path, body):
+    path = tmp_path / "p.json"
+    path.write_bytes(body)
+    source = SnapshotFilePermissionSource(path)
+    first = source.fetch(None)
+    assert first is not None and source.fetch(first.etag) is None
+    path.write_bytes(compile_snapshot([ROOT / "permissions" / "pets.yaml"])[0])
+    assert source.fetch(first.etag) is not None
+
+
+def test_the_source_is_picked_by_name_or_content(tmp_path, body):
+    named = tmp_path / "anything.json"
+    named.write_bytes(body)
+    bare = tmp_path / "permissions"  # what the bundle ships: no extension
+    bare.write_bytes(body)
+    pretty = tmp_path / "pretty"
+    pretty.write_text(json.dumps(json.loads(body), indent=2))
+    for path in (named, bare, pretty):
+        assert is_snapshot_file(path)
+        assert isinstance(permission_source(str(path)), SnapshotFilePermissionSource)
+    for path in (ROOT / "permissions", ROOT / "permissions" / "pets.yaml", tmp_path / "missing"):
+        assert not is_snapshot_file(path)
+        assert isinstance(permission_source(str(path)), YamlPermissionSource)
+
+
+def edited(body: bytes, change) -> bytes:
+    document = json.loads(body)
+    change(document)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["mappings"][0].update(scope="admin"),          # a value edited, the digest kept
+    lambda d: d["mappings"].append(dict(d["mappings"][0], resource="/everything/*")),
+    lambda d: d["mappings"][0].update(httpVerb=7),
+    lambda d: d.update(format="policy-engine/permissions@2"),
+])
+def test_a_hand_edit_that_breaks_the_digest_never_loads(tmp_path, body, change):
+    path = tmp_path / "p.json"
+    path.write_bytes(edited(body, change))
+    with pytest.raises(CorruptStoreError):
+        SnapshotFilePermissionSource(path).fetch(None)
+
+
+def test_a_hand_edit_with_a_matching_digest_is_refused_by_the_schema(tmp_path, body):
+    from policy_engine.core.publish import MappingKey, digest
+
+    def plant(document: dict) -> None:
+        document["mappings"].append({"arn": API, "stage": "dev", "httpVerb": "GET", "resource": "/pets?admin=1",
+                                     "scope": "pets:read"})
+        document["digest"] = digest(MappingKey(m["arn"], m["stage"], m["httpVerb"], m["resource"], m["scope"])
+                                    for m in document["mappings"])
+
+    path = tmp_path / "p.json"
+    path.write_bytes(edited(body, plant))
+    with pytest.raises(PermissionsError) as info:
+        compiled(SnapshotFilePermissionSource(path))
+    assert info.value.problems == [(f"{path} mappings[17]: resource '/pets?admin=1' has characters a route path "
+                                    "cannot have")]
+
+
+def test_a_member_the_schema_does_not_know_is_refused(tmp_path, body):
+    path = tmp_path / "p.json"
+    path.write_bytes(edited(body, lambda d: d["mappings"][3].update(effect="Allow")))
+    with pytest.raises(PermissionsError, match=r"mappings\[3\]: unknown field 'effect'"):
+        compiled(SnapshotFilePermissionSource(path))
+
+
+def test_the_cache_fails_closed_on_a_bad_snapshot_and_an_unreadable_file(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_bytes(b'{"format": "policy-engine/permissions@1", "version": 1, "digest": "x", "mappings": [}')
+    with pytest.raises(StoreError, match="not JSON"):
+        PermissionCache(SnapshotFilePermissionSource(path), ttl=60, max_stale=900).get()
+    with pytest.raises(StoreError, match="cannot read"):
+        PermissionCache(SnapshotFilePermissionSource(tmp_path / "gone.json"), ttl=60, max_stale=900).get()

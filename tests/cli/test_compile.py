@@ -1,0 +1,65 @@
+"""``policy-engine compile PATHS -o SNAPSHOT``: the public contract.
+
+It validates with the schema, writes the S3 store's snapshot format (deterministically,
+atomically, only when everything is valid) and its output is a ``PERMISSIONS_SOURCE``
+the real handler decides from exactly as from the YAML.
+"""
+
+from __future__ import annotations
+
+import json
+
+from policy_engine.cli import main
+from policy_engine.core.iam import Verdict
+from policy_engine.core.snapshot import FORMAT, decode_snapshot
+from tests.conftest import ROOT, invoke, token_event, verdict
+
+API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+
+
+def test_compile_writes_the_s3_snapshot_format_and_the_same_bytes_each_time(tmp_path, capsys):
+    first, second = tmp_path / "a.json", tmp_path / "out" / "b.json"
+    assert main(["compile", str(ROOT / "permissions"), "-o", str(first)]) == 0
+    assert main(["compile", str(ROOT / "permissions" / "store.yaml"), str(ROOT / "permissions" / "pets.yaml"),
+                 "--output", str(second)]) == 0
+    assert first.read_bytes() == second.read_bytes()
+    snapshot = decode_snapshot(first.read_bytes(), str(first), "")
+    document = json.loads(first.read_bytes())
+    assert document["format"] == FORMAT and document["version"] == 1 and len(snapshot.keys) == 17
+    out = capsys.readouterr().out
+    assert f"compiled  17 mappings from {ROOT / 'permissions'}" in out and snapshot.digest in out
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_invalid_permissions_are_listed_with_file_and_line_and_nothing_is_written(tmp_path, capsys):
+    output = tmp_path / "snapshot.json"
+    output.write_text("previous")
+    assert main(["compile", str(ROOT / "permissions"), str(ROOT / "tests" / "data" / "flawed"), "-o",
+                 str(output)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("flawed/pets.yaml:25: arn 'arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev' "
+                           "is not an API ARN (arn:<partition>:execute-api:<region>:<account-id>:<api-id>)")
+    assert any(line.endswith("flawed/pets.yaml:27: httpVerb 'FETCH' is not an HTTP method (or '*'/'ANY')")
+               for line in err)
+    assert err[-1] == f"policy-engine compile: 3 problem(s); {output} not written"
+    assert output.read_text() == "previous"
+
+
+def test_a_missing_path_cannot_run(tmp_path, capsys):
+    assert main(["compile", str(tmp_path / "nope"), "-o", str(tmp_path / "x.json")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_the_handler_decides_from_the_compiled_snapshot_as_from_the_yaml(tmp_path, idp, make_handler):
+    snapshot = tmp_path / "compiled"
+    assert main(["compile", str(ROOT / "permissions"), "-o", str(snapshot)]) == 0
+    from_yaml, from_snapshot = make_handler(), make_handler(PERMISSIONS_SOURCE=str(snapshot))
+    for scope in ("pets:read", "pets:write", "store:write", "email"):
+        token = idp.mint(scope=scope)
+        for verb, path in (("GET", "/pets/3"), ("POST", "/pets"), ("DELETE", "/pets/3"), ("PUT", "/store/orders/9")):
+            answers = [verdict(invoke(handler, token_event(token, verb, path)), verb, path)
+                       for handler in (from_yaml, from_snapshot)]
+            assert answers[0] == answers[1], (scope, verb, path)
+    assert verdict(invoke(from_snapshot, token_event(idp.mint(scope="pets:read"), "GET", "/pets/3")),
+                   "GET", "/pets/3") is Verdict.ALLOW
