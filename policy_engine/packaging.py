@@ -2,9 +2,9 @@
 
 The zip holds, at its root (Lambda's ``/var/task``):
 
-- ``handler/`` and ``policy_engine/`` without ``cli/``, ``local/`` and this module: the
-  handler never imports them, and leaving them out keeps the test servers and the admin
-  tool out of production;
+- ``handler/`` and ``policy_engine/`` without ``LEFT_OUT`` (the CLI, the local tools,
+  publishing, migrations, this module): the handler never imports them, and leaving
+  them out keeps the test servers and the admin tool out of production;
 - ``permissions/``: the example (or a chosen) mapping folder, so the default
   ``PERMISSIONS_SOURCE`` (``permissions/`` beside the package) works without a store;
 - the runtime dependencies as unpacked wheels resolved by pip **for the target**
@@ -61,8 +61,11 @@ PYTHON_VERSIONS: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}
 _ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: Parts of the package the Lambda never imports (this module is the CLI's too).
-LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging.py")
+#: Parts of the package the Lambda never imports: the CLI, the local tools, publishing
+#: and migrations with their boto3 plumbing (the store readers sign their own requests),
+#: and this module (the CLI's too).
+LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/publish/", "policy_engine/adapters/aws.py",
+            "policy_engine/migrate.py", "policy_engine/packaging.py")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644
 #: Lambda's limit on the unzipped size of a function and its layers.
