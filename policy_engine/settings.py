@@ -54,7 +54,7 @@ class Settings:
     #: store fails (900); past that, requests fail closed.
     permissions_max_stale: float = 900.0
     #: ``PERMISSIONS_MAX_BYTES``: most bytes one store load reads (the S3 object, or a
-    #: table version's sort keys); a larger snapshot is refused (25165824, 24 MiB).
+    #: table version's snapshot, uncompressed); a larger snapshot is refused (25165824, 24 MiB).
     permissions_max_bytes: int = DEFAULT_PERMISSIONS_MAX_BYTES
     #: ``ALLOWED_ALGORITHMS``: JWS algorithms accepted (``RS256``).
     algorithms: frozenset[str] = frozenset({"RS256"})
