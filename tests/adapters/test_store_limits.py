@@ -121,3 +121,37 @@ def test_the_limit_is_a_setting_with_a_documented_default():
     with pytest.raises(ConfigurationError) as bad:
         Settings.from_environ({**base, "PERMISSIONS_MAX_BYTES": "lots"})
     assert bad.value.variable == "PERMISSIONS_MAX_BYTES"
+
+
+@pytest.mark.parametrize("store", ["dynamodb", "s3"])
+def test_a_trickling_store_answer_is_cut_at_the_request_deadline(aws_env, store):
+    # A byte every 0.2 s: no socket read ever waits long, so only a deadline for the whole
+    # exchange ends it (the answer alone would take about 25 s to arrive).
+    import threading
+    import time
+
+    from policy_engine.adapters.aws_http import RUNTIME_ATTEMPTS, RUNTIME_CALL_TIMEOUT
+
+    outcome: list[BaseException | None] = []
+    with fake_store_endpoint("trickle", interval=0.2, trickle_response=http_answer(
+            "200 OK", "application/json", b'{"Item": {}}' + b" " * 100)) as endpoint:
+        aws_env.setenv(f"AWS_ENDPOINT_URL_{store.upper()}", endpoint.url)
+        source = DynamoDbPermissionSource("perms") if store == "dynamodb" else S3PermissionSource("s3://perms/p.json")
+
+        def load() -> None:
+            try:
+                source.fetch(None)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                outcome.append(exc)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        worker.join(20)  # the guard: code without a whole-exchange deadline fails here, not hangs
+        elapsed = time.monotonic() - started
+    print(f"trickling {store} endpoint: gave up after {elapsed:.2f} s ({RUNTIME_ATTEMPTS} requests of at most "
+          f"{RUNTIME_CALL_TIMEOUT} s)")
+    assert outcome and isinstance(outcome[0], StoreError) and "TimeoutError" in str(outcome[0])
+    assert elapsed < RUNTIME_ATTEMPTS * RUNTIME_CALL_TIMEOUT + 2.0
+    assert endpoint.count() == RUNTIME_ATTEMPTS
