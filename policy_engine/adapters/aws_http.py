@@ -1,6 +1,6 @@
 """Signed AWS API requests for the run-time store readers, without boto3.
 
-Importing boto3 and building one client costs 250-400 ms of a cold start (botocore
+Importing boto3 and building one client costs 250-450 ms of a cold start (botocore
 loads its service models and endpoint rules), more than the authorizer's own work
 with 10,000 mappings. The readers need three calls (DynamoDB ``GetItem`` and
 ``BatchGetItem``, S3 ``GetObject``), so this module signs them with Signature
