@@ -16,14 +16,15 @@ def permission_source(location: str, *, max_bytes: int | None = None) -> Permiss
     """The source named by a ``PERMISSIONS_SOURCE`` value: a YAML file or folder, a
     compiled snapshot file, ``dynamodb://TABLE`` or ``s3://BUCKET/KEY``.
 
-    ``dynamodb://TABLE`` and ``s3://BUCKET/KEY`` build a boto3 client (no AWS call yet);
-    nothing creates or alters a table here. ``max_bytes`` caps what a store load reads.
+    ``dynamodb://TABLE`` and ``s3://BUCKET/KEY`` build a store reader (no AWS call yet, and
+    no boto3: the readers sign their own requests); nothing creates or alters a table
+    here. ``max_bytes`` caps what a store load reads.
 
     Raises:
         ConfigurationError: the scheme is unknown, the value is malformed, or no AWS
             region is configured for a store.
     """
-    # boto3 is imported only here, by the store that needs it: a YAML deployment never loads it.
+    # A store's reader is imported only here, by the deployment that names it.
     if location.startswith("dynamodb://"):
         from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 

@@ -18,10 +18,11 @@ Rules:
   Meanwhile a warm container serves its last good mappings and a cold one fails
   closed at once.
 
-Deadlines (stores only, built with ``wait``): botocore bounds each socket read, never
-a whole exchange, so a trickling endpoint could hold a request forever. Each load runs
-on a worker thread instead, at most one per cache at a time (single flight), and a
-caller waits for it at most ``wait`` seconds (``STORE_REQUEST_WAIT``; at init
+Deadlines (stores only, built with ``wait``): each store request has its own deadline
+(``adapters/aws_http.py``), but a load is several requests and a retry, so what a
+request waits for is bounded here: each load runs on a worker thread, at most one
+per cache at a time (single flight), and a caller waits for it at most ``wait`` seconds
+(``STORE_REQUEST_WAIT``; at init
 ``STORE_INIT_WAIT``). Past that, the request goes on without it: warm, with the last
 good mappings (``permissions_reload_slow``); cold, failing closed with ``StoreError``.
 A late load still lands when it finishes. Only the request that starts a reload waits

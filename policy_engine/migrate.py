@@ -43,6 +43,8 @@ ITEM_ATTRIBUTES = {
     # the pointer, its claim, and one item per version
     "version": "N", "digest": "S", "mappings": "N", "published_at": "S", "note": "S", "owner": "S",
     "claim_owner": "S", "claim_version": "N", "claim_expires": "N", "claim_started": "N",
+    # the pointer's snapshot, and the snapshot parts
+    "snapshot": "S", "snapshot_parts": "N", "snapshot_sha256": "S", "snapshot_bytes": "N", "data": "B",
     # migration records
     "name": "S", "description": "S", "applied_at": "S",
 }
@@ -187,9 +189,10 @@ def migrate(
             is not recorded; re-run after fixing).
     """
     from policy_engine.adapters.aws import store_error
-    from policy_engine.adapters.dynamodb import META, MIGRATION_PREFIX, DynamoDbStore
+    from policy_engine.adapters.dynamodb import META, MIGRATION_PREFIX
+    from policy_engine.publish.dynamodb import DynamoDbStore
 
-    store = DynamoDbStore(table, client=client, admin=True)
+    store = DynamoDbStore(table, client=client)
     ctx = _Context(store.client, table, say)
     steps = load_steps(directory)
     try:

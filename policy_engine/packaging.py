@@ -2,9 +2,9 @@
 
 The zip holds, at its root (Lambda's ``/var/task``):
 
-- ``handler/`` and ``policy_engine/`` without ``cli/``, ``local/`` and this module: the
-  handler never imports them, and leaving them out keeps the test servers and the admin
-  tool out of production;
+- ``handler/`` and ``policy_engine/`` without ``LEFT_OUT`` (the CLI, the local tools,
+  publishing, migrations, this module): the handler never imports them, and leaving
+  them out keeps the test servers and the admin tool out of production;
 - ``permissions``: the example (or a chosen) mappings compiled into one snapshot file
   (``policy-engine compile``), where the default ``PERMISSIONS_SOURCE`` (``permissions``
   beside the package) finds it: a cold start reads one JSON document, no YAML;
@@ -69,8 +69,11 @@ PYTHON_VERSIONS: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}
 _ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: Parts of the package the Lambda never imports (this module is the CLI's too).
-LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging.py")
+#: Parts of the package the Lambda never imports: the CLI, the local tools, publishing
+#: and migrations with their boto3 plumbing (the store readers sign their own requests),
+#: and this module (the CLI's too).
+LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/publish/", "policy_engine/adapters/aws.py",
+            "policy_engine/migrate.py", "policy_engine/packaging.py")
 #: Where the compiled permissions go: the default ``PERMISSIONS_SOURCE`` (``permissions``
 #: beside the package) is this file in the task root.
 PERMISSIONS_FILE = "permissions"

@@ -5,14 +5,18 @@ Adapters in ``policy_engine/adapters`` implement them; tests use in-memory fakes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
 from policy_engine.core.permissions import Locate
 from policy_engine.core.tokens import VerificationKey
 
-__all__ = ["KeySource", "PermissionSource", "RawPermissions", "TokenIntrospector"]
+if TYPE_CHECKING:  # the admin side's types; the runtime never needs them
+    from policy_engine.core.publish import MappingKey, Plan
+
+__all__ = ["KeySource", "PermissionSource", "Progress", "PublishTarget", "RawPermissions", "TokenIntrospector",
+           "VersionEntry"]
 
 
 class KeySource(Protocol):
@@ -56,4 +60,66 @@ class PermissionSource(Protocol):
 
         Raises ``StoreError`` or ``PermissionsError``; never a third-party type.
         """
+        ...
+
+
+#: ``progress(done, total)`` after each written batch of a publish.
+Progress = Callable[[int, int], None]
+
+
+class VersionEntry(TypedDict):
+    """One published version, as ``policy-engine rollback --list`` shows it (``None``: unknown)."""
+
+    version: int | None
+    digest: str | None
+    mappings: int | None
+    published_at: str | None
+    note: str | None
+    #: Mappings the version added and removed (DynamoDB records them).
+    added: NotRequired[int | None]
+    removed: NotRequired[int | None]
+
+
+class PublishTarget(Protocol):
+    """A store that ``policy_engine.publish`` publishes versions to (admin side only).
+
+    ``publish`` drives it: ``published`` (read and check what is live), ``plan`` (pure),
+    then ``apply``; ``rollback`` also asks ``view`` for an earlier version's content.
+    """
+
+    description: str
+
+    @property
+    def write_requests(self) -> int:
+        """Write requests sent so far (retries included)."""
+        ...
+
+    def published(self, repair: bool = False) -> tuple[int, frozenset[MappingKey]]:
+        """``(version, its mappings)`` as published now (``(0, empty)``: nothing yet).
+
+        Raises ``CorruptStoreError`` when the store holds what no publish wrote (unless
+        ``repair``, where supported), ``StoreError`` when it cannot be read.
+        """
+        ...
+
+    def view(self, version: int) -> frozenset[MappingKey]:
+        """The mappings of an earlier ``version``, checked against what was published as it."""
+        ...
+
+    def history(self) -> list[VersionEntry]:
+        """Published versions, oldest first (after ``published``)."""
+        ...
+
+    def apply(self, desired: frozenset[MappingKey], change: Plan, note: str, take_over: bool,
+              progress: Progress | None) -> int:
+        """Publish ``desired`` (``change`` against the published version) as the next version; its number.
+
+        Raises ``ConflictError`` when another publish got there first; nothing of this
+        one is then visible.
+        """
+        ...
+
+    def complete(self) -> bool:
+        """Add what the published version lacks for this release's readers (same content);
+        ``True`` if anything was written."""
         ...

@@ -118,7 +118,7 @@ class Settings:
         "(counted from the last successful check); then fail closed"))
     permissions_max_bytes: int = field(default=DEFAULT_PERMISSIONS_MAX_BYTES, metadata=_declare(
         "PERMISSIONS_MAX_BYTES", "integer", "most bytes one store load reads (the S3 object, or a table "
-        "version's sort keys); a larger snapshot is refused", minimum=1024, maximum=2.0**31,
+        "version's snapshot, uncompressed); a larger snapshot is refused", minimum=1024, maximum=2.0**31,
         shown="25165824 (24 MiB)"))
     algorithms: frozenset[str] = field(default=frozenset({"RS256"}), metadata=_declare(
         "ALLOWED_ALGORITHMS", "set", "JWS algorithms accepted; HMAC (a public JWKS is never a shared secret) "

@@ -55,6 +55,8 @@ class FakeStoreEndpoint:
         self._upstream = urlsplit(upstream) if upstream else None
         #: ``(method, target)`` of every request received, in order.
         self.requests: list[tuple[str, str]] = []
+        #: The DynamoDB operation (``X-Amz-Target`` without its prefix) of every request, in order.
+        self.operations: list[str] = []
         #: Bytes sent to the client by ``endless`` and ``forward``.
         self.sent = 0
         #: Status codes of the answers ``forward`` piped back, in order.
@@ -123,8 +125,11 @@ class FakeStoreEndpoint:
                 if request is None:
                     return
                 method, target, raw = request
+                operation = re.search(rb"\r\nx-amz-target: *[A-Za-z0-9_]+\.(\w+)", raw, re.IGNORECASE)
                 with self._lock:
                     self.requests.append((method, target))
+                    if operation:
+                        self.operations.append(operation.group(1).decode())
                 mode = self.mode
                 if mode == "forward":
                     if upstream is None:

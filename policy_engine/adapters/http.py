@@ -30,12 +30,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import SplitResult, urlsplit
 
 from policy_engine.core.urls import check_trusted_url
 
-__all__ = ["FetchError", "KeepAliveClient", "request_json"]
+__all__ = ["Answer", "BodyTooLargeError", "FetchError", "KeepAliveClient", "Session", "request_json"]
 
 _MAX_BODY = 512 * 1024
 _SSL_CONTEXT: ssl.SSLContext | None = None
@@ -296,39 +297,60 @@ def _target(parts: Any) -> str:
     return f"{path}?{parts.query}" if parts.query else path
 
 
-class KeepAliveClient:
-    """``request_json`` for one URL called again and again, over one kept-alive connection.
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer: status, headers (names lower-cased) and body (capped, see ``Session.send``)."""
 
-    Saves a TCP (and TLS) handshake per request. Each request, retry included, must
-    finish within ``timeout`` seconds of its start. A kept connection the server has
-    meanwhile closed fails on first use; that request is retried once on a fresh
-    connection, within what is left of its deadline. Timeouts are never retried: the
-    time budget is already spent. A connection idle for more than ``max_idle`` seconds
-    is not reused (a frozen Lambda container may wake long after a middlebox silently
-    forgot it).
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class BodyTooLargeError(FetchError):
+    """A 200 answer's body is over the cap; ``declared`` is its ``Content-Length``, if it gave one."""
+
+    def __init__(self, message: str, declared: int | None, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.declared = declared
+        self.headers = headers
+
+
+#: Bytes of a non-200 answer's body that are read (an error document); the rest is dropped.
+_ERROR_BODY = 64 * 1024
+
+
+class Session:
+    """Requests to one origin over one kept-alive connection; any status is handed back.
+
+    Each request, retry included, must finish within ``timeout`` seconds of its start.
+    A kept connection the server has meanwhile closed fails on first use; that request
+    is retried once on a fresh connection, within what is left of its deadline.
+    Timeouts are never retried: the time budget is already spent. A connection idle
+    for more than ``max_idle`` seconds is not reused (a frozen Lambda container may
+    wake long after a middlebox silently forgot it). The caller decides which origins
+    it trusts (``check_trusted_url``); this class only talks to the one it is given.
     """
 
-    def __init__(self, url: str, *, timeout: float, max_bytes: int = _MAX_BODY, max_idle: float = 30.0) -> None:
+    def __init__(self, origin: SplitResult, *, max_idle: float = 30.0) -> None:
+        self._parts = origin
         self._conn: _Connection | None = None
         self._used_at = 0.0
         self._max_idle = max_idle
-        self._parts = _trusted_parts(url)
-        self.url = url
-        self._timeout = timeout
-        self._max_bytes = max_bytes
 
-    def request(self, method: str, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
-        """Send one request and return its parsed JSON answer.
+    def send(
+        self, method: str, target: str, *, timeout: float, max_bytes: int, body: bytes | None = None,
+        headers: dict[str, str] | None = None, what: str | None = None,
+    ) -> Answer:
+        """Send one request; a 200 body is capped at ``max_bytes``, any other at 64 KiB.
 
         Raises:
-            FetchError: network failure, timeout, non-200, oversize or non-JSON body, or a
-                duplicate member name.
-            FetchError: network failure, deadline passed, non-200, oversize or non-JSON body.
+            BodyTooLargeError: a 200 answer announced or sent more than ``max_bytes``
+                (refused on its ``Content-Length`` before the body is read).
+            FetchError: network failure or the deadline passed (``what`` names the request).
         """
         started = time.monotonic()
-        deadline = started + self._timeout
-        what = f"{method} {self.url}"
-        all_headers = {"Accept": "application/json", **(headers or {})}
+        deadline = started + timeout
+        what = what or f"{method} {self._parts.geturl()}"
         if self._conn is not None and started - self._used_at > self._max_idle:
             self.close()
         for attempt in (1, 2):
@@ -337,10 +359,9 @@ class KeepAliveClient:
             self._conn = conn
             conn.arm(deadline)
             try:
-                data, will_close = _exchange(conn, method, _target(self._parts), body, all_headers,
-                                             self._max_bytes, what)
-            except FetchError:
-                self.close()  # an unread body is left on the connection
+                answer, will_close = self._exchange(conn, method, target, body, headers or {}, max_bytes, what)
+            except BodyTooLargeError:
+                self.close()  # the rest of the body is left unread on the connection
                 raise
             except TimeoutError as exc:
                 self.close()
@@ -356,8 +377,27 @@ class KeepAliveClient:
             self._used_at = time.monotonic()
             if will_close:
                 self.close()
-            return _parse(data, what)
+            return answer
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _exchange(
+        conn: _Connection, method: str, target: str, body: bytes | None, headers: dict[str, str], max_bytes: int,
+        what: str,
+    ) -> tuple[Answer, bool]:
+        conn.request(method, target, body=body, headers=headers)
+        response = conn.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        cap = max_bytes if response.status == 200 else _ERROR_BODY
+        if response.status == 200 and response.length is not None and response.length > cap:
+            raise BodyTooLargeError(f"{what} answered more than {cap} bytes", response.length, headers)
+        data = response.read(cap + 1)
+        will_close = response.will_close
+        if len(data) > cap:
+            if response.status == 200:
+                raise BodyTooLargeError(f"{what} answered more than {cap} bytes", None, headers)
+            data, will_close = data[:cap], True  # the unread rest makes the connection unusable
+        return Answer(response.status, headers, data), will_close
 
     def close(self) -> None:
         if self._conn is not None:
@@ -365,6 +405,34 @@ class KeepAliveClient:
             self._conn = None
 
     def __del__(self) -> None:
-        # A container keeps its client for life; tests and tools drop theirs, and an
+        # A container keeps its sessions for life; tests and tools drop theirs, and an
         # open socket left to the garbage collector is a ResourceWarning.
         self.close()
+
+
+class KeepAliveClient:
+    """``request_json`` for one URL called again and again, over one kept-alive ``Session``."""
+
+    def __init__(self, url: str, *, timeout: float, max_bytes: int = _MAX_BODY, max_idle: float = 30.0) -> None:
+        self._parts = _trusted_parts(url)
+        self._session = Session(self._parts, max_idle=max_idle)
+        self.url = url
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    def request(self, method: str, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        """Send one request and return its parsed JSON answer.
+
+        Raises:
+            FetchError: network failure, deadline passed, non-200, oversize or non-JSON
+                body, or a duplicate member name.
+        """
+        what = f"{method} {self.url}"
+        answer = self._session.send(method, _target(self._parts), timeout=self._timeout, max_bytes=self._max_bytes,
+                                    body=body, headers={"Accept": "application/json", **(headers or {})}, what=what)
+        if answer.status != 200:
+            raise FetchError(f"{what} answered {answer.status}")
+        return _parse(answer.body, what)
+
+    def close(self) -> None:
+        self._session.close()

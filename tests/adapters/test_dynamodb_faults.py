@@ -1,6 +1,7 @@
 """What no local server does: UnprocessedItems, throttling, rejected credentials.
 
-Injected around a real client (moto and DynamoDB Local) or with botocore's Stubber.
+Injected around a real client (moto and DynamoDB Local), with botocore's Stubber, or
+(for the authorizer's reader, which does not use boto3) by a raw-socket endpoint.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from policy_engine.adapters.dynamodb import DynamoDbPermissionSource, DynamoDbStore
+from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 from policy_engine.core.publish import keys_of
 from policy_engine.errors import StoreError
 from policy_engine.publish import load_desired, sync
+from policy_engine.publish.dynamodb import DynamoDbStore
 from tests.adapters.test_dynamodb_sync import load, pointer_version
 from tests.faults import FaultyClient, aws_error, many_routes, write_permissions
+from tests.store_endpoints import dynamodb_error, fake_store_endpoint
+from tests.stores import CREDENTIALS
 
 
 def test_unprocessed_items_are_retried_with_backoff_until_written(table, tmp_path, backend):
@@ -93,9 +97,12 @@ def _stubbed(operation: str, code: str, message: str) -> boto3.client:
 
 
 def test_rejected_credentials_are_one_clear_store_error_for_the_reader():
-    client = _stubbed("get_item", "UnrecognizedClientException", "The security token included in the request is invalid.")
-    with pytest.raises(StoreError, match="access refused, check the AWS credentials.*UnrecognizedClientException"):
-        DynamoDbPermissionSource("perms", client=client).fetch(None)
+    rejected = dynamodb_error("400 Bad Request", "UnrecognizedClientException")
+    with fake_store_endpoint("error", error_response=rejected) as endpoint:
+        environ = {**CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint.url}
+        with pytest.raises(StoreError, match="access refused, check the AWS credentials.*UnrecognizedClientException"):
+            DynamoDbPermissionSource("perms", environ=environ).fetch(None)
+        assert endpoint.count() == 1  # a refusal is not retried
 
 
 def test_rejected_credentials_stop_a_sync_before_it_writes(tmp_path):

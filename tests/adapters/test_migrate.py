@@ -11,6 +11,9 @@ from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 from policy_engine.errors import StoreError
 from policy_engine.migrate import MIGRATIONS_DIR, migrate
 
+#: The steps in migrations/, in order.
+STEPS = ("0001_create_table", "0002_snapshots")
+
 
 def fresh_name() -> str:
     return f"perm-{uuid.uuid4().hex[:10]}"
@@ -20,11 +23,11 @@ def test_dry_run_lists_and_changes_nothing_then_migrate_creates_and_records(back
     client = backend.client()
     name = fresh_name()
     planned = migrate(name, dry_run=True)
-    assert planned.pending == ("0001_create_table",) and planned.applied == ()
+    assert planned.pending == STEPS and planned.applied == ()
     assert name not in client.list_tables()["TableNames"]
 
     done = migrate(name)
-    assert done.applied == ("0001_create_table",)
+    assert done.applied == STEPS
     table = client.describe_table(TableName=name)["Table"]
     assert sorted((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]) == [("pk", "HASH"), ("sk", "RANGE")]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
@@ -35,7 +38,7 @@ def test_dry_run_lists_and_changes_nothing_then_migrate_creates_and_records(back
     assert record["name"]["S"] == "0001_create_table"
 
     again = migrate(name)
-    assert again.pending == () and again.already_applied == ("0001_create_table",)
+    assert again.pending == () and again.already_applied == STEPS
 
 
 def test_building_a_store_never_creates_a_table(backend):
@@ -153,15 +156,15 @@ def test_an_extra_index_on_an_attribute_policy_engine_does_not_write_is_fine(bac
                         AttributeDefinitions=[_attr("pk", "S"), _attr("sk", "S"), _attr("team", "S"),
                                               _attr("arn", "S")],
                         GlobalSecondaryIndexes=[_index("by-team", "team"), _index("by-arn", "arn")])
-    assert migrate(name).applied == ("0001_create_table",)
+    assert migrate(name).applied == STEPS
 
 
 def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend):
     # The index check above relies on this map; it must describe every attribute the
     # stores write (mappings, versions, the pointer with a claim, migration records).
-    from policy_engine.adapters.dynamodb import DynamoDbStore
     from policy_engine.migrate import ITEM_ATTRIBUTES
     from policy_engine.publish import sync
+    from policy_engine.publish.dynamodb import DynamoDbStore
     from tests.stores import ROOT
 
     sync(ROOT / "permissions", f"dynamodb://{table}")
@@ -169,3 +172,32 @@ def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend):
     written = {(name, next(iter(value))) for item in backend.client().scan(TableName=table)["Items"]
                for name, value in item.items()}
     assert written == set(ITEM_ATTRIBUTES.items())
+
+
+def test_migration_0002_gives_a_table_published_before_snapshots_the_snapshot_readers_load(table, backend, tmp_path):
+    from policy_engine.core.publish import keys_of
+    from policy_engine.publish import load_desired, sync
+    from tests.faults import many_routes, write_permissions
+
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(30))
+    sync(yaml_file, f"dynamodb://{table}")
+    # GIVEN the table as a release without snapshots left it: no parts, a pointer without
+    # snapshot attributes, and no record of step 0002
+    client = backend.client()
+    for item in client.scan(TableName=table)["Items"]:
+        if item["pk"]["S"].startswith("SNAPSHOT#") or item["sk"]["S"] == "MIGRATION#0002":
+            client.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    client.update_item(TableName=table, Key={"pk": {"S": "META"}, "sk": {"S": "PUBLISHED"}},
+                       UpdateExpression="REMOVE #s, snapshot_parts, snapshot_sha256, snapshot_bytes",
+                       ExpressionAttributeNames={"#s": "snapshot"})  # a reserved word
+    with pytest.raises(StoreError, match="stored no snapshot; run `policy-engine migrate`"):
+        DynamoDbPermissionSource(table).fetch(None)
+    # WHEN migrate runs THEN only 0002 is pending, and it adds the snapshot of v1 (no new version)
+    result = migrate(table)
+    assert result.applied == ("0002_snapshots",)
+    raw = DynamoDbPermissionSource(table).fetch(None)
+    assert raw is not None and raw.version == "v1"
+    from policy_engine.core.permissions import compile_records
+
+    assert keys_of(compile_records(raw.records, raw.locate)) == load_desired(yaml_file)
+    assert migrate(table).applied == ()  # and it is recorded: never run twice

@@ -10,10 +10,16 @@ from botocore.exceptions import ClientError
 from policy_engine.adapters.s3 import S3PermissionSource, encode_snapshot
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import digest, keys_of
-from policy_engine.errors import ConfigurationError, ConflictError, CorruptStoreError, MissingStoreError
+from policy_engine.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptStoreError,
+    MissingStoreError,
+)
 from policy_engine.publish import history, load_desired, rollback, sync
 from tests.faults import Crash, FaultyClient, aws_error, write_permissions
-from tests.stores import ROOT
+from tests.store_endpoints import fake_store_endpoint
+from tests.stores import CREDENTIALS, ROOT
 
 pytestmark = pytest.mark.parametrize("backend", ["moto"], indirect=True)
 
@@ -23,22 +29,19 @@ def test_publish_then_a_warm_reader_revalidates_without_downloading(bucket, back
     result = sync(ROOT / "permissions", target)
     assert result.published and result.write_requests == 2  # history copy + the object
 
-    client = backend.client("s3")
-    statuses: list[int] = []
-    client.meta.events.register("after-call.s3.GetObject",
-                                lambda http_response, **_: statuses.append(http_response.status_code))
-    source = S3PermissionSource(target, client=client)
-    raw = source.fetch(None)
-    assert raw is not None and raw.version == "v1"
-    loaded = compile_records(raw.records, raw.locate, version=raw.version)
-    assert keys_of(loaded) == load_desired(ROOT / "permissions")
-    assert source.fetch(raw.etag) is None
-    assert statuses == [200, 304]  # the second GET carried If-None-Match and got no body
+    with fake_store_endpoint("forward", upstream=backend.s3) as endpoint:
+        source = S3PermissionSource(target, environ={**CREDENTIALS, "AWS_ENDPOINT_URL_S3": endpoint.url})
+        raw = source.fetch(None)
+        assert raw is not None and raw.version == "v1"
+        loaded = compile_records(raw.records, raw.locate, version=raw.version)
+        assert keys_of(loaded) == load_desired(ROOT / "permissions")
+        assert source.fetch(raw.etag) is None
+        assert endpoint.statuses == [200, 304]  # the second GET carried If-None-Match and got no body
 
     assert sync(ROOT / "permissions", target).write_requests == 0
     edited = write_permissions(tmp_path / "edited.yaml", [("GET", "/x", "s")])
     assert sync(edited, target).version_after == 2
-    raw2 = source.fetch(raw.etag)
+    raw2 = S3PermissionSource(target).fetch(raw.etag)
     assert raw2 is not None and raw2.version == "v2" and len(raw2.records) == 1
 
 

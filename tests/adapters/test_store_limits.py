@@ -11,7 +11,7 @@ from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 from policy_engine.adapters.s3 import S3PermissionSource
 from policy_engine.errors import StoreError
 from policy_engine.publish import sync
-from tests.faults import FaultyClient, many_routes, write_permissions
+from tests.faults import many_routes, write_permissions
 from tests.store_endpoints import (
     DYNAMODB_INTERNAL_ERROR,
     fake_store_endpoint,
@@ -35,7 +35,7 @@ def aws_env(monkeypatch):
 
 @pytest.mark.parametrize("store", ["dynamodb", "s3"])
 def test_a_runtime_load_sends_at_most_the_total_attempts(aws_env, store):
-    from policy_engine.adapters.aws import RUNTIME_ATTEMPTS
+    from policy_engine.adapters.aws_http import RUNTIME_ATTEMPTS
 
     response = DYNAMODB_INTERNAL_ERROR if store == "dynamodb" else S3_INTERNAL_ERROR
     with fake_store_endpoint("error", error_response=response) as endpoint:
@@ -43,7 +43,7 @@ def test_a_runtime_load_sends_at_most_the_total_attempts(aws_env, store):
         source = DynamoDbPermissionSource("perms") if store == "dynamodb" else S3PermissionSource("s3://perms/p.json")
         with pytest.raises(StoreError):
             source.fetch(None)
-        # botocore's max_attempts counts retries (3 meant 4 requests); total_max_attempts counts requests
+        # a 5xx answer is retried once: two requests in all
         assert endpoint.count() == RUNTIME_ATTEMPTS == 2
 
 
@@ -53,7 +53,8 @@ def test_an_oversize_s3_object_is_refused_unread_and_not_downloaded_again(bucket
     sync(write_permissions(tmp_path / "a.yaml", [("GET", "/a", "s")]), target)
     client = backend.client("s3")
     with fake_store_endpoint("forward", upstream=backend.s3) as endpoint:
-        source = S3PermissionSource(target, client=backend_client(backend, endpoint.url), max_bytes=MiB)
+        source = S3PermissionSource(target, max_bytes=MiB,
+                                    environ={**CREDENTIALS, "AWS_ENDPOINT_URL_S3": endpoint.url})
         good = source.fetch(None)
         assert good is not None and good.version == "v1"
 
@@ -80,13 +81,6 @@ def test_an_oversize_s3_object_is_refused_unread_and_not_downloaded_again(bucket
         assert back is not None and back.version == "v1" and endpoint.statuses[-1] == 200
 
 
-def backend_client(backend, url):
-    import boto3
-
-    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
-
-
 def test_an_endless_s3_body_is_cut_at_the_cap(aws_env):
     with fake_store_endpoint("endless") as endpoint:
         aws_env.setenv("AWS_ENDPOINT_URL_S3", endpoint.url)
@@ -99,19 +93,20 @@ def test_an_endless_s3_body_is_cut_at_the_cap(aws_env):
 
 
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
-def test_an_oversize_dynamodb_version_is_refused_and_not_queried_again(table, backend, tmp_path):
+def test_an_oversize_dynamodb_version_is_refused_and_not_read_again(table, backend, tmp_path):
     sync(write_permissions(tmp_path / "p.yaml", many_routes(200)), f"dynamodb://{table}")
-    faulty = FaultyClient(backend.client())
-    source = DynamoDbPermissionSource(table, client=faulty, max_bytes=4096)
-    with pytest.raises(StoreError) as refused:
-        source.fetch(None)
-    assert refused.value.code == "store_too_large"
-    assert str(refused.value).startswith(f"dynamodb://{table} v1 holds more than 4096 bytes of mappings; "
-                                         "PERMISSIONS_MAX_BYTES is 4096")
-    queries = faulty.calls["query"]
-    with pytest.raises(StoreError, match="PERMISSIONS_MAX_BYTES is 4096"):
-        source.fetch(None)
-    assert faulty.calls["get_item"] == 2 and faulty.calls["query"] == queries  # only the pointer was read
+    with fake_store_endpoint("forward", upstream=backend.dynamodb) as endpoint:
+        source = DynamoDbPermissionSource(table, max_bytes=4096,
+                                          environ={**CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint.url})
+        with pytest.raises(StoreError) as refused:
+            source.fetch(None)
+        assert refused.value.code == "store_too_large"
+        assert str(refused.value).startswith(f"dynamodb://{table} v1 holds ")
+        assert "bytes of mappings; PERMISSIONS_MAX_BYTES is 4096" in str(refused.value)
+        with pytest.raises(StoreError, match="PERMISSIONS_MAX_BYTES is 4096"):
+            source.fetch(None)
+        # Refused on the size the pointer publishes: only the pointer was read, twice
+        assert endpoint.operations == ["GetItem", "GetItem"]
 
     assert DynamoDbPermissionSource(table, max_bytes=64 * 1024).fetch(None) is not None
 
@@ -126,3 +121,37 @@ def test_the_limit_is_a_setting_with_a_documented_default():
     with pytest.raises(ConfigurationError) as bad:
         Settings.from_environ({**base, "PERMISSIONS_MAX_BYTES": "lots"})
     assert bad.value.variable == "PERMISSIONS_MAX_BYTES"
+
+
+@pytest.mark.parametrize("store", ["dynamodb", "s3"])
+def test_a_trickling_store_answer_is_cut_at_the_request_deadline(aws_env, store):
+    # A byte every 0.2 s: no socket read ever waits long, so only a deadline for the whole
+    # exchange ends it (the answer alone would take about 25 s to arrive).
+    import threading
+    import time
+
+    from policy_engine.adapters.aws_http import RUNTIME_ATTEMPTS, RUNTIME_CALL_TIMEOUT
+
+    outcome: list[BaseException | None] = []
+    with fake_store_endpoint("trickle", interval=0.2, trickle_response=http_answer(
+            "200 OK", "application/json", b'{"Item": {}}' + b" " * 100)) as endpoint:
+        aws_env.setenv(f"AWS_ENDPOINT_URL_{store.upper()}", endpoint.url)
+        source = DynamoDbPermissionSource("perms") if store == "dynamodb" else S3PermissionSource("s3://perms/p.json")
+
+        def load() -> None:
+            try:
+                source.fetch(None)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                outcome.append(exc)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        worker.join(20)  # the guard: code without a whole-exchange deadline fails here, not hangs
+        elapsed = time.monotonic() - started
+    print(f"trickling {store} endpoint: gave up after {elapsed:.2f} s ({RUNTIME_ATTEMPTS} requests of at most "
+          f"{RUNTIME_CALL_TIMEOUT} s)")
+    assert outcome and isinstance(outcome[0], StoreError) and "TimeoutError" in str(outcome[0])
+    assert elapsed < RUNTIME_ATTEMPTS * RUNTIME_CALL_TIMEOUT + 2.0
+    assert endpoint.count() == RUNTIME_ATTEMPTS

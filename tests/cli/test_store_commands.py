@@ -21,7 +21,8 @@ def test_migrate_sync_dry_run_publish_rollback(backend, permissions, capsys, mon
     target = "dynamodb://cli-" + backend.name
     monkeypatch.chdir(permissions.parent)
     assert main(["migrate", target, "--dry-run"]) == 0
-    assert "pending   0001_create_table" in capsys.readouterr().out
+    planned = capsys.readouterr().out
+    assert "pending   0001_create_table" in planned and "pending   0002_snapshots" in planned
     assert main(["migrate", target]) == 0
     assert main(["migrate", target]) == 0
     assert f"{target}: up to date" in capsys.readouterr().out
@@ -73,7 +74,7 @@ def test_missing_table_exits_2_and_says_so(backend, capsys):
 
 
 def test_a_held_claim_exits_1(table, capsys):
-    from policy_engine.adapters.dynamodb import DynamoDbStore
+    from policy_engine.publish.dynamodb import DynamoDbStore
 
     DynamoDbStore(table).claim(0, "someone-else")
     assert main(["sync", f"dynamodb://{table}", "--permissions", str(ROOT / "permissions")]) == 1

@@ -75,8 +75,13 @@ def test_a_cold_container_with_a_failing_store_never_allows(idp, make_handler, t
         env["PERMISSIONS_SOURCE"] = "dynamodb://no-such-table"
     elif problem == "corrupt item":
         sync(write_permissions(tmp_path / "p.yaml", [("GET", "/pets", "pets:read")]), f"dynamodb://{table}")
-        backend.client().put_item(TableName=table, Item={
-            "pk": {"S": "MAPPINGS"}, "sk": {"S": "injected"}, "arn": {"S": "x"}, "added": {"N": "1"}})
+        # What the authorizer reads is the snapshot: one byte of it changed by hand
+        client = backend.client()
+        key = {"pk": {"S": "SNAPSHOT#000"}, "sk": {"S": client.scan(TableName=table, ScanFilter={
+            "pk": {"AttributeValueList": [{"S": "SNAPSHOT#000"}], "ComparisonOperator": "EQ"}})["Items"][0]["sk"]["S"]}}
+        data = bytearray(client.get_item(TableName=table, Key=key)["Item"]["data"]["B"])
+        data[-20] ^= 1
+        client.put_item(TableName=table, Item={**key, "data": {"B": bytes(data)}, "version": {"N": "1"}})
     elif problem == "unreachable":
         env["AWS_ENDPOINT_URL_DYNAMODB"] = "http://127.0.0.1:9"
     handler = make_handler(**env)
@@ -104,3 +109,39 @@ def test_the_handler_reads_an_s3_snapshot_and_picks_up_a_new_one(idp, make_handl
 def test_a_cold_container_without_a_snapshot_never_allows(idp, make_handler, bucket):
     handler = make_handler(PERMISSIONS_SOURCE=f"s3://{bucket}/nothing.json")
     assert invoke(handler, token_event(idp.mint(scope="pets:read"))).error == "AuthorizerFailure"
+
+
+#: A cold container in a child process: init (import), one request, and what it imported.
+COLD_CONTAINER = """
+import json, sys
+import handler.app as app
+event = {"type": "TOKEN", "authorizationToken": "Bearer " + sys.argv[1],
+         "methodArn": "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/GET/pets/12"}
+answer = app.lambda_handler(event, None)
+aws_sdk = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "s3transfer"))
+admin = sorted(m for m in sys.modules if m.startswith(("policy_engine.publish", "policy_engine.adapters.aws",
+                                                        "policy_engine.migrate")) and m != "policy_engine.adapters.aws_http")
+print(json.dumps({"answer": answer, "aws_sdk": aws_sdk, "admin": admin}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+@pytest.mark.parametrize("store", ["dynamodb", "s3"])
+def test_a_cold_container_loads_a_store_without_boto3_or_the_publisher(idp, backend, store, tmp_path, request):
+    import os
+    import subprocess
+    import sys
+
+    from policy_engine.core.iam import evaluate_response
+    from tests.conftest import API, AUDIENCE
+
+    location = (f"dynamodb://{request.getfixturevalue('table')}" if store == "dynamodb"
+                else f"s3://{request.getfixturevalue('bucket')}/p.json")
+    sync(ROOT / "permissions", location)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {**clean, **backend.env, "ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "PERMISSIONS_SOURCE": location}
+    done = subprocess.run([sys.executable, "-c", COLD_CONTAINER, idp.mint(scope="pets:read")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert evaluate_response(report["answer"], f"{API}/dev/GET/pets/12") is Verdict.ALLOW
+    assert report["aws_sdk"] == [] and report["admin"] == []

@@ -115,7 +115,8 @@ found = {}
 for name in ["jwt", "yaml", "yaml._yaml", "cryptography.hazmat.bindings._rust", "pydantic_core._pydantic_core",
              "cffi", "policy_engine", "policy_engine.bootstrap", "handler", "awslambdaric",
              "boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging",
-             "pytest", "moto"]:
+             "policy_engine.publish", "policy_engine.adapters.aws", "policy_engine.migrate",
+             "policy_engine.adapters.dynamodb", "policy_engine.adapters.s3", "pytest", "moto"]:
     try:
         found[name] = importlib.import_module(name).__file__
     except ImportError:
@@ -128,11 +129,14 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
     found = report["found"]
     assert report["prefix"] == report["base"], "the interpreter runs inside a virtual environment"
     for name in ["jwt", "yaml", "yaml._yaml", "cryptography.hazmat.bindings._rust", "pydantic_core._pydantic_core",
-                 "cffi", "policy_engine", "policy_engine.bootstrap", "handler"]:
+                 "cffi", "policy_engine", "policy_engine.bootstrap", "handler", "policy_engine.adapters.dynamodb",
+                 "policy_engine.adapters.s3"]:
         assert found[name] is not None and Path(found[name]).is_relative_to(task.resolve()), (name, found[name])
     assert Path(found["awslambdaric"]).is_relative_to(runtime_client.resolve())
-    # Lambda supplies boto3; the CLI and the local tools never ship; the venv stays invisible.
-    for name in ["boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging", "pytest", "moto"]:
+    # Lambda supplies boto3; the CLI, the local tools and the publisher never ship (the store
+    # readers import without them); the venv stays invisible.
+    for name in ["boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging",
+                 "policy_engine.publish", "policy_engine.adapters.aws", "policy_engine.migrate", "pytest", "moto"]:
         assert found[name] is None, (name, found[name])
 
 

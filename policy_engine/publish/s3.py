@@ -1,0 +1,288 @@
+"""Publishing to S3: conditional writes of the snapshot object and its history copies (admin only, boto3).
+
+The object's format and what readers check are in ``policy_engine/adapters/s3.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from policy_engine.adapters.aws import (
+    AWS_ERRORS,
+    ClientError,
+    error_code,
+    make_client,
+    store_error,
+)
+from policy_engine.adapters.s3 import (
+    Link,
+    Snapshot,
+    decode_snapshot,
+    encode_snapshot,
+    parse_s3_location,
+)
+from policy_engine.core.publish import MappingKey, Plan
+from policy_engine.errors import (
+    ConflictError,
+    CorruptStoreError,
+    MissingStoreError,
+    StoreError,
+)
+from policy_engine.ports import Progress, VersionEntry
+
+__all__ = ["S3Store", "S3Target"]
+
+
+class S3Store:
+    """Reads and conditionally writes the snapshot object and its history copies.
+
+    Building one never creates a bucket.
+    """
+
+    def __init__(self, bucket: str, key: str, *, client: Any = None) -> None:
+        self.bucket, self.key = bucket, key
+        self.description = f"s3://{bucket}/{key}"
+        self.client = client if client is not None else make_client("s3")
+        #: PutObject requests made.
+        self.write_requests = 0
+
+    def history_key(self, version: int) -> str:
+        return f"{self.key}.history/{version:010d}.json"
+
+    def get(self, key: str | None = None) -> tuple[bytes, str]:
+        """``(body, etag)`` of the snapshot object (or of ``key``).
+
+        Raises:
+            MissingStoreError: the bucket or the object does not exist.
+            StoreError: any other failure.
+        """
+        where = f"s3://{self.bucket}/{key or self.key}"
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key or self.key)
+            return response["Body"].read(), str(response["ETag"])
+        except AWS_ERRORS as exc:
+            raise store_error(exc, where) from exc
+
+    def current(self) -> Snapshot | None:
+        """The published snapshot, ``None`` if nothing was published (the bucket must exist).
+
+        Raises:
+            MissingStoreError: the bucket does not exist.
+            CorruptStoreError: the object is not a valid snapshot.
+        """
+        try:
+            got = self.get()
+        except MissingStoreError as exc:
+            if "NoSuchKey" in str(exc):
+                return None
+            raise
+        return decode_snapshot(got[0], self.description, got[1])
+
+    def restorable(self, version: int, current: Snapshot) -> Snapshot:
+        """The history copy of ``version``, checked to be what was published as ``version``.
+
+        Raises:
+            CorruptStoreError: the copy (or one it is checked through) is missing or is
+                not the document that was published.
+            StoreError: the copy cannot be checked (no record of what was published), or S3 failed.
+        """
+        for number, snapshot, _, problem in self.history(current):
+            if number == version:
+                if problem is not None:
+                    raise problem
+                assert snapshot is not None
+                return snapshot
+        raise MissingStoreError(f"{self.description}: v{version} is not an earlier version than v{current.version}")
+
+    def history(self, current: Snapshot) -> Iterator[tuple[int, Snapshot | None, Link | None, StoreError | None]]:
+        """Versions before ``current``, newest first: ``(version, its history copy, what was
+        published as it, None)``, or ``(version, None, record or None, why it cannot be restored)``.
+
+        Each copy is checked against the record in the version after it, starting from the
+        live object, so a copy is trusted only if an unbroken chain of records leads to it.
+
+        Raises:
+            StoreError: S3 failed (a missing copy is reported, not raised).
+        """
+        link: Link | None = current.previous
+        failed: tuple[int, StoreError] | None = None
+        for version in range(current.version - 1, 0, -1):
+            where = f"s3://{self.bucket}/{self.history_key(version)}"
+            if failed is not None:
+                yield version, None, None, type(failed[1])(
+                    f"{where}: v{version} can only be checked through v{failed[0]}, which cannot be: {failed[1]}")
+                continue
+            if link is None:
+                # Published before snapshots recorded their predecessor: nothing says what it was.
+                failed = (version, StoreError(
+                    f"{where}: cannot check v{version} against what was published: v{version + 1} records nothing "
+                    "about it (published by an older policy-engine); sync that version's YAML instead"))
+                yield version, None, None, failed[1]
+                continue
+            try:
+                snapshot = self._copy(version, link, where)
+            except CorruptStoreError as exc:
+                failed = (version, exc)
+                yield version, None, link, exc
+                continue
+            yield version, snapshot, link, None
+            link = snapshot.previous
+
+    def _copy(self, version: int, link: Link, where: str) -> Snapshot:
+        try:
+            got = self.get(self.history_key(version))
+        except MissingStoreError as exc:
+            if "NoSuchKey" not in str(exc):
+                raise
+            raise CorruptStoreError(f"{where}: no history copy of v{version} (published as {link.digest}); "
+                                    "deleted outside policy-engine?") from None
+        snapshot = decode_snapshot(got[0], where, got[1])
+        if snapshot.version != version or snapshot.sha256 != link.sha256:
+            raise CorruptStoreError(
+                f"{where}: this copy of v{version} ({snapshot.digest}, {len(snapshot.keys)} mappings) is not what "
+                f"was published as v{version} ({link.digest}, as recorded in v{version + 1}); refusing to restore "
+                "mappings that were never published"
+            )
+        return snapshot
+
+    def publish(self, body: bytes, version: int, replacing: Snapshot | None) -> str:
+        """Publish ``body`` as ``version`` in place of ``replacing`` (``None``: nothing published yet).
+
+        The history may only ever hold bytes that were published, and a version must
+        stay restorable once it is replaced, whenever a publisher is killed. Hence:
+
+        1. The copy of ``replacing``: the bytes just read from the live object, so they
+           were published. It is written here (if missing or different) because the
+           publisher of that version may have died before its step 3.
+        2. The live object, conditionally on the ETag read: of publishers that read the
+           same version, one lands; the others stop with ``ConflictError`` having
+           written nothing but step 1.
+        3. The copy of ``version``, only after step 2 won. Killed before it, the copy is
+           missing until the next publish (its step 1, which must succeed before the
+           live object can move on); ``rollback`` can target only replaced versions.
+
+        No copy of a version is written before that version is live: writing it first
+        let a publisher that then lost overwrite the winner's copy with mappings that
+        were never published.
+
+        Raises:
+            ConflictError: the object changed since ``replacing`` was read.
+            StoreError: a write failed (if the object was written, the message says so).
+        """
+        if replacing is not None:
+            self._keep_copy(replacing.version, replacing.body)
+        condition = {"IfMatch": replacing.etag} if replacing else {"IfNoneMatch": "*"}
+        try:
+            etag = self._put(self.key, body, **condition)
+        except ClientError as exc:
+            raise ConflictError(f"{self.description}: another publish changed the object meanwhile "
+                                f"({error_code(exc)}); nothing of this one was published, re-run") from None
+        try:
+            self._keep_copy(version, body, read_first=False)
+        except StoreError as exc:
+            raise StoreError(f"{self.description}: v{version} is published, but its history copy was not written "
+                             f"({exc}); the next sync or rollback writes it") from None
+        return etag
+
+    def _keep_copy(self, version: int, body: bytes, *, read_first: bool = True) -> None:
+        """Make the history copy of ``version`` hold ``body``, its published bytes.
+
+        ``read_first=False`` when the copy is most likely missing: the create is tried
+        before any read (a role without ``s3:ListBucket`` cannot tell a missing object
+        from a forbidden one by reading it).
+        """
+        key = self.history_key(version)
+        got = self._read_copy(key) if read_first else None
+        for _ in range(3):
+            if got is not None and got[0] == body:
+                return
+            # Missing, or other bytes (left by an older policy-engine, or edited): the
+            # published bytes replace them. Conditional, so a concurrent writer is noticed.
+            condition = {"IfMatch": got[1]} if got is not None else {"IfNoneMatch": "*"}
+            try:
+                self._put(key, body, **condition)
+                return
+            except ClientError:
+                got = self._read_copy(key, strict=True)  # someone else wrote it first: fine if the same bytes
+        raise ConflictError(f"s3://{self.bucket}/{key}: being written by someone else with other content; re-run")
+
+    def _read_copy(self, key: str, *, strict: bool = False) -> tuple[bytes, str] | None:
+        """``None`` when the copy is missing (or, unless ``strict``, may be: access refused)."""
+        # Without s3:ListBucket a missing object answers AccessDenied; the conditional
+        # create that follows tells the two apart without overwriting anything.
+        maybe_missing = ("NoSuchKey", "404") if strict else ("NoSuchKey", "404", "AccessDenied", "403")
+        try:
+            return self.get(key)
+        except StoreError as exc:
+            if error_code(exc.__cause__ or exc) in maybe_missing:
+                return None
+            raise
+
+    def _put(self, key: str, body: bytes, **condition: str) -> str:
+        self.write_requests += 1
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                              ContentType="application/json", **condition)
+            return str(response["ETag"])
+        except AWS_ERRORS as exc:
+            if condition and error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise
+            raise store_error(exc, f"s3://{self.bucket}/{key}") from exc
+
+
+class S3Target:
+    """``PublishTarget`` for ``s3://BUCKET/KEY``."""
+
+    def __init__(self, location: str, *, client: Any = None) -> None:
+        bucket, key = parse_s3_location(location, "TARGET")
+        self.store = S3Store(bucket, key, client=client)
+        self.description = self.store.description
+        self.snapshot: Snapshot | None = None
+
+    @property
+    def write_requests(self) -> int:
+        return self.store.write_requests
+
+    def published(self, repair: bool = False) -> tuple[int, frozenset[MappingKey]]:
+        self.snapshot = self.store.current()
+        if self.snapshot is None:
+            return 0, frozenset()
+        return self.snapshot.version, self.snapshot.keys
+
+    def view(self, version: int) -> frozenset[MappingKey]:
+        assert self.snapshot is not None
+        return self.store.restorable(version, self.snapshot).keys
+
+    def history(self) -> list[VersionEntry]:
+        if self.snapshot is None:
+            return []
+        entries = [_entry(self.snapshot)]
+        for version, snapshot, link, problem in self.store.history(self.snapshot):
+            if snapshot is not None:
+                entries.append(_entry(snapshot))
+            else:
+                # Listed with what was published (when known), never with the copy's content.
+                entries.append({"version": version, "digest": link.digest if link else None, "mappings": None,
+                                "published_at": "", "note": f"not restorable: {problem}"})
+        return entries[::-1]
+
+    def apply(self, desired: frozenset[MappingKey], change: Plan, note: str, take_over: bool,
+              progress: Progress | None) -> int:
+        import datetime
+
+        version = (self.snapshot.version if self.snapshot else 0) + 1
+        published_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        body = encode_snapshot(version, desired, note, published_at, previous=self.snapshot)
+        self.store.publish(body, version, self.snapshot)
+        if progress is not None:
+            progress(1, 1)
+        return version
+
+    def complete(self) -> bool:
+        return False  # the object is the whole version: a reader loads whatever a publish wrote
+
+
+def _entry(snapshot: Snapshot) -> VersionEntry:
+    return {"version": snapshot.version, "digest": snapshot.digest, "mappings": len(snapshot.keys),
+            "published_at": snapshot.published_at, "note": snapshot.note}
