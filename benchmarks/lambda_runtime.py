@@ -16,10 +16,6 @@ runtime client. Each function times its own work with ``perf_counter_ns`` and re
 the figure, so the HTTP round trips are not counted, only their effect on the caches.
 Invocations alternate: one decision, one floor call, with fresh tokens. "× floor" is
 the median over rounds of 100 pairs of (median decision ÷ median floor).
-
-``--with-single`` adds a third function: ``single_function_path.make_single``, the
-experiment that does the same checks as the handler in one function body, with the
-handler's own key source and permission cache.
 """
 
 from __future__ import annotations
@@ -82,31 +78,13 @@ def handle(event, context):
     return {"ns": time.perf_counter_ns() - started}
 '''
 
-SINGLE_PROBE = '''
-import sys, time
-sys.path.insert(0, "bench")
-import handler.app
-from single_function_path import make_single
-
-_settings = handler.app.AUTHORIZER.settings
-single = make_single(handler.app.AUTHORIZER.keys, handler.app.AUTHORIZER.permissions,
-                     issuers=list(_settings.issuers), audiences=list(_settings.audiences))
-
-def handle(event, context):
-    started = time.perf_counter_ns()
-    response = single(event)
-    elapsed = time.perf_counter_ns() - started
-    return {"ns": elapsed, "effect": response["policyDocument"]["Statement"][0]["Effect"]}
-'''
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=6000, help="decisions per size (as many floor calls)")
     parser.add_argument("--sizes", default="10,1000,100000")
-    parser.add_argument("--with-single", action="store_true", help="also run the single-function experiment")
     args = parser.parse_args()
-    names = ["handler", "floor"] + (["single"] if args.with_single else [])
+    names = ["handler", "floor"]
     rng = random.Random(7)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     arch = {"x86_64": "x86_64", "aarch64": "arm64"}[__import__("platform").machine()]
@@ -119,9 +97,6 @@ def main() -> int:
             archive.extractall(task)
         (task / "probe_handler.py").write_text(DECISION_PROBE)
         (task / "probe_floor.py").write_text(FLOOR_PROBE)
-        (task / "probe_single.py").write_text(SINGLE_PROBE)
-        (task / "bench").mkdir()
-        (task / "bench" / "single_function_path.py").write_text((ROOT / "benchmarks" / "single_function_path.py").read_text())
         client = ensure_runtime_client(CACHE)
         for size in (int(s) for s in args.sizes.split(",")):
             permissions = scratch / f"permissions-{size}.yaml"

@@ -7,6 +7,20 @@ Which token goes where: a token that is, or may be, a JWT of a configured ``ISSU
 verified locally, and its failures are final; any other token goes to introspection
 when ``INTROSPECTION_URL`` is set, so JWTs and opaque tokens work side by side during
 a migration.
+
+One decision path: every event goes through ``Authorizer.answer``, in one pipeline
+(read the event, parse the methodArn, verify the credential, decide, render, bound the
+size). Where a step has a guard for the common shape (a JOSE header already checked,
+an API ARN already matched, an integer ``exp``, a plain string ``aud``, a scope string
+already split, a scope set already written as text, a policy already computed), the
+guard sits in that step's module right beside the rule it shortens and falls through
+to it: nothing restarts, the signature is checked once, and every refusal is raised by
+the rule that finds it.
+
+Memos: each ``Authorizer`` owns its memos (``core.memo``: at most ``MEMO_ENTRIES``
+entries each, emptied when full), directly or through the verifier and permission set
+it holds. Each is read only beside the rule whose answers it holds; none is shared
+between authorizers, and no module reads another's as a trust decision.
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ from policy_engine.core.decision import (
     scalar_context_counted,
     simple_answer,
 )
+from policy_engine.core.memo import Memo
 from policy_engine.core.routes import parse_route_key
 from policy_engine.core.tokens import (
     JwtVerifier,
@@ -59,7 +74,6 @@ from policy_engine.events import HTTP_V2, REQUEST, TOKEN, AuthorizerRequest, rea
 from policy_engine.logs import log
 from policy_engine.ports import KeySource, TokenIntrospector
 from policy_engine.settings import Settings
-from policy_engine.warm_path import WarmPath
 
 __all__ = ["Answer", "Authorizer", "VerifiedToken"]
 
@@ -95,34 +109,18 @@ class Authorizer:
             algorithms=settings.algorithms,
             leeway=settings.leeway,
             max_length=settings.max_token_length,
-            token_types=settings.token_types,
             scope_claims=settings.scope_claims,
+            token_types=settings.token_types,
         )
         # Read on every request: kept as plain attributes rather than looked up in settings.
         self._max_token_length = settings.max_token_length
         self._leeway = settings.leeway
         self._scope_claims = settings.scope_claims
         self._identity_source = settings.identity_source
-        # The context's "scope": sorted once per distinct scope set. Sets whose list
-        # cannot be sent whole are remembered apart, as their listable_scopes.
-        self._scope_texts: dict[frozenset[str], str] = {}
-        self._unlisted: dict[frozenset[str], tuple[str, ...]] = {}
-        # The specialised common case (see warm_path.py); it defers everything else here.
-        self._warm: WarmPath | None = None
-        if api_keys is None and not settings.token_types:
-            self._warm = WarmPath(
-                keys=keys,
-                permissions=permissions,
-                clock=clock,
-                issuers=self._issuers,
-                audiences=self._audiences,
-                algorithms=tuple(settings.algorithms),
-                leeway=settings.leeway,
-                max_length=settings.max_token_length,
-                scope_claims=tuple(settings.scope_claims),
-                context_claims=self._context_claims,
-                scope_texts=self._scope_texts,
-            )
+        # This authorizer's own memos (core.memo's rules): API ARNs parse_method_arn
+        # found valid, and the context's "scope" text per scope set that can be sent whole.
+        self._api_arns: Memo[str, bool] = Memo()
+        self._scope_texts: Memo[frozenset[str], str] = Memo()
 
     def verify(self, authorization: object) -> VerifiedToken:
         """Verify an ``Authorization`` header value.
@@ -183,6 +181,7 @@ class Authorizer:
         resources = permissions.resources(token.scopes, api_arn, stage)
         principal = bounded_principal(token.principal_id)
         context, chars = scalar_context_counted(token.claims, self._context_claims)
+        # Guard: a scope set whose text was made before gets the same text.
         scope_text = self._scope_texts.get(token.scopes)
         if scope_text is None:
             scope_text = self._scope_text(token.scopes)
@@ -211,20 +210,12 @@ class Authorizer:
         return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars)
 
     def _scope_text(self, scopes: frozenset[str]) -> str | None:
-        # The whole "scope" entry, remembered; None when it cannot be sent whole (a scope
-        # a list cannot hold, or more than the context may carry).
-        if scopes in self._unlisted:
-            return None
+        # The whole "scope" entry, or None when it cannot be sent whole (a scope a list
+        # cannot hold, or more than the context may carry). Only whole texts are remembered.
         listable = listable_scopes(scopes)
         text = " ".join(listable)
         if len(listable) == len(scopes) and len(text) <= MAX_SCOPE_CHARS:
-            if len(self._scope_texts) >= 256:
-                self._scope_texts.clear()
-            self._scope_texts[scopes] = text
-            return text
-        if len(self._unlisted) >= 16:  # few and large: 10,000 scopes are a 60 KB list
-            self._unlisted.clear()
-        self._unlisted[scopes] = tuple(listable)
+            return self._scope_texts.remember(scopes, text)
         return None
 
     def _bounded_context(
@@ -232,9 +223,7 @@ class Authorizer:
     ) -> dict[str, str | int | float | bool]:
         scopes = token.scopes
         text = self._scope_texts.get(scopes)
-        listed = tuple(text.split(" ")) if text else self._unlisted.get(scopes)
-        if listed is None:
-            listed = tuple(listable_scopes(scopes))
+        listed = tuple(text.split(" ")) if text else tuple(listable_scopes(scopes))
         granting = self.permissions.get().granting_scopes(scopes, api_arn, stage)
         claims = scalar_context(token.claims, self._context_claims)
         return bound_context(claims, listed, len(scopes), granting, version, budget)
@@ -268,12 +257,8 @@ class Authorizer:
             KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
             PolicyTooLargeError: the policy is too large and no per-route answer is safe.
         """
-        if self._warm is not None:
-            answer = self._warm.answer(event)
-            if answer is not None:
-                return answer
         request = read_event(event, self._identity_source)
-        method_arn = parse_method_arn(request.method_arn)
+        method_arn = parse_method_arn(request.method_arn, self._api_arns)
         token = self.authenticate(request)
         # Usage plans and API keys exist on REST APIs only.
         decision = self.decide(token, method_arn, api_keys=request.kind in (TOKEN, REQUEST))

@@ -129,24 +129,25 @@ def read_event(event: Any, source: IdentitySource = DEFAULT_IDENTITY_SOURCE) -> 
     if not isinstance(event, dict) and not isinstance(event, Mapping):  # dict first: ABC checks are slow
         raise EventError("event is not an object")
     version = event.get("version")
-    if version == "2.0":
+    if version is None:  # REST events carry no version
+        kind = event.get("type")
+        if kind == "TOKEN":
+            return AuthorizerRequest(TOKEN, event.get("authorizationToken"), event.get("methodArn"))
+        if kind == "REQUEST":
+            value, in_query = _credential(event, source)
+            return AuthorizerRequest(REQUEST, value, event.get("methodArn"), in_query)
+    elif version == "2.0":
         if event.get("type") != "REQUEST" or "routeArn" not in event:
             raise EventError("payload 2.0 event without type REQUEST and routeArn")
         value, in_query = _credential(event, source)
         route_key = event.get("routeKey")
         return AuthorizerRequest(HTTP_V2, value, event.get("routeArn"), in_query,
                                  route_key if isinstance(route_key, str) else None)
-    if version == "1.0":
+    elif version == "1.0":
         value, in_query = _credential(event, source)
         return AuthorizerRequest(HTTP_V1, value, event.get("methodArn"), in_query)
-    if version is not None:
+    else:
         raise EventError("event version is neither 1.0 nor 2.0")
-    kind = event.get("type")
-    if kind == "TOKEN":
-        return AuthorizerRequest(TOKEN, event.get("authorizationToken"), event.get("methodArn"))
-    if kind == "REQUEST":
-        value, in_query = _credential(event, source)
-        return AuthorizerRequest(REQUEST, value, event.get("methodArn"), in_query)
     raise EventError("event type is not supported (expected TOKEN, REQUEST or an HTTP API payload)")
 
 

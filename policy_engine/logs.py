@@ -34,7 +34,7 @@ _middles: dict[tuple[str, str, str, str], str] = {}
 def log_decision(
     decision: str, reason: str, principal: str, routes: int, version: str, latency_ns: int, shape: str = "policy"
 ) -> None:
-    """The one line per Allow/Deny decision; formatted by hand because it is on the warm path.
+    """The one line per Allow/Deny decision; formatted by hand because it runs on every decision.
 
     ``shape`` names the response format: ``policy``, ``per-route policy`` or ``simple``.
     ``ts`` and ``latency_ms`` come out as in ``log`` (three decimals), from integers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from policy_engine.core.memo import Memo
 from policy_engine.errors import EventError
 
 __all__ = ["API_ARN_PATTERN", "HTTP_VERBS", "MAX_METHOD_ARN", "MAX_STAGE_NAME", "MethodArn", "parse_method_arn"]
@@ -40,22 +41,13 @@ class MethodArn:
         return f"{self.api_arn}/{self.stage}/{self.verb}/{self.path}"
 
 
-_KNOWN_API_ARNS: dict[str, bool] = {}
-
-
-def _is_api_arn(api_arn: str) -> bool:
-    # The regex, and the answer remembered for parse_method_arn.
-    known = API_ARN_PATTERN.fullmatch(api_arn) is not None
-    # Bounded so hostile events cannot grow the memo without limit.
-    if len(_KNOWN_API_ARNS) < 256:
-        _KNOWN_API_ARNS[api_arn] = known
-    return known
-
-
-def parse_method_arn(value: object) -> MethodArn:
+def parse_method_arn(value: object, known: Memo[str, bool] | None = None) -> MethodArn:
     """Split a methodArn into API ARN, stage, verb and path (without leading slash).
 
     Parsed from the left with bounded splits because the path may hold ``:`` and ``/``.
+    ``known`` is the caller's memo of API ARNs this function has found valid (see
+    ``core.memo``): a container serves a handful of APIs, so the pattern runs once per
+    API ARN. It holds only valid ones; every other check runs on every call.
 
     Raises:
         EventError: not a string, too long, or not an execute-api method ARN.
@@ -66,18 +58,20 @@ def parse_method_arn(value: object) -> MethodArn:
         raise EventError("methodArn is longer than API Gateway allows")
     # An API ARN holds no '/', so the first one ends it; the path keeps every later '/' and ':'.
     parts = value.split("/", 3)
-    if len(parts) < 3:
+    if len(parts) == 4:
+        api_arn, stage, verb, path = parts
+    elif len(parts) == 3:
+        (api_arn, stage, verb), path = parts, ""
+    else:
         raise EventError("methodArn is not an execute-api method ARN")
-    api_arn, stage, verb = parts[0], parts[1], parts[2]
-    # A container serves a handful of APIs: the regex runs once per API ARN.
-    known = _KNOWN_API_ARNS.get(api_arn)
-    if known is None:
-        known = _is_api_arn(api_arn)
-    if not known:
-        raise EventError("methodArn is not an execute-api method ARN")
+    # Guard: an API ARN the pattern has matched before matches again.
+    if known is None or known.get(api_arn) is None:
+        if API_ARN_PATTERN.fullmatch(api_arn) is None:
+            raise EventError("methodArn is not an execute-api method ARN")
+        if known is not None:
+            known.remember(api_arn, True)
     # A longer stage never comes from API Gateway; refusing it keeps every policy
     # Resource within what the mappings were validated for (IAM's 512 characters).
     if not stage or not verb or "*" in stage or len(stage) > MAX_STAGE_NAME:
         raise EventError("methodArn has no usable stage and verb")
-    return MethodArn(api_arn, stage, verb, parts[3] if len(parts) == 4 else "")
-
+    return MethodArn(api_arn, stage, verb, path)

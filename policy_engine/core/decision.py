@@ -164,7 +164,7 @@ def response_size_bound(decision: Decision) -> int:
     ``str()``, never shorter than its JSON (``True``/``true``, digits, ``repr`` of
     floats). Generous for text, which is short; exact enough for resources, which are
     what fills a policy. Lets the common policy skip serialising the response on the
-    warm path.
+    request path.
     """
     context = decision.context
     chars = decision.text_chars
@@ -275,7 +275,7 @@ def scalar_context_counted(
     values: Mapping[str, Any], names: Iterable[str] | None = None
 ) -> tuple[dict[str, str | int | float | bool], int]:
     """``scalar_context``, and the characters of its keys and values written as ``str``
-    (what ``response_size_bound`` counts), counted while it is built: on the warm path
+    (what ``response_size_bound`` counts), counted while it is built: on every decision
     that saves a second pass over the context."""
     out: dict[str, str | int | float | bool] = {}
     chars = 0

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
 from policy_engine.core.compaction import compact_resources
+from policy_engine.core.memo import Memo
 from policy_engine.errors import PermissionsError
 
 __all__ = [
@@ -235,16 +236,15 @@ OversizedReport = Callable[[str, str, tuple[str, ...]], None]
 class PermissionSet:
     """An immutable, indexed set of grants with a version.
 
-    ``resources()`` is memoised per (API, stage, granted scopes): the same callers hit
-    the same answer until a new version replaces the whole object. It never returns a
-    Resource longer than ``MAX_RESOURCE_ARN``: such a Resource (a stage-``*`` mapping
-    on a long stage, from data that skipped ``compile_records``' length rule) is left
-    out, so its route is denied, and handed to ``on_oversized`` when given.
+    ``resources()`` is memoised per (API, stage, scope set) in this object's own memo
+    (``core.memo``'s rules): the same callers hit the same answer until a new version
+    replaces the whole object. It never returns a Resource longer than
+    ``MAX_RESOURCE_ARN``: such a Resource (a stage-``*`` mapping on a long stage, from
+    data that skipped ``compile_records``' length rule) is left out, so its route is
+    denied, and handed to ``on_oversized`` when given.
     """
 
     __slots__ = ("_index", "_memo", "_on_oversized", "grants", "scopes", "version")
-
-    _MEMO_LIMIT = 4096
 
     def __init__(
         self, grants: Iterable[Grant], version: str | None = None, *, on_oversized: OversizedReport | None = None
@@ -260,7 +260,7 @@ class PermissionSet:
         self._index = {scope: {k: tuple(v) for k, v in apis.items()} for scope, apis in index.items()}
         self.scopes: frozenset[str] = frozenset(self._index)
         self.version: str = version or content_digest((*g.route, g.scope) for g in self.grants)
-        self._memo: dict[tuple[str, str, frozenset[str]], tuple[str, ...]] = {}
+        self._memo: Memo[tuple[str, str, frozenset[str]], tuple[str, ...]] = Memo()
         self._on_oversized = on_oversized
 
     def __len__(self) -> int:
@@ -294,8 +294,8 @@ class PermissionSet:
         ``core.compaction.compact_resources``, which allows exactly the same requests.
         """
         if compacted:
-            # First by the caller's own scope set (the same object for every token with
-            # the same scope claim), then by the part of it that grants anything.
+            # Guard: first by the caller's own scope set (the same object for every token
+            # with the same scope claim), then by the part of it that grants anything.
             cached = self._memo.get((api_arn, stage, scopes))
             if cached is not None:
                 return cached
@@ -303,7 +303,7 @@ class PermissionSet:
         if compacted:
             cached = self._memo.get(key)
             if cached is not None:
-                self._remember((api_arn, stage, scopes), cached)
+                self._memo.remember((api_arn, stage, scopes), cached)
                 return cached
         arns: set[str] = set()
         for route in self.routes(key[2], api_arn, stage):
@@ -323,14 +323,9 @@ class PermissionSet:
         if not compacted:
             return tuple(sorted(arns))
         result = compact_resources(arns)
-        self._remember(key, result)
-        self._remember((api_arn, stage, scopes), result)
+        self._memo.remember(key, result)
+        self._memo.remember((api_arn, stage, scopes), result)
         return result
-
-    def _remember(self, key: tuple[str, str, frozenset[str]], resources: tuple[str, ...]) -> None:
-        if len(self._memo) >= self._MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[key] = resources
 
 
 def content_digest(rows: Iterable[tuple[str, str, str, str, str]]) -> str:

@@ -42,7 +42,6 @@ def _authorizer(routes: int, **env: str) -> Authorizer:
                                        "CONTEXT_CLAIMS": ",".join(CLAIMS), **env})
     authorizer = Authorizer(settings_, keys=None,  # type: ignore[arg-type]
                             permissions=PermissionCache(MemoryPermissionSource(records), ttl=3600, max_stale=3600))
-    authorizer._warm = None  # the token is handed in below; the warm path would verify one
     return authorizer
 
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from jwt.algorithms import RSAAlgorithm
 
-from policy_engine.core.tokens import _DIGEST_INFO, _signature_check
+from policy_engine.core.tokens.keys import _DIGEST_INFO, _signature_check
 from tests.support.forge import rsa_key
 
 KEY = rsa_key()

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwt import PyJWK
 
-from policy_engine.core.tokens import _rsa_public_key, load_jwks
+from policy_engine.core.tokens.keys import _rsa_public_key, load_jwks
 from tests.conftest import ROOT
 
 KEYS = [rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key() for bits in (1024, 2048)]

@@ -9,6 +9,7 @@ import time
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
+from policy_engine.core.memo import MEMO_ENTRIES, Memo
 from policy_engine.core.tokens import (
     JwtVerifier,
     extract_bearer,
@@ -19,6 +20,7 @@ from policy_engine.core.tokens import (
     validate_claims,
     verify_signature,
 )
+from policy_engine.core.tokens.jws import decode_jws
 from policy_engine.errors import (
     ExpiredTokenError,
     InvalidClaimsError,
@@ -213,34 +215,45 @@ def test_bearer_rules(header):
 
 
 def test_remembered_headers_still_meet_the_algorithm_allow_list():
+    headers: Memo = Memo()
     token = raw_token({"alg": "RS384", "kid": "k1"}, claims(ISS), KEY)
-    assert _parse(token, ("RS256", "RS384")).alg == "RS384"  # now remembered
+    assert decode_jws(token, 8192, ("RS256", "RS384"), headers)[0]["alg"] == "RS384"
+    assert token.split(".")[0].encode() in headers  # now remembered
     with pytest.raises(UnsupportedAlgorithmError):
-        _parse(token, ("RS256",))
+        decode_jws(token, 8192, ("RS256",), headers)
 
 
 def test_remembered_headers_stay_bounded_under_forged_kids():
-    from policy_engine.core import tokens
-
-    for i in range(500):
-        _parse(raw_token({"alg": "RS256", "kid": f"forged-{i}"}, claims(ISS), KEY))
-    assert len(tokens._checked_headers) <= tokens._HEADER_MEMO_LIMIT
+    headers: Memo = Memo()
+    for i in range(3 * MEMO_ENTRIES):
+        decode_jws(raw_token({"alg": "RS256", "kid": f"forged-{i}"}, claims(ISS), KEY), 8192, ("RS256",), headers)
+        assert len(headers) <= MEMO_ENTRIES
 
 
 def test_a_bad_header_is_never_remembered():
-    from policy_engine.core import tokens
-
+    headers: Memo = Memo()
     token = raw_token({"alg": "RS256", "kid": "k1", "jku": "https://evil.example"}, claims(ISS), KEY)
     for _ in range(2):
         with pytest.raises(MalformedTokenError):
-            _parse(token)
-    assert token.split(".")[0].encode() not in tokens._checked_headers
+            decode_jws(token, 8192, ("RS256",), headers)
+    assert headers == {}
 
 
 def test_remembered_scope_sets_stay_bounded_and_never_mix_callers():
-    from policy_engine.core import tokens
-
+    known: Memo = Memo()
     for i in range(1000):
-        assert read_scopes({"scope": f"a{i}  b{i} "}, ("scope",)) == frozenset({f"a{i}", f"b{i}"})
-    assert len(tokens._scope_sets) <= tokens._SCOPE_MEMO_LIMIT
-    assert read_scopes({"scope": "a1 b1"}, ("scope",)) == frozenset({"a1", "b1"})
+        assert read_scopes({"scope": f"a{i}  b{i} "}, ("scope",), known) == frozenset({f"a{i}", f"b{i}"})
+        assert len(known) <= MEMO_ENTRIES
+    assert read_scopes({"scope": "a1 b1"}, ("scope",), known) == frozenset({"a1", "b1"})
+
+
+def test_each_verifier_keeps_its_own_memos():
+    # Per-authorizer memos: what one verifier remembered is never read by another.
+    keys = {"k1": load_jwks({"keys": [JWK]}, {"RS256"})[0]["k1"]}
+    options = {"issuers": [ISS], "audiences": ["policy-engine-demo"], "algorithms": ["RS256"], "leeway": 5,
+               "max_length": 8192, "scope_claims": SCOPE_CLAIMS, "token_types": ()}
+    first, second = JwtVerifier(**options), JwtVerifier(**options)
+    first.verify(raw_token({"alg": "RS256", "kid": "k1"}, claims(ISS), KEY), lambda issuer, kid: keys[kid],
+                 time.time())
+    assert len(first._headers) == 1 and len(first._scope_sets) == 1
+    assert len(second._headers) == 0 and len(second._scope_sets) == 0
