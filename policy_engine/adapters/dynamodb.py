@@ -57,8 +57,7 @@ from policy_engine.adapters.aws_http import (
     service_origin,
 )
 from policy_engine.adapters.http import BodyTooLargeError
-from policy_engine.core.snapshot import decode_snapshot
-from policy_engine.core.publish import MappingKey, record_of
+from policy_engine.core.snapshot import read_snapshot
 from policy_engine.errors import (
     ConfigurationError,
     CorruptStoreError,
@@ -255,25 +254,28 @@ class DynamoDbPermissionSource:
                     f"{where}: its snapshot ({ref.parts} items in partitions {SNAPSHOT_PREFIX}000...) is missing or "
                     "does not match the SHA-256 the pointer publishes; an item was changed outside policy-engine "
                     "sync (an unchanged `policy-engine sync` writes it again)")
-        assert data is not None and ref is not None  # the loop breaks with both, or raises
+        assert data is not None and ref is not None and version is not None  # the loop breaks with all, or raises
         try:
             document = unpack(data, self._max_bytes, where, etag)
         except StoreTooLargeError as exc:
             self._refused = exc
             raise
-        snapshot = decode_snapshot(document, where, etag)
-        if snapshot.version != version or snapshot.digest != content or len(document) != ref.size:
-            raise CorruptStoreError(f"{where}: the snapshot holds v{snapshot.version} ({snapshot.digest}), not what "
-                                    "the pointer publishes; written outside policy-engine sync?")
-        ordered = sorted(snapshot.keys)
-        description = self.description
+        # Format and digest checked here; the cache validates every record against the
+        # schema (compile_records), as for the snapshot file: no keys rebuilt, no sort.
+        snapshot, records = read_snapshot(document, where)
+        if snapshot["version"] != version or snapshot["digest"] != content or len(document) != ref.size:
+            raise CorruptStoreError(f"{where}: the snapshot holds v{snapshot['version']} ({snapshot['digest']}), not "
+                                    "what the pointer publishes; written outside policy-engine sync?")
+        description, label = self.description, version_label(version)
 
         def locate(path: tuple[int | str, ...]) -> str:
-            if path and isinstance(path[0], int) and path[0] < len(ordered):
-                return f"{description} {version_label(version)} mapping {_spelled(ordered[path[0]])!r}"
+            if path and isinstance(path[0], int) and path[0] < len(records):
+                r = records[path[0]]
+                spelled = f"{r['arn']} {r['stage']} {r['httpVerb']} {r['resource']} {r['scope']}"
+                return f"{description} {label} mapping {spelled!r}"
             return description
 
-        return RawPermissions([record_of(k) for k in ordered], locate, version_label(version), etag)
+        return RawPermissions(records, locate, label, etag)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -341,6 +343,3 @@ class DynamoDbPermissionSource:
             return None
         return b"".join(part for part in parts if part is not None)
 
-
-def _spelled(key: MappingKey) -> str:
-    return f"{key.arn} {key.stage} {key.verb} {key.resource} {key.scope}"

@@ -42,8 +42,15 @@ from policy_engine.adapters.aws_http import (
     s3_address,
 )
 from policy_engine.adapters.http import BodyTooLargeError
-from policy_engine.core.publish import record_of
-from policy_engine.core.snapshot import FORMAT, Link, Snapshot, decode_snapshot, document_hash, encode_snapshot
+from policy_engine.core.snapshot import (
+    FORMAT,
+    Link,
+    Snapshot,
+    decode_snapshot,
+    document_hash,
+    encode_snapshot,
+    read_snapshot,
+)
 from policy_engine.errors import (
     ConfigurationError,
     StoreTooLargeError,
@@ -117,15 +124,17 @@ class S3PermissionSource:
         body, etag = got
         if etag == known_etag:
             return None  # replaced by the very object already loaded (a rollback of the refused one)
-        snapshot = decode_snapshot(body, self.description, etag)
-        ordered = sorted(snapshot.keys)
+        # Format and digest checked here; the cache validates every record against the
+        # schema (compile_records), as for the snapshot file: no keys rebuilt, no sort.
+        document, records = read_snapshot(body, self.description)
+        where = self.description
 
         def locate(path: tuple[int | str, ...]) -> str:
             if path and isinstance(path[0], int):
-                return f"{self.description} mappings[{path[0]}]"
-            return self.description
+                return f"{where} mappings[{path[0]}]"
+            return where
 
-        return RawPermissions([record_of(k) for k in ordered], locate, f"v{snapshot.version}", etag)
+        return RawPermissions(records, locate, f"v{document['version']}", etag)
 
     def _get(self, if_none_match: str | None) -> tuple[bytes, str] | None:
         """``(body, etag)``, or ``None`` when ``if_none_match`` still matches (304).
