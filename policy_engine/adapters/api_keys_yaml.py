@@ -82,9 +82,9 @@ def _required_records(groups: Any, locate: Any) -> tuple[list[dict[str, Any]], l
         for r, route in enumerate(routes):
             verb, _, path = str(route).partition(" ")
             if not path.strip():
-                raise ConfigurationError(_VARIABLE, f"{locate(where + ('routes', r))}: route must read 'VERB /path'")
+                raise ConfigurationError(_VARIABLE, f"{locate((*where, 'routes', r))}: route must read 'VERB /path'")
             for stage in stages:
                 records.append({"arn": group["arn"], "stage": stage, "httpVerb": verb,
                                 "resource": path.strip(), "scope": REQUIRED_SCOPE})
-                origins.append(locate(where + ("routes", r)))
+                origins.append(locate((*where, "routes", r)))
     return records, origins

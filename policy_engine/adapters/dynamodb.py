@@ -57,8 +57,8 @@ from policy_engine.adapters.aws_http import (
     service_origin,
 )
 from policy_engine.adapters.http import BodyTooLargeError
-from policy_engine.core.snapshot import decode_snapshot
 from policy_engine.core.publish import MappingKey, record_of
+from policy_engine.core.snapshot import decode_snapshot
 from policy_engine.errors import (
     ConfigurationError,
     CorruptStoreError,

@@ -241,7 +241,7 @@ def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, st
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _print(out: dict[str, Any], paint: Palette) -> None:

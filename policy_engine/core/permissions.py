@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
-
 from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
 from policy_engine.core.compaction import compact_resources
 from policy_engine.core.memo import Memo
@@ -467,19 +466,19 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
         missing = [k for k in ("arn", "stages", "routes") if k not in group]
         if extra or missing:
             what = f"unknown field {extra[0]!r}" if extra else f"{missing[0]} is required"
-            problems.append(f"{locate(where + ((extra or [None])[0],) if extra else where)}: {what}")
+            problems.append(f"{locate((*where, (extra or [None])[0]) if extra else where)}: {what}")
             continue
         stages, routes = group["stages"], group["routes"]
         if isinstance(stages, str):
             stages = [stages]
         if not isinstance(stages, list) or not stages:
-            problems.append(f"{locate(where + ('stages',))}: stages must be a non-empty list")
+            problems.append(f"{locate((*where, 'stages'))}: stages must be a non-empty list")
             continue
         if not isinstance(routes, dict) or not routes:
-            problems.append(f"{locate(where + ('routes',))}: routes must map 'VERB /path' to a list of scopes")
+            problems.append(f"{locate((*where, 'routes'))}: routes must map 'VERB /path' to a list of scopes")
             continue
         for route_key, scopes in routes.items():
-            route_where = where + ("routes", route_key)
+            route_where = (*where, "routes", route_key)
             verb, _, path = str(route_key).partition(" ")
             if not path or " " in path.strip():
                 problems.append(f"{locate(route_where)}: route {route_key!r} must read 'VERB /path'")
@@ -498,11 +497,11 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                     def origin(sub: tuple[int | str, ...], route_where=route_where, s_i=s_i, where=where) -> str:
                         field = sub[0] if sub else None
                         if field == "arn":
-                            return locate(where + ("arn",))
+                            return locate((*where, "arn"))
                         if field == "stage":
-                            return locate(where + ("stages",))
+                            return locate((*where, "stages"))
                         if field == "scope":
-                            return locate(route_where + (s_i,))
+                            return locate((*route_where, s_i))
                         return locate(route_where)
 
                     origins.append(origin)

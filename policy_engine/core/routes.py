@@ -224,7 +224,7 @@ class _Route:
         out = set()
         for state in states:
             for label, target in self.edges[state]:
-                if label == char or label == _ANY_CHAR or (label == _SEGMENT_CHAR and char != "/"):
+                if label in (char, _ANY_CHAR) or (label == _SEGMENT_CHAR and char != "/"):
                     out.add(target)
         return frozenset(out)
 

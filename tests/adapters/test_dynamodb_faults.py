@@ -100,7 +100,7 @@ def test_rejected_credentials_are_one_clear_store_error_for_the_reader():
     rejected = dynamodb_error("400 Bad Request", "UnrecognizedClientException")
     with fake_store_endpoint("error", error_response=rejected) as endpoint:
         environ = {**CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint.url}
-        with pytest.raises(StoreError, match="access refused, check the AWS credentials.*UnrecognizedClientException"):
+        with pytest.raises(StoreError, match=r"access refused, check the AWS credentials.*UnrecognizedClientException"):
             DynamoDbPermissionSource("perms", environ=environ).fetch(None)
         assert endpoint.count() == 1  # a refusal is not retried
 

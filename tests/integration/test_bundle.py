@@ -177,9 +177,8 @@ def test_a_dependency_missing_from_the_bundle_fails_the_run(native_bundle, runti
     shutil.rmtree(task / "cryptography")
     with LocalIdentityProvider() as idp, running(
         task, runtime_client, handler_name, {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE}, tmp_path / "function.log"
-    ) as api:
-        with pytest.raises(RuntimeError, match="No module named 'cryptography'"):
-            api.invoke(token_event(idp.mint(), "GET", "/pets"), timeout=60)
+    ) as api, pytest.raises(RuntimeError, match="No module named 'cryptography'"):
+        api.invoke(token_event(idp.mint(), "GET", "/pets"), timeout=60)
 
 
 def test_bundle_contents_are_lean_and_normalised(plain_bundle):

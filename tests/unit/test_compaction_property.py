@@ -150,7 +150,7 @@ def test_compacted_policy_allows_exactly_what_the_mappings_grant(raw, scopes, ap
 def test_only_the_shortest_methods_share_a_question_mark_run():
     # A run longer than the shortest method could swallow 'GET/' and the start of the path.
     assert HTTP_VERBS == METHODS
-    assert VERB_CLASSES == {"???": frozenset({"GET", "PUT"})}
+    assert {"???": frozenset({"GET", "PUT"})} == VERB_CLASSES
     policy = response_for((f"{APIS[0]}/dev/????/x",), APIS[0], "dev")
     assert evaluate_response(policy, f"{APIS[0]}/dev/GET//x") is Verdict.ALLOW
 
@@ -204,7 +204,7 @@ def test_route_templates_intersect_globs_by_segment():
 
 # Paths of any length up to what an older release let through for a one-letter stage.
 long_resources = st.builds(
-    lambda parts, filler, at: "/" + "/".join(parts[:at] + ["r" * filler] + parts[at:]),
+    lambda parts, filler, at: "/" + "/".join([*parts[:at], "r" * filler, *parts[at:]]),
     st.lists(st.sampled_from(PIECES), max_size=3),
     st.one_of(st.integers(min_value=0, max_value=450), st.integers(min_value=300, max_value=450)), st.integers(0, 3))
 long_records = st.lists(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from policy_engine.core.decision import Decision, narrow_to_route, render_iam_response, render_simple_response, response_size
+from policy_engine.core.decision import (
+    Decision,
+    narrow_to_route,
+    render_iam_response,
+    render_simple_response,
+    response_size,
+)
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS
 from policy_engine.core.routes import PathPart, parse_route_key

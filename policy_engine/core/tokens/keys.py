@@ -144,7 +144,7 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
 
             try:
                 parsed = PyJWK(dict(jwk), algorithm)
-            except Exception as exc:  # PyJWT raises several types for malformed key material
+            except Exception as exc:  # noqa: BLE001 - PyJWT raises several types for malformed key material
                 skipped.append(f"{kid}: unusable key material ({type(exc).__name__})")
                 continue
             key, check = parsed.key, parsed.Algorithm
@@ -225,7 +225,7 @@ def check_signature(alg: str, key: VerificationKey, signing_input: bytes, signat
         raise UnsupportedAlgorithmError("token alg does not match the key's algorithm")
     try:
         valid = key.check(signing_input, signature)
-    except Exception:  # malformed signatures raise inside the backend on some algorithms
+    except Exception:  # noqa: BLE001 - malformed signatures raise inside the backend on some algorithms
         valid = False
     if not valid:
         raise InvalidSignatureError("token signature does not verify")
