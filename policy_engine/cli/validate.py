@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         records, locate = read_locations(locations)
-        report = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
+        linted = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
     except PermissionsError as exc:
         # The documents could not even be read as mappings (YAML syntax, unknown shape).
         findings = [Finding(ERROR, "schema", *_split(problem)) for problem in exc.problems]
-        report = None
+        report: LintReport | None = None
     else:
-        findings = report.findings
+        findings, report = linted.findings, linted
     failing = [f for f in findings if f.severity == ERROR or args.fail_on == WARNING]
     if args.format == "json":
         print(json.dumps(_as_json(locations, findings, report, catalogs), indent=2))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
 
 from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
@@ -439,7 +439,11 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
             raise PermissionsError(f"{locate(('permissions',))}: 'permissions' must be a list of mappings")
         for i, item in enumerate(listed):
             records.append(item)
-            origins.append(lambda sub, i=i: locate(("permissions", i, *sub)))
+
+            def origin(sub: tuple[int | str, ...], i: int = i) -> str:
+                return locate(("permissions", i, *sub))
+
+            origins.append(origin)
     if "apis" in document:
         _expand_grouped(document["apis"], locate, records, origins)
 
@@ -453,7 +457,7 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
     return records, locate_record
 
 
-def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Any]) -> None:
+def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Locate]) -> None:
     if not isinstance(apis, list):
         raise PermissionsError(f"{locate(('apis',))}: 'apis' must be a list of API groups")
     problems = []
@@ -494,7 +498,8 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                         {"arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope}
                     )
 
-                    def origin(sub: tuple[int | str, ...], route_where=route_where, s_i=s_i, where=where) -> str:
+                    def origin(sub: tuple[int | str, ...], route_where: tuple[Any, ...] = route_where, s_i: int = s_i,
+                               where: tuple[int | str, ...] = where) -> str:
                         field = sub[0] if sub else None
                         if field == "arn":
                             return locate((*where, "arn"))

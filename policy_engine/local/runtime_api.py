@@ -86,7 +86,7 @@ class RuntimeApi:
     @property
     def address(self) -> str:
         """The value for ``AWS_LAMBDA_RUNTIME_API``."""
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]  # typeshed allows a bytes host; the kernel gives str
         return f"{host}:{port}"
 
     def start(self) -> RuntimeApi:
