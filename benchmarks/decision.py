@@ -157,7 +157,8 @@ def main() -> None:
                     sys.stderr = stderr
             rows.append((size, f"(cold load of {size} mappings: {load_s * 1000:.0f} ms)", None, None, None, None, None))
 
-    print(f"{'mappings':>9}  {'alternating':<11} {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} {'× floor':>8}")
+    print(f"{'mappings':>9}  {'alternating':<11} {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} "
+          f"{'× floor':>8}")
     for size, mode, name, median, p99, ratio, floor_median in rows:
         if name is None:
             print(f"{size:>9}  {mode}")

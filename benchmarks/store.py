@@ -162,7 +162,8 @@ def main() -> None:
                 row(f"{label} -> v{result.version_after} ({result.plan.summary()})",
                     time.perf_counter() - started, calls)
 
-            print(f"cold load from the table (GetItem pointer + BatchGetItem parts + hash + compile), {args.runs} runs:")
+            print("cold load from the table (GetItem pointer + BatchGetItem parts + hash + compile), "
+                  f"{args.runs} runs:")
             times, units, loaded = [], 0.0, 0
             for _ in range(args.runs):
                 source = _ddb_source(ddb.endpoint)

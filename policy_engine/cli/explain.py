@@ -190,7 +190,8 @@ def _pick_api(permissions: PermissionSet, wanted: str | None) -> str:
     if wanted:
         matches = [a for a in apis if a == wanted or a.endswith(":" + wanted)]
         if not matches:
-            raise ConfigurationError("--api", f"{wanted}: no mapping names this API (mapped: {', '.join(apis) or 'none'})")
+            mapped = ", ".join(apis) or "none"
+            raise ConfigurationError("--api", f"{wanted}: no mapping names this API (mapped: {mapped})")
         return matches[0]
     if len(apis) != 1:
         raise ConfigurationError("--api", f"the mappings name {len(apis)} APIs; choose one ({', '.join(apis)})")

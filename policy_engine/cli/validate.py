@@ -115,10 +115,12 @@ def _print_text(locations: list[str], findings: list[Finding], report: LintRepor
     colour = {ERROR: "red", WARNING: "yellow"}
     for f in findings:
         where = f"{f.where}: " if f.where else ""
-        print(f"{paint(where, 'bold')}{paint(f.severity, colour[f.severity])}: {f.message} {paint(f'[{f.code}]', 'dim')}")
+        code = paint(f"[{f.code}]", "dim")
+        print(f"{paint(where, 'bold')}{paint(f.severity, colour[f.severity])}: {f.message} {code}")
     if report is not None and report.sizes and args.sizes > 0:
         shown = report.sizes[: args.sizes]
-        print(f"\nlargest authorizer responses ({len(shown)} of {len(report.sizes)}, limit {MAX_RESPONSE_BYTES} bytes):")
+        print(f"\nlargest authorizer responses ({len(shown)} of {len(report.sizes)}, "
+              f"limit {MAX_RESPONSE_BYTES} bytes):")
         width = max(len(row.subject) for row in shown)
         for row in shown:
             api = row.api_arn.rsplit(":", 1)[-1]

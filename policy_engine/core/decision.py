@@ -260,7 +260,9 @@ def render_simple_response(decision: Decision, route_arn: str, route: RouteTempl
     return simple_answer(decision, route_arn, route).response
 
 
-def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
+def scalar_context(
+    values: Mapping[str, Any], names: Iterable[str] | None = None
+) -> dict[str, str | int | float | bool]:
     """Keep only values API Gateway accepts in ``context``: strings, numbers, booleans.
 
     With ``names``, only those keys of ``values`` are considered (in that order).

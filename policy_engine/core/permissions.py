@@ -430,7 +430,9 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
         raise PermissionsError(f"{locate(())}: expected a list of mappings, 'permissions:' or 'apis:'")
     unknown = sorted(set(document) - {"permissions", "apis"})
     if unknown:
-        raise PermissionsError(f"{locate((unknown[0],))}: unknown top-level key {unknown[0]!r} (expected 'permissions' or 'apis')")
+        raise PermissionsError(
+            f"{locate((unknown[0],))}: unknown top-level key {unknown[0]!r} (expected 'permissions' or 'apis')"
+        )
     records: list[Any] = []
     origins: list[Callable[[tuple[int | str, ...]], str]] = []
     if "permissions" in document:
@@ -494,9 +496,9 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                 continue
             for s_i, scope in enumerate(scopes):
                 for stage in stages:
-                    records.append(
-                        {"arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope}
-                    )
+                    records.append({
+                        "arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope,
+                    })
 
                     def origin(sub: tuple[int | str, ...], route_where: tuple[Any, ...] = route_where, s_i: int = s_i,
                                where: tuple[int | str, ...] = where) -> str:

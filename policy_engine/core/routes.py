@@ -150,7 +150,9 @@ class _Globs:
         self.symbols = symbols
         self.closure = closure
         # A '*' that ends its pattern: everything from here on matches.
-        self.rest_is_star = frozenset(s for s in range(len(symbols) - 1) if symbols[s] == "*" and symbols[s + 1] is None)
+        self.rest_is_star = frozenset(
+            s for s in range(len(symbols) - 1) if symbols[s] == "*" and symbols[s + 1] is None
+        )
         after = frozenset().union(*(closure[s] for s in starts[len(spelled):]))
         for char in prefix:
             after = self.step(after, char)

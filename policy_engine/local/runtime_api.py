@@ -192,7 +192,8 @@ class RuntimeApi:
                 if self.path == f"{_PREFIX}/init/error":
                     api.init_errors.append(_document(body))
                     return self._reply(202, b'{"status":"OK"}')
-                if len(parts) == 6 and self.path.startswith(f"{_PREFIX}/invocation/") and parts[5] in ("response", "error"):
+                if (len(parts) == 6 and self.path.startswith(f"{_PREFIX}/invocation/")
+                        and parts[5] in ("response", "error")):
                     if parts[5] == "response":
                         result = FunctionResult(json.loads(body) if body else None, None)
                     else:

@@ -188,11 +188,15 @@ def parse_mapping(item: dict[str, Any], table: str) -> StoredMapping:
     if "removed" in item and removed is None:
         missing.append("removed (a number)")
     if missing:
-        raise CorruptStoreError(f"{where}: not written by policy-engine sync (missing or mistyped: {', '.join(missing)})")
+        raise CorruptStoreError(
+            f"{where}: not written by policy-engine sync (missing or mistyped: {', '.join(missing)})"
+        )
     key = MappingKey(*(str(values[name]) for name in _FIELDS))
     assert added is not None
     if sort_key(key, added) != sk:
-        raise CorruptStoreError(f"{where}: its attributes do not match its sort key (edited outside policy-engine sync?)")
+        raise CorruptStoreError(
+            f"{where}: its attributes do not match its sort key (edited outside policy-engine sync?)"
+        )
     return StoredMapping(key, added, removed, sk)
 
 
