@@ -106,7 +106,8 @@ def test_rejected_credentials_are_one_clear_store_error_for_the_reader():
 
 
 def test_rejected_credentials_stop_a_sync_before_it_writes(tmp_path):
-    client = _stubbed("get_item", "UnrecognizedClientException", "The security token included in the request is invalid.")
+    client = _stubbed("get_item", "UnrecognizedClientException",
+                      "The security token included in the request is invalid.")
     yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s")])
     with pytest.raises(StoreError, match="access refused"):
         sync(yaml_file, "dynamodb://perms", client=client)

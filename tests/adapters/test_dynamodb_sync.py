@@ -135,7 +135,8 @@ def test_a_killed_sync_blocks_others_until_take_over_and_a_changed_yaml_undoes_i
             dead[0] = True
             raise Crash("killed")
 
-    faulty = FaultyClient(backend.client(), batch_write_item=die, update_item=lambda n, k, r: die(0, k, r) if dead[0] else None)
+    faulty = FaultyClient(backend.client(), batch_write_item=die,
+                          update_item=lambda n, k, r: die(0, k, r) if dead[0] else None)
     with pytest.raises(Crash):
         sync(yaml_file, f"dynamodb://{table}", client=faulty)
     # The claim outlives the killed process: a second sync is refused with a clear message

@@ -19,14 +19,15 @@ from policy_engine.core.decision import Decision, render_iam_response
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS, compile_records
 
-APIS = ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5", "arn:aws:execute-api:us-east-1:123456789012:zz9y8x7w6v")
+APIS = ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5",
+        "arn:aws:execute-api:us-east-1:123456789012:zz9y8x7w6v")
 STAGES = ("dev", "prod")
 SCOPES = ("pets:read", "pets:write", "admin")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 # Pieces that make paths hard: method names, the stage, the API id, ':' and '*'.
-PIECES = ["pets", "p", "s", "GET", "PUT", "OPTIONS", "dev", "prod", "a1b2c3d4e5", "x:a1b2c3d4e5", "", "*", "pe*", "*s", "1",
-          "p**s"]
+PIECES = ["pets", "p", "s", "GET", "PUT", "OPTIONS", "dev", "prod", "a1b2c3d4e5", "x:a1b2c3d4e5", "", "*", "pe*", "*s",
+          "1", "p**s"]
 FILLERS = ["", "1", "a/b", "GET/pets", "x:a1b2c3d4e5/dev/GET/pets", "*", "pets/", "/", "dev/*/x", "/x", "s"]
 
 segments = st.lists(st.sampled_from(PIECES), min_size=0, max_size=4)
@@ -55,7 +56,9 @@ def oracle_glob(pattern: str, text: str) -> bool:
     return bool(text) and text[0] == head and oracle_glob(pattern[1:], text[1:])
 
 
-def oracle_grants(raw: list[dict[str, str]], scopes: frozenset[str], api: str, stage: str, verb: str, path: str) -> bool:
+def oracle_grants(
+    raw: list[dict[str, str]], scopes: frozenset[str], api: str, stage: str, verb: str, path: str
+) -> bool:
     """The mapping semantics of core/permissions.py's docstring, implemented independently."""
     for record in raw:
         mapping_verb = record["httpVerb"].upper()
