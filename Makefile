@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/policy-engine demo
 
+# Lint and type-check first: they take seconds and fail fast. Each line is its own shell
+# command, so any non-zero exit (including pytest's 5 for "no tests collected") fails `make`.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -49,7 +49,8 @@ TIMED_IMPORT = "import time; t = time.perf_counter(); import {module}; print(tim
 
 
 def _median_ms(values: list[float]) -> str:
-    return f"median {statistics.median(values) * 1000:7.1f} ms  (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})"
+    return (f"median {statistics.median(values) * 1000:7.1f} ms  "
+            f"(min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
 
 
 def time_import(task: Path, module: str, env: dict[str, str], runs: int) -> list[float]:

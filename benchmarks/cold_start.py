@@ -323,7 +323,8 @@ def run_once(candidate: Candidate, event: dict[str, Any], env: dict[str, str], l
     text = log.read_text(errors="replace")
     results = [line[7:] for line in text.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not results:
-        raise SystemExit(f"{candidate.name} on {candidate.data.name} failed (exit {process.returncode}):\n{text[-2000:]}")
+        raise SystemExit(f"{candidate.name} on {candidate.data.name} failed (exit {process.returncode}):\n"
+                         f"{text[-2000:]}")
     verdict = evaluate_response(json.loads(results[-1]), candidate.data.method_arn)
     if verdict is not Verdict.ALLOW:
         raise SystemExit(f"{candidate.name} on {candidate.data.name} did not allow the request: {verdict}")
@@ -407,9 +408,11 @@ def main() -> int:
             cpu_ratio = statistics.median(c / a for c, a in zip(candidate.cpus, anchor.cpus, strict=True))
             print(f"  {candidate.name:10} wall {spread(candidate.walls)}  x{ratio:.2f} of pyjwt   "
                   f"cpu {statistics.median(candidate.cpus) * 1000:6.1f} ms  x{cpu_ratio:.2f}")
-            summary[f"{data.name}/{candidate.name}"] = {"median_ms": round(statistics.median(candidate.walls) * 1000, 1),
-                                                        "ratio_to_pyjwt": round(ratio, 3),
-                                                        "cpu_ratio_to_pyjwt": round(cpu_ratio, 3)}
+            summary[f"{data.name}/{candidate.name}"] = {
+                "median_ms": round(statistics.median(candidate.walls) * 1000, 1),
+                "ratio_to_pyjwt": round(ratio, 3),
+                "cpu_ratio_to_pyjwt": round(cpu_ratio, 3),
+            }
     print(json.dumps(summary))
     return 0
 

@@ -40,16 +40,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jwt  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
-from policy_engine.adapters.memory import MemoryPermissionSource  # noqa: E402
-from policy_engine.bootstrap import key_source  # noqa: E402
-from policy_engine.cache import PermissionCache  # noqa: E402
-from policy_engine.engine import Authorizer  # noqa: E402
-from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.settings import Settings  # noqa: E402
+from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.bootstrap import key_source
+from policy_engine.cache import PermissionCache
+from policy_engine.engine import Authorizer
+from policy_engine.local.idp import LocalIdentityProvider
+from policy_engine.settings import Settings
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 VERBS = ("GET", "POST", "PUT", "DELETE")
@@ -128,37 +128,37 @@ def main() -> None:
             handler.AUTHORIZER = authorizer
             candidates = {
                 "pyjwt": (pyjwt, lambda event: event["authorizationToken"][7:]),
-                "handler": (lambda event: handler.lambda_handler(event, None), lambda event: event),
+                "handler": (lambda event, handler=handler: handler.lambda_handler(event, None), lambda event: event),
             }
             # Line-buffered: a write(2) per log line, as Lambda's unbuffered log stream does.
-            devnull = open(os.devnull, "w", buffering=-1 if args.buffered_log else 1)
-            stderr, sys.stderr = sys.stderr, devnull
-            fresh = iter(events[50:])
-            try:
-                for mode in ("blocks", "calls"):
-                    for name, (fn, arg) in candidates.items():
-                        floor_all, other_all, ratios = [], [], []
-                        for _ in range((args.tokens - 50) // 800):
-                            pairs = [(next(fresh), next(fresh)) for _ in range(100)]
-                            if mode == "blocks":
-                                base = timed(floor, [f["authorizationToken"][7:] for f, _ in pairs])
-                                other = timed(fn, [arg(o) for _, o in pairs])
-                            else:
-                                base, other = [], []
-                                for f, o in pairs:
-                                    base += timed(floor, [f["authorizationToken"][7:]])
-                                    other += timed(fn, [arg(o)])
-                            floor_all += base
-                            other_all += other
-                            ratios.append(statistics.median(other) / statistics.median(base))
-                        rows.append((size, mode, name, statistics.median(other_all), percentile(other_all, 0.99),
-                                     statistics.median(ratios), statistics.median(floor_all)))
-            finally:
-                sys.stderr = stderr
-                devnull.close()
+            with open(os.devnull, "w", buffering=-1 if args.buffered_log else 1) as devnull:
+                stderr, sys.stderr = sys.stderr, devnull
+                fresh = iter(events[50:])
+                try:
+                    for mode in ("blocks", "calls"):
+                        for name, (fn, arg) in candidates.items():
+                            floor_all, other_all, ratios = [], [], []
+                            for _ in range((args.tokens - 50) // 800):
+                                pairs = [(next(fresh), next(fresh)) for _ in range(100)]
+                                if mode == "blocks":
+                                    base = timed(floor, [f["authorizationToken"][7:] for f, _ in pairs])
+                                    other = timed(fn, [arg(o) for _, o in pairs])
+                                else:
+                                    base, other = [], []
+                                    for f, o in pairs:
+                                        base += timed(floor, [f["authorizationToken"][7:]])
+                                        other += timed(fn, [arg(o)])
+                                floor_all += base
+                                other_all += other
+                                ratios.append(statistics.median(other) / statistics.median(base))
+                            rows.append((size, mode, name, statistics.median(other_all), percentile(other_all, 0.99),
+                                         statistics.median(ratios), statistics.median(floor_all)))
+                finally:
+                    sys.stderr = stderr
             rows.append((size, f"(cold load of {size} mappings: {load_s * 1000:.0f} ms)", None, None, None, None, None))
 
-    print(f"{'mappings':>9}  {'alternating':<11} {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} {'× floor':>8}")
+    print(f"{'mappings':>9}  {'alternating':<11} {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} "
+          f"{'× floor':>8}")
     for size, mode, name, median, p99, ratio, floor_median in rows:
         if name is None:
             print(f"{size:>9}  {mode}")

@@ -103,9 +103,10 @@ def main() -> int:
             permissions.write_text(yaml.dump(mappings(size), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper)))
             scope_count = max(1, size // 10)
             profiles = [" ".join(f"svc{rng.randrange(scope_count)}:scope" for _ in range(2)) for _ in range(50)]
-            events = [{"type": "TOKEN", "methodArn": f"{API}/prod/GET/svc1/x",
-                       "authorizationToken": f"Bearer {idp.mint(scope=rng.choice(profiles), audience='bench', subject=f'c{i}')}"}
-                      for i in range(len(names) * args.tokens + 50)]
+            tokens = (idp.mint(scope=rng.choice(profiles), audience="bench", subject=f"c{i}")
+                      for i in range(len(names) * args.tokens + 50))
+            events = [{"type": "TOKEN", "methodArn": f"{API}/prod/GET/svc1/x", "authorizationToken": f"Bearer {token}"}
+                      for token in tokens]
             environ = {"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri,
                        "PERMISSIONS_SOURCE": str(permissions), "PERMISSIONS_CACHE_TTL": "3600"}
             apis = {name: RuntimeApi().start() for name in names}

@@ -21,12 +21,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from policy_engine.core.publish import MappingKey
 from policy_engine.core.snapshot import encode_snapshot
 from policy_engine.local.idp import LocalIdentityProvider
+
+ROOT = Path(__file__).resolve().parents[1]
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 VERBS = ("GET", "POST", "PUT", "DELETE")

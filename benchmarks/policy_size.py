@@ -105,7 +105,8 @@ def largest_fitting(generate: Callable[[], Iterator[tuple[str, str]]], compacted
 def main() -> None:
     print(f"API {API}, stage {STAGE}; limit {MAX_RESPONSE_BYTES} bytes (json.dumps of the whole response)")
     print(f"context: principal of {len(PRINCIPAL)} chars, issuer {ISSUER}\n")
-    header = f"{'scenario':<46} {'before: routes':>15} {'Resources':>10} {'after: routes':>14} {'Resources':>10} {'gain':>6}"
+    header = (f"{'scenario':<46} {'before: routes':>15} {'Resources':>10} {'after: routes':>14} {'Resources':>10} "
+              f"{'gain':>6}")
     print(header)
     print("-" * len(header))
     for name, generate in SCENARIOS.items():

@@ -162,7 +162,8 @@ def main() -> None:
                 row(f"{label} -> v{result.version_after} ({result.plan.summary()})",
                     time.perf_counter() - started, calls)
 
-            print(f"cold load from the table (GetItem pointer + BatchGetItem parts + hash + compile), {args.runs} runs:")
+            print("cold load from the table (GetItem pointer + BatchGetItem parts + hash + compile), "
+                  f"{args.runs} runs:")
             times, units, loaded = [], 0.0, 0
             for _ in range(args.runs):
                 source = _ddb_source(ddb.endpoint)
@@ -342,8 +343,8 @@ def cold_start(n: int, runs: int) -> None:
                         cpus[name].append(cpu)
                         inits[name].append(report["init"] + report["first"])
             for name in names:
-                ratios = [w / l for w, l in zip(walls[name], walls[local_label], strict=True)]
-                cpu_ratios = [c / l for c, l in zip(cpus[name], cpus[local_label], strict=True)]
+                ratios = [w / base for w, base in zip(walls[name], walls[local_label], strict=True)]
+                cpu_ratios = [c / base for c, base in zip(cpus[name], cpus[local_label], strict=True)]
                 print(f"  {name:<20} wall {statistics.median(walls[name]) * 1000:6.0f} ms "
                       f"(min {min(walls[name]) * 1000:.0f}, max {max(walls[name]) * 1000:.0f})  "
                       f"x{statistics.median(ratios):.2f}   cpu {statistics.median(cpus[name]) * 1000:6.0f} ms "

@@ -11,7 +11,6 @@ Usage: .venv/bin/python examples/request_authorizers.py
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import sys

@@ -55,7 +55,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     except (EventError, TokenError) as exc:
         _log_refusal("Unauthorized", exc, started)
         raise Unauthorized() from None
-    except Exception as exc:  # fail closed on everything else, including our own bugs
+    except Exception as exc:  # noqa: BLE001 - fail closed on everything else, including our own bugs
         _log_refusal("Error", exc, started)
         raise AuthorizerFailure() from None
     decision = answer.decision
@@ -66,12 +66,15 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
 def _log_refusal(outcome: str, exc: Exception, started: int) -> None:
     # Messages of our errors are fixed texts that never include the token.
-    known = isinstance(exc, PolicyEngineError)
+    if isinstance(exc, PolicyEngineError):
+        reason, detail = exc.code, str(exc)
+    else:
+        reason, detail = "internal_error", type(exc).__name__
     log(
         "WARN" if outcome == "Unauthorized" else "ERROR",
         "decision",
         decision=outcome,
-        reason=exc.code if known else "internal_error",
-        detail=str(exc) if known else type(exc).__name__,
+        reason=reason,
+        detail=detail,
         latency_ms=round((time.perf_counter_ns() - started) / 1e6, 3),
     )

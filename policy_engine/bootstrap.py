@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT, PermissionCache
 from policy_engine.engine import Authorizer
@@ -102,8 +104,7 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
                             api_keys=api_keys)
     if prefetch:
         keys.prefetch()
-        try:
+        # Any failure is logged by the cache; the first request retries and fails closed.
+        with contextlib.suppress(Exception):
             permissions.get(wait=STORE_INIT_WAIT)
-        except Exception:  # logged by the cache; the first request retries and fails closed
-            pass
     return authorizer

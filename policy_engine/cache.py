@@ -190,7 +190,7 @@ class PermissionCache:
             raw = self.source.fetch(self._etag if current is not None else None)
             fresh = None if raw is None else compile_records(raw.records, raw.locate, version=raw.version,
                                                               on_oversized=self._report_oversized)
-        except Exception as exc:  # any failure, ours or not, falls back or fails closed
+        except Exception as exc:  # noqa: BLE001 - any failure, ours or not, falls back or fails closed
             load.error = exc
             self._failed(load, current, exc)
         else:

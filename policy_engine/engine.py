@@ -279,7 +279,9 @@ class Authorizer:
         if request.kind == TOKEN or not self._identity_source.per_route:
             log("ERROR", "policy_too_large", principal=decision.principal_id, size=size, limit=MAX_RESPONSE_BYTES,
                 event_kind=request.kind, fix="use a REQUEST authorizer with method and path identity sources")
-            raise PolicyTooLargeError(f"policy of {size} bytes exceeds {MAX_RESPONSE_BYTES} and the cache key is not per route")
+            raise PolicyTooLargeError(
+                f"policy of {size} bytes exceeds {MAX_RESPONSE_BYTES} and the cache key is not per route"
+            )
         narrowed = narrow_to_route(decision, str(method_arn))
         response = render_iam_response(narrowed)
         log("WARN", "policy_narrowed_to_route", principal=decision.principal_id, size=size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 __all__ = ["log", "log_decision"]

@@ -134,7 +134,8 @@ class Settings:
         minimum=64, maximum=65536))
     jwks_timeout: float = field(default=3.0, metadata=_declare(
         "JWKS_TIMEOUT", "number", "deadline in seconds for one whole JWKS refresh (discovery, when used, and "
-        "the JWKS request together): lookup, connect, TLS, status, headers and a body of at most 512 KB", minimum=0.1, maximum=10.0))
+        "the JWKS request together): lookup, connect, TLS, status, headers and a body of at most 512 KB",
+        minimum=0.1, maximum=10.0))
     jwks_cache_ttl: float = field(default=3600.0, metadata=_declare(
         "JWKS_CACHE_TTL", "number", "seconds a fetched key set is used before a refresh; a key the issuer "
         "removed stops verifying within this time", minimum=1.0))
@@ -198,7 +199,8 @@ class Settings:
         if settings.jwks_uris and len(settings.jwks_uris) != len(settings.issuers):
             raise ConfigurationError(
                 "JWKS_URI",
-                f"gives {len(settings.jwks_uris)} URIs for {len(settings.issuers)} issuers; give one per ISSUER, in order",
+                f"gives {len(settings.jwks_uris)} URIs for {len(settings.issuers)} issuers; "
+                "give one per ISSUER, in order",
             )
         if settings.introspection_url is not None:
             # RFC 7662 §2.1: the endpoint must know who asks; anonymous introspection

@@ -87,9 +87,13 @@ def http_v2_event(
     return event
 
 
-BUILDERS = {"TOKEN": token_kind_event, "REQUEST": rest_request_event, "HTTP_V1": http_v1_event, "HTTP_V2": http_v2_event}
+BUILDERS = {
+    "TOKEN": token_kind_event, "REQUEST": rest_request_event, "HTTP_V1": http_v1_event, "HTTP_V2": http_v2_event,
+}
 
 
-def event_of(kind: str, token: str | None, verb: str = "GET", path: str = "/pets", stage: str = "dev") -> dict[str, Any]:
+def event_of(
+    kind: str, token: str | None, verb: str = "GET", path: str = "/pets", stage: str = "dev"
+) -> dict[str, Any]:
     """An event of ``kind`` for ``verb path`` carrying ``token`` in the Authorization header."""
     return BUILDERS[kind](token, verb, path, stage)

@@ -17,6 +17,7 @@ client thread still waiting on one.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -86,10 +87,8 @@ class FakeStoreEndpoint:
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         for thread in list(self._threads):
             thread.join(5)
@@ -173,10 +172,8 @@ class FakeStoreEndpoint:
             pass
         finally:
             source.close()
-            try:
+            with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Reader:

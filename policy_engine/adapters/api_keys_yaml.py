@@ -21,7 +21,7 @@ from typing import Any
 
 from policy_engine.adapters.yaml_files import load_yaml_document
 from policy_engine.core.apikeys import REQUIRED_SCOPE, ApiKeyRules, is_api_key
-from policy_engine.core.permissions import compile_records
+from policy_engine.core.permissions import Locate, compile_records
 from policy_engine.errors import ConfigurationError, PermissionsError
 
 __all__ = ["load_api_key_rules"]
@@ -59,14 +59,19 @@ def load_api_key_rules(path: str | None, claim: str | None) -> ApiKeyRules | Non
                 _VARIABLE, f"{locate(('clients', client))}: API key of {client!r} must be 20-128 printable characters"
             )
     records, origins = _required_records(document.get("required") or [], locate)
+
+    def origin(path: tuple[int | str, ...]) -> str:
+        # compile_records names a record by its index first
+        return origins[path[0]] if path and isinstance(path[0], int) else locate(("required",))
+
     try:
-        required = compile_records(records, lambda p: origins[p[0]] if p else locate(("required",)))
+        required = compile_records(records, origin)
     except PermissionsError as exc:
         raise ConfigurationError(_VARIABLE, "; ".join(exc.problems)) from None
     return ApiKeyRules(claim=claim, by_client=dict(clients), required=required)
 
 
-def _required_records(groups: Any, locate: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def _required_records(groups: Any, locate: Locate) -> tuple[list[dict[str, Any]], list[str]]:
     if not isinstance(groups, list):
         raise ConfigurationError(_VARIABLE, f"{locate(('required',))}: 'required' is a list of API groups")
     records: list[dict[str, Any]] = []
@@ -82,9 +87,9 @@ def _required_records(groups: Any, locate: Any) -> tuple[list[dict[str, Any]], l
         for r, route in enumerate(routes):
             verb, _, path = str(route).partition(" ")
             if not path.strip():
-                raise ConfigurationError(_VARIABLE, f"{locate(where + ('routes', r))}: route must read 'VERB /path'")
+                raise ConfigurationError(_VARIABLE, f"{locate((*where, 'routes', r))}: route must read 'VERB /path'")
             for stage in stages:
                 records.append({"arn": group["arn"], "stage": stage, "httpVerb": verb,
                                 "resource": path.strip(), "scope": REQUIRED_SCOPE})
-                origins.append(locate(where + ("routes", r)))
+                origins.append(locate((*where, "routes", r)))
     return records, origins

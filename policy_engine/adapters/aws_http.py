@@ -136,7 +136,7 @@ def find_region(service: str, environ: Mapping[str, str]) -> str:
     region = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION")
     if not region:
         try:
-            import botocore.session  # type: ignore[import-untyped]  # only off Lambda (a profile's region)
+            import botocore.session  # only off Lambda (a profile's region)
         except ImportError:  # pragma: no cover - botocore ships with every Lambda Python runtime
             region = None
         else:
@@ -230,8 +230,8 @@ def _environment_credentials(environ: Mapping[str, str]) -> Credentials | None:
 def _chain_credentials() -> CredentialSource:
     """botocore's credential chain, for runs outside Lambda (profiles, SSO, instance roles)."""
     try:
-        import botocore.session  # type: ignore[import-untyped]
-        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+        import botocore.session
+        from botocore.exceptions import BotoCoreError
     except ImportError:  # pragma: no cover - botocore ships with every Lambda Python runtime
         return lambda what: None
     found = botocore.session.get_session().get_credentials()

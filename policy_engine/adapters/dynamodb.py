@@ -159,8 +159,8 @@ def read_snapshot_ref(item: Mapping[str, Any], where: str) -> SnapshotRef | None
     """
     if "snapshot" not in item:
         return None
-    sort_key, parts, sha256, size = (text_of(item, "snapshot"), number_of(item, "snapshot_parts"), text_of(item, "snapshot_sha256"),
-                                     number_of(item, "snapshot_bytes"))
+    sort_key, parts = text_of(item, "snapshot"), number_of(item, "snapshot_parts")
+    sha256, size = text_of(item, "snapshot_sha256"), number_of(item, "snapshot_bytes")
     if sort_key is None or parts is None or sha256 is None or size is None or not 1 <= parts <= 10_000 or size < 0:
         raise CorruptStoreError(f"{where} item (pk=META, sk=PUBLISHED): snapshot attributes missing or mistyped")
     return SnapshotRef(sort_key, parts, sha256, size)
@@ -285,7 +285,8 @@ class DynamoDbPermissionSource:
         try:
             answer = self._client.send(
                 "POST", "/", what=what, max_bytes=max_bytes, body=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"DynamoDB_20120810.{operation}"})
+                headers={"Content-Type": "application/x-amz-json-1.0",
+                         "X-Amz-Target": f"DynamoDB_20120810.{operation}"})
         except BodyTooLargeError as exc:
             raise StoreError(f"{what}: {exc}") from None
         if answer.status != 200:

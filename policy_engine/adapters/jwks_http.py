@@ -87,13 +87,14 @@ class JwksKeySource:
         clock: Clock = time.monotonic,
         fetch_json: FetchJson = _default_fetch,
     ) -> None:
-        uris = list(jwks_uris) or [None] * len(issuers)
+        # Settings checks one URI per issuer; zip(strict=True) keeps that true for direct callers.
+        uris: list[str | None] = [*jwks_uris] or [None] * len(issuers)
         # After a failed refresh, the wait before the next try (a fixed interval): a failing
         # endpoint is not asked on every request, and a short TTL is not stretched to the interval.
         retry = min(cache_ttl, refetch_interval)
         self._issuers = {
             issuer: _IssuerKeys(issuer, uri, LastGood(cache_ttl + max_stale), Backoff(retry, retry))
-            for issuer, uri in zip(issuers, uris)
+            for issuer, uri in zip(issuers, uris, strict=True)
         }
         self._algorithms = frozenset(algorithms)
         self._timeout = timeout

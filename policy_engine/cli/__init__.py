@@ -17,7 +17,9 @@ from policy_engine.errors import PolicyEngineError
 __all__ = ["main"]
 
 #: Subcommand modules, in help order.
-COMMANDS = ("demo", "serve", "quickstart", "validate", "compile", "explain", "invoke", "migrate", "sync", "rollback", "bundle")
+COMMANDS = (
+    "demo", "serve", "quickstart", "validate", "compile", "explain", "invoke", "migrate", "sync", "rollback", "bundle",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from policy_engine.bootstrap import permission_source
 from policy_engine.core.permissions import Locate, PermissionSet, compile_records
@@ -74,7 +74,9 @@ def load_permission_set(location: str) -> PermissionSet:
 class Palette:
     """ANSI colours when writing to a terminal (and ``NO_COLOR`` is unset), else plain text."""
 
-    _CODES = {"red": "31", "yellow": "33", "green": "32", "bold": "1", "dim": "2", "cyan": "36"}
+    _CODES: ClassVar[dict[str, str]] = {
+        "red": "31", "yellow": "33", "green": "32", "bold": "1", "dim": "2", "cyan": "36",
+    }
 
     def __init__(self, stream: TextIO | None = None, mode: str = "auto") -> None:
         stream = stream or sys.stdout

@@ -190,7 +190,8 @@ def _pick_api(permissions: PermissionSet, wanted: str | None) -> str:
     if wanted:
         matches = [a for a in apis if a == wanted or a.endswith(":" + wanted)]
         if not matches:
-            raise ConfigurationError("--api", f"{wanted}: no mapping names this API (mapped: {', '.join(apis) or 'none'})")
+            mapped = ", ".join(apis) or "none"
+            raise ConfigurationError("--api", f"{wanted}: no mapping names this API (mapped: {mapped})")
         return matches[0]
     if len(apis) != 1:
         raise ConfigurationError("--api", f"the mappings name {len(apis)} APIs; choose one ({', '.join(apis)})")
@@ -241,7 +242,7 @@ def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, st
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _print(out: dict[str, Any], paint: Palette) -> None:

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"local identity provider: {idp.issuer} (JWKS {idp.jwks_uri})")
         print(f"permissions: {args.permissions}\n")
         cases = [
-            ("reader", "pets:read", [("GET", "/pets/12", 200), ("POST", "/pets", 403), ("GET", "/store/inventory", 403)]),
+            ("reader", "pets:read",
+             [("GET", "/pets/12", 200), ("POST", "/pets", 403), ("GET", "/store/inventory", 403)]),
             ("writer", "pets:write store:write", [("POST", "/pets", 200), ("DELETE", "/pets/12", 403),
                                                   ("PATCH", "/store/orders/7", 200)]),
             ("nobody", "email", [("GET", "/pets", 403)]),

@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         records, locate = read_locations(locations)
-        report = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
+        linted = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
     except PermissionsError as exc:
         # The documents could not even be read as mappings (YAML syntax, unknown shape).
         findings = [Finding(ERROR, "schema", *_split(problem)) for problem in exc.problems]
-        report = None
+        report: LintReport | None = None
     else:
-        findings = report.findings
+        findings, report = linted.findings, linted
     failing = [f for f in findings if f.severity == ERROR or args.fail_on == WARNING]
     if args.format == "json":
         print(json.dumps(_as_json(locations, findings, report, catalogs), indent=2))
@@ -115,10 +115,12 @@ def _print_text(locations: list[str], findings: list[Finding], report: LintRepor
     colour = {ERROR: "red", WARNING: "yellow"}
     for f in findings:
         where = f"{f.where}: " if f.where else ""
-        print(f"{paint(where, 'bold')}{paint(f.severity, colour[f.severity])}: {f.message} {paint(f'[{f.code}]', 'dim')}")
+        code = paint(f"[{f.code}]", "dim")
+        print(f"{paint(where, 'bold')}{paint(f.severity, colour[f.severity])}: {f.message} {code}")
     if report is not None and report.sizes and args.sizes > 0:
         shown = report.sizes[: args.sizes]
-        print(f"\nlargest authorizer responses ({len(shown)} of {len(report.sizes)}, limit {MAX_RESPONSE_BYTES} bytes):")
+        print(f"\nlargest authorizer responses ({len(shown)} of {len(report.sizes)}, "
+              f"limit {MAX_RESPONSE_BYTES} bytes):")
         width = max(len(row.subject) for row in shown)
         for row in shown:
             api = row.api_arn.rsplit(":", 1)[-1]

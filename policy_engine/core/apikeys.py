@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from policy_engine.core.permissions import PermissionSet
 
@@ -24,7 +24,7 @@ REQUIRED_SCOPE = "api-key-required"
 _API_KEY = re.compile(r"[\x21-\x7e]{20,128}")
 
 
-def is_api_key(value: object) -> bool:
+def is_api_key(value: object) -> TypeGuard[str]:
     """True when ``value`` could be an API Gateway API key value."""
     return isinstance(value, str) and _API_KEY.fullmatch(value) is not None
 
@@ -39,8 +39,8 @@ class ApiKeyRules:
 
     def key_for(self, claims: Mapping[str, Any]) -> str | None:
         """The caller's API key, or ``None``; a claim that is not a key value counts as none."""
-        if self.claim is not None and is_api_key(claims.get(self.claim)):
-            return claims[self.claim]
+        if self.claim is not None and is_api_key(key := claims.get(self.claim)):
+            return key
         for name in ("client_id", "sub"):
             client = claims.get(name)
             if isinstance(client, str) and client in self.by_client:

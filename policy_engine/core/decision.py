@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from policy_engine.core.iam import glob_matches
@@ -260,7 +260,9 @@ def render_simple_response(decision: Decision, route_arn: str, route: RouteTempl
     return simple_answer(decision, route_arn, route).response
 
 
-def scalar_context(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, str | int | float | bool]:
+def scalar_context(
+    values: Mapping[str, Any], names: Iterable[str] | None = None
+) -> dict[str, str | int | float | bool]:
     """Keep only values API Gateway accepts in ``context``: strings, numbers, booleans.
 
     With ``names``, only those keys of ``values`` are considered (in that order).

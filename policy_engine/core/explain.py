@@ -89,7 +89,8 @@ class RouteChange:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "scope": self.scope, "api": self.api_arn, "stage": self.stage, "route": route_text(self.verb, self.resource),
+            "scope": self.scope, "api": self.api_arn, "stage": self.stage,
+            "route": route_text(self.verb, self.resource),
             "mapping": self.source,
             "covered_by": None if self.covered_by is None else {
                 "route": route_text(self.covered_by.route.verb, self.covered_by.route.resource),

@@ -73,7 +73,7 @@ def _check_context(context: Any) -> None:
     for key, value in context.items():
         if not isinstance(key, str):
             raise MalformedResponseError("context keys must be strings")
-        if isinstance(value, bool) or isinstance(value, (str, int, float)):
+        if isinstance(value, (bool, str, int, float)):
             continue
         raise MalformedResponseError(f"context[{key!r}] must be a string, number or boolean")
 

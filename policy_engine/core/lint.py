@@ -195,7 +195,10 @@ def lint(
     entries: list[_Entry] = []
     for index, raw in enumerate(records):
         try:
-            compiled = compile_records([raw], lambda path, i=index: locate((i, *path[1:])))
+            def locate_one(path: tuple[int | str, ...], i: int = index) -> str:
+                return locate((i, *path[1:]))
+
+            compiled = compile_records([raw], locate_one)
         except PermissionsError as exc:
             for problem in exc.problems:
                 where, _, message = problem.partition(": ")
@@ -422,9 +425,9 @@ def _sizes(
         if grant.route.stage != "*":
             stages[grant.route.api_arn].add(grant.route.stage)
     if apis is not None:
-        for arn, entry in apis.apis.items():
+        for arn, api in apis.apis.items():
             if arn in stages:
-                stages[arn] |= set(entry.stages)
+                stages[arn] |= set(api.stages)
     pairs = [(arn, stage) for arn, names in sorted(stages.items()) for stage in sorted(names or {PLACEHOLDER_STAGE})]
     first_use: dict[str, str] = {}
     for entry in entries:

@@ -24,9 +24,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from json.encoder import encode_basestring_ascii as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
-
 
 from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
 from policy_engine.core.compaction import compact_resources
@@ -431,7 +430,9 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
         raise PermissionsError(f"{locate(())}: expected a list of mappings, 'permissions:' or 'apis:'")
     unknown = sorted(set(document) - {"permissions", "apis"})
     if unknown:
-        raise PermissionsError(f"{locate((unknown[0],))}: unknown top-level key {unknown[0]!r} (expected 'permissions' or 'apis')")
+        raise PermissionsError(
+            f"{locate((unknown[0],))}: unknown top-level key {unknown[0]!r} (expected 'permissions' or 'apis')"
+        )
     records: list[Any] = []
     origins: list[Callable[[tuple[int | str, ...]], str]] = []
     if "permissions" in document:
@@ -440,7 +441,11 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
             raise PermissionsError(f"{locate(('permissions',))}: 'permissions' must be a list of mappings")
         for i, item in enumerate(listed):
             records.append(item)
-            origins.append(lambda sub, i=i: locate(("permissions", i, *sub)))
+
+            def origin(sub: tuple[int | str, ...], i: int = i) -> str:
+                return locate(("permissions", i, *sub))
+
+            origins.append(origin)
     if "apis" in document:
         _expand_grouped(document["apis"], locate, records, origins)
 
@@ -454,7 +459,7 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
     return records, locate_record
 
 
-def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Any]) -> None:
+def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Locate]) -> None:
     if not isinstance(apis, list):
         raise PermissionsError(f"{locate(('apis',))}: 'apis' must be a list of API groups")
     problems = []
@@ -467,19 +472,19 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
         missing = [k for k in ("arn", "stages", "routes") if k not in group]
         if extra or missing:
             what = f"unknown field {extra[0]!r}" if extra else f"{missing[0]} is required"
-            problems.append(f"{locate(where + ((extra or [None])[0],) if extra else where)}: {what}")
+            problems.append(f"{locate((*where, (extra or [None])[0]) if extra else where)}: {what}")
             continue
         stages, routes = group["stages"], group["routes"]
         if isinstance(stages, str):
             stages = [stages]
         if not isinstance(stages, list) or not stages:
-            problems.append(f"{locate(where + ('stages',))}: stages must be a non-empty list")
+            problems.append(f"{locate((*where, 'stages'))}: stages must be a non-empty list")
             continue
         if not isinstance(routes, dict) or not routes:
-            problems.append(f"{locate(where + ('routes',))}: routes must map 'VERB /path' to a list of scopes")
+            problems.append(f"{locate((*where, 'routes'))}: routes must map 'VERB /path' to a list of scopes")
             continue
         for route_key, scopes in routes.items():
-            route_where = where + ("routes", route_key)
+            route_where = (*where, "routes", route_key)
             verb, _, path = str(route_key).partition(" ")
             if not path or " " in path.strip():
                 problems.append(f"{locate(route_where)}: route {route_key!r} must read 'VERB /path'")
@@ -491,18 +496,19 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                 continue
             for s_i, scope in enumerate(scopes):
                 for stage in stages:
-                    records.append(
-                        {"arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope}
-                    )
+                    records.append({
+                        "arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope,
+                    })
 
-                    def origin(sub: tuple[int | str, ...], route_where=route_where, s_i=s_i, where=where) -> str:
+                    def origin(sub: tuple[int | str, ...], route_where: tuple[Any, ...] = route_where, s_i: int = s_i,
+                               where: tuple[int | str, ...] = where) -> str:
                         field = sub[0] if sub else None
                         if field == "arn":
-                            return locate(where + ("arn",))
+                            return locate((*where, "arn"))
                         if field == "stage":
-                            return locate(where + ("stages",))
+                            return locate((*where, "stages"))
                         if field == "scope":
-                            return locate(route_where + (s_i,))
+                            return locate((*route_where, s_i))
                         return locate(route_where)
 
                     origins.append(origin)

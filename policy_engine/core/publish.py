@@ -68,7 +68,8 @@ class Plan:
     def lines(self) -> list[str]:
         """A diff a reviewer reads: ``-`` then ``+`` per API and stage, sorted."""
         marked = [(k, 0) for k in self.removed] + [(k, 1) for k in self.added]
-        marked.sort(key=lambda item: (item[0].arn, item[0].stage, item[0].resource, item[0].verb, item[1], item[0].scope))
+        marked.sort(key=lambda item: (item[0].arn, item[0].stage, item[0].resource, item[0].verb, item[1],
+                                      item[0].scope))
         return [f"{'-+'[sign]} {key}" for key, sign in marked]
 
     def summary(self) -> str:

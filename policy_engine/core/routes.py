@@ -150,7 +150,9 @@ class _Globs:
         self.symbols = symbols
         self.closure = closure
         # A '*' that ends its pattern: everything from here on matches.
-        self.rest_is_star = frozenset(s for s in range(len(symbols) - 1) if symbols[s] == "*" and symbols[s + 1] is None)
+        self.rest_is_star = frozenset(
+            s for s in range(len(symbols) - 1) if symbols[s] == "*" and symbols[s + 1] is None
+        )
         after = frozenset().union(*(closure[s] for s in starts[len(spelled):]))
         for char in prefix:
             after = self.step(after, char)
@@ -224,7 +226,7 @@ class _Route:
         out = set()
         for state in states:
             for label, target in self.edges[state]:
-                if label == char or label == _ANY_CHAR or (label == _SEGMENT_CHAR and char != "/"):
+                if label in (char, _ANY_CHAR) or (label == _SEGMENT_CHAR and char != "/"):
                     out.add(target)
         return frozenset(out)
 

@@ -94,7 +94,7 @@ class DynamoDbLocal:
                 err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 raise RuntimeError(f"DynamoDB Local exited with {self._process.returncode}: {err[-500:]}")
             try:
-                urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 - loopback
+                urllib.request.urlopen(self.endpoint, timeout=1)
                 return self
             except urllib.error.HTTPError:
                 return self  # any HTTP answer means it is serving

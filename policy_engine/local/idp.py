@@ -141,7 +141,9 @@ class LocalIdentityProvider:
         self.tokens_issued = 0
         self.jwks_override: Callable[[], tuple[int, bytes]] | None = None
         self.requests: list[str] = []
-        self.routes: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]] = {}
+        self.routes: dict[
+            tuple[str, str], Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]
+        ] = {}
         self.opaque_tokens: dict[str, dict[str, Any]] = {}
         self.introspection_clients: dict[str, str] = {}
         #: How each introspection request authenticated: "client_secret_basic" or "client_secret_post".

@@ -58,5 +58,5 @@ def invoke(module: ModuleType, event: Any) -> InvokeResult:
     """Call ``lambda_handler`` the way the Lambda runtime reports the outcome."""
     try:
         return InvokeResult(module.lambda_handler(event, None), None)
-    except Exception as exc:  # the runtime reports any exception as errorMessage
+    except Exception as exc:  # noqa: BLE001 - the runtime reports any exception as errorMessage
         return InvokeResult(None, str(exc))

@@ -46,7 +46,7 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
+        host, port = self.server.socket.getsockname()[:2]  # typeshed allows a bytes host; the kernel gives str
         return f"http://{host}:{port}"
 
     def start(self) -> None:

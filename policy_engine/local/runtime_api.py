@@ -86,7 +86,7 @@ class RuntimeApi:
     @property
     def address(self) -> str:
         """The value for ``AWS_LAMBDA_RUNTIME_API``."""
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]  # typeshed allows a bytes host; the kernel gives str
         return f"{host}:{port}"
 
     def start(self) -> RuntimeApi:
@@ -192,7 +192,8 @@ class RuntimeApi:
                 if self.path == f"{_PREFIX}/init/error":
                     api.init_errors.append(_document(body))
                     return self._reply(202, b'{"status":"OK"}')
-                if len(parts) == 6 and self.path.startswith(f"{_PREFIX}/invocation/") and parts[5] in ("response", "error"):
+                if (len(parts) == 6 and self.path.startswith(f"{_PREFIX}/invocation/")
+                        and parts[5] in ("response", "error")):
                     if parts[5] == "response":
                         result = FunctionResult(json.loads(body) if body else None, None)
                     else:

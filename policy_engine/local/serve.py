@@ -203,7 +203,8 @@ class LocalStack:
             "Try it (for the shipped example):",
             "  # 1. get a token (client credentials, HTTP Basic)",
             f"  TOKEN=$(curl -s -u pets-reader:reader-secret -d grant_type=client_credentials "
-            f"-d scope=pets:read {token_url} | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            f"-d scope=pets:read {token_url} "
+            "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
             "  # 2. a route the token's scopes grant: 200",
             f"  curl -i -H \"Authorization: Bearer $TOKEN\" {api}/pets/1",
             "  # 3. a route outside the token's scopes: 403",

@@ -22,6 +22,7 @@ its leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import lzma
 import random
@@ -58,8 +59,8 @@ from policy_engine.adapters.dynamodb import (
     unpack,
     version_label,
 )
-from policy_engine.core.snapshot import encode_snapshot
 from policy_engine.core.publish import MappingKey, Plan, digest
+from policy_engine.core.snapshot import encode_snapshot
 from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
@@ -187,11 +188,15 @@ def parse_mapping(item: dict[str, Any], table: str) -> StoredMapping:
     if "removed" in item and removed is None:
         missing.append("removed (a number)")
     if missing:
-        raise CorruptStoreError(f"{where}: not written by policy-engine sync (missing or mistyped: {', '.join(missing)})")
+        raise CorruptStoreError(
+            f"{where}: not written by policy-engine sync (missing or mistyped: {', '.join(missing)})"
+        )
     key = MappingKey(*(str(values[name]) for name in _FIELDS))
     assert added is not None
     if sort_key(key, added) != sk:
-        raise CorruptStoreError(f"{where}: its attributes do not match its sort key (edited outside policy-engine sync?)")
+        raise CorruptStoreError(
+            f"{where}: its attributes do not match its sort key (edited outside policy-engine sync?)"
+        )
     return StoredMapping(key, added, removed, sk)
 
 
@@ -429,14 +434,13 @@ class DynamoDbStore:
 
     def release(self, claim: Claim) -> None:
         """Drop ``claim`` if still ours (after a failed sync), so a re-run need not wait."""
-        try:
+        # Lost or unreachable: the lease lapses on its own.
+        with contextlib.suppress(ClientError, StoreError):
             self.call("update_item", Key=_key(META, POINTER_SK),
                       UpdateExpression="REMOVE #co, #cv, #ce, #cs", ConditionExpression="#co = :owner",
                       ExpressionAttributeNames={"#co": "claim_owner", "#cv": "claim_version",
                                                 "#ce": "claim_expires", "#cs": "claim_started"},
                       ExpressionAttributeValues={":owner": {"S": claim.owner}})
-        except (ClientError, StoreError):
-            pass  # lost or unreachable: the lease lapses on its own
 
     def flip(self, claim: Claim, content: str, mappings: int, note: str, published_at: str,
              snapshot: SnapshotRef) -> None:

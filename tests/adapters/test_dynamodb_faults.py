@@ -100,13 +100,14 @@ def test_rejected_credentials_are_one_clear_store_error_for_the_reader():
     rejected = dynamodb_error("400 Bad Request", "UnrecognizedClientException")
     with fake_store_endpoint("error", error_response=rejected) as endpoint:
         environ = {**CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint.url}
-        with pytest.raises(StoreError, match="access refused, check the AWS credentials.*UnrecognizedClientException"):
+        with pytest.raises(StoreError, match=r"access refused, check the AWS credentials.*UnrecognizedClientException"):
             DynamoDbPermissionSource("perms", environ=environ).fetch(None)
         assert endpoint.count() == 1  # a refusal is not retried
 
 
 def test_rejected_credentials_stop_a_sync_before_it_writes(tmp_path):
-    client = _stubbed("get_item", "UnrecognizedClientException", "The security token included in the request is invalid.")
+    client = _stubbed("get_item", "UnrecognizedClientException",
+                      "The security token included in the request is invalid.")
     yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s")])
     with pytest.raises(StoreError, match="access refused"):
         sync(yaml_file, "dynamodb://perms", client=client)

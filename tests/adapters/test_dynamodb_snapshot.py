@@ -71,7 +71,7 @@ def test_a_part_edited_or_deleted_by_hand_never_loads_and_an_unchanged_sync_rewr
     data = bytearray(part["data"]["B"])
     data[len(data) // 2] ^= 0x20
     client.put_item(TableName=table, Item={**part, "data": {"B": bytes(data)}})
-    with pytest.raises(CorruptStoreError, match="v1: its snapshot .* does not match the SHA-256"):
+    with pytest.raises(CorruptStoreError, match=r"v1: its snapshot .* does not match the SHA-256"):
         DynamoDbPermissionSource(table).fetch(None)
 
     repaired = sync(yaml_file, f"dynamodb://{table}")

@@ -135,7 +135,8 @@ def test_a_killed_sync_blocks_others_until_take_over_and_a_changed_yaml_undoes_i
             dead[0] = True
             raise Crash("killed")
 
-    faulty = FaultyClient(backend.client(), batch_write_item=die, update_item=lambda n, k, r: die(0, k, r) if dead[0] else None)
+    faulty = FaultyClient(backend.client(), batch_write_item=die,
+                          update_item=lambda n, k, r: die(0, k, r) if dead[0] else None)
     with pytest.raises(Crash):
         sync(yaml_file, f"dynamodb://{table}", client=faulty)
     # The claim outlives the killed process: a second sync is refused with a clear message
@@ -252,10 +253,10 @@ def published(table, tmp_path):
 def test_unreadable_yaml_is_refused_before_anything_is_written(published, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("permissions:\n  - arn: [unclosed\n")
-    with pytest.raises(PermissionsError, match="bad.yaml:3: invalid YAML"):
+    with pytest.raises(PermissionsError, match=r"bad\.yaml:3: invalid YAML"):
         sync(bad, f"dynamodb://{published}")
     bad.write_bytes(b"permissions: \xff\xfe\n")
-    with pytest.raises(PermissionsError, match="bad.yaml: not UTF-8"):
+    with pytest.raises(PermissionsError, match=r"bad\.yaml: not UTF-8"):
         sync(bad, f"dynamodb://{published}")
     assert pointer_version(published) == 1
 
@@ -271,7 +272,7 @@ def test_a_foreign_item_in_the_table_is_named_and_blocks_sync_but_not_the_reader
     backend.client().put_item(TableName=published, Item={"pk": {"S": MAPPINGS}, "sk": {"S": "hello"},
                                                           "note": {"S": "someone's item"}})
     good = write_permissions(tmp_path / "next.yaml", [("GET", "/b", "s:read")])
-    with pytest.raises(CorruptStoreError, match="sk='hello'.*not written by policy-engine sync"):
+    with pytest.raises(CorruptStoreError, match=r"sk='hello'.*not written by policy-engine sync"):
         sync(good, f"dynamodb://{published}")
     # The authorizer reads only items that claim a version, and proves the set by its
     # digest: the stray item cannot change a decision.
@@ -299,7 +300,7 @@ def test_an_item_deleted_in_the_console_fails_the_digest(published, tmp_path, ba
     # The authorizer loads the snapshot, proven by its hash and digest: still exactly v1
     assert load(published).version == "v1" and keys_of(load(published)) == {key}
     fixed = write_permissions(tmp_path / "x.yaml", [("GET", "/x", "s")])
-    with pytest.raises(CorruptStoreError, match="do not match its digest.*sync --repair"):
+    with pytest.raises(CorruptStoreError, match=r"do not match its digest.*sync --repair"):
         sync(fixed, f"dynamodb://{published}")
     assert pointer_version(published) == 1
     # --repair publishes the YAML over the damaged version, and readers are whole again
@@ -368,7 +369,7 @@ def test_a_sync_whose_writes_do_not_add_up_is_not_published(table, tmp_path, bac
         return real(RequestItems={name: requests[1:]})  # acknowledged, never written
 
     faulty = FaultyClient(backend.client(), batch_write_item=lose_one_write)
-    with pytest.raises(CorruptStoreError, match="v2 as written .* does not match the plan"):
+    with pytest.raises(CorruptStoreError, match=r"v2 as written .* does not match the plan"):
         sync(yaml_file, f"dynamodb://{table}", client=faulty)
     assert pointer_version(table) == 1 and {k.resource for k in keys_of(load(table))} == {"/a"}
     assert sync(yaml_file, f"dynamodb://{table}").version_after == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from itertools import chain, repeat
 
 import pytest
@@ -89,7 +90,9 @@ def test_a_kept_alive_connection_outlives_one_requests_deadline(scheme, trust_te
 
 def test_a_tls_handshake_that_trickles_is_cut_off(trust_test_ca):
     # A TLS record header announcing 16 KB, then one byte at a time: the handshake never ends.
-    handshake = lambda: chain([b"\x16\x03\x03\x40\x00"], repeat(b"\x00"))
+    def handshake() -> Iterator[bytes]:
+        return chain([b"\x16\x03\x03\x40\x00"], repeat(b"\x00"))
+
     with TricklingServer(handshake, interval=0.2, read_request=False) as server:
         _gives_up(lambda: request_json(server.url.replace("http:", "https:"), timeout=TIMEOUT), "TLS handshake")
 

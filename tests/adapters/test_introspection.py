@@ -92,7 +92,7 @@ def test_timeout_fails_closed(server):
         return 200, b'{"active":true}'
 
     server.introspection_override = slow
-    with pytest.raises(IntrospectionError, match="TimeoutError|timed out"):
+    with pytest.raises(IntrospectionError, match=r"TimeoutError|timed out"):
         client(server, timeout=0.1).introspect(server.issue_opaque())
 
 

@@ -170,10 +170,11 @@ def test_a_removed_key_stops_verifying_once_the_cache_ttl_has_passed(idp):
     assert _jwks_requests(idp) == 2
 
 
-@pytest.mark.parametrize("document", [b'{"keys": []}',
-                                      b'{"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}',
-                                      b'{"keys": [{"kty": "RSA", "kid": "k2", "use": "enc", "n": "AQAB", "e": "AQAB"}]}'],
-                         ids=["no keys", "only an oct key", "only an enc key"])
+@pytest.mark.parametrize("document", [
+    b'{"keys": []}',
+    b'{"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}',
+    b'{"keys": [{"kty": "RSA", "kid": "k2", "use": "enc", "n": "AQAB", "e": "AQAB"}]}',
+], ids=["no keys", "only an oct key", "only an enc key"])
 def test_an_answer_without_usable_keys_revokes_every_key(idp, capsys, document):
     clock = Clock()
     source = _source(idp, clock)

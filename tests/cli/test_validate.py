@@ -95,7 +95,7 @@ def test_wildcard_stage_and_verb_shadow_narrower_mappings_of_the_same_scope_only
   - {{arn: "{API}", stage: dev, httpVerb: PATCH, resource: /orders/7, scope: other}}
   - {{arn: "{API}", stage: dev, httpVerb: GET, resource: /orders, scope: s}}
 """)
-    code, report = run_json(capsys, folder)
+    _code, report = run_json(capsys, folder)
     shadowed = codes(report)["shadowed"]
     assert [f["where"].rsplit(":", 1)[1] for f in shadowed] == ["3"]
     assert "ANY /orders/*" in shadowed[0]["message"]

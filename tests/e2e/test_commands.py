@@ -10,7 +10,6 @@ import sys
 from policy_engine.cli import main
 from tests.conftest import ROOT
 
-
 # `policy-engine serve` started the way a terminal starts it: with Ctrl-C's SIGINT handled.
 # Run where SIGINT is ignored (the suite as a background job of a script, as some CI
 # runners do), a child inherits the ignoring and would never see the SIGINT below.

@@ -152,7 +152,7 @@ def test_permission_change_takes_effect_after_both_caches_expire(start_stack, pe
 
 
 def test_key_rotation_in_the_identity_provider(start_stack):
-    stack, handler = start_stack(cache_ttl=0, handler_env={"JWKS_CACHE_TTL": "1"})
+    stack, _handler = start_stack(cache_ttl=0, handler_env={"JWKS_CACHE_TTL": "1"})
     client = Client(stack)
     old = client.token()
     assert client.call("GET", "/dev/pets", old).status == 200

@@ -31,7 +31,8 @@ print("RESULT " + json.dumps({"response": response, "heavy": heavy}))
 
 
 def cold_start(idp, source: Path, scope: str, route: str) -> dict:
-    event = {"type": "TOKEN", "authorizationToken": f"Bearer {idp.mint(scope=scope)}", "methodArn": f"{API}/dev/{route}"}
+    token = idp.mint(scope=scope)
+    event = {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": f"{API}/dev/{route}"}
     env = {"PATH": "/usr/bin:/bin", "ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "PERMISSIONS_SOURCE": str(source)}
     done = subprocess.run([sys.executable, "-c", RUN, json.dumps(event), ",".join(HEAVY)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)

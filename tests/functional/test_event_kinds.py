@@ -120,7 +120,8 @@ class TestSimpleResponses:
     def test_route_key_cache_needs_a_grant_covering_the_whole_route(self, idp, make_handler, tmp_path):
         # GIVEN only GET /pets/12 is granted, and API Gateway caches per route key
         (tmp_path / "p.yaml").write_text(
-            f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n      GET /pets/12: [pets:one]\n      GET /pets/*: [pets:all]\n"
+            f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+            "      GET /pets/12: [pets:one]\n      GET /pets/*: [pets:all]\n"
         )
         handler = make_handler(PERMISSIONS_SOURCE=str(tmp_path), **SIMPLE)
         one = idp.mint(scope="pets:one")

@@ -59,7 +59,8 @@ def test_two_hung_issuers_share_one_prefetch_budget(capsys):
     assert elapsed < PREFETCH_BUDGET + 2
     assert handler.AUTHORIZER is not None
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
-    not_loaded = {line["issuer"] for line in lines if line["event"] in ("jwks_prefetch_failed", "jwks_prefetch_skipped")}
+    not_loaded = {line["issuer"] for line in lines
+                  if line["event"] in ("jwks_prefetch_failed", "jwks_prefetch_skipped")}
     assert not_loaded == {f"{idp.url}/a", f"{idp.url}/b"}
 
 

@@ -175,7 +175,8 @@ def test_an_oversize_s3_snapshot_is_refused_with_one_line_and_not_downloaded_aga
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     refused = [e for e in lines if e.get("error") == "store_too_large"]
     assert refused and refused[0]["level"] == "ERROR"
-    assert f"{target} is {size} bytes" in refused[0]["detail"] and f"PERMISSIONS_MAX_BYTES is {limit}" in refused[0]["detail"]
+    assert f"{target} is {size} bytes" in refused[0]["detail"]
+    assert f"PERMISSIONS_MAX_BYTES is {limit}" in refused[0]["detail"]
     # init and 20 requests over 100 s: a few GETs (back-off); only the first one has a body,
     # the others carry If-None-Match with the refused ETag and get 304
     with capsys.disabled():

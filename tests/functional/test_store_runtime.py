@@ -119,8 +119,9 @@ event = {"type": "TOKEN", "authorizationToken": "Bearer " + sys.argv[1],
          "methodArn": "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/dev/GET/pets/12"}
 answer = app.lambda_handler(event, None)
 aws_sdk = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "s3transfer"))
-admin = sorted(m for m in sys.modules if m.startswith(("policy_engine.publish", "policy_engine.adapters.aws",
-                                                        "policy_engine.migrate")) and m != "policy_engine.adapters.aws_http")
+admin = sorted(m for m in sys.modules
+               if m.startswith(("policy_engine.publish", "policy_engine.adapters.aws", "policy_engine.migrate"))
+               and m != "policy_engine.adapters.aws_http")
 print(json.dumps({"answer": answer, "aws_sdk": aws_sdk, "admin": admin}))
 """
 

@@ -10,8 +10,8 @@ import json
 import time
 
 import pytest
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from policy_engine.core.iam import Verdict
 from policy_engine.local.invoke import invoke
@@ -237,7 +237,7 @@ def test_duplicate_json_members_are_refused(idp, make_handler):
     payload = json.dumps(claims(idp.issuer))[:-1] + ', "iss": "https://evil.example"}'
     token = raw_token({"alg": "RS256", "kid": key.kid}, payload, key.private_key)
     assert _refused(make_handler(), token)
-    header = '{"alg": "RS256", "kid": "%s", "alg": "none"}' % key.kid
+    header = f'{{"alg": "RS256", "kid": "{key.kid}", "alg": "none"}}'
     assert _refused(make_handler(), raw_token(header, claims(idp.issuer), key.private_key, alg="RS256"))
 
 

@@ -141,7 +141,9 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
 
 
 @pytest.mark.parametrize("flavour", ["native_bundle", "plain_bundle"])
-def test_the_bundle_decides_through_the_runtime_interface_client(flavour, request, runtime_client, handler_name, tmp_path):
+def test_the_bundle_decides_through_the_runtime_interface_client(
+    flavour, request, runtime_client, handler_name, tmp_path
+):
     # GIVEN the unpacked bundle, a local IdP and the default permissions (those in the zip)
     task = unpack(request.getfixturevalue(flavour).path, tmp_path / "task")
     log = tmp_path / "function.log"
@@ -152,7 +154,8 @@ def test_the_bundle_decides_through_the_runtime_interface_client(flavour, reques
         reader = api.invoke(token_event(idp.mint(scope="pets:read"), "GET", "/pets/12"))
         nobody = api.invoke(token_event(idp.mint(scope="email"), "GET", "/pets"))
         forged = api.invoke(token_event(idp.mint(scope="pets:admin")[:-4] + "AAAA", "DELETE", "/pets/1"))
-        garbage = api.invoke({"type": "TOKEN", "authorizationToken": "Bearer not-a-jwt", "methodArn": f"{API}/dev/GET/pets"})
+        garbage = api.invoke({"type": "TOKEN", "authorizationToken": "Bearer not-a-jwt",
+                              "methodArn": f"{API}/dev/GET/pets"})
         http_api = api.invoke(http_v2_event(idp.mint(scope="pets:read"), "GET", "/pets/12"))
     # THEN the decisions are what API Gateway would enforce
     assert reader.error is None, reader.error
@@ -177,9 +180,8 @@ def test_a_dependency_missing_from_the_bundle_fails_the_run(native_bundle, runti
     shutil.rmtree(task / "cryptography")
     with LocalIdentityProvider() as idp, running(
         task, runtime_client, handler_name, {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE}, tmp_path / "function.log"
-    ) as api:
-        with pytest.raises(RuntimeError, match="No module named 'cryptography'"):
-            api.invoke(token_event(idp.mint(), "GET", "/pets"), timeout=60)
+    ) as api, pytest.raises(RuntimeError, match="No module named 'cryptography'"):
+        api.invoke(token_event(idp.mint(), "GET", "/pets"), timeout=60)
 
 
 def test_bundle_contents_are_lean_and_normalised(plain_bundle):
@@ -191,8 +193,8 @@ def test_bundle_contents_are_lean_and_normalised(plain_bundle):
     assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in infos)
     assert all(info.external_attr >> 16 == 0o100644 for info in infos)
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]  # --no-compile
-    assert not [n for n in names if n.startswith(("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging",
-                                                  "boto3/", "botocore/"))]
+    admin_only = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging", "boto3/", "botocore/")
+    assert not [n for n in names if n.startswith(admin_only)]
     for required in ["handler/app.py", "policy_engine/bootstrap.py", "policy_engine/py.typed", "permissions"]:
         assert required in files
     # the permissions ship compiled, exactly as `policy-engine compile` writes them; no YAML

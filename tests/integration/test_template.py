@@ -114,7 +114,8 @@ def test_the_permissions_table_is_on_demand_recoverable_and_protected(template):
     # the layout the store and migrations/0001_create_table.py use
     assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
                                        {"AttributeName": "sk", "KeyType": "RANGE"}]
-    assert {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]} == {("pk", "S"), ("sk", "S")}
+    attributes = {(a["AttributeName"], a["AttributeType"]) for a in properties["AttributeDefinitions"]}
+    assert attributes == {("pk", "S"), ("sk", "S")}
 
 
 def test_the_function_runs_the_bundle_the_cli_builds(template):
@@ -138,7 +139,8 @@ def test_the_rest_api_validates_bearer_tokens_before_calling_the_authorizer(temp
     with LocalIdentityProvider() as idp:
         token = idp.mint(scope="pets:read")
     assert pattern.fullmatch(f"Bearer {token}")
-    for refused in ["", "Bearer", "Bearer ", f"bearer {token}", f"Basic {token}", f"Bearer {token} x", f"Bearer {token}\n"]:
+    for refused in ["", "Bearer", "Bearer ", f"bearer {token}", f"Basic {token}", f"Bearer {token} x",
+                    f"Bearer {token}\n"]:
         assert not pattern.fullmatch(refused), refused
     ttl = template["Parameters"]["AuthorizerCacheTtl"]
     assert (ttl["MinValue"], ttl["MaxValue"]) == (0, 3600)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -146,7 +146,7 @@ def test_openapi_routes_templates_greedy_and_any(tmp_path: Path, gateways):
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+    seen: ClassVar[list[tuple[str, str, dict[str, str], bytes]]] = []
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -54,8 +54,9 @@ SCRIPTS: dict[str, tuple[Script, float]] = {
     "chunked body": (lambda: chain([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n"],
                                    repeat(b"1\r\n \r\n")), 0.2),
     # over the 512 KB cap at 20 KB/s, without a Content-Length that would give it away
-    "oversized body": (lambda: chain([b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n["],
-                                     repeat(b"0," * 500)), 0.05),
+    "oversized body": (lambda: chain(
+        [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n["],
+        repeat(b"0," * 500)), 0.05),
 }
 
 

@@ -29,7 +29,8 @@ def test_method_arn_is_parsed_from_the_left(arn, expected):
 
 
 @pytest.mark.parametrize("arn", [None, 5, "", "nonsense", f"{API}", f"{API}/dev", f"{API}/*/GET/x",
-                                 "arn:aws:s3:us-east-1:123456789012:a1b2c3d4e5/dev/GET/x", f"{API}/dev/GET/" + "x" * 1600,
+                                 "arn:aws:s3:us-east-1:123456789012:a1b2c3d4e5/dev/GET/x",
+                                 f"{API}/dev/GET/" + "x" * 1600,
                                  # API Gateway's stage names are at most 128 characters
                                  f"{API}/{'s' * 129}/GET/x"])
 def test_bad_method_arns_are_refused(arn):

@@ -71,8 +71,8 @@ def test_objects_are_addressed_virtual_hosted_on_aws_and_path_style_elsewhere():
     assert s3_address("b-1", "a/b", "cn-north-1", {}) == ("https://b-1.s3.cn-north-1.amazonaws.com.cn", "/a/b")
     local = {"AWS_ENDPOINT_URL": "http://localstack:4566"}
     assert s3_address("b-1", "a/b", "us-east-1", local) == ("http://localstack:4566", "/b-1/a/b")
-    assert service_origin("dynamodb", "eu-west-1", {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000/",
-                                                    "AWS_ENDPOINT_URL": "http://other"}) == ("http://127.0.0.1:8000", True)
+    both = {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000/", "AWS_ENDPOINT_URL": "http://other"}
+    assert service_origin("dynamodb", "eu-west-1", both) == ("http://127.0.0.1:8000", True)
     with pytest.raises(ConfigurationError, match="AWS_ENDPOINT_URL_S3"):
         service_origin("s3", "eu-west-1", {"AWS_ENDPOINT_URL_S3": "ftp://x"})
 

@@ -19,14 +19,15 @@ from policy_engine.core.decision import Decision, render_iam_response
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS, compile_records
 
-APIS = ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5", "arn:aws:execute-api:us-east-1:123456789012:zz9y8x7w6v")
+APIS = ("arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5",
+        "arn:aws:execute-api:us-east-1:123456789012:zz9y8x7w6v")
 STAGES = ("dev", "prod")
 SCOPES = ("pets:read", "pets:write", "admin")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 # Pieces that make paths hard: method names, the stage, the API id, ':' and '*'.
-PIECES = ["pets", "p", "s", "GET", "PUT", "OPTIONS", "dev", "prod", "a1b2c3d4e5", "x:a1b2c3d4e5", "", "*", "pe*", "*s", "1",
-          "p**s"]
+PIECES = ["pets", "p", "s", "GET", "PUT", "OPTIONS", "dev", "prod", "a1b2c3d4e5", "x:a1b2c3d4e5", "", "*", "pe*", "*s",
+          "1", "p**s"]
 FILLERS = ["", "1", "a/b", "GET/pets", "x:a1b2c3d4e5/dev/GET/pets", "*", "pets/", "/", "dev/*/x", "/x", "s"]
 
 segments = st.lists(st.sampled_from(PIECES), min_size=0, max_size=4)
@@ -55,7 +56,9 @@ def oracle_glob(pattern: str, text: str) -> bool:
     return bool(text) and text[0] == head and oracle_glob(pattern[1:], text[1:])
 
 
-def oracle_grants(raw: list[dict[str, str]], scopes: frozenset[str], api: str, stage: str, verb: str, path: str) -> bool:
+def oracle_grants(
+    raw: list[dict[str, str]], scopes: frozenset[str], api: str, stage: str, verb: str, path: str
+) -> bool:
     """The mapping semantics of core/permissions.py's docstring, implemented independently."""
     for record in raw:
         mapping_verb = record["httpVerb"].upper()
@@ -150,7 +153,7 @@ def test_compacted_policy_allows_exactly_what_the_mappings_grant(raw, scopes, ap
 def test_only_the_shortest_methods_share_a_question_mark_run():
     # A run longer than the shortest method could swallow 'GET/' and the start of the path.
     assert HTTP_VERBS == METHODS
-    assert VERB_CLASSES == {"???": frozenset({"GET", "PUT"})}
+    assert {"???": frozenset({"GET", "PUT"})} == VERB_CLASSES
     policy = response_for((f"{APIS[0]}/dev/????/x",), APIS[0], "dev")
     assert evaluate_response(policy, f"{APIS[0]}/dev/GET//x") is Verdict.ALLOW
 
@@ -204,7 +207,7 @@ def test_route_templates_intersect_globs_by_segment():
 
 # Paths of any length up to what an older release let through for a one-letter stage.
 long_resources = st.builds(
-    lambda parts, filler, at: "/" + "/".join(parts[:at] + ["r" * filler] + parts[at:]),
+    lambda parts, filler, at: "/" + "/".join([*parts[:at], "r" * filler, *parts[at:]]),
     st.lists(st.sampled_from(PIECES), max_size=3),
     st.one_of(st.integers(min_value=0, max_value=450), st.integers(min_value=300, max_value=450)), st.integers(0, 3))
 long_records = st.lists(

@@ -88,7 +88,8 @@ def test_every_answer_fits_keeps_its_grant_and_copies_only_whole_things(scopes, 
 def test_simple_responses_fit_and_copy_only_whole_things(scopes, many, claims):
     scopes = scopes | {f"bulk-{i}" for i in range(many)}
     token = VerifiedToken("https://idp.example.com", "c1", frozenset(scopes), {"sub": "c1", **claims})
-    authorizer = _authorizer(3, SIMPLE_RESPONSES="true", IDENTITY_SOURCE="$request.header.Authorization,$context.routeKey")
+    authorizer = _authorizer(3, SIMPLE_RESPONSES="true",
+                             IDENTITY_SOURCE="$request.header.Authorization,$context.routeKey")
     event = {"version": "2.0", "type": "REQUEST", "routeArn": f"{API}/dev/GET/pets", "routeKey": "GET /pets",
              "identitySource": ["Bearer x", "GET /pets"], "headers": {"authorization": "Bearer x"}}
     response = _answer(authorizer, token, event)

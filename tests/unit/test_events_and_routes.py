@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from policy_engine.core.decision import Decision, narrow_to_route, render_iam_response, render_simple_response, response_size
+from policy_engine.core.decision import (
+    Decision,
+    narrow_to_route,
+    render_iam_response,
+    render_simple_response,
+    response_size,
+)
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS
 from policy_engine.core.routes import PathPart, parse_route_key
@@ -20,10 +26,13 @@ API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
     "entries, location, name, scope",
     [
         (("method.request.header.Authorization",), "header", "Authorization", "identity"),
-        (("method.request.querystring.token", "context.httpMethod", "context.resourcePath"), "querystring", "token", "route"),
-        (("method.request.header.Authorization", "context.httpMethod", "context.path"), "header", "Authorization", "request"),
+        (("method.request.querystring.token", "context.httpMethod", "context.resourcePath"),
+         "querystring", "token", "route"),
+        (("method.request.header.Authorization", "context.httpMethod", "context.path"),
+         "header", "Authorization", "request"),
         (("$request.header.X-Token", "$context.routeKey"), "header", "X-Token", "route"),
-        (("$context.httpMethod", "$request.header.Authorization", "$context.path"), "header", "Authorization", "request"),
+        (("$context.httpMethod", "$request.header.Authorization", "$context.path"),
+         "header", "Authorization", "request"),
         (("$request.header.Authorization", "$stageVariables.tenant"), "header", "Authorization", "identity"),
         (("method.request.header.Authorization", "context.resourcePath"), "header", "Authorization", "identity"),
     ],
@@ -33,7 +42,9 @@ def test_identity_sources_in_either_syntax(entries, location, name, scope):
     assert (source.location, source.name, source.cache_scope) == (location, name, scope)
 
 
-@pytest.mark.parametrize("entries", [("Authorization",), ("$context.routeKey",), ("method.request.path.id",), ("$request.header.",)])
+@pytest.mark.parametrize(
+    "entries", [("Authorization",), ("$context.routeKey",), ("method.request.path.id",), ("$request.header.",)]
+)
 def test_bad_identity_sources(entries):
     with pytest.raises(ConfigurationError) as info:
         parse_identity_source(entries)

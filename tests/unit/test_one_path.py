@@ -53,7 +53,8 @@ RECORDS = [
     {"arn": API, "stage": "dev", "httpVerb": "GET", "resource": "/pets/*", "scope": "pets:read"},
     {"arn": API, "stage": "dev", "httpVerb": "POST", "resource": "/pets", "scope": "pets:write"},
     # Too many routes for one response (8 KB).
-    *({"arn": API, "stage": "dev", "httpVerb": "GET", "resource": f"/big/{i}/items", "scope": "big"} for i in range(150)),
+    *({"arn": API, "stage": "dev", "httpVerb": "GET", "resource": f"/big/{i}/items", "scope": "big"}
+      for i in range(150)),
 ]
 
 

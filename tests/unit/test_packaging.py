@@ -60,8 +60,8 @@ def test_native_problems_name_each_library_built_for_another_target():
     }
     problems = native_problems(files, arch="arm64", python="3.12")
     flagged = {problem.split(":")[0] for problem in problems}
-    assert flagged == {"pkg/_wrong_arch.cpython-312-x86_64-linux-gnu.so", "pkg/_wrong_python.cpython-311-aarch64-linux-gnu.so",
-                       "pkg/_32bit.so", "pkg/not_elf.so"}
+    assert flagged == {"pkg/_wrong_arch.cpython-312-x86_64-linux-gnu.so",
+                       "pkg/_wrong_python.cpython-311-aarch64-linux-gnu.so", "pkg/_32bit.so", "pkg/not_elf.so"}
     assert native_problems({"pkg/_rust.abi3.so": _elf(183)}, arch="arm64", python="3.13") == []
 
 

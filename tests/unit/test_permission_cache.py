@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
+
 import pytest
 
+from policy_engine import cache as cache_module
 from policy_engine.cache import PermissionCache
 from policy_engine.errors import StoreError
 from policy_engine.ports import RawPermissions
@@ -89,11 +94,6 @@ def test_cold_container_with_failing_store_raises():
 
 # -- loads with a deadline (stores): single flight, bounded waits, back-off ------------------
 
-import itertools
-import threading
-import time
-
-from policy_engine import cache as cache_module
 
 #: How long a blocked fake fetch waits before giving up by itself: only so that a cache
 #: that waits without a bound fails these tests instead of hanging the suite.

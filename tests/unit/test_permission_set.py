@@ -11,7 +11,7 @@ API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 
 
 def _set(*rows):
-    records = [dict(zip(("arn", "stage", "httpVerb", "resource", "scope"), row)) for row in rows]
+    records = [dict(zip(("arn", "stage", "httpVerb", "resource", "scope"), row, strict=True)) for row in rows]
     return compile_records(records, lambda path: f"test:{path}")
 
 
@@ -79,7 +79,7 @@ def test_a_resource_too_long_for_the_requested_stage_is_left_out_and_reported():
     # older release published): one path fits any stage, one fits 'dev' only
     long_path = "/reports/" + "r" * 380
     reported: list[tuple[str, str, tuple[str, ...]]] = []
-    records = [dict(zip(("arn", "stage", "httpVerb", "resource", "scope"), row)) for row in (
+    records = [dict(zip(("arn", "stage", "httpVerb", "resource", "scope"), row, strict=True)) for row in (
         (API, "*", "GET", "/pets", "a"), (API, "*", "ANY", long_path, "a"), (API, "*", "GET", "/pets/*", "b"))]
     permissions = compile_records(records, lambda path: f"test:{path}",
                                   on_oversized=lambda api, stage, dropped: reported.append((api, stage, dropped)))

@@ -76,14 +76,18 @@ GOOD_BODY = _DIGEST_INFO["sha256"] + SHA256
 HOSTILE = {
     "the valid encoding, as a control": encoded(GOOD_BODY),
     "block type 2 (encryption padding)": encoded(GOOD_BODY, block_type=b"\x02"),
-    "a padding byte that is not FF": encoded(GOOD_BODY, filler=b"\xff" * 100 + b"\x7f" + b"\xff" * (K - 3 - len(GOOD_BODY) - 101)),
+    "a padding byte that is not FF": encoded(
+        GOOD_BODY, filler=b"\xff" * 100 + b"\x7f" + b"\xff" * (K - 3 - len(GOOD_BODY) - 101)
+    ),
     "fewer than 8 padding bytes": encoded(b"\x00" * (K - 10 - len(GOOD_BODY)) + GOOD_BODY, filler=b"\xff" * 7),
     "no zero separator": b"\x00\x01" + b"\xff" * (K - 2 - len(GOOD_BODY)) + GOOD_BODY,
     # Bleichenbacher 2006: a verifier that parses the DigestInfo and ignores what follows.
     "garbage after the digest": encoded(GOOD_BODY + b"\x00" * 20),
     "garbage inside the padding": encoded(GOOD_BODY, filler=b"\xff" * 8 + b"\x00" * (K - 3 - 8 - len(GOOD_BODY))),
     "a SHA-384 DigestInfo around the SHA-256 hash": encoded(_DIGEST_INFO["sha384"][:-1] + b"\x20" + SHA256),
-    "a DigestInfo without the NULL parameters": encoded(bytes.fromhex("302f300b0609608648016503040201" "0420") + SHA256),
+    "a DigestInfo without the NULL parameters": encoded(
+        bytes.fromhex("302f300b0609608648016503040201" "0420") + SHA256
+    ),
     "the hash alone": encoded(SHA256),
     "the hash of another message": encoded(_DIGEST_INFO["sha256"] + hashlib.sha256(b"other").digest()),
 }

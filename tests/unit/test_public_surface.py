@@ -27,6 +27,7 @@ def test_errors_module_exports_exactly_the_tree():
     import policy_engine.errors as errors
 
     exported = {name for name in dir(errors) if isinstance(getattr(errors, name), type)
-                and issubclass(getattr(errors, name), Exception) and getattr(errors, name).__module__ == errors.__name__}
+                and issubclass(getattr(errors, name), Exception)
+                and getattr(errors, name).__module__ == errors.__name__}
     assert exported == set(errors.__all__)
     assert all(issubclass(getattr(errors, name), errors.PolicyEngineError) for name in errors.__all__)

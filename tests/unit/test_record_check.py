@@ -29,7 +29,8 @@ from policy_engine.core.schema import SchemaError, schema_fields
 ARNS = ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5", "arn:aws-cn:execute-api:cn-north-1:123456789012:Zz9",
         "arn:aws:execute-api:us-east-1:12345678901:a1", "arn:aws:execute-api:us-east-1:123456789012:a1/dev",
         "arn:aws:execute-api:us-east-1:١٢٣٤٥٦٧٨٩٠١٢:a1", " arn:aws:execute-api:us-east-1:123456789012:a1"]
-VERBS = ["GET", "get", "Post", "ANY", "any", "*", "PATCH", "OPTıONS", "FETCH", "", " GET", "GET\n", "ＧＥＴ"]
+# Look-alike letters (dotless i, fullwidth GET) on purpose: they must never pass as a verb.
+VERBS = ["GET", "get", "Post", "ANY", "any", "*", "PATCH", "OPTıONS", "FETCH", "", " GET", "GET\n", "ＧＥＴ"]  # noqa: RUF001
 STAGES = ["dev", "prod", "*", "$default", "$DEFAULT", "", "dev stage", "a" * 128, "a" * 129, "dév", "**"]
 RESOURCES = ["/pets", "pets/*", "/", "", "/pets/{id}", "/pets?x=1", "/pets/*/photos", "//a", "/a b", "/ü", "*"]
 SCOPES = ["pets:read", "a", "", "two words", 'q"uote', "back\\slash", "é", "x" * 300, "\x7f"]

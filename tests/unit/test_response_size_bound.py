@@ -11,7 +11,8 @@ from policy_engine.core.decision import Decision, render_iam_response, response_
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 resource = st.from_regex(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]{0,60}", fullmatch=True).map(lambda p: f"{API}/dev/GET/{p}")
-scalar = st.one_of(st.text(max_size=40), st.integers(), st.integers(min_value=10**200), st.floats(allow_nan=False, allow_infinity=False), st.booleans())
+scalar = st.one_of(st.text(max_size=40), st.integers(), st.integers(min_value=10**200),
+                   st.floats(allow_nan=False, allow_infinity=False), st.booleans())
 
 
 @settings(max_examples=200, deadline=None)

@@ -166,7 +166,8 @@ shaped_globs = st.builds(
     st.sampled_from(("*", "*", "???", "GET", "PUT", "POST", "?ET", "P*", "*T")),
     st.lists(st.sampled_from(("*", "*", "*", "a", "b", "?", "/", "a*", "*b")), max_size=3).map("".join),
 )
-globs = st.one_of(shaped_globs, shaped_globs, st.lists(st.sampled_from(GLOB_PIECES), min_size=1, max_size=6).map("".join))
+globs = st.one_of(shaped_globs, shaped_globs,
+                  st.lists(st.sampled_from(GLOB_PIECES), min_size=1, max_size=6).map("".join))
 
 
 @st.composite
@@ -213,7 +214,8 @@ def refused(request: str, allowed: list[str], denied: list[str]) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(allowed=st.lists(globs, min_size=1, max_size=5), denied=st.lists(globs, max_size=2), route_key=small_route_keys())
+@given(allowed=st.lists(globs, min_size=1, max_size=5), denied=st.lists(globs, max_size=2),
+       route_key=small_route_keys())
 def test_automaton_agrees_with_enumeration(allowed, denied, route_key):
     result = route_coverage(tuple(allowed), tuple(denied), PREFIX, parse_route_key(route_key))
     assert result.reason != "undecided"

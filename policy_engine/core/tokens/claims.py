@@ -76,13 +76,13 @@ def check_times(payload: Mapping[str, Any], now: float, leeway: float, exp_requi
         nbf = payload["nbf"]
         if nbf.__class__ is not int:
             nbf = numeric_date(payload, "nbf")  # present, so never None: a null is refused
-        if nbf > limit:  # type: ignore[operator]
+        if nbf > limit:
             raise InvalidClaimsError("token is not valid yet (nbf)")
     if "iat" in payload:
         iat = payload["iat"]
         if iat.__class__ is not int:
             iat = numeric_date(payload, "iat")
-        if iat > limit:  # type: ignore[operator]
+        if iat > limit:
             raise InvalidClaimsError("token was issued in the future (iat)")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,7 +210,8 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
 
 
-_scan_json = _DECODER.scan_once
+# The C scanner every JSONDecoder carries as scan_once; typeshed does not declare it.
+_scan_json: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def json_object(segment: bytes, what: str) -> dict[str, Any]:
@@ -252,11 +253,13 @@ class ParsedJwt:
 
     @property
     def kid(self) -> str:
-        return self.header["kid"]
+        kid: str = self.header["kid"]  # parse_jwt admits only a string kid
+        return kid
 
     @property
     def alg(self) -> str:
-        return self.header["alg"]
+        alg: str = self.header["alg"]  # parse_jwt admits only a string alg
+        return alg
 
 
 def read_header(segment: bytes) -> dict[str, Any]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_engine.core.tokens.jws import ParsedJwt, b64url_decode
 from policy_engine.errors import InvalidSignatureError, MalformedTokenError, UnsupportedAlgorithmError
+
+if TYPE_CHECKING:  # cryptography is imported where keys are loaded, not at import time
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 __all__ = ["VerificationKey", "check_signature", "load_jwks", "verify_signature"]
 
@@ -41,7 +44,8 @@ def _signature_check(key: Any, algorithm: Any) -> Callable[[bytes, bytes], bool]
     from jwt.algorithms import RSAAlgorithm
 
     if type(algorithm) is RSAAlgorithm:
-        return _pkcs1_v15_check(key, algorithm.hash_alg.name)
+        # hash_alg is the hash class; typeshed declares `name` on instances only.
+        return _pkcs1_v15_check(key, algorithm.hash_alg().name)
     return lambda message, signature: bool(algorithm.verify(message, key, signature))
 
 
@@ -54,7 +58,7 @@ _DIGEST_INFO = {
 }
 
 
-def _pkcs1_v15_check(key: Any, hash_name: str) -> Callable[[bytes, bytes], bool]:
+def _pkcs1_v15_check(key: RSAPublicKey, hash_name: str) -> Callable[[bytes, bytes], bool]:
     """RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2) for one RSA public key.
 
     This is the RFC's own method, and what OpenSSL's ``RSA_verify`` does inside: the
@@ -70,7 +74,8 @@ def _pkcs1_v15_check(key: Any, hash_name: str) -> Callable[[bytes, bytes], bool]
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import padding
 
-    prefix, digest = _DIGEST_INFO[hash_name], getattr(hashlib, hash_name)
+    prefix = _DIGEST_INFO[hash_name]
+    digest: Callable[[bytes], hashlib._Hash] = getattr(hashlib, hash_name)  # hashlib.sha256 and its kin
     recover, pkcs1, size = key.recover_data_from_signature, padding.PKCS1v15(), (key.key_size + 7) // 8
 
     def check(message: bytes, signature: bytes) -> bool:
@@ -144,7 +149,7 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
 
             try:
                 parsed = PyJWK(dict(jwk), algorithm)
-            except Exception as exc:  # PyJWT raises several types for malformed key material
+            except Exception as exc:  # noqa: BLE001 - PyJWT raises several types for malformed key material
                 skipped.append(f"{kid}: unusable key material ({type(exc).__name__})")
                 continue
             key, check = parsed.key, parsed.Algorithm
@@ -225,7 +230,7 @@ def check_signature(alg: str, key: VerificationKey, signing_input: bytes, signat
         raise UnsupportedAlgorithmError("token alg does not match the key's algorithm")
     try:
         valid = key.check(signing_input, signature)
-    except Exception:  # malformed signatures raise inside the backend on some algorithms
+    except Exception:  # noqa: BLE001 - malformed signatures raise inside the backend on some algorithms
         valid = False
     if not valid:
         raise InvalidSignatureError("token signature does not verify")
