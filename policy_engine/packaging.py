@@ -2,9 +2,10 @@
 
 The zip holds, at its root (Lambda's ``/var/task``):
 
-- ``handler/`` and ``policy_engine/`` without ``LEFT_OUT`` (the CLI, the local tools,
-  publishing, migrations, this module): the handler never imports them, and leaving
-  them out keeps the test servers and the admin tool out of production;
+- ``handler/app.py`` and every module of ours it can import (``runtime_modules``: its
+  import closure, lazy imports included), and nothing else: the CLI, the local tools,
+  publishing, migrations and this module are left out because the handler never
+  reaches them, which keeps the test servers and the admin tool out of production;
 - ``permissions``: the example (or a chosen) mappings compiled into one snapshot file
   (``policy-engine compile``), where the default ``PERMISSIONS_SOURCE`` (``permissions``
   beside the package) finds it: a cold start reads one JSON document, no YAML;
@@ -49,6 +50,7 @@ from policy_engine.errors import BundleError
 
 __all__ = [
     "ARCHITECTURES",
+    "ENTRY_POINT",
     "PERMISSIONS_FILE",
     "PYTHON_VERSIONS",
     "Bundle",
@@ -58,6 +60,7 @@ __all__ = [
     "find_interpreter",
     "manylinux_platforms",
     "native_problems",
+    "runtime_modules",
     "runtime_requirements",
 ]
 
@@ -69,11 +72,9 @@ PYTHON_VERSIONS: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}
 _ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: Parts of the package the Lambda never imports: the CLI, the local tools, publishing
-#: and migrations with their boto3 plumbing (the store readers sign their own requests),
-#: and this module (the CLI's too).
-LEFT_OUT = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/publish/", "policy_engine/adapters/aws.py",
-            "policy_engine/migrate.py", "policy_engine/packaging.py")
+#: Where the Lambda starts: the bundle carries this module and every module of ours it
+#: can import, eagerly or lazily (``runtime_modules``), and nothing else.
+ENTRY_POINT = "handler/app.py"
 #: Where the compiled permissions go: the default ``PERMISSIONS_SOURCE`` (``permissions``
 #: beside the package) is this file in the task root.
 PERMISSIONS_FILE = "permissions"
@@ -415,20 +416,73 @@ def _is_bytecode(name: str) -> bool:
     return "__pycache__/" in name or name.endswith((".pyc", ".pyo"))
 
 
+def runtime_modules(root: Path = PROJECT_ROOT, entry: str = ENTRY_POINT) -> list[str]:
+    """Our modules the Lambda can import, as paths relative to ``root``, sorted.
+
+    The closure of ``entry``'s imports over ``policy_engine`` and ``handler``: every
+    ``import``/``from ... import`` statement counts, at module level or inside a function
+    (the stores' readers are imported lazily), with the ``__init__.py`` of each package
+    on the way. Whatever no path from the handler reaches (the CLI, the local tools,
+    publishing, migrations, this module) stays out of the bundle because nothing imports
+    it, not because a list names it.
+
+    Raises:
+        BundleError: ``entry`` is missing, or a module cannot be parsed.
+    """
+    import ast
+
+    def module_file(dotted: str) -> str | None:
+        base = root.joinpath(*dotted.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate.relative_to(root).as_posix()
+        return None
+
+    def with_packages(dotted: str) -> list[str]:
+        parts = dotted.split(".")
+        found = [module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+        return [name for name in found if name is not None]
+
+    if not (root / entry).is_file():
+        raise BundleError(f"{root / entry} is missing")
+    seen: set[str] = set()
+    # The entry's own packages are imported before it (Lambda imports ``handler.app``).
+    pending = [entry, *with_packages(PurePosixPath(entry).with_suffix("").as_posix().replace("/", "."))]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            tree = ast.parse((root / name).read_bytes(), filename=name)
+        except SyntaxError as exc:
+            raise BundleError(f"{name}: cannot be parsed ({exc.msg}, line {exc.lineno})") from None
+        package = PurePosixPath(name).parent.as_posix().replace("/", ".")
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from the module's own package upwards
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    stem = ".".join([*anchor, node.module] if node.module else anchor)
+                else:
+                    stem = node.module or ""
+                # ``from pkg import name`` may name a submodule as well as an attribute.
+                targets = [stem, *(f"{stem}.{alias.name}" for alias in node.names)]
+            for dotted in targets:
+                if dotted.split(".")[0] in ("policy_engine", "handler"):
+                    pending.extend(with_packages(dotted))
+    return sorted(seen)
+
+
 def _project_files(permissions: Path | None) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for package in ("policy_engine", "handler"):
-        folder = PROJECT_ROOT / package
-        if not (folder / "__init__.py").is_file():
-            raise BundleError(f"{folder} is not a package; run the bundle from an installed policy-engine")
-        for path in folder.rglob("*"):
-            name = path.relative_to(PROJECT_ROOT).as_posix()
-            if not path.is_file() or _is_bytecode(name) or name.startswith(LEFT_OUT):
-                continue
-            if path.suffix == ".py" or path.name == "py.typed":
-                files[name] = path.read_bytes()
-    if "handler/app.py" not in files:
-        raise BundleError(f"{PROJECT_ROOT / 'handler' / 'app.py'} is missing")
+    if not (PROJECT_ROOT / "policy_engine" / "__init__.py").is_file():
+        raise BundleError(f"{PROJECT_ROOT / 'policy_engine'} is not a package; run the bundle from an installed "
+                          "policy-engine")
+    files = {name: (PROJECT_ROOT / name).read_bytes() for name in runtime_modules()}
+    # The package's type marker, for tools that read the bundle; no code.
+    files["policy_engine/py.typed"] = (PROJECT_ROOT / "policy_engine" / "py.typed").read_bytes()
     if permissions is not None:
         files.update(_permission_files(Path(permissions)))
     return files

@@ -76,3 +76,70 @@ def test_zip_bytes_ignore_insertion_order_and_normalise_metadata():
             ((1980, 1, 1, 0, 0, 0), 0o100644, zipfile.ZIP_DEFLATED)
         }
         assert archive.read("b/x.py") == b"x = 1\n"
+
+
+def test_the_bundle_carries_the_handlers_import_closure_and_no_admin_code():
+    from policy_engine.packaging import runtime_modules
+
+    modules = set(runtime_modules())
+    # The stores' readers are imported lazily by bootstrap: they are reached all the same.
+    assert {"handler/app.py", "policy_engine/adapters/dynamodb.py", "policy_engine/adapters/s3.py",
+            "policy_engine/adapters/yaml_files.py", "policy_engine/adapters/snapshot_file.py",
+            "policy_engine/adapters/introspection.py", "policy_engine/core/tokens/keys.py"} <= modules
+    admin_folders = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/publish/")
+    admin_files = ("policy_engine/migrate.py", "policy_engine/packaging.py", "policy_engine/adapters/aws.py",
+                   "policy_engine/core/lint.py", "policy_engine/core/explain.py")
+    admin = [m for m in modules if m.startswith(admin_folders) or m in admin_files]
+    assert admin == []
+
+
+def test_every_module_the_running_handler_loads_is_in_the_closure():
+    # The static closure must over-approximate what really runs: import the handler, then
+    # every lazily imported reader, and compare with what the interpreter loaded.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from policy_engine.packaging import PROJECT_ROOT, runtime_modules
+
+    script = (
+        "import json, sys\n"
+        "import handler.app\n"
+        "import policy_engine.adapters.dynamodb, policy_engine.adapters.s3, policy_engine.adapters.yaml_files\n"
+        "import policy_engine.adapters.snapshot_file, policy_engine.adapters.introspection\n"
+        "import policy_engine.adapters.api_keys_yaml\n"
+        "print(json.dumps(sorted(getattr(m, '__file__', None) or '' for m in list(sys.modules.values()))))\n"
+    )
+    env = {"ISSUER": "https://idp.example.com", "AUDIENCE": "api", "JWKS_URI": "http://127.0.0.1:9/jwks.json",
+           "JWKS_TIMEOUT": "0.2", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = {Path(f).resolve() for f in json.loads(done.stdout.splitlines()[-1]) if f}
+    ours = {p.relative_to(PROJECT_ROOT).as_posix() for p in loaded
+            if p.is_relative_to(PROJECT_ROOT / "policy_engine") or p.is_relative_to(PROJECT_ROOT / "handler")}
+    assert ours and ours <= set(runtime_modules())
+
+
+def test_the_closure_follows_lazy_relative_and_submodule_imports(tmp_path):
+    from policy_engine.packaging import runtime_modules
+
+    files = {
+        "handler/__init__.py": "",
+        "handler/app.py": "from policy_engine import wiring\n",
+        "policy_engine/__init__.py": "",
+        "policy_engine/wiring.py": "def build():\n    from policy_engine.stores import reader\n",
+        "policy_engine/stores/__init__.py": "",
+        "policy_engine/stores/reader.py": "from . import formats\nfrom ..errors import Problem\n",
+        "policy_engine/stores/formats.py": "",
+        "policy_engine/errors.py": "",
+        "policy_engine/stores/publisher.py": "from policy_engine.stores import reader\n",  # reaches in, never reached
+        "policy_engine/cli.py": "import policy_engine.stores.publisher\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert runtime_modules(tmp_path) == sorted(
+        ["handler/__init__.py", "handler/app.py", "policy_engine/__init__.py", "policy_engine/wiring.py",
+         "policy_engine/stores/__init__.py", "policy_engine/stores/reader.py", "policy_engine/stores/formats.py",
+         "policy_engine/errors.py"])
