@@ -193,7 +193,9 @@ def main() -> int:
             node = NodeSide(script, {**node_env, "TOKENS_FILE": str(scratch / "tokens.txt"),
                                      "MAPPINGS_JSON": str(scratch / "mappings.json")}, node_modules)
 
-            def python_run(start: int, end: int, events: list[dict[str, str]] = events) -> tuple[list[float], dict[str, Any]]:
+            def python_run(
+                start: int, end: int, events: list[dict[str, str]] = events
+            ) -> tuple[list[float], dict[str, Any]]:
                 times, last = [], {}
                 for event in events[start:end]:
                     began = time.perf_counter_ns()
