@@ -56,10 +56,12 @@ def _time_left(deadline: float) -> float:
     return left
 
 
-class _DeadlineSocket(socket.socket):
-    """A TCP socket whose blocking calls all end by ``deadline`` (a ``time.monotonic()`` value)."""
+class _Deadlined(socket.socket):
+    """A socket whose blocking calls each get only the time left before ``deadline`` (a
+    ``time.monotonic()`` value), so no sequence of calls outlives it. The TLS class puts
+    it ahead of ``ssl.SSLSocket``, so the same three methods guard both."""
 
-    __slots__ = ("deadline",)
+    __slots__ = ()
     deadline: float
 
     def recv_into(self, *args: Any, **kwargs: Any) -> int:
@@ -74,28 +76,22 @@ class _DeadlineSocket(socket.socket):
         self.settimeout(_time_left(self.deadline))
         return super().send(*args, **kwargs)
 
+
+class _DeadlineSocket(_Deadlined):
+    """A TCP socket whose blocking calls all end by ``deadline``."""
+
+    __slots__ = ("deadline",)
+
     def sendall(self, *args: Any, **kwargs: Any) -> None:
         # socket.sendall counts its timeout for the whole call (Python >= 3.5).
         self.settimeout(_time_left(self.deadline))
         super().sendall(*args, **kwargs)
 
 
-class _DeadlineSSLSocket(ssl.SSLSocket):
+class _DeadlineSSLSocket(_Deadlined, ssl.SSLSocket):
     """The TLS counterpart; ``sendall`` goes through ``send``, reads through ``recv_into``."""
 
     deadline = float("-inf")  # set right after wrapping; until then nothing may block
-
-    def recv_into(self, *args: Any, **kwargs: Any) -> int:
-        self.settimeout(_time_left(self.deadline))
-        return super().recv_into(*args, **kwargs)
-
-    def recv(self, *args: Any, **kwargs: Any) -> bytes:
-        self.settimeout(_time_left(self.deadline))
-        return super().recv(*args, **kwargs)
-
-    def send(self, *args: Any, **kwargs: Any) -> int:
-        self.settimeout(_time_left(self.deadline))
-        return super().send(*args, **kwargs)
 
     def do_handshake(self, *args: Any, **kwargs: Any) -> None:
         # The ssl module counts the timeout for the whole handshake, however many reads it takes.
