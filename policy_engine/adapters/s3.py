@@ -49,6 +49,7 @@ from policy_engine.core.snapshot import (
     decode_snapshot,
     document_hash,
     encode_snapshot,
+    mappings_locator,
     read_snapshot,
 )
 from policy_engine.errors import (
@@ -127,14 +128,7 @@ class S3PermissionSource:
         # Format and digest checked here; the cache validates every record against the
         # schema (compile_records), as for the snapshot file: no keys rebuilt, no sort.
         document, records = read_snapshot(body, self.description)
-        where = self.description
-
-        def locate(path: tuple[int | str, ...]) -> str:
-            if path and isinstance(path[0], int):
-                return f"{where} mappings[{path[0]}]"
-            return where
-
-        return RawPermissions(records, locate, f"v{document['version']}", etag)
+        return RawPermissions(records, mappings_locator(self.description), f"v{document['version']}", etag)
 
     def _get(self, if_none_match: str | None) -> tuple[bytes, str] | None:
         """``(body, etag)``, or ``None`` when ``if_none_match`` still matches (304).

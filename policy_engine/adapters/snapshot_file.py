@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policy_engine.core.snapshot import document_hash, is_snapshot, read_snapshot
+from policy_engine.core.snapshot import document_hash, is_snapshot, mappings_locator, read_snapshot
 from policy_engine.errors import PermissionsError
 from policy_engine.ports import RawPermissions
 
@@ -56,14 +56,7 @@ class SnapshotFilePermissionSource:
         if etag == known_etag:
             return None
         document, records = read_snapshot(body, self.description)
-        where = self.description
-
-        def locate(path: tuple[int | str, ...]) -> str:
-            if path and isinstance(path[0], int):
-                return f"{where} mappings[{path[0]}]"
-            return where
-
         # The records as written: compile_records validates each (and refuses a member
         # the schema does not know). The digest is the content hash of these mappings,
         # the version the same mappings have when loaded from YAML.
-        return RawPermissions(records, locate, document["digest"], etag)
+        return RawPermissions(records, mappings_locator(self.description), document["digest"], etag)

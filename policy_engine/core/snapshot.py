@@ -23,12 +23,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy_engine.core.permissions import content_digest
+from policy_engine.core.permissions import Locate, content_digest
 from policy_engine.core.publish import MappingKey, digest, record_of
 from policy_engine.errors import CorruptStoreError
 
-__all__ = ["FORMAT", "Link", "Snapshot", "decode_snapshot", "document_hash", "encode_snapshot", "is_snapshot",
-           "read_snapshot"]
+__all__ = [
+    "FORMAT",
+    "Link",
+    "Snapshot",
+    "decode_snapshot",
+    "document_hash",
+    "encode_snapshot",
+    "is_snapshot",
+    "mappings_locator",
+    "read_snapshot",
+]
 
 #: The ``format`` member of every snapshot.
 FORMAT = "policy-engine/permissions@1"
@@ -141,3 +150,15 @@ _HEAD = re.compile(rb'\s*\{\s*"format"\s*:\s*"' + re.escape(FORMAT.encode()) + r
 def is_snapshot(head: bytes) -> bool:
     """Whether a document starting with ``head`` (its first 100 bytes or so) is a snapshot."""
     return _HEAD.match(head) is not None
+
+
+def mappings_locator(where: str) -> Locate:
+    """Where a problem in a snapshot's records is, for ``compile_records``'s messages:
+    ``<where> mappings[<index>]``, or ``where`` itself for the document."""
+
+    def locate(path: tuple[int | str, ...]) -> str:
+        if path and isinstance(path[0], int):
+            return f"{where} mappings[{path[0]}]"
+        return where
+
+    return locate
