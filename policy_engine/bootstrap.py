@@ -38,7 +38,9 @@ def permission_source(location: str, *, max_bytes: int | None = None) -> Permiss
     if "://" in location:
         scheme = location.split("://", 1)[0]
         raise ConfigurationError(
-            "PERMISSIONS_SOURCE", f"scheme {scheme!r} is not supported (use a YAML path, dynamodb://TABLE or s3://BUCKET/KEY)"
+            "PERMISSIONS_SOURCE",
+            f"scheme {scheme!r} is not supported (use a YAML file or folder, a compiled snapshot file, "
+            "dynamodb://TABLE or s3://BUCKET/KEY)",
         )
     # A compiled snapshot (policy-engine compile, what bundle ships) is told by its name
     # (*.json) or its first bytes; anything else local is YAML.
