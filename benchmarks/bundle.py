@@ -34,14 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.local.runtime_api import (  # noqa: E402
+from policy_engine.admin.local.idp import LocalIdentityProvider  # noqa: E402
+from policy_engine.admin.local.runtime_api import (  # noqa: E402
     RuntimeApi,
     ensure_runtime_client,
     isolated_command,
     start_runtime,
 )
-from policy_engine.packaging import build_bundle  # noqa: E402
+from policy_engine.admin.packaging import build_bundle  # noqa: E402
 
 CACHE = ROOT / ".cache"
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"

@@ -65,10 +65,10 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
+from policy_engine.admin.local.idp import SigningKey  # noqa: E402
+from policy_engine.admin.local.runtime_api import isolated_python  # noqa: E402
+from policy_engine.admin.publish import load_desired  # noqa: E402
 from policy_engine.core.iam import Verdict, evaluate_response  # noqa: E402
-from policy_engine.local.idp import SigningKey  # noqa: E402
-from policy_engine.local.runtime_api import isolated_python  # noqa: E402
-from policy_engine.publish import load_desired  # noqa: E402
 
 CACHE = ROOT / ".cache"
 AWS_JWT_VERIFY = "5.2.1"
@@ -275,7 +275,7 @@ def bundle_with(source: Path, permissions: Path, output: Path, *extra: str) -> P
     """Run ``policy-engine bundle`` of the tree at ``source`` (its defaults, plus ``extra``); unpack the zip."""
     arch = {"x86_64": "x86_64", "aarch64": "arm64"}[platform.machine()]
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from policy_engine.cli import main; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from policy_engine.admin.cli import main; "
             "sys.exit(main(sys.argv[2:]))")
     done = subprocess.run([sys.executable, "-c", code, str(source), "bundle", "--arch", arch, "--python", python,
                            "--permissions", str(permissions), "--output", str(output),

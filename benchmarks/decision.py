@@ -45,10 +45,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.bootstrap import key_source
 from policy_engine.cache import PermissionCache
 from policy_engine.engine import Authorizer
-from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.settings import Settings
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
@@ -122,7 +122,7 @@ def main() -> None:
             def pyjwt(token: str) -> None:
                 jwt.decode(token, public_key, algorithms=["RS256"], audience="bench", issuer=idp.issuer)
 
-            from policy_engine.local.invoke import load_handler
+            from policy_engine.admin.local.invoke import load_handler
 
             handler = load_handler({"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri})
             handler.AUTHORIZER = authorizer

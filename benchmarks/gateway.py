@@ -27,14 +27,14 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from policy_engine.local.serve import LocalStack, ServeOptions  # noqa: E402
-from policy_engine.local.walkthrough import token_request  # noqa: E402
+from policy_engine.admin.local.serve import LocalStack, ServeOptions  # noqa: E402
+from policy_engine.admin.local.walkthrough import token_request  # noqa: E402
 
 
 def cold_start(store: str) -> float:
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "policy_engine.cli", "serve", "--port", "0", "--idp-port", "0", "--store", store],
+        [sys.executable, "-m", "policy_engine.admin.cli", "serve", "--port", "0", "--idp-port", "0", "--store", store],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert process.stdout is not None

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.local.invoke import load_handler  # noqa: E402
+from policy_engine.admin.local.idp import LocalIdentityProvider  # noqa: E402
+from policy_engine.admin.local.invoke import load_handler  # noqa: E402
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 

@@ -5,7 +5,7 @@
 ``decision.py`` calls the handler in-process. This script runs what is deployed: the
 bundle for this machine, unpacked and started in a fresh isolated interpreter by
 ``awslambdaric`` (AWS's Runtime Interface Client, from PyPI) against a local Lambda
-Runtime API (``policy_engine.local.runtime_api``). Between two invocations the client
+Runtime API (``policy_engine.admin.local.runtime_api``). Between two invocations the client
 does what it does in Lambda: long-polls ``/invocation/next`` over HTTP, parses the
 event, serialises and posts the answer. The handler reads its configuration from the
 environment, its keys from a real JWKS on 127.0.0.1 and N mappings from a YAML file.
@@ -35,13 +35,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import yaml  # noqa: E402
 from decision import API, mappings, percentile  # noqa: E402
 
-from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.local.runtime_api import (  # noqa: E402
+from policy_engine.admin.local.idp import LocalIdentityProvider  # noqa: E402
+from policy_engine.admin.local.runtime_api import (  # noqa: E402
     RuntimeApi,
     ensure_runtime_client,
     start_runtime,
 )
-from policy_engine.packaging import build_bundle  # noqa: E402
+from policy_engine.admin.packaging import build_bundle  # noqa: E402
 
 CACHE = ROOT / ".cache"
 

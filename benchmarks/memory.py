@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.core.publish import MappingKey
 from policy_engine.core.snapshot import encode_snapshot
-from policy_engine.local.idp import LocalIdentityProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 

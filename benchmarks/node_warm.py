@@ -48,10 +48,10 @@ from cold_start import AUDIENCE, TlsJwks, install_aws_jwt_verify
 from decision import API, mappings, percentile
 
 from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.admin.local.invoke import load_handler
 from policy_engine.bootstrap import key_source
 from policy_engine.cache import PermissionCache
 from policy_engine.engine import Authorizer
-from policy_engine.local.invoke import load_handler
 from policy_engine.settings import Settings
 
 METHOD_ARN = f"{API}/prod/GET/svc1/x"

@@ -22,8 +22,8 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 
+from policy_engine.admin.lint import estimate_response
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
-from policy_engine.core.lint import estimate_response
 from policy_engine.core.permissions import Grant, PermissionSet, Route
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"

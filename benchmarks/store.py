@@ -39,10 +39,10 @@ import boto3  # noqa: E402
 
 from policy_engine.adapters.dynamodb import DynamoDbPermissionSource  # noqa: E402
 from policy_engine.adapters.s3 import S3PermissionSource  # noqa: E402
+from policy_engine.admin.local.dynamodb_local import DynamoDbLocal  # noqa: E402
+from policy_engine.admin.migrate import migrate  # noqa: E402
+from policy_engine.admin.publish import sync  # noqa: E402
 from policy_engine.core.permissions import compile_records  # noqa: E402
-from policy_engine.local.dynamodb_local import DynamoDbLocal  # noqa: E402
-from policy_engine.migrate import migrate  # noqa: E402
-from policy_engine.publish import sync  # noqa: E402
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 WRITES = {"BatchWriteItem", "UpdateItem", "PutItem", "DeleteItem", "PutObject"}
@@ -148,7 +148,7 @@ def main() -> None:
             migrate("bench", client=client)
             print(f"DynamoDB Local at {ddb.endpoint}; {n:,} mappings "
                   f"(migrate {1000 * (time.perf_counter() - started):.0f} ms)")
-            from policy_engine.publish import load_desired
+            from policy_engine.admin.publish import load_desired
 
             started = time.perf_counter()
             load_desired(yaml_file)
@@ -263,7 +263,7 @@ def _local_source(folder: Path, yaml_file: Path) -> tuple[str, str]:
     except ImportError:
         return str(yaml_file), "local YAML file"
     from policy_engine.adapters.s3 import encode_snapshot
-    from policy_engine.publish import load_desired
+    from policy_engine.admin.publish import load_desired
 
     snapshot = folder / "permissions.json"
     snapshot.write_bytes(encode_snapshot(1, load_desired(yaml_file), "bench", "2026-01-01T00:00:00+00:00"))
@@ -296,8 +296,8 @@ def cold_start(n: int, runs: int) -> None:
 
     from moto.server import ThreadedMotoServer
 
+    from policy_engine.admin.local.idp import LocalIdentityProvider
     from policy_engine.core.iam import Verdict, evaluate_response
-    from policy_engine.local.idp import LocalIdentityProvider
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as scratch, DynamoDbLocal(ROOT / ".cache" / "dynamodb-local") as ddb, \

@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from policy_engine.admin.local.idp import LocalIdentityProvider  # noqa: E402
+from policy_engine.admin.local.invoke import invoke, load_handler  # noqa: E402
 from policy_engine.core.iam import evaluate_response  # noqa: E402
-from policy_engine.local.idp import LocalIdentityProvider  # noqa: E402
-from policy_engine.local.invoke import invoke, load_handler  # noqa: E402
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 

@@ -12,7 +12,7 @@ DESCRIPTION = "create the table (pk/sk strings, PAY_PER_REQUEST) and turn on poi
 
 
 def apply(ctx: Any) -> None:
-    from policy_engine.migrate import TABLE_KEYS
+    from policy_engine.admin.migrate import TABLE_KEYS
 
     client, table = ctx.client, ctx.table
     description = ctx.describe_table()

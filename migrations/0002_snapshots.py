@@ -17,7 +17,7 @@ DESCRIPTION = "store the published version as a compressed snapshot (what author
 
 
 def apply(ctx: Any) -> None:
-    from policy_engine.publish.dynamodb import DynamoDbTarget
+    from policy_engine.admin.publish.dynamodb import DynamoDbTarget
 
     target = DynamoDbTarget(ctx.table, client=ctx.client)
     version, _ = target.published()

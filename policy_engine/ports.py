@@ -81,7 +81,7 @@ class VersionEntry(TypedDict):
 
 
 class PublishTarget(Protocol):
-    """A store that ``policy_engine.publish`` publishes versions to (admin side only).
+    """A store that ``policy_engine.admin.publish`` publishes versions to (admin side only).
 
     ``publish`` drives it: ``published`` (read and check what is live), ``plan`` (pure),
     then ``apply``; ``rollback`` also asks ``view`` for an earlier version's content.

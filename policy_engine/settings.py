@@ -92,7 +92,7 @@ class Settings:
 
     Each field declares its variable (``Variable``) and default once; ``from_environ``,
     the adapters (through ``bootstrap``) and the README's configuration table (generated
-    by ``python -m policy_engine.cli.settings_doc --write``) all read that declaration.
+    by ``python -m policy_engine.admin.cli.settings_doc --write``) all read that declaration.
     """
 
     issuers: tuple[str, ...] = field(metadata=_declare(

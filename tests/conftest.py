@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from policy_engine.admin.local.idp import LocalIdentityProvider
+from policy_engine.admin.local.invoke import InvokeResult, invoke, load_handler
 from policy_engine.core.iam import Verdict, evaluate_response
-from policy_engine.local.idp import LocalIdentityProvider
-from policy_engine.local.invoke import InvokeResult, invoke, load_handler
 
 pytest_plugins = ["tests.stores"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from policy_engine.local.dynamodb_local import DynamoDbLocal
+from policy_engine.admin.local.dynamodb_local import DynamoDbLocal
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -84,7 +84,7 @@ def backend(request: pytest.FixtureRequest, moto_endpoint: str, monkeypatch: pyt
 @pytest.fixture
 def table(backend: Backend) -> str:
     """A fresh, migrated table with nothing published."""
-    from policy_engine.migrate import migrate
+    from policy_engine.admin.migrate import migrate
 
     name = f"perm-{uuid.uuid4().hex[:10]}"
     migrate(name)

@@ -6,7 +6,7 @@ with 10,000 mappings. The readers need three calls (DynamoDB ``GetItem`` and
 ``BatchGetItem``, S3 ``GetObject``), so this module signs them with Signature
 Version 4 (AWS General Reference, "Create a signed AWS API request") and sends them
 with ``adapters/http.py``, which bounds each whole exchange by a deadline and each
-body by a size cap. ``sync``, ``rollback`` and ``migrate`` keep boto3 (``adapters/aws.py``).
+body by a size cap. ``sync``, ``rollback`` and ``migrate`` keep boto3 (``admin/aws.py``).
 
 Configuration is what every AWS SDK reads (AWS SDKs and Tools Reference Guide):
 

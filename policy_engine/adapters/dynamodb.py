@@ -26,7 +26,7 @@ Layout (string keys ``pk``/``sk``; created by ``migrations/0001_create_table.py`
 * ``META/PUBLISHED`` (the pointer) names the published version, its digest and its
   snapshot (sort key, part count, SHA-256 of the compressed bytes, uncompressed size).
   ``sync`` flips it from ``V`` to ``V+1`` in one conditional write
-  (``policy_engine/publish/dynamodb.py``).
+  (``policy_engine/admin/publish/dynamodb.py``).
 
 This module is what the Lambda imports: ``DynamoDbPermissionSource`` reads the pointer
 (one eventually consistent ``GetItem``: the whole "changed?" check of a warm container)

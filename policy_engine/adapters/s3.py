@@ -5,7 +5,7 @@ conditional ``PutObject`` (``If-Match`` the ETag it read, or ``If-None-Match: *`
 the first publish), so one object is the whole version: readers can never see half
 of one, and of two concurrent publishes exactly one lands. ``rollback`` reads byte
 copies of published versions at ``KEY.history/<version>.json``
-(``policy_engine/publish/s3.py`` says when they are written)::
+(``policy_engine/admin/publish/s3.py`` says when they are written)::
 
     {"format": "policy-engine/permissions@1", "version": 7, "digest": "sha256:...",
      "published_at": "...", "note": "...",
@@ -86,7 +86,7 @@ class S3PermissionSource:
 
     ``max_bytes`` caps what one load reads (``None``: no cap, for tools). Requests are
     signed here (``adapters/aws_http.py``): no boto3 at cold start. Publishing is
-    ``policy_engine/publish/s3.py``'s.
+    ``policy_engine/admin/publish/s3.py``'s.
     """
 
     def __init__(self, location: str, *, max_bytes: int | None = None,

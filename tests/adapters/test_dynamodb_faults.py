@@ -11,10 +11,10 @@ import pytest
 from botocore.stub import Stubber
 
 from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
+from policy_engine.admin.publish import load_desired, sync
+from policy_engine.admin.publish.dynamodb import DynamoDbStore
 from policy_engine.core.publish import keys_of
 from policy_engine.errors import StoreError
-from policy_engine.publish import load_desired, sync
-from policy_engine.publish.dynamodb import DynamoDbStore
 from tests.adapters.test_dynamodb_sync import load, pointer_version
 from tests.faults import FaultyClient, aws_error, many_routes, write_permissions
 from tests.store_endpoints import dynamodb_error, fake_store_endpoint

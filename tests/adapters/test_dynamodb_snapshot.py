@@ -10,11 +10,11 @@ import lzma
 import pytest
 
 from policy_engine.adapters.dynamodb import PART_BYTES, DynamoDbPermissionSource
+from policy_engine.admin.publish import load_desired, sync
+from policy_engine.admin.publish.dynamodb import DynamoDbStore
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import keys_of
 from policy_engine.errors import CorruptStoreError, StoreError
-from policy_engine.publish import load_desired, sync
-from policy_engine.publish.dynamodb import DynamoDbStore
 from tests.faults import many_routes, write_permissions
 from tests.store_endpoints import fake_store_endpoint
 from tests.stores import CREDENTIALS

@@ -7,6 +7,8 @@ import threading
 import pytest
 
 from policy_engine.adapters.dynamodb import MAPPINGS, DynamoDbPermissionSource
+from policy_engine.admin.publish import history, load_desired, rollback, sync
+from policy_engine.admin.publish.dynamodb import DynamoDbStore, sort_key
 from policy_engine.core.permissions import PermissionSet, compile_records
 from policy_engine.core.publish import MappingKey, keys_of
 from policy_engine.errors import (
@@ -16,8 +18,6 @@ from policy_engine.errors import (
     PermissionsError,
     StoreError,
 )
-from policy_engine.publish import history, load_desired, rollback, sync
-from policy_engine.publish.dynamodb import DynamoDbStore, sort_key
 from tests.faults import Crash, FaultyClient, many_routes, write_permissions
 from tests.stores import ROOT
 
@@ -332,7 +332,7 @@ def test_missing_credentials_are_one_store_error(published, monkeypatch, tmp_pat
 
 
 def test_leftovers_of_a_dead_sync_are_reused_repaired_or_deleted(table, tmp_path, backend):
-    from policy_engine.publish.dynamodb import (
+    from policy_engine.admin.publish.dynamodb import (
         DynamoDbStore,
         new_mapping_item,
         put_request,
@@ -377,7 +377,7 @@ def test_a_sync_whose_writes_do_not_add_up_is_not_published(table, tmp_path, bac
 
 KILLED_SYNC = """
 import sys, threading, time, boto3
-from policy_engine.publish import sync
+from policy_engine.admin.publish import sync
 from tests.faults import FaultyClient
 
 first = threading.Lock()

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from policy_engine.adapters.introspection import IntrospectionClient
+from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.errors import InactiveTokenError, IntrospectionError
-from policy_engine.local.idp import LocalIdentityProvider
 
 CLIENT_ID, SECRET = "policy-engine", "s3cret with spaces & symbols:"
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
+from policy_engine.admin.migrate import MIGRATIONS_DIR, migrate
 from policy_engine.errors import StoreError
-from policy_engine.migrate import MIGRATIONS_DIR, migrate
 
 #: The steps in migrations/, in order.
 STEPS = ("0001_create_table", "0002_snapshots")
@@ -162,9 +162,9 @@ def test_an_extra_index_on_an_attribute_policy_engine_does_not_write_is_fine(bac
 def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend):
     # The index check above relies on this map; it must describe every attribute the
     # stores write (mappings, versions, the pointer with a claim, migration records).
-    from policy_engine.migrate import ITEM_ATTRIBUTES
-    from policy_engine.publish import sync
-    from policy_engine.publish.dynamodb import DynamoDbStore
+    from policy_engine.admin.migrate import ITEM_ATTRIBUTES
+    from policy_engine.admin.publish import sync
+    from policy_engine.admin.publish.dynamodb import DynamoDbStore
     from tests.stores import ROOT
 
     sync(ROOT / "permissions", f"dynamodb://{table}")
@@ -175,8 +175,8 @@ def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend):
 
 
 def test_migration_0002_gives_a_table_published_before_snapshots_the_snapshot_readers_load(table, backend, tmp_path):
+    from policy_engine.admin.publish import load_desired, sync
     from policy_engine.core.publish import keys_of
-    from policy_engine.publish import load_desired, sync
     from tests.faults import many_routes, write_permissions
 
     yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(30))

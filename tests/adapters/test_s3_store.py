@@ -9,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from policy_engine.adapters.s3 import S3PermissionSource, encode_snapshot
+from policy_engine.admin.publish import history, load_desired, rollback, sync
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import digest, keys_of
 from policy_engine.errors import (
@@ -17,7 +18,6 @@ from policy_engine.errors import (
     CorruptStoreError,
     MissingStoreError,
 )
-from policy_engine.publish import history, load_desired, rollback, sync
 from tests.faults import Crash, FaultyClient, aws_error, write_permissions
 from tests.store_endpoints import fake_store_endpoint
 from tests.stores import CREDENTIALS, ROOT

@@ -13,12 +13,12 @@ from policy_engine.adapters.snapshot_file import (
     is_snapshot_file,
 )
 from policy_engine.adapters.yaml_files import YamlPermissionSource
+from policy_engine.admin.publish import compile_snapshot
 from policy_engine.bootstrap import permission_source
 from policy_engine.cache import PermissionCache
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.snapshot import decode_snapshot
 from policy_engine.errors import CorruptStoreError, PermissionsError, StoreError
-from policy_engine.publish import compile_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"

@@ -9,8 +9,8 @@ import pytest
 
 from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 from policy_engine.adapters.s3 import S3PermissionSource
+from policy_engine.admin.publish import sync
 from policy_engine.errors import StoreError
-from policy_engine.publish import sync
 from tests.faults import many_routes, write_permissions
 from tests.store_endpoints import (
     DYNAMODB_INTERNAL_ERROR,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from policy_engine.cli import main
+from policy_engine.admin.cli import main
 from policy_engine.core.iam import Verdict
 from policy_engine.core.snapshot import FORMAT, decode_snapshot
 from tests.conftest import ROOT, invoke, token_event, verdict

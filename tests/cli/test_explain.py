@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policy_engine.cli import main
+from policy_engine.admin.cli import main
 from policy_engine.core.iam import Verdict, evaluate_response
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from policy_engine.cli import main
-from policy_engine.cli.invoke import put_token
+from policy_engine.admin.cli import main
+from policy_engine.admin.cli.invoke import put_token
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from policy_engine.cli import main
+from policy_engine.admin.cli import main
 from tests.conftest import ROOT
 
 
@@ -74,7 +74,7 @@ def test_missing_table_exits_2_and_says_so(backend, capsys):
 
 
 def test_a_held_claim_exits_1(table, capsys):
-    from policy_engine.publish.dynamodb import DynamoDbStore
+    from policy_engine.admin.publish.dynamodb import DynamoDbStore
 
     DynamoDbStore(table).claim(0, "someone-else")
     assert main(["sync", f"dynamodb://{table}", "--permissions", str(ROOT / "permissions")]) == 1
@@ -85,7 +85,7 @@ def test_a_held_claim_exits_1(table, capsys):
 def test_progress_is_drawn_only_on_a_terminal(tmp_path):
     import io
 
-    from policy_engine.cli._progress import TerminalProgress
+    from policy_engine.admin.cli._progress import TerminalProgress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -104,8 +104,8 @@ def test_progress_is_drawn_only_on_a_terminal(tmp_path):
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_s3_rollback_refuses_a_history_copy_that_was_never_published(bucket, backend, tmp_path, capsys):
     from policy_engine.adapters.s3 import encode_snapshot
+    from policy_engine.admin.publish import load_desired
     from policy_engine.core.publish import digest
-    from policy_engine.publish import load_desired
     from tests.faults import write_permissions
 
     target = f"s3://{bucket}/p.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policy_engine.cli import main
+from policy_engine.admin.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from policy_engine.local.invoke import InvokeResult
-from policy_engine.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
-from policy_engine.local.walkthrough import Reply, http_request, token_request
+from policy_engine.admin.local.invoke import InvokeResult
+from policy_engine.admin.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
+from policy_engine.admin.local.walkthrough import Reply, http_request, token_request
 
 
 class FakeClock:

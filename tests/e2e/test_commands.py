@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from policy_engine.cli import main
+from policy_engine.admin.cli import main
 from tests.conftest import ROOT
 
 # `policy-engine serve` started the way a terminal starts it: with Ctrl-C's SIGINT handled.
@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 # runners do), a child inherits the ignoring and would never see the SIGINT below.
 SERVE_AS_FROM_A_TERMINAL = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from policy_engine.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from policy_engine.admin.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

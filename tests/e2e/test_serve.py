@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from policy_engine.local.walkthrough import http_request
+from policy_engine.admin.local.walkthrough import http_request
 from tests.e2e.conftest import Client, FakeClock
 
 EXPLICIT = {"Message": "User is not authorized to access this resource with an explicit deny"}
@@ -181,7 +181,7 @@ def test_key_rotation_in_the_identity_provider(start_stack):
 def test_aws_endpoint_url_replaces_the_embedded_table(start_stack, monkeypatch):
     from moto.server import ThreadedMotoServer
 
-    from policy_engine.local.table import _free_port
+    from policy_engine.admin.local.table import _free_port
 
     port = _free_port("127.0.0.1")
     external = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict
 from policy_engine.errors import ConfigurationError
-from policy_engine.local.invoke import invoke
 from tests.conftest import API, ROOT, verdict
 from tests.request_events import event_of, http_v1_event, http_v2_event
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.iam import Verdict, evaluate_response
-from policy_engine.publish import compile_snapshot
 from tests.conftest import API, AUDIENCE, ROOT
 
 HEAVY = ("pydantic", "pydantic_core", "yaml", "jwt", "boto3", "botocore")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import API, verdict
 from tests.request_events import http_v2_event, rest_request_event, token_kind_event
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict, evaluate_response
-from policy_engine.local.invoke import invoke
 from tests.conftest import API, verdict
 from tests.request_events import KINDS, event_of, http_v1_event, http_v2_event, rest_request_event
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import token_event, verdict
 
 

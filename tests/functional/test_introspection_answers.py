@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from policy_engine.adapters.introspection import IntrospectionClient
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.errors import IntrospectionError
-from policy_engine.local.invoke import invoke
 from tests.conftest import AUDIENCE
 from tests.request_events import KINDS, event_of
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from policy_engine.admin.local.idp import LocalIdentityProvider
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict
-from policy_engine.local.idp import LocalIdentityProvider
-from policy_engine.local.invoke import invoke
 from tests.conftest import AUDIENCE, verdict
 from tests.request_events import KINDS, event_of
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import token_event, verdict
 
 SHORT_TTL = {"JWKS_CACHE_TTL": "1", "JWKS_REFETCH_INTERVAL": "3600"}

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import verdict
 from tests.request_events import KINDS, event_of, http_v2_event
 
@@ -63,7 +63,7 @@ def test_jwts_of_a_configured_issuer_are_verified_locally_side_by_side(idp, opaq
 
 def test_jwt_of_another_issuer_goes_to_introspection(idp, opaque_handler):
     # A JWT-shaped token the AS issued under another issuer name is opaque to us.
-    from policy_engine.local.idp import LocalIdentityProvider
+    from policy_engine.admin.local.idp import LocalIdentityProvider
 
     with LocalIdentityProvider() as other:
         token = other.mint(scope="pets:read")

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from policy_engine.adapters.jwks_http import PREFETCH_BUDGET
-from policy_engine.local.invoke import invoke, load_handler
+from policy_engine.admin.local.invoke import invoke, load_handler
 from tests.conftest import AUDIENCE, ROOT, token_event
 from tests.support.trickle import SCRIPTS, TricklingServer, hard_limit
 

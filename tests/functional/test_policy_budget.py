@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.decision import MAX_RESPONSE_BYTES
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import API, token_event, verdict
 
 

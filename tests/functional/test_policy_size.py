@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import API, verdict
 from tests.request_events import http_v1_event, http_v2_event, rest_request_event, token_kind_event
 

@@ -15,9 +15,9 @@ import json
 import pytest
 
 from policy_engine.adapters.s3 import encode_snapshot
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.publish import MappingKey
-from policy_engine.local.invoke import invoke
 from tests.conftest import API, token_event
 
 LONG_STAGE = "s" * 128  # the longest stage name API Gateway allows

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.bootstrap import key_source
 from policy_engine.cache import PermissionCache
 from policy_engine.core.arn import parse_method_arn
@@ -27,7 +28,6 @@ from policy_engine.core.decision import render_iam_response
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS
 from policy_engine.engine import Authorizer
-from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.settings import Settings
 from tests.request_events import http_v2_event
 

@@ -13,9 +13,9 @@ import json
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS
-from policy_engine.local.invoke import invoke
 from tests.conftest import API
 from tests.request_events import http_v2_event
 

@@ -17,10 +17,10 @@ import time
 import pytest
 
 from policy_engine.adapters.jwks_http import PREFETCH_BUDGET
+from policy_engine.admin.local.invoke import invoke
+from policy_engine.admin.publish import sync
 from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
-from policy_engine.publish import sync
 from tests.conftest import AUDIENCE, ROOT, token_event, verdict
 from tests.store_endpoints import S3_DENIED, fake_store_endpoint, http_answer
 from tests.stores import CREDENTIALS

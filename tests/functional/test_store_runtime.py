@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from policy_engine.admin.local.invoke import invoke
+from policy_engine.admin.publish import sync
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
-from policy_engine.publish import sync
 from tests.conftest import ROOT, token_event, verdict
 from tests.faults import write_permissions
 
@@ -120,7 +120,7 @@ event = {"type": "TOKEN", "authorizationToken": "Bearer " + sys.argv[1],
 answer = app.lambda_handler(event, None)
 aws_sdk = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "s3transfer"))
 admin = sorted(m for m in sys.modules
-               if m.startswith(("policy_engine.publish", "policy_engine.adapters.aws", "policy_engine.migrate"))
+               if m.startswith("policy_engine.admin")
                and m != "policy_engine.adapters.aws_http")
 print(json.dumps({"answer": answer, "aws_sdk": aws_sdk, "admin": admin}))
 """

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.core.iam import Verdict
-from policy_engine.local.invoke import invoke
 from tests.conftest import token_event, verdict
 from tests.support.forge import b64, claims, raw_token, rsa_key
 

@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 
-from policy_engine.cli import main
+from policy_engine.admin.cli import main
+from policy_engine.admin.local.idp import LocalIdentityProvider
+from policy_engine.admin.local.runtime_api import RuntimeApi, ensure_runtime_client, isolated_command, start_runtime
+from policy_engine.admin.packaging import PYTHON_VERSIONS, Bundle, build_bundle, find_interpreter, native_problems
+from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.snapshot import decode_snapshot
 from policy_engine.errors import BundleError
-from policy_engine.local.idp import LocalIdentityProvider
-from policy_engine.local.runtime_api import RuntimeApi, ensure_runtime_client, isolated_command, start_runtime
-from policy_engine.packaging import PYTHON_VERSIONS, Bundle, build_bundle, find_interpreter, native_problems
-from policy_engine.publish import compile_snapshot
 from tests.conftest import API, AUDIENCE
 from tests.integration.cfn import ROOT, load_template, resources
 
@@ -114,8 +114,7 @@ import importlib, json
 found = {}
 for name in ["jwt", "yaml", "yaml._yaml", "cryptography.hazmat.bindings._rust", "pydantic_core._pydantic_core",
              "cffi", "policy_engine", "policy_engine.bootstrap", "handler", "awslambdaric",
-             "boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging",
-             "policy_engine.publish", "policy_engine.adapters.aws", "policy_engine.migrate",
+             "boto3", "botocore", "policy_engine.admin",
              "policy_engine.adapters.dynamodb", "policy_engine.adapters.s3", "pytest", "moto"]:
     try:
         found[name] = importlib.import_module(name).__file__
@@ -135,8 +134,7 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
     assert Path(found["awslambdaric"]).is_relative_to(runtime_client.resolve())
     # Lambda supplies boto3; the CLI, the local tools and the publisher never ship (the store
     # readers import without them); the venv stays invisible.
-    for name in ["boto3", "botocore", "policy_engine.cli", "policy_engine.local", "policy_engine.packaging",
-                 "policy_engine.publish", "policy_engine.adapters.aws", "policy_engine.migrate", "pytest", "moto"]:
+    for name in ["boto3", "botocore", "policy_engine.admin", "pytest", "moto"]:
         assert found[name] is None, (name, found[name])
 
 
@@ -193,7 +191,7 @@ def test_bundle_contents_are_lean_and_normalised(plain_bundle):
     assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in infos)
     assert all(info.external_attr >> 16 == 0o100644 for info in infos)
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]  # --no-compile
-    admin_only = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/packaging", "boto3/", "botocore/")
+    admin_only = ("policy_engine/admin/", "boto3/", "botocore/")
     assert not [n for n in names if n.startswith(admin_only)]
     for required in ["handler/app.py", "policy_engine/bootstrap.py", "policy_engine/py.typed", "permissions"]:
         assert required in files

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from policy_engine.local.idp import LocalIdentityProvider
-from policy_engine.packaging import default_output
+from policy_engine.admin.local.idp import LocalIdentityProvider
+from policy_engine.admin.packaging import default_output
 from tests.integration.cfn import ROOT, TEMPLATE, load_template, resources
 
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"

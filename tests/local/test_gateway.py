@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from policy_engine.admin.local.gateway import LocalGateway, ProxyBackend, RouteSpec, RouteTable, _glob_pattern
+from policy_engine.admin.local.invoke import InvokeResult
+from policy_engine.admin.local.walkthrough import http_request
 from policy_engine.errors import ConfigurationError
-from policy_engine.local.gateway import LocalGateway, ProxyBackend, RouteSpec, RouteTable, _glob_pattern
-from policy_engine.local.invoke import InvokeResult
-from policy_engine.local.walkthrough import http_request
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 

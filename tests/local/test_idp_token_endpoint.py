@@ -11,11 +11,11 @@ from pathlib import Path
 import jwt
 import pytest
 
+from policy_engine.admin.local.idp import LocalIdentityProvider, load_clients
+from policy_engine.admin.local.invoke import invoke, load_handler
+from policy_engine.admin.local.walkthrough import http_request, token_request
 from policy_engine.core.iam import Verdict
 from policy_engine.errors import ConfigurationError
-from policy_engine.local.idp import LocalIdentityProvider, load_clients
-from policy_engine.local.invoke import invoke, load_handler
-from policy_engine.local.walkthrough import http_request, token_request
 from tests.conftest import ROOT, token_event, verdict
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -70,7 +70,7 @@ def _star_to_any_run(node: ast.AST) -> bool:
         # stands for a '*' of the narrower one); it is not IAM matching.
         ("the IAM glob compiler", _star_to_any_run, {"policy_engine/core/iam.py", "policy_engine/core/compaction.py"}),
         ("a bearer scheme test", _constant("bearer "),
-         {"policy_engine/core/tokens/jws.py", "policy_engine/cli/_common.py"}),
+         {"policy_engine/core/tokens/jws.py", "policy_engine/admin/cli/_common.py"}),
     ]
     + [(f"the context key {key!r}", _constant(key), {"policy_engine/core/decision.py"})
        for key in OWN_CONTEXT_KEYS if key != "scope"],

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy_engine.adapters.memory import MemoryPermissionSource
+from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.bootstrap import key_source
 from policy_engine.cache import PermissionCache
 from policy_engine.core.decision import (
@@ -41,7 +42,6 @@ from policy_engine.core.tokens import (
     verify_signature,
 )
 from policy_engine.engine import Authorizer
-from policy_engine.local.idp import LocalIdentityProvider
 from policy_engine.settings import Settings
 from tests.conftest import ROOT
 from tests.support.forge import b64, sign

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 
+from policy_engine.admin.packaging import _zip_bytes, manylinux_platforms, native_problems, runtime_requirements
 from policy_engine.errors import BundleError
-from policy_engine.packaging import _zip_bytes, manylinux_platforms, native_problems, runtime_requirements
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -79,18 +80,21 @@ def test_zip_bytes_ignore_insertion_order_and_normalise_metadata():
 
 
 def test_the_bundle_carries_the_handlers_import_closure_and_no_admin_code():
-    from policy_engine.packaging import runtime_modules
+    from policy_engine.admin.packaging import runtime_modules
 
     modules = set(runtime_modules())
     # The stores' readers are imported lazily by bootstrap: they are reached all the same.
     assert {"handler/app.py", "policy_engine/adapters/dynamodb.py", "policy_engine/adapters/s3.py",
             "policy_engine/adapters/yaml_files.py", "policy_engine/adapters/snapshot_file.py",
             "policy_engine/adapters/introspection.py", "policy_engine/core/tokens/keys.py"} <= modules
-    admin_folders = ("policy_engine/cli/", "policy_engine/local/", "policy_engine/publish/")
-    admin_files = ("policy_engine/migrate.py", "policy_engine/packaging.py", "policy_engine/adapters/aws.py",
-                   "policy_engine/core/lint.py", "policy_engine/core/explain.py")
-    admin = [m for m in modules if m.startswith(admin_folders) or m in admin_files]
-    assert admin == []
+    assert not [m for m in modules if m.startswith("policy_engine/admin/")]
+    # A module outside admin/ that the handler cannot reach is misplaced admin code or dead
+    # weight. The one exception: the in-memory permission source, for embedding the engine.
+    root = Path(__file__).resolve().parents[2]
+    runtime_tree = {p.relative_to(root).as_posix() for folder in ("policy_engine", "handler")
+                    for p in (root / folder).rglob("*.py")
+                    if not p.relative_to(root).as_posix().startswith("policy_engine/admin/")}
+    assert runtime_tree - modules == {"policy_engine/adapters/memory.py"}
 
 
 def test_every_module_the_running_handler_loads_is_in_the_closure():
@@ -101,7 +105,7 @@ def test_every_module_the_running_handler_loads_is_in_the_closure():
     import sys
     from pathlib import Path
 
-    from policy_engine.packaging import PROJECT_ROOT, runtime_modules
+    from policy_engine.admin.packaging import PROJECT_ROOT, runtime_modules
 
     script = (
         "import json, sys\n"
@@ -121,8 +125,27 @@ def test_every_module_the_running_handler_loads_is_in_the_closure():
     assert ours and ours <= set(runtime_modules())
 
 
+def test_a_runtime_module_that_imports_admin_code_is_refused(tmp_path):
+    from policy_engine.admin.packaging import runtime_modules
+    from policy_engine.errors import BundleError
+
+    files = {
+        "handler/__init__.py": "",
+        "handler/app.py": "from policy_engine import wiring\n",
+        "policy_engine/__init__.py": "",
+        "policy_engine/wiring.py": "def build():\n    from policy_engine.admin.lint import check\n",
+        "policy_engine/admin/__init__.py": "",
+        "policy_engine/admin/lint.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    with pytest.raises(BundleError, match=r"policy_engine/wiring.py, line 2: .*policy_engine.admin.lint"):
+        runtime_modules(tmp_path)
+
+
 def test_the_closure_follows_lazy_relative_and_submodule_imports(tmp_path):
-    from policy_engine.packaging import runtime_modules
+    from policy_engine.admin.packaging import runtime_modules
 
     files = {
         "handler/__init__.py": "",
@@ -134,7 +157,7 @@ def test_the_closure_follows_lazy_relative_and_submodule_imports(tmp_path):
         "policy_engine/stores/formats.py": "",
         "policy_engine/errors.py": "",
         "policy_engine/stores/publisher.py": "from policy_engine.stores import reader\n",  # reaches in, never reached
-        "policy_engine/cli.py": "import policy_engine.stores.publisher\n",
+        "policy_engine/admin/cli.py": "import policy_engine.stores.publisher\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def _loaded_after(imports: list[str]) -> set[str]:
 def test_core_imports_no_io_libraries():
     loaded = _loaded_after(CORE)
     assert not {"boto3", "botocore", "yaml", "urllib.request"} & loaded
-    assert not any(m.startswith(("policy_engine.cli", "policy_engine.local", "policy_engine.adapters")) for m in loaded)
+    assert not any(m.startswith(("policy_engine.admin", "policy_engine.adapters")) for m in loaded)
 
 
 def test_errors_module_exports_exactly_the_tree():

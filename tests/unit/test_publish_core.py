@@ -50,5 +50,5 @@ def test_a_yaml_deployment_never_imports_boto3_and_the_publish_core_is_pure():
     loaded = _modules_after("from policy_engine.bootstrap import permission_source\n"
                             "permission_source('permissions')\nimport policy_engine.core.publish")
     assert not {"boto3", "botocore"} & loaded
-    admin = ("policy_engine.publish", "policy_engine.cli", "policy_engine.migrate")
+    admin = ("policy_engine.admin.publish", "policy_engine.admin.cli", "policy_engine.admin.migrate")
     assert not any(m.startswith(admin) for m in loaded)

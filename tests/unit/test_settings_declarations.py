@@ -16,7 +16,7 @@ import pytest
 
 from policy_engine.adapters.introspection import IntrospectionClient
 from policy_engine.adapters.jwks_http import JwksKeySource
-from policy_engine.cli.settings_doc import (
+from policy_engine.admin.cli.settings_doc import (
     README,
     render_table,
     shown_default,
@@ -98,7 +98,7 @@ def test_readme_configuration_table_is_the_generated_one():
     block = table_block(README.read_text(encoding="utf-8"))
     assert block == render_table(), (
         "README's configuration table differs from policy_engine/settings.py; "
-        "run: python -m policy_engine.cli.settings_doc --write"
+        "run: python -m policy_engine.admin.cli.settings_doc --write"
     )
 
 

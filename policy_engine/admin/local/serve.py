@@ -18,18 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.adapters.yaml_files import YamlPermissionSource
-from policy_engine.core.permissions import PermissionSet, compile_records
-from policy_engine.errors import ConfigurationError
-from policy_engine.local.gateway import (
+from policy_engine.admin.local.gateway import (
     HandlerAuthorizer,
     LocalGateway,
     PetsBackend,
     ProxyBackend,
     RouteTable,
 )
-from policy_engine.local.idp import CLIENTS_FILE, LocalIdentityProvider, load_clients
-from policy_engine.local.invoke import load_handler
-from policy_engine.local.table import LocalTable
+from policy_engine.admin.local.idp import CLIENTS_FILE, LocalIdentityProvider, load_clients
+from policy_engine.admin.local.invoke import load_handler
+from policy_engine.admin.local.table import LocalTable
+from policy_engine.core.permissions import PermissionSet, compile_records
+from policy_engine.errors import ConfigurationError
 from policy_engine.settings import DEFAULT_PERMISSIONS_SOURCE
 
 __all__ = ["DEFAULT_PERMISSIONS", "LocalStack", "ServeOptions"]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from policy_engine.cli._progress import TerminalProgress
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.errors import ConflictError
 
 DEFAULT_PERMISSIONS = "permissions"
@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policy_engine.publish import sync
+    from policy_engine.admin.publish import sync
 
     return publish_and_print(
         f"sync {args.target}",

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policy_engine.adapters.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
-from policy_engine.cli._common import Palette, default_location, read_locations
+from policy_engine.admin.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
+from policy_engine.admin.cli._common import Palette, default_location, read_locations
+from policy_engine.admin.lint import ERROR, WARNING, Finding, LintReport, lint
 from policy_engine.core.decision import MAX_RESPONSE_BYTES
-from policy_engine.core.lint import ERROR, WARNING, Finding, LintReport, lint
 from policy_engine.errors import PermissionsError
 
 _CATALOG_FILES = {"scope_catalog": "scopes.yaml", "client_catalog": "clients.yaml", "api_catalog": "apis.yaml"}

@@ -8,19 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from policy_engine.adapters.aws import (
-    AWS_ERRORS,
-    ClientError,
-    error_code,
-    make_client,
-    store_error,
-)
 from policy_engine.adapters.s3 import (
     Link,
     Snapshot,
     decode_snapshot,
     encode_snapshot,
     parse_s3_location,
+)
+from policy_engine.admin.aws import (
+    AWS_ERRORS,
+    ClientError,
+    error_code,
+    make_client,
+    store_error,
 )
 from policy_engine.core.publish import MappingKey, Plan
 from policy_engine.errors import (

@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = ["HANDLER_PATH", "InvokeResult", "invoke", "load_handler", "patched_environ"]
 
-HANDLER_PATH = Path(__file__).resolve().parents[2] / "handler" / "app.py"
+HANDLER_PATH = Path(__file__).resolve().parents[3] / "handler" / "app.py"
 
 
 @contextlib.contextmanager

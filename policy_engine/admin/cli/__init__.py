@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="policy-engine", description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"policy_engine.cli.{name}").register(subparsers)
+        importlib.import_module(f"policy_engine.admin.cli.{name}").register(subparsers)
     return parser
 
 

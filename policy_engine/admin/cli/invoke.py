@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from policy_engine.cli._common import (
+from policy_engine.admin.cli._common import (
     Palette,
     authorization_value,
     parse_env_assignments,
@@ -109,7 +109,7 @@ def _identity_provider(args: argparse.Namespace, environ: dict[str, str]) -> Ite
     if not args.local_idp:
         yield None
         return
-    from policy_engine.local.idp import LocalIdentityProvider
+    from policy_engine.admin.local.idp import LocalIdentityProvider
 
     with LocalIdentityProvider() as idp:
         environ["ISSUER"] = idp.issuer
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         elif PLACEHOLDER in json.dumps(event):
             print(f"note: {args.event} holds the placeholder {PLACEHOLDER}; pass --local-idp or --token",
                   file=sys.stderr)
-        from policy_engine.local.invoke import invoke, load_handler
+        from policy_engine.admin.local.invoke import invoke, load_handler
 
         try:
             handler = load_handler(environ)

@@ -11,9 +11,9 @@ import io
 import sys
 from typing import Any
 
-from policy_engine.cli.serve import add_stack_arguments, options_from
-from policy_engine.local.serve import LocalStack
-from policy_engine.local.walkthrough import Walkthrough, http_request
+from policy_engine.admin.cli.serve import add_stack_arguments, options_from
+from policy_engine.admin.local.serve import LocalStack
+from policy_engine.admin.local.walkthrough import Walkthrough, http_request
 
 
 def register(subparsers: Any) -> None:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.adapters.yaml_files import load_yaml_document
+from policy_engine.admin.lint import ApiCatalog, ApiEntry, Client, ClientCatalog, ScopeCatalog
 from policy_engine.core.arn import API_ARN_PATTERN
-from policy_engine.core.lint import ApiCatalog, ApiEntry, Client, ClientCatalog, ScopeCatalog
 from policy_engine.core.permissions import Locate
 from policy_engine.errors import PermissionsError
 

@@ -2,7 +2,7 @@
 
 These are the Python entry points behind ``policy-engine sync`` and ``rollback``
 (other tools call them directly). Admin only: the Lambda bundle leaves this package
-out (``policy_engine/packaging.py``), and the stores' run-time readers never import it.
+out (``policy_engine/admin/packaging.py``), and the stores' run-time readers never import it.
 Each store is a ``PublishTarget`` (``policy_engine/ports.py``): ``publish/dynamodb.py``
 and ``publish/s3.py``. Every publish follows the same steps:
 
@@ -114,11 +114,11 @@ def open_target(target: str, *, client: Any = None, sleep: Callable[[float], Non
         ConfigurationError: any other form.
     """
     if target.startswith("dynamodb://"):
-        from policy_engine.publish.dynamodb import DynamoDbTarget
+        from policy_engine.admin.publish.dynamodb import DynamoDbTarget
 
         return DynamoDbTarget(target.removeprefix("dynamodb://"), client=client, sleep=sleep)
     if target.startswith("s3://"):
-        from policy_engine.publish.s3 import S3Target
+        from policy_engine.admin.publish.s3 import S3Target
 
         return S3Target(target, client=client)
     raise ConfigurationError("TARGET", f"{target!r} is not dynamodb://TABLE or s3://BUCKET/KEY")

@@ -35,14 +35,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
-from policy_engine.adapters.aws import (
-    AWS_ERRORS,
-    THROTTLED,
-    ClientError,
-    error_code,
-    make_client,
-    store_error,
-)
 from policy_engine.adapters.dynamodb import (
     BATCH_GET_KEYS,
     MAPPINGS,
@@ -58,6 +50,14 @@ from policy_engine.adapters.dynamodb import (
     text_of,
     unpack,
     version_label,
+)
+from policy_engine.admin.aws import (
+    AWS_ERRORS,
+    THROTTLED,
+    ClientError,
+    error_code,
+    make_client,
+    store_error,
 )
 from policy_engine.core.publish import MappingKey, Plan, digest
 from policy_engine.core.snapshot import encode_snapshot

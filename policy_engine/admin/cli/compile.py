@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.publish import digest
 from policy_engine.errors import PermissionsError, StoreError
-from policy_engine.publish import compile_snapshot
 
 
 def register(subparsers: Any) -> None:

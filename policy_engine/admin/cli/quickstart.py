@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from policy_engine.admin.local.idp import LocalIdentityProvider
+from policy_engine.admin.local.invoke import invoke, load_handler
 from policy_engine.core.iam import evaluate_response
-from policy_engine.local.idp import LocalIdentityProvider
-from policy_engine.local.invoke import invoke, load_handler
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def register(subparsers: Any) -> None:

@@ -27,7 +27,7 @@ from policy_engine.errors import ConfigurationError, StoreError
 __all__ = ["ITEM_ATTRIBUTES", "MIGRATIONS_DIR", "TABLE_KEYS", "MigrateResult", "Step", "layout_problems",
            "load_steps", "migrate"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 _STEP_FILE = re.compile(r"(\d{4})_(\w+)\.py")
 
 #: The table's key, as every store operation addresses items: (attribute, KeyType, AttributeType).
@@ -139,7 +139,7 @@ class _Context:
         try:
             return dict(self.client.describe_table(TableName=self.table)["Table"])
         except Exception as exc:
-            from policy_engine.adapters.aws import error_code
+            from policy_engine.admin.aws import error_code
 
             if error_code(exc) == "ResourceNotFoundException":
                 return None
@@ -188,9 +188,9 @@ def migrate(
             (nothing changed, also with ``dry_run``), or DynamoDB refused a step (the step
             is not recorded; re-run after fixing).
     """
-    from policy_engine.adapters.aws import store_error
     from policy_engine.adapters.dynamodb import META, MIGRATION_PREFIX
-    from policy_engine.publish.dynamodb import DynamoDbStore
+    from policy_engine.admin.aws import store_error
+    from policy_engine.admin.publish.dynamodb import DynamoDbStore
 
     store = DynamoDbStore(table, client=client)
     ctx = _Context(store.client, table, say)

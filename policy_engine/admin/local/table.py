@@ -80,7 +80,7 @@ class LocalTable:
             self._saved.setdefault(name, os.environ.get(name))
             os.environ[name] = value
         try:
-            from policy_engine.migrate import migrate
+            from policy_engine.admin.migrate import migrate
 
             migrate(self.table)
         except BaseException:
@@ -95,7 +95,7 @@ class LocalTable:
             PermissionsError: the files are invalid (nothing written).
             StoreError: the table refused the publish.
         """
-        from policy_engine.publish import sync
+        from policy_engine.admin.publish import sync
 
         return sync(permissions, self.source, note="policy-engine serve")
 

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from policy_engine.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
+from policy_engine.admin.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
 
 
 def register(subparsers: Any) -> None:

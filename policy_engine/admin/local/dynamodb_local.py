@@ -21,7 +21,7 @@ from types import TracebackType
 __all__ = ["DEFAULT_CACHE", "PACKAGE", "DynamoDbLocal", "ensure_jar"]
 
 PACKAGE = "amplify-dynamodb-simulator@2.9.30"
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "dynamodb-local"
+DEFAULT_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "dynamodb-local"
 
 
 def ensure_jar(cache: Path = DEFAULT_CACHE) -> Path:
@@ -123,10 +123,11 @@ class DynamoDbLocal:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m policy_engine.local.dynamodb_local [--port 8000]``: run until Ctrl-C."""
+    """``python -m policy_engine.admin.local.dynamodb_local [--port 8000]``: run until Ctrl-C."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m policy_engine.local.dynamodb_local", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m policy_engine.admin.local.dynamodb_local",
+                                     description=main.__doc__)
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     import signal

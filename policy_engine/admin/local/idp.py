@@ -34,9 +34,9 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from policy_engine.admin.local.loopback import LoopbackServer, QuietHandler
 from policy_engine.core.urls import is_loopback_host
 from policy_engine.errors import ConfigurationError
-from policy_engine.local.loopback import LoopbackServer, QuietHandler
 
 __all__ = ["CLIENTS_FILE", "LocalIdentityProvider", "OAuthClient", "SigningKey", "load_clients"]
 

@@ -71,7 +71,7 @@ PYTHON_VERSIONS: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}
 #: ELF ``e_machine`` of each architecture (EM_X86_64, EM_AARCH64).
 _ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Where the Lambda starts: the bundle carries this module and every module of ours it
 #: can import, eagerly or lazily (``runtime_modules``), and nothing else.
 ENTRY_POINT = "handler/app.py"
@@ -416,18 +416,24 @@ def _is_bytecode(name: str) -> bool:
     return "__pycache__/" in name or name.endswith((".pyc", ".pyo"))
 
 
+# Admin-only code (CLI, validation, publishing, migrations, packaging, local tools):
+# never part of the handler's import closure.
+ADMIN_PACKAGE = "policy_engine.admin"
+
+
 def runtime_modules(root: Path = PROJECT_ROOT, entry: str = ENTRY_POINT) -> list[str]:
     """Our modules the Lambda can import, as paths relative to ``root``, sorted.
 
     The closure of ``entry``'s imports over ``policy_engine`` and ``handler``: every
     ``import``/``from ... import`` statement counts, at module level or inside a function
     (the stores' readers are imported lazily), with the ``__init__.py`` of each package
-    on the way. Whatever no path from the handler reaches (the CLI, the local tools,
-    publishing, migrations, this module) stays out of the bundle because nothing imports
-    it, not because a list names it.
+    on the way. Whatever no path from the handler reaches stays out of the bundle
+    because nothing imports it, not because a list names it; everything admin-only lives
+    under ``policy_engine/admin/``, and a runtime module that imports from there is refused.
 
     Raises:
-        BundleError: ``entry`` is missing, or a module cannot be parsed.
+        BundleError: ``entry`` is missing, a module cannot be parsed, or the closure
+            reaches ``policy_engine.admin``.
     """
     import ast
 
@@ -471,6 +477,9 @@ def runtime_modules(root: Path = PROJECT_ROOT, entry: str = ENTRY_POINT) -> list
                 # ``from pkg import name`` may name a submodule as well as an attribute.
                 targets = [stem, *(f"{stem}.{alias.name}" for alias in node.names)]
             for dotted in targets:
+                if dotted == ADMIN_PACKAGE or dotted.startswith(ADMIN_PACKAGE + "."):
+                    line = getattr(node, "lineno", 0)
+                    raise BundleError(f"{name}, line {line}: the runtime imports admin-only {dotted}")
                 if dotted.split(".")[0] in ("policy_engine", "handler"):
                     pending.extend(with_packages(dotted))
     return sorted(seen)
@@ -491,7 +500,7 @@ def _project_files(permissions: Path | None) -> dict[str, bytes]:
 def _permission_files(path: Path) -> dict[str, bytes]:
     # Compiled here, so a bundle never ships mappings that do not validate, and its cold
     # start reads one JSON document instead of parsing YAML.
-    from policy_engine.publish import compile_snapshot
+    from policy_engine.admin.publish import compile_snapshot
 
     if not path.exists():
         raise BundleError(f"permissions {path}: no such file or folder")

@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from policy_engine.local.gateway import MAX_CACHE_TTL
-from policy_engine.local.idp import CLIENTS_FILE
-from policy_engine.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
+from policy_engine.admin.local.gateway import MAX_CACHE_TTL
+from policy_engine.admin.local.idp import CLIENTS_FILE
+from policy_engine.admin.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
 
 __all__ = ["add_stack_arguments", "options_from", "register"]
 

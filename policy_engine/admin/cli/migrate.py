@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policy_engine.migrate import migrate
+    from policy_engine.admin.migrate import migrate
 
     if not args.target.startswith("dynamodb://"):
         raise ConfigurationError("TARGET", f"{args.target!r}: migrate works on dynamodb://TABLE (S3 needs none)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from policy_engine.cli.sync import publish_and_print
+from policy_engine.admin.cli.sync import publish_and_print
 
 
 def register(subparsers: Any) -> None:
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policy_engine.publish import history, rollback
+    from policy_engine.admin.publish import history, rollback
 
     if args.list:
         for entry in history(args.target):

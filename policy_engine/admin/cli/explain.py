@@ -21,21 +21,21 @@ import os
 import sys
 from typing import Any
 
-from policy_engine.cli._common import (
+from policy_engine.admin.cli._common import (
     Palette,
     authorization_value,
     default_location,
     load_permission_set,
 )
-from policy_engine.core.arn import MethodArn
-from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
-from policy_engine.core.explain import (
+from policy_engine.admin.explain import (
     diff_permissions,
     explain_request,
     grants_for,
     route_text,
 )
-from policy_engine.core.lint import estimate_response
+from policy_engine.admin.lint import estimate_response
+from policy_engine.core.arn import MethodArn
+from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
 from policy_engine.core.permissions import PermissionSet
 from policy_engine.errors import (
     ConfigurationError,

@@ -40,6 +40,8 @@ from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from policy_engine.admin.local.invoke import InvokeResult, invoke
+from policy_engine.admin.local.loopback import LoopbackServer, QuietHandler
 from policy_engine.core.arn import HTTP_VERBS, MAX_METHOD_ARN
 from policy_engine.core.iam import (
     MalformedResponseError,
@@ -50,8 +52,6 @@ from policy_engine.core.iam import (
 from policy_engine.core.permissions import PermissionSet
 from policy_engine.errors import ConfigurationError
 from policy_engine.events import parse_identity_source
-from policy_engine.local.invoke import InvokeResult, invoke
-from policy_engine.local.loopback import LoopbackServer, QuietHandler
 
 __all__ = [
     "Answer",

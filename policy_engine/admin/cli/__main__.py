@@ -1,0 +1,5 @@
+import sys
+
+from policy_engine.admin.cli import main
+
+sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from policy_engine.cli import main
-
-sys.exit(main())
