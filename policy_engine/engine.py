@@ -178,13 +178,13 @@ class Authorizer:
         """
         permissions = self.permissions.get()
         api_arn, stage, version = method_arn.api_arn, method_arn.stage, permissions.version
-        resources = permissions.resources(token.scopes, api_arn, stage)
+        resources = permissions.resources(token.grants, api_arn, stage)
         principal = bounded_principal(token.principal_id)
         context, chars = scalar_context_counted(token.claims, self._context_claims)
         # Guard: a scope set whose text was made before gets the same text.
-        scope_text = self._scope_texts.get(token.scopes)
+        scope_text = self._scope_texts.get(token.grants)
         if scope_text is None:
-            scope_text = self._scope_text(token.scopes)
+            scope_text = self._scope_text(token.grants)
         whole = False
         if scope_text is not None:
             context[SCOPE_KEY] = scope_text
@@ -221,7 +221,7 @@ class Authorizer:
     def _bounded_context(
         self, token: VerifiedToken, api_arn: str, stage: str, version: str, budget: int
     ) -> dict[str, str | int | float | bool]:
-        scopes = token.scopes
+        scopes = token.grants
         text = self._scope_texts.get(scopes)
         listed = tuple(text.split(" ")) if text else tuple(listable_scopes(scopes))
         granting = self.permissions.get().granting_scopes(scopes, api_arn, stage)

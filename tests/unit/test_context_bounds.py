@@ -70,7 +70,7 @@ def test_every_answer_fits_keeps_its_grant_and_copies_only_whole_things(scopes, 
     response = _answer(authorizer, token, TOKEN_EVENT)
     # THEN it fits, and grants exactly what a caller with the same scopes and nothing else is granted
     assert response_size(response) <= MAX_RESPONSE_BYTES
-    plain = _answer(_authorizer(routes), VerifiedToken("https://idp.example.com", "p", token.scopes, {}), TOKEN_EVENT)
+    plain = _answer(_authorizer(routes), VerifiedToken("https://idp.example.com", "p", token.grants, {}), TOKEN_EVENT)
     assert response["policyDocument"] == plain["policyDocument"]
     for path in ("pets", "reports/r000/items/1", "reports/r079/items/x"):
         arn = f"{API}/dev/GET/{path}"
@@ -102,12 +102,12 @@ def _check_context(context: dict[str, Any], token: VerifiedToken) -> None:
     assert response_size(context) <= MAX_CONTEXT_BYTES
     listed = context["scope"].split(" ") if context["scope"] else []
     # only whole scopes the caller holds, never a piece of one; every one unless marked
-    assert set(listed) <= token.scopes and len(listed) == len(set(listed))
+    assert set(listed) <= token.grants and len(listed) == len(set(listed))
     assert len(context["scope"]) <= MAX_SCOPE_CHARS
     if context.get("scopeTruncated") is not True:
-        assert set(listed) == token.scopes and "scopeCount" not in context
+        assert set(listed) == token.grants and "scopeCount" not in context
     else:
-        assert context["scopeCount"] == len(token.scopes) and len(listed) < len(token.scopes)
+        assert context["scopeCount"] == len(token.grants) and len(listed) < len(token.grants)
     # claims: whole values or nothing, and a name for each one left out
     copied = scalar_context(token.claims, CLAIMS)
     omitted = context.get("contextOmitted", "").split()

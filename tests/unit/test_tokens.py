@@ -171,7 +171,7 @@ def test_the_one_pass_verifier_agrees_with_the_rules_step_by_step(header, overri
         assert all(issuer == ISS for issuer, _ in asked)
         return
     verified = verifier.verify(token, get_key, now)
-    assert (verified.principal_id, verified.scopes) == expected
+    assert (verified.principal_id, verified.grants) == expected
     assert verified.issuer == ISS and asked == [(ISS, "k1")]
 
 

@@ -167,7 +167,7 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
         else:
             caller["verified"] = True
             caller["verification"] = f"signature and claims verified against the keys of {verified.issuer}"
-            caller["scopes"] = sorted(verified.scopes)
+            caller["scopes"] = sorted(verified.grants)
             caller["principal"] = verified.principal_id
             return caller
     # Without a complete configuration, SCOPE_CLAIMS still applies: read it alone.

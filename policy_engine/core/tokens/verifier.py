@@ -6,8 +6,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from policy_engine.core.grants import SCOPE, GrantSource, read_grants
 from policy_engine.core.memo import Memo
-from policy_engine.core.tokens.claims import check_jwt_claims, principal_of, read_scopes
+from policy_engine.core.tokens.claims import check_jwt_claims, principal_of
 from policy_engine.core.tokens.jws import decode_jws
 from policy_engine.core.tokens.keys import VerificationKey, check_signature
 from policy_engine.errors import InvalidClaimsError
@@ -17,11 +18,15 @@ __all__ = ["JwtVerifier", "VerifiedToken"]
 
 @dataclass(slots=True)
 class VerifiedToken:
-    """A token whose signature and claims checked out (``kind``: ``jwt`` or ``opaque``)."""
+    """A token whose signature and claims checked out (``kind``: ``jwt`` or ``opaque``).
+
+    ``grants`` are the caller's grant keys (``core.grants``): with the default sources,
+    exactly its scopes.
+    """
 
     issuer: str
     principal_id: str
-    scopes: frozenset[str]
+    grants: frozenset[str]
     claims: Mapping[str, Any]
     kind: str = "jwt"
 
@@ -42,11 +47,11 @@ class JwtVerifier:
     __slots__ = (
         "_algorithms",
         "_audiences",
+        "_grant_sources",
         "_headers",
         "_issuers",
         "_leeway",
         "_max_length",
-        "_scope_claims",
         "_scope_sets",
         "_token_types",
     )
@@ -68,7 +73,8 @@ class JwtVerifier:
         self._leeway = leeway
         self._max_length = max_length
         self._token_types = frozenset(t.lower().removeprefix("application/") for t in token_types)
-        self._scope_claims = tuple(scope_claims)
+        # SCOPE_CLAIMS: literal top-level names, the first present one read.
+        self._grant_sources = (GrantSource(SCOPE, tuple((name,) for name in scope_claims)),)
         self._headers: Memo[bytes, dict[str, Any]] = Memo()
         self._scope_sets: Memo[str, frozenset[str]] = Memo()
 
@@ -87,5 +93,5 @@ class JwtVerifier:
             raise InvalidClaimsError("iss is not a configured issuer")
         check_signature(header["alg"], get_key(issuer, header["kid"]), signing_input, signature)
         check_jwt_claims(header, payload, issuer, self._audiences, now, self._leeway, self._token_types)
-        return VerifiedToken(issuer, principal_of(payload), read_scopes(payload, self._scope_claims, self._scope_sets),
+        return VerifiedToken(issuer, principal_of(payload), read_grants(payload, self._grant_sources, self._scope_sets),
                              payload)
