@@ -127,7 +127,7 @@ class _Minted:
 
 def _client(args: argparse.Namespace) -> OAuthClient | None:
     if args.client is None:
-        for flag, given in (("--clients", args.clients), ("--id-token", args.id_token)):
+        for flag, given in (("--id-token", args.id_token), ("--clients", args.clients)):
             if given:
                 raise ConfigurationError(flag, "applies to tokens minted with --client")
         return None
