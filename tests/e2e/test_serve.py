@@ -226,3 +226,29 @@ def test_request_authorizer_with_identity_sources_and_per_method_cache(start_sta
     # a missing identity source is 401 without a call
     assert client.call("GET", "/dev/pets").status == 401
     assert handler.calls == 2
+
+
+@pytest.mark.parametrize("store", ["yaml"], indirect=True)
+def test_clients_of_every_issuer_shape_get_through_serve(start_stack, tmp_path):
+    # GIVEN clients whose issuers carry a path (Auth0's trailing slash, an Entra tenant) beside the plain one
+    clients = tmp_path / "clients.yaml"
+    clients.write_text(
+        "clients:\n"
+        "  - {client_id: a0, client_secret: s, shape: auth0-rbac, audience: https://pets.example.com,\n"
+        "     scopes: [pets:read], permissions: [read:pets]}\n"
+        "  - {client_id: web, client_secret: s, shape: entra-v2-delegated, audience: api://pets,\n"
+        "     scopes: [pets:read]}\n"
+        "  - {client_id: kc, client_secret: s, shape: keycloak, audience: pets-api, scopes: [pets:read]}\n")
+    stack, _ = start_stack(clients_file=clients)
+    assert stack.idp is not None
+    base = stack.idp.issuer
+    # THEN serve accepts each client's issuer and audience
+    assert stack.handler_environ["ISSUER"].split(",") == [
+        base, f"{base}/5e3c1a2b-7d4f-4e6a-9b8c-0d1e2f3a4b5c/v2.0", f"{base}/auth0/"]
+    client = Client(stack)
+    for name in ("a0", "web", "kc"):
+        # WHEN each gets a token from the token endpoint THEN its scope opens the granted route only
+        token = client.token(name, "s", "pets:read")
+        assert client.call("GET", "/dev/pets/1", token).status == 200, name
+        assert client.call("POST", "/dev/pets", token).status == 403, name
+    assert "a0 (auth0-rbac: pets:read)" in stack.describe()

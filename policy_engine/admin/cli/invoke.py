@@ -7,7 +7,10 @@ what API Gateway would answer for the event's methodArn.
 
 To verify a real signature locally, ``--local-idp`` starts a local OpenID provider on
 127.0.0.1, points ``ISSUER`` and ``JWKS_URI`` at it, mints a token with ``--scopes``
-and puts it in the event (``--token`` puts a token you already have).
+and puts it in the event (``--token`` puts a token you already have). ``--client NAME``
+mints it for a client of the clients file instead (``--clients``, default the shipped
+one), in that client's provider shape (Cognito, Okta, Auth0, Entra ID, Keycloak,
+RFC 9068) with its groups, roles and claims; ``--id-token`` mints its ID token.
 
 Exit codes: 0 the request is allowed; 1 refused (401, 403 or 500); 2 could not run
 (unreadable event, invalid configuration).
@@ -21,8 +24,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_engine.admin.cli._common import (
     Palette,
@@ -30,6 +34,9 @@ from policy_engine.admin.cli._common import (
     parse_env_assignments,
 )
 from policy_engine.errors import ConfigurationError, EventError
+
+if TYPE_CHECKING:
+    from policy_engine.admin.local.clients import OAuthClient
 
 __all__ = ["put_token", "register", "run"]
 
@@ -49,8 +56,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--permissions", metavar="LOCATION", help="shorthand for --env PERMISSIONS_SOURCE=...")
     parser.add_argument("--local-idp", action="store_true",
                         help="start a local identity provider, mint a token and use it as ISSUER/JWKS_URI")
-    parser.add_argument("--scopes", default="pets:read", help="scopes of the minted token ('pets:read')")
-    parser.add_argument("--subject", default="local-client", help="sub/client_id of the minted token")
+    parser.add_argument("--scopes", default=None,
+                        help="scopes of the minted token ('pets:read'; with --client: all of the client's)")
+    parser.add_argument("--subject", default=None, help="sub/client_id of the minted token ('local-client')")
+    parser.add_argument("--client", metavar="NAME", help="mint for this client of --clients, in its shape "
+                        "(implies --local-idp)")
+    parser.add_argument("--clients", type=Path, default=None, metavar="FILE",
+                        help="clients file of --client (default: the shipped clients.yaml)")
+    parser.add_argument("--id-token", action="store_true",
+                        help="mint the client's ID token instead of an access token (with --client)")
     parser.add_argument("--token", metavar="JWT", help="put this token in the event")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -104,31 +118,75 @@ def put_token(event: Any, token: str) -> Any:
     return event
 
 
+@dataclass(frozen=True, slots=True)
+class _Minted:
+    token: str
+    #: What the printout says about it, e.g. "for 'local-client' with scope 'pets:read'".
+    description: str
+
+
+def _client(args: argparse.Namespace) -> OAuthClient | None:
+    if args.client is None:
+        for flag, given in (("--id-token", args.id_token), ("--clients", args.clients)):
+            if given:
+                raise ConfigurationError(flag, "applies to tokens minted with --client")
+        return None
+    if args.subject is not None:
+        raise ConfigurationError("--subject", "the client's shape decides the subject; set `claims: {sub: ...}` "
+                                 "in the clients file instead")
+    from policy_engine.admin.local.clients import CLIENTS_FILE, ID_TOKEN_SHAPES, load_clients
+
+    clients = load_clients(args.clients or CLIENTS_FILE)
+    client = clients.get(args.client)
+    if client is None:
+        raise ConfigurationError("--client", f"{args.client!r} is not in {args.clients or CLIENTS_FILE} "
+                                 f"(clients: {', '.join(sorted(clients))})")
+    if args.id_token and client.shape not in ID_TOKEN_SHAPES:
+        raise ConfigurationError("--id-token", f"client {client.client_id} has shape {client.shape}, which has no "
+                                 f"ID token (shapes that do: {', '.join(ID_TOKEN_SHAPES)})")
+    return client
+
+
 @contextlib.contextmanager
-def _identity_provider(args: argparse.Namespace, environ: dict[str, str]) -> Iterator[str | None]:
-    if not args.local_idp:
+def _identity_provider(args: argparse.Namespace, environ: dict[str, str]) -> Iterator[_Minted | None]:
+    client = _client(args)
+    if not args.local_idp and client is None:
         yield None
         return
     from policy_engine.admin.local.idp import LocalIdentityProvider
 
-    with LocalIdentityProvider() as idp:
-        environ["ISSUER"] = idp.issuer
+    with LocalIdentityProvider(clients=[client] if client else ()) as idp:
+        environ["ISSUER"] = client.issuer(idp.issuer) if client else idp.issuer
         environ["JWKS_URI"] = idp.jwks_uri
-        audiences = environ.get("AUDIENCE") or os.environ.get("AUDIENCE") or DEFAULT_AUDIENCE
+        default_audience = client.audience_value if client else DEFAULT_AUDIENCE
+        audiences = environ.get("AUDIENCE") or os.environ.get("AUDIENCE") or default_audience
         environ.setdefault("AUDIENCE", audiences)
-        audience = audiences.split(",")[0].strip()
-        yield idp.mint(scope=args.scopes, audience=audience, subject=args.subject)
+        if client is None:
+            scopes, subject = args.scopes or "pets:read", args.subject or "local-client"
+            token = idp.mint(scope=scopes, audience=audiences.split(",")[0].strip(), subject=subject)
+            yield _Minted(token, f"for {subject!r} with scope {scopes!r}")
+            return
+        wanted = args.scopes.split() if args.scopes is not None else list(client.scopes)
+        unknown = [s for s in wanted if s not in client.scopes]
+        if unknown:
+            raise ConfigurationError("--scopes", f"not allowed for client {client.client_id}: {' '.join(unknown)} "
+                                     f"(its scopes: {' '.join(client.scopes) or 'none'})")
+        kind = "id" if args.id_token else client.token
+        token = idp.issue(client, wanted, token=kind)
+        granted = " ".join(s for s in client.scopes if s in wanted)
+        grants = f" with scope {granted!r}" if granted and kind == "access" else ""
+        yield _Minted(token, f"for client {client.client_id!r} ({client.shape} {kind} token){grants}")
 
 
 def run(args: argparse.Namespace) -> int:
     event = _read_event(args.event)
     environ = _environment(args)
     with _identity_provider(args, environ) as minted:
-        token = args.token or minted
+        token = args.token or (minted.token if minted else None)
         if token:
             event = put_token(event, token)
         elif PLACEHOLDER in json.dumps(event):
-            print(f"note: {args.event} holds the placeholder {PLACEHOLDER}; pass --local-idp or --token",
+            print(f"note: {args.event} holds the placeholder {PLACEHOLDER}; pass --local-idp, --client or --token",
                   file=sys.stderr)
         from policy_engine.admin.local.invoke import invoke, load_handler
 
@@ -162,14 +220,14 @@ def _outcome(event: Any, response: dict[str, Any] | None, error: str | None) -> 
     return {"method_arn": arn, "status": verdict.status, "verdict": verdict.value}
 
 
-def _shown_env(environ: dict[str, str], minted: str | None) -> dict[str, str]:
+def _shown_env(environ: dict[str, str], minted: _Minted | None) -> dict[str, str]:
     shown = {k: v for k, v in sorted(environ.items())}
     if minted:
         shown["(token)"] = "minted by the local identity provider"
     return shown
 
 
-def _print(args: argparse.Namespace, environ: dict[str, str], minted: str | None,
+def _print(args: argparse.Namespace, environ: dict[str, str], minted: _Minted | None,
            response: dict[str, Any] | None, error: str | None, outcome: dict[str, Any]) -> None:
     paint = Palette(sys.stdout, args.color)
     if environ:
@@ -177,7 +235,7 @@ def _print(args: argparse.Namespace, environ: dict[str, str], minted: str | None
         for key, value in sorted(environ.items()):
             print(f"  {key}={value}")
     if minted:
-        print(f"token: minted by the local identity provider for {args.subject!r} with scope {args.scopes!r}")
+        print(f"token: minted by the local identity provider {minted.description}")
     if response is not None:
         print("response:")
         print(json.dumps(response, indent=2))

@@ -3,11 +3,13 @@ introspection, and a client-credentials token endpoint.
 
 Real HTTP on loopback, so the authorizer's JWKS and introspection adapters are exercised
 exactly as in a deployment. Tokens are shaped like real access tokens (RFC 9068 claims,
-``kid``); opaque tokens are random strings only the provider can look up (RFC 7662).
+``kid``); the token endpoint shapes each client's like its provider's (``clients.py``);
+opaque tokens are random strings only the provider can look up (RFC 7662).
 
 Endpoints (all on loopback):
 
-    GET  /.well-known/openid-configuration   discovery
+    GET  /.well-known/openid-configuration   discovery (also under /auth0, /{tenant}, /{tenant}/v2.0
+                                             for the issuers of Auth0- and Entra-shaped clients)
     GET  /jwks.json                          the public keys
     POST /oauth2/token                       client credentials (RFC 6749 §4.4), Basic auth
     POST /introspect                         RFC 7662 introspection of opaque tokens
@@ -19,83 +21,29 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import jwt
-import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from policy_engine.admin.local.clients import CLIENTS_FILE, OAuthClient, load_clients, token_claims
 from policy_engine.admin.local.loopback import LoopbackServer, QuietHandler
 from policy_engine.core.urls import is_loopback_host
-from policy_engine.errors import ConfigurationError
 
 __all__ = ["CLIENTS_FILE", "LocalIdentityProvider", "OAuthClient", "SigningKey", "load_clients"]
 
-#: The clients shipped with the repository (see the file's comments).
-CLIENTS_FILE = Path(__file__).resolve().parent / "clients.yaml"
-
-_STYLES = ("cognito", "okta")
-
-
-@dataclass(frozen=True, slots=True)
-class OAuthClient:
-    """A confidential client allowed the client-credentials grant for ``scopes``."""
-
-    client_id: str
-    client_secret: str
-    scopes: tuple[str, ...]
-    style: str = "cognito"
-    audience: str | None = None
-
-    @property
-    def audience_value(self) -> str:
-        """What the authorizer's ``AUDIENCE`` must list to accept this client's tokens."""
-        if self.style == "okta":
-            return self.audience or self.client_id
-        return self.client_id
-
-
-def load_clients(path: str | Path = CLIENTS_FILE) -> dict[str, OAuthClient]:
-    """Read a clients file (``clients: [{client_id, client_secret, scopes, style, audience}]``).
-
-    Raises:
-        ConfigurationError: the file is missing, not YAML, or a client is incomplete.
-    """
-    where = str(path)
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError("clients file", f"{where}: {exc}") from exc
-    entries = document.get("clients") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ConfigurationError("clients file", f"{where}: needs a non-empty 'clients' list")
-    clients: dict[str, OAuthClient] = {}
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ConfigurationError("clients file", f"{where}: clients[{index}] is not a mapping")
-        client_id, secret = entry.get("client_id"), entry.get("client_secret")
-        scopes, style = entry.get("scopes", []), entry.get("style", "cognito")
-        if not isinstance(client_id, str) or not client_id or not isinstance(secret, str) or not secret:
-            raise ConfigurationError("clients file", f"{where}: clients[{index}] needs client_id and client_secret")
-        if not isinstance(scopes, list) or not all(isinstance(s, str) and s and " " not in s for s in scopes):
-            raise ConfigurationError("clients file", f"{where}: {client_id}: scopes must be a list of scope tokens")
-        if style not in _STYLES:
-            raise ConfigurationError("clients file", f"{where}: {client_id}: style must be one of {', '.join(_STYLES)}")
-        if client_id in clients:
-            raise ConfigurationError("clients file", f"{where}: client_id {client_id!r} appears twice")
-        audience = entry.get("audience")
-        clients[client_id] = OAuthClient(client_id, secret, tuple(scopes), style,
-                                         audience if isinstance(audience, str) else None)
-    return clients
+_DISCOVERY = "/.well-known/openid-configuration"
+# Where the issuers of shaped clients keep their discovery documents (see ``issuer_at``).
+_TENANT_PREFIX = re.compile(r"/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|common|organizations)"
+                            r"(/v2\.0)?")
 
 
 class TokenEndpointError(Exception):
@@ -286,23 +234,35 @@ class LocalIdentityProvider:
         return jwt.encode(payload, signing.private_key, algorithm="RS256",
                           headers={"kid": signing.kid, **(headers or {})})
 
-    def issue(self, client: OAuthClient, scopes: Iterable[str]) -> str:
-        """An access token for ``client``, shaped like its provider's (Cognito or Okta)."""
-        now = int(time.time())
-        granted = [scope for scope in client.scopes if scope in set(scopes)]
-        payload: dict[str, Any] = {"sub": client.client_id, "iss": self.issuer, "iat": now,
-                                   "exp": now + self.token_lifetime}
-        if client.style == "okta":
-            # Okta: ver 1, jti "AT.", aud, cid and scp as a list.
-            payload.update(ver=1, jti=f"AT.{uuid.uuid4().hex}", aud=client.audience_value,
-                           cid=client.client_id, scp=granted)
-        else:
-            # Cognito: no aud; token_use, client_id, version 2, scope as one string.
-            payload.update(token_use="access", scope=" ".join(granted), auth_time=now, version=2,
-                           jti=str(uuid.uuid4()), client_id=client.client_id)
+    def issue(self, client: OAuthClient, scopes: Iterable[str], *, token: str | None = None) -> str:
+        """A token for ``client`` granting those of ``scopes`` it may have, in the client's shape.
+
+        ``token`` (default: the client's own ``token``) is ``access`` or ``id``.
+
+        Raises:
+            ConfigurationError: an ID token asked of a shape that has none.
+        """
+        payload, header = token_claims(client, self.issuer, list(scopes), now=int(time.time()),
+                                       lifetime=self.token_lifetime, token=token)
         self.tokens_issued += 1
-        # Neither Cognito nor Okta puts a typ in access-token headers.
-        return self.sign(payload, headers={"typ": None})
+        return self.sign(payload, headers=header)
+
+    def issuer_at(self, prefix: str) -> str | None:
+        """The issuer whose discovery document lives under ``prefix`` (``None``: none does).
+
+        The provider's own issuer at the root; Auth0-shaped clients' at ``/auth0/``; Entra-shaped
+        clients' at ``/{tenant}/v2.0`` and ``/{tenant}/`` (v1). ``common``/``organizations`` answer
+        with Entra's multi-tenant template issuer, the literal ``{tenantid}`` in it.
+        """
+        if prefix == "":
+            return self.issuer
+        if prefix == "/auth0":
+            return f"{self.issuer}/auth0/"
+        match = _TENANT_PREFIX.fullmatch(prefix)
+        if match is None:
+            return None
+        tenant = "{tenantid}" if match.group(1) in ("common", "organizations") else match.group(1)
+        return f"{self.issuer}/{tenant}/v2.0" if match.group(2) else f"{self.issuer}/{tenant}/"
 
     def token_response(self, authorization: str | None, content_type: str | None, body: bytes) -> dict[str, Any]:
         """Answer a token request (RFC 6749 §4.4 client credentials).
@@ -385,8 +345,9 @@ class LocalIdentityProvider:
                     retire = parse_qs(urlsplit(self.path).query).get("retire", ["0"])[0] in ("1", "true", "yes")
                     new = idp.rotate(keep_old=not retire)
                     self._send(200, json.dumps({"kid": new.kid, "kids": [k.kid for k in idp.keys]}).encode())
-                elif method == "GET" and path == "/.well-known/openid-configuration":
-                    doc = {"issuer": idp.issuer, "jwks_uri": idp.jwks_uri,
+                elif method == "GET" and path.endswith(_DISCOVERY) and \
+                        (issuer := idp.issuer_at(path[:-len(_DISCOVERY)])) is not None:
+                    doc = {"issuer": issuer, "jwks_uri": idp.jwks_uri,
                            "token_endpoint": idp.token_endpoint,
                            "grant_types_supported": ["client_credentials"],
                            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

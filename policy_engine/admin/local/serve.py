@@ -104,7 +104,9 @@ class LocalStack:
             elif options.store != "yaml":
                 raise ConfigurationError("--store", f"{options.store!r} is not one of dynamodb, yaml")
             self.handler_environ = {
-                "ISSUER": self.idp.issuer,
+                # The provider's own issuer, then those of clients shaped with a path (Auth0, Entra).
+                "ISSUER": ",".join(dict.fromkeys([self.idp.issuer, *sorted(
+                    c.issuer(self.idp.issuer) for c in self.clients.values())])),
                 "AUDIENCE": ",".join(sorted({c.audience_value for c in self.clients.values()})),
                 "PERMISSIONS_SOURCE": source,
                 # Pick up a rotated key on the next request; Lambda's default waits 30 s.
@@ -198,7 +200,7 @@ class LocalStack:
             f"{authorizer} authorizer; cache TTL {self.options.cache_ttl:g} s; "
             f"backend {self.options.backend_url or 'built-in pets'}",
             "clients            " + "; ".join(
-                f"{c.client_id} ({c.style}: {' '.join(c.scopes)})" for c in self.clients.values()),
+                f"{c.client_id} ({c.shape}: {' '.join(c.scopes) or 'no scopes'})" for c in self.clients.values()),
             "",
             "Try it (for the shipped example):",
             "  # 1. get a token (client credentials, HTTP Basic)",
