@@ -144,7 +144,8 @@ def test_a_refused_record_is_still_worded_by_the_model():
         ("r(0, 'resource'): resource '/pets/{id}' uses a path template; API Gateway's methodArn carries the real "
          "path, so write '*' where the parameter goes"),
         "r(0, 'scope'): scope 'a b' is not one scope token (no spaces, quotes or backslashes)",
-        "r(1, 'owner'): unknown field 'owner' (expected arn, stage, httpVerb, resource, scope)",
+        ("r(1, 'owner'): unknown field 'owner' (expected arn, stage, httpVerb, resource, description and one of scope, "
+         "group, role, allOf, authenticated)"),
     ]
 
 
