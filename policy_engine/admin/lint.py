@@ -131,6 +131,8 @@ def needs_label(needs: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Client:
+    """A catalogued client; ``scopes`` are the grant keys it holds (scopes, ``group <name>`` ...)."""
+
     id: str
     scopes: frozenset[str]
     where: str
