@@ -159,6 +159,10 @@ def _resource(value: str) -> str:
                 continue
             found = PLACEHOLDER.fullmatch(segment)
             if found is None or not segment.startswith("{claim:"):
+                if segment.startswith("{claim:") and segment.endswith("}") and segment.count("{") == 1 \
+                        and segment.count("}") == 1:
+                    raise FieldProblem("resource", f"resource {{value}}: placeholder {segment!r} does not name a "
+                                       "claim (a claim path, no spaces or '/')", value)
                 if "{claim:" in segment:
                     raise FieldProblem(
                         "resource", "resource {value}: a '{claim:...}' placeholder must be a whole path segment "

@@ -44,8 +44,10 @@ SchemaError = ValidationError
 
 
 def _custom(problem: FieldProblem, path: tuple[int | str, ...] = ()) -> PydanticCustomError:
-    # ctx values are inserted by pydantic; repr() keeps quotes and shows odd characters.
-    return PydanticCustomError(problem.kind, problem.template, {"value": repr(problem.value), "path": path})
+    # ctx values are inserted by pydantic, in order and each into the text so far; repr()
+    # keeps quotes and shows odd characters. The value goes last, so that no '{path}' it
+    # may hold is filled in turn.
+    return PydanticCustomError(problem.kind, problem.template, {"path": path, "value": repr(problem.value)})
 
 
 class MappingRecord(BaseModel):
