@@ -445,8 +445,8 @@ class PermissionSet:
     denied, and handed to ``on_oversized`` when given.
     """
 
-    __slots__ = ("_claimed", "_guarded", "_memo", "_on_oversized", "_plain", "grant_keys", "grants", "scopes",
-                 "version")
+    __slots__ = ("_claimed", "_guarded", "_memo", "_on_oversized", "_paths", "_plain", "_plans", "grant_keys",
+                 "grants", "scopes", "version")
 
     def __init__(
         self, grants: Iterable[Grant], version: str | None = None, *, on_oversized: OversizedReport | None = None
@@ -490,8 +490,16 @@ class PermissionSet:
         #: The scope-kind keys among them.
         self.scopes: frozenset[str] = frozenset(key for key in self.grant_keys if " " not in key)
         self._claimed: frozenset[str] = frozenset(claimed)
+        # The claim paths of the placeholders under each claimed key, per (API, stage):
+        # what a per-tenant memo key is made of, without walking the mappings.
+        self._paths: dict[str, dict[tuple[str, str], tuple[ClaimPath, ...]]] = {
+            key: {at: tuple(sorted({path for entry in entries for _, path in entry.placeholders}))
+                  for at, entries in self._guarded[key].items()}
+            for key in claimed
+        }
         self.version: str = version or content_digest((*g.route, g.needs) for g in self.grants)
         self._memo: Memo[tuple[Any, ...], Evaluation] = Memo()
+        self._plans: Memo[tuple[str, str, frozenset[str]], tuple[frozenset[str], tuple[ClaimPath, ...]]] = Memo()
         self._on_oversized = on_oversized
 
     def __len__(self) -> int:
@@ -589,17 +597,24 @@ class PermissionSet:
             cached = self._memo.get((api_arn, stage, grants))
             if cached is not None:
                 return cached
-        held = grants & self.grant_keys
+        # Which placeholders this grant set reaches depends on the grant set only: remembered
+        # per grant set (the same rules), so a tenant's decision only reads its claim values.
+        plan = self._plans.get((api_arn, stage, grants))
+        if plan is None:
+            held = grants & self.grant_keys
+            claimed = self._claimed
+            found: tuple[ClaimPath, ...] = ()
+            if claimed and any(k in claimed for k in self._reach(held)):
+                found = tuple(sorted({path for k in self._reach(held) if k in claimed
+                                      for place in ((api_arn, stage), (api_arn, "*"))
+                                      for path in self._paths[k].get(place, ())}))
+            plan = self._plans.remember((api_arn, stage, grants), (held, found))
+        held, paths = plan
         key: tuple[Any, ...] = (api_arn, stage, held)
-        claimed = self._claimed
-        per_claims = bool(claimed) and any(k in claimed for k in self._reach(held))
+        per_claims = bool(paths)
         if per_claims:
-            paths = sorted({path for k in self._reach(held) if k in claimed
-                            for place in ((api_arn, stage), (api_arn, "*"))
-                            for entry in self._guarded[k].get(place, ())
-                            for _, path in entry.placeholders})
             values = tuple(None if claims is None else placeholder_value(claims, p) for p in paths)
-            key = (api_arn, stage, held, tuple(paths), values)
+            key = (api_arn, stage, held, paths, values)
         if compacted:
             cached = self._memo.get(key)
             if cached is not None:
