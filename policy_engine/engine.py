@@ -168,6 +168,10 @@ class Authorizer:
     def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.
 
+        The routes are those whose mapping's requirement the token's grants hold, tenant
+        placeholders filled from the token's claims; the claims a placeholder refused
+        are named in the decision (``placeholders_refused``, for the log line).
+
         With API key rules (and ``api_keys``, true for REST APIs), the caller's key is
         returned as ``usageIdentifierKey``; a caller without one is denied the routes
         that need one. The principal and context are bounded (``decision.bound_context``
