@@ -144,3 +144,23 @@ def test_simple_responses_and_per_route_answers_understand_the_new_forms(idp: An
     assert simple(idp.mint(scope="email"), "GET /health", "/health") is True
     # a route key with a parameter: the policy grants one tenant, not every request of the route
     assert simple(idp.mint(scope="email", tenant_id="acme"), "GET /tenants/{id}", "/tenants/acme") is False
+
+
+def test_api_key_rules_apply_to_group_and_tenant_grants(idp: Any, tmp_path: Path, make_handler: Any) -> None:
+    from tests.conftest import ROOT
+
+    (tmp_path / "grants.yaml").write_text(PERMISSIONS.replace("GET /health: [{authenticated: true}]",
+                                                              "GET /pets/*: [{group: pet-readers}]"))
+    module = make_handler(PERMISSIONS_SOURCE=str(tmp_path), API_KEYS_FILE=str(ROOT / "examples" / "api-keys.yaml"))
+    module.AUTHORIZER._jwt._grant_sources = (GrantSource(SCOPE, (("scope",),)),
+                                             GrantSource("group", (parse_claim_path("cognito:groups"),)))
+    # GIVEN a group member without an API key: the routes that need one are denied explicitly
+    nobody = invoke(module, token_event(idp.mint(scope=None, subject="unknown", **{"cognito:groups": ["pet-readers"]}),
+                                        "GET", "/pets/1"))
+    assert verdict(nobody, "GET", "/pets") is Verdict.ALLOW
+    assert verdict(nobody, "GET", "/pets/1") is Verdict.EXPLICIT_DENY
+    # WHEN the client has a key THEN the group's routes are allowed with it
+    keyed = invoke(module, token_event(idp.mint(scope=None, subject="partner-a-client",
+                                                **{"cognito:groups": ["pet-readers"]}), "GET", "/pets/1"))
+    assert keyed.response is not None and keyed.response["usageIdentifierKey"]
+    assert verdict(keyed, "GET", "/pets/1") is Verdict.ALLOW
