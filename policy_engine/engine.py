@@ -168,6 +168,10 @@ class Authorizer:
     def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.
 
+        The routes are those whose mapping's requirement the token's grants hold, tenant
+        placeholders filled from the token's claims; the claims a placeholder refused
+        are named in the decision (``placeholders_refused``, for the log line).
+
         With API key rules (and ``api_keys``, true for REST APIs), the caller's key is
         returned as ``usageIdentifierKey``; a caller without one is denied the routes
         that need one. The principal and context are bounded (``decision.bound_context``
@@ -178,7 +182,7 @@ class Authorizer:
         """
         permissions = self.permissions.get()
         api_arn, stage, version = method_arn.api_arn, method_arn.stage, permissions.version
-        resources = permissions.resources(token.grants, api_arn, stage)
+        resources, refused = permissions.evaluate(token.grants, api_arn, stage, claims=token.claims)
         principal = bounded_principal(token.principal_id)
         context, chars = scalar_context_counted(token.claims, self._context_claims)
         # Guard: a scope set whose text was made before gets the same text.
@@ -206,27 +210,27 @@ class Authorizer:
                 denied = self.api_keys.required_resources(api_arn, stage)
         if resources:
             return Decision(ALLOW, principal, api_arn, stage, resources, "granted", version, context,
-                            key, denied, chars)
-        return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars)
+                            key, denied, chars, refused)
+        return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars, refused)
 
-    def _scope_text(self, scopes: frozenset[str]) -> str | None:
-        # The whole "scope" entry, or None when it cannot be sent whole (a scope a list
-        # cannot hold, or more than the context may carry). Only whole texts are remembered.
-        listable = listable_scopes(scopes)
-        text = " ".join(listable)
-        if len(listable) == len(scopes) and len(text) <= MAX_SCOPE_CHARS:
-            return self._scope_texts.remember(scopes, text)
+    def _scope_text(self, grants: frozenset[str]) -> str | None:
+        # The whole "scope" entry (the scope-kind grants: keys without a space), or None
+        # when it cannot be sent whole (more than the context may carry). Only whole texts
+        # are remembered.
+        text = " ".join(listable_scopes(grants))
+        if len(text) <= MAX_SCOPE_CHARS:
+            return self._scope_texts.remember(grants, text)
         return None
 
     def _bounded_context(
         self, token: VerifiedToken, api_arn: str, stage: str, version: str, budget: int
     ) -> dict[str, str | int | float | bool]:
-        scopes = token.grants
-        text = self._scope_texts.get(scopes)
-        listed = tuple(text.split(" ")) if text else tuple(listable_scopes(scopes))
-        granting = self.permissions.get().granting_scopes(scopes, api_arn, stage)
+        grants = token.grants
+        text = self._scope_texts.get(grants)
+        listed = tuple(text.split(" ")) if text else tuple(listable_scopes(grants))
+        granting = self.permissions.get().granting(grants, api_arn, stage)
         claims = scalar_context(token.claims, self._context_claims)
-        return bound_context(claims, listed, len(scopes), granting, version, budget)
+        return bound_context(claims, listed, len(listed), granting, version, budget)
 
     def _fit_context(self, decision: Decision, token: VerifiedToken) -> tuple[Decision, dict[str, Any]] | None:
         # The policy may fit on its own: then the context gets the room it leaves, so a

@@ -32,11 +32,13 @@ _middles: dict[tuple[str, str, str, str], str] = {}
 
 
 def log_decision(
-    decision: str, reason: str, principal: str, routes: int, version: str, latency_ns: int, shape: str = "policy"
+    decision: str, reason: str, principal: str, routes: int, version: str, latency_ns: int, shape: str = "policy",
+    placeholders_refused: tuple[str, ...] = (),
 ) -> None:
     """The one line per Allow/Deny decision; formatted by hand because it runs on every decision.
 
     ``shape`` names the response format: ``policy``, ``per-route policy`` or ``simple``.
+    ``placeholders_refused`` (claim names, never values) is written only when not empty.
     ``ts`` and ``latency_ms`` come out as in ``log`` (three decimals), from integers:
     float formatting is a noticeable part of a warm decision.
     """
@@ -53,5 +55,7 @@ def log_decision(
     us = latency_ns // 1000
     sys.stderr.write(
         f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{middle}{_quote(principal)},'
-        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}}}\n'
+        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}'
+        + (f',"placeholders_refused":[{",".join(map(_quote, placeholders_refused))}]}}\n' if placeholders_refused
+           else "}\n")
     )

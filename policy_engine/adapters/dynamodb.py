@@ -11,7 +11,8 @@ Layout (string keys ``pk``/``sk``; created by ``migrations/0001_create_table.py`
     META           VERSION#0000000007                                           one per publish (history)
     META           MIGRATION#0001                                               one per applied migration
     MAPPINGS       arn:aws:execute-api:...:a1b2c3d4e5 dev GET /pets pets:read @7  arn, stage, httpVerb,
-                                                                                resource, scope, added, removed?
+                                                                                resource, scope (or
+                                                                                requirement), added, removed?
     SNAPSHOT#000   0000000007#5f0c2a91                                          data (part 0 of v7's snapshot)
     SNAPSHOT#001   0000000007#5f0c2a91                                          data (part 1), ...
 
@@ -57,6 +58,7 @@ from policy_engine.adapters.aws_http import (
     service_origin,
 )
 from policy_engine.adapters.http import BodyTooLargeError
+from policy_engine.core.permissions import needs_of
 from policy_engine.core.snapshot import read_snapshot
 from policy_engine.errors import (
     ConfigurationError,
@@ -271,7 +273,7 @@ class DynamoDbPermissionSource:
         def locate(path: tuple[int | str, ...]) -> str:
             if path and isinstance(path[0], int) and path[0] < len(records):
                 r = records[path[0]]
-                spelled = f"{r['arn']} {r['stage']} {r['httpVerb']} {r['resource']} {r['scope']}"
+                spelled = f"{r['arn']} {r['stage']} {r['httpVerb']} {r['resource']} {needs_of(r)}"
                 return f"{description} {label} mapping {spelled!r}"
             return description
 

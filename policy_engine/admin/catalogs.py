@@ -6,12 +6,17 @@ Formats (examples in ``catalog/``)::
     scopes:
       pets:read: Read pets          # name: description
     without_routes: [openid, email] # may be held, expected to grant nothing
+    groups:                         # optional: groups mappings may name (same shape as scopes)
+      pet-readers: Cognito group of read-only staff
+    roles:                          # optional: roles mappings may name
+      Pets.Read.All: Entra app role
 
     # clients.yaml: who holds which scopes (policy size per client)
     issuer: https://idp.example.com  # optional, for size estimates
     clients:
       - id: pet-store-web
         scopes: [pets:read, pets:write]
+        groups: [pet-readers]        # optional, as are roles
 
     # apis.yaml: each API's stages and routes (or an OpenAPI file)
     apis:
@@ -31,6 +36,7 @@ from typing import Any
 from policy_engine.adapters.yaml_files import load_yaml_document
 from policy_engine.admin.lint import ApiCatalog, ApiEntry, Client, ClientCatalog, ScopeCatalog
 from policy_engine.core.arn import API_ARN_PATTERN
+from policy_engine.core.grants import grant_key
 from policy_engine.core.permissions import Locate
 from policy_engine.errors import PermissionsError
 
@@ -74,17 +80,20 @@ def load_scope_catalog(path: str | Path) -> ScopeCatalog:
     Raises:
         PermissionsError: unreadable file or wrong shape (with ``file:line``).
     """
-    document, locate, display = _read(Path(path), {"scopes", "without_routes"},
-                                      "'scopes:' (and optionally 'without_routes:')")
-    declared = document.get("scopes") or {}
-    if isinstance(declared, list):
-        declared = {name: "" for name in _strings(declared, locate(("scopes",)), "scopes")}
-    _expect(declared, dict, locate(("scopes",)), "scopes must map each scope to a description (or be a list)")
-    scopes = {str(name): locate(("scopes", name)) for name in declared}
+    document, locate, display = _read(Path(path), {"scopes", "without_routes", "groups", "roles"},
+                                      "'scopes:' (and optionally 'without_routes:', 'groups:', 'roles:')")
+
+    def names(key: str) -> dict[str, str]:
+        declared = document.get(key) or {}
+        if isinstance(declared, list):
+            declared = {name: "" for name in _strings(declared, locate((key,)), key)}
+        _expect(declared, dict, locate((key,)), f"{key} must map each name to a description (or be a list)")
+        return {str(name): locate((key, name)) for name in declared}
+
     without = {name: locate(("without_routes", i))
                for i, name in enumerate(_strings(document.get("without_routes") or [], locate(("without_routes",)),
                                                  "without_routes"))}
-    return ScopeCatalog(scopes, without, display)
+    return ScopeCatalog(names("scopes"), without, display, groups=names("groups"), roles=names("roles"))
 
 
 def load_client_catalog(path: str | Path) -> ClientCatalog:
@@ -103,8 +112,11 @@ def load_client_catalog(path: str | Path) -> ClientCatalog:
         where = locate(("clients", i))
         _expect(item, dict, where, "a client needs 'id' and 'scopes'")
         client_id = _expect(item.get("id"), str, where, "a client needs an 'id' string")
-        scopes = _strings(item.get("scopes") or [], locate(("clients", i, "scopes")), "scopes")
-        clients.append(Client(client_id, frozenset(scopes), where))
+        held = set(_strings(item.get("scopes") or [], locate(("clients", i, "scopes")), "scopes"))
+        for kind in ("group", "role"):
+            values = _strings(item.get(kind + "s") or [], locate(("clients", i, kind + "s")), kind + "s")
+            held.update(grant_key(kind, value) for value in values)
+        clients.append(Client(client_id, frozenset(held), where))
     return ClientCatalog(clients, issuer)
 
 

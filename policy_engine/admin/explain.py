@@ -2,7 +2,8 @@
 
 ``explain`` answers with the mappings (``Grant.source`` is ``file:line``) and the
 policy statement that decided a request; ``diff_permissions`` compares two permission
-sets scope by scope, noting when a lost route is still covered by a wider one.
+sets requirement by requirement (a scope, a group, an all-of set, any authenticated
+caller), noting when a lost route is still covered by a wider one.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from policy_engine.admin.lint import needs_label
 from policy_engine.core.arn import MethodArn
 from policy_engine.core.compaction import glob_subsumes
+from policy_engine.core.grants import claim_path_text, placeholder_value
 from policy_engine.core.iam import Verdict, evaluate_response, glob_matches
-from policy_engine.core.permissions import Grant, PermissionSet
+from policy_engine.core.permissions import Grant, PermissionSet, placeholders_of, requirement_of
 
 __all__ = ["RequestExplanation", "RouteChange", "deciding_statement", "diff_permissions", "explain_request",
-           "grants_for", "route_text"]
+           "grants_for", "refused_for", "route_text"]
 
 
 def route_text(verb: str, resource: str) -> str:
@@ -25,12 +28,52 @@ def route_text(verb: str, resource: str) -> str:
     return f"{'ANY' if verb == '*' else verb} /{resource}"
 
 
-def grants_for(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str) -> list[Grant]:
-    """The mappings that grant ``scopes`` something on ``api_arn``/``stage``, in file order."""
-    return [
-        g for g in permissions.grants
-        if g.scope in scopes and g.route.api_arn == api_arn and g.route.stage in (stage, "*")
-    ]
+def _filled(grant: Grant, claims: Mapping[str, Any] | None) -> tuple[Grant | None, list[str]]:
+    # The grant with its placeholders filled from claims, or None and the refused claim names.
+    resource, refused = grant.route.resource, []
+    for path in placeholders_of(resource):
+        value = None if claims is None else placeholder_value(claims, path)
+        if value is None:
+            refused.append(claim_path_text(path))
+        else:
+            resource = resource.replace(f"{{claim:{claim_path_text(path)}}}", value)
+    if refused:
+        return None, refused
+    return grant._replace(route=grant.route._replace(resource=resource)), []
+
+
+def _applies(grant: Grant, grants: frozenset[str], api_arn: str, stage: str) -> bool:
+    return (grant.route.api_arn == api_arn and grant.route.stage in (stage, "*")
+            and requirement_of(grant.needs) <= grants)
+
+
+def grants_for(
+    permissions: PermissionSet, grants: frozenset[str], api_arn: str, stage: str,
+    claims: Mapping[str, Any] | None = None,
+) -> list[Grant]:
+    """The mappings that grant ``grants`` (grant keys) something on ``api_arn``/``stage``, in
+    file order, with their placeholders filled from ``claims`` (those refused left out)."""
+    out = []
+    for g in permissions.grants:
+        if _applies(g, grants, api_arn, stage):
+            filled, _ = _filled(g, claims)
+            if filled is not None:
+                out.append(filled)
+    return out
+
+
+def refused_for(
+    permissions: PermissionSet, grants: frozenset[str], api_arn: str, stage: str,
+    claims: Mapping[str, Any] | None = None,
+) -> list[tuple[Grant, list[str]]]:
+    """The mappings ``grants`` would be granted but for a refused placeholder, with the claim names."""
+    out = []
+    for g in permissions.grants:
+        if _applies(g, grants, api_arn, stage):
+            filled, refused = _filled(g, claims)
+            if filled is None:
+                out.append((g, refused))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +102,17 @@ def deciding_statement(response: Mapping[str, Any], method_arn: str) -> tuple[in
 
 
 def explain_request(
-    permissions: PermissionSet, scopes: frozenset[str], request: MethodArn, response: Mapping[str, Any]
+    permissions: PermissionSet, scopes: frozenset[str], request: MethodArn, response: Mapping[str, Any],
+    claims: Mapping[str, Any] | None = None,
 ) -> RequestExplanation:
-    """Explain how ``response`` (the policy for ``scopes``) decides ``request``.
+    """Explain how ``response`` (the policy for grant keys ``scopes``) decides ``request``.
 
     Raises:
         MalformedResponseError: ``response`` is not a valid authorizer response.
     """
     verdict = evaluate_response(response, str(request))
     grants = tuple(
-        g for g in grants_for(permissions, scopes, request.api_arn, request.stage)
+        g for g in grants_for(permissions, scopes, request.api_arn, request.stage, claims)
         if g.route.verb in ("*", request.verb) and glob_matches(g.route.resource, request.path)
     )
     index, effect, resource = deciding_statement(response, str(request))
@@ -77,7 +121,8 @@ def explain_request(
 
 @dataclass(frozen=True, slots=True)
 class RouteChange:
-    """A route one scope gains or loses; ``covered_by`` is a mapping on the other side that still covers it."""
+    """A route one requirement gains or loses; ``covered_by`` is a mapping on the other side that
+    still covers it. ``scope`` names the requirement (``needs_label``: the scope itself for a scope)."""
 
     scope: str
     api_arn: str
@@ -109,11 +154,13 @@ def _cover(grant: Grant, others: list[Grant]) -> Grant | None:
 
 
 def diff_permissions(old: PermissionSet, new: PermissionSet) -> dict[str, dict[str, list[RouteChange]]]:
-    """For each scope whose grants differ: ``{"gained": [...], "lost": [...]}``, sorted."""
+    """For each requirement whose grants differ (keyed by ``needs_label``: the scope itself,
+    ``group pet-readers``, ``all of ...``, ``any authenticated caller``):
+    ``{"gained": [...], "lost": [...]}``, sorted."""
     def by_scope(permissions: PermissionSet) -> dict[str, dict[tuple[str, ...], Grant]]:
         out: dict[str, dict[tuple[str, ...], Grant]] = {}
         for grant in permissions.grants:
-            out.setdefault(grant.scope, {}).setdefault(tuple(grant.route), grant)
+            out.setdefault(needs_label(grant.needs), {}).setdefault(tuple(grant.route), grant)
         return out
 
     before, after = by_scope(old), by_scope(new)

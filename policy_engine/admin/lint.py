@@ -16,9 +16,11 @@ trailing-slash      error    ``/pets/`` next to ``/pets``: two different policy 
 mixed-arn           error    one API id under two different ARNs (region, account ...)
 api-id              warning  an API id that is not API Gateway's 10 lowercase characters
 mixed-stage         warning  stage names of one API that differ only by case
-shadowed            warning  a mapping already granted by a wider one (same scope)
+shadowed            warning  a mapping already granted by a wider one (same requirement)
 unknown-scope       error    a scope used in mappings but not in the scope catalog
 unused-scope        warning  a catalogued scope that grants no route
+unknown-group/role  error    a group (role) used in mappings but not declared in the catalog
+unused-group/role   warning  a declared group (role) that grants no route
 unknown-api         error    an API ARN not in the API catalog
 unknown-stage       error    a stage the API catalog does not list for that API
 unknown-route       error    a route no route of the catalogued API can match
@@ -42,11 +44,21 @@ from policy_engine.core.decision import (
     SCOPE_KEY,
     VERSION_KEY,
     Decision,
+    listable_scopes,
     render_iam_response,
     response_size,
     scalar_context,
 )
-from policy_engine.core.permissions import Grant, Locate, PermissionSet, compile_records
+from policy_engine.core.grants import MAX_PLACEHOLDER_VALUE, SCOPE, grant_key, split_grant_key
+from policy_engine.core.permissions import (
+    AUTHENTICATED,
+    Grant,
+    Locate,
+    PermissionSet,
+    compile_records,
+    placeholders_of,
+    requirement_of,
+)
 from policy_engine.errors import PermissionsError
 
 __all__ = [
@@ -60,6 +72,7 @@ __all__ = [
     "SizeRow",
     "estimate_response",
     "lint",
+    "needs_label",
 ]
 
 ERROR = "error"
@@ -87,15 +100,39 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class ScopeCatalog:
-    """Declared scopes (name -> place); ``without_routes`` may be held but grant nothing."""
+    """Declared scopes, groups and roles (name -> place); ``without_routes`` (scopes) may be
+    held but grant nothing."""
 
     scopes: Mapping[str, str]
     without_routes: Mapping[str, str] = field(default_factory=dict)
     source: str = "scope catalog"
+    groups: Mapping[str, str] = field(default_factory=dict)
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+    def declared(self) -> dict[str, tuple[str, str]]:
+        """Every declared grant: its grant key -> (kind, place)."""
+        out = {name: (SCOPE, where) for name, where in self.scopes.items()}
+        for kind, names in (("group", self.groups), ("role", self.roles)):
+            out.update({grant_key(kind, name): (kind, where) for name, where in names.items()})
+        return out
+
+
+def needs_label(needs: str) -> str:
+    """What a mapping needs, for people: ``pets:read``, ``all of group pet-readers + scope
+    pets:read``, ``any authenticated caller``."""
+    if not needs.startswith("{"):
+        return needs
+    if needs == AUTHENTICATED:
+        return "any authenticated caller"
+    keys = sorted(requirement_of(needs), key=split_grant_key)
+    parts = [" ".join(split_grant_key(key)) for key in keys]
+    return parts[0] if len(parts) == 1 else "all of " + " + ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
 class Client:
+    """A catalogued client; ``scopes`` are the grant keys it holds (scopes, ``group <name>`` ...)."""
+
     id: str
     scopes: frozenset[str]
     where: str
@@ -168,12 +205,13 @@ def estimate_response(
     principal: str = PLACEHOLDER_PRINCIPAL,
     issuer: str | None = PLACEHOLDER_ISSUER,
 ) -> dict[str, Any]:
-    """The response the runtime would render for a caller with ``scopes`` (context as the engine fills it)."""
+    """The response the runtime would render for a caller with grants ``scopes`` (context as
+    the engine fills it: its ``scope`` lists the scope-kind grants)."""
     claims = {"sub": principal, "client_id": principal}
     if issuer:
         claims["iss"] = issuer
     context = scalar_context(claims)
-    context[SCOPE_KEY] = " ".join(sorted(scopes))
+    context[SCOPE_KEY] = " ".join(listable_scopes(scopes))
     context[VERSION_KEY] = version
     decision = Decision(ALLOW if resources else DENY, principal, api_arn, stage, resources,
                         "granted" if resources else "no_grant", version, context)
@@ -250,11 +288,11 @@ def _duplicates_and_forms(entries: list[_Entry]) -> list[Finding]:
     spellings: dict[tuple[str, str, str, str], dict[tuple[str, str], _Entry]] = {}
     for entry in entries:
         g = entry.grant
-        key = (*g.route, g.scope)
+        key = (*g.route, g.needs)
         seen = first.get(key)
         if seen is not None:
             out.append(Finding(WARNING, "duplicate", g.source,
-                               f"{_route_text(g.route.verb, g.route.resource)} for {g.scope} on stage "
+                               f"{_route_text(g.route.verb, g.route.resource)} for {needs_label(g.needs)} on stage "
                                f"{g.route.stage} is already mapped at {seen.grant.source}"))
         first.setdefault(key, entry)
         canonical = (g.route.api_arn, g.route.stage, g.route.verb, g.route.resource.rstrip("/"))
@@ -337,10 +375,10 @@ def _shadowed(entries: list[_Entry]) -> list[Finding]:
     seen: set[tuple[Any, ...]] = set()
     for entry in entries:
         g = entry.grant
-        if (*g.route, g.scope) in seen:
+        if (*g.route, g.needs) in seen:
             continue  # reported as a duplicate
-        seen.add((*g.route, g.scope))
-        groups.setdefault((g.scope, g.route.api_arn), []).append(g)
+        seen.add((*g.route, g.needs))
+        groups.setdefault((g.needs, g.route.api_arn), []).append(g)
     for grants in groups.values():
         for narrow in grants:
             for wide in grants:
@@ -352,7 +390,7 @@ def _shadowed(entries: list[_Entry]) -> list[Finding]:
                     f" on stage {narrow.route.stage}", f" on stage {wide.route.stage}")
                 out.append(Finding(WARNING, "shadowed", narrow.source,
                                    f"{_route_text(narrow.route.verb, narrow.route.resource)}{stages and stages[0]} "
-                                   f"for {narrow.scope} is already granted by "
+                                   f"for {needs_label(narrow.needs)} is already granted by "
                                    f"{_route_text(wide.route.verb, wide.route.resource)}{stages and stages[1]} "
                                    f"(at {wide.source})"))
                 break
@@ -373,21 +411,24 @@ def _scope_catalog(entries: list[_Entry], catalog: ScopeCatalog) -> list[Finding
     out: list[Finding] = []
     used: dict[str, list[str]] = {}
     for entry in entries:
-        used.setdefault(entry.grant.scope, []).append(entry.grant.source)
-    for scope, places in sorted(used.items()):
-        if scope in catalog.without_routes:
+        for key in requirement_of(entry.grant.needs):
+            used.setdefault(key, []).append(entry.grant.source)
+    declared = catalog.declared()
+    for key, places in sorted(used.items()):
+        kind, name = split_grant_key(key)
+        if kind == SCOPE and name in catalog.without_routes:
             out.append(Finding(ERROR, "unknown-scope", places[0],
-                               f"scope {scope!r} is declared without routes in the {catalog.source} "
-                               f"(at {catalog.without_routes[scope]}) but grants routes here"))
-        elif scope not in catalog.scopes:
+                               f"scope {name!r} is declared without routes in the {catalog.source} "
+                               f"(at {catalog.without_routes[name]}) but grants routes here"))
+        elif key not in declared and kind in (SCOPE, "group", "role"):
             places = sorted(set(places), key=_sort_key)
             more = f" (and {len(places) - 1} more places)" if len(places) > 1 else ""
-            out.append(Finding(ERROR, "unknown-scope", places[0],
-                               f"scope {scope!r} is not declared in the {catalog.source}{more}"))
-    for scope, where in sorted(catalog.scopes.items()):
-        if scope not in used:
-            out.append(Finding(WARNING, "unused-scope", where,
-                               f"scope {scope!r} is declared but no mapping grants it anything"))
+            out.append(Finding(ERROR, f"unknown-{kind}", places[0],
+                               f"{kind} {name!r} is not declared in the {catalog.source}{more}"))
+    for key, (kind, where) in sorted(declared.items()):
+        if key not in used:
+            out.append(Finding(WARNING, f"unused-{kind}", where,
+                               f"{kind} {split_grant_key(key)[1]!r} is declared but no mapping grants it anything"))
     return out
 
 
@@ -429,13 +470,18 @@ def _sizes(
             if arn in stages:
                 stages[arn] |= set(api.stages)
     pairs = [(arn, stage) for arn, names in sorted(stages.items()) for stage in sorted(names or {PLACEHOLDER_STAGE})]
-    first_use: dict[str, str] = {}
+    # Subjects: a caller holding one grant, each all-of requirement, any authenticated caller.
+    first_use: dict[frozenset[str], tuple[str, str]] = {}
     for entry in entries:
-        first_use.setdefault(entry.grant.scope, entry.grant.source)
+        requirement = requirement_of(entry.grant.needs)
+        for held in {frozenset({key}) for key in requirement} | {requirement}:
+            label = needs_label(entry.grant.needs) if len(held) != 1 else " ".join(split_grant_key(next(iter(held))))
+            first_use.setdefault(held, (label, entry.grant.source))
     subjects: list[tuple[str, frozenset[str], str, str]] = [
-        (f"scope {scope}", frozenset({scope}), first_use[scope], PLACEHOLDER_PRINCIPAL)
-        for scope in sorted(permissions.scopes)
+        (label, held, where, PLACEHOLDER_PRINCIPAL)
+        for held, (label, where) in sorted(first_use.items(), key=lambda item: item[1])
     ]
+    claims = _longest_claims(permissions)
     issuer = PLACEHOLDER_ISSUER
     if clients is not None:
         issuer = clients.issuer or issuer
@@ -443,12 +489,27 @@ def _sizes(
     rows: list[SizeRow] = []
     for subject, held, where, principal in subjects:
         for api_arn, stage in pairs:
-            resources = permissions.resources(held, api_arn, stage)
+            resources = permissions.resources(held, api_arn, stage, claims=claims)
             if not resources:
                 continue
             response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=held,
                                          version=permissions.version, principal=principal, issuer=issuer)
-            routes = len(permissions.routes(held, api_arn, stage))
+            routes = len(permissions.routes(held, api_arn, stage, claims))
             rows.append(SizeRow(subject, api_arn, stage, routes, len(resources), response_size(response), where))
     rows.sort(key=lambda r: -r.bytes)
     return rows
+
+
+def _longest_claims(permissions: PermissionSet) -> dict[str, Any]:
+    # Claims filling every placeholder with the longest value it accepts: sizes are upper bounds.
+    claims: dict[str, Any] = {}
+    for grant in permissions.grants:
+        for path in placeholders_of(grant.route.resource):
+            node: Any = claims
+            for name in path[:-1]:
+                node = node.setdefault(name, {})
+                if not isinstance(node, dict):
+                    break  # also a value of its own: the shorter path already has one
+            else:
+                node.setdefault(path[-1], "x" * MAX_PLACEHOLDER_VALUE)
+    return claims

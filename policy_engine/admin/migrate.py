@@ -39,7 +39,8 @@ TABLE_KEYS = (("pk", "HASH", "S"), ("sk", "RANGE", "S"))
 ITEM_ATTRIBUTES = {
     "pk": "S", "sk": "S",
     # mapping items
-    "arn": "S", "stage": "S", "httpVerb": "S", "resource": "S", "scope": "S", "added": "N", "removed": "N",
+    "arn": "S", "stage": "S", "httpVerb": "S", "resource": "S", "scope": "S", "requirement": "S", "added": "N",
+    "removed": "N",
     # the pointer, its claim, and one item per version
     "version": "N", "digest": "S", "mappings": "N", "published_at": "S", "note": "S", "owner": "S",
     "claim_owner": "S", "claim_version": "N", "claim_expires": "N", "claim_started": "N",

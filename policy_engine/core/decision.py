@@ -89,7 +89,8 @@ class Decision:
     have); ``deny_resource`` is what a Deny covers; ``reason`` is a short code for logs.
     ``text_chars`` is what ``response_size_bound`` counts of the principal, usage key
     and context, when whoever built the context counted it on the way (``None``: it
-    is counted when needed).
+    is counted when needed). ``placeholders_refused`` names the claims whose values a
+    tenant placeholder refused (the mappings holding them granted nothing), for the log.
     """
 
     effect: str
@@ -103,6 +104,7 @@ class Decision:
     usage_identifier_key: str | None = None
     denied: tuple[str, ...] = ()
     text_chars: int | None = None
+    placeholders_refused: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -318,10 +320,11 @@ def bounded_principal(principal: str) -> str:
 
 
 def listable_scopes(scopes: Collection[str]) -> list[str]:
-    """``scopes`` that a space-separated list can hold, sorted: not empty, no space.
+    """The scopes among grant keys ``scopes``, sorted: not empty, no space.
 
-    A ``scp`` list may hold ``"a b"``; written into ``scope`` a reader splitting on
-    spaces would read ``a`` and ``b``, names the caller may not hold.
+    A key with a space is another kind's grant (``group pet-readers``,
+    ``core.grants.grant_key``); written into ``scope`` a reader splitting on spaces would
+    read names the caller may not hold.
     """
     return sorted(scope for scope in scopes if scope and " " not in scope)
 

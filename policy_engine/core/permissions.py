@@ -1,13 +1,26 @@
 """The permission model: what a mapping means, how it is validated, how it is indexed.
 
-A mapping ``(arn, stage, httpVerb, resource, scope)`` grants a request
-``(api, stage, VERB, path)`` to a caller holding ``scope`` when the API ARN is equal,
-the stage is equal (or the mapping's stage is ``*``), the verb is equal (or the
-mapping's verb is ``*``/``ANY``), and the path matches ``resource`` by API Gateway's
-policy rule: ``*`` stands for any run of characters, ``/`` included.
+A mapping ``(arn, stage, httpVerb, resource, requirement)`` grants a request
+``(api, stage, VERB, path)`` to a caller holding every grant of its *requirement*
+when the API ARN is equal, the stage is equal (or the mapping's stage is ``*``), the
+verb is equal (or the mapping's verb is ``*``/``ANY``), and the path matches
+``resource`` by API Gateway's policy rule: ``*`` stands for any run of characters,
+``/`` included.
+
+A requirement is a set of grant keys (``core.grants``), all needed: one scope (the AWS
+blog's ``scope:``), a group or a role, several grants of any kinds (``allOf``), or none
+at all (``authenticated: true``: any valid token for the API). Written down (in
+snapshots, stores and the content digest) it is its *needs* text: the scope itself for
+a single scope, else the canonical JSON of the record's member (``needs_text``), which
+always holds a ``"`` and so can never be read as a scope.
+
+A resource may hold tenant placeholders, ``{claim:<path>}`` as one whole path segment,
+filled at decision time with the caller's own claim value
+(``core.grants.placeholder_value``): a mapping whose placeholder is refused grants
+nothing.
 
 Raw records (from YAML, a compiled snapshot, DynamoDB or S3) are validated by one
-schema and compiled into a ``PermissionSet``: plain tuples indexed by scope, so a
+schema and compiled into a ``PermissionSet``: plain tuples indexed by grant key, so a
 decision costs what the caller is granted, not what the table holds.
 
 The schema is the pydantic model ``core.schema.MappingRecord``; its field rules are
@@ -22,20 +35,37 @@ trusted because of where it was read.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
 
 from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
 from policy_engine.core.compaction import compact_resources
+from policy_engine.core.grants import (
+    KIND_PATTERN,
+    MAX_PLACEHOLDER_VALUE,
+    PLACEHOLDER,
+    SCOPE,
+    ClaimPath,
+    claim_path_text,
+    grant_key,
+    parse_claim_path,
+    placeholder_value,
+    split_grant_key,
+)
 from policy_engine.core.memo import Memo
 from policy_engine.errors import PermissionsError
 
 __all__ = [
     "ANY_VERB",
+    "AUTHENTICATED",
     "FIELD_RULES",
+    "GRANT_FIELDS",
     "HTTP_VERBS",
+    "MAX_GRANT_VALUE",
     "MAX_RESOURCE_ARN",
     "FieldProblem",
     "Fields",
@@ -46,8 +76,14 @@ __all__ = [
     "check_record",
     "compile_records",
     "content_digest",
+    "grant_value_rule",
     "longest_resource_arn",
+    "needs_of",
+    "needs_text",
     "normalize_records",
+    "placeholders_of",
+    "requirement_of",
+    "requirement_text",
     "resource_arn",
 ]
 
@@ -69,13 +105,25 @@ _RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
 _RESOURCE_MATCH = _RESOURCE.fullmatch
 # RFC 6749 scope-token characters.
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# The claim path of a placeholder: characters a route path may hold, no '*'.
+_PLACEHOLDER_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()+,;=:@%]+")
+
+#: The members of a mapping record that say what it needs; a record has exactly one.
+GRANT_FIELDS = ("scope", "group", "role", "allOf", "authenticated")
+
+#: The longest group, role or other non-scope grant value a mapping may name.
+MAX_GRANT_VALUE = 256
+
+#: The needs text of ``authenticated: true`` (``needs_text``).
+AUTHENTICATED = '{"authenticated":true}'
 
 
 class FieldProblem(ValueError):
     """A field value the schema refuses: an error ``kind`` and a message naming ``{value}``."""
 
     def __init__(self, kind: str, template: str, value: str) -> None:
-        super().__init__(template.format(value=repr(value)))
+        # Literal replacement, as pydantic fills the template: braces elsewhere stay as written.
+        super().__init__(template.replace("{value}", repr(value)))
         self.kind, self.template, self.value = kind, template, value
 
 
@@ -103,16 +151,56 @@ def _verb(value: str) -> str:
 
 
 def _resource(value: str) -> str:
+    plain = value
     if "{" in value or "}" in value:
-        raise FieldProblem(
-            "resource",
-            "resource {value} uses a path template; API Gateway's methodArn carries the real path, "
-            "so write '*' where the parameter goes",
-            value,
-        )
-    if not _RESOURCE.fullmatch(value):
+        segments = value.split("/")
+        for i, segment in enumerate(segments):
+            if "{" not in segment and "}" not in segment:
+                continue
+            found = PLACEHOLDER.fullmatch(segment)
+            if found is None or not segment.startswith("{claim:"):
+                if segment.startswith("{claim:") and segment.endswith("}") and segment.count("{") == 1 \
+                        and segment.count("}") == 1:
+                    raise FieldProblem("resource", f"resource {{value}}: placeholder {segment!r} does not name a "
+                                       "claim (a claim path, no spaces or '/')", value)
+                if "{claim:" in segment:
+                    raise FieldProblem(
+                        "resource", "resource {value}: a '{claim:...}' placeholder must be a whole path segment "
+                        "(as in /tenants/{claim:tenant_id}/*)", value)
+                raise FieldProblem(
+                    "resource",
+                    "resource {value} uses a path template; API Gateway's methodArn carries the real path, "
+                    "so write '*' where the parameter goes",
+                    value,
+                )
+            path = found.group(1)
+            try:
+                parse_claim_path(path)
+            except ValueError:
+                raise FieldProblem("resource", f"resource {{value}}: placeholder claim {path!r} is not a claim path "
+                                   "(names separated by single dots)", value) from None
+            if _PLACEHOLDER_PATH.fullmatch(path) is None:
+                raise FieldProblem("resource", f"resource {{value}}: placeholder claim {path!r} has characters a "
+                                   "route path cannot have", value)
+            segments[i] = "x"
+        plain = "/".join(segments)
+    if not _RESOURCE.fullmatch(plain):
         raise FieldProblem("resource", "resource {value} has characters a route path cannot have", value)
     return value.removeprefix("/")
+
+
+def placeholders_of(resource: str) -> tuple[ClaimPath, ...]:
+    """The claim paths of ``resource``'s ``{claim:<path>}`` placeholders, in order."""
+    if "{" not in resource:
+        return ()
+    return tuple(parse_claim_path(text) for text in PLACEHOLDER.findall(resource))
+
+
+def _resource_chars(resource: str) -> int:
+    # A placeholder counts as the longest value it can be filled with.
+    if "{" not in resource:
+        return len(resource)
+    return len(PLACEHOLDER.sub("", resource)) + MAX_PLACEHOLDER_VALUE * len(PLACEHOLDER.findall(resource))
 
 
 def _scope(value: str) -> str:
@@ -121,15 +209,101 @@ def _scope(value: str) -> str:
     return value
 
 
+def _control(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp")
+
+
+def grant_value_rule(kind: str) -> Callable[[str], str]:
+    """The rule for a value of ``kind``: a scope token for scopes; for any other kind 1 to
+    ``MAX_GRANT_VALUE`` characters, no control characters, no surrounding whitespace
+    (spaces inside are kept: an Okta group may be called ``Pet Readers``)."""
+    if kind == SCOPE:
+        return _scope
+
+    def rule(value: str) -> str:
+        if not value or len(value) > MAX_GRANT_VALUE or value != value.strip() or any(map(_control, value)):
+            raise FieldProblem(kind, f"{kind} {{value}} must be 1-{MAX_GRANT_VALUE} characters without control "
+                               "characters or surrounding whitespace", value)
+        return value
+
+    return rule
+
+
+def _kind(value: str) -> str:
+    if KIND_PATTERN.fullmatch(value) is None:
+        raise FieldProblem("kind", "grant kind {value} is not a kind name (a lower-case letter, then up to 31 of "
+                           "a-z 0-9 _ -)", value)
+    return value
+
+
+def needs_text(member: Mapping[str, Any]) -> str:
+    """The canonical JSON of a record's grant member (``{"allOf": ...}``, ``{"authenticated": true}``):
+    sorted keys, no spaces between tokens, ASCII. What digests hash and stores keep."""
+    return json.dumps(member, sort_keys=True, separators=(",", ":"))
+
+
+def requirement_text(requirement: Iterable[str]) -> str:
+    """The needs text of a requirement given as grant keys: the scope itself for one scope,
+    ``AUTHENTICATED`` for none, else ``{"allOf":{kind:[sorted values]}}``."""
+    keys = frozenset(requirement)
+    if not keys:
+        return AUTHENTICATED
+    if len(keys) == 1:
+        (key,) = keys
+        kind, value = split_grant_key(key)
+        if kind == SCOPE:
+            return value
+    by_kind: dict[str, list[str]] = {}
+    for key in keys:
+        kind, value = split_grant_key(key)
+        by_kind.setdefault(kind, []).append(value)
+    return needs_text({"allOf": {kind: sorted(values) for kind, values in by_kind.items()}})
+
+
+def requirement_of(needs: str) -> frozenset[str]:
+    """The grant keys a needs text stands for (``requirement_text``'s inverse).
+
+    Raises:
+        ValueError: ``needs`` is JSON but not a canonical member.
+    """
+    if not needs.startswith("{"):
+        return frozenset((needs,))
+    member = json.loads(needs)
+    if member == {"authenticated": True}:
+        return frozenset()
+    all_of = member.get("allOf") if isinstance(member, dict) and len(member) == 1 else None
+    if not isinstance(all_of, dict):
+        raise ValueError(f"not a requirement: {needs!r}")
+    return frozenset(grant_key(kind, value) for kind, values in all_of.items() for value in values)
+
+
+def needs_of(record: Mapping[str, Any]) -> str | None:
+    """The needs text of a record *as written* (no validation): its ``scope`` string, or the
+    canonical JSON of its ``allOf``/``authenticated`` member; ``None`` for anything else
+    (several members, or another shape). Readers of snapshots hash this for the digest."""
+    found = [name for name in GRANT_FIELDS if name in record]
+    if len(found) != 1:
+        return None
+    name = found[0]
+    value = record[name]
+    if name == "scope":
+        return value if type(value) is str else None
+    if name in ("allOf", "authenticated"):
+        return needs_text({name: value})
+    return None
+
+
 #: The rule of each field of a mapping record (by its Python name), shared by the
 #: pydantic schema (``core.schema.MappingRecord``) and ``check_record``: each takes the
 #: string as written and returns its canonical form, or raises ``FieldProblem``.
 FIELD_RULES: Mapping[str, Callable[[str], str]] = {
     "arn": _arn, "stage": _stage, "http_verb": _verb, "resource": _resource, "scope": _scope,
+    "group": grant_value_rule("group"), "role": grant_value_rule("role"), "kind": _kind,
 }
 
-#: A validated record: ``(arn, stage, verb, resource, scope)``, the verb upper-case or
-#: ``*``, the resource without its leading ``/``.
+#: A validated record: ``(arn, stage, verb, resource, needs)``, the verb upper-case or
+#: ``*``, the resource without its leading ``/``, ``needs`` its needs text (the scope,
+#: or the canonical JSON of what it needs: ``requirement_text``).
 Fields = tuple[str, str, str, str, str]
 
 
@@ -173,9 +347,14 @@ class RecordCheck:
         if type(resource) is not str:
             return None
         # _resource's rule, inlined (it runs once per record): the pattern has no braces,
-        # so a path template fails here too, and the model words why.
+        # so a placeholder takes the rule itself, and a refused value goes to the model.
         if _RESOURCE_MATCH(resource) is None:
-            return None
+            if "{" not in resource:
+                return None
+            try:
+                _resource(resource)
+            except FieldProblem:
+                return None
         key = (arn, stage, verb, scope)
         known = self._seen.get(key)
         if known is None:
@@ -202,10 +381,11 @@ class Route(NamedTuple):
 
 
 class Grant(NamedTuple):
-    """A compiled mapping: the route, the scope that grants it, and where it was written."""
+    """A compiled mapping: the route, what it needs (its needs text: the scope, or the
+    canonical JSON of a requirement, ``requirement_of`` reads it), and where it was written."""
 
     route: Route
-    scope: str
+    needs: str
     source: str
 
 
@@ -219,12 +399,13 @@ def longest_resource_arn(route: Route) -> int:
 
     A stage ``*`` is written with the request's stage, counted here as the longest
     name API Gateway allows (``MAX_STAGE_NAME``); a verb ``*`` is spelled out per
-    method, counted as the longest. Compaction never lengthens a Resource: it drops
-    Resources, merges ``**`` into ``*`` and writes methods as ``???`` or ``*``.
+    method, counted as the longest; a ``{claim:...}`` placeholder as the longest value
+    it accepts (``MAX_PLACEHOLDER_VALUE``). Compaction never lengthens a Resource: it
+    drops Resources, merges ``**`` into ``*`` and writes methods as ``???`` or ``*``.
     """
     stage = MAX_STAGE_NAME if route.stage == "*" else len(route.stage)
     verb = _LONGEST_VERB if route.verb == ANY_VERB else len(route.verb)
-    return len(route.api_arn) + stage + verb + len(route.resource) + 3  # three '/'
+    return len(route.api_arn) + stage + verb + _resource_chars(route.resource) + 3  # three '/'
 
 
 #: ``on_oversized(api_arn, stage, resources)``: Resources left out of a policy because
@@ -232,80 +413,217 @@ def longest_resource_arn(route: Route) -> int:
 OversizedReport = Callable[[str, str, tuple[str, ...]], None]
 
 
+class _Guarded(NamedTuple):
+    # A mapping that needs more than the grant it is indexed under, or has placeholders.
+    route: Route
+    requirement: frozenset[str]
+    placeholders: tuple[tuple[str, ClaimPath], ...]  # (the text in the resource, its claim path)
+
+
+_ApiIndex = dict[tuple[str, str], tuple[Any, ...]]
+#: What ``PermissionSet.evaluate`` answers: the sorted policy Resources, and the claim
+#: names of placeholders that were refused (their mappings granted nothing).
+Evaluation = tuple[tuple[str, ...], tuple[str, ...]]
+
+
 class PermissionSet:
     """An immutable, indexed set of grants with a version.
 
-    ``resources()`` is memoised per (API, stage, scope set) in this object's own memo
-    (``core.memo``'s rules): the same callers hit the same answer until a new version
-    replaces the whole object. It never returns a Resource longer than
+    Mappings are indexed by grant key, so a decision costs what the caller holds: a
+    single-grant mapping without placeholders sits under its grant as a plain route (a
+    scopes-only set has nothing else); a mapping needing several grants sits under one
+    of them and is checked as a subset of the caller's grants; an ``authenticated``
+    mapping sits under the empty key, always looked at; a mapping with placeholders is
+    filled with the caller's claim values (``core.grants.placeholder_value``).
+
+    ``evaluate()`` is memoised in this object's own memo (``core.memo``'s rules): by
+    (API, stage, grant set) when no placeholder is involved, else by (API, stage, the
+    grants that count, the placeholder values), so two callers with different tenants
+    never share an answer. It never returns a Resource longer than
     ``MAX_RESOURCE_ARN``: such a Resource (a stage-``*`` mapping on a long stage, from
     data that skipped ``compile_records``' length rule) is left out, so its route is
     denied, and handed to ``on_oversized`` when given.
     """
 
-    __slots__ = ("_index", "_memo", "_on_oversized", "grants", "scopes", "version")
+    __slots__ = ("_claimed", "_guarded", "_memo", "_on_oversized", "_paths", "_plain", "_plans", "grant_keys",
+                 "grants", "scopes", "version")
 
     def __init__(
         self, grants: Iterable[Grant], version: str | None = None, *, on_oversized: OversizedReport | None = None
     ) -> None:
         unique: dict[tuple[Route, str], Grant] = {}
         for grant in grants:
-            unique.setdefault((grant.route, grant.scope), grant)
+            unique.setdefault((grant.route, grant.needs), grant)
         self.grants: tuple[Grant, ...] = tuple(unique.values())
-        index: dict[str, dict[tuple[str, str], list[Route]]] = {}
+        plain: dict[str, dict[tuple[str, str], list[Route]]] = {}
+        guarded: dict[str, dict[tuple[str, str], list[_Guarded]]] = {}
+        keys: set[str] = set()
+        claimed: set[str] = set()
+        requirements: dict[str, frozenset[str]] = {}
         for grant in self.grants:
-            by_api = index.setdefault(grant.scope, {})
-            by_api.setdefault((grant.route.api_arn, grant.route.stage), []).append(grant.route)
-        self._index = {scope: {k: tuple(v) for k, v in apis.items()} for scope, apis in index.items()}
-        self.scopes: frozenset[str] = frozenset(self._index)
-        self.version: str = version or content_digest((*g.route, g.scope) for g in self.grants)
-        self._memo: Memo[tuple[str, str, frozenset[str]], tuple[str, ...]] = Memo()
+            route, needs = grant.route, grant.needs
+            at = (route.api_arn, route.stage)
+            has_placeholder = "{" in route.resource
+            if not has_placeholder and not needs.startswith("{"):
+                # The common case (a scope): a plain route under the scope.
+                plain.setdefault(needs, {}).setdefault(at, []).append(route)
+                continue
+            requirement = requirements.get(needs)
+            if requirement is None:
+                requirement = requirements[needs] = requirement_of(needs)
+            if len(requirement) == 1 and not has_placeholder:
+                (key,) = requirement
+                plain.setdefault(key, {}).setdefault(at, []).append(route)
+                continue
+            # Indexed under one of its grants (the empty key: any caller); the smallest key,
+            # so the same requirement always sits in the same place.
+            key = min(requirement) if requirement else ""
+            holes = tuple((f"{{claim:{claim_path_text(path)}}}", path) for path in placeholders_of(route.resource))
+            guarded.setdefault(key, {}).setdefault(at, []).append(_Guarded(route, requirement, holes))
+            keys.update(requirement)
+            if holes:
+                claimed.add(key)
+        self._plain = {key: {k: tuple(v) for k, v in apis.items()} for key, apis in plain.items()}
+        self._guarded = {key: {k: tuple(v) for k, v in apis.items()} for key, apis in guarded.items()}
+        #: Every grant key some mapping needs (the empty key is none of them).
+        self.grant_keys: frozenset[str] = frozenset(keys.union(self._plain))
+        #: The scope-kind keys among them.
+        self.scopes: frozenset[str] = frozenset(key for key in self.grant_keys if " " not in key)
+        self._claimed: frozenset[str] = frozenset(claimed)
+        # The claim paths of the placeholders under each claimed key, per (API, stage):
+        # what a per-tenant memo key is made of, without walking the mappings.
+        self._paths: dict[str, dict[tuple[str, str], tuple[ClaimPath, ...]]] = {
+            key: {at: tuple(sorted({path for entry in entries for _, path in entry.placeholders}))
+                  for at, entries in self._guarded[key].items()}
+            for key in claimed
+        }
+        self.version: str = version or content_digest((*g.route, g.needs) for g in self.grants)
+        self._memo: Memo[tuple[Any, ...], Evaluation] = Memo()
+        self._plans: Memo[tuple[str, str, frozenset[str]], tuple[frozenset[str], tuple[ClaimPath, ...]]] = Memo()
         self._on_oversized = on_oversized
 
     def __len__(self) -> int:
         return len(self.grants)
 
-    def routes(self, scopes: frozenset[str], api_arn: str, stage: str) -> list[Route]:
-        """Routes granted to ``scopes`` on one API and stage (stage-``*`` mappings included)."""
-        found: list[Route] = []
-        for scope in scopes & self.scopes:
-            by_api = self._index[scope]
-            found.extend(by_api.get((api_arn, stage), ()))
-            found.extend(by_api.get((api_arn, "*"), ()))
-        return found
+    def _reach(self, held: frozenset[str]) -> Iterable[str]:
+        # The index keys to look at: the grants held, and the empty key of 'authenticated' mappings.
+        return (*held, "") if "" in self._guarded else held
 
-    def granting_scopes(self, scopes: frozenset[str], api_arn: str, stage: str) -> frozenset[str]:
-        """Those of ``scopes`` that grant something on one API and stage."""
-        return frozenset(
-            scope for scope in scopes & self.scopes
-            if (api_arn, stage) in self._index[scope] or (api_arn, "*") in self._index[scope]
-        )
+    def _granted(
+        self, held: frozenset[str], api_arn: str, stage: str, claims: Mapping[str, Any] | None
+    ) -> tuple[list[Route], set[str]]:
+        found: list[Route] = []
+        refused: set[str] = set()
+        places = ((api_arn, stage), (api_arn, "*"))
+        for key in self._reach(held):
+            by_api = self._plain.get(key)
+            if by_api is not None:
+                found.extend(by_api.get(places[0], ()))
+                found.extend(by_api.get(places[1], ()))
+            guarded = self._guarded.get(key)
+            if guarded is None:
+                continue
+            for place in places:
+                for entry in guarded.get(place, ()):
+                    if not entry.requirement <= held:
+                        continue
+                    route = entry.route
+                    if entry.placeholders:
+                        resource, missing = route.resource, False
+                        for text, path in entry.placeholders:
+                            value = None if claims is None else placeholder_value(claims, path)
+                            if value is None:
+                                refused.add(claim_path_text(path))
+                                missing = True
+                            else:
+                                resource = resource.replace(text, value)
+                        if missing:
+                            continue
+                        route = route._replace(resource=resource)
+                    found.append(route)
+        return found, refused
+
+    def routes(
+        self, grants: frozenset[str], api_arn: str, stage: str, claims: Mapping[str, Any] | None = None
+    ) -> list[Route]:
+        """Routes granted to ``grants`` on one API and stage (stage-``*`` mappings included),
+        placeholders filled from ``claims`` (a mapping with a refused one is left out)."""
+        return self._granted(grants & self.grant_keys, api_arn, stage, claims)[0]
+
+    def granting(self, grants: frozenset[str], api_arn: str, stage: str) -> frozenset[str]:
+        """Those of ``grants`` that take part in granting something on one API and stage
+        (placeholders aside)."""
+        held = grants & self.grant_keys
+        places = ((api_arn, stage), (api_arn, "*"))
+        out: set[str] = set()
+        for key in held:
+            by_api = self._plain.get(key)
+            if by_api is not None and (places[0] in by_api or places[1] in by_api):
+                out.add(key)
+        for key in self._reach(held):
+            guarded = self._guarded.get(key)
+            if guarded is not None:
+                for place in places:
+                    for entry in guarded.get(place, ()):
+                        if entry.requirement <= held:
+                            out.update(entry.requirement)
+        return frozenset(out)
 
     def resources(
-        self, scopes: frozenset[str], api_arn: str, stage: str, *, compacted: bool = True
+        self, grants: frozenset[str], api_arn: str, stage: str, *, claims: Mapping[str, Any] | None = None,
+        compacted: bool = True,
     ) -> tuple[str, ...]:
-        """Sorted policy Resources granted to ``scopes`` on ``api_arn``/``stage``.
+        """Sorted policy Resources granted to ``grants`` on ``api_arn``/``stage``: ``evaluate``'s first part."""
+        return self.evaluate(grants, api_arn, stage, claims=claims, compacted=compacted)[0]
+
+    def evaluate(
+        self, grants: frozenset[str], api_arn: str, stage: str, *, claims: Mapping[str, Any] | None = None,
+        compacted: bool = True,
+    ) -> Evaluation:
+        """Sorted policy Resources granted to ``grants`` (the caller's grant keys) on
+        ``api_arn``/``stage``, and the claim names of the placeholders refused on the way.
 
         The result grants exactly what the mappings grant: a ``*`` verb is spelled out
         per method unless the resource is ``*`` too, because in a policy ``*`` also
         crosses ``/`` and ``stage/*/pets`` would allow ``GET /x/pets``. With
         ``compacted`` (the default, memoised) the list is then shrunk by
         ``core.compaction.compact_resources``, which allows exactly the same requests.
+        Placeholders are filled from ``claims`` (the token's claims); without them,
+        every placeholder is refused.
         """
         if compacted:
-            # Guard: first by the caller's own scope set (the same object for every token
-            # with the same scope claim), then by the part of it that grants anything.
-            cached = self._memo.get((api_arn, stage, scopes))
+            # Guard: first by the caller's own grant set (the same object for every token
+            # with the same grant claims); only answers no placeholder took part in are here.
+            cached = self._memo.get((api_arn, stage, grants))
             if cached is not None:
                 return cached
-        key = (api_arn, stage, scopes & self.scopes)
+        # Which placeholders this grant set reaches depends on the grant set only: remembered
+        # per grant set (the same rules), so a tenant's decision only reads its claim values.
+        plan = self._plans.get((api_arn, stage, grants))
+        if plan is None:
+            held = grants & self.grant_keys
+            claimed = self._claimed
+            found: tuple[ClaimPath, ...] = ()
+            if claimed and any(k in claimed for k in self._reach(held)):
+                found = tuple(sorted({path for k in self._reach(held) if k in claimed
+                                      for place in ((api_arn, stage), (api_arn, "*"))
+                                      for path in self._paths[k].get(place, ())}))
+            plan = self._plans.remember((api_arn, stage, grants), (held, found))
+        held, paths = plan
+        key: tuple[Any, ...] = (api_arn, stage, held)
+        per_claims = bool(paths)
+        if per_claims:
+            values = tuple(None if claims is None else placeholder_value(claims, p) for p in paths)
+            key = (api_arn, stage, held, paths, values)
         if compacted:
             cached = self._memo.get(key)
             if cached is not None:
-                self._memo.remember((api_arn, stage, scopes), cached)
+                if not per_claims:
+                    self._memo.remember((api_arn, stage, grants), cached)
                 return cached
+        routes, refused = self._granted(held, api_arn, stage, claims)
         arns: set[str] = set()
-        for route in self.routes(key[2], api_arn, stage):
+        for route in routes:
             if route.verb != ANY_VERB:
                 arns.add(resource_arn(route, stage, route.verb))
             elif route.resource == "*":
@@ -319,16 +637,18 @@ class PermissionSet:
             arns.difference_update(oversized)
             if self._on_oversized is not None:
                 self._on_oversized(api_arn, stage, tuple(sorted(oversized)))
+        gone = tuple(sorted(refused))
         if not compacted:
-            return tuple(sorted(arns))
-        result = compact_resources(arns)
+            return tuple(sorted(arns)), gone
+        result = (compact_resources(arns), gone)
         self._memo.remember(key, result)
-        self._memo.remember((api_arn, stage, scopes), result)
+        if not per_claims:
+            self._memo.remember((api_arn, stage, grants), result)
         return result
 
 
 def content_digest(rows: Iterable[tuple[str, str, str, str, str]]) -> str:
-    """The content hash of mappings given as ``(arn, stage, verb, resource, scope)`` rows,
+    """The content hash of mappings given as ``(arn, stage, verb, resource, needs)`` rows,
     the resource without its leading ``/``: equal sets of mappings give equal digests,
     whatever their order or repetition. This is a loaded ``PermissionSet``'s version and
     a published snapshot's digest: one function, so a reader can prove it loaded exactly
@@ -384,23 +704,26 @@ def compile_records(
             except SchemaError as exc:
                 problems.extend(describe(exc, (index,), locate))
                 continue
-        arn, stage, verb, resource, scope = fields
+        arn, stage, verb, resource, needs = fields
         # tuple.__new__ builds the same NamedTuples without their Python-level __new__:
         # a cold start builds one per mapping (10,000 of them in a large table).
         route = _new_tuple(Route, (arn, stage, verb, resource))
         # A cheap upper bound first (a method is at most _LONGEST_VERB characters).
-        bound = len(arn) + len(resource) + (MAX_STAGE_NAME if stage == "*" else len(stage)) + _LONGEST_VERB + 3
+        chars = len(resource) if "{" not in resource else _resource_chars(resource)
+        bound = len(arn) + chars + (MAX_STAGE_NAME if stage == "*" else len(stage)) + _LONGEST_VERB + 3
         if bound > MAX_RESOURCE_ARN and on_oversized is None:
             longest = longest_resource_arn(route)
             if longest > MAX_RESOURCE_ARN:
                 why = (f" (stage '*' is written with the request's stage, up to {MAX_STAGE_NAME} characters)"
                        if route.stage == "*" else "")
+                if "{" in resource:
+                    why += f" (a placeholder counts as its longest value, {MAX_PLACEHOLDER_VALUE} characters)"
                 problems.append(
                     f"{locate((index, 'resource'))}: resource makes a policy Resource of up to {longest} characters"
                     f"{why}; API Gateway allows {MAX_RESOURCE_ARN}"
                 )
                 continue
-        grants.append(_new_tuple(Grant, (route, scope, locate((index,)))))
+        grants.append(_new_tuple(Grant, (route, needs, locate((index,)))))
     if problems:
         raise PermissionsError(problems)
     return PermissionSet(grants, version, on_oversized=on_oversized)
@@ -416,8 +739,12 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
           - arn: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5
             stages: [dev, prod]
             routes:
-              GET /pets: [pets:read]
-              POST /pets: [pets:write]
+              GET /pets: [pets:read, {group: pet-readers}]
+              POST /pets: [{allOf: {scope: [pets:write, pets:read]}}]
+              GET /health: [{authenticated: true}]
+
+    A route's items are OR'd: each is a scope, or an object with exactly one grant
+    member of a record (``scope``, ``group``, ``role``, ``allOf``, ``authenticated``).
 
     Returns the records and a ``locate`` for paths into those records.
 
@@ -481,35 +808,41 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
             problems.append(f"{locate((*where, 'stages'))}: stages must be a non-empty list")
             continue
         if not isinstance(routes, dict) or not routes:
-            problems.append(f"{locate((*where, 'routes'))}: routes must map 'VERB /path' to a list of scopes")
+            problems.append(f"{locate((*where, 'routes'))}: routes must map 'VERB /path' to a list of scopes or grants")
             continue
-        for route_key, scopes in routes.items():
+        for route_key, items in routes.items():
             route_where = (*where, "routes", route_key)
             verb, _, path = str(route_key).partition(" ")
             if not path or " " in path.strip():
                 problems.append(f"{locate(route_where)}: route {route_key!r} must read 'VERB /path'")
                 continue
-            if isinstance(scopes, str):
-                scopes = [scopes]
-            if not isinstance(scopes, list) or not scopes:
-                problems.append(f"{locate(route_where)}: route {route_key!r} needs a list of scopes")
+            if isinstance(items, (str, dict)):
+                items = [items]
+            if not isinstance(items, list) or not items:
+                problems.append(f"{locate(route_where)}: route {route_key!r} needs a list of scopes or grants")
                 continue
-            for s_i, scope in enumerate(scopes):
+            for s_i, item in enumerate(items):
+                # An item is a scope, or an object with one of the record's grant members.
+                member = {"scope": item} if not isinstance(item, dict) else item
+                if isinstance(item, dict) and len(item) != 1:
+                    problems.append(f"{locate((*route_where, s_i))}: an item is a scope or an object with exactly "
+                                    f"one of {', '.join(GRANT_FIELDS)}")
+                    continue
                 for stage in stages:
                     records.append({
-                        "arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), "scope": scope,
+                        "arn": group["arn"], "stage": stage, "httpVerb": verb, "resource": path.strip(), **member,
                     })
 
                     def origin(sub: tuple[int | str, ...], route_where: tuple[Any, ...] = route_where, s_i: int = s_i,
-                               where: tuple[int | str, ...] = where) -> str:
+                               where: tuple[int | str, ...] = where, nested: bool = isinstance(item, dict)) -> str:
                         field = sub[0] if sub else None
                         if field == "arn":
                             return locate((*where, "arn"))
                         if field == "stage":
                             return locate((*where, "stages"))
-                        if field == "scope":
-                            return locate((*route_where, s_i))
-                        return locate(route_where)
+                        if field is None or field in ("httpVerb", "resource"):
+                            return locate(route_where)
+                        return locate((*route_where, s_i, *sub) if nested else (*route_where, s_i))
 
                     origins.append(origin)
     if problems:

@@ -17,13 +17,25 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from policy_engine.core.permissions import FIELD_RULES, FieldProblem, Fields, Locate
+from policy_engine.core.grants import grant_key
+from policy_engine.core.permissions import (
+    AUTHENTICATED,
+    FIELD_RULES,
+    GRANT_FIELDS,
+    FieldProblem,
+    Fields,
+    Locate,
+    grant_value_rule,
+    requirement_text,
+)
 
 __all__ = ["MappingRecord", "SchemaError", "describe", "schema_fields"]
 
@@ -31,8 +43,16 @@ __all__ = ["MappingRecord", "SchemaError", "describe", "schema_fields"]
 SchemaError = ValidationError
 
 
+def _custom(problem: FieldProblem, path: tuple[int | str, ...] = ()) -> PydanticCustomError:
+    # ctx values are inserted by pydantic, in order and each into the text so far; repr()
+    # keeps quotes and shows odd characters. The value goes last, so that no '{path}' it
+    # may hold is filled in turn.
+    return PydanticCustomError(problem.kind, problem.template, {"path": path, "value": repr(problem.value)})
+
+
 class MappingRecord(BaseModel):
-    """One permission mapping, as the AWS Security Blog's document writes it."""
+    """One permission mapping, as the AWS Security Blog's document writes it, with exactly
+    one of ``scope``, ``group``, ``role``, ``allOf`` and ``authenticated``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
 
@@ -40,30 +60,97 @@ class MappingRecord(BaseModel):
     stage: str
     http_verb: str = Field(alias="httpVerb")
     resource: str
-    scope: str
+    scope: str | None = None
+    group: str | None = None
+    role: str | None = None
+    all_of: dict[str, list[str]] | None = Field(default=None, alias="allOf")
+    authenticated: StrictBool | None = None
     description: str | None = None
 
-    @field_validator("arn", "stage", "http_verb", "resource", "scope")
+    @field_validator("arn", "stage", "http_verb", "resource", "scope", "group", "role")
     @classmethod
-    def _rule(cls, value: str, info: ValidationInfo) -> str:
+    def _rule(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
         try:
             return FIELD_RULES[info.field_name or ""](value)
         except FieldProblem as problem:
-            # ctx values are inserted by pydantic; repr() keeps quotes and shows odd characters.
-            raise PydanticCustomError(problem.kind, problem.template, {"value": repr(problem.value)}) from None
+            raise _custom(problem) from None
+
+    @field_validator("all_of")
+    @classmethod
+    def _all_of(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value is None:
+            return None
+        if not any(value.values()):
+            raise PydanticCustomError("all_of_empty", "allOf needs at least one grant (as in {scope: [pets:read]})")
+        kind_rule = FIELD_RULES["kind"]
+        out: dict[str, list[str]] = {}
+        for kind, values in value.items():
+            try:
+                kind_rule(kind)
+            except FieldProblem as problem:
+                raise _custom(problem, (kind,)) from None
+            rule = grant_value_rule(kind)
+            for i, item in enumerate(values):
+                try:
+                    rule(item)
+                except FieldProblem as problem:
+                    raise _custom(problem, (kind, i)) from None
+            if values:
+                out[kind] = sorted(set(values))
+        return out
+
+    @model_validator(mode="after")
+    def _one_grant(self) -> MappingRecord:
+        given = [name for name in GRANT_FIELDS if _ALIASES_BACK.get(name, name) in self.model_fields_set]
+        if not given:
+            raise PydanticCustomError("grant_missing", "a mapping needs one of scope, group, role, allOf or "
+                                      "authenticated", {"field": ""})
+        if len(given) > 1:
+            raise PydanticCustomError("grant_twice", f"a mapping has exactly one of scope, group, role, allOf and "
+                                      f"authenticated; this one has {' and '.join(given)} (for several grants at "
+                                      "once use allOf; for any of them, write one mapping each)",
+                                      {"field": given[1]})
+        name = given[0]
+        if name != "allOf" and getattr(self, name) is None:
+            raise PydanticCustomError("grant_null", f"{name} must have a value", {"field": name})
+        if name == "allOf" and self.all_of is None:
+            raise PydanticCustomError("grant_null", "allOf must map kinds to lists of values", {"field": name})
+        if self.authenticated is False:
+            raise PydanticCustomError(
+                "authenticated_false", "authenticated must be true (false grants nothing: leave the mapping out)",
+                {"field": "authenticated"})
+        return self
+
+    @property
+    def needs(self) -> str:
+        """The record's needs text (``core.permissions.requirement_text``)."""
+        if self.scope is not None:
+            return self.scope
+        if self.authenticated:
+            return AUTHENTICATED
+        if self.group is not None:
+            return requirement_text((grant_key("group", self.group),))
+        if self.role is not None:
+            return requirement_text((grant_key("role", self.role),))
+        assert self.all_of is not None
+        return requirement_text(grant_key(kind, value) for kind, values in self.all_of.items() for value in values)
 
 
 def schema_fields(raw: Any) -> Fields:
-    """``(arn, stage, verb, resource, scope)`` of ``raw`` in canonical form.
+    """``(arn, stage, verb, resource, needs)`` of ``raw`` in canonical form.
 
     Raises:
         SchemaError: the record breaks the schema (``describe`` words each problem).
     """
     record = MappingRecord.model_validate(raw)
-    return record.arn, record.stage, record.http_verb, record.resource, record.scope
+    return record.arn, record.stage, record.http_verb, record.resource, record.needs
 
 
-_ALIASES = {"http_verb": "httpVerb"}
+_ALIASES = {"http_verb": "httpVerb", "all_of": "allOf"}
+_ALIASES_BACK = {alias: name for name, alias in _ALIASES.items()}
+_EXPECTED = "arn, stage, httpVerb, resource, description and one of scope, group, role, allOf, authenticated"
 
 
 def describe(exc: ValidationError, prefix: tuple[int | str, ...], locate: Locate) -> list[str]:
@@ -71,17 +158,28 @@ def describe(exc: ValidationError, prefix: tuple[int | str, ...], locate: Locate
     out = []
     for error in exc.errors(include_url=False):
         loc = tuple(_ALIASES.get(str(p), p) for p in error["loc"])
+        ctx = error.get("ctx") or {}
+        if not loc and ctx.get("field"):
+            loc = (ctx["field"],)
+        loc = loc + tuple(ctx.get("path") or ())
         where = locate(prefix + loc)
         field = ".".join(str(p) for p in loc)
         kind = error["type"]
         if kind == "missing":
             message = f"{field} is required"
         elif kind == "extra_forbidden":
-            message = f"unknown field {field!r} (expected arn, stage, httpVerb, resource, scope)"
-        elif kind in {"model_type", "dict_type"}:
-            message = "a mapping must be an object with arn, stage, httpVerb, resource and scope"
+            message = f"unknown field {field!r} (expected {_EXPECTED})"
+        elif kind == "model_type" or (kind == "dict_type" and not loc):
+            message = ("a mapping must be an object with arn, stage, httpVerb, resource and one of scope, group, "
+                       "role, allOf, authenticated")
+        elif kind == "dict_type":
+            message = f"{field} must map grant kinds to lists of values (as in {{scope: [pets:read]}})"
         elif kind == "string_type":
             message = f"{field} must be a string"
+        elif kind == "list_type":
+            message = f"{field} must be a list of values"
+        elif kind == "bool_type":
+            message = f"{field} must be true"
         else:
             message = error["msg"]
         out.append(f"{where}: {message}")

@@ -9,6 +9,9 @@ publishes (``adapters/s3.py`` describes the publishing around it)::
      "mappings": [{"arn": ..., "stage": ..., "httpVerb": ..., "resource": ...,
      "scope": ...}, ...]}
 
+Each mapping is a canonical record (``core.publish.record_of``): ``scope`` for one
+scope, else ``allOf`` (kinds and values sorted) or ``authenticated: true``.
+
 ``digest`` is the content hash of the mappings (``core.publish.digest``): a document
 whose mappings were edited without it is refused as corrupt. That proves nothing about
 the values: whoever loads a snapshot still validates every record (``compile_records``).
@@ -23,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy_engine.core.permissions import Locate, content_digest
+from policy_engine.core.permissions import Locate, content_digest, needs_of
 from policy_engine.core.publish import MappingKey, digest, record_of
 from policy_engine.errors import CorruptStoreError
 
@@ -118,11 +121,13 @@ def read_snapshot(body: bytes, where: str) -> tuple[dict[str, Any], list[dict[st
     rows = []
     for index, record in enumerate(mappings):
         if type(record) is dict:
-            arn, stage, verb, resource, scope = (record.get("arn"), record.get("stage"), record.get("httpVerb"),
-                                                 record.get("resource"), record.get("scope"))
+            arn, stage, verb, resource = (record.get("arn"), record.get("stage"), record.get("httpVerb"),
+                                          record.get("resource"))
+            # The scope itself, or the canonical JSON of the record's allOf/authenticated.
+            needs = needs_of(record)
             if type(arn) is str and type(stage) is str and type(verb) is str and type(resource) is str \
-                    and type(scope) is str:
-                rows.append((arn, stage, verb, resource.removeprefix("/"), scope))
+                    and needs is not None:
+                rows.append((arn, stage, verb, resource.removeprefix("/"), needs))
                 continue
         raise CorruptStoreError(f"{where}: mappings[{index}] is not a mapping record")
     if content_digest(rows) != content:
@@ -137,7 +142,7 @@ def decode_snapshot(body: bytes, where: str, etag: str) -> Snapshot:
         CorruptStoreError: not a snapshot policy-engine wrote, or its digest does not match.
     """
     document, records = read_snapshot(body, where)
-    keys = [MappingKey(r["arn"], r["stage"], r["httpVerb"], r["resource"], r["scope"]) for r in records]
+    keys = [MappingKey(r["arn"], r["stage"], r["httpVerb"], r["resource"], str(needs_of(r))) for r in records]
     version = document["version"]
     return Snapshot(version, document["digest"], frozenset(keys), str(document.get("published_at", "")),
                     str(document.get("note", "")), etag, _link(document, version, where), body)

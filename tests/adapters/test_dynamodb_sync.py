@@ -412,8 +412,8 @@ def test_a_sync_process_killed_mid_write_leaves_the_old_version_and_take_over_co
         process.wait()
         process.stdout.close()
     loaded = load(table)
-    assert loaded.version == "v1" and {k.scope for k in keys_of(loaded)} == {"old"} and len(loaded) == 200
+    assert loaded.version == "v1" and {k.needs for k in keys_of(loaded)} == {"old"} and len(loaded) == 200
     with pytest.raises(ConflictError, match="is publishing v2"):
         sync(yaml_file, f"dynamodb://{table}")
     assert sync(yaml_file, f"dynamodb://{table}", take_over=True).version_after == 2
-    assert {k.scope for k in keys_of(load(table))} == {"new"}
+    assert {k.needs for k in keys_of(load(table))} == {"new"}

@@ -159,15 +159,23 @@ def test_an_extra_index_on_an_attribute_policy_engine_does_not_write_is_fine(bac
     assert migrate(name).applied == STEPS
 
 
-def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend):
+def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend, tmp_path):
     # The index check above relies on this map; it must describe every attribute the
-    # stores write (mappings, versions, the pointer with a claim, migration records).
+    # stores write (mappings of every form, versions, the pointer with a claim,
+    # migration records).
+    import shutil
+
     from policy_engine.admin.migrate import ITEM_ATTRIBUTES
     from policy_engine.admin.publish import sync
     from policy_engine.admin.publish.dynamodb import DynamoDbStore
     from tests.stores import ROOT
 
-    sync(ROOT / "permissions", f"dynamodb://{table}")
+    folder = tmp_path / "permissions"
+    shutil.copytree(ROOT / "permissions", folder)
+    arn = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
+    (folder / "grants.yaml").write_text(f"apis:\n  - arn: {arn}\n    stages: [dev]\n    routes:\n"
+                                        "      GET /health: [{authenticated: true}]\n")
+    sync(folder, f"dynamodb://{table}")
     DynamoDbStore(table).claim(1, "someone")
     written = {(name, next(iter(value))) for item in backend.client().scan(TableName=table)["Items"]
                for name, value in item.items()}

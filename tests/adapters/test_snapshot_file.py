@@ -40,7 +40,7 @@ def test_the_snapshot_loads_the_same_mappings_and_version_as_the_yaml(tmp_path, 
     from_snapshot = compiled(SnapshotFilePermissionSource(path))
     from_yaml = compiled(YamlPermissionSource(ROOT / "permissions"))
     assert from_snapshot.version == from_yaml.version
-    assert {(g.route, g.scope) for g in from_snapshot.grants} == {(g.route, g.scope) for g in from_yaml.grants}
+    assert {(g.route, g.needs) for g in from_snapshot.grants} == {(g.route, g.needs) for g in from_yaml.grants}
     # the format the S3 store publishes and reads
     assert decode_snapshot(body, "x", "etag").digest == from_yaml.version
 

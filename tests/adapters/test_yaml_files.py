@@ -77,9 +77,11 @@ def test_every_problem_is_reported_and_nothing_loads(tmp_path):
 @pytest.mark.parametrize(
     "text,expected",
     [
-        (BLOG_ENTRY.replace("  scope: pets:read\n", ""), "t.yaml:1: scope is required"),
+        (BLOG_ENTRY.replace("  scope: pets:read\n", ""),
+         "t.yaml:1: a mapping needs one of scope, group, role, allOf or authenticated"),
         (BLOG_ENTRY + "  scopes: x\n",
-         "t.yaml:6: unknown field 'scopes' (expected arn, stage, httpVerb, resource, scope)"),
+         "t.yaml:6: unknown field 'scopes' (expected arn, stage, httpVerb, resource, description and one of "
+         "scope, group, role, allOf, authenticated)"),
         (BLOG_ENTRY.replace(API, "arn:aws:execute-api:us-east-1:123:api"),
          "t.yaml:1: arn 'arn:aws:execute-api:us-east-1:123:api' is not an API ARN"),
         (BLOG_ENTRY.replace("/pets", "/pets/{id}"), "t.yaml:2: resource '/pets/{id}' uses a path template"),

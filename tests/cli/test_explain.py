@@ -112,3 +112,77 @@ def test_diff_lists_what_each_scope_gains_and_loses(capsys):
     assert set(out["scopes"]) == {"pets:read", "pets:write"}
     main(["explain", "--diff", PERMISSIONS, PERMISSIONS])
     assert "no scope gains or loses anything" in capsys.readouterr().out
+
+
+GRANTS = f"""\
+apis:
+  - arn: {API}
+    stages: [dev]
+    routes:
+      GET /pets: [pets:read, {{group: Pet Readers}}]
+      POST /pets: [{{allOf: {{scope: [write:pets, read:pets]}}}}]
+      GET /health: [{{authenticated: true}}]
+      GET /tenants/{{claim:tenant_id}}/*: [{{role: tenant-user}}]
+"""
+
+
+def _grant_permissions(tmp_path: Path, text: str = GRANTS) -> str:
+    folder = tmp_path / "p"
+    folder.mkdir(exist_ok=True)
+    (folder / "grants.yaml").write_text(text)
+    return str(folder)
+
+
+def test_grants_by_kind_all_of_authenticated_and_placeholders(tmp_path, capsys):
+    location = _grant_permissions(tmp_path)
+    code = main(["explain", "--permissions", location, "--format", "json", "--grants",
+                 "role:tenant-user scope:read:pets", "--grant", "group:Pet Readers", "--claim", "tenant_id=acme",
+                 "--request", "GET /dev/tenants/acme/x"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["caller"]["grants"] == {"group": ["Pet Readers"], "role": ["tenant-user"], "scope": ["read:pets"]}
+    assert out["caller"]["scopes"] == ["read:pets"]
+    routes = {r["route"]: r["needs"] for r in out["policies"][0]["routes"]}
+    assert routes == {"GET /pets": "group Pet Readers", "GET /health": "any authenticated caller",
+                      "GET /tenants/acme/*": "role tenant-user"}
+    assert out["request"]["mappings"][0]["needs"] == "role tenant-user"
+    # the same caller without a valid tenant: the placeholder mapping is left out and said so
+    code = main(["explain", "--permissions", location, "--format", "json", "--grants", "role:tenant-user",
+                 "--claim", "tenant_id=*", "--request", "GET /dev/tenants/acme/x"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["request"]["status"] == 403
+    assert out["policies"][0]["placeholders_refused"] == ["tenant_id"]
+    assert out["policies"][0]["refused"][0]["claims"] == ["tenant_id"]
+    # all of: both scopes together
+    code = main(["explain", "--permissions", location, "--format", "json", "--scopes", "write:pets read:pets",
+                 "--request", "POST /dev/pets"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["request"]["mappings"][0]["needs"] == "all of scope read:pets + scope write:pets"
+    main(["explain", "--permissions", location, "--grants", "role:tenant-user", "--claim", "tenant_id=globex"])
+    text = capsys.readouterr().out
+    assert "caller: roles tenant-user (from --grants)" in text and "GET   /tenants/globex/*" in text
+
+
+def test_grant_and_claim_arguments_are_checked(tmp_path, capsys):
+    location = _grant_permissions(tmp_path)
+    assert main(["explain", "--permissions", location, "--grants", "pet-readers"]) == 2
+    assert main(["explain", "--permissions", location, "--grants", "Group:x"]) == 2
+    assert main(["explain", "--permissions", location, "--scopes", "x", "--claim", "tenant_id"]) == 2
+    assert main(["explain", "--permissions", location, "--scopes", "x", "--claim", "a..b=1"]) == 2
+    assert main(["explain", "--permissions", location, "--scopes", "x", "--diff", location, location]) == 2
+
+
+def test_diff_names_groups_all_of_and_authenticated_requirements(tmp_path, capsys):
+    old = _grant_permissions(tmp_path)
+    new_folder = tmp_path / "new"
+    new_folder.mkdir()
+    (new_folder / "grants.yaml").write_text(GRANTS.replace("GET /health: [{authenticated: true}]",
+                                                           "GET /health: [{group: Pet Readers}]"))
+    code = main(["explain", "--diff", old, str(new_folder), "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [c["route"] for c in out["scopes"]["any authenticated caller"]["lost"]] == ["GET /health"]
+    assert [c["route"] for c in out["scopes"]["group Pet Readers"]["gained"]] == ["GET /health"]
+    main(["explain", "--diff", old, str(new_folder)])
+    text = capsys.readouterr().out
+    assert "any authenticated caller: +0 -1" in text and "group Pet Readers: +1 -0" in text

@@ -183,3 +183,33 @@ def test_a_stage_star_mapping_too_long_for_the_longest_stage_is_a_schema_error_w
     [finding] = codes(report)["schema"]
     assert finding["where"].endswith("perms.yaml:3") and finding["severity"] == "error"
     assert "513" in finding["message"] and "512" in finding["message"]
+
+
+def test_groups_and_roles_are_declared_in_the_catalog_like_scopes(tmp_path, capsys):
+    permissions = write(tmp_path, f"""\
+apis:
+  - arn: {API}
+    stages: [dev]
+    routes:
+      GET /pets: [pets:read, {{group: pet-readers}}, {{role: Pets.Read.All}}]
+      POST /pets: [{{allOf: {{group: [staff], role: [writer], permission: [x]}}}}]
+""")
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "scopes.yaml").write_text("scopes: [pets:read]\ngroups:\n  pet-readers: readers\n  old-group: gone\n"
+                                         "roles: [Pets.Read.All]\n")
+    code, report = run_json(capsys, permissions, "--catalog", str(catalog))
+    found = codes(report)
+    assert code == 1
+    assert [f["message"] for f in found["unknown-group"]] == ["group 'staff' is not declared in the "
+                                                             f"{catalog / 'scopes.yaml'}"]
+    assert [f["message"] for f in found["unknown-role"]] == ["role 'writer' is not declared in the "
+                                                            f"{catalog / 'scopes.yaml'}"]
+    assert [f["message"] for f in found["unused-group"]] == ["group 'old-group' is declared but no mapping grants "
+                                                            "it anything"]
+    assert found["unused-group"][0]["where"].endswith("scopes.yaml:4")
+    assert "unknown-scope" not in found and "unused-role" not in found
+    # sizes: one row per grant, all-of set
+    subjects = {row["subject"] for row in report["sizes"]}
+    assert {"scope pets:read", "group pet-readers", "role Pets.Read.All",
+            "all of group staff + permission x + role writer"} <= subjects

@@ -35,7 +35,7 @@ def test_digest_is_order_free_and_equals_the_permission_set_version(found):
 
 def test_diff_lines_put_the_removal_before_its_replacement():
     old = MappingKey(API, "dev", "DELETE", "/pets/*", "pets:admin")
-    new = old._replace(scope="pets:write")
+    new = old._replace(needs="pets:write")
     assert plan({old}, {new}).lines() == ["- a1b2c3d4e5 dev DELETE /pets/* -> pets:admin",
                                           "+ a1b2c3d4e5 dev DELETE /pets/* -> pets:write"]
 

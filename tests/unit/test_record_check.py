@@ -7,7 +7,9 @@ without pydantic, so a cold start need not build the model. Held to the model he
   hostile records: other types, other keys, odd strings, dict subclasses);
 - on the common shape (a dict of the five string fields, maybe a description) it
   accepts exactly what the model accepts, so valid data never pays for pydantic;
-- remembering rule answers across the records of one load changes no answer.
+- remembering rule answers across the records of one load changes no answer;
+- records of the other forms (group, role, allOf, authenticated, placeholders in the
+  resource, two grant members at once) are never accepted unless the model accepts them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ ARNS = ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5", "arn:aws-cn:exe
 # Look-alike letters (dotless i, fullwidth GET) on purpose: they must never pass as a verb.
 VERBS = ["GET", "get", "Post", "ANY", "any", "*", "PATCH", "OPTıONS", "FETCH", "", " GET", "GET\n", "ＧＥＴ"]  # noqa: RUF001
 STAGES = ["dev", "prod", "*", "$default", "$DEFAULT", "", "dev stage", "a" * 128, "a" * 129, "dév", "**"]
-RESOURCES = ["/pets", "pets/*", "/", "", "/pets/{id}", "/pets?x=1", "/pets/*/photos", "//a", "/a b", "/ü", "*"]
+RESOURCES = ["/pets", "pets/*", "/", "", "/pets/{id}", "/pets?x=1", "/pets/*/photos", "//a", "/a b", "/ü", "*",
+             "/t/{claim:tenant_id}/*", "/t/x{claim:t}", "/t/{claim:a..b}", "/t/{claim:a*b}", "/{claim:custom:org}",
+             "/t/{claim:}", "/t/{claim:a}{claim:b}", "/t/{CLAIM:a}", "/t/{claim:a b}"]
 SCOPES = ["pets:read", "a", "", "two words", 'q"uote', "back\\slash", "é", "x" * 300, "\x7f"]
 
 
@@ -75,8 +79,20 @@ edited = st.tuples(valid, st.dictionaries(
     st.sampled_from(["arn", "stage", "httpVerb", "http_verb", "resource", "scope", "description", "extra", "ARN"]),
     st.one_of(others, _field(st.sampled_from(ARNS + VERBS + STAGES + RESOURCES + SCOPES))), min_size=1, max_size=2,
 )).map(lambda parts: {**parts[0], **parts[1]})
+# The other grant members, right and wrong, alone or next to a scope.
+grant_members = st.fixed_dictionaries({}, optional={
+    "group": _field(st.sampled_from(["pet-readers", "Pet Readers", "", " x", "a\x01", "g" * 257])),
+    "role": _field(st.sampled_from(["Pets.Read.All", "admin", "\n"])),
+    "allOf": st.one_of(others, st.dictionaries(st.sampled_from(["scope", "group", "Bad", "permission", ""]),
+                                               st.one_of(st.lists(st.sampled_from(["a", "a b", "", "x"]), max_size=3),
+                                                         others), max_size=3)),
+    "authenticated": st.one_of(st.booleans(), others, st.sampled_from(["true", 1])),
+})
+other_forms = st.tuples(st.one_of(valid, common), grant_members, st.booleans()).map(
+    lambda parts: {**{k: v for k, v in parts[0].items() if k != "scope" or parts[2]}, **parts[1]})
 hostile = st.one_of(
     edited,
+    other_forms,
     st.fixed_dictionaries(
         {"arn": _field(arns), "stage": _field(stages), "httpVerb": _field(verbs), "resource": _field(resources),
          "scope": _field(scopes)},
@@ -110,7 +126,7 @@ def test_whatever_the_check_accepts_the_model_accepts_with_the_same_fields(raw):
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
-@given(edited)
+@given(st.one_of(edited, other_forms))
 def test_a_hand_edited_record_is_accepted_only_as_the_model_accepts_it(raw):
     assert check_record(raw) in (None, model_answer(raw))
     if model_answer(raw) is None:
@@ -144,7 +160,8 @@ def test_a_refused_record_is_still_worded_by_the_model():
         ("r(0, 'resource'): resource '/pets/{id}' uses a path template; API Gateway's methodArn carries the real "
          "path, so write '*' where the parameter goes"),
         "r(0, 'scope'): scope 'a b' is not one scope token (no spaces, quotes or backslashes)",
-        "r(1, 'owner'): unknown field 'owner' (expected arn, stage, httpVerb, resource, scope)",
+        ("r(1, 'owner'): unknown field 'owner' (expected arn, stage, httpVerb, resource, description and one of scope, "
+         "group, role, allOf, authenticated)"),
     ]
 
 

@@ -1,12 +1,21 @@
 """``policy-engine explain``: what a caller is granted, and why.
 
     explain --scopes "pets:read email" [--request "GET /dev/pets/12"]
+    explain --grants "group:pet-readers role:admin scope:pets:read" [--claim tenant_id=acme]
+    explain --grant "group:Pet Readers"     (one KIND:VALUE taken whole; repeatable)
     explain --token JWT [--request ...]     (verified when ISSUER/AUDIENCE and keys are reachable)
-    explain --diff OLD NEW                  (what each scope gains and loses)
+    explain --diff OLD NEW                  (what each scope, group, all-of set ... gains and loses)
 
 Shows the policy the authorizer would return (per stage), the routes it grants with
-the mapping (file:line) behind each, and for a request the decision with the mapping
-and the policy statement that decided it.
+the mapping (file:line) and what it needs (a scope, a group or role, all of several
+grants, any authenticated caller) behind each, and for a request the decision with the
+mapping and the policy statement that decided it.
+
+--grants entries are KIND:VALUE (the kind is the text before the first ':', so
+'scope:pets:read' is the scope 'pets:read'); --scopes and --grants may be combined.
+--claim NAME=VALUE gives the caller's claim for '{claim:NAME}' placeholders in
+resources (NAME may be a dotted path, as in GRANT_SOURCES); with --token the token's
+own claims are used. A placeholder without a valid value grants nothing.
 
 Exit codes: 0 shown (and, with --request, allowed); 1 the request would be refused
 (403, or 401 for a rejected token); 2 could not run.
@@ -31,11 +40,13 @@ from policy_engine.admin.explain import (
     diff_permissions,
     explain_request,
     grants_for,
+    refused_for,
     route_text,
 )
-from policy_engine.admin.lint import estimate_response
+from policy_engine.admin.lint import estimate_response, needs_label
 from policy_engine.core.arn import MethodArn
-from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
+from policy_engine.core.decision import MAX_RESPONSE_BYTES, listable_scopes, response_size
+from policy_engine.core.grants import KIND_PATTERN, grant_key, parse_claim_path, split_grant_key
 from policy_engine.core.permissions import PermissionSet
 from policy_engine.errors import (
     ConfigurationError,
@@ -55,10 +66,16 @@ def register(subparsers: Any) -> None:
         "explain", help="show the policy, routes and decision for scopes or a token; diff two permission sets",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--scopes", metavar="'S1 S2'", help="space-separated scopes the caller holds")
+    who = parser.add_mutually_exclusive_group()
     who.add_argument("--token", metavar="JWT", help="an access token (with or without 'Bearer ')")
     who.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="compare two permission locations")
+    parser.add_argument("--scopes", metavar="'S1 S2'", help="space-separated scopes the caller holds")
+    parser.add_argument("--grants", metavar="'KIND:V KIND:V'", action="append", default=[],
+                        help="space-separated grants the caller holds, e.g. 'group:pet-readers role:admin'")
+    parser.add_argument("--grant", metavar="KIND:VALUE", action="append", default=[],
+                        help="one grant, its value taken whole (spaces allowed); repeatable")
+    parser.add_argument("--claim", metavar="NAME=VALUE", action="append", default=[],
+                        help="a claim of the caller, for '{claim:NAME}' placeholders; repeatable")
     parser.add_argument("--permissions", metavar="LOCATION",
                         help="YAML file/folder or store (default: $PERMISSIONS_SOURCE or ./permissions)")
     parser.add_argument("--request", metavar="'VERB /stage/path'", help="a request to decide, or its methodArn")
@@ -73,6 +90,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    given = args.scopes is not None or args.grants or args.grant
+    if bool(args.diff) + bool(args.token) + bool(given) != 1:
+        raise ConfigurationError("explain", "give exactly one of --scopes/--grants/--grant, --token or --diff")
     if args.diff:
         return _run_diff(args)
     location = args.permissions or default_location()
@@ -85,21 +105,23 @@ def run(args: argparse.Namespace) -> int:
     if request is not None:
         api_arn = request.api_arn
     stages = [request.stage] if request else [args.stage] if args.stage else _stages(permissions, api_arn)
-    scopes = frozenset(caller["scopes"])
+    scopes = frozenset(caller.pop("keys"))
+    claims = caller.pop("claims")
     policies = []
     for stage in stages:
-        policies.append(_policy(permissions, scopes, api_arn, stage, caller))
+        policies.append(_policy(permissions, scopes, api_arn, stage, caller, claims))
     out["policies"] = policies
     status = 0
     if request is not None:
         response = policies[0]["response"]
-        why = explain_request(permissions, scopes, request, response)
+        why = explain_request(permissions, scopes, request, response, claims)
         out["request"] = {
             "request": f"{request.verb} /{request.stage}/{request.path}", "method_arn": str(request),
             "status": why.verdict.status, "verdict": why.verdict.value,
             "statement": why.statement, "effect": why.effect, "resource": why.resource,
             "mappings": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage,
-                          "scope": g.scope, "mapping": g.source} for g in why.grants],
+                          "scope": needs_label(g.needs), "needs": needs_label(g.needs), "mapping": g.source}
+                         for g in why.grants],
         }
         if policies[0]["too_large"]:
             out["request"]["status"] = 500
@@ -115,9 +137,56 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def _by_kind(keys: frozenset[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        kind, value = split_grant_key(key)
+        out.setdefault(kind, []).append(value)
+    return out
+
+
+def _grant_arg(text: str, flag: str) -> str:
+    kind, colon, value = text.partition(":")
+    if not colon or not value or KIND_PATTERN.fullmatch(kind) is None:
+        raise ConfigurationError(flag, f"{text!r}: write KIND:VALUE, as in group:pet-readers or scope:pets:read")
+    return grant_key(kind, value)
+
+
+def _claims_arg(items: list[str]) -> dict[str, Any]:
+    claims: dict[str, Any] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        try:
+            path = parse_claim_path(name)
+        except ValueError as exc:
+            raise ConfigurationError("--claim", f"{item!r}: {exc}") from None
+        if not equals:
+            raise ConfigurationError("--claim", f"{item!r}: write NAME=VALUE, as in tenant_id=acme")
+        node = claims
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigurationError("--claim", f"{item!r}: {part!r} is given a value and nested claims")
+        node[path[-1]] = value
+    return claims
+
+
 def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
-    if args.scopes is not None:
-        return {"source": "--scopes", "scopes": sorted(set(args.scopes.split())), "principal": "caller"}
+    caller = _caller_of(args, location)
+    keys = frozenset(caller["keys"])
+    caller["scopes"] = listable_scopes(keys)
+    caller["grants"] = _by_kind(keys)
+    return caller
+
+
+def _caller_of(args: argparse.Namespace, location: str) -> dict[str, Any]:
+    if args.token is None:
+        keys = set((args.scopes or "").split())
+        keys.update(_grant_arg(entry, "--grants") for text in args.grants for entry in text.split())
+        keys.update(_grant_arg(text, "--grant") for text in args.grant)
+        source = "/".join(flag for flag, used in (("--scopes", args.scopes is not None), ("--grants", args.grants),
+                                                  ("--grant", args.grant)) if used)
+        return {"source": source, "keys": sorted(keys), "principal": "caller", "claims": _claims_arg(args.claim)}
     from policy_engine.core.tokens import (
         extract_bearer,
         parse_jwt,
@@ -167,14 +236,16 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
         else:
             caller["verified"] = True
             caller["verification"] = f"signature and claims verified against the keys of {verified.issuer}"
-            caller["scopes"] = sorted(verified.grants)
+            caller["keys"] = sorted(verified.grants)
             caller["principal"] = verified.principal_id
+            caller["claims"] = {**verified.claims, **_claims_arg(args.claim)}
             return caller
     # Without a complete configuration, SCOPE_CLAIMS still applies: read it alone.
     claims = settings.scope_claims if settings is not None else read_variable(variable("SCOPE_CLAIMS"), environ)
     try:
-        caller["scopes"] = sorted(read_scopes(payload, claims))
+        caller["keys"] = sorted(read_scopes(payload, claims))
         caller["principal"] = principal_of(payload)
+        caller["claims"] = {**payload, **_claims_arg(args.claim)}
     except TokenError as exc:
         raise _bad_token(f"the token's claims cannot be read ({exc}); the authorizer would answer 401") from None
     return caller
@@ -224,8 +295,8 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
 
 
 def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str,
-            caller: dict[str, Any]) -> dict[str, Any]:
-    resources = permissions.resources(scopes, api_arn, stage)
+            caller: dict[str, Any], claims: dict[str, Any]) -> dict[str, Any]:
+    resources, refused = permissions.evaluate(scopes, api_arn, stage, claims=claims)
     response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=scopes,
                                  version=permissions.version, principal=caller.get("principal") or "caller",
                                  issuer=caller.get("issuer"))
@@ -234,9 +305,13 @@ def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, st
     return {
         "api": api_arn, "stage": stage, "effect": response["policyDocument"]["Statement"][0]["Effect"],
         "resources": len(resources), "bytes": size, "limit_bytes": MAX_RESPONSE_BYTES,
-        "too_large": too_large, "response": response,
-        "routes": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage, "scope": g.scope,
-                    "mapping": g.source} for g in grants_for(permissions, scopes, api_arn, stage)],
+        "too_large": too_large, "response": response, "placeholders_refused": list(refused),
+        "routes": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage,
+                    "scope": needs_label(g.needs), "needs": needs_label(g.needs), "mapping": g.source}
+                   for g in grants_for(permissions, scopes, api_arn, stage, claims)],
+        "refused": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage,
+                     "needs": needs_label(g.needs), "mapping": g.source, "claims": names}
+                    for g, names in refused_for(permissions, scopes, api_arn, stage, claims)],
     }
 
 
@@ -247,7 +322,8 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def _print(out: dict[str, Any], paint: Palette) -> None:
     caller = out["caller"]
-    print(f"caller: scopes {' '.join(caller['scopes']) or '(none)'} (from {caller['source']})")
+    held = "; ".join(f"{kind}s {' '.join(values)}" for kind, values in caller["grants"].items())
+    print(f"caller: {held or 'no grants (scopes (none))'} (from {caller['source']})")
     if caller["source"] == "--token":
         print(f"token: iss {caller['issuer']}, sub {caller['subject']}, kid {caller['kid']}, alg {caller['alg']}")
         colour = "green" if caller["verified"] else "red" if caller.get("rejected") else "yellow"
@@ -263,14 +339,17 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
                         "red"))
         print(json.dumps(policy["response"]["policyDocument"], indent=2))
         if policy["routes"]:
-            rows = [["VERB", "PATH", "STAGE", "SCOPE", "MAPPING"]]
+            rows = [["VERB", "PATH", "STAGE", "GRANTED TO", "MAPPING"]]
             for r in policy["routes"]:
                 verb, _, path = r["route"].partition(" ")
-                rows.append([verb, path, r["stage"], r["scope"], r["mapping"]])
+                rows.append([verb, path, r["stage"], r["needs"], r["mapping"]])
             print("routes granted:")
             print("\n".join(_table(rows)))
         else:
             print("routes granted: none (the policy denies every route of this stage)")
+        for r in policy["refused"]:
+            print(paint(f"not granted: {r['route']} (stage {r['stage']}) for {r['needs']} at {r['mapping']}: "
+                        f"placeholder claim {', '.join(r['claims'])} missing or not one safe path segment", "yellow"))
     request = out.get("request")
     if request:
         ok = request["status"] == 200
@@ -282,9 +361,9 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
         else:
             print("  no statement matches: implicit deny")
         for m in request["mappings"]:
-            print(f"  granted by {m['route']} (stage {m['stage']}) for {m['scope']} at {m['mapping']}")
+            print(f"  granted by {m['route']} (stage {m['stage']}) for {m['needs']} at {m['mapping']}")
         if not request["mappings"]:
-            print(f"  no mapping grants {request['request']} to these scopes")
+            print(f"  no mapping grants {request['request']} to these grants")
 
 
 def _run_diff(args: argparse.Namespace) -> int:
@@ -304,7 +383,8 @@ def _run_diff(args: argparse.Namespace) -> int:
     if not changes:
         print("\nno scope gains or loses anything")
     for scope, sides in changes.items():
-        print(f"\nscope {scope}: +{len(sides['gained'])} -{len(sides['lost'])}")
+        label = scope if scope.startswith(("all of ", "any ", "group ", "role ")) or " " in scope else f"scope {scope}"
+        print(f"\n{label}: +{len(sides['gained'])} -{len(sides['lost'])}")
         rows = []
         for sign, change in [("+", c) for c in sides["gained"]] + [("-", c) for c in sides["lost"]]:
             note = ""

@@ -94,15 +94,20 @@ WRITE_WORKERS = 8
 #: than zlib's best), decodes 1.5 MB in a few milliseconds, and needs 9 MiB to decode.
 PACK_PRESET = 6
 
-_FIELDS = ("arn", "stage", "httpVerb", "resource", "scope")
+_FIELDS = ("arn", "stage", "httpVerb", "resource")
+#: Where an item keeps what its mapping needs: a scope in ``scope`` (as always), any
+#: other requirement as its canonical JSON in ``requirement`` (an item has one of them).
+_SCOPE, _REQUIREMENT = "scope", "requirement"
 
 
 def sort_key(key: MappingKey, added: int) -> str:
     """The readable sort key of ``key`` published at version ``added``.
 
-    No field can hold a space (the schema forbids it), so the key splits back exactly.
+    The first four fields cannot hold a space (the schema forbids it) and the version
+    is last, so the key splits back exactly even when the needs text holds spaces (a
+    group called ``Pet Readers``).
     """
-    return f"{key.arn} {key.stage} {key.verb} {key.resource} {key.scope} @{added}"
+    return f"{key.arn} {key.stage} {key.verb} {key.resource} {key.needs} @{added}"
 
 
 def parse_sort_key(sk: str, table: str) -> tuple[MappingKey, int]:
@@ -111,9 +116,10 @@ def parse_sort_key(sk: str, table: str) -> tuple[MappingKey, int]:
     Raises:
         CorruptStoreError: ``sk`` is not one a sync writes.
     """
-    parts = sk.split(" ")
-    if len(parts) == 6 and parts[5].startswith("@") and parts[5][1:].isdigit() and all(parts[:5]):
-        return MappingKey(*parts[:5]), int(parts[5][1:])
+    head, _, added = sk.rpartition(" @")
+    parts = head.split(" ", 4)
+    if len(parts) == 5 and added.isdigit() and all(parts) and " " not in "".join(parts[:4]):
+        return MappingKey(*parts), int(added)
     raise CorruptStoreError(f"dynamodb://{table} item (pk=MAPPINGS, sk={sk!r}): not written by policy-engine sync")
 
 
@@ -163,7 +169,7 @@ def _mapping_item(key: MappingKey, added: int, removed: int | None) -> dict[str,
         "stage": {"S": key.stage},
         "httpVerb": {"S": key.verb},
         "resource": {"S": key.resource},
-        "scope": {"S": key.scope},
+        _REQUIREMENT if key.needs.startswith("{") else _SCOPE: {"S": key.needs},
         "added": {"N": str(added)},
     }
     if removed is not None:
@@ -181,8 +187,14 @@ def parse_mapping(item: dict[str, Any], table: str) -> StoredMapping:
     sk = text_of(item, "sk") or repr(item.get("sk"))
     where = f"dynamodb://{table} item (pk=MAPPINGS, sk={sk!r})"
     values = {name: text_of(item, name) for name in _FIELDS}
+    scope, requirement = text_of(item, _SCOPE), text_of(item, _REQUIREMENT)
+    needs = scope if requirement is None else requirement if scope is None else None
+    if needs is not None and needs.startswith("{") != (requirement is not None):
+        needs = None  # a scope never starts with '{'; a requirement always does
     added, removed = number_of(item, "added"), number_of(item, "removed")
     missing = [name for name, value in values.items() if value is None]
+    if needs is None:
+        missing.append("one of scope, requirement")
     if "added" not in item or added is None:
         missing.append("added")
     if "removed" in item and removed is None:
@@ -191,7 +203,8 @@ def parse_mapping(item: dict[str, Any], table: str) -> StoredMapping:
         raise CorruptStoreError(
             f"{where}: not written by policy-engine sync (missing or mistyped: {', '.join(missing)})"
         )
-    key = MappingKey(*(str(values[name]) for name in _FIELDS))
+    arn, stage, verb, resource = (str(values[name]) for name in _FIELDS)
+    key = MappingKey(arn, stage, verb, resource, str(needs))
     assert added is not None
     if sort_key(key, added) != sk:
         raise CorruptStoreError(
