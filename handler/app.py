@@ -60,7 +60,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         raise AuthorizerFailure() from None
     decision = answer.decision
     log_decision(decision.effect, decision.reason, decision.principal_id, len(decision.resources),
-                 decision.version, time.perf_counter_ns() - started, answer.shape)
+                 decision.version, time.perf_counter_ns() - started, answer.shape, decision.unconfigured_grant_claims)
     return answer.response
 
 

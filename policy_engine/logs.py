@@ -32,11 +32,14 @@ _middles: dict[tuple[str, str, str, str], str] = {}
 
 
 def log_decision(
-    decision: str, reason: str, principal: str, routes: int, version: str, latency_ns: int, shape: str = "policy"
+    decision: str, reason: str, principal: str, routes: int, version: str, latency_ns: int, shape: str = "policy",
+    unconfigured_grant_claims: tuple[str, ...] = (),
 ) -> None:
     """The one line per Allow/Deny decision; formatted by hand because it runs on every decision.
 
     ``shape`` names the response format: ``policy``, ``per-route policy`` or ``simple``.
+    ``unconfigured_grant_claims`` (claim names, written only when there are some) says why
+    a token with groups or roles was granted nothing.
     ``ts`` and ``latency_ms`` come out as in ``log`` (three decimals), from integers:
     float formatting is a noticeable part of a warm decision.
     """
@@ -53,5 +56,7 @@ def log_decision(
     us = latency_ns // 1000
     sys.stderr.write(
         f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{middle}{_quote(principal)},'
-        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}}}\n'
+        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}'
+        + (f',"unconfigured_grant_claims":{_encode(list(unconfigured_grant_claims))}}}\n' if unconfigured_grant_claims
+           else "}\n")
     )

@@ -89,7 +89,9 @@ class Decision:
     have); ``deny_resource`` is what a Deny covers; ``reason`` is a short code for logs.
     ``text_chars`` is what ``response_size_bound`` counts of the principal, usage key
     and context, when whoever built the context counted it on the way (``None``: it
-    is counted when needed).
+    is counted when needed). ``unconfigured_grant_claims``, on a Deny that grants
+    nothing, names the common grant claims the token carries that no source reads
+    (for the log line; never their contents).
     """
 
     effect: str
@@ -103,6 +105,7 @@ class Decision:
     usage_identifier_key: str | None = None
     denied: tuple[str, ...] = ()
     text_chars: int | None = None
+    unconfigured_grant_claims: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:

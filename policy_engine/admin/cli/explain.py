@@ -36,7 +36,9 @@ from policy_engine.admin.explain import (
 from policy_engine.admin.lint import estimate_response
 from policy_engine.core.arn import MethodArn
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, response_size
+from policy_engine.core.grants import SCOPE, GrantSource
 from policy_engine.core.permissions import PermissionSet
+from policy_engine.core.tokens.issuers import PRESETS
 from policy_engine.errors import (
     ConfigurationError,
     KeySourceError,
@@ -118,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
 def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
     if args.scopes is not None:
         return {"source": "--scopes", "scopes": sorted(set(args.scopes.split())), "principal": "caller"}
+    from policy_engine.core.grants import read_grants, unconfigured_grant_claims
     from policy_engine.core.tokens import (
         extract_bearer,
         parse_jwt,
         principal_of,
-        read_scopes,
     )
 
     # The longest token any configuration accepts: this one may not be configured yet.
@@ -169,15 +171,28 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
             caller["verification"] = f"signature and claims verified against the keys of {verified.issuer}"
             caller["scopes"] = sorted(verified.grants)
             caller["principal"] = verified.principal_id
+            caller["unconfigured_grant_claims"] = list(verified.hints)
             return caller
-    # Without a complete configuration, SCOPE_CLAIMS still applies: read it alone.
-    claims = settings.scope_claims if settings is not None else read_variable(variable("SCOPE_CLAIMS"), environ)
+    # Without a complete configuration, the grant settings still apply: read them alone.
+    sources = settings.default_grant_sources if settings is not None else _grant_sources(environ)
     try:
-        caller["scopes"] = sorted(read_scopes(payload, claims))
+        caller["scopes"] = sorted(read_grants(payload, sources))
         caller["principal"] = principal_of(payload)
     except TokenError as exc:
         raise _bad_token(f"the token's claims cannot be read ({exc}); the authorizer would answer 401") from None
+    caller["unconfigured_grant_claims"] = list(unconfigured_grant_claims(payload, sources))
     return caller
+
+
+def _grant_sources(environ: dict[str, str]) -> tuple[GrantSource, ...]:
+    # GRANT_SOURCES, else IDP_PRESET's, else SCOPE_CLAIMS: as Settings.default_grant_sources.
+    explicit = read_variable(variable("GRANT_SOURCES"), environ)
+    if explicit:
+        return tuple(explicit)
+    preset = read_variable(variable("IDP_PRESET"), environ)
+    if preset:
+        return PRESETS[preset].sources
+    return (GrantSource(SCOPE, tuple((name,) for name in read_variable(variable("SCOPE_CLAIMS"), environ))),)
 
 
 def _bad_token(message: str) -> ConfigurationError:
@@ -252,6 +267,10 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
         print(f"token: iss {caller['issuer']}, sub {caller['subject']}, kid {caller['kid']}, alg {caller['alg']}")
         colour = "green" if caller["verified"] else "red" if caller.get("rejected") else "yellow"
         print(f"token: {paint(caller['verification'], colour)}")
+        unconfigured = caller.get("unconfigured_grant_claims")
+        if unconfigured:
+            print(paint(f"hint: the token carries {', '.join(unconfigured)}, which no grant source reads "
+                        "(set GRANT_SOURCES or IDP_PRESET: see docs/providers.md)", "yellow"))
     print(f"permissions: {out['permissions']['location']} (version {out['permissions']['version']})")
     for policy in out["policies"]:
         api = policy["api"].rsplit(":", 1)[-1]
