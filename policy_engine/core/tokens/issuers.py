@@ -165,29 +165,29 @@ def normalize_token_types(token_types: Collection[str]) -> frozenset[str]:
     return frozenset(t.lower().removeprefix("application/") for t in token_types)
 
 
-def parse_grant_sources(entries: Sequence[str], where: str) -> tuple[GrantSource, ...]:
+def parse_grant_sources(entries: Sequence[str], name: str, where: str = "") -> tuple[GrantSource, ...]:
     """Grant sources written ``kind:claim`` (the kind is the text before the first ``:``).
 
     Raises:
-        ConfigurationError: named ``where``: an entry without a kind, a kind that is not
-            ``[a-z][a-z0-9_-]{0,31}``, a malformed claim path, or an entry given twice.
+        ConfigurationError: for the variable ``name`` (the problem starts with ``where``):
+            an entry without a kind, a kind that is not ``[a-z][a-z0-9_-]{0,31}``, a
+            malformed claim path, or an entry given twice.
     """
     sources: list[GrantSource] = []
     for entry in entries:
-        if not isinstance(entry, str):
-            raise ConfigurationError(where, f"{entry!r} is not a 'kind:claim' string")
         kind, colon, claim = entry.strip().partition(":")
         if not colon or not claim:
-            raise ConfigurationError(where, f"{entry!r} is not 'kind:claim' (e.g. scope:scope, group:cognito:groups)")
+            raise ConfigurationError(name, f"{where}{entry!r} is not 'kind:claim' (e.g. scope:scope, "
+                                           "group:cognito:groups)")
         if not KIND_PATTERN.fullmatch(kind):
-            raise ConfigurationError(where, f"{entry!r}: the kind {kind!r} must match {KIND_PATTERN.pattern}")
+            raise ConfigurationError(name, f"{where}{entry!r}: the kind {kind!r} must match {KIND_PATTERN.pattern}")
         try:
             path = parse_claim_path(claim)
         except ValueError as exc:
-            raise ConfigurationError(where, f"{entry!r}: {exc}") from None
+            raise ConfigurationError(name, f"{where}{entry!r}: {exc}") from None
         source = GrantSource(kind, (path,))
         if source in sources:
-            raise ConfigurationError(where, f"{entry!r} is given twice")
+            raise ConfigurationError(name, f"{where}{entry!r} is given twice")
         sources.append(source)
     return tuple(sources)
 
@@ -204,7 +204,7 @@ def parse_identity_providers(text: str, name: str = "IDENTITY_PROVIDERS") -> tup
         raise ConfigurationError(name, f"is not JSON ({exc})") from None
     if not isinstance(document, list) or not document:
         raise ConfigurationError(name, "must be a non-empty JSON list of objects, one per issuer")
-    return tuple(_provider(entry, f"{name}[{index}]", name) for index, entry in enumerate(document))
+    return tuple(_provider(entry, f"[{index}]", name) for index, entry in enumerate(document))
 
 
 def _strings(value: Any, where: str, name: str, key: str, *, allow_empty: bool = False) -> tuple[str, ...]:
@@ -250,8 +250,8 @@ def _provider(entry: Any, where: str, name: str) -> IdentityProvider:
     audiences = _strings(entry["audiences"], where, name, "audiences") if "audiences" in entry else ()
     sources = None
     if "grantSources" in entry:
-        sources = parse_grant_sources(_strings(entry["grantSources"], where, name, "grantSources"),
-                                      f"{name}: {where}.grantSources")
+        sources = parse_grant_sources(_strings(entry["grantSources"], where, name, "grantSources"), name,
+                                      f"{where}.grantSources: ")
     token_types = None
     if "tokenTypes" in entry:
         token_types = _strings(entry["tokenTypes"], where, name, "tokenTypes", allow_empty=True)
@@ -297,7 +297,8 @@ def resolve_issuers(
 
     def add(rule: IssuerRules, where: str, variable: str) -> None:
         if rule.issuer in rules:
-            raise ConfigurationError(variable, f"{where}: issuer {rule.issuer!r} is configured twice")
+            raise ConfigurationError(variable, f"{where}{': ' if where else ''}issuer {rule.issuer!r} is configured "
+                                               "twice")
         rules[rule.issuer] = rule
 
     chosen = PRESETS[preset] if preset else None
@@ -308,9 +309,9 @@ def resolve_issuers(
         add(IssuerRules(issuer, frozenset(audiences), top_sources, top_types, uri,
                         token_use_access=bool(chosen and chosen.token_use_access),
                         payload_typ=chosen.payload_typ if chosen else None, preset=preset),
-            "ISSUER", "ISSUER")
+            "", "ISSUER")
     for index, provider in enumerate(providers):
-        where = f"IDENTITY_PROVIDERS[{index}]"
+        where = f"[{index}]"
         own = PRESETS[provider.preset] if provider.preset else None
         entry_audiences = provider.audiences or tuple(audiences)
         if not entry_audiences:
