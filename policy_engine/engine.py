@@ -166,8 +166,9 @@ class Authorizer:
             leeway=self._leeway,
         )
         issuer = answer.get("iss") or self.settings.introspection_issuer or ""
-        return VerifiedToken(issuer, principal_of(answer), read_grants(answer, rules.sources), answer, "opaque",
-                             hints_for(answer, rules))
+        grants = read_grants(answer, rules.sources)
+        return VerifiedToken(issuer, principal_of(answer), grants, answer, "opaque",
+                             () if grants else hints_for(answer, rules))
 
     def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.

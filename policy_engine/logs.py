@@ -54,9 +54,9 @@ def log_decision(
         )
     ms = time.time_ns() // 1_000_000
     us = latency_ns // 1000
+    end = f',"unconfigured_grant_claims":{_encode(list(unconfigured_grant_claims))}}}\n' \
+        if unconfigured_grant_claims else "}\n"
     sys.stderr.write(
         f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{middle}{_quote(principal)},'
-        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}'
-        + (f',"unconfigured_grant_claims":{_encode(list(unconfigured_grant_claims))}}}\n' if unconfigured_grant_claims
-           else "}\n")
+        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}{end}'
     )

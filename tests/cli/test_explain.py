@@ -96,10 +96,10 @@ def test_a_token_with_roles_no_source_reads_gets_a_hint(idp, capsys, monkeypatch
     text = capsys.readouterr().out
     assert "hint: the token carries roles, groups, which no grant source reads" in text
     assert "Pets.Read.All" not in text.split("hint:")[1].splitlines()[0]
-    # Read by a configured source: no longer a hint, and now a grant (a role).
+    # Read by a configured source: now a grant (a role), and a token with grants gets no hint.
     monkeypatch.setenv("GRANT_SOURCES", "scope:scope,role:roles")
     code, out = explain(capsys, "--token", token, *args)
-    assert out["caller"]["unconfigured_grant_claims"] == ["groups"]
+    assert out["caller"]["unconfigured_grant_claims"] == []
     assert out["caller"]["scopes"] == ["role Pets.Read.All"]
 
 

@@ -394,8 +394,18 @@ def test_a_token_granted_something_carries_no_hint_in_the_log(idp, make_handler,
 
 
 def test_a_configured_source_is_no_hint(idp, make_handler, capsys):
-    handler = make_handler(GRANT_SOURCES="scope:scope,role:roles")
+    handler = make_handler(GRANT_SOURCES="scope:scope,role:permissions")
     capsys.readouterr()
-    invoke(handler, token_event(idp.mint(scope="email", roles=["Pets.Read.All"], groups=["g"]), "GET", "/pets"))
+    token = idp.mint(scope=None, permissions=[], roles=["Pets.Read.All"], groups=["g"])
+    invoke(handler, token_event(token, "GET", "/pets"))
     record = json.loads(capsys.readouterr().err.splitlines()[-1])
-    assert record["decision"] == "Deny" and record["unconfigured_grant_claims"] == ["groups"]
+    assert record["decision"] == "Deny" and record["unconfigured_grant_claims"] == ["roles", "groups"]
+
+
+def test_a_token_holding_grants_gets_no_hint(idp, make_handler, capsys):
+    # Hints explain a token none of whose configured claims granted anything.
+    handler = make_handler()
+    capsys.readouterr()
+    invoke(handler, token_event(idp.mint(scope="email", roles=["Pets.Read.All"]), "GET", "/pets"))
+    record = json.loads(capsys.readouterr().err.splitlines()[-1])
+    assert record["decision"] == "Deny" and "unconfigured_grant_claims" not in record

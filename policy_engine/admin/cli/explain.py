@@ -180,7 +180,8 @@ def _caller(args: argparse.Namespace, location: str) -> dict[str, Any]:
         caller["principal"] = principal_of(payload)
     except TokenError as exc:
         raise _bad_token(f"the token's claims cannot be read ({exc}); the authorizer would answer 401") from None
-    caller["unconfigured_grant_claims"] = list(unconfigured_grant_claims(payload, sources))
+    # As the verifier: a hint only for a token no configured claim granted anything.
+    caller["unconfigured_grant_claims"] = [] if caller["scopes"] else list(unconfigured_grant_claims(payload, sources))
     return caller
 
 

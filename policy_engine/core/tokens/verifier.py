@@ -22,9 +22,10 @@ class VerifiedToken:
     """A token whose signature and claims checked out (``kind``: ``jwt`` or ``opaque``).
 
     ``grants`` are the caller's grant keys (``core.grants``): with the default sources,
-    exactly its scopes. ``hints`` name the common grant claims the token carries that no
-    configured source reads (``core.grants.unconfigured_grant_claims``): claim names only,
-    for the decision log and ``explain`` when nothing is granted.
+    exactly its scopes. ``hints``, for a token with no grants at all, name the common grant
+    claims it carries that no configured source reads
+    (``core.grants.unconfigured_grant_claims``): claim names only, for the decision log and
+    ``explain``.
     """
 
     issuer: str
@@ -110,4 +111,7 @@ class JwtVerifier:
         if rules.checks:
             check_issuer_claims(payload, rules)
         grants = read_grants(payload, rules.sources, self._scope_sets)
-        return VerifiedToken(issuer, principal_of(payload), grants, payload, "jwt", hints_for(payload, rules))
+        # Hints only for a token none of whose configured claims granted anything: the
+        # case they explain, kept off the path of every token that holds a grant.
+        return VerifiedToken(issuer, principal_of(payload), grants, payload, "jwt",
+                             () if grants else hints_for(payload, rules))
