@@ -206,7 +206,8 @@ class Settings:
         "INTROSPECTION_NEGATIVE_CACHE_TTL", "number", "seconds an `active: false` answer is reused",
         maximum=300.0))
     introspection_issuer: str | None = field(default=None, metadata=_declare(
-        "INTROSPECTION_ISSUER", "text", "`iss` accepted in introspection answers, besides the `ISSUER` values",
+        "INTROSPECTION_ISSUER", "text", "`iss` accepted in introspection answers, besides the configured issuers; "
+        "answers of a configured issuer get its audiences and grant sources, others `AUDIENCE` and the default sources",
         urls=True))
     api_key_claim: str | None = field(default=None, metadata=_declare(
         "API_KEY_CLAIM", "text", "token claim holding the caller's usage-plan API key (20 to 128 printable "
