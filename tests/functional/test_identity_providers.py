@@ -409,3 +409,30 @@ def test_a_token_holding_grants_gets_no_hint(idp, make_handler, capsys):
     invoke(handler, token_event(idp.mint(scope="email", roles=["Pets.Read.All"]), "GET", "/pets"))
     record = json.loads(capsys.readouterr().err.splitlines()[-1])
     assert record["decision"] == "Deny" and "unconfigured_grant_claims" not in record
+
+
+# Introspection answers
+
+
+def _introspecting(idp, make_handler, **env: str):
+    idp.register_client("authorizer", "introspection-secret")
+    return make_handler(INTROSPECTION_URL=idp.introspection_endpoint, INTROSPECTION_CLIENT_ID="authorizer",
+                        INTROSPECTION_CLIENT_SECRET="introspection-secret", **env)
+
+
+def test_introspection_answers_use_the_default_grant_sources(idp, make_handler):
+    handler = _introspecting(idp, make_handler, GRANT_SOURCES="scope:scope,scope:roles")
+    result = invoke(handler, token_event(idp.issue_opaque(scope=None, roles=["pets:read"])))
+    assert verdict(result, "GET", "/pets") is Verdict.ALLOW
+    assert verdict(result, "POST", "/pets") is Verdict.IMPLICIT_DENY
+
+
+def test_introspection_answers_of_a_configured_issuer_use_its_rules(idp, make_handler):
+    provider = {"issuer": idp.issuer, "grantSources": ["scope:permissions"], "jwksUri": idp.jwks_uri}
+    handler = _introspecting(idp, make_handler, ISSUER=None, IDENTITY_PROVIDERS=json.dumps([provider]))
+    result = invoke(handler, token_event(idp.issue_opaque(scope="pets:read", permissions=["pets:write"]),
+                                         "POST", "/pets"))
+    assert verdict(result, "POST", "/pets") is Verdict.ALLOW
+    assert verdict(result, "GET", "/pets") is Verdict.ALLOW  # pets:write also reads; scope is not read
+    only_scope = invoke(handler, token_event(idp.issue_opaque(scope="pets:read")))
+    assert verdict(only_scope, "GET", "/pets") is Verdict.EXPLICIT_DENY
