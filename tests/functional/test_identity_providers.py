@@ -436,3 +436,12 @@ def test_introspection_answers_of_a_configured_issuer_use_its_rules(idp, make_ha
     assert verdict(result, "GET", "/pets") is Verdict.ALLOW  # pets:write also reads; scope is not read
     only_scope = invoke(handler, token_event(idp.issue_opaque(scope="pets:read")))
     assert verdict(only_scope, "GET", "/pets") is Verdict.EXPLICIT_DENY
+
+
+def test_idp_preset_applies_to_the_issuer_issuers(idp, make_handler):
+    # IDP_PRESET=cognito on ISSUER: an access token without aud passes by client_id; a
+    # token without token_use (not a Cognito access token) is refused even with a good aud.
+    handler = make_handler(IDP_PRESET="cognito", AUDIENCE="demo-client")
+    m2m = idp.mint(scope="pets:read", audience=None, token_use="access", headers={"typ": None})
+    assert verdict(invoke(handler, token_event(m2m)), "GET", "/pets") is Verdict.ALLOW
+    assert invoke(handler, token_event(idp.mint(scope="pets:read", audience="demo-client"))).unauthorized

@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from policy_engine.core.grants import SCOPE, GrantSource, read_grants
+from policy_engine.core.grants import SCOPE, GrantSource, read_grants, unconfigured_grant_claims
 from policy_engine.core.tokens.issuers import PRESETS, IssuerRules, check_issuer_claims
 from policy_engine.core.tokens.verifier import hints_for
 from policy_engine.errors import ConfigurationError, InvalidClaimsError
@@ -237,3 +239,15 @@ def test_hints_name_present_common_claims_no_source_reads_and_never_values():
     read = IssuerRules("https://i", frozenset(), (GrantSource("role", (("realm_access", "roles"),)),
                                                   GrantSource("role", (("roles",),))))
     assert hints_for(payload, read) == ("scope", "cognito:groups")
+
+
+_NAMES = ["scope", "scp", "roles", "groups", "permissions", "cognito:groups", "realm_access", "resource_access",
+          "entitlements", "sub", "other"]
+
+
+@given(st.dictionaries(st.sampled_from(_NAMES), st.one_of(st.text(max_size=3), st.lists(st.text(max_size=3)))),
+       st.lists(st.tuples(st.sampled_from(["scope", "role", "group"]), st.sampled_from(_NAMES)), max_size=4))
+def test_the_hints_guard_gives_the_rules_answer(payload, written):
+    sources = tuple(GrantSource(kind, ((name,),)) for kind, name in written)
+    rule = IssuerRules("https://i", frozenset(), sources)
+    assert hints_for(payload, rule) == unconfigured_grant_claims(payload, sources)
