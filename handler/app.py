@@ -60,7 +60,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         raise AuthorizerFailure() from None
     decision = answer.decision
     log_decision(decision.effect, decision.reason, decision.principal_id, len(decision.resources),
-                 decision.version, time.perf_counter_ns() - started, answer.shape, decision.placeholders_refused)
+                 decision.version, time.perf_counter_ns() - started, answer.shape, decision.placeholders_refused,
+                 decision.unconfigured_grant_claims)
     return answer.response
 
 

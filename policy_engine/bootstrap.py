@@ -54,11 +54,18 @@ def permission_source(location: str, *, max_bytes: int | None = None) -> Permiss
 
 
 def key_source(settings: Settings) -> JwksKeySource:
-    """The issuers' keys as ``settings`` configure them (nothing is fetched yet)."""
+    """The keys of every concrete issuer ``settings`` configure (``ISSUER``, each
+    ``IDENTITY_PROVIDERS`` entry, one per allowed Entra tenant), each from its own JWKS URI
+    or discovery; nothing is fetched yet.
+
+    Raises:
+        ConfigurationError: an issuer is configured twice.
+    """
+    rules = settings.issuer_rules()
     return JwksKeySource(
-        settings.issuers,
+        [rule.issuer for rule in rules],
         algorithms=settings.algorithms,
-        jwks_uris=settings.jwks_uris,
+        jwks_uris=[rule.jwks_uri for rule in rules],
         timeout=settings.jwks_timeout,
         cache_ttl=settings.jwks_cache_ttl,
         refetch_interval=settings.jwks_refetch_interval,

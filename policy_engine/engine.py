@@ -58,15 +58,17 @@ from policy_engine.core.decision import (
     scalar_context_counted,
     simple_answer,
 )
+from policy_engine.core.grants import read_grants
 from policy_engine.core.memo import Memo
 from policy_engine.core.routes import parse_route_key
 from policy_engine.core.tokens import (
+    IssuerRules,
     JwtVerifier,
     VerifiedToken,
     extract_bearer,
+    hints_for,
     may_be_jwt_of,
     principal_of,
-    read_scopes,
     validate_introspection,
 )
 from policy_engine.errors import MalformedTokenError, PolicyTooLargeError
@@ -97,25 +99,26 @@ class Authorizer:
         self.introspection = introspection
         self.api_keys = api_keys
         self._clock = clock
-        self._introspection_issuers = frozenset(
-            settings.issuers + ((settings.introspection_issuer,) if settings.introspection_issuer else ())
-        )
-        self._issuers = frozenset(settings.issuers)
-        self._audiences = frozenset(settings.audiences)
-        self._context_claims = tuple(c for c in settings.context_claims if c not in OWN_CONTEXT_KEYS)
+        rules = settings.issuer_rules()
         self._jwt = JwtVerifier(
-            issuers=settings.issuers,
-            audiences=settings.audiences,
+            rules=rules,
             algorithms=settings.algorithms,
             leeway=settings.leeway,
             max_length=settings.max_token_length,
-            scope_claims=settings.scope_claims,
-            token_types=settings.token_types,
         )
+        # Every concrete issuer (ISSUER, IDENTITY_PROVIDERS, Entra tenants expanded).
+        self._issuers = self._jwt.issuers
+        self._introspection_issuers = self._issuers | (
+            {settings.introspection_issuer} if settings.introspection_issuer else set()
+        )
+        # Introspection answers: their issuer's rules when it is a configured one, else these.
+        self._introspection_rules = {rule.issuer: rule for rule in rules}
+        self._default_rules = IssuerRules(settings.introspection_issuer or "", frozenset(settings.audiences),
+                                          settings.default_grant_sources)
+        self._context_claims = tuple(c for c in settings.context_claims if c not in OWN_CONTEXT_KEYS)
         # Read on every request: kept as plain attributes rather than looked up in settings.
         self._max_token_length = settings.max_token_length
         self._leeway = settings.leeway
-        self._scope_claims = settings.scope_claims
         self._identity_source = settings.identity_source
         # This authorizer's own memos (core.memo's rules): API ARNs parse_method_arn
         # found valid, and the context's "scope" text per scope set that can be sent whole.
@@ -153,17 +156,19 @@ class Authorizer:
     def _introspect(self, token: str) -> VerifiedToken:
         assert self.introspection is not None
         answer = self.introspection.introspect(token)
+        iss = answer.get("iss")
+        rules = (self._introspection_rules.get(iss) if iss.__class__ is str else None) or self._default_rules
         validate_introspection(
             answer,
             issuers=self._introspection_issuers,
-            audiences=self._audiences,
+            audiences=rules.audiences,
             now=self._clock(),
             leeway=self._leeway,
         )
         issuer = answer.get("iss") or self.settings.introspection_issuer or ""
-        return VerifiedToken(
-            issuer, principal_of(answer), read_scopes(answer, self._scope_claims), answer, "opaque"
-        )
+        grants = read_grants(answer, rules.sources)
+        return VerifiedToken(issuer, principal_of(answer), grants, answer, "opaque",
+                             () if grants else hints_for(answer, rules))
 
     def decide(self, token: VerifiedToken, method_arn: MethodArn, *, api_keys: bool = True) -> Decision:
         """Allow every route ``token`` may use on the API and stage of ``method_arn``, or Deny.
@@ -211,7 +216,8 @@ class Authorizer:
         if resources:
             return Decision(ALLOW, principal, api_arn, stage, resources, "granted", version, context,
                             key, denied, chars, refused)
-        return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars, refused)
+        return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars, refused,
+                        token.hints)
 
     def _scope_text(self, grants: frozenset[str]) -> str | None:
         # The whole "scope" entry (the scope-kind grants: keys without a space), or None

@@ -34,11 +34,14 @@ _middles: dict[tuple[str, str, str, str], str] = {}
 def log_decision(
     decision: str, reason: str, principal: str, routes: int, version: str, latency_ns: int, shape: str = "policy",
     placeholders_refused: tuple[str, ...] = (),
+    unconfigured_grant_claims: tuple[str, ...] = (),
 ) -> None:
     """The one line per Allow/Deny decision; formatted by hand because it runs on every decision.
 
     ``shape`` names the response format: ``policy``, ``per-route policy`` or ``simple``.
     ``placeholders_refused`` (claim names, never values) is written only when not empty.
+    ``unconfigured_grant_claims`` (claim names, written only when there are some) says why
+    a token with groups or roles was granted nothing.
     ``ts`` and ``latency_ms`` come out as in ``log`` (three decimals), from integers:
     float formatting is a noticeable part of a warm decision.
     """
@@ -53,9 +56,12 @@ def log_decision(
         )
     ms = time.time_ns() // 1_000_000
     us = latency_ns // 1000
+    end = "}\n"
+    if placeholders_refused or unconfigured_grant_claims:  # rare: claim names that say why
+        extra = {"placeholders_refused": list(placeholders_refused),
+                 "unconfigured_grant_claims": list(unconfigured_grant_claims)}
+        end = "".join(f',"{name}":{_encode(names)}' for name, names in extra.items() if names) + end
     sys.stderr.write(
         f'{{"level":"INFO","event":"decision","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{middle}{_quote(principal)},'
-        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}'
-        + (f',"placeholders_refused":[{",".join(map(_quote, placeholders_refused))}]}}\n' if placeholders_refused
-           else "}\n")
+        f'"routes":{routes},"latency_ms":{us // 1000}.{_THOUSANDTHS[us % 1000]}{end}'
     )

@@ -15,6 +15,15 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from policy_engine.core.grants import SCOPE, GrantSource
+from policy_engine.core.tokens.issuers import (
+    PRESETS,
+    IdentityProvider,
+    IssuerRules,
+    parse_grant_sources,
+    parse_identity_providers,
+    resolve_issuers,
+)
 from policy_engine.errors import ConfigurationError
 from policy_engine.events import (
     DEFAULT_IDENTITY_SOURCE,
@@ -60,10 +69,12 @@ class Variable:
 
     ``kind`` says how the text is read: ``list`` (comma-separated, to a tuple), ``set``
     (the same, to a frozenset), ``number``, ``integer``, ``flag`` (true/false),
-    ``text`` (stripped; empty means the default), ``secret`` (taken as written) or
-    ``identity`` (API Gateway identity sources). ``minimum``/``maximum`` bound numbers,
-    ``choices`` bound words, ``urls`` asks for trusted URLs. ``shown`` is the README's
-    default cell where the value itself is not what a reader needs (a machine path).
+    ``text`` (stripped; empty means the default), ``secret`` (taken as written),
+    ``identity`` (API Gateway identity sources), ``sources`` (comma-separated
+    ``kind:claim`` grant sources) or ``providers`` (a JSON list of identity providers).
+    ``minimum``/``maximum`` bound numbers, ``choices`` bound words, ``urls`` asks for
+    trusted URLs. ``shown`` is the README's default cell where the value itself is not
+    what a reader needs (a machine path).
     ``attribute`` and ``default`` are filled in from the ``Settings`` field that declares it.
     """
 
@@ -75,8 +86,8 @@ class Variable:
     choices: frozenset[str] = frozenset()
     urls: bool = False
     required: bool = False
-    #: Another variable whose presence makes this required one optional.
-    required_unless: str | None = None
+    #: Other variables whose presence makes this required one optional.
+    required_unless: tuple[str, ...] = ()
     shown: str | None = None
     attribute: str = ""
     default: Any = None
@@ -97,10 +108,12 @@ class Settings:
 
     issuers: tuple[str, ...] = field(metadata=_declare(
         "ISSUER", "list", "accepted `iss` values of JWTs verified locally, exact match (https; plain http "
-        "only on loopback)", urls=True, required=True, required_unless="INTROSPECTION_URL",
-        shown="required (optional with `INTROSPECTION_URL`)"))
+        "only on loopback)", urls=True, required=True, required_unless=("INTROSPECTION_URL", "IDENTITY_PROVIDERS"),
+        shown="required (optional with `INTROSPECTION_URL` or `IDENTITY_PROVIDERS`)"))
     audiences: tuple[str, ...] = field(metadata=_declare(
-        "AUDIENCE", "list", "accepted `aud` values (or Cognito app client ids)", required=True, shown="required"))
+        "AUDIENCE", "list", "accepted `aud` values (or Cognito app client ids); the default of "
+        "`IDENTITY_PROVIDERS` entries without `audiences`", required=True, required_unless=("IDENTITY_PROVIDERS",),
+        shown="required (optional when every `IDENTITY_PROVIDERS` entry names its `audiences`)"))
     jwks_uris: tuple[str, ...] = field(default=(), metadata=_declare(
         "JWKS_URI", "list", "one JWKS URL per issuer, in `ISSUER` order; unset: OIDC discovery from "
         "`{ISSUER}/.well-known/openid-configuration`", urls=True, shown="discovery"))
@@ -126,9 +139,24 @@ class Settings:
     leeway: float = field(default=30.0, metadata=_declare(
         "CLOCK_LEEWAY", "number", "seconds of clock skew tolerated on `exp`/`nbf`/`iat`", maximum=300.0))
     scope_claims: tuple[str, ...] = field(default=("scope", "scp"), metadata=_declare(
-        "SCOPE_CLAIMS", "list", "claims read for scopes, in this order: the first present wins"))
+        "SCOPE_CLAIMS", "list", "top-level claims read for scopes, in this order: the first present wins "
+        "(the default grant source; `GRANT_SOURCES` replaces it)"))
+    grant_sources: tuple[GrantSource, ...] = field(default=(), metadata=_declare(
+        "GRANT_SOURCES", "sources", "claims the caller's grants are read from, each `kind:claim` (kind: "
+        "`scope`, `group`, `role` or any `[a-z][a-z0-9_-]*`; claim: a top-level name such as `cognito:groups`, "
+        "a dotted path such as `realm_access.roles`, or a URL-named claim taken whole); the grants are the "
+        "union of all sources. Replaces `SCOPE_CLAIMS` and the `IDP_PRESET`'s sources "
+        "(see [Identity providers](docs/providers.md))"))
+    idp_preset: str | None = field(default=None, metadata=_declare(
+        "IDP_PRESET", "text", "the grant sources and access-token checks of one provider, for the `ISSUER` "
+        "issuers (see [Identity providers](docs/providers.md))", choices=frozenset(PRESETS)))
+    identity_providers: tuple[IdentityProvider, ...] = field(default=(), metadata=_declare(
+        "IDENTITY_PROVIDERS", "providers", "one object per issuer with its own settings: `issuer` (Entra: "
+        "may hold `{tenantid}`, then `tenants` lists the allowed tenant GUIDs), `preset`, `audiences`, "
+        "`grantSources`, `tokenTypes`, `jwksUri` (see [Identity providers](docs/providers.md))"))
     token_types: tuple[str, ...] = field(default=(), metadata=_declare(
-        "TOKEN_TYPES", "list", "if set, the JWT header `typ` must be one of these, e.g. `at+jwt` (RFC 9068)"))
+        "TOKEN_TYPES", "list", "if set, the JWT header `typ` must be one of these, e.g. `at+jwt` (RFC 9068); "
+        "replaces the `IDP_PRESET`'s"))
     max_token_length: int = field(default=8192, metadata=_declare(
         "MAX_TOKEN_LENGTH", "integer", "characters; a longer token is refused before any decoding",
         minimum=64, maximum=65536))
@@ -178,7 +206,8 @@ class Settings:
         "INTROSPECTION_NEGATIVE_CACHE_TTL", "number", "seconds an `active: false` answer is reused",
         maximum=300.0))
     introspection_issuer: str | None = field(default=None, metadata=_declare(
-        "INTROSPECTION_ISSUER", "text", "`iss` accepted in introspection answers, besides the `ISSUER` values",
+        "INTROSPECTION_ISSUER", "text", "`iss` accepted in introspection answers, besides the configured issuers; "
+        "answers of a configured issuer get its audiences and grant sources, others `AUDIENCE` and the default sources",
         urls=True))
     api_key_claim: str | None = field(default=None, metadata=_declare(
         "API_KEY_CLAIM", "text", "token claim holding the caller's usage-plan API key (20 to 128 printable "
@@ -196,6 +225,22 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         settings = cls(**{var.attribute: read_variable(var, env) for var in VARIABLES})
+        if settings.grant_sources and env.get("SCOPE_CLAIMS", "").strip():
+            raise ConfigurationError(
+                "GRANT_SOURCES",
+                "and SCOPE_CLAIMS are both set; write every source in GRANT_SOURCES "
+                "(e.g. scope:scope,scope:scp,group:cognito:groups) and unset SCOPE_CLAIMS",
+            )
+        if settings.idp_preset and env.get("SCOPE_CLAIMS", "").strip():
+            raise ConfigurationError(
+                "SCOPE_CLAIMS",
+                "and IDP_PRESET are both set; the preset names its sources (to read others, write them all "
+                "in GRANT_SOURCES) and unset SCOPE_CLAIMS",
+            )
+        if settings.identity_providers and not settings.audiences and settings.issuers:
+            raise ConfigurationError("AUDIENCE", "is required with ISSUER (comma-separated list)")
+        if settings.introspection_url is not None and not settings.audiences:
+            raise ConfigurationError("AUDIENCE", "is required with INTROSPECTION_URL (comma-separated list)")
         if settings.jwks_uris and len(settings.jwks_uris) != len(settings.issuers):
             raise ConfigurationError(
                 "JWKS_URI",
@@ -216,7 +261,36 @@ class Settings:
                 "needs per-route identity sources: add $context.routeKey (or $context.httpMethod and "
                 "$context.path) to IDENTITY_SOURCE and to the authorizer",
             )
+        settings.issuer_rules()  # an issuer configured twice, an entry without audiences
         return settings
+
+    @property
+    def default_grant_sources(self) -> tuple[GrantSource, ...]:
+        """The grant sources of the ``ISSUER`` issuers and of introspection answers:
+        ``GRANT_SOURCES``, else the ``IDP_PRESET``'s, else ``SCOPE_CLAIMS`` (literal
+        top-level names, the first present one read)."""
+        if self.grant_sources:
+            return self.grant_sources
+        if self.idp_preset:
+            return PRESETS[self.idp_preset].sources
+        return self._scope_claims_sources()
+
+    def _scope_claims_sources(self) -> tuple[GrantSource, ...]:
+        return (GrantSource(SCOPE, tuple((name,) for name in self.scope_claims)),)
+
+    def issuer_rules(self) -> tuple[IssuerRules, ...]:
+        """The rules of every concrete issuer (``core.tokens.issuers``), ``ISSUER``'s first.
+
+        Raises:
+            ConfigurationError: an issuer is configured twice, or an ``IDENTITY_PROVIDERS``
+                entry has no audiences and ``AUDIENCE`` is unset.
+        """
+        return resolve_issuers(
+            issuers=self.issuers, audiences=self.audiences, jwks_uris=self.jwks_uris,
+            default_sources=self._scope_claims_sources(),
+            grant_sources=self.grant_sources, token_types=self.token_types, preset=self.idp_preset,
+            providers=self.identity_providers,
+        )
 
 
 #: Every variable, in declaration order (the README table's order).
@@ -245,14 +319,16 @@ def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
         ConfigurationError: the value is missing (when required) or invalid.
     """
     name, kind = var.name, var.kind
-    if kind in ("list", "set", "identity"):
+    if kind in ("list", "set", "identity", "sources"):
         values = _csv(environ, name)
         if not values:
-            if var.required and not (var.required_unless and environ.get(var.required_unless, "").strip()):
+            if var.required and not any(environ.get(other, "").strip() for other in var.required_unless):
                 raise ConfigurationError(name, "is required (comma-separated list)")
             return var.default
         if kind == "identity":
             return parse_identity_source(values, name)
+        if kind == "sources":
+            return parse_grant_sources(values, name)
         unknown = sorted(set(values) - var.choices) if var.choices else []
         if unknown:
             raise ConfigurationError(
@@ -270,6 +346,9 @@ def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
         return int(number)
     if kind == "flag":
         return _flag(environ, name) if environ.get(name, "").strip() else var.default
+    if kind == "providers":
+        text = environ.get(name, "").strip()
+        return parse_identity_providers(text, name) if text else var.default
     if kind == "secret":
         return environ.get(name, "") or var.default
     if kind == "text":

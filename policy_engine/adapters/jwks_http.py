@@ -79,7 +79,7 @@ class JwksKeySource:
         issuers: Collection[str],
         *,
         algorithms: Collection[str],
-        jwks_uris: Collection[str] = (),
+        jwks_uris: Collection[str | None] = (),
         timeout: float,
         cache_ttl: float,
         refetch_interval: float,
@@ -87,7 +87,7 @@ class JwksKeySource:
         clock: Clock = time.monotonic,
         fetch_json: FetchJson = _default_fetch,
     ) -> None:
-        # Settings checks one URI per issuer; zip(strict=True) keeps that true for direct callers.
+        # One URI (or None: discovery) per issuer; zip(strict=True) keeps that true for direct callers.
         uris: list[str | None] = [*jwks_uris] or [None] * len(issuers)
         # After a failed refresh, the wait before the next try (a fixed interval): a failing
         # endpoint is not asked on every request, and a short TTL is not stretched to the interval.

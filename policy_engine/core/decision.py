@@ -91,6 +91,9 @@ class Decision:
     and context, when whoever built the context counted it on the way (``None``: it
     is counted when needed). ``placeholders_refused`` names the claims whose values a
     tenant placeholder refused (the mappings holding them granted nothing), for the log.
+    ``unconfigured_grant_claims``, on a Deny that grants
+    nothing, names the common grant claims the token carries that no source reads
+    (for the log line; never their contents).
     """
 
     effect: str
@@ -105,6 +108,7 @@ class Decision:
     denied: tuple[str, ...] = ()
     text_chars: int | None = None
     placeholders_refused: tuple[str, ...] = ()
+    unconfigured_grant_claims: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:

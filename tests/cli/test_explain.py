@@ -17,7 +17,8 @@ PERMISSIONS = str(ROOT / "permissions")
 
 @pytest.fixture(autouse=True)
 def _no_configured_issuer(monkeypatch):
-    for name in ("ISSUER", "AUDIENCE", "JWKS_URI", "PERMISSIONS_SOURCE", "SCOPE_CLAIMS"):
+    for name in ("ISSUER", "AUDIENCE", "JWKS_URI", "PERMISSIONS_SOURCE", "SCOPE_CLAIMS", "GRANT_SOURCES", "IDP_PRESET",
+                 "IDENTITY_PROVIDERS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -82,6 +83,37 @@ def test_token_is_verified_when_keys_are_reachable_and_refused_when_it_fails(idp
     expired = idp.mint(scope="pets:write", lifetime=-3600)
     code, out = explain(capsys, "--token", expired, *args)
     assert code == 1 and out["caller"]["rejected"] is True and out["request"]["status"] == 401
+
+
+def test_a_token_with_roles_no_source_reads_gets_a_hint(idp, capsys, monkeypatch):
+    # An Entra-style app-only token (roles, no scp) under the default scopes-only sources.
+    token = idp.mint(scope=None, roles=["Pets.Read.All"], groups=["g"])
+    args = ["--issuer", idp.issuer, "--audience", "policy-engine-demo", "--request", "GET /dev/pets"]
+    code, out = explain(capsys, "--token", token, *args)
+    assert code == 1 and out["caller"]["verified"] is True and out["caller"]["scopes"] == []
+    assert out["caller"]["unconfigured_grant_claims"] == ["roles", "groups"]
+    main(["explain", "--permissions", PERMISSIONS, "--token", token, *args])
+    text = capsys.readouterr().out
+    assert "hint: the token carries roles, groups, which no grant source reads" in text
+    assert "Pets.Read.All" not in text.split("hint:")[1].splitlines()[0]
+    # Read by a configured source: now a grant (a role), and a token with grants gets no hint.
+    monkeypatch.setenv("GRANT_SOURCES", "scope:scope,role:roles")
+    code, out = explain(capsys, "--token", token, *args)
+    assert out["caller"]["unconfigured_grant_claims"] == []
+    assert out["caller"]["scopes"] == [] and out["caller"]["grants"] == {"role": ["Pets.Read.All"]}
+
+
+def test_an_unverified_token_is_read_with_the_configured_grant_sources(idp, capsys, monkeypatch):
+    token = idp.mint(scope="pets:read", **{"cognito:groups": ["pets:write"]})
+    monkeypatch.setenv("GRANT_SOURCES", "scope:scope,scope:cognito:groups")
+    code, out = explain(capsys, "--token", token, "--request", "POST /dev/pets")
+    assert out["caller"]["verified"] is False and code == 0
+    assert out["caller"]["scopes"] == ["pets:read", "pets:write"] and out["caller"]["unconfigured_grant_claims"] == []
+    monkeypatch.delenv("GRANT_SOURCES")
+    monkeypatch.setenv("IDP_PRESET", "cognito")
+    code, out = explain(capsys, "--token", token, "--request", "POST /dev/pets")
+    assert out["caller"]["scopes"] == ["pets:read"] and code == 1
+    assert out["caller"]["grants"] == {"group": ["pets:write"], "scope": ["pets:read"]}
 
 
 def test_unreachable_keys_fall_back_to_decoding(idp, capsys):

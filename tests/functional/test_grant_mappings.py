@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from policy_engine.core.grants import SCOPE, GrantSource, parse_claim_path
 from policy_engine.core.iam import Verdict
 from tests.conftest import API, invoke, token_event, verdict
 
@@ -37,15 +36,8 @@ permissions:
 @pytest.fixture
 def handler(tmp_path: Path, make_handler: Any) -> ModuleType:
     (tmp_path / "grants.yaml").write_text(PERMISSIONS)
-    module = make_handler(PERMISSIONS_SOURCE=str(tmp_path))
-    # The token side reads groups and roles once GRANT_SOURCES exists; until then the
-    # verifier is given the sources directly, as a configuration would give them.
-    module.AUTHORIZER._jwt._grant_sources = (
-        GrantSource(SCOPE, (("scope",), ("scp",))),
-        GrantSource("group", (parse_claim_path("cognito:groups"),)),
-        GrantSource("role", (parse_claim_path("roles"),)),
-    )
-    return module
+    return make_handler(PERMISSIONS_SOURCE=str(tmp_path),
+                        GRANT_SOURCES="scope:scope,scope:scp,group:cognito:groups,role:roles")
 
 
 def test_a_group_or_a_role_grants_what_its_mapping_names(idp: Any, handler: ModuleType) -> None:
@@ -151,9 +143,8 @@ def test_api_key_rules_apply_to_group_and_tenant_grants(idp: Any, tmp_path: Path
 
     (tmp_path / "grants.yaml").write_text(PERMISSIONS.replace("GET /health: [{authenticated: true}]",
                                                               "GET /pets/*: [{group: pet-readers}]"))
-    module = make_handler(PERMISSIONS_SOURCE=str(tmp_path), API_KEYS_FILE=str(ROOT / "examples" / "api-keys.yaml"))
-    module.AUTHORIZER._jwt._grant_sources = (GrantSource(SCOPE, (("scope",),)),
-                                             GrantSource("group", (parse_claim_path("cognito:groups"),)))
+    module = make_handler(PERMISSIONS_SOURCE=str(tmp_path), API_KEYS_FILE=str(ROOT / "examples" / "api-keys.yaml"),
+                          GRANT_SOURCES="scope:scope,group:cognito:groups")
     # GIVEN a group member without an API key: the routes that need one are denied explicitly
     nobody = invoke(module, token_event(idp.mint(scope=None, subject="unknown", **{"cognito:groups": ["pet-readers"]}),
                                         "GET", "/pets/1"))

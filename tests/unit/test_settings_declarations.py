@@ -156,8 +156,7 @@ def test_an_integer_variable_refuses_a_fraction():
     [
         (JwksKeySource.__init__, ("algorithms", "timeout", "cache_ttl", "refetch_interval", "max_stale")),
         (IntrospectionClient.__init__, ("auth_method", "timeout", "cache_ttl", "negative_ttl")),
-        (JwtVerifier.__init__, ("issuers", "audiences", "algorithms", "leeway", "max_length", "token_types",
-                                "scope_claims")),
+        (JwtVerifier.__init__, ("rules", "algorithms", "leeway", "max_length")),
     ],
     ids=["JwksKeySource", "IntrospectionClient", "JwtVerifier"],
 )

@@ -9,6 +9,7 @@ import time
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
+from policy_engine.core.grants import SCOPE, GrantSource
 from policy_engine.core.memo import MEMO_ENTRIES, Memo
 from policy_engine.core.tokens import (
     JwtVerifier,
@@ -20,6 +21,7 @@ from policy_engine.core.tokens import (
     validate_claims,
     verify_signature,
 )
+from policy_engine.core.tokens.issuers import IssuerRules, normalize_token_types
 from policy_engine.core.tokens.jws import decode_jws
 from policy_engine.errors import (
     ExpiredTokenError,
@@ -34,6 +36,12 @@ from tests.support.forge import b64, claims, raw_token, rsa_key
 ISS = "https://idp.example.com"
 # The configured order (the first present claim wins), read from its one declaration.
 SCOPE_CLAIMS = variable("SCOPE_CLAIMS").default
+
+
+def _rules(token_types=()):
+    # One issuer with the default grant source (SCOPE_CLAIMS, first present wins).
+    return IssuerRules(ISS, frozenset({"policy-engine-demo"}), (GrantSource(SCOPE, tuple((n,) for n in SCOPE_CLAIMS)),),
+                       normalize_token_types(token_types))
 KEY = rsa_key()
 JWK = {**json.loads(RSAAlgorithm.to_jwk(KEY.public_key())), "kid": "k1", "alg": "RS256"}
 
@@ -159,8 +167,8 @@ def test_the_one_pass_verifier_agrees_with_the_rules_step_by_step(header, overri
         asked.append((issuer, kid))
         return keys[kid]
 
-    verifier = JwtVerifier(issuers=[ISS], audiences=["policy-engine-demo"], algorithms=["RS256"], leeway=5,
-                           max_length=8192, token_types=["application/at+jwt"], scope_claims=SCOPE_CLAIMS)
+    verifier = JwtVerifier(rules=[_rules(token_types=["application/at+jwt"])], algorithms=["RS256"], leeway=5,
+                           max_length=8192)
     now = time.time()
     try:
         expected = _step_by_step(token, keys, now)
@@ -250,8 +258,7 @@ def test_remembered_scope_sets_stay_bounded_and_never_mix_callers():
 def test_each_verifier_keeps_its_own_memos():
     # Per-authorizer memos: what one verifier remembered is never read by another.
     keys = {"k1": load_jwks({"keys": [JWK]}, {"RS256"})[0]["k1"]}
-    options = {"issuers": [ISS], "audiences": ["policy-engine-demo"], "algorithms": ["RS256"], "leeway": 5,
-               "max_length": 8192, "scope_claims": SCOPE_CLAIMS, "token_types": ()}
+    options = {"rules": [_rules()], "algorithms": ["RS256"], "leeway": 5, "max_length": 8192}
     first, second = JwtVerifier(**options), JwtVerifier(**options)
     first.verify(raw_token({"alg": "RS256", "kid": "k1"}, claims(ISS), KEY), lambda issuer, kid: keys[kid],
                  time.time())

@@ -46,8 +46,18 @@ from policy_engine.admin.explain import (
 from policy_engine.admin.lint import estimate_response, needs_label
 from policy_engine.core.arn import MethodArn
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, listable_scopes, response_size
-from policy_engine.core.grants import KIND_PATTERN, grant_key, parse_claim_path, split_grant_key
+from policy_engine.core.grants import (
+    KIND_PATTERN,
+    SCOPE,
+    GrantSource,
+    grant_key,
+    parse_claim_path,
+    read_grants,
+    split_grant_key,
+    unconfigured_grant_claims,
+)
 from policy_engine.core.permissions import PermissionSet
+from policy_engine.core.tokens.issuers import PRESETS
 from policy_engine.errors import (
     ConfigurationError,
     KeySourceError,
@@ -191,7 +201,6 @@ def _caller_of(args: argparse.Namespace, location: str) -> dict[str, Any]:
         extract_bearer,
         parse_jwt,
         principal_of,
-        read_scopes,
     )
 
     # The longest token any configuration accepts: this one may not be configured yet.
@@ -239,16 +248,30 @@ def _caller_of(args: argparse.Namespace, location: str) -> dict[str, Any]:
             caller["keys"] = sorted(verified.grants)
             caller["principal"] = verified.principal_id
             caller["claims"] = {**verified.claims, **_claims_arg(args.claim)}
+            caller["unconfigured_grant_claims"] = list(verified.hints)
             return caller
-    # Without a complete configuration, SCOPE_CLAIMS still applies: read it alone.
-    claims = settings.scope_claims if settings is not None else read_variable(variable("SCOPE_CLAIMS"), environ)
+    # Without a complete configuration, the grant settings still apply: read them alone.
+    sources = settings.default_grant_sources if settings is not None else _grant_sources(environ)
     try:
-        caller["keys"] = sorted(read_scopes(payload, claims))
+        caller["keys"] = sorted(read_grants(payload, sources))
         caller["principal"] = principal_of(payload)
         caller["claims"] = {**payload, **_claims_arg(args.claim)}
     except TokenError as exc:
         raise _bad_token(f"the token's claims cannot be read ({exc}); the authorizer would answer 401") from None
+    # As the verifier: a hint only for a token no configured claim granted anything.
+    caller["unconfigured_grant_claims"] = [] if caller["keys"] else list(unconfigured_grant_claims(payload, sources))
     return caller
+
+
+def _grant_sources(environ: dict[str, str]) -> tuple[GrantSource, ...]:
+    # GRANT_SOURCES, else IDP_PRESET's, else SCOPE_CLAIMS: as Settings.default_grant_sources.
+    explicit = read_variable(variable("GRANT_SOURCES"), environ)
+    if explicit:
+        return tuple(explicit)
+    preset = read_variable(variable("IDP_PRESET"), environ)
+    if preset:
+        return PRESETS[preset].sources
+    return (GrantSource(SCOPE, tuple((name,) for name in read_variable(variable("SCOPE_CLAIMS"), environ))),)
 
 
 def _bad_token(message: str) -> ConfigurationError:
@@ -328,6 +351,10 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
         print(f"token: iss {caller['issuer']}, sub {caller['subject']}, kid {caller['kid']}, alg {caller['alg']}")
         colour = "green" if caller["verified"] else "red" if caller.get("rejected") else "yellow"
         print(f"token: {paint(caller['verification'], colour)}")
+        unconfigured = caller.get("unconfigured_grant_claims")
+        if unconfigured:
+            print(paint(f"hint: the token carries {', '.join(unconfigured)}, which no grant source reads "
+                        "(set GRANT_SOURCES or IDP_PRESET: see docs/providers.md)", "yellow"))
     print(f"permissions: {out['permissions']['location']} (version {out['permissions']['version']})")
     for policy in out["policies"]:
         api = policy["api"].rsplit(":", 1)[-1]

@@ -51,6 +51,10 @@ def values_text(var: Variable) -> str:
         return "`true` or `false`"
     if var.kind == "identity":
         return "comma-separated identity sources"
+    if var.kind == "sources":
+        return "comma-separated `kind:claim`"
+    if var.kind == "providers":
+        return "JSON list of objects"
     if var.kind in ("list", "set"):
         if var.choices:
             return f"comma-separated, any of {choices}"

@@ -4,6 +4,7 @@
 * ``keys``: JWKS documents into keys bound to one algorithm, and signature checks;
 * ``claims``: the JWT claim rules, the caller's scopes and principal;
 * ``introspection``: the same rules applied to RFC 7662 answers;
+* ``issuers``: per-issuer rules, provider presets, Entra tenant templates;
 * ``verifier``: ``JwtVerifier``, all of the above in one pass for one configuration.
 
 PyJWT's generic ``decode`` lets through things an authorizer must not accept (string
@@ -15,6 +16,7 @@ verifying signatures with its algorithm objects.
 
 from policy_engine.core.tokens.claims import principal_of, read_scopes, validate_claims
 from policy_engine.core.tokens.introspection import validate_introspection
+from policy_engine.core.tokens.issuers import PRESETS, IssuerRules
 from policy_engine.core.tokens.jws import (
     ParsedJwt,
     extract_bearer,
@@ -22,14 +24,17 @@ from policy_engine.core.tokens.jws import (
     parse_jwt,
 )
 from policy_engine.core.tokens.keys import VerificationKey, load_jwks, verify_signature
-from policy_engine.core.tokens.verifier import JwtVerifier, VerifiedToken
+from policy_engine.core.tokens.verifier import JwtVerifier, VerifiedToken, hints_for
 
 __all__ = [
+    "PRESETS",
+    "IssuerRules",
     "JwtVerifier",
     "ParsedJwt",
     "VerificationKey",
     "VerifiedToken",
     "extract_bearer",
+    "hints_for",
     "load_jwks",
     "may_be_jwt_of",
     "parse_jwt",

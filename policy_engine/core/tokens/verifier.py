@@ -6,14 +6,15 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policy_engine.core.grants import SCOPE, GrantSource, read_grants
+from policy_engine.core.grants import read_grants, unconfigured_grant_claims
 from policy_engine.core.memo import Memo
 from policy_engine.core.tokens.claims import check_jwt_claims, principal_of
+from policy_engine.core.tokens.issuers import IssuerRules, check_issuer_claims
 from policy_engine.core.tokens.jws import decode_jws
 from policy_engine.core.tokens.keys import VerificationKey, check_signature
 from policy_engine.errors import InvalidClaimsError
 
-__all__ = ["JwtVerifier", "VerifiedToken"]
+__all__ = ["JwtVerifier", "VerifiedToken", "hints_for"]
 
 
 @dataclass(slots=True)
@@ -21,7 +22,10 @@ class VerifiedToken:
     """A token whose signature and claims checked out (``kind``: ``jwt`` or ``opaque``).
 
     ``grants`` are the caller's grant keys (``core.grants``): with the default sources,
-    exactly its scopes.
+    exactly its scopes. ``hints``, for a token with no grants at all, name the common grant
+    claims it carries that no configured source reads
+    (``core.grants.unconfigured_grant_claims``): claim names only, for the decision log and
+    ``explain``.
     """
 
     issuer: str
@@ -29,54 +33,63 @@ class VerifiedToken:
     grants: frozenset[str]
     claims: Mapping[str, Any]
     kind: str = "jwt"
+    hints: tuple[str, ...] = ()
+
+
+def hints_for(payload: Mapping[str, Any], rules: IssuerRules) -> tuple[str, ...]:
+    """``unconfigured_grant_claims`` of ``payload`` under ``rules``.
+
+    Guard: one set intersection answers ``()`` for a token holding none of the claims
+    (most tokens), without the rule's walk over every source."""
+    if payload.keys() & rules.hint_claims:
+        return unconfigured_grant_claims(payload, rules.sources)
+    return ()
 
 
 class JwtVerifier:
     """Every JWT rule of one configuration, applied in one pass.
 
     The same rules as ``parse_jwt``, ``verify_signature``, ``validate_claims``,
-    ``principal_of`` and ``read_scopes`` in turn (it calls them, or the functions they
+    ``principal_of`` and ``read_grants`` in turn (it calls them, or the functions they
     are made of), without the intermediate objects. Each refusal is raised by the rule
-    that finds it, and the signature is checked once.
+    that finds it, and the signature is checked once. The token's ``iss`` picks its
+    issuer's rules (``core.tokens.issuers``: audiences, grant sources, token types,
+    provider checks) with one dict lookup; an unknown ``iss`` is refused before any key
+    is looked up.
 
     It owns two memos (see ``core.memo``), read only by the rules they shorten: the
-    headers ``jws.read_header`` accepted, and the scope strings ``claims.read_scopes``
+    headers ``jws.read_header`` accepted, and the grant strings ``grants.read_grants``
     split. Neither is shared with another verifier or read by another module.
     """
 
     __slots__ = (
         "_algorithms",
-        "_audiences",
-        "_grant_sources",
         "_headers",
-        "_issuers",
         "_leeway",
         "_max_length",
+        "_rules",
         "_scope_sets",
-        "_token_types",
     )
 
     def __init__(
         self,
         *,
-        issuers: Collection[str],
-        audiences: Collection[str],
+        rules: Collection[IssuerRules],
         algorithms: Collection[str],
         leeway: float,
         max_length: int,
-        scope_claims: Collection[str],
-        token_types: Collection[str],
     ) -> None:
-        self._issuers = frozenset(issuers)
-        self._audiences = frozenset(audiences)
+        self._rules = {rule.issuer: rule for rule in rules}
         self._algorithms = tuple(algorithms)
         self._leeway = leeway
         self._max_length = max_length
-        self._token_types = frozenset(t.lower().removeprefix("application/") for t in token_types)
-        # SCOPE_CLAIMS: literal top-level names, the first present one read.
-        self._grant_sources = (GrantSource(SCOPE, tuple((name,) for name in scope_claims)),)
         self._headers: Memo[bytes, dict[str, Any]] = Memo()
         self._scope_sets: Memo[str, frozenset[str]] = Memo()
+
+    @property
+    def issuers(self) -> frozenset[str]:
+        """Every concrete issuer this verifier accepts."""
+        return frozenset(self._rules)
 
     def verify(self, token: str, get_key: Callable[[str, str], VerificationKey], now: float) -> VerifiedToken:
         """Verify a compact JWS with the key ``get_key(issuer, kid)`` returns.
@@ -87,11 +100,18 @@ class JwtVerifier:
         """
         header, payload, signing_input, signature = decode_jws(token, self._max_length, self._algorithms,
                                                                self._headers)
-        issuer = payload.get("iss")
-        if issuer.__class__ is not str or issuer not in self._issuers:
+        iss = payload.get("iss")
+        rules = self._rules.get(iss) if iss.__class__ is str else None
+        if rules is None:
             # Keys are chosen by a configured issuer, never by what an unknown token says.
             raise InvalidClaimsError("iss is not a configured issuer")
+        issuer = rules.issuer
         check_signature(header["alg"], get_key(issuer, header["kid"]), signing_input, signature)
-        check_jwt_claims(header, payload, issuer, self._audiences, now, self._leeway, self._token_types)
-        return VerifiedToken(issuer, principal_of(payload), read_grants(payload, self._grant_sources, self._scope_sets),
-                             payload)
+        check_jwt_claims(header, payload, issuer, rules.audiences, now, self._leeway, rules.token_types)
+        if rules.checks:
+            check_issuer_claims(payload, rules)
+        grants = read_grants(payload, rules.sources, self._scope_sets)
+        # Hints only for a token none of whose configured claims granted anything: the
+        # case they explain, kept off the path of every token that holds a grant.
+        return VerifiedToken(issuer, principal_of(payload), grants, payload, "jwt",
+                             () if grants else hints_for(payload, rules))
