@@ -22,7 +22,7 @@ path segment (``placeholder_value``), so no claim can widen what a mapping grant
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from policy_engine.core.memo import Memo
@@ -142,7 +142,7 @@ class GrantSource(NamedTuple):
         return f"{self.kind}:" + "|".join(claim_path_text(p) for p in self.paths)
 
 
-def _values(value: Any, path: ClaimPath, known: Memo[str, frozenset[str]] | None) -> frozenset[str]:
+def _values(value: Any, path: ClaimPath, known: Memo[Hashable, frozenset[str]] | None) -> frozenset[str]:
     if isinstance(value, str):
         # Guard: a string split before splits the same way again.
         split = known.get(value) if known is not None else None
@@ -157,14 +157,16 @@ def _values(value: Any, path: ClaimPath, known: Memo[str, frozenset[str]] | None
 
 
 def read_grants(
-    payload: Mapping[str, Any], sources: Sequence[GrantSource], known: Memo[str, frozenset[str]] | None = None
+    payload: Mapping[str, Any], sources: Sequence[GrantSource], known: Memo[Hashable, frozenset[str]] | None = None
 ) -> frozenset[str]:
     """The caller's grant keys: the union over ``sources``.
 
     Each source reads the first of its claims that is present. A string is split on
     single spaces (RFC 6749 §3.3; other whitespace stays inside a value, which then
     matches nothing); a list must hold only strings. Matching later is exact and
-    case-sensitive. ``known`` is the caller's memo of split strings (``core.memo``).
+    case-sensitive. ``known`` is the caller's memo of grant sets already read
+    (``core.memo``): a container sees a handful of distinct ones, one per client
+    profile, and handing back the same set object keeps every memo keyed by it fast.
 
     Raises:
         InvalidClaimsError: a source's claim has any other type.
@@ -176,20 +178,48 @@ def read_grants(
             if value is not None:
                 return _values(value, path, known)
         return frozenset()
+    # Guard: the same claim values as a set read before give that set. Only strings
+    # and lists are looked up (as strings and tuples); any other value goes to the rule,
+    # which refuses it, and only what the rule accepted is remembered.
+    key: tuple[Any, ...] | None = None
+    if known is not None:
+        parts: list[Any] = []
+        for source in sources:
+            value = None
+            for path in source.paths:
+                value = payload.get(path[0]) if len(path) == 1 else read_claim(payload, path)
+                if value is not None:
+                    break
+            if value.__class__ is list:
+                value = tuple(value)
+            elif value is not None and value.__class__ is not str:
+                break
+            parts.append(value)
+        else:
+            key = tuple(parts)
+            try:
+                found = known.get(key)
+            except TypeError:  # a list holding a list or an object: the rule refuses it
+                key, found = None, None
+            if found is not None:
+                return found
     grants: set[str] = set()
     for source in sources:
         for path in source.paths:
             value = read_claim(payload, path)
             if value is None:
                 continue
-            values = _values(value, path, known)
+            values = _values(value, path, None)
             if source.kind == SCOPE:
                 grants.update(values)
             else:
                 prefix = source.kind + " "
                 grants.update(prefix + v for v in values)
             break
-    return frozenset(grants)
+    result = frozenset(grants)
+    if key is not None and known is not None:
+        known.remember(key, result)
+    return result
 
 
 def placeholder_value(payload: Mapping[str, Any], path: ClaimPath) -> str | None:

@@ -286,3 +286,33 @@ def test_memos_stay_within_their_one_bound():
         memo.remember(i, i)
         assert len(memo) <= MEMO_ENTRIES
     assert memo[5 * MEMO_ENTRIES - 1] == 5 * MEMO_ENTRIES - 1
+
+
+# read_grants: the remembered grant set for the same claim values (several sources).
+_CLAIM_VALUES = st.one_of(
+    st.none(), st.text(max_size=12), st.lists(st.sampled_from(["a", "b", "a b", ""]), max_size=3),
+    st.lists(st.one_of(st.integers(), st.lists(st.text(max_size=2), max_size=1)), min_size=1, max_size=2),
+    st.integers(), st.booleans(), st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_CLAIM_VALUES, _CLAIM_VALUES, _CLAIM_VALUES), min_size=1, max_size=6))
+def test_the_remembered_grant_set_is_what_the_rule_reads(payloads: list[tuple[Any, Any, Any]]) -> None:
+    from policy_engine.core.grants import GrantSource, read_grants
+    from policy_engine.errors import InvalidClaimsError
+
+    sources = (GrantSource("scope", (("scope",), ("scp",))), GrantSource("group", (("groups",),)),
+               GrantSource("role", (("access", "roles"),)))
+    known: Memo = Memo()
+    for scope, groups, roles in payloads * 2:  # every payload twice: the second time from the memo
+        payload = {"scope": scope, "groups": groups, "access": {"roles": roles}}
+        try:
+            expected: Any = read_grants(payload, sources)
+        except InvalidClaimsError:
+            expected = InvalidClaimsError
+        try:
+            got: Any = read_grants(payload, sources, known)
+        except InvalidClaimsError:
+            got = InvalidClaimsError
+        assert got == expected

@@ -262,5 +262,32 @@ def test_each_verifier_keeps_its_own_memos():
     first, second = JwtVerifier(**options), JwtVerifier(**options)
     first.verify(raw_token({"alg": "RS256", "kid": "k1"}, claims(ISS), KEY), lambda issuer, kid: keys[kid],
                  time.time())
-    assert len(first._headers) == 1 and len(first._scope_sets) == 1
-    assert len(second._headers) == 0 and len(second._scope_sets) == 0
+    assert len(first._headers) == 1 and len(first._grant_sets[ISS]) == 1
+    assert len(second._headers) == 0 and len(second._grant_sets[ISS]) == 0
+
+
+def test_remembered_grant_sets_never_cross_grant_sources():
+    # The same claim values read under other sources are other grants: a set remembered
+    # for one issuer's sources is never handed to an issuer whose sources differ.
+    from policy_engine.core.grants import read_grants
+
+    as_groups = (GrantSource("scope", (("scope",),)), GrantSource("group", (("groups",),)))
+    as_roles = (GrantSource("scope", (("scope",),)), GrantSource("role", (("groups",),)))
+    payload = {"scope": "a", "groups": ["admin"]}
+    known: Memo = Memo()
+    assert read_grants(payload, as_groups, known) == frozenset({"a", "group admin"})
+    assert read_grants(dict(payload), as_groups, known) is read_grants(payload, as_groups, known)
+    rules = [_rules(), IssuerRules("https://other.example.com", frozenset({"api"}), as_roles)]
+    verifier = JwtVerifier(rules=rules, algorithms=["RS256"], leeway=5, max_length=8192)
+    assert verifier._grant_sets[ISS] is not verifier._grant_sets["https://other.example.com"]
+
+
+def test_a_remembered_grant_set_never_vouches_for_a_value_the_rule_refuses():
+    from policy_engine.core.grants import read_grants
+
+    sources = (GrantSource("scope", (("scope",),)), GrantSource("group", (("groups",),)))
+    known: Memo = Memo()
+    read_grants({"scope": "a", "groups": ["x"]}, sources, known)
+    for bad in ([["x"]], [{"x": 1}], [1], {"x": 1}, 7, True):
+        with pytest.raises(InvalidClaimsError):
+            read_grants({"scope": "a", "groups": bad}, sources, known)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policy_engine.core.grants import read_grants, unconfigured_grant_claims
+from policy_engine.core.grants import GrantSource, read_grants, unconfigured_grant_claims
 from policy_engine.core.memo import Memo
 from policy_engine.core.tokens.claims import check_jwt_claims, principal_of
 from policy_engine.core.tokens.issuers import IssuerRules, check_issuer_claims
@@ -57,18 +57,19 @@ class JwtVerifier:
     provider checks) with one dict lookup; an unknown ``iss`` is refused before any key
     is looked up.
 
-    It owns two memos (see ``core.memo``), read only by the rules they shorten: the
-    headers ``jws.read_header`` accepted, and the grant strings ``grants.read_grants``
-    split. Neither is shared with another verifier or read by another module.
+    It owns its memos (see ``core.memo``), read only by the rules they shorten: the
+    headers ``jws.read_header`` accepted, and the grant sets ``grants.read_grants`` read,
+    one memo per distinct list of grant sources (the same claim values mean other grants
+    under other sources). None is shared with another verifier or read by another module.
     """
 
     __slots__ = (
         "_algorithms",
+        "_grant_sets",
         "_headers",
         "_leeway",
         "_max_length",
         "_rules",
-        "_scope_sets",
     )
 
     def __init__(
@@ -84,7 +85,8 @@ class JwtVerifier:
         self._leeway = leeway
         self._max_length = max_length
         self._headers: Memo[bytes, dict[str, Any]] = Memo()
-        self._scope_sets: Memo[str, frozenset[str]] = Memo()
+        by_sources: dict[tuple[GrantSource, ...], Memo[Hashable, frozenset[str]]] = {}
+        self._grant_sets = {rule.issuer: by_sources.setdefault(rule.sources, Memo()) for rule in rules}
 
     @property
     def issuers(self) -> frozenset[str]:
@@ -110,7 +112,7 @@ class JwtVerifier:
         check_jwt_claims(header, payload, issuer, rules.audiences, now, self._leeway, rules.token_types)
         if rules.checks:
             check_issuer_claims(payload, rules)
-        grants = read_grants(payload, rules.sources, self._scope_sets)
+        grants = read_grants(payload, rules.sources, self._grant_sets[issuer])
         # Hints only for a token none of whose configured claims granted anything: the
         # case they explain, kept off the path of every token that holds a grant.
         return VerifiedToken(issuer, principal_of(payload), grants, payload, "jwt",
