@@ -253,7 +253,7 @@ def data_sets(scratch: Path, sizes: list[int]) -> list[DataSet]:
         keys = sorted(load_desired(data.permissions))
         data.count = len(keys)
         data.mappings_json.write_text(json.dumps(
-            [{"arn": k.arn, "stage": k.stage, "httpVerb": k.verb, "resource": k.resource, "scope": k.scope}
+            [{"arn": k.arn, "stage": k.stage, "httpVerb": k.verb, "resource": k.resource, "scope": k.needs}
              for k in keys]))
     return sets
 
