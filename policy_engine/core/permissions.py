@@ -318,15 +318,22 @@ class RecordCheck:
     ``None``, and the pydantic model must decide and say what is wrong. So the check only
     ever shortens the schema, never widens it (a property test holds it to that).
 
+    Records of the other forms get the same treatment when every value has its plain
+    JSON type: ``group``/``role`` (a ``str``), ``allOf`` (a ``dict`` of ``str`` kinds to
+    ``list``s of ``str``) and ``authenticated`` (``True``), each under the model's own
+    rules, so that a snapshot or YAML file with group mappings does not import pydantic
+    at a cold start either.
+
     One check serves one load: it remembers the rules' answers for the values that
     repeat across records (API ARN, stage, method and scope together); a value a rule
     refuses is never remembered.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ("_routes", "_seen")
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, str, str]] = {}
+        self._routes: dict[tuple[str, str, str], tuple[str, str, str]] = {}
 
     def __call__(self, raw: Any) -> Fields | None:
         if type(raw) is not dict:
@@ -334,7 +341,7 @@ class RecordCheck:
         try:
             arn, stage, verb, resource, scope = raw["arn"], raw["stage"], raw["httpVerb"], raw["resource"], raw["scope"]
         except KeyError:
-            return None
+            return self._requirement_record(raw)
         if len(raw) != 5:
             # A sixth key may only be the description, and only as the schema types it.
             if len(raw) != 6 or "description" not in raw:
@@ -363,6 +370,65 @@ class RecordCheck:
             except FieldProblem:
                 return None
         return known[0], known[1], known[2], resource.removeprefix("/"), known[3]
+
+    def _requirement_record(self, raw: dict[Any, Any]) -> Fields | None:
+        # A record without ``scope``: exactly the four route fields, maybe a description,
+        # and one other grant member, checked as ``core.schema.MappingRecord`` checks it.
+        try:
+            arn, stage, verb, resource = raw["arn"], raw["stage"], raw["httpVerb"], raw["resource"]
+        except KeyError:
+            return None
+        size = 5
+        if "description" in raw:
+            description = raw["description"]
+            if description is not None and type(description) is not str:
+                return None
+            size = 6
+        if len(raw) != size:
+            return None
+        name = next(key for key in raw if key not in _RECORD_ROUTE_KEYS)
+        if type(arn) is not str or type(stage) is not str or type(verb) is not str or type(resource) is not str:
+            return None
+        try:
+            needs = _requirement_needs(name, raw[name])
+            if needs is None:
+                return None
+            if _RESOURCE_MATCH(resource) is None:
+                if "{" not in resource:
+                    return None
+                _resource(resource)
+            route = self._routes.get((arn, stage, verb))
+            if route is None:
+                route = self._routes[(arn, stage, verb)] = (_arn(arn), _stage(stage), _verb(verb))
+        except FieldProblem:
+            return None
+        return route[0], route[1], route[2], resource.removeprefix("/"), needs
+
+
+_RECORD_ROUTE_KEYS = frozenset({"arn", "stage", "httpVerb", "resource", "description"})
+
+
+def _requirement_needs(name: Any, value: Any) -> str | None:
+    # The needs text of one grant member other than scope, or None when the model must
+    # decide (another member, another type). Raises FieldProblem as the rules do.
+    if name == "authenticated":
+        return AUTHENTICATED if value is True else None
+    if name == "group" or name == "role":
+        return requirement_text((grant_key(name, FIELD_RULES[name](value)),)) if type(value) is str else None
+    if name != "allOf" or type(value) is not dict:
+        return None
+    keys = []
+    for kind, values in value.items():
+        if type(kind) is not str or type(values) is not list:
+            return None
+        _kind(kind)
+        rule = grant_value_rule(kind)
+        for item in values:
+            if type(item) is not str:
+                return None
+            rule(item)
+            keys.append(grant_key(kind, item))
+    return requirement_text(keys) if keys else None
 
 
 def check_record(raw: Any) -> Fields | None:

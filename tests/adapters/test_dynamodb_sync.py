@@ -54,7 +54,7 @@ def test_sync_publishes_the_shipped_permissions_and_the_authorizer_loads_exactly
     loaded = load(table)
     assert loaded.version == "v1"
     assert keys_of(loaded) == load_desired(ROOT / "permissions")
-    assert len(loaded) == 17
+    assert len(loaded) == 21  # 17 scope mappings, 2 group mappings, 2 tenant-path mappings
 
 
 def test_unchanged_resync_writes_nothing_and_one_change_writes_a_handful(table, tmp_path):

@@ -92,17 +92,27 @@ def test_a_hand_edit_that_breaks_the_digest_never_loads(tmp_path, body, change):
 def test_a_hand_edit_with_a_matching_digest_is_refused_by_the_schema(tmp_path, body):
     from policy_engine.core.publish import MappingKey, digest
 
+    def needs(record: dict) -> str:
+        # The digest's fifth column: the scope, else the canonical JSON of the requirement.
+        member = {k: v for k, v in record.items() if k not in ("arn", "stage", "httpVerb", "resource")}
+        return record["scope"] if "scope" in member else json.dumps(member, separators=(",", ":"), sort_keys=True)
+
+    def rehash(document: dict) -> str:
+        return digest(MappingKey(m["arn"], m["stage"], m["httpVerb"], m["resource"], needs(m))
+                      for m in document["mappings"])
+
     def plant(document: dict) -> None:
+        assert rehash(document) == document["digest"]  # the recomputation is the store's own
         document["mappings"].append({"arn": API, "stage": "dev", "httpVerb": "GET", "resource": "/pets?admin=1",
                                      "scope": "pets:read"})
-        document["digest"] = digest(MappingKey(m["arn"], m["stage"], m["httpVerb"], m["resource"], m["scope"])
-                                    for m in document["mappings"])
+        document["digest"] = rehash(document)
 
     path = tmp_path / "p.json"
     path.write_bytes(edited(body, plant))
     with pytest.raises(PermissionsError) as info:
         compiled(SnapshotFilePermissionSource(path))
-    assert info.value.problems == [(f"{path} mappings[17]: resource '/pets?admin=1' has characters a route path "
+    # The shipped example has 21 mappings (scopes, a group, a tenant path): the planted one is the 22nd.
+    assert info.value.problems == [(f"{path} mappings[21]: resource '/pets?admin=1' has characters a route path "
                                     "cannot have")]
 
 

@@ -25,9 +25,9 @@ def test_compile_writes_the_s3_snapshot_format_and_the_same_bytes_each_time(tmp_
     assert first.read_bytes() == second.read_bytes()
     snapshot = decode_snapshot(first.read_bytes(), str(first), "")
     document = json.loads(first.read_bytes())
-    assert document["format"] == FORMAT and document["version"] == 1 and len(snapshot.keys) == 17
+    assert document["format"] == FORMAT and document["version"] == 1 and len(snapshot.keys) == 21
     out = capsys.readouterr().out
-    assert f"compiled  17 mappings from {ROOT / 'permissions'}" in out and snapshot.digest in out
+    assert f"compiled  21 mappings from {ROOT / 'permissions'}" in out and snapshot.digest in out
     assert not list(tmp_path.rglob("*.partial"))
 
 

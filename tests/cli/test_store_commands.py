@@ -29,10 +29,10 @@ def test_migrate_sync_dry_run_publish_rollback(backend, permissions, capsys, mon
 
     assert main(["sync", target, "--dry-run", "--max-lines", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 5 and out[3] == "... and 14 more lines (--max-lines 0 prints all)"
+    assert len(out) == 5 and out[3] == "... and 18 more lines (--max-lines 0 prints all)"
     assert main(["sync", target]) == 0
     out = capsys.readouterr().out
-    assert f"{target}: published v1 (17 added, 0 removed, 0 unchanged" in out
+    assert f"{target}: published v1 (21 added, 0 removed, 0 unchanged" in out
 
     pets = permissions / "pets.yaml"
     pets.write_text(pets.read_text().replace("DELETE /pets/*: [pets:admin]", "DELETE /pets/*: [pets:write]"))
@@ -43,15 +43,15 @@ def test_migrate_sync_dry_run_publish_rollback(backend, permissions, capsys, mon
         "+ a1b2c3d4e5 dev DELETE /pets/* -> pets:write",
         "- a1b2c3d4e5 prod DELETE /pets/* -> pets:admin",
         "+ a1b2c3d4e5 prod DELETE /pets/* -> pets:write",
-        f"{target}: dry run, would publish v2 (2 added, 2 removed, 15 unchanged)",
+        f"{target}: dry run, would publish v2 (2 added, 2 removed, 19 unchanged)",
     ]
     assert main(["sync", target]) == 0
     assert f"{target}: published v2" in capsys.readouterr().out
     assert main(["sync", target]) == 0
-    assert "unchanged at v2 (17 mappings); nothing written" in capsys.readouterr().out
+    assert "unchanged at v2 (21 mappings); nothing written" in capsys.readouterr().out
 
     assert main(["rollback", target]) == 0
-    assert f"{target}: published v3 (2 added, 2 removed, 15 unchanged; was v2)" in capsys.readouterr().out
+    assert f"{target}: published v3 (2 added, 2 removed, 19 unchanged; was v2)" in capsys.readouterr().out
     assert main(["rollback", target, "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == ["v1", "v2", "v3"] and listed[-1].endswith("rollback to v1")

@@ -25,7 +25,7 @@ def test_client_credentials_token_opens_granted_routes_only(start_stack):
     stack, handler = start_stack()
     # the handler reads the table that migrate created and sync filled from the files
     assert stack.handler_environ["PERMISSIONS_SOURCE"] == "dynamodb://policy-engine-permissions"
-    assert stack.last_publish is not None and "published v1 (17 added" in stack.last_publish
+    assert stack.last_publish is not None and "published v1 (21 added" in stack.last_publish
     client = Client(stack)
     # GIVEN a Cognito-style token for pets:read from the token endpoint
     reader = client.token("pets-reader", "reader-secret", "pets:read")
@@ -252,3 +252,35 @@ def test_clients_of_every_issuer_shape_get_through_serve(start_stack, tmp_path):
         assert client.call("GET", "/dev/pets/1", token).status == 200, name
         assert client.call("POST", "/dev/pets", token).status == 403, name
     assert "a0 (auth0-rbac: pets:read)" in stack.describe()
+
+
+@pytest.mark.parametrize("store", ["yaml"], indirect=True)
+def test_a_group_member_gets_the_group_routes_and_only_its_own_tenant(start_stack):
+    # GIVEN serve with the shipped example: GRANT_SOURCES reads cognito:groups, and
+    # sitter-jane's Cognito user token holds the group pet-sitters and custom:tenant_id acme
+    from policy_engine.admin.local.serve import LOCAL_GRANT_SOURCES
+
+    stack, _ = start_stack()
+    assert stack.handler_environ["GRANT_SOURCES"] == LOCAL_GRANT_SOURCES
+    client = Client(stack)
+    token = client.token("sitter-jane", "jane-secret", None)
+    # WHEN it calls THEN the group's routes answer, others are refused, and the tenant
+    # path opens for acme only
+    assert client.call("GET", "/dev/pets/1", token).status == 200
+    assert client.call("PUT", "/dev/pets/1", token).status == 403
+    assert client.call("GET", "/dev/tenants/acme/pets", token).status == 200
+    refused = client.call("GET", "/dev/tenants/globex/pets", token)
+    assert (refused.status, refused.json()) == (403, IMPLICIT)
+
+
+@pytest.mark.parametrize("store", ["yaml"], indirect=True)
+def test_serve_leaves_the_grant_sources_to_an_environment_that_names_them(start_stack):
+    # GIVEN SCOPE_CLAIMS in the handler's environment (GRANT_SOURCES beside it would be an error)
+    stack, _ = start_stack(handler_env={"SCOPE_CLAIMS": "scope"})
+    assert "GRANT_SOURCES" not in stack.handler_environ
+    assert "grant sources      SCOPE_CLAIMS=scope" in stack.describe()
+    client = Client(stack)
+    # THEN groups are not read: the sitter's group routes are refused, scopes still work
+    sitter = client.token("sitter-jane", "jane-secret", None)
+    assert client.call("GET", "/dev/pets/1", sitter).status == 403
+    assert client.call("GET", "/dev/pets/1", client.token()).status == 200

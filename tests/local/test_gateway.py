@@ -217,3 +217,24 @@ def test_request_authorizer_needs_every_identity_source_and_keys_the_cache_on_al
 def test_identity_sources_the_gateway_cannot_provide_are_refused_at_start(gateways, source):
     with pytest.raises(ConfigurationError, match="--identity-source"):
         gateways(FakeAuthorizer(lambda event: InvokeResult(allow_all(), None)), identity_sources=(source,))
+
+
+def test_a_tenant_placeholder_is_routed_as_one_path_segment(gateways):
+    # GIVEN a mapping for /tenants/{claim:custom:tenant_id}/pets (the routes come from the files)
+    from policy_engine.core.permissions import compile_records
+
+    record = {"arn": API, "stage": "dev", "httpVerb": "GET", "resource": "/tenants/{claim:custom:tenant_id}/pets",
+              "group": "pet-sitters"}
+    table = RouteTable.from_permissions(compile_records([record], lambda path: f"r{path}"))
+    authorizer = FakeAuthorizer(lambda event: InvokeResult(allow_all(), None))
+    gateway = gateways(authorizer, table, cache_ttl=0)
+    # WHEN any one segment stands where the placeholder is THEN the route exists and the
+    # authorizer decides (the policy, not the route, keeps tenants apart)
+    assert gateway.handle("GET", "/dev/tenants/acme/pets", BEARER).status == 200
+    assert gateway.handle("GET", "/dev/tenants/globex/pets", BEARER).status == 200
+    # and nothing else is a route: no segment, two segments, another verb, the literal text
+    for verb, path in (("GET", "/dev/tenants//pets"), ("GET", "/dev/tenants/a/b/pets"), ("POST", "/dev/tenants/a/pets"),
+                       ("GET", "/dev/tenants/{claim:custom:tenant_id}/pets/x")):
+        answer = gateway.handle(verb, path, BEARER)
+        assert (answer.status, json.loads(answer.body)) == (403, {"message": "Missing Authentication Token"}), path
+    assert len(authorizer.events) == 2

@@ -166,4 +166,5 @@ def test_shipped_clients_are_not_read_as_permissions():
     from policy_engine.adapters.yaml_files import yaml_files
 
     assert all(path.name != "clients.yaml" for path in yaml_files(ROOT / "permissions"))
-    assert json.dumps(sorted(load_clients())) == '["metrics-bot", "pets-admin", "pets-reader", "pets-writer"]'
+    assert json.dumps(sorted(load_clients())) == (
+        '["metrics-bot", "pets-admin", "pets-reader", "pets-writer", "sitter-jane"]')

@@ -43,6 +43,7 @@ from urllib.parse import parse_qs
 from policy_engine.admin.local.invoke import InvokeResult, invoke
 from policy_engine.admin.local.loopback import LoopbackServer, QuietHandler
 from policy_engine.core.arn import HTTP_VERBS, MAX_METHOD_ARN
+from policy_engine.core.grants import PLACEHOLDER
 from policy_engine.core.iam import (
     MalformedResponseError,
     Verdict,
@@ -112,8 +113,11 @@ class RouteSpec:
 
 
 def _glob_pattern(resource: str) -> re.Pattern[str]:
-    # A permission resource is an IAM glob over the path without its leading slash.
-    return glob_regex(resource)
+    # A permission resource is an IAM glob over the path without its leading slash; a
+    # tenant placeholder ({claim:...}) stands for one path segment, whoever the caller is,
+    # as a {param} of the deployed route would (the policy decides which value is allowed).
+    pieces = PLACEHOLDER.split(resource)[::2]
+    return re.compile("[^/]+".join(glob_regex(piece).pattern for piece in pieces), re.DOTALL)
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.adapters.yaml_files import YamlPermissionSource
+from policy_engine.admin.local.clients import OAuthClient
 from policy_engine.admin.local.gateway import (
     HandlerAuthorizer,
     LocalGateway,
@@ -32,9 +33,16 @@ from policy_engine.core.permissions import PermissionSet, compile_records
 from policy_engine.errors import ConfigurationError
 from policy_engine.settings import DEFAULT_PERMISSIONS_SOURCE
 
-__all__ = ["DEFAULT_PERMISSIONS", "LocalStack", "ServeOptions"]
+__all__ = ["DEFAULT_PERMISSIONS", "LOCAL_GRANT_SOURCES", "LocalStack", "ServeOptions"]
 
 DEFAULT_PERMISSIONS = Path(DEFAULT_PERMISSIONS_SOURCE)
+#: The handler's ``GRANT_SOURCES`` under ``serve``: scopes as by default, plus the groups,
+#: roles and Auth0 permissions the local provider's shapes carry (``clients.yaml``), so a
+#: client of any shape is judged by what its token holds. Not set when the environment
+#: (or ``handler_env``) names its own sources: ``SCOPE_CLAIMS``, ``GRANT_SOURCES`` or ``IDP_PRESET``.
+LOCAL_GRANT_SOURCES = ("scope:scope,scope:scp,scope:permissions,group:cognito:groups,group:groups,"
+                       "role:roles,role:realm_access.roles")
+_OWN_SOURCES = ("SCOPE_CLAIMS", "GRANT_SOURCES", "IDP_PRESET")
 
 
 @dataclass
@@ -111,6 +119,8 @@ class LocalStack:
                 "PERMISSIONS_SOURCE": source,
                 # Pick up a rotated key on the next request; Lambda's default waits 30 s.
                 "JWKS_REFETCH_INTERVAL": os.environ.get("JWKS_REFETCH_INTERVAL", "1"),
+                **({} if any({**os.environ, **options.handler_env}.get(name, "").strip() for name in _OWN_SOURCES)
+                   else {"GRANT_SOURCES": LOCAL_GRANT_SOURCES}),
                 **aws_env,
                 **({"IDENTITY_SOURCE": ",".join(options.identity_sources)} if options.identity_sources else {}),
                 **options.handler_env,
@@ -189,6 +199,7 @@ class LocalStack:
         api = f"{self.gateway.url}/{stage}"
         sources = self.options.identity_sources
         authorizer = f"REQUEST ({', '.join(sources)})" if sources else "TOKEN"
+        effective = {**os.environ, **self.handler_environ}  # what the handler was loaded with
         lines = [
             f"identity provider  {self.idp.issuer}  (token endpoint {token_url}, JWKS {self.idp.jwks_uri})",
             f"permissions        {self.handler_environ['PERMISSIONS_SOURCE']}"
@@ -199,8 +210,10 @@ class LocalStack:
             f"                   stages {', '.join(sorted(routes.stages)) if routes.stages else 'any'}; "
             f"{authorizer} authorizer; cache TTL {self.options.cache_ttl:g} s; "
             f"backend {self.options.backend_url or 'built-in pets'}",
+            "grant sources      " + next((f"{name}={effective[name]}" for name in _OWN_SOURCES
+                                              if effective.get(name, "").strip()), "the default (SCOPE_CLAIMS)"),
             "clients            " + "; ".join(
-                f"{c.client_id} ({c.shape}: {' '.join(c.scopes) or 'no scopes'})" for c in self.clients.values()),
+                f"{c.client_id} ({c.shape}: {_held(c)})" for c in self.clients.values()),
             "",
             "Try it (for the shipped example):",
             "  # 1. get a token (client credentials, HTTP Basic)",
@@ -213,6 +226,11 @@ class LocalStack:
             f"  curl -i -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"type\":\"parrot\"}}' {api}/pets",
             "  # 4. no token: 401",
             f"  curl -i {api}/pets",
+            "  # 5. a user in group pet-sitters of tenant acme: its own tenant's path 200, another's 403",
+            f"  TOKEN=$(curl -s -u sitter-jane:jane-secret -d grant_type=client_credentials {token_url} "
+            "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            f"  curl -i -H \"Authorization: Bearer $TOKEN\" {api}/tenants/acme/pets",
+            f"  curl -i -H \"Authorization: Bearer $TOKEN\" {api}/tenants/globex/pets",
             "  # rotate the signing keys",
             f"  curl -s -X POST {shlex.quote(self.idp.issuer + '/admin/rotate')}",
         ]
@@ -234,6 +252,11 @@ def _binding(option: str, host: str, port: int) -> Iterator[None]:
     except OSError as exc:
         raise ConfigurationError(option, f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                                  f"choose another port, or 0 for any free one") from exc
+
+
+def _held(client: OAuthClient) -> str:
+    held = [*client.scopes, *(f"group {g}" for g in client.groups), *(f"role {r}" for r in client.roles)]
+    return " ".join(held) or "no scopes"
 
 
 def _shown(path: Path) -> str:

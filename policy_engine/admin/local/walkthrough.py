@@ -139,6 +139,17 @@ class Walkthrough:
         admin = self.token("An Okta-style client (aud, scp) asks for pets:admin", "pets-admin", "admin-secret",
                            "pets:admin")
         self.call("It may delete a pet: 200", "DELETE", "/pets/3", admin, 200)
+        sitter = self.token("A Cognito user in group pet-sitters, of tenant acme (cognito:groups, "
+                            "custom:tenant_id; no scopes)", "sitter-jane", "jane-secret", None)
+        self.call("A route granted to the group ({group: pet-sitters}): 200", "GET", "/pets/1", sitter, 200)
+        self.call("A route the group is not granted: 403", "PUT", "/pets/1", sitter, 403,
+                  body=b'{"price":1}', also=_message("User is not authorized to access this resource"))
+        self.call("Its own tenant's path (/tenants/{claim:custom:tenant_id}/pets): 200", "GET",
+                  "/tenants/acme/pets", sitter, 200,
+                  also=lambda r: None if (r.json() or {}).get("path") == "/tenants/acme/pets"
+                  else "the backend did not answer for /tenants/acme/pets")
+        self.call("Another tenant's path: 403 (the policy names acme only)", "GET", "/tenants/globex/pets",
+                  sitter, 403, also=_message("User is not authorized to access this resource"))
         rotated = http_request("POST", self.rotate_endpoint)
         self.check("The identity provider rotates its signing key", 200, f"POST {self.rotate_endpoint}", rotated)
         time.sleep(1.1)  # serve lets the authorizer refetch keys for an unknown kid once a second
