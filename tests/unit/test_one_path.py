@@ -243,8 +243,9 @@ def test_the_signature_is_checked_once_per_decision_even_when_the_token_is_refus
 
 def test_memos_belong_to_one_authorizer(pair):
     fresh = pair.fresh()
-    warm_memos = (pair.warm._api_arns, pair.warm._scope_texts, pair.warm._jwt._headers, pair.warm._jwt._scope_sets)
-    fresh_memos = (fresh._api_arns, fresh._scope_texts, fresh._jwt._headers, fresh._jwt._scope_sets)
+    warm, cold = pair.warm, fresh
+    warm_memos = (warm._api_arns, warm._scope_texts, warm._resource_chars, warm._jwt._headers, warm._jwt._scope_sets)
+    fresh_memos = (cold._api_arns, cold._scope_texts, cold._resource_chars, cold._jwt._headers, cold._jwt._scope_sets)
     assert all(warm_memos) and not any(fresh_memos)
     assert all(a is not b for a, b in zip(warm_memos, fresh_memos, strict=True))
 
