@@ -12,10 +12,10 @@ One decision path: every event goes through ``Authorizer.answer``, in one pipeli
 (read the event, parse the methodArn, verify the credential, decide, render, bound the
 size). Where a step has a guard for the common shape (a JOSE header already checked,
 an API ARN already matched, an integer ``exp``, a plain string ``aud``, a scope string
-already split, a scope set already written as text, a policy already computed), the
-guard sits in that step's module right beside the rule it shortens and falls through
-to it: nothing restarts, the signature is checked once, and every refusal is raised by
-the rule that finds it.
+already split, a scope set already written as text, a policy already computed, a
+policy's Resources already counted for the size bound), the guard sits in that step's
+module right beside the rule it shortens and falls through to it: nothing restarts,
+the signature is checked once, and every refusal is raised by the rule that finds it.
 
 Memos: each ``Authorizer`` owns its memos (``core.memo``: at most ``MEMO_ENTRIES``
 entries each, emptied when full), directly or through the verifier and permission set
@@ -121,9 +121,11 @@ class Authorizer:
         self._leeway = settings.leeway
         self._identity_source = settings.identity_source
         # This authorizer's own memos (core.memo's rules): API ARNs parse_method_arn
-        # found valid, and the context's "scope" text per scope set that can be sent whole.
+        # found valid, the context's "scope" text per scope set that can be sent whole,
+        # and what response_size_bound counts of each policy's Resources.
         self._api_arns: Memo[str, bool] = Memo()
         self._scope_texts: Memo[frozenset[str], str] = Memo()
+        self._resource_chars: Memo[tuple[str, ...], int] = Memo()
 
     def verify(self, authorization: object) -> VerifiedToken:
         """Verify an ``Authorization`` header value.
@@ -278,7 +280,7 @@ class Authorizer:
                 route = parse_route_key(request.route_key or "")
             return simple_answer(decision, str(method_arn), route)
         response = render_iam_response(decision)
-        if response_size_bound(decision) <= MAX_RESPONSE_BYTES:
+        if response_size_bound(decision, self._resource_chars) <= MAX_RESPONSE_BYTES:
             return Answer(decision, response, "policy")
         size = response_size(response)
         if size <= MAX_RESPONSE_BYTES:

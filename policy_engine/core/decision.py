@@ -11,6 +11,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from policy_engine.core.iam import glob_matches
+from policy_engine.core.memo import Memo
 from policy_engine.core.routes import RouteTemplate, route_coverage
 
 __all__ = [
@@ -160,7 +161,7 @@ def render_iam_response(decision: Decision) -> dict[str, Any]:
 _FIXED_OVERHEAD = 400
 
 
-def response_size_bound(decision: Decision) -> int:
+def response_size_bound(decision: Decision, known: Memo[tuple[str, ...], int] | None = None) -> int:
     """An upper bound of ``response_size(render_iam_response(decision))``, cheaper to get.
 
     Resources are validated ASCII without characters JSON escapes (4 bytes of quotes
@@ -171,17 +172,27 @@ def response_size_bound(decision: Decision) -> int:
     floats). Generous for text, which is short; exact enough for resources, which are
     what fills a policy. Lets the common policy skip serialising the response on the
     request path.
+
+    ``known`` is the caller's memo of what the granted Resources count (see
+    ``core.memo``), keyed by the exact tuple: a policy memoised by ``PermissionSet`` is
+    the same tuple for every caller of its scope set, so it is counted once.
     """
     context = decision.context
     chars = decision.text_chars
     if chars is None:
         chars = len(decision.principal_id) + len(decision.usage_identifier_key or "") + context_chars(context)
     resources = decision.resources
+    # Guard: a tuple of Resources counted before counts the same again.
+    counted = known.get(resources) if known is not None else None
+    if counted is None:
+        counted = sum(map(len, resources)) + 4 * len(resources)
+        if known is not None:
+            known.remember(resources, counted)
     size = (
         _FIXED_OVERHEAD
         + 12 * chars
         + 8 * len(context)  # per entry: two pairs of quotes, ": " and ", "
-        + sum(map(len, resources)) + 4 * len(resources)
+        + counted
         + len(decision.api_arn) + len(decision.stage) + 7  # the Deny-all Resource, when there is one
     )
     if decision.denied:

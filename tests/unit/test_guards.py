@@ -6,10 +6,14 @@ The guards: a remembered JOSE header (``jws.decode_jws``), the JSON scanner alon
 (``jws.json_object``), a remembered API ARN (``arn.parse_method_arn``), integer times
 (``claims.check_times``), a plain string ``aud`` (``claims.check_jwt_claims``), a
 remembered scope string (``claims.read_scopes``), a remembered scope text
-(``Authorizer.decide``), a remembered policy (``PermissionSet.resources``) and the
-context's per-character bound (``decision.context_within_bounds``). The response size
-bound, the last guard of ``Authorizer.answer``, never under-counts: see
-``test_response_size_bound.py``.
+(``Authorizer.decide``), a remembered policy (``PermissionSet.resources``), the
+context's per-character bound (``decision.context_within_bounds``) and a counted tuple
+of Resources (``decision.response_size_bound``). The response size bound, the last
+guard of ``Authorizer.answer``, never under-counts: see ``test_response_size_bound.py``.
+
+Two steps were rewritten rather than guarded (``jws.jws_segments`` finds the dots with
+``partition``, ``jws.b64url_decode`` maps the alphabet with ``replace``): each is held
+here to the way it was written before, on hostile inputs.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from policy_engine.core.arn import API_ARN_PATTERN, parse_method_arn
 from policy_engine.core.decision import (
     MAX_CONTEXT_BYTES,
     MAX_SCOPE_CHARS,
+    Decision,
     context_chars,
     context_within_bounds,
     listable_scopes,
+    response_size_bound,
 )
 from policy_engine.core.memo import MEMO_ENTRIES, Memo
 from policy_engine.core.permissions import PermissionSet, compile_records
@@ -278,6 +284,72 @@ def test_the_per_character_bound_accepts_only_contexts_that_fit(context):
         assert len(json.dumps(context)) <= MAX_CONTEXT_BYTES
     if context_within_bounds(context, 0, chars):
         assert len(json.dumps(context)) <= MAX_CONTEXT_BYTES
+
+
+# -- decision.response_size_bound: a tuple of Resources counted before -------------------
+
+decisions = st.builds(
+    lambda resources, denied, principal, stage: Decision(
+        "Allow" if resources else "Deny", principal, API, stage, resources, "x", "v", {"sub": principal},
+        None, denied),
+    st.lists(st.sampled_from([f"{API}/dev/GET/pets", f"{API}/dev/*/*", f"{API}/dev/POST/" + "p" * 300, "", "\u00e9"]),
+             max_size=6).map(tuple),
+    st.lists(st.sampled_from([f"{API}/dev/DELETE/pets", ""]), max_size=2).map(tuple),
+    st.text(max_size=8), st.sampled_from(["dev", "prod", ""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls=st.lists(decisions, min_size=1, max_size=8))
+def test_a_counted_policy_bounds_the_response_as_the_rule_does(calls):
+    memo: Memo = Memo()
+    for _ in range(2):  # the first pass fills the memo, the second reads it
+        for decision in calls:
+            assert response_size_bound(decision, memo) == response_size_bound(decision)
+            # Equal tuples that are distinct objects are the same key.
+            copy = Decision(decision.effect, decision.principal_id, decision.api_arn, decision.stage,
+                            tuple(list(decision.resources)), decision.reason, decision.version,
+                            dict(decision.context), None, decision.denied)
+            assert response_size_bound(copy, memo) == response_size_bound(decision)
+    for resources, counted in memo.items():  # every entry is the rule's own count
+        assert counted == sum(len(r) + 4 for r in resources)
+
+
+# -- jws.jws_segments and jws.b64url_decode: as written before ---------------------------
+
+def segments_by_split(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
+    if not token.isascii() or "+" in token or "/" in token or "=" in token:
+        return None
+    raw = token.encode("ascii")
+    parts = raw.split(b".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2], raw[: len(parts[0]) + 1 + len(parts[1])]
+
+
+token_texts = st.one_of(st.text(alphabet="ab.-_+/=~ \u00e9", max_size=12),
+                        st.lists(st.text(alphabet="aZ9-_", max_size=4), max_size=5).map(".".join))
+
+
+@settings(max_examples=500, deadline=None)
+@given(token=token_texts)
+def test_segments_are_found_as_a_split_finds_them(token):
+    assert jws.jws_segments(token) == segments_by_split(token)
+
+
+def decode_by_translate(segment: bytes) -> bytes:
+    import binascii
+
+    return binascii.a2b_base64(segment.translate(bytes.maketrans(b"-_", b"+/")) + (b"", b"===", b"==", b"=")[
+        len(segment) % 4], strict_mode=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(segment=st.one_of(st.binary(max_size=12),
+                         st.text(alphabet="AZaz09-_+/=.~ ", max_size=12).map(str.encode)))
+def test_base64url_decodes_as_the_translation_decoded(segment):
+    assert outcome(jws.b64url_decode, segment)[0] == outcome(decode_by_translate, segment)[0]
+    if outcome(decode_by_translate, segment)[0] == "ok":
+        assert jws.b64url_decode(segment) == decode_by_translate(segment)
 
 
 def test_memos_stay_within_their_one_bound():

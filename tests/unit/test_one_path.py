@@ -243,9 +243,11 @@ def test_the_signature_is_checked_once_per_decision_even_when_the_token_is_refus
 
 def test_memos_belong_to_one_authorizer(pair):
     fresh = pair.fresh()
-    warm = pair.warm
-    warm_memos = (warm._api_arns, warm._scope_texts, warm._jwt._headers, *warm._jwt._grant_sets.values())
-    fresh_memos = (fresh._api_arns, fresh._scope_texts, fresh._jwt._headers, *fresh._jwt._grant_sets.values())
+    warm, cold = pair.warm, fresh
+    warm_memos = (warm._api_arns, warm._scope_texts, warm._resource_chars, warm._jwt._headers,
+                  *warm._jwt._grant_sets.values())
+    fresh_memos = (cold._api_arns, cold._scope_texts, cold._resource_chars, cold._jwt._headers,
+                   *cold._jwt._grant_sets.values())
     assert all(warm_memos) and not any(fresh_memos)
     assert all(a is not b for a, b in zip(warm_memos, fresh_memos, strict=True))
 

@@ -83,16 +83,16 @@ def jws_segments(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
     # builds (then drops) a TypeError every time.
     if not token.isascii() or "+" in token or "/" in token or "=" in token:
         return None
-    raw = token.encode("ascii")
-    segments = raw.split(b".")
-    if len(segments) != 3:
+    # Two partitions find the dots with memchr; split looks at every byte in Python's
+    # own loop. An int needle (the dot's code) keeps `in` on memchr as well.
+    signing_input, _, signature = token.encode("ascii").rpartition(b".")
+    head, dot, body = signing_input.partition(b".")
+    if not dot or _DOT in body or not head or not body or not signature:
         return None
-    head, body, signature = segments
-    if not head or not body or not signature:
-        return None
-    return head, body, signature, raw[: len(head) + 1 + len(body)]
+    return head, body, signature, signing_input
 
 
+_DOT = ord(".")
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"===", b"==", b"=")
 
@@ -187,8 +187,10 @@ def b64url_decode(segment: bytes) -> bytes:
     # base64url without padding: map to the standard alphabet, pad, and decode strictly,
     # which refuses any character outside the alphabet (the caller has refused '+', '/'
     # and '=' already, which are inside the standard one).
+    # Two replace calls, not translate: they find the few '-' and '_' with memchr
+    # instead of mapping every byte (the same bytes out; measured with callgrind).
     try:
-        return binascii.a2b_base64(segment.translate(_URLSAFE_TO_STANDARD) + _PADDING[len(segment) % 4],
+        return binascii.a2b_base64(segment.replace(b"-", b"+").replace(b"_", b"/") + _PADDING[len(segment) % 4],
                                    strict_mode=True)
     except (binascii.Error, ValueError):
         raise MalformedTokenError("token segment is not base64url") from None
