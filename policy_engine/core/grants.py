@@ -142,7 +142,9 @@ class GrantSource(NamedTuple):
         return f"{self.kind}:" + "|".join(claim_path_text(p) for p in self.paths)
 
 
-def _values(value: Any, path: ClaimPath, known: Memo[Hashable, frozenset[str]] | None) -> frozenset[str]:
+def _values(
+    value: Any, path: ClaimPath, known: Memo[Hashable, frozenset[str]] | None, scope: bool
+) -> frozenset[str]:
     if isinstance(value, str):
         # Guard: a string split before splits the same way again.
         split = known.get(value) if known is not None else None
@@ -152,6 +154,10 @@ def _values(value: Any, path: ClaimPath, known: Memo[Hashable, frozenset[str]] |
                 known.remember(value, split)
         return split
     if isinstance(value, list) and all(isinstance(part, str) for part in value):
+        if scope:
+            # A list item with a space is no scope token (RFC 6749 §3.3). Kept, it would be
+            # read as the grant key of another kind ("group admin"): it grants nothing.
+            return frozenset(part for part in value if part and " " not in part)
         return frozenset(part for part in value if part)
     raise InvalidClaimsError(f"{claim_path_text(path)} claim is not a space-separated string or a list of strings")
 
@@ -176,7 +182,7 @@ def read_grants(
         for path in sources[0].paths:
             value = payload.get(path[0]) if len(path) == 1 else read_claim(payload, path)
             if value is not None:
-                return _values(value, path, known)
+                return _values(value, path, known, True)
         return frozenset()
     # Guard: the same claim values as a set read before give that set. Only strings
     # and lists are looked up (as strings and tuples); any other value goes to the rule,
@@ -209,7 +215,7 @@ def read_grants(
             value = read_claim(payload, path)
             if value is None:
                 continue
-            values = _values(value, path, None)
+            values = _values(value, path, None, source.kind == SCOPE)
             if source.kind == SCOPE:
                 grants.update(values)
             else:

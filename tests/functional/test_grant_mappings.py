@@ -155,3 +155,10 @@ def test_api_key_rules_apply_to_group_and_tenant_grants(idp: Any, tmp_path: Path
                                                 **{"cognito:groups": ["pet-readers"]}), "GET", "/pets/1"))
     assert keyed.response is not None and keyed.response["usageIdentifierKey"]
     assert verdict(keyed, "GET", "/pets/1") is Verdict.ALLOW
+
+
+def test_a_scope_list_item_naming_a_group_key_grants_nothing(idp: Any, handler: ModuleType) -> None:
+    # "group pet-readers" is how the engine writes the group's grant internally; as an
+    # item of a scope list (no scope token has a space) it must not open the group's routes.
+    forged = invoke(handler, token_event(idp.mint(scope=["group pet-readers", "role Pets.Read.All"]), "GET", "/pets"))
+    assert verdict(forged, "GET", "/pets") is not Verdict.ALLOW

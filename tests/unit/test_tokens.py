@@ -291,3 +291,17 @@ def test_a_remembered_grant_set_never_vouches_for_a_value_the_rule_refuses():
     for bad in ([["x"]], [{"x": 1}], [1], {"x": 1}, 7, True):
         with pytest.raises(InvalidClaimsError):
             read_grants({"scope": "a", "groups": bad}, sources, known)
+
+
+def test_a_scope_list_item_with_a_space_never_reads_as_a_grant_of_another_kind():
+    # "group admin" is the grant key of the group admin; in a scope claim it is no scope
+    # token at all, and must grant nothing (not the group's routes).
+    from policy_engine.core.grants import GrantSource, read_grants
+
+    scopes_only = (GrantSource("scope", (("scp",),)),)
+    several = (GrantSource("scope", (("scp",),)), GrantSource("role", (("roles",),)))
+    payload = {"scp": ["pets:read", "group admin", "role x"], "roles": ["Pets Reader"]}
+    assert read_grants(payload, scopes_only) == frozenset({"pets:read"})
+    assert read_grants(payload, scopes_only, Memo()) == frozenset({"pets:read"})
+    assert read_grants(payload, several) == frozenset({"pets:read", "role Pets Reader"})
+    assert read_grants(payload, several, Memo()) == frozenset({"pets:read", "role Pets Reader"})
