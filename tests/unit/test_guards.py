@@ -5,7 +5,7 @@ rule decides, so the guarded step and the rule alone always agree.
 The guards: a remembered JOSE header (``jws.decode_jws``), the JSON scanner alone
 (``jws.json_object``), a remembered API ARN (``arn.parse_method_arn``), integer times
 (``claims.check_times``), a plain string ``aud`` (``claims.check_jwt_claims``), a
-remembered scope string (``claims.read_scopes``), a remembered scope text
+remembered scope string (``grants.read_grants``), a remembered scope text
 (``Authorizer.decide``), a remembered policy (``PermissionSet.resources``), the
 context's per-character bound (``decision.context_within_bounds``) and a counted tuple
 of Resources (``decision.response_size_bound``). The response size bound, the last
@@ -39,7 +39,7 @@ from policy_engine.core.decision import (
 )
 from policy_engine.core.memo import MEMO_ENTRIES, Memo
 from policy_engine.core.permissions import PermissionSet, compile_records
-from policy_engine.core.tokens import VerifiedToken, jws, read_scopes
+from policy_engine.core.tokens import VerifiedToken, jws
 from policy_engine.core.tokens.claims import (
     check_audience,
     check_jwt_claims,
@@ -54,6 +54,12 @@ from tests.support.forge import b64
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 ISS = "https://idp.example.com"
 NOW = 1_700_000_000.0
+
+def read_scopes(payload, names, known=None):
+    # SCOPE_CLAIMS as the runtime reads it: one scope source, its first present claim.
+    from policy_engine.core.grants import SCOPE, GrantSource, read_grants
+
+    return read_grants(payload, (GrantSource(SCOPE, tuple((name,) for name in names)),), known)
 
 
 def outcome(rule: Callable[..., Any], *args: Any) -> tuple[str, Any]:
@@ -200,7 +206,7 @@ def test_a_plain_string_aud_is_judged_as_check_audience_judges_it(aud):
         outcome(check_audience, aud, audiences)
 
 
-# -- claims.read_scopes: a scope string split before ------------------------------------
+# -- grants.read_grants: a scope string split before ------------------------------------
 
 scope_values = st.one_of(st.text(alphabet=" ab:\t\u00e9", max_size=12), st.lists(st.text(alphabet="ab ", max_size=3)),
                          st.lists(json_scalars, max_size=2), json_scalars)

@@ -37,7 +37,6 @@ from policy_engine.core.decision import (
 from policy_engine.core.tokens import (
     parse_jwt,
     principal_of,
-    read_scopes,
     validate_claims,
     verify_signature,
 )
@@ -56,6 +55,12 @@ RECORDS = [
     *({"arn": API, "stage": "dev", "httpVerb": "GET", "resource": f"/big/{i}/items", "scope": "big"}
       for i in range(150)),
 ]
+
+def read_scopes(payload, names, known=None):
+    # SCOPE_CLAIMS as the runtime reads it: one scope source, its first present claim.
+    from policy_engine.core.grants import SCOPE, GrantSource, read_grants
+
+    return read_grants(payload, (GrantSource(SCOPE, tuple((name,) for name in names)),), known)
 
 
 class Pair:

@@ -17,7 +17,6 @@ from policy_engine.core.tokens import (
     load_jwks,
     parse_jwt,
     principal_of,
-    read_scopes,
     validate_claims,
     verify_signature,
 )
@@ -36,6 +35,12 @@ from tests.support.forge import b64, claims, raw_token, rsa_key
 ISS = "https://idp.example.com"
 # The configured order (the first present claim wins), read from its one declaration.
 SCOPE_CLAIMS = variable("SCOPE_CLAIMS").default
+
+def read_scopes(payload, names, known=None):
+    # SCOPE_CLAIMS as the runtime reads it: one scope source, its first present claim.
+    from policy_engine.core.grants import SCOPE, GrantSource, read_grants
+
+    return read_grants(payload, (GrantSource(SCOPE, tuple((name,) for name in names)),), known)
 
 
 def _rules(token_types=()):
@@ -208,9 +213,12 @@ def test_scopes_are_exact_tokens_of_the_first_present_claim():
     assert read_scopes({"scope": "a  b c"}, ("scope", "scp")) == {"a", "b", "c"}
     assert read_scopes({"scp": ["a", "b"]}, ("scope", "scp")) == {"a", "b"}
     assert read_scopes({}, ("scope",)) == frozenset()
-    for bad in ({"scope": 1}, {"scope": ["a", 2]}, {"scope": None}, {"scope": {"a": 1}}):
+    for bad in ({"scope": 1}, {"scope": ["a", 2]}, {"scope": {"a": 1}}):
         with pytest.raises(InvalidClaimsError):
             read_scopes(bad, ("scope",))
+    # A grant claim that is null reads as absent (no grant); a JWT's null "scope" is
+    # refused (401) before, by the claim-type rule (check_jwt_claims).
+    assert read_scopes({"scope": None}, ("scope",)) == frozenset()
 
 
 @pytest.mark.parametrize("header", ["Bearer ====", "Bearer a b", "Bearer\ta", "Basic a", "Bearer", "bearer  a="])

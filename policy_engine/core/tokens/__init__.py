@@ -14,7 +14,7 @@ strictly, and PyJWT is used for what it is good at: turning JWKs into keys and
 verifying signatures with its algorithm objects.
 """
 
-from policy_engine.core.tokens.claims import principal_of, read_scopes, validate_claims
+from policy_engine.core.tokens.claims import principal_of, validate_claims
 from policy_engine.core.tokens.introspection import validate_introspection
 from policy_engine.core.tokens.issuers import PRESETS, IssuerRules
 from policy_engine.core.tokens.jws import (
@@ -39,7 +39,6 @@ __all__ = [
     "may_be_jwt_of",
     "parse_jwt",
     "principal_of",
-    "read_scopes",
     "validate_claims",
     "validate_introspection",
     "verify_signature",

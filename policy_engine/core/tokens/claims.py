@@ -14,7 +14,6 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from policy_engine.core.memo import Memo
 from policy_engine.core.tokens.jws import ParsedJwt
 from policy_engine.errors import ExpiredTokenError, InvalidClaimsError
 
@@ -24,7 +23,6 @@ __all__ = [
     "check_times",
     "numeric_date",
     "principal_of",
-    "read_scopes",
     "validate_claims",
 ]
 
@@ -168,39 +166,6 @@ def check_jwt_claims(
         normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
         if normalized not in token_types:
             raise InvalidClaimsError("token typ is not an accepted token type")
-
-
-def read_scopes(
-    payload: Mapping[str, Any], claim_names: Collection[str], known: Memo[str, frozenset[str]] | None = None
-) -> frozenset[str]:
-    """The caller's scopes: the first present claim of ``claim_names``.
-
-    A string is split on single spaces (RFC 6749 §3.3; other whitespace stays inside a
-    scope, which then matches nothing); a list must hold only strings (``scp``).
-    Matching later is exact and case-sensitive.
-
-    ``known`` is the caller's memo of split scope strings (see ``core.memo``): a
-    container sees a handful of distinct ones, one per client profile.
-
-    Raises:
-        InvalidClaimsError: the claim has any other type.
-    """
-    for name in claim_names:
-        if name not in payload:
-            continue
-        value = payload[name]
-        if isinstance(value, str):
-            # Guard: a string split before splits the same way again.
-            scopes = known.get(value) if known is not None else None
-            if scopes is None:
-                scopes = frozenset(part for part in value.split(" ") if part)
-                if known is not None:
-                    known.remember(value, scopes)
-            return scopes
-        if isinstance(value, list) and all(isinstance(part, str) for part in value):
-            return frozenset(value)
-        raise InvalidClaimsError(f"{name} claim is not a space-separated string or a list of strings")
-    return frozenset()
 
 
 def principal_of(payload: Mapping[str, Any]) -> str:
