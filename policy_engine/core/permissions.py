@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
 
-from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
+from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME, MethodArn
 from policy_engine.core.compaction import compact_resources
 from policy_engine.core.grants import (
     KIND_PATTERN,
@@ -56,8 +56,9 @@ from policy_engine.core.grants import (
     placeholder_value,
     split_grant_key,
 )
+from policy_engine.core.iam import glob_matches
 from policy_engine.core.memo import Memo
-from policy_engine.core.routes import RouteTemplate
+from policy_engine.core.routes import RouteTemplate, route_for
 from policy_engine.core.siblings import SiblingRoutes
 from policy_engine.errors import PermissionsError
 
@@ -631,6 +632,19 @@ class PermissionSet:
                  if (g.route.api_arn, g.route.stage) in places and is_route_template(g.route)},
                 resource_glob))
         return index
+
+    def request_resource(self, evaluation: Evaluation, request: MethodArn) -> str | None:
+        """The Resource that allows ``request`` alone, when API Gateway routes it to one of
+        ``evaluation.per_request`` (granted routes no single policy allows exactly): its
+        methodArn as it is, when that holds no IAM wildcard, fits ``MAX_RESOURCE_ARN`` and
+        no Deny of the evaluation matches it. ``None`` otherwise."""
+        arn = str(request)
+        if "*" in arn or "?" in arn or len(arn) > MAX_RESOURCE_ARN:
+            return None
+        route = route_for(request.verb, "/" + request.path, self.siblings(request.api_arn, request.stage).templates)
+        if route not in evaluation.per_request or any(glob_matches(r, arn) for r in evaluation.excluded):
+            return None
+        return arn
 
     def _reach(self, held: frozenset[str]) -> Iterable[str]:
         # The index keys to look at: the grants held, and the empty key of 'authenticated' mappings.
