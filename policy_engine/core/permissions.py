@@ -765,6 +765,7 @@ class PermissionSet:
         routes, refused = self._granted(held, api_arn, stage, claims)
         excluded: tuple[str, ...] = ()
         per_request: tuple[RouteTemplate, ...] = ()
+        arns: set[str] = set()
         siblings = self.siblings(api_arn, stage)
         if siblings:
             named = [(route.verb, route.resource) for route in routes if (route.verb, route.resource) in siblings]
@@ -775,11 +776,12 @@ class PermissionSet:
                               for arn in _route_arns(route, stage))
                 verdict = siblings.verdict(named, globs)
                 excluded = tuple(prefix + tail for tail in verdict.denied)
-                if verdict.unsafe:
-                    unsafe = set(verdict.unsafe)
-                    routes = [route for route in routes if (route.verb, route.resource) not in unsafe]
-                    per_request = tuple(siblings.template(key) for key in verdict.unsafe)
-        arns: set[str] = set()
+                unsafe = set(verdict.unsafe)
+                per_request = tuple(siblings.template(key) for key in verdict.unsafe)
+                # The named routes as SiblingRoutes writes them (its globs are what it reasoned about).
+                routed = {key for key in named if key not in unsafe}
+                routes = [route for route in routes if (route.verb, route.resource) not in siblings]
+                arns.update(prefix + glob for key in routed for glob in siblings.globs(key))
         for route in routes:
             arns.update(_route_arns(route, stage))
         # Left out before compaction: a merged Resource may stand for shorter ones too,

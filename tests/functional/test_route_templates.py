@@ -28,6 +28,8 @@ apis:
       ANY /store/{{proxy+}}: [store:admin]
       GET /files/{{id}}: [files:read]
       GET /files/{{proxy+}}: [files:admin]
+      GET /docs/{{id}}/meta: [docs:meta]
+      GET /docs/{{proxy+}}: [docs:admin]
 """
 
 
@@ -63,29 +65,38 @@ def test_a_greedy_route_leaves_its_literal_sibling_alone(idp: Any, handler: Modu
     assert verdict(reader, "GET", "/store/anything") is Verdict.IMPLICIT_DENY
 
 
+def test_a_greedy_route_beside_a_one_segment_route_is_written_exactly(idp: Any, handler: ModuleType) -> None:
+    # GET /files/{id} takes every one-segment path, so GET /files/{proxy+} gets two or more:
+    # files/*/* for the greedy route, and a Deny of exactly that for the one-segment reader.
+    reader = invoke(handler, token_event(idp.mint(scope="files:read"), "GET", "/files/1"))
+    assert verdict(reader, "GET", "/files/2") is Verdict.ALLOW
+    assert verdict(reader, "GET", "/files/1/2") is Verdict.EXPLICIT_DENY
+    admin = invoke(handler, token_event(idp.mint(scope="files:admin"), "GET", "/files/a/b"))
+    assert verdict(admin, "GET", "/files/a/b/c") is Verdict.ALLOW
+    assert verdict(admin, "GET", "/files/a") is not Verdict.ALLOW
+
+
 def test_when_no_policy_can_be_exact_only_the_decided_request_is_allowed(
     idp: Any, handler: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GET /files/{id} and GET /files/{proxy+} under different grants: IAM cannot tell one
-    # segment from several, so a files:read policy can only name the request itself.
-    reader = invoke(handler, token_event(idp.mint(scope="files:read"), "GET", "/files/1"))
-    assert verdict(reader, "GET", "/files/1") is Verdict.ALLOW
-    for path in ("/files/2", "/files/1/2"):  # the cache meets these: fail closed, never an over-grant
+    # GET /docs/{id}/meta's docs/*/meta also matches docs/1/2/meta, which the greedy route
+    # takes; denying that route (docs/*) would deny the reader's own route too.
+    reader = invoke(handler, token_event(idp.mint(scope="docs:meta"), "GET", "/docs/1/meta"))
+    assert verdict(reader, "GET", "/docs/1/meta") is Verdict.ALLOW
+    for path in ("/docs/2/meta", "/docs/1/2/meta", "/docs/1"):  # what the cache meets: never an over-grant
         assert verdict(reader, "GET", path) is not Verdict.ALLOW
-    deep = invoke(handler, token_event(idp.mint(scope="files:read"), "GET", "/files/1/2"))
-    assert deep.response is not None and verdict(deep, "GET", "/files/1/2") is not Verdict.ALLOW
-    admin = invoke(handler, token_event(idp.mint(scope="files:admin"), "GET", "/files/a/b"))
-    assert verdict(admin, "GET", "/files/a/b") is Verdict.ALLOW
-    assert verdict(admin, "GET", "/files/a") is not Verdict.ALLOW
+    deep = invoke(handler, token_event(idp.mint(scope="docs:meta"), "GET", "/docs/1/2/meta"))
+    assert deep.response is not None and verdict(deep, "GET", "/docs/1/2/meta") is not Verdict.ALLOW
     decisions = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     assert any(d.get("reason") == "granted_this_request" for d in decisions)
 
 
 def test_a_wildcard_in_the_request_is_never_written_into_a_policy(idp: Any, handler: ModuleType) -> None:
-    result = invoke(handler, token_event(idp.mint(scope="files:read"), "GET", "/files/*"))
+    # a per-request answer for a path holding '*' would allow every path it matches
+    result = invoke(handler, token_event(idp.mint(scope="docs:meta"), "GET", "/docs/*/meta"))
     assert result.response is not None
-    assert verdict(result, "GET", "/files/7") is not Verdict.ALLOW
-    assert verdict(result, "GET", "/files/*") is not Verdict.ALLOW
+    assert verdict(result, "GET", "/docs/7/meta") is not Verdict.ALLOW
+    assert verdict(result, "GET", "/docs/*/meta") is not Verdict.ALLOW
 
 
 def test_simple_responses_per_route_key_follow_the_routing(idp: Any, make_handler: Any, tmp_path: Path) -> None:
