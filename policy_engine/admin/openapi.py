@@ -516,7 +516,8 @@ class _Reader:
             default_route = raw_path == "/$default"
             problem = None if default_route else _path_problem(raw_path)
             if problem:
-                raise self.error(at, f"path {raw_path!r} cannot be an API Gateway route: {problem}")
+                raise OpenApiError(f"{self.key_line(at, raw_path)}: {_show(at)}: path {raw_path!r} cannot be an API "
+                                   f"Gateway route: {problem}")
             route = raw_path if not prefix or default_route else prefix + ("" if raw_path == "/" else raw_path)
             for key, value, base in fields:
                 if isinstance(key, str) and key.startswith("x-") and key != _ANY_METHOD:
