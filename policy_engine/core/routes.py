@@ -303,3 +303,110 @@ def _spell(parents: dict[_State, tuple[_State | None, str]], state: _State) -> s
         chars.append(char)
         parent, char = parents[parent]
     return "".join(reversed(chars))
+
+
+def segment_kinds(route: RouteTemplate) -> tuple[int, ...]:
+    """How specific each path segment of ``route`` is: 0 literal, 1 ``{name}``, 2 ``{name+}``.
+
+    Of two routes that match one request, API Gateway picks the one whose first
+    differing segment is the more specific (literal before parameter before greedy),
+    per method; on the same path an exact method beats ``ANY`` (AWS, "Routing API
+    requests": https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html).
+    """
+    if route.key == "$default":
+        return (3,)
+    path = route.key.partition(" ")[2]
+    kinds = []
+    for segment in path[1:].split("/"):
+        if segment.startswith("{") and segment.endswith("+}"):
+            kinds.append(2)
+        elif segment.startswith("{") and segment.endswith("}"):
+            kinds.append(1)
+        else:
+            kinds.append(0)
+    return tuple(kinds)
+
+
+def outranks(route: RouteTemplate, other: RouteTemplate) -> bool:
+    """True when API Gateway sends a request both routes match to ``route``, not ``other``."""
+    mine, theirs = segment_kinds(route), segment_kinds(other)
+    if mine != theirs:
+        for a, b in zip(mine, theirs, strict=False):
+            if a != b:
+                return a < b
+        return False  # one is a prefix of the other: they never match the same path
+    return len(route.methods) < len(other.methods)  # an exact method before ANY
+
+
+def reaches(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemplate, ...] = ()) -> bool:
+    """True when some request of ``route`` (``METHOD/path``, no API or stage) that no
+    route in ``above`` also matches is matched by one of the IAM globs ``globs``.
+
+    With ``above`` the routes that outrank ``route`` (``outranks``), that is "does a
+    policy allowing ``globs`` reach a request API Gateway routes to ``route``". Decided
+    on the product of the automata, as ``route_coverage`` does; past ``MAX_STATES``
+    explored states the answer is ``True``: every caller of this function treats a
+    reach as something to deny or to refuse, never to allow.
+    """
+    grants = _Globs(globs, "")
+    requests = _Route(route)
+    higher = tuple(_Route(other) for other in above)
+    alphabet = grants.literals() | requests.literals() | {"/"}
+    for other in higher:
+        alphabet |= other.literals()
+    alphabet.add(_other_character(alphabet))
+    letters = sorted(alphabet)
+    start = (frozenset({0}), grants.start, tuple(frozenset({0}) for _ in higher))
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        route_states, grant_states, higher_states = queue.popleft()
+        if (requests.final in route_states and grants.accepts(grant_states)
+                and not any(other.final in states for other, states in zip(higher, higher_states, strict=True))):
+            return True
+        for char in letters:
+            next_route = requests.step(route_states, char)
+            if not next_route:
+                continue
+            next_grants = grants.step(grant_states, char)
+            if not next_grants:
+                continue
+            following = (next_route, next_grants,
+                         tuple(other.step(states, char) for other, states in zip(higher, higher_states, strict=True)))
+            if following in seen:
+                continue
+            if len(seen) >= MAX_STATES:
+                return True
+            seen.add(following)
+            queue.append(following)
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _route_regex(route: RouteTemplate) -> re.Pattern[str]:
+    # The path; {name} is one non-empty segment, {name+} one or more characters of any kind.
+    pieces = []
+    for part in route.path:
+        if isinstance(part, str):
+            pieces.append(re.escape(part))
+        else:
+            pieces.append("[^/]+" if part is PathPart.SEGMENT else ".+")
+    return re.compile("/" + "".join(pieces), re.DOTALL)
+
+
+def route_matches(route: RouteTemplate, method: str, path: str) -> bool:
+    """True when ``route`` matches the request ``method`` ``path`` (``path`` with its leading ``/``)."""
+    if method not in route.methods:
+        return False
+    return route.path == (PathPart.ANYTHING,) or _route_regex(route).fullmatch(path) is not None
+
+
+def route_for(method: str, path: str, routes: Sequence[RouteTemplate]) -> RouteTemplate | None:
+    """The route of ``routes`` API Gateway sends the request ``method`` ``path`` to
+    (``path`` with its leading ``/``), or ``None`` when none matches it: the most
+    specific one (``outranks``)."""
+    best: RouteTemplate | None = None
+    for route in routes:
+        if route_matches(route, method, path) and (best is None or outranks(route, best)):
+            best = route
+    return best
