@@ -12,9 +12,9 @@ a plain string, several scopes needed together as ``{allOf: {scope: [...]}}`` (s
 any authenticated caller as ``{authenticated: true}``. Every scalar is written as a
 double-quoted JSON string, which YAML reads back unchanged whatever it holds.
 
-``ANY`` (``x-amazon-apigateway-any-method``) routes every method that has no operation
-of its own on that path; a mapping's ``ANY`` grants every method. So an ``ANY``
-operation beside explicit ones is written as the methods it really routes.
+``ANY`` (``x-amazon-apigateway-any-method``) is written as ``ANY``: like API Gateway,
+the engine gives a method declared on the same path precedence over it
+(``core.siblings``), so ``ANY /orders/{id}`` beside ``GET /orders/{id}`` grants no GET.
 
 A header of comments names the source and its digest, the version and title, the
 command that regenerates the file, the operations that need no authorization and those
@@ -75,23 +75,12 @@ def _item(alternative: frozenset[str]) -> str:
 
 
 def routes_of(operations: Iterable[Operation]) -> list[Route]:
-    """The routes to write, sorted by path then method: one per operation with a
-    requirement, an ``ANY`` beside explicit methods split into the methods it routes."""
-    operations = list(operations)
-    declared: dict[str, set[str]] = {}
-    for operation in operations:
-        declared.setdefault(operation.path, set()).add(operation.verb)
-    routes: list[Route] = []
-    for operation in operations:
-        if not operation.requirements:
-            continue
-        items = tuple(_item(alternative) for alternative in operation.requirements)
-        verbs = [operation.verb]
-        if operation.verb == "ANY" and len(declared[operation.path]) > 1:
-            verbs = [verb for verb in HTTP_VERBS if verb not in declared[operation.path]]
-        routes.extend(Route(f"{verb} {operation.path}", items, operation) for verb in verbs)
+    """The routes to write, one per operation with a requirement, sorted by path then
+    method (``ANY`` first)."""
+    routes = [Route(operation.route, tuple(_item(alternative) for alternative in operation.requirements), operation)
+              for operation in operations if operation.requirements]
     order = {verb: i for i, verb in enumerate(("ANY", *sorted(HTTP_VERBS)))}
-    routes.sort(key=lambda r: (r.operation.path, order.get(r.key.partition(" ")[0], 99), r.key))
+    routes.sort(key=lambda r: (r.operation.path, order.get(r.operation.verb, len(order)), r.key))
     return routes
 
 
@@ -123,8 +112,6 @@ def render(document: OpenApiDocument, *, arn: str, stages: Sequence[str], comman
         lines += [f"#   {op.verb} {op.path}  ({_comment(op.where)}): {_comment(op.reason)}"
                   for op in document.skipped]
     notes = [f"{op.route}: {note}" for op in document.operations if op.requirements for note in op.notes]
-    split = sorted({r.operation.route for r in routes if r.operation.verb == "ANY" and not r.key.startswith("ANY ")})
-    notes += [f"{route}: written as the methods that have no operation of their own on its path" for route in split]
     notes += list(document.notes)
     if notes:
         lines += ["#", "# Notes:"]
