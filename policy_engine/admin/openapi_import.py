@@ -107,7 +107,7 @@ def render(document: OpenApiDocument, *, arn: str, stages: Sequence[str], comman
         lines += [f"#   {op.route}  ({_comment(op.where)})" for op in free]
     left = [op for op in document.operations if op.requirements == ()]
     if left or document.skipped:
-        lines += ["#", "# Not imported (no caller is granted them):"]
+        lines += ["#", "# Not imported (no mapping grants them):"]
         lines += [f"#   {op.route}  ({_comment(op.where)}): {_comment('; '.join(op.notes))}" for op in left]
         lines += [f"#   {op.verb} {op.path}  ({_comment(op.where)}): {_comment(op.reason)}"
                   for op in document.skipped]

@@ -63,7 +63,7 @@ def test_without_o_the_yaml_goes_to_stdout_and_the_report_to_stderr(capsys):
     assert "GET /health" not in document["apis"][0]["routes"]
     assert "imported  6 operations as 6 routes" in err
     assert "no authorization  1 (no mapping): GET /health" in err
-    assert "not imported  3 (no caller is granted them):" in err
+    assert "not imported  3 (no mapping grants them):" in err
     assert re.search(r"^took      \d+\.\d{3} s$", err, re.M)
 
 

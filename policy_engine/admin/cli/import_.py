@@ -164,7 +164,7 @@ def _report(args: argparse.Namespace, document: OpenApiDocument, status: str, re
     if free:
         print(f"no authorization  {len(free)} (no mapping): {', '.join(op.route for op in free)}", file=err)
     if left or document.skipped:
-        print(f"not imported  {len(left) + len(document.skipped)} (no caller is granted them):", file=err)
+        print(f"not imported  {len(left) + len(document.skipped)} (no mapping grants them):", file=err)
         for op in left:
             print(f"  {op.route} ({op.where}): {'; '.join(op.notes)}", file=err)
         for skipped in document.skipped:
