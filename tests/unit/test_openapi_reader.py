@@ -353,3 +353,31 @@ def test_files_that_cannot_be_read_are_errors(tmp_path):
         read_openapi(tmp_path / "latin.yaml")
     with pytest.raises(OpenApiError, match="base path mode 'keep'"):
         read_openapi(PETSTORE, base_path="keep")
+
+
+def test_extensions_under_paths_are_not_routes_and_an_unquoted_swagger_version_is_read(tmp_path):
+    path = spec(tmp_path, "swagger: 2.0\ninfo: {title: t, version: '1'}\npaths:\n  x-note: {get: {}}\n"
+                          "  /a: {get: {security: []}, x-owner: team}\n")
+    document = read_openapi(path)
+    assert document.version == "2.0" and [op.route for op in document.operations] == ["GET /a"]
+
+
+def test_a_relative_server_url_is_the_base_path(tmp_path):
+    path = spec(tmp_path, "openapi: 3.0.3\ninfo: {title: t, version: '1'}\nservers: [{url: /api/v1/}]\npaths:\n"
+                          "  /a: {get: {security: []}}\n")
+    assert [op.path for op in read_openapi(path, base_path="prepend").operations] == ["/api/v1/a"]
+    assert [op.path for op in read_openapi(path, base_path="split").operations] == ["/v1/a"]
+
+
+def test_a_method_both_in_a_path_item_and_its_ref_is_an_error(tmp_path):
+    text = OAS30 + "  /a:\n    get: {security: []}\n  /b:\n    $ref: '#/paths/~1a'\n    get: {security: []}\n"
+    assert failure(tmp_path, text).startswith(f"{tmp_path / 'spec.yaml'}:14: paths['/b'].get: get is both here and "
+                                              "in the $ref'd path item")
+
+
+def test_security_schemes_may_be_local_refs(tmp_path):
+    text = OAS30.replace("    key: {type: apiKey, in: header, name: x-api-key}\n",
+                         "    key: {$ref: '#/components/x-schemes/o'}\n  x-schemes:\n"
+                         "    o: {type: openIdConnect, openIdConnectUrl: https://idp.example.com/oidc}\n")
+    path = spec(tmp_path, text + "  /a: {get: {security: [{key: [s]}]}}\n")
+    assert read_openapi(path).operations[0].requirements == needs({"s"})
