@@ -26,6 +26,7 @@ permission set): which routes a template reaches does not depend on the caller.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -42,6 +43,15 @@ def route_key_of(key: RouteKey) -> RouteTemplate:
     """The ``RouteTemplate`` of a mapping's (verb, resource)."""
     verb, resource = key
     return parse_route_key(f"{'ANY' if verb == '*' else verb} /{resource}")
+
+
+_GREEDY = re.compile(r"\{[^{}/]+\+\}")
+_ONE_SEGMENT = re.compile(r"\{[^{}/+]+\}")
+
+
+def _shape(segment: str) -> str:
+    # A segment as routing sees it: a literal, or "a parameter" whatever its name.
+    return "{}" if _ONE_SEGMENT.fullmatch(segment) else segment
 
 
 def _literal_opening(path: str) -> str:
@@ -92,11 +102,27 @@ class SiblingRoutes:
         return self._routes[key]
 
     def globs(self, key: RouteKey, methods: Iterable[str] | None = None) -> tuple[str, ...]:
-        """``key``'s requests as IAM globs ``METHOD/path`` (for ``methods`` of its own only)."""
+        """IAM globs ``METHOD/path`` that match every request API Gateway routes to ``key``
+        (for ``methods`` of its own only): its template with parameters as ``*``, except
+        that a greedy parameter becomes ``*/*`` for a method where a one-segment sibling
+        (``{id}`` in the same place, same path before it) takes every one-segment path."""
         route = self._routes[key]
         chosen = route.methods if methods is None else tuple(m for m in route.methods if m in set(methods))
+        return tuple(f"{method}/{self._glob(key, method)}" for method in chosen)
+
+    def _glob(self, key: RouteKey, method: str) -> str:
         glob = self._glob_of(key[1])
-        return tuple(f"{method}/{glob}" for method in chosen)
+        segments = key[1].split("/")
+        if not _GREEDY.fullmatch(segments[-1]):
+            return glob
+        shape = [_shape(segment) for segment in segments[:-1]]
+        for other_key, other in self._routes.items():
+            theirs = other_key[1].split("/")
+            if (method in other.methods and len(theirs) == len(segments) and _ONE_SEGMENT.fullmatch(theirs[-1])
+                    and [_shape(segment) for segment in theirs[:-1]] == shape):
+                # Every one-segment path goes to the sibling: this route only gets two or more.
+                return glob + "/*"
+        return glob
 
     def _reached_by(
         self, globs: tuple[str, ...], methods: set[str], opening: str, skip: RouteKey

@@ -29,9 +29,11 @@ ROUTES = [
     "GET /files/{id}", "GET /files/{proxy+}",
     "PATCH /users/me", "GET /users/{userId}",
     "ANY /things/{id}", "GET /things/{id}", "GET /things/real",
+    "GET /docs/{id}/meta", "GET /docs/{proxy+}",
 ]
 SCOPES = ["s0", "s1", "s2", "s3"]
-VALUES = ["1", "findByStatus", "me", "real", "inventory", "photos", "order", "a/b", "x/photos", "1/photos/2"]
+VALUES = ["1", "findByStatus", "me", "real", "inventory", "photos", "order", "a/b", "x/photos", "1/photos/2",
+          "1/2/meta"]
 METHODS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
 
 
