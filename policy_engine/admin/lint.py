@@ -52,10 +52,12 @@ from policy_engine.core.decision import (
 from policy_engine.core.grants import MAX_PLACEHOLDER_VALUE, SCOPE, grant_key, split_grant_key
 from policy_engine.core.permissions import (
     AUTHENTICATED,
+    NOBODY,
     Grant,
     Locate,
     PermissionSet,
     compile_records,
+    is_member_json,
     placeholders_of,
     requirement_of,
 )
@@ -120,10 +122,12 @@ class ScopeCatalog:
 def needs_label(needs: str) -> str:
     """What a mapping needs, for people: ``pets:read``, ``all of group pet-readers + scope
     pets:read``, ``any authenticated caller``."""
-    if not needs.startswith("{"):
+    if not is_member_json(needs):
         return needs
     if needs == AUTHENTICATED:
         return "any authenticated caller"
+    if needs == NOBODY:
+        return "nobody"
     keys = sorted(requirement_of(needs), key=split_grant_key)
     parts = [" ".join(split_grant_key(key)) for key in keys]
     return parts[0] if len(parts) == 1 else "all of " + " + ".join(parts)

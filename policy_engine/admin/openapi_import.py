@@ -9,7 +9,8 @@ API group with the ``arn`` and ``stages`` given on the command line and one rout
 imported operation, keyed by its API Gateway route template (``GET /pet/{petId}``). A
 route's items are its requirement's alternatives (any one is enough): a single scope as
 a plain string, several scopes needed together as ``{allOf: {scope: [...]}}`` (sorted),
-any authenticated caller as ``{authenticated: true}``. Every scalar is written as a
+any authenticated caller as ``{authenticated: true}``, no caller (the operation is secured
+only by schemes the authorizer does not read) as ``[]``. Every scalar is written as a
 double-quoted JSON string, which YAML reads back unchanged whatever it holds.
 
 ``ANY`` (``x-amazon-apigateway-any-method``) is written as ``ANY``: like API Gateway,
@@ -75,10 +76,12 @@ def _item(alternative: frozenset[str]) -> str:
 
 
 def routes_of(operations: Iterable[Operation]) -> list[Route]:
-    """The routes to write, one per operation with a requirement, sorted by path then
-    method (``ANY`` first)."""
+    """The routes to write, one per operation that needs authorization, sorted by path then
+    method (``ANY`` first). An operation no caller can be granted (secured only by what
+    the authorizer does not read) is written with no items, ``[]``: a known route, so that
+    a sibling template's wildcard is taken back from it (``core.siblings``)."""
     routes = [Route(operation.route, tuple(_item(alternative) for alternative in operation.requirements), operation)
-              for operation in operations if operation.requirements]
+              for operation in operations if operation.requirements is not None]
     order = {verb: i for i, verb in enumerate(("ANY", *sorted(HTTP_VERBS)))}
     routes.sort(key=lambda r: (r.operation.path, order.get(r.operation.verb, len(order)), r.key))
     return routes
@@ -106,9 +109,11 @@ def render(document: OpenApiDocument, *, arn: str, stages: Sequence[str], comman
         lines += ["#", "# Needs no authorization (no mapping; API Gateway calls no authorizer for it):"]
         lines += [f"#   {op.route}  ({_comment(op.where)})" for op in free]
     left = [op for op in document.operations if op.requirements == ()]
-    if left or document.skipped:
-        lines += ["#", "# Not imported (no mapping grants them):"]
+    if left:
+        lines += ["#", "# Granted to no caller (written as [], so that no sibling's wildcard reaches them):"]
         lines += [f"#   {op.route}  ({_comment(op.where)}): {_comment('; '.join(op.notes))}" for op in left]
+    if document.skipped:
+        lines += ["#", "# Not imported (not an API Gateway method):"]
         lines += [f"#   {op.verb} {op.path}  ({_comment(op.where)}): {_comment(op.reason)}"
                   for op in document.skipped]
     notes = [f"{op.route}: {note}" for op in document.operations if op.requirements for note in op.notes]

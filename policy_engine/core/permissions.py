@@ -70,6 +70,8 @@ __all__ = [
     "HTTP_VERBS",
     "MAX_GRANT_VALUE",
     "MAX_RESOURCE_ARN",
+    "NOBODY",
+    "NOBODY_KEY",
     "Evaluation",
     "FieldProblem",
     "Fields",
@@ -81,6 +83,7 @@ __all__ = [
     "compile_records",
     "content_digest",
     "grant_value_rule",
+    "is_member_json",
     "is_route_template",
     "longest_resource_arn",
     "needs_of",
@@ -117,13 +120,28 @@ _PARAMETER = re.compile(r"\{[A-Za-z0-9_.-]+\+?\}")
 _PLACEHOLDER_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()+,;=:@%]+")
 
 #: The members of a mapping record that say what it needs; a record has exactly one.
-GRANT_FIELDS = ("scope", "group", "role", "allOf", "authenticated")
+GRANT_FIELDS = ("scope", "group", "role", "allOf", "authenticated", "nobody")
 
 #: The longest group, role or other non-scope grant value a mapping may name.
 MAX_GRANT_VALUE = 256
 
 #: The needs text of ``authenticated: true`` (``needs_text``).
 AUTHENTICATED = '{"authenticated":true}'
+
+#: The needs text of ``nobody: true`` (``[]`` in the grouped form): the route exists and no
+#: caller is granted it. It grants nothing; it makes the route known, so that a sibling
+#: template's wildcard is taken back from it (``core.siblings``).
+NOBODY = '{"nobody":true}'
+
+#: The one grant key ``NOBODY`` requires: no token can hold it (every held key without a
+#: space is a scope token, every other is ``<kind> <value>`` with a lower-case kind).
+NOBODY_KEY = "\x00 nobody"
+
+
+def is_member_json(needs: str) -> bool:
+    """True when ``needs`` is the JSON of a record's member, not a scope: JSON holds a
+    ``"``, which no scope token does (RFC 6749 section 3.3), even one that starts with ``{``."""
+    return needs.startswith("{") and '"' in needs
 
 
 class FieldProblem(ValueError):
@@ -269,6 +287,8 @@ def requirement_text(requirement: Iterable[str]) -> str:
     keys = frozenset(requirement)
     if not keys:
         return AUTHENTICATED
+    if NOBODY_KEY in keys:
+        return NOBODY
     if len(keys) == 1:
         (key,) = keys
         kind, value = split_grant_key(key)
@@ -287,11 +307,13 @@ def requirement_of(needs: str) -> frozenset[str]:
     Raises:
         ValueError: ``needs`` is JSON but not a canonical member.
     """
-    if not needs.startswith("{"):
+    if not is_member_json(needs):
         return frozenset((needs,))
     member = json.loads(needs)
     if member == {"authenticated": True}:
         return frozenset()
+    if member == {"nobody": True}:
+        return frozenset((NOBODY_KEY,))
     all_of = member.get("allOf") if isinstance(member, dict) and len(member) == 1 else None
     if not isinstance(all_of, dict):
         raise ValueError(f"not a requirement: {needs!r}")
@@ -309,7 +331,7 @@ def needs_of(record: Mapping[str, Any]) -> str | None:
     value = record[name]
     if name == "scope":
         return value if type(value) is str else None
-    if name in ("allOf", "authenticated"):
+    if name in ("allOf", "authenticated", "nobody"):
         return needs_text({name: value})
     return None
 
@@ -434,6 +456,8 @@ def _requirement_needs(name: Any, value: Any) -> str | None:
     # decide (another member, another type). Raises FieldProblem as the rules do.
     if name == "authenticated":
         return AUTHENTICATED if value is True else None
+    if name == "nobody":
+        return NOBODY if value is True else None
     if name == "group" or name == "role":
         return requirement_text((grant_key(name, FIELD_RULES[name](value)),)) if type(value) is str else None
     if name != "allOf" or type(value) is not dict:
@@ -575,9 +599,11 @@ class PermissionSet:
         requirements: dict[str, frozenset[str]] = {}
         for grant in self.grants:
             route, needs = grant.route, grant.needs
+            if needs == NOBODY:
+                continue  # grants nothing: only a known route (``siblings``)
             at = (route.api_arn, route.stage)
             has_placeholder = "{claim:" in route.resource
-            if not has_placeholder and not needs.startswith("{"):
+            if not has_placeholder and not is_member_json(needs):
                 # The common case (a scope): a plain route under the scope.
                 plain.setdefault(needs, {}).setdefault(at, []).append(route)
                 continue
@@ -909,6 +935,7 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
 
     A route's items are OR'd: each is a scope, or an object with exactly one grant
     member of a record (``scope``, ``group``, ``role``, ``allOf``, ``authenticated``).
+    An empty list is ``nobody: true``: the route exists and no caller is granted it.
 
     Returns the records and a ``locate`` for paths into those records.
 
@@ -982,9 +1009,12 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                 continue
             if isinstance(items, (str, dict)):
                 items = [items]
-            if not isinstance(items, list) or not items:
-                problems.append(f"{locate(route_where)}: route {route_key!r} needs a list of scopes or grants")
+            if not isinstance(items, list):
+                problems.append(f"{locate(route_where)}: route {route_key!r} needs a list of scopes or grants "
+                                "([] when the route exists and no caller is granted it)")
                 continue
+            if not items:
+                items = [{"nobody": True}]
             for s_i, item in enumerate(items):
                 # An item is a scope, or an object with one of the record's grant members.
                 member = {"scope": item} if not isinstance(item, dict) else item

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from policy_engine.core.permissions import PermissionSet, content_digest
+from policy_engine.core.permissions import PermissionSet, content_digest, is_member_json
 
 __all__ = ["MappingKey", "Plan", "digest", "keys_of", "plan", "record_of"]
 
@@ -50,7 +50,7 @@ def record_of(key: MappingKey) -> dict[str, Any]:
     ``scope`` for one scope, else the member its needs text holds (``allOf``,
     ``authenticated``)."""
     record: dict[str, Any] = {"arn": key.arn, "stage": key.stage, "httpVerb": key.verb, "resource": key.resource}
-    if key.needs.startswith("{"):
+    if is_member_json(key.needs):
         record.update(json.loads(key.needs))
     else:
         record["scope"] = key.needs

@@ -30,6 +30,7 @@ from policy_engine.core.permissions import (
     AUTHENTICATED,
     FIELD_RULES,
     GRANT_FIELDS,
+    NOBODY,
     FieldProblem,
     Fields,
     Locate,
@@ -52,7 +53,7 @@ def _custom(problem: FieldProblem, path: tuple[int | str, ...] = ()) -> Pydantic
 
 class MappingRecord(BaseModel):
     """One permission mapping, as the AWS Security Blog's document writes it, with exactly
-    one of ``scope``, ``group``, ``role``, ``allOf`` and ``authenticated``."""
+    one of ``scope``, ``group``, ``role``, ``allOf``, ``authenticated`` and ``nobody``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=False)
 
@@ -65,6 +66,7 @@ class MappingRecord(BaseModel):
     role: str | None = None
     all_of: dict[str, list[str]] | None = Field(default=None, alias="allOf")
     authenticated: StrictBool | None = None
+    nobody: StrictBool | None = None
     description: str | None = None
 
     @field_validator("arn", "stage", "http_verb", "resource", "scope", "group", "role")
@@ -105,12 +107,12 @@ class MappingRecord(BaseModel):
     def _one_grant(self) -> MappingRecord:
         given = [name for name in GRANT_FIELDS if _ALIASES_BACK.get(name, name) in self.model_fields_set]
         if not given:
-            raise PydanticCustomError("grant_missing", "a mapping needs one of scope, group, role, allOf or "
-                                      "authenticated", {"field": ""})
+            raise PydanticCustomError("grant_missing", "a mapping needs one of scope, group, role, allOf, "
+                                      "authenticated or nobody", {"field": ""})
         if len(given) > 1:
-            raise PydanticCustomError("grant_twice", f"a mapping has exactly one of scope, group, role, allOf and "
-                                      f"authenticated; this one has {' and '.join(given)} (for several grants at "
-                                      "once use allOf; for any of them, write one mapping each)",
+            raise PydanticCustomError("grant_twice", f"a mapping has exactly one of scope, group, role, allOf, "
+                                      f"authenticated and nobody; this one has {' and '.join(given)} (for several "
+                                      "grants at once use allOf; for any of them, write one mapping each)",
                                       {"field": given[1]})
         name = given[0]
         if name != "allOf" and getattr(self, name) is None:
@@ -121,6 +123,9 @@ class MappingRecord(BaseModel):
             raise PydanticCustomError(
                 "authenticated_false", "authenticated must be true (false grants nothing: leave the mapping out)",
                 {"field": "authenticated"})
+        if self.nobody is False:
+            raise PydanticCustomError(
+                "nobody_false", "nobody must be true (it marks a route no caller is granted)", {"field": "nobody"})
         return self
 
     @property
@@ -130,6 +135,8 @@ class MappingRecord(BaseModel):
             return self.scope
         if self.authenticated:
             return AUTHENTICATED
+        if self.nobody:
+            return NOBODY
         if self.group is not None:
             return requirement_text((grant_key("group", self.group),))
         if self.role is not None:
@@ -150,7 +157,8 @@ def schema_fields(raw: Any) -> Fields:
 
 _ALIASES = {"http_verb": "httpVerb", "all_of": "allOf"}
 _ALIASES_BACK = {alias: name for name, alias in _ALIASES.items()}
-_EXPECTED = "arn, stage, httpVerb, resource, description and one of scope, group, role, allOf, authenticated"
+_EXPECTED = ("arn, stage, httpVerb, resource, description and one of scope, group, role, allOf, authenticated, "
+             "nobody")
 
 
 def describe(exc: ValidationError, prefix: tuple[int | str, ...], locate: Locate) -> list[str]:
@@ -171,7 +179,7 @@ def describe(exc: ValidationError, prefix: tuple[int | str, ...], locate: Locate
             message = f"unknown field {field!r} (expected {_EXPECTED})"
         elif kind == "model_type" or (kind == "dict_type" and not loc):
             message = ("a mapping must be an object with arn, stage, httpVerb, resource and one of scope, group, "
-                       "role, allOf, authenticated")
+                       "role, allOf, authenticated, nobody")
         elif kind == "dict_type":
             message = f"{field} must map grant kinds to lists of values (as in {{scope: [pets:read]}})"
         elif kind == "string_type":

@@ -78,10 +78,10 @@ def test_every_problem_is_reported_and_nothing_loads(tmp_path):
     "text,expected",
     [
         (BLOG_ENTRY.replace("  scope: pets:read\n", ""),
-         "t.yaml:1: a mapping needs one of scope, group, role, allOf or authenticated"),
+         "t.yaml:1: a mapping needs one of scope, group, role, allOf, authenticated or nobody"),
         (BLOG_ENTRY + "  scopes: x\n",
          "t.yaml:6: unknown field 'scopes' (expected arn, stage, httpVerb, resource, description and one of "
-         "scope, group, role, allOf, authenticated)"),
+         "scope, group, role, allOf, authenticated, nobody)"),
         (BLOG_ENTRY.replace(API, "arn:aws:execute-api:us-east-1:123:api"),
          "t.yaml:1: arn 'arn:aws:execute-api:us-east-1:123:api' is not an API ARN"),
         (BLOG_ENTRY.replace("/pets", "/pets/x{id}"), "t.yaml:2: resource '/pets/x{id}': a route parameter is a whole"),

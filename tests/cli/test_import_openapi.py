@@ -63,7 +63,9 @@ def test_without_o_the_yaml_goes_to_stdout_and_the_report_to_stderr(capsys):
     assert "GET /health" not in document["apis"][0]["routes"]
     assert "imported  6 operations as 6 routes" in err
     assert "no authorization  1 (no mapping): GET /health" in err
-    assert "not imported  3 (no mapping grants them):" in err
+    assert "no caller  2 (written as []: known routes no token is granted):" in err
+    assert document["apis"][0]["routes"]["GET /store/inventory"] == []
+    assert "not imported  1 (not API Gateway methods):" in err
     assert re.search(r"^took      \d+\.\d{3} s$", err, re.M)
 
 
@@ -86,7 +88,7 @@ def test_routes_are_sorted_by_path_then_method(capsys):
     out = imported(capsys, DATA / "apigateway-swagger20.yaml")
     keys = list(yaml.safe_load(out)["apis"][0]["routes"])
     assert keys == ["GET /", "GET /orders", "POST /orders", "ANY /orders/{orderId}", "GET /orders/{orderId}",
-                    "ANY /static/{proxy+}"]
+                    "GET /reports", "ANY /static/{proxy+}"]
 
 
 def test_the_output_is_the_same_bytes_every_time(capsys, tmp_path):
@@ -160,8 +162,8 @@ def test_the_json_report_lists_imported_free_and_skipped_operations(capsys, tmp_
         "GET /catalog", "GET /pets", "POST /pets", "DELETE /pets/{petId}", "GET /pets/{petId}",
         "GET /pets/{petId}/photos"}
     assert [item["route"] for item in report["without_authorization"]] == ["GET /health"]
-    assert {item["route"] for item in report["skipped"]} == {"GET /store/basic", "GET /store/inventory",
-                                                            "TRACE /pets/{petId}"}
+    assert {item["route"] for item in report["no_caller"]} == {"GET /store/basic", "GET /store/inventory"}
+    assert {item["route"] for item in report["skipped"]} == {"TRACE /pets/{petId}"}
     assert all(item["reason"] and re.search(r":\d+$", item["where"]) for item in report["skipped"])
     assert isinstance(report["seconds"], float)
     assert run(PETSTORE, "--arn", API, "--stages", "dev", "-o", out, "--format", "json") == 0

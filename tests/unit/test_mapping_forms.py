@@ -111,9 +111,9 @@ def test_canonical_needs_text(member, needs):
 @pytest.mark.parametrize(("member", "problem"), [
     ({"authenticated": False}, "p.yaml:2: authenticated must be true (false grants nothing: leave the mapping out)"),
     ({"authenticated": "yes"}, "p.yaml:2: authenticated must be true"),
-    ({"scope": "a", "group": "g"}, "p.yaml:2: a mapping has exactly one of scope, group, role, allOf and "
-     "authenticated; this one has scope and group (for several grants at once use allOf; for any of them, write "
-     "one mapping each)"),
+    ({"scope": "a", "group": "g"}, "p.yaml:2: a mapping has exactly one of scope, group, role, allOf, "
+     "authenticated and nobody; this one has scope and group (for several grants at once use allOf; for any of "
+     "them, write one mapping each)"),
     ({"allOf": {}}, "p.yaml:2: allOf needs at least one grant (as in {scope: [pets:read]})"),
     ({"allOf": {"scope": []}}, "p.yaml:2: allOf needs at least one grant (as in {scope: [pets:read]})"),
     ({"allOf": {"Groups": ["x"]}}, "p.yaml:2: grant kind 'Groups' is not a kind name (a lower-case letter, then up "
@@ -127,7 +127,7 @@ def test_canonical_needs_text(member, needs):
      "surrounding whitespace"),
     ({"group": None}, "p.yaml:2: group must have a value"),
     ({"groups": "g"}, "p.yaml:2: unknown field 'groups' (expected arn, stage, httpVerb, resource, description and "
-     "one of scope, group, role, allOf, authenticated)"),
+     "one of scope, group, role, allOf, authenticated, nobody)"),
 ])
 def test_each_wrong_form_is_named_with_its_line(tmp_path, member, problem):
     body = json.dumps(_record(**member))  # JSON is YAML: one flow mapping on line 2
@@ -137,7 +137,7 @@ def test_each_wrong_form_is_named_with_its_line(tmp_path, member, problem):
 def test_no_grant_member_at_all(tmp_path):
     body = json.dumps(_record())
     assert _problems(tmp_path, f"- {body}\n") == [
-        "p.yaml:1: a mapping needs one of scope, group, role, allOf or authenticated"]
+        "p.yaml:1: a mapping needs one of scope, group, role, allOf, authenticated or nobody"]
 
 
 def test_grouped_items_are_named_by_their_own_line(tmp_path):
@@ -154,7 +154,8 @@ def test_grouped_items_are_named_by_their_own_line(tmp_path):
             - {{teams: [a]}}
     """)
     assert problems == [
-        "p.yaml:9: an item is a scope or an object with exactly one of scope, group, role, allOf, authenticated"]
+        "p.yaml:9: an item is a scope or an object with exactly one of scope, group, role, allOf, authenticated, "
+        "nobody"]
     problems = _problems(tmp_path, f"""\
     apis:
       - arn: {API}
@@ -170,7 +171,7 @@ def test_grouped_items_are_named_by_their_own_line(tmp_path):
         "p.yaml:7: group ' x' must be 1-256 characters without control characters or surrounding whitespace",
         "p.yaml:8: authenticated must be true (false grants nothing: leave the mapping out)",
         "p.yaml:9: unknown field 'teams' (expected arn, stage, httpVerb, resource, description and one of scope, "
-        "group, role, allOf, authenticated)",
+        "group, role, allOf, authenticated, nobody)",
     ]
 
 

@@ -191,7 +191,7 @@ def test_a_refused_record_is_still_worded_by_the_model():
          "'{name+}' (name: letters, digits, '_', '-', '.')"),
         "r(0, 'scope'): scope 'a b' is not one scope token (no spaces, quotes or backslashes)",
         ("r(1, 'owner'): unknown field 'owner' (expected arn, stage, httpVerb, resource, description and one of scope, "
-         "group, role, allOf, authenticated)"),
+         "group, role, allOf, authenticated, nobody)"),
     ]
 
 

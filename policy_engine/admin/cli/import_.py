@@ -144,13 +144,14 @@ def _report(args: argparse.Namespace, document: OpenApiDocument, status: str, re
         print(json.dumps({
             "source": document.source, "digest": document.digest, "version": document.version,
             "title": document.title, "output": args.output, "status": status, "refusal": refusal,
-            "routes": len(routes),
+            "routes": len(routes) - len(left),
             "imported": [{"route": op.route, "where": op.where,
                           "requirements": [sorted(a) for a in op.requirements or ()], "notes": list(op.notes)}
                          for op in imported],
             "without_authorization": [{"route": op.route, "where": op.where, "notes": list(op.notes)} for op in free],
-            "skipped": [{"route": op.route, "where": op.where, "reason": "; ".join(op.notes)} for op in left]
-            + [{"route": f"{op.verb} {op.path}", "where": op.where, "reason": op.reason} for op in document.skipped],
+            "no_caller": [{"route": op.route, "where": op.where, "reason": "; ".join(op.notes)} for op in left],
+            "skipped": [{"route": f"{op.verb} {op.path}", "where": op.where, "reason": op.reason}
+                        for op in document.skipped],
             "notes": list(document.notes), "seconds": seconds,
         }, indent=2))
         if refusal:
@@ -160,13 +161,15 @@ def _report(args: argparse.Namespace, document: OpenApiDocument, status: str, re
     total = len(document.operations) + len(document.skipped)
     print(f"read      {document.source} ({'Swagger' if document.version == '2.0' else 'OpenAPI'} "
           f"{document.version}, {document.title!r}): {total} operations", file=err)
-    print(f"imported  {len(imported)} operations as {len(routes)} routes", file=err)
+    print(f"imported  {len(imported)} operations as {len(routes) - len(left)} routes", file=err)
     if free:
         print(f"no authorization  {len(free)} (no mapping): {', '.join(op.route for op in free)}", file=err)
-    if left or document.skipped:
-        print(f"not imported  {len(left) + len(document.skipped)} (no mapping grants them):", file=err)
+    if left:
+        print(f"no caller  {len(left)} (written as []: known routes no token is granted):", file=err)
         for op in left:
             print(f"  {op.route} ({op.where}): {'; '.join(op.notes)}", file=err)
+    if document.skipped:
+        print(f"not imported  {len(document.skipped)} (not API Gateway methods):", file=err)
         for skipped in document.skipped:
             print(f"  {skipped.verb} {skipped.path} ({skipped.where}): {skipped.reason}", file=err)
     for note in document.notes:

@@ -59,6 +59,7 @@ from policy_engine.admin.aws import (
     make_client,
     store_error,
 )
+from policy_engine.core.permissions import is_member_json
 from policy_engine.core.publish import MappingKey, Plan, digest
 from policy_engine.core.snapshot import encode_snapshot
 from policy_engine.errors import (
@@ -169,7 +170,7 @@ def _mapping_item(key: MappingKey, added: int, removed: int | None) -> dict[str,
         "stage": {"S": key.stage},
         "httpVerb": {"S": key.verb},
         "resource": {"S": key.resource},
-        _REQUIREMENT if key.needs.startswith("{") else _SCOPE: {"S": key.needs},
+        _REQUIREMENT if is_member_json(key.needs) else _SCOPE: {"S": key.needs},
         "added": {"N": str(added)},
     }
     if removed is not None:
@@ -189,8 +190,8 @@ def parse_mapping(item: dict[str, Any], table: str) -> StoredMapping:
     values = {name: text_of(item, name) for name in _FIELDS}
     scope, requirement = text_of(item, _SCOPE), text_of(item, _REQUIREMENT)
     needs = scope if requirement is None else requirement if scope is None else None
-    if needs is not None and needs.startswith("{") != (requirement is not None):
-        needs = None  # a scope never starts with '{'; a requirement always does
+    if needs is not None and is_member_json(needs) != (requirement is not None):
+        needs = None  # a scope is never a member's JSON; a requirement always is
     added, removed = number_of(item, "added"), number_of(item, "removed")
     missing = [name for name, value in values.items() if value is None]
     if needs is None:
