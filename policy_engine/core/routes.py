@@ -38,7 +38,7 @@ from functools import lru_cache
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.errors import EventError
 
-__all__ = ["Coverage", "PathPart", "RouteTemplate", "parse_route_key", "route_coverage"]
+__all__ = ["Coverage", "PathPart", "RouteTemplate", "parse_route_key", "route_coverage", "route_for"]
 
 
 class PathPart(enum.Enum):
@@ -303,3 +303,107 @@ def _spell(parents: dict[_State, tuple[_State | None, str]], state: _State) -> s
         chars.append(char)
         parent, char = parents[parent]
     return "".join(reversed(chars))
+
+
+# One segment of a route template, for route_for: its rank (literal beats parameter
+# beats greedy) and, for a literal, its text.
+_LITERAL_RANK, _PARAMETER_RANK, _GREEDY_RANK = 2, 1, 0
+
+
+@lru_cache(maxsize=4096)
+def _template_segments(template: str) -> tuple[tuple[int, str], ...] | None:
+    # None: a template API Gateway cannot hold (a greedy parameter before the end).
+    body = template[1:] if template.startswith("/") else template
+    if not body:
+        return ()
+    out: list[tuple[int, str]] = []
+    pieces = body.split("/")
+    for i, piece in enumerate(pieces):
+        whole = piece.startswith("{") and piece.endswith("}") and _PARAMETER.fullmatch(piece) is not None
+        if whole and piece.endswith("+}"):
+            if i != len(pieces) - 1:
+                return None
+            out.append((_GREEDY_RANK, ""))
+        elif whole:
+            out.append((_PARAMETER_RANK, ""))
+        else:
+            out.append((_LITERAL_RANK, piece))
+    return tuple(out)
+
+
+def _specificity(template: str, segments: list[str]) -> tuple[int, ...] | None:
+    """The ranks of the template's segments if it routes ``segments``, else None."""
+    if template == "$default":
+        return (-1,)
+    parts = _template_segments(template)
+    if parts is None:
+        return None
+    ranks: list[int] = []
+    for i, (rank, literal) in enumerate(parts):
+        if rank == _GREEDY_RANK:
+            # {name+}: the rest of the path, one or more characters of any kind.
+            if not "/".join(segments[i:]):
+                return None
+            ranks.append(rank)
+            return tuple(ranks)
+        if i >= len(segments):
+            return None
+        if rank == _LITERAL_RANK and segments[i] != literal:
+            return None
+        if rank == _PARAMETER_RANK and not segments[i]:
+            return None
+        ranks.append(rank)
+    return tuple(ranks) if len(parts) == len(segments) else None
+
+
+def route_for(method: str, path: str, routes: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The route of ``routes`` API Gateway sends ``method path`` to, or None (no route: API
+    Gateway answers 404 / 403 without calling an authorizer).
+
+    ``routes`` are ``(verb or "ANY", template)`` pairs, templates as API Gateway writes
+    them (``/pets/{petId}``, ``/files/{proxy+}``, ``/``; ``$default`` routes everything
+    last). ``path`` is the request path as a methodArn carries it after the method, with
+    or without one leading ``/``; it may hold any character. The rules (API Gateway
+    developer guide, "Routing API requests" for HTTP APIs and "Set up a method request"
+    for REST: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html,
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-settings-method-request.html):
+
+    * only routes whose verb is ``method``, or ``ANY`` (which stands for ``HTTP_VERBS``),
+      can take the request: the match is per method, so ``GET /users/me`` goes to
+      ``GET /users/{id}`` when the literal ``/users/me`` only has ``PATCH``;
+    * ``{name}`` is one non-empty segment (no ``/``); ``{name+}`` is the rest of the path,
+      one or more characters, ``/`` included; a literal segment matches its exact text
+      (case-sensitive); a segment with text around a parameter is literal text, as API
+      Gateway allows no such template;
+    * of the routes that match, segment by segment from the left, a literal beats a
+      parameter, which beats a greedy parameter (the REST resource tree's order); on the
+      same template, the exact verb beats ``ANY``; ``$default`` comes last.
+
+    HTTP APIs rank every non-greedy match above every greedy one, which differs from
+    the tree's order only when a greedy route has more literal segments before its
+    ``{name+}`` than a non-greedy route that also matches (``/a/{p+}`` against
+    ``/{x}/b`` for ``/a/b``); this function gives the REST answer there.
+    Two routes with the same shape and verb (``/p/{a}``, ``/p/{b}``: API Gateway refuses
+    the second) resolve to the first listed.
+    """
+    body = path[1:] if path.startswith("/") else path
+    segments = body.split("/") if body else []
+    best: tuple[tuple[int, ...], int] | None = None
+    chosen: tuple[str, str] | None = None
+    for route in routes:
+        verb, template = route
+        if verb == "ANY":
+            if method not in HTTP_VERBS:
+                continue
+            exact = 0
+        elif verb == method:
+            exact = 1
+        else:
+            continue
+        ranks = _specificity(template, segments)
+        if ranks is None:
+            continue
+        key = (ranks, exact)
+        if best is None or key > best:
+            best, chosen = key, route
+    return chosen

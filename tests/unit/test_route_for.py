@@ -1,0 +1,189 @@
+"""``core.routes.route_for``: which route API Gateway sends a request to.
+
+The examples are AWS's own (HTTP API routing, "Routing API requests") and the REST
+behaviour described in the module docstring; the property test compares against a
+resource-tree walk written here independently (try the literal child, then the
+parameter child, then the greedy one, backtracking when a branch has no method for
+the request).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policy_engine.core.arn import HTTP_VERBS
+from policy_engine.core.routes import route_for
+
+AWS_EXAMPLE = [
+    ("GET", "/pets/dog/1"),
+    ("GET", "/pets/dog/{id}"),
+    ("GET", "/pets/{proxy+}"),
+    ("ANY", "/{proxy+}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/pets/dog/1", ("GET", "/pets/dog/1")),
+        ("GET", "/pets/dog/2", ("GET", "/pets/dog/{id}")),
+        ("GET", "/pets/cat/1", ("GET", "/pets/{proxy+}")),
+        ("POST", "/test/5", ("ANY", "/{proxy+}")),
+        ("POST", "/pets/dog/1", ("ANY", "/{proxy+}")),
+        # As a methodArn carries it: no leading slash.
+        ("GET", "pets/dog/1", ("GET", "/pets/dog/1")),
+    ],
+)
+def test_aws_worked_example(method: str, path: str, expected: tuple[str, str]) -> None:
+    assert route_for(method, path, AWS_EXAMPLE) == expected
+
+
+def test_the_match_is_per_method() -> None:
+    routes = [("GET", "/users/{userId}"), ("PATCH", "/users/me")]
+    assert route_for("PATCH", "/users/me", routes) == ("PATCH", "/users/me")
+    assert route_for("GET", "/users/me", routes) == ("GET", "/users/{userId}")
+    assert route_for("POST", "/users/me", routes) is None
+
+
+def test_a_literal_with_another_method_falls_through_to_the_proxy() -> None:
+    routes = [("GET", "/things/real"), ("ANY", "/things/{proxy+}")]
+    assert route_for("POST", "/things/real", routes) == ("ANY", "/things/{proxy+}")
+    assert route_for("GET", "/things/real", routes) == ("GET", "/things/real")
+
+
+def test_exact_verb_beats_any_on_the_same_template_whatever_the_order() -> None:
+    for routes in ([("ANY", "/pets"), ("GET", "/pets")], [("GET", "/pets"), ("ANY", "/pets")]):
+        assert route_for("GET", "/pets", routes) == ("GET", "/pets")
+        assert route_for("DELETE", "/pets", routes) == ("ANY", "/pets")
+
+
+def test_any_on_a_more_specific_path_beats_the_verb_on_a_parameter() -> None:
+    routes = [("GET", "/pets/{id}"), ("ANY", "/pets/mine")]
+    assert route_for("GET", "/pets/mine", routes) == ("ANY", "/pets/mine")
+
+
+def test_any_stands_for_the_methods_api_gateway_routes_only() -> None:
+    assert route_for("TRACE", "/x", [("ANY", "/x")]) is None
+    assert route_for("get", "/x", [("GET", "/x")]) is None  # methods are case-sensitive
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/pet/findByStatus", ("GET", "/pet/findByStatus")),
+        ("/pet/12", ("GET", "/pet/{petId}")),
+        ("/pet/", None),  # {petId} is never empty
+        ("/pet//x", None),
+        ("/pet/12/", None),
+        ("/pet/a:b*c?d", ("GET", "/pet/{petId}")),  # any character but '/'
+        ("/pet/12/uploadImage", ("GET", "/pet/{petId}/uploadImage")),
+        ("/pet/12/other", None),
+        ("/Pet/12", None),  # literal text is case-sensitive
+        ("/", ("GET", "/")),
+        ("", ("GET", "/")),
+    ],
+)
+def test_segments(path: str, expected: tuple[str, str] | None) -> None:
+    routes = [("GET", "/pet/{petId}"), ("GET", "/pet/findByStatus"), ("GET", "/pet/{petId}/uploadImage"),
+              ("GET", "/")]
+    assert route_for("GET", path, routes) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/store/a", ("ANY", "/store/{proxy+}")),
+        ("/store/a/b//c", ("ANY", "/store/{proxy+}")),
+        ("/store//", ("ANY", "/store/{proxy+}")),  # one or more characters, '/' included
+        ("/store/", ("ANY", "$default")),  # the proxy needs one character or more
+        ("/store", ("ANY", "$default")),
+        ("/other", ("ANY", "$default")),
+        ("", ("ANY", "$default")),
+    ],
+)
+def test_greedy_and_default(path: str, expected: tuple[str, str] | None) -> None:
+    routes = [("ANY", "$default"), ("ANY", "/store/{proxy+}")]
+    assert route_for("GET", path, routes) == expected
+
+
+def test_a_greedy_parameter_before_the_end_routes_nothing() -> None:
+    assert route_for("GET", "/a/b/c", [("GET", "/{p+}/c")]) is None
+
+
+def test_text_around_a_parameter_is_literal() -> None:
+    routes = [("GET", "/file{id}")]
+    assert route_for("GET", "/file12", routes) is None
+    assert route_for("GET", "/file{id}", routes) == ("GET", "/file{id}")
+
+
+def test_identical_shapes_resolve_to_the_first_listed() -> None:
+    routes = [("GET", "/p/{a}"), ("GET", "/p/{b}")]
+    assert route_for("GET", "/p/1", routes) == ("GET", "/p/{a}")
+
+
+# -- property: the same answer as an independent resource-tree walk ------------------
+
+LITERALS = ["a", "b", "pets", ""]
+TEMPLATE_SEGMENTS = [*LITERALS, "{x}", "{y}"]
+
+
+def _tree_walk(method: str, path: str, routes: list[tuple[str, str]]) -> tuple[str, str] | None:
+    segments = path[1:].split("/") if path[1:] else []
+    parsed = []
+    for verb, template in routes:
+        pieces = template[1:].split("/") if template != "/" else []
+        parsed.append((verb, template, pieces))
+
+    def at_leaf(candidates: list[tuple[str, str, list[str]]]) -> tuple[str, str] | None:
+        for verb, template, _ in candidates:
+            if verb == method:
+                return (verb, template)
+        for verb, template, _ in candidates:
+            if verb == "ANY" and method in HTTP_VERBS:
+                return (verb, template)
+        return None
+
+    def walk(depth: int, candidates: list[tuple[str, str, list[str]]]) -> tuple[str, str] | None:
+        if depth == len(segments):
+            return at_leaf([c for c in candidates if len(c[2]) == depth])
+        here = segments[depth]
+        literal = [c for c in candidates if len(c[2]) > depth and c[2][depth] == here
+                   and not c[2][depth].startswith("{")]
+        parameter = [c for c in candidates if len(c[2]) > depth and c[2][depth] in ("{x}", "{y}")]
+        greedy = [c for c in candidates if len(c[2]) == depth + 1 and c[2][depth] == "{p+}"]
+        if literal and (found := walk(depth + 1, literal)):
+            return found
+        if parameter and here and (found := walk(depth + 1, parameter)):
+            return found
+        # Parameters of different names at one level are one resource: first listed.
+        if greedy and "/".join(segments[depth:]):
+            return at_leaf(greedy)
+        return None
+
+    # Shapes that differ only by parameter name are one route: keep the first listed.
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    unique = []
+    for verb, template, pieces in parsed:
+        shape = (verb, tuple("{}" if p in ("{x}", "{y}") else p for p in pieces))
+        if shape not in seen:
+            seen.add(shape)
+            unique.append((verb, template, pieces))
+    return walk(0, unique)
+
+
+templates = st.builds(
+    lambda pieces, greedy: "/" + "/".join(pieces + (["{p+}"] if greedy else [])),
+    st.lists(st.sampled_from(TEMPLATE_SEGMENTS), max_size=3),
+    st.booleans(),
+)
+route_lists = st.lists(st.tuples(st.sampled_from(["GET", "POST", "ANY"]), templates), max_size=8)
+request_paths = st.builds(lambda pieces: "/" + "/".join(pieces),
+                          st.lists(st.sampled_from([*LITERALS, "1", "a/b", "{x}"]), max_size=4))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["GET", "POST", "PUT", "TRACE"]), request_paths, route_lists)
+def test_same_answer_as_a_resource_tree_walk(method: str, path: str, routes: list[tuple[str, str]]) -> None:
+    assert route_for(method, path, routes) == _tree_walk(method, path, routes)
