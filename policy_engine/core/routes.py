@@ -38,7 +38,8 @@ from functools import lru_cache
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.errors import EventError
 
-__all__ = ["Coverage", "PathPart", "RouteTemplate", "parse_route_key", "route_coverage", "route_for"]
+__all__ = ["Coverage", "PathPart", "Reach", "RouteTemplate", "parse_route_key", "pattern_reach", "route_coverage",
+           "route_for"]
 
 
 class PathPart(enum.Enum):
@@ -363,7 +364,8 @@ def route_for(method: str, path: str, routes: Sequence[tuple[str, str]]) -> tupl
     ``routes`` are ``(verb or "ANY", template)`` pairs, templates as API Gateway writes
     them (``/pets/{petId}``, ``/files/{proxy+}``, ``/``; ``$default`` routes everything
     last). ``path`` is the request path as a methodArn carries it after the method, with
-    or without one leading ``/``; it may hold any character. The rules (API Gateway
+    or without one leading ``/`` (a first empty segment is then written ``//``); it may
+    hold any character. The rules (API Gateway
     developer guide, "Routing API requests" for HTTP APIs and "Set up a method request"
     for REST: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html,
     https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-settings-method-request.html):
@@ -407,3 +409,194 @@ def route_for(method: str, path: str, routes: Sequence[tuple[str, str]]) -> tupl
         if best is None or key > best:
             best, chosen = key, route
     return chosen
+
+
+# -- which requests routed to a route a pattern matches ------------------------------
+#
+# Patterns, route templates and the set of requests API Gateway routes to one route
+# are regular languages over path characters. Each is a chain of tokens (a literal
+# character, "any character" or "any character but '/'", once or repeated); the
+# question "is there a path in A and B but in none of C..." is answered by running all
+# chains in step, breadth first, over the alphabet of every literal character, '/',
+# and one character none of them names (they all treat every other character alike).
+
+_ANY_TOKEN = "\x01any"
+_SEGMENT_TOKEN = "\x01seg"
+_Token = tuple[str, bool]  # (a literal character or a class, repeated)
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How a pattern meets the requests API Gateway routes to one route (``pattern_reach``).
+
+    ``some``: a path routed there that the pattern matches (None: none is); ``missed``:
+    a path routed there that it does not match (None: it matches all of them).
+    ``decided`` is False when the search gave up (``MAX_STATES``): then ``reaches`` is
+    True and ``covers`` False, the answers that report more, never less.
+    """
+
+    some: str | None
+    missed: str | None
+    decided: bool = True
+
+    @property
+    def reaches(self) -> bool:
+        return self.some is not None or not self.decided
+
+    @property
+    def covers(self) -> bool:
+        return self.decided and self.missed is None
+
+
+def _segment_tokens(segment: str, *, wildcards: bool, last: bool) -> list[_Token] | None:
+    if _PARAMETER.fullmatch(segment):
+        if segment.endswith("+}"):
+            if not last and not wildcards:
+                return None  # a template API Gateway cannot hold: it routes nothing
+            return [(_ANY_TOKEN, False), (_ANY_TOKEN, True)]
+        return [(_SEGMENT_TOKEN, False), (_SEGMENT_TOKEN, True)]
+    out: list[_Token] = []
+    for char in segment:
+        if wildcards and char == "*":
+            if not out or out[-1] != (_ANY_TOKEN, True):
+                out.append((_ANY_TOKEN, True))
+        elif wildcards and char == "?":
+            out.append((_ANY_TOKEN, False))
+        else:
+            out.append((char, False))
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _chain(text: str, wildcards: bool) -> tuple[_Token, ...] | None:
+    """A pattern (``wildcards``: ``*`` and ``?`` are IAM's) or a route template as tokens."""
+    if not wildcards and text == "$default":
+        return ((_ANY_TOKEN, True),)
+    body = text[1:] if text.startswith("/") else text
+    if not body:
+        return ()
+    pieces = body.split("/")
+    out: list[_Token] = []
+    for i, piece in enumerate(pieces):
+        if i:
+            out.append(("/", False))
+        tokens = _segment_tokens(piece, wildcards=wildcards, last=i == len(pieces) - 1)
+        if tokens is None:
+            return None
+        out.extend(tokens)
+    return tuple(out)
+
+
+def _closure(chain: tuple[_Token, ...], states: set[int]) -> frozenset[int]:
+    out = set(states)
+    for state in sorted(states):
+        while state < len(chain) and chain[state][1]:
+            state += 1
+            out.add(state)
+    return frozenset(out)
+
+
+def _step(chain: tuple[_Token, ...], states: frozenset[int], char: str) -> frozenset[int]:
+    moved = set()
+    for state in states:
+        if state == len(chain):
+            continue
+        kind, repeated = chain[state]
+        if kind in (char, _ANY_TOKEN) or (kind == _SEGMENT_TOKEN and char != "/"):
+            moved.add(state if repeated else state + 1)
+    return _closure(chain, moved)
+
+
+def _path_in(include: Sequence[tuple[_Token, ...]], exclude: Sequence[tuple[_Token, ...]]) -> str | None:
+    """A shortest path every ``include`` chain matches and no ``exclude`` chain does, with
+    a leading ``/`` (so that a first empty segment reads as ``//...``).
+
+    Raises:
+        OverflowError: more than ``MAX_STATES`` states explored.
+    """
+    chains = (*include, *exclude)
+    literals = {kind for chain in chains for kind, _ in chain if len(kind) == 1}
+    letters = sorted(literals | {"/", _other_character(literals | {"/"})})
+    start = tuple(_closure(chain, {0}) for chain in chains)
+    parents: dict[tuple[frozenset[int], ...], tuple[tuple[frozenset[int], ...] | None, str]] = {start: (None, "")}
+    queue = deque([start])
+    kept = len(include)
+    while queue:
+        state = queue.popleft()
+        if all(len(chains[i]) in state[i] for i in range(kept)) and not any(
+                len(chains[i]) in state[i] for i in range(kept, len(chains))):
+            chars = []
+            at: tuple[frozenset[int], ...] | None = state
+            while at is not None:
+                at, char = parents[at]
+                chars.append(char)
+            return "/" + "".join(reversed(chars))
+        for char in letters:
+            following = tuple(_step(chains[i], state[i], char) for i in range(len(chains)))
+            if not all(following[:kept]) or following in parents:
+                continue
+            if len(parents) >= MAX_STATES:
+                raise OverflowError("too many states")
+            parents[following] = (state, char)
+            queue.append(following)
+    return None
+
+
+def _route_key(route: tuple[str, str], method: str) -> tuple[tuple[int, ...], int] | None:
+    # route_for's order; None when the route never takes ``method``.
+    verb, template = route
+    if verb == "ANY":
+        if method not in HTTP_VERBS:
+            return None
+        exact = 0
+    elif verb == method:
+        exact = 1
+    else:
+        return None
+    if template == "$default":
+        return ((-1,), exact)
+    parts = _template_segments(template)
+    if parts is None:
+        return None
+    return (tuple(rank for rank, _ in parts), exact)
+
+
+def pattern_reach(
+    pattern: str, method: str, route: tuple[str, str], routes: Sequence[tuple[str, str]]
+) -> Reach:
+    """Which requests ``method <path>`` that API Gateway routes to ``route`` (among
+    ``routes``, as ``route_for`` decides) have a path ``pattern`` matches.
+
+    ``pattern`` is a mapping's resource, with or without one leading ``/`` as in the
+    permission files (so ``Grant.route.resource``, which has lost it, is passed as
+    ``"/" + resource``): ``*`` is IAM's any run of characters (``/`` included), ``?`` one
+    character, a whole segment ``{name}`` (or a ``{claim:...}`` placeholder) one
+    non-empty segment, ``{name+}`` one or more characters. The witnesses in ``Reach``
+    are request paths with their leading ``/``, as ``route_for`` reads them. Exact,
+    except past ``MAX_STATES`` explored states (``Reach``). A ``route`` missing from
+    ``routes`` is read as listed last.
+    """
+    listed = list(routes)
+    if route not in listed:
+        listed.append(route)
+    index = listed.index(route)
+    own = _route_key(route, method)
+    chain = _chain(route[1], False)
+    wanted = _chain(pattern, True)
+    if own is None or chain is None or wanted is None:
+        return Reach(None, None)
+    beaters = []
+    for j, other in enumerate(listed):
+        key = _route_key(other, method)
+        if j == index or key is None:
+            continue
+        if key > own or (key == own and j < index):
+            other_chain = _chain(other[1], False)
+            if other_chain is not None:
+                beaters.append(other_chain)
+    try:
+        some = _path_in((wanted, chain), beaters)
+        missed = _path_in((chain,), (wanted, *beaters))
+    except OverflowError:
+        return Reach(None, None, decided=False)
+    return Reach(some, missed)

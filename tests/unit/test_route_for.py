@@ -9,12 +9,16 @@ the request).
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+from itertools import product
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy_engine.core.arn import HTTP_VERBS
-from policy_engine.core.routes import route_for
+from policy_engine.core.routes import pattern_reach, route_for
 
 AWS_EXAMPLE = [
     ("GET", "/pets/dog/1"),
@@ -187,3 +191,97 @@ request_paths = st.builds(lambda pieces: "/" + "/".join(pieces),
 @given(st.sampled_from(["GET", "POST", "PUT", "TRACE"]), request_paths, route_lists)
 def test_same_answer_as_a_resource_tree_walk(method: str, path: str, routes: list[tuple[str, str]]) -> None:
     assert route_for(method, path, routes) == _tree_walk(method, path, routes)
+
+
+# -- pattern_reach: which routed requests a mapping's pattern matches ----------------
+
+PETS = [("GET", "/pet/{petId}"), ("GET", "/pet/findByStatus"), ("ANY", "/store/{proxy+}"), ("POST", "/pet")]
+
+
+def test_a_glob_reaches_the_literal_sibling_it_was_not_written_for() -> None:
+    reach = pattern_reach("pet/*", "GET", ("GET", "/pet/findByStatus"), PETS)
+    assert reach.some == "/pet/findByStatus" and reach.covers
+    reach = pattern_reach("/pet/*", "GET", ("GET", "/pet/{petId}"), PETS)
+    assert reach.reaches and reach.covers
+
+
+def test_a_literal_path_under_a_parameter_route_reaches_it_partly() -> None:
+    reach = pattern_reach("pet/12", "GET", ("GET", "/pet/{petId}"), PETS)
+    assert reach.some == "/pet/12" and reach.missed is not None and not reach.covers
+
+
+def test_the_literal_sibling_is_not_part_of_the_parameter_route() -> None:
+    # pet/findByStatus is routed to its own literal route, never to {petId}.
+    reach = pattern_reach("pet/findByStatus", "GET", ("GET", "/pet/{petId}"), PETS)
+    assert not reach.reaches
+
+
+def test_a_template_pattern_is_one_segment() -> None:
+    reach = pattern_reach("pet/{id}", "GET", ("GET", "/pet/{petId}"), PETS)
+    assert reach.covers and reach.reaches
+    assert not pattern_reach("pet/{id}", "GET", ("ANY", "/store/{proxy+}"), PETS).reaches
+
+
+def test_the_greedy_route_and_methods() -> None:
+    assert pattern_reach("store/*", "DELETE", ("ANY", "/store/{proxy+}"), PETS).covers
+    reach = pattern_reach("store/orders/*", "DELETE", ("ANY", "/store/{proxy+}"), PETS)
+    assert reach.reaches and reach.missed is not None
+    # A route that does not take the method has no requests.
+    assert pattern_reach("*", "PUT", ("GET", "/pet/{petId}"), PETS) == pattern_reach("x", "PUT", ("POST", "/pet"),
+                                                                                        PETS)
+    assert not pattern_reach("*", "PUT", ("GET", "/pet/{petId}"), PETS).reaches
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    for i, segment in enumerate(pattern.split("/")):
+        if i:
+            out.append("/")
+        if re.fullmatch(r"\{[^{}/]*\}", segment):
+            out.append(".+" if segment.endswith("+}") else "[^/]+")
+            continue
+        out.extend(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in segment)
+    return re.compile("".join(out), re.DOTALL)
+
+
+@lru_cache(maxsize=1)
+def _all_paths() -> tuple[str, ...]:
+    letters = "ab/x"
+    return tuple("".join(p) for n in range(6) for p in product(letters, repeat=n))
+
+
+PATTERN_PIECES = ["a", "b", "ab", "", "*", "a*", "?", "{x}", "{p+}"]
+ROUTE_PIECES = ["a", "b", "ab", "", "{x}"]
+
+patterns = st.builds(lambda pieces: "/".join(pieces), st.lists(st.sampled_from(PATTERN_PIECES), min_size=1,
+                                                                max_size=3))
+route_templates = st.builds(lambda pieces, greedy: "/" + "/".join(pieces + (["{p+}"] if greedy else [])),
+                            st.lists(st.sampled_from(ROUTE_PIECES), max_size=2), st.booleans())
+small_routes = st.lists(st.tuples(st.sampled_from(["GET", "ANY"]), route_templates), min_size=1, max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(patterns, small_routes, st.data())
+def test_pattern_reach_agrees_with_enumerated_requests(pattern: str, routes: list[tuple[str, str]],
+                                                       data: st.DataObject) -> None:
+    route = data.draw(st.sampled_from(routes))
+    reach = pattern_reach(pattern, "GET", route, routes)
+    assert reach.decided
+    # Like a permission file's resource, the pattern may carry one leading '/'.
+    matches = _pattern_regex(pattern.removeprefix("/")).fullmatch
+    # Request paths as methodArns carry them (no leading '/'), given to route_for with one.
+    routed = [p for p in _all_paths() if route_for("GET", "/" + p, routes) == route]
+    hit = [p for p in routed if matches(p)]
+    missed = [p for p in routed if not matches(p)]
+    # Every witness is a real one, and a shortest one.
+    if reach.some is not None:
+        assert reach.some.startswith("/")
+        assert route_for("GET", reach.some, routes) == route and matches(reach.some[1:])
+        assert not hit or len(reach.some) - 1 <= len(hit[0])
+    else:
+        assert hit == []
+    if reach.missed is not None:
+        assert route_for("GET", reach.missed, routes) == route and not matches(reach.missed[1:])
+        assert not missed or len(reach.missed) - 1 <= len(missed[0])
+    else:
+        assert missed == []
