@@ -20,6 +20,7 @@ things fail, and each class carries a short, stable ``code`` for logs and metric
     │                             timeout, malformed answer)                     -> 500
     ├── PolicyTooLargeError       the response would exceed API Gateway's budget  -> 500
     ├── PermissionsError          permission data is invalid (names where)
+    │   └── OpenApiError          an OpenAPI/Swagger document cannot be imported (file:line)
     ├── StoreError                a permission store failed (unreachable, denied)  -> 500
     │   ├── MissingStoreError     the table, bucket or object does not exist (or was never published)
     │   ├── CorruptStoreError     the store holds items no sync wrote, or content that fails its digest
@@ -48,6 +49,7 @@ __all__ = [
     "MalformedTokenError",
     "MissingStoreError",
     "MissingTokenError",
+    "OpenApiError",
     "PermissionsError",
     "PolicyEngineError",
     "PolicyTooLargeError",
@@ -156,6 +158,17 @@ class PermissionsError(PolicyEngineError):
         message = items[0] if len(items) == 1 else f"{items[0]} (and {len(items) - 1} more)"
         super().__init__(message)
         self.problems = items
+
+
+class OpenApiError(PermissionsError):
+    """An OpenAPI or Swagger document cannot be read into operations and their security.
+
+    Not YAML or JSON, not an OpenAPI 3.x or Swagger 2.0 document, a field of the wrong
+    shape, a security requirement naming an undeclared scheme, a path API Gateway cannot
+    deploy, a remote ``$ref``. Each problem names ``file:line``, as ``PermissionsError``.
+    """
+
+    code = "invalid_openapi"
 
 
 class StoreError(PolicyEngineError):
