@@ -1,0 +1,314 @@
+"""``validate --openapi``: do the mappings grant each operation what its OpenAPI security says?
+
+Input: compiled grants (``Grant``, each with its ``file:line``), an ``OpenApiDocument``
+(``admin.openapi.read_openapi``), the API ARN the document is deployed as and the stages
+to check. Output: ``lint.Finding`` values, pure data.
+
+Which mappings grant an operation (per method and stage; a mapping of stage ``*``
+counts on every stage, an ``ANY``/``*`` verb for every method):
+
+* a *template* mapping (a resource with ``{name}`` or ``{name+}`` segments and no
+  ``*``) means exactly its route: it grants the operation whose path has the same shape
+  (parameter names aside) for the methods it names;
+* any other mapping is an IAM glob (a literal path is a glob without ``*``; a
+  ``{claim:...}`` placeholder counts as any one segment, whoever the caller is). It
+  grants the requests it matches among those API Gateway routes to the operation:
+  literal beats parameter beats greedy, per method, an exact method beats ``ANY``
+  (``core.routes.route_for``; ``core.routes.pattern_reach`` decides it exactly). A glob
+  that matches *every* such request grants the operation; one that matches only some
+  *reaches* it: it can let a caller in (so it counts for ``wider``), but does not cover
+  it. A partial reach is never added up with another (``/pet/a*`` and ``/pet/[^a]*``
+  together cover ``/pet/{id}``, yet each is reported as reaching it only): conservative,
+  the check may say "not covered" where several partial globs together cover.
+
+Codes (severity):
+
+===============  =======  ================================================================
+not-covered      error    a secured operation no mapping grants (per stage and method)
+wider            error    a mapping lets in a caller the spec refuses: no alternative of
+                          the spec's requirement is a subset of the mapping's
+narrower         warning  an alternative of the spec's requirement that no mapping
+                          granting the operation asks for (or for less): callers the
+                          spec lets in are refused
+open-but-mapped  warning  a mapping grants an operation that needs no authorization
+                          (``security: []``): API Gateway never asks the authorizer
+not-authorizer   info     an operation secured only by what the authorizer cannot read
+                          (API key, basic, IAM, or nothing declared): not checked
+not-in-spec      warning  a mapping of the document's API that grants no operation of it
+===============  =======  ================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from policy_engine.admin.lint import ERROR, INFO, WARNING, Finding
+from policy_engine.admin.openapi import OpenApiDocument, Operation
+from policy_engine.core.arn import HTTP_VERBS
+from policy_engine.core.compaction import globs_intersect
+from policy_engine.core.permissions import ANY_VERB, Grant, requirement_of
+from policy_engine.core.routes import Reach, pattern_reach
+
+__all__ = ["coverage", "requirement_label"]
+
+NOT_COVERED = "not-covered"
+WIDER = "wider"
+NARROWER = "narrower"
+OPEN_BUT_MAPPED = "open-but-mapped"
+NOT_AUTHORIZER = "not-authorizer"
+NOT_IN_SPEC = "not-in-spec"
+
+# A whole-segment route parameter ({name} or {name+}), not a {claim:...} placeholder.
+_PARAMETER = re.compile(r"\{(?!claim:)[^{}/]+\}")
+_ANY_SEGMENT = re.compile(r"\{[^{}/]+\}")
+_EVERY_STAGE = "*"
+
+
+def requirement_label(alternatives: Iterable[frozenset[str]]) -> str:
+    """``read AND write, or admin``; ``any authenticated caller`` for the empty set."""
+    labels = sorted(" AND ".join(sorted(alt)) if alt else "any authenticated caller" for alt in alternatives)
+    return ", or ".join(labels) if labels else "nobody"
+
+
+def _route_text(verb: str, resource: str) -> str:
+    return f"{'ANY' if verb == ANY_VERB else verb} /{resource}"
+
+
+def _shape(path: str) -> tuple[str, ...]:
+    body = path[1:] if path.startswith("/") else path
+    return tuple(
+        ("{+}" if piece.endswith("+}") else "{}") if _ANY_SEGMENT.fullmatch(piece) else piece
+        for piece in (body.split("/") if body else [])
+    )
+
+
+def _is_template(resource: str) -> bool:
+    return "*" not in resource and any(_PARAMETER.fullmatch(piece) for piece in resource.split("/"))
+
+
+@dataclass(slots=True)
+class _Hit:
+    """One mapping granting (``full``) or reaching part of one operation."""
+
+    grant: Grant
+    full: bool
+    witness: str | None
+
+
+@dataclass(slots=True)
+class _Seen:
+    stages: set[str] = field(default_factory=set)
+    methods: set[str] = field(default_factory=set)
+    witness: str | None = None
+    detail: str = ""
+
+
+# (code, operation index, the mapping or None, detail) -> where and how it was seen. A
+# mapping is its grant on any one stage: a grouped route on several stages is one line.
+_Notes = dict[tuple[str, int, Grant | None, str], _Seen]
+
+
+def _one_stage(grant: Grant | None) -> Grant | None:
+    return None if grant is None else grant._replace(route=grant.route._replace(stage=""))
+
+
+def _note(notes: _Notes, code: str, index: int, grant: Grant | None, stage: str, method: str,
+          witness: str | None = None, detail: str = "") -> None:
+    entry = notes.setdefault((code, index, _one_stage(grant), detail), _Seen(detail=detail))
+    entry.stages.add(stage)
+    entry.methods.add(method)
+    entry.witness = entry.witness or witness
+
+
+def coverage(
+    grants: Iterable[Grant],
+    document: OpenApiDocument,
+    api_arn: str,
+    stages: Iterable[str] = (),
+    *,
+    other_routes: Sequence[tuple[str, str]] = (),
+) -> list[Finding]:
+    """Every finding about ``grants`` against ``document``'s operations on ``api_arn``.
+
+    ``stages``: the stages to check besides those the grants name for ``api_arn`` (a
+    grant of stage ``*`` counts on each); with none at all, one pass stands for every stage.
+    ``other_routes``: routes the API has besides the document's (``(VERB or ANY, /path)``,
+    from an API catalog): they take their requests from the operations as API Gateway
+    routes them, and a mapping that reaches one of them is not ``not-in-spec``.
+    """
+    mine = [g for g in grants if g.route.api_arn == api_arn]
+    checked = set(stages) | {g.route.stage for g in mine if g.route.stage != _EVERY_STAGE}
+    checked.discard(_EVERY_STAGE)
+    stage_list = sorted(checked) or [_EVERY_STAGE]
+    operations = document.operations
+    routes = [(op.verb, op.path) for op in operations]
+    routes += [route for route in other_routes if route not in routes]
+    reaches: dict[tuple[str, str, int], Reach] = {}
+    used: set[Grant] = set()
+    notes: _Notes = {}
+    live_methods: dict[int, tuple[str, ...]] = {}
+
+    def reach(resource: str, method: str, index: int) -> Reach:
+        key = (resource, method, index)
+        found = reaches.get(key)
+        if found is None:
+            op = operations[index]
+            if "{" not in resource and not globs_intersect(resource, op.path.lstrip("/")):
+                found = Reach(None, "/")  # no path matches both: no need for the automata
+            else:
+                found = pattern_reach("/" + resource, method, (op.verb, op.path), routes)
+            reaches[key] = found
+        return found
+
+    for index, op in enumerate(operations):
+        methods = HTTP_VERBS if op.verb == "ANY" else (op.verb,)
+        # Methods some request of this operation arrives with (an exact sibling on the same
+        # path takes its method away from ANY).
+        live = tuple(m for m in methods if pattern_reach("*", m, (op.verb, op.path), routes).reaches)
+        live_methods[index] = live
+        shape = _shape(op.path)
+        for stage in stage_list:
+            for method in live:
+                hits: list[_Hit] = []
+                for grant in mine:
+                    route = grant.route
+                    if route.stage not in (stage, _EVERY_STAGE) or route.verb not in (method, ANY_VERB):
+                        continue
+                    if _is_template(route.resource):
+                        if _shape(route.resource) == shape:
+                            hits.append(_Hit(grant, True, None))
+                        continue
+                    found = reach(route.resource, method, index)
+                    if found.reaches:
+                        hits.append(_Hit(grant, found.covers, None if found.covers else found.some))
+                used.update(hit.grant for hit in hits)
+                _judge(notes, op, index, stage, method, hits)
+
+    findings = [_render(code, operations[index], grant, entry, stage_list, live_methods[index])
+                for (code, index, grant, _), entry in notes.items()]
+    findings += _not_authorizer(operations, document)
+    findings += _not_in_spec([g for g in mine if g not in used and not _reaches_any(g, routes[len(operations):],
+                                                                                   routes)], document)
+    return sorted(set(findings), key=_order)
+
+
+def _order(finding: Finding) -> tuple[str, int, str, str]:
+    name, _, line = finding.where.rpartition(":")
+    if not line.isdigit():
+        name, line = finding.where, "0"
+    return (name, int(line), finding.code, finding.message)
+
+
+def _judge(notes: _Notes, op: Operation, index: int, stage: str, method: str, hits: list[_Hit]) -> None:
+    required = op.requirements
+    if required is None:
+        for hit in hits:
+            _note(notes, OPEN_BUT_MAPPED, index, hit.grant, stage, method)
+        return
+    if not required:
+        return  # reported once per operation (_not_authorizer)
+    full = [hit for hit in hits if hit.full]
+    if not full:
+        _note(notes, NOT_COVERED, index, None, stage, method, detail=_mappings_side(hits))
+    for hit in hits:
+        held = requirement_of(hit.grant.needs)
+        if not any(alternative <= held for alternative in required):
+            _note(notes, WIDER, index, hit.grant, stage, method, hit.witness, detail=_mappings_side(hits))
+    if full:
+        mapped = [requirement_of(hit.grant.needs) for hit in full]
+        for alternative in required:
+            if not any(held <= alternative for held in mapped):
+                _note(notes, NARROWER, index, None, stage, method,
+                      detail=f"{requirement_label([alternative])}\x00{_mappings_side(full)}")
+
+
+def _mappings_side(hits: Sequence[_Hit]) -> str:
+    parts = sorted({f"{requirement_label([requirement_of(h.grant.needs)])} (at {h.grant.source}"
+                    f"{'' if h.full else ', part of it'})" for h in hits})
+    return "; ".join(parts)
+
+
+def _where_phrase(stages: set[str], all_stages: Sequence[str], methods: set[str], live: Sequence[str],
+                  op: Operation) -> str:
+    out = ""
+    if op.verb == "ANY" and set(live) - methods:
+        out += f" for {', '.join(m for m in live if m in methods)}"
+    if _EVERY_STAGE in stages:
+        return out
+    if len(all_stages) > 1 or set(stages) != set(all_stages):
+        names = [s for s in all_stages if s in stages]
+        out += f" on stage{'s' if len(names) > 1 else ''} {', '.join(names)}"
+    return out
+
+
+def _render(code: str, op: Operation, grant: Grant | None, entry: _Seen, all_stages: Sequence[str],
+            live: Sequence[str]) -> Finding:
+    spec = requirement_label(op.requirements or ())
+    scope = _where_phrase(entry.stages, all_stages, entry.methods, live, op)
+    if code == NOT_COVERED:
+        partly = f"; mappings that reach only part of it: {entry.detail}" if entry.detail else ""
+        return Finding(ERROR, code, op.where,
+                       f"{op.route} needs {spec} (the spec, here) but no mapping grants it{scope}{partly}")
+    assert grant is not None or code == NARROWER
+    if code == NARROWER:
+        alternative, _, mappings = entry.detail.partition("\x00")
+        return Finding(WARNING, code, op.where,
+                       f"{op.route}{scope}: the spec (here) lets in callers holding {alternative}, but every "
+                       f"mapping granting it asks for something else: narrower than the spec (spec: {spec}; "
+                       f"mappings: {mappings})")
+    assert grant is not None
+    mapping = _route_text(grant.route.verb, grant.route.resource)
+    held = requirement_label([requirement_of(grant.needs)])
+    if code == OPEN_BUT_MAPPED:
+        return Finding(WARNING, code, grant.source,
+                       f"{mapping} for {held} grants {op.route}{scope}, which needs no authorization in the spec "
+                       f"(at {op.where}): API Gateway never asks the authorizer for it, so this mapping "
+                       "misleads")
+    example = f" (e.g. {entry.witness})" if entry.witness else ""
+    reaches = "grants" if entry.witness is None else "reaches"
+    return Finding(ERROR, WIDER, grant.source,
+                   f"{mapping} for {held} {reaches} {op.route}{example}{scope}, which the spec (at {op.where}) "
+                   f"gives to {spec}: wider than the spec (mappings: {entry.detail})")
+
+
+def _not_authorizer(operations: Sequence[Operation], document: OpenApiDocument) -> list[Finding]:
+    unchecked = [op for op in operations if op.requirements == ()]
+    if not unchecked:
+        return []
+    if len(unchecked) == len(operations):
+        why = "; ".join(sorted(set(unchecked[0].notes))) or "no requirement the authorizer can grant"
+        return [Finding(INFO, NOT_AUTHORIZER, unchecked[0].where,
+                        f"no operation of {document.source} is secured by anything the authorizer reads ({why}): "
+                        "coverage is not checked")]
+    out = []
+    for op in unchecked:
+        why = "; ".join(op.notes) or "no requirement the authorizer can grant"
+        out.append(Finding(INFO, NOT_AUTHORIZER, op.where,
+                           f"{op.route} is secured only by what the authorizer cannot read ({why}): "
+                           "coverage not checked"))
+    return out
+
+
+def _reaches_any(grant: Grant, wanted: Sequence[tuple[str, str]], routes: Sequence[tuple[str, str]]) -> bool:
+    route = grant.route
+    for verb, path in wanted:
+        methods = [m for m in (HTTP_VERBS if verb == "ANY" else (verb,)) if route.verb in (m, ANY_VERB)]
+        for method in methods:
+            if _is_template(route.resource):
+                if _shape(route.resource) == _shape(path):
+                    return True
+            elif pattern_reach("/" + route.resource, method, (verb, path), routes).reaches:
+                return True
+    return False
+
+
+def _not_in_spec(grants: Sequence[Grant], document: OpenApiDocument) -> list[Finding]:
+    out = []
+    for grant in grants:
+        out.append(Finding(WARNING, NOT_IN_SPEC, grant.source,
+                           f"{_route_text(grant.route.verb, grant.route.resource)} grants no operation of "
+                           f"{document.source} (API Gateway routes no request it matches to an operation "
+                           "of the spec)"))
+    return out
