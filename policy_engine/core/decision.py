@@ -94,7 +94,9 @@ class Decision:
     tenant placeholder refused (the mappings holding them granted nothing), for the log.
     ``unconfigured_grant_claims``, on a Deny that grants
     nothing, names the common grant claims the token carries that no source reads
-    (for the log line; never their contents).
+    (for the log line; never their contents). ``excluded`` are Resources of sibling
+    routes the granted templates' wildcards reach but the caller is not granted
+    (``core.siblings``), denied explicitly like ``denied``.
     """
 
     effect: str
@@ -110,6 +112,7 @@ class Decision:
     text_chars: int | None = None
     placeholders_refused: tuple[str, ...] = ()
     unconfigured_grant_claims: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -137,13 +140,14 @@ def render_iam_response(decision: Decision) -> dict[str, Any]:
     """The IAM-policy response API Gateway expects (REST, and HTTP API IAM mode).
 
     Allow: one statement listing every granted Resource, plus one Deny statement for
-    ``denied`` Resources (an explicit Deny wins over the Allow). Deny: one statement
+    ``excluded`` and ``denied`` Resources (an explicit Deny wins over the Allow). Deny: one statement
     denying every route of the API and stage.
     """
     if decision.effect == ALLOW and decision.resources:
         statements = [{"Action": "execute-api:Invoke", "Effect": ALLOW, "Resource": list(decision.resources)}]
-        if decision.denied:
-            statements.append({"Action": "execute-api:Invoke", "Effect": DENY, "Resource": list(decision.denied)})
+        if decision.denied or decision.excluded:
+            statements.append({"Action": "execute-api:Invoke", "Effect": DENY,
+                               "Resource": [*decision.excluded, *decision.denied]})
     else:
         statements = [{"Action": "execute-api:Invoke", "Effect": DENY, "Resource": [decision.deny_resource]}]
     response: dict[str, Any] = {
@@ -197,6 +201,8 @@ def response_size_bound(decision: Decision, known: Memo[tuple[str, ...], int] | 
     )
     if decision.denied:
         size += sum(map(len, decision.denied)) + 4 * len(decision.denied)
+    if decision.excluded:
+        size += sum(map(len, decision.excluded)) + 4 * len(decision.excluded)
     return size
 
 
@@ -227,11 +233,13 @@ def narrow_to_route(decision: Decision, route_arn: str) -> Decision:
     (simple responses, per-route cache keys).
     """
     allowed = tuple(r for r in decision.resources if glob_matches(r, route_arn)) if decision.allowed else ()
+    if allowed and any(glob_matches(r, route_arn) for r in decision.excluded):
+        allowed = ()  # a sibling route's request: the caller is not granted its route
     if not allowed:
-        return replace(decision, effect=DENY, resources=(), denied=(),
+        return replace(decision, effect=DENY, resources=(), denied=(), excluded=(),
                        reason=decision.reason if not decision.allowed else "no_grant_for_route")
     denied = tuple(r for r in decision.denied if glob_matches(r, route_arn))
-    return replace(decision, resources=allowed, denied=denied,
+    return replace(decision, resources=allowed, denied=denied, excluded=(),
                    reason="route_needs_api_key" if denied else decision.reason)
 
 

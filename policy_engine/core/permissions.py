@@ -57,6 +57,8 @@ from policy_engine.core.grants import (
     split_grant_key,
 )
 from policy_engine.core.memo import Memo
+from policy_engine.core.routes import RouteTemplate
+from policy_engine.core.siblings import SiblingRoutes
 from policy_engine.errors import PermissionsError
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "HTTP_VERBS",
     "MAX_GRANT_VALUE",
     "MAX_RESOURCE_ARN",
+    "Evaluation",
     "FieldProblem",
     "Fields",
     "Grant",
@@ -77,6 +80,7 @@ __all__ = [
     "compile_records",
     "content_digest",
     "grant_value_rule",
+    "is_route_template",
     "longest_resource_arn",
     "needs_of",
     "needs_text",
@@ -85,6 +89,7 @@ __all__ = [
     "requirement_of",
     "requirement_text",
     "resource_arn",
+    "resource_glob",
 ]
 
 # A mapping may name one of HTTP_VERBS, or ``*`` (or ``ANY``) for all of them.
@@ -105,6 +110,8 @@ _RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
 _RESOURCE_MATCH = _RESOURCE.fullmatch
 # RFC 6749 scope-token characters.
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# A route parameter as API Gateway writes it: {name} (one segment) or {name+} (greedy).
+_PARAMETER = re.compile(r"\{[A-Za-z0-9_.-]+\+?\}")
 # The claim path of a placeholder: characters a route path may hold, no '*'.
 _PLACEHOLDER_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()+,;=:@%]+")
 
@@ -153,9 +160,18 @@ def _verb(value: str) -> str:
 def _resource(value: str) -> str:
     plain = value
     if "{" in value or "}" in value:
+        templated = claimed = False
         segments = value.split("/")
         for i, segment in enumerate(segments):
             if "{" not in segment and "}" not in segment:
+                continue
+            if _PARAMETER.fullmatch(segment):
+                # A route parameter: one segment; a greedy one only last (API Gateway's rule).
+                if segment.endswith("+}") and i != len(segments) - 1:
+                    raise FieldProblem("resource", f"resource {{value}}: the greedy parameter {segment!r} must be "
+                                       "the last path segment", value)
+                templated = True
+                segments[i] = "x"
                 continue
             found = PLACEHOLDER.fullmatch(segment)
             if found is None or not segment.startswith("{claim:"):
@@ -169,8 +185,8 @@ def _resource(value: str) -> str:
                         "(as in /tenants/{claim:tenant_id}/*)", value)
                 raise FieldProblem(
                     "resource",
-                    "resource {value} uses a path template; API Gateway's methodArn carries the real path, "
-                    "so write '*' where the parameter goes",
+                    "resource {value}: a route parameter is a whole path segment, '{name}' or '{name+}' (name: "
+                    "letters, digits, '_', '-', '.')",
                     value,
                 )
             path = found.group(1)
@@ -182,8 +198,12 @@ def _resource(value: str) -> str:
             if _PLACEHOLDER_PATH.fullmatch(path) is None:
                 raise FieldProblem("resource", f"resource {{value}}: placeholder claim {path!r} has characters a "
                                    "route path cannot have", value)
+            claimed = True
             segments[i] = "x"
         plain = "/".join(segments)
+        if templated and (claimed or "*" in plain):
+            raise FieldProblem("resource", "resource {value}: a route template names one route; it cannot also hold "
+                               "'*' or a '{claim:...}' placeholder", value)
     if not _RESOURCE.fullmatch(plain):
         raise FieldProblem("resource", "resource {value} has characters a route path cannot have", value)
     return value.removeprefix("/")
@@ -456,8 +476,24 @@ class Grant(NamedTuple):
 
 
 def resource_arn(route: Route, stage: str, verb: str) -> str:
-    """The policy Resource for ``route`` on a concrete ``stage`` and ``verb`` (or ``*``)."""
-    return f"{route.api_arn}/{stage}/{verb}/{route.resource}"
+    """The policy Resource for ``route`` on a concrete ``stage`` and ``verb`` (or ``*``).
+
+    A route parameter is written ``*``: IAM has no one-segment wildcard, so this also
+    matches sibling routes; ``PermissionSet.evaluate`` denies those the caller is not
+    granted.
+    """
+    return f"{route.api_arn}/{stage}/{verb}/{resource_glob(route.resource)}"
+
+
+def resource_glob(resource: str) -> str:
+    """``resource`` as an IAM glob: each route parameter (``{id}``, ``{proxy+}``) becomes ``*``."""
+    return _PARAMETER.sub("*", resource) if "{" in resource else resource
+
+
+def is_route_template(route: Route) -> bool:
+    """True when ``route`` names one route of the API (a path without ``*`` or placeholders,
+    parameters allowed) rather than an IAM glob."""
+    return "*" not in route.resource and "{claim:" not in route.resource
 
 
 def longest_resource_arn(route: Route) -> int:
@@ -487,9 +523,19 @@ class _Guarded(NamedTuple):
 
 
 _ApiIndex = dict[tuple[str, str], tuple[Any, ...]]
-#: What ``PermissionSet.evaluate`` answers: the sorted policy Resources, and the claim
-#: names of placeholders that were refused (their mappings granted nothing).
-Evaluation = tuple[tuple[str, ...], tuple[str, ...]]
+class Evaluation(NamedTuple):
+    """What ``PermissionSet.evaluate`` answers for one caller on one API and stage."""
+
+    #: The sorted policy Resources to allow.
+    resources: tuple[str, ...]
+    #: The claim names of placeholders that were refused (their mappings granted nothing).
+    refused: tuple[str, ...] = ()
+    #: Resources to deny explicitly: sibling routes the allowed templates' wildcards
+    #: reach that the caller is not granted (``core.siblings``).
+    excluded: tuple[str, ...] = ()
+    #: Granted routes no single policy can allow exactly for this caller: left out of
+    #: ``resources``; the engine allows only the exact request, when it is routed to one.
+    per_request: tuple[RouteTemplate, ...] = ()
 
 
 class PermissionSet:
@@ -511,8 +557,8 @@ class PermissionSet:
     denied, and handed to ``on_oversized`` when given.
     """
 
-    __slots__ = ("_claimed", "_guarded", "_memo", "_on_oversized", "_paths", "_plain", "_plans", "grant_keys",
-                 "grants", "scopes", "version")
+    __slots__ = ("_claimed", "_guarded", "_memo", "_on_oversized", "_paths", "_plain", "_plans", "_siblings",
+                 "grant_keys", "grants", "scopes", "version")
 
     def __init__(
         self, grants: Iterable[Grant], version: str | None = None, *, on_oversized: OversizedReport | None = None
@@ -529,7 +575,7 @@ class PermissionSet:
         for grant in self.grants:
             route, needs = grant.route, grant.needs
             at = (route.api_arn, route.stage)
-            has_placeholder = "{" in route.resource
+            has_placeholder = "{claim:" in route.resource
             if not has_placeholder and not needs.startswith("{"):
                 # The common case (a scope): a plain route under the scope.
                 plain.setdefault(needs, {}).setdefault(at, []).append(route)
@@ -567,9 +613,24 @@ class PermissionSet:
         self._memo: Memo[tuple[Any, ...], Evaluation] = Memo()
         self._plans: Memo[tuple[str, str, frozenset[str]], tuple[frozenset[str], tuple[ClaimPath, ...]]] = Memo()
         self._on_oversized = on_oversized
+        # The SiblingRoutes of each (API, stage) decided, built when first needed.
+        self._siblings: Memo[tuple[str, str], SiblingRoutes] = Memo()
 
     def __len__(self) -> int:
         return len(self.grants)
+
+    def siblings(self, api_arn: str, stage: str) -> SiblingRoutes:
+        """The routes the mappings name on one API and stage: route templates and literal
+        paths, stage-``*`` mappings included (``core.siblings``)."""
+        key = (api_arn, stage)
+        index = self._siblings.get(key)
+        if index is None:
+            places = {key, (api_arn, "*")}
+            index = self._siblings.remember(key, SiblingRoutes(
+                {(g.route.verb, g.route.resource) for g in self.grants
+                 if (g.route.api_arn, g.route.stage) in places and is_route_template(g.route)},
+                resource_glob))
+        return index
 
     def _reach(self, held: frozenset[str]) -> Iterable[str]:
         # The index keys to look at: the grants held, and the empty key of 'authenticated' mappings.
@@ -688,14 +749,25 @@ class PermissionSet:
                     self._memo.remember((api_arn, stage, grants), cached)
                 return cached
         routes, refused = self._granted(held, api_arn, stage, claims)
+        excluded: tuple[str, ...] = ()
+        per_request: tuple[RouteTemplate, ...] = ()
+        siblings = self.siblings(api_arn, stage)
+        if siblings:
+            named = [(route.verb, route.resource) for route in routes if (route.verb, route.resource) in siblings]
+            # Guard: only a route parameter or an ANY verb reaches past its own route.
+            if any(verb == ANY_VERB or "{" in resource for verb, resource in named):
+                prefix = f"{api_arn}/{stage}/"
+                globs = tuple(arn[len(prefix):] for route in routes if (route.verb, route.resource) not in siblings
+                              for arn in _route_arns(route, stage))
+                verdict = siblings.verdict(named, globs)
+                excluded = tuple(prefix + tail for tail in verdict.denied)
+                if verdict.unsafe:
+                    unsafe = set(verdict.unsafe)
+                    routes = [route for route in routes if (route.verb, route.resource) not in unsafe]
+                    per_request = tuple(siblings.template(key) for key in verdict.unsafe)
         arns: set[str] = set()
         for route in routes:
-            if route.verb != ANY_VERB:
-                arns.add(resource_arn(route, stage, route.verb))
-            elif route.resource == "*":
-                arns.add(resource_arn(route, stage, "*"))
-            else:
-                arns.update(resource_arn(route, stage, verb) for verb in HTTP_VERBS)
+            arns.update(_route_arns(route, stage))
         # Left out before compaction: a merged Resource may stand for shorter ones too,
         # and dropping it would deny routes that fit. Never replaced by a wider pattern.
         oversized = [arn for arn in arns if len(arn) > MAX_RESOURCE_ARN]
@@ -705,12 +777,22 @@ class PermissionSet:
                 self._on_oversized(api_arn, stage, tuple(sorted(oversized)))
         gone = tuple(sorted(refused))
         if not compacted:
-            return tuple(sorted(arns)), gone
-        result = (compact_resources(arns), gone)
+            return Evaluation(tuple(sorted(arns)), gone, excluded, per_request)
+        result = Evaluation(compact_resources(arns), gone, compact_resources(excluded) if excluded else (), per_request)
         self._memo.remember(key, result)
         if not per_claims:
             self._memo.remember((api_arn, stage, grants), result)
         return result
+
+
+def _route_arns(route: Route, stage: str) -> tuple[str, ...]:
+    # A '*' verb is spelled out per method unless the resource is '*' too: in a policy '*'
+    # also crosses '/', and stage/*/pets would allow GET /x/pets.
+    if route.verb != ANY_VERB:
+        return (resource_arn(route, stage, route.verb),)
+    if route.resource == "*":
+        return (resource_arn(route, stage, "*"),)
+    return tuple(resource_arn(route, stage, verb) for verb in HTTP_VERBS)
 
 
 def content_digest(rows: Iterable[tuple[str, str, str, str, str]]) -> str:

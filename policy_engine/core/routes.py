@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import overload
 
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.errors import EventError
@@ -306,109 +307,141 @@ def _spell(parents: dict[_State, tuple[_State | None, str]], state: _State) -> s
     return "".join(reversed(chars))
 
 
-# One segment of a route template, for route_for: its rank (literal beats parameter
-# beats greedy) and, for a literal, its text.
-_LITERAL_RANK, _PARAMETER_RANK, _GREEDY_RANK = 2, 1, 0
+def segment_kinds(route: RouteTemplate) -> tuple[int, ...]:
+    """How specific each path segment of ``route`` is: 0 literal, 1 ``{name}``, 2 ``{name+}``.
+
+    Of two routes that match one request, API Gateway picks the one whose first
+    differing segment is the more specific (literal before parameter before greedy),
+    per method; on the same path an exact method beats ``ANY`` (AWS, "Routing API
+    requests": https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html).
+    """
+    if route.key == "$default":
+        return (3,)
+    path = route.key.partition(" ")[2]
+    kinds = []
+    for segment in path[1:].split("/"):
+        if segment.startswith("{") and segment.endswith("+}"):
+            kinds.append(2)
+        elif segment.startswith("{") and segment.endswith("}"):
+            kinds.append(1)
+        else:
+            kinds.append(0)
+    return tuple(kinds)
+
+
+def outranks(route: RouteTemplate, other: RouteTemplate) -> bool:
+    """True when API Gateway sends a request both routes match to ``route``, not ``other``."""
+    mine, theirs = segment_kinds(route), segment_kinds(other)
+    if mine != theirs:
+        for a, b in zip(mine, theirs, strict=False):
+            if a != b:
+                return a < b
+        return False  # one is a prefix of the other: they never match the same path
+    return len(route.methods) < len(other.methods)  # an exact method before ANY
+
+
+def reaches(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemplate, ...] = ()) -> bool:
+    """True when some request of ``route`` (``METHOD/path``, no API or stage) that no
+    route in ``above`` also matches is matched by one of the IAM globs ``globs``.
+
+    With ``above`` the routes that outrank ``route`` (``outranks``), that is "does a
+    policy allowing ``globs`` reach a request API Gateway routes to ``route``". Decided
+    on the product of the automata, as ``route_coverage`` does; past ``MAX_STATES``
+    explored states the answer is ``True``: every caller of this function treats a
+    reach as something to deny or to refuse, never to allow.
+    """
+    grants = _Globs(globs, "")
+    requests = _Route(route)
+    higher = tuple(_Route(other) for other in above)
+    alphabet = grants.literals() | requests.literals() | {"/"}
+    for other in higher:
+        alphabet |= other.literals()
+    alphabet.add(_other_character(alphabet))
+    letters = sorted(alphabet)
+    start = (frozenset({0}), grants.start, tuple(frozenset({0}) for _ in higher))
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        route_states, grant_states, higher_states = queue.popleft()
+        if (requests.final in route_states and grants.accepts(grant_states)
+                and not any(other.final in states for other, states in zip(higher, higher_states, strict=True))):
+            return True
+        for char in letters:
+            next_route = requests.step(route_states, char)
+            if not next_route:
+                continue
+            next_grants = grants.step(grant_states, char)
+            if not next_grants:
+                continue
+            following = (next_route, next_grants,
+                         tuple(other.step(states, char) for other, states in zip(higher, higher_states, strict=True)))
+            if following in seen:
+                continue
+            if len(seen) >= MAX_STATES:
+                return True
+            seen.add(following)
+            queue.append(following)
+    return False
 
 
 @lru_cache(maxsize=4096)
-def _template_segments(template: str) -> tuple[tuple[int, str], ...] | None:
-    # None: a template API Gateway cannot hold (a greedy parameter before the end).
-    body = template[1:] if template.startswith("/") else template
-    if not body:
-        return ()
-    out: list[tuple[int, str]] = []
-    pieces = body.split("/")
-    for i, piece in enumerate(pieces):
-        whole = piece.startswith("{") and piece.endswith("}") and _PARAMETER.fullmatch(piece) is not None
-        if whole and piece.endswith("+}"):
-            if i != len(pieces) - 1:
-                return None
-            out.append((_GREEDY_RANK, ""))
-        elif whole:
-            out.append((_PARAMETER_RANK, ""))
+def _route_regex(route: RouteTemplate) -> re.Pattern[str]:
+    # The path; {name} is one non-empty segment, {name+} one or more characters of any kind.
+    pieces = []
+    for part in route.path:
+        if isinstance(part, str):
+            pieces.append(re.escape(part))
         else:
-            out.append((_LITERAL_RANK, piece))
-    return tuple(out)
+            pieces.append("[^/]+" if part is PathPart.SEGMENT else ".+")
+    return re.compile("/" + "".join(pieces), re.DOTALL)
 
 
-def _specificity(template: str, segments: list[str]) -> tuple[int, ...] | None:
-    """The ranks of the template's segments if it routes ``segments``, else None."""
-    if template == "$default":
-        return (-1,)
-    parts = _template_segments(template)
-    if parts is None:
-        return None
-    ranks: list[int] = []
-    for i, (rank, literal) in enumerate(parts):
-        if rank == _GREEDY_RANK:
-            # {name+}: the rest of the path, one or more characters of any kind.
-            if not "/".join(segments[i:]):
-                return None
-            ranks.append(rank)
-            return tuple(ranks)
-        if i >= len(segments):
-            return None
-        if rank == _LITERAL_RANK and segments[i] != literal:
-            return None
-        if rank == _PARAMETER_RANK and not segments[i]:
-            return None
-        ranks.append(rank)
-    return tuple(ranks) if len(parts) == len(segments) else None
+def route_matches(route: RouteTemplate, method: str, path: str) -> bool:
+    """True when ``route`` matches the request ``method`` ``path`` (``path`` with its leading ``/``)."""
+    if method not in route.methods:
+        return False
+    return route.path == (PathPart.ANYTHING,) or _route_regex(route).fullmatch(path) is not None
 
 
-def route_for(method: str, path: str, routes: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
-    """The route of ``routes`` API Gateway sends ``method path`` to, or None (no route: API
-    Gateway answers 404 / 403 without calling an authorizer).
+@overload
+def route_for(method: str, path: str, routes: Sequence[RouteTemplate]) -> RouteTemplate | None: ...
 
-    ``routes`` are ``(verb or "ANY", template)`` pairs, templates as API Gateway writes
-    them (``/pets/{petId}``, ``/files/{proxy+}``, ``/``; ``$default`` routes everything
-    last). ``path`` is the request path as a methodArn carries it after the method, with
-    or without one leading ``/`` (a first empty segment is then written ``//``); it may
-    hold any character. The rules (API Gateway
-    developer guide, "Routing API requests" for HTTP APIs and "Set up a method request"
-    for REST: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html,
-    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-settings-method-request.html):
 
-    * only routes whose verb is ``method``, or ``ANY`` (which stands for ``HTTP_VERBS``),
-      can take the request: the match is per method, so ``GET /users/me`` goes to
-      ``GET /users/{id}`` when the literal ``/users/me`` only has ``PATCH``;
-    * ``{name}`` is one non-empty segment (no ``/``); ``{name+}`` is the rest of the path,
-      one or more characters, ``/`` included; a literal segment matches its exact text
-      (case-sensitive); a segment with text around a parameter is literal text, as API
-      Gateway allows no such template;
-    * of the routes that match, segment by segment from the left, a literal beats a
-      parameter, which beats a greedy parameter (the REST resource tree's order); on the
-      same template, the exact verb beats ``ANY``; ``$default`` comes last.
+@overload
+def route_for(method: str, path: str, routes: Sequence[tuple[str, str]]) -> tuple[str, str] | None: ...
 
-    HTTP APIs rank every non-greedy match above every greedy one, which differs from
-    the tree's order only when a greedy route has more literal segments before its
-    ``{name+}`` than a non-greedy route that also matches (``/a/{p+}`` against
-    ``/{x}/b`` for ``/a/b``); this function gives the REST answer there.
-    Two routes with the same shape and verb (``/p/{a}``, ``/p/{b}``: API Gateway refuses
-    the second) resolve to the first listed.
+
+def route_for(
+    method: str, path: str, routes: Sequence[RouteTemplate] | Sequence[tuple[str, str]]
+) -> RouteTemplate | tuple[str, str] | None:
+    """The route of ``routes`` API Gateway sends the request ``method`` ``path`` to, or
+    ``None`` when none matches it (API Gateway then answers without calling an
+    authorizer): the most specific one (``outranks``: literal before parameter before
+    greedy, segment by segment, per method; an exact method before ``ANY``; of two
+    routes of the same shape and method, the first listed).
+
+    ``routes`` are ``RouteTemplate`` values, or ``(verb or "ANY", /template)`` pairs
+    (``("ANY", "$default")`` for ``$default``), and the answer is of the same kind.
+    ``path`` is the request path as a methodArn carries it after the method, with its
+    leading ``/`` (a pair-list caller may leave it out; a first empty segment is then
+    written ``//``); it may hold any character.
     """
-    body = path[1:] if path.startswith("/") else path
-    segments = body.split("/") if body else []
-    best: tuple[tuple[int, ...], int] | None = None
-    chosen: tuple[str, str] | None = None
-    for route in routes:
-        verb, template = route
-        if verb == "ANY":
-            if method not in HTTP_VERBS:
-                continue
-            exact = 0
-        elif verb == method:
-            exact = 1
-        else:
-            continue
-        ranks = _specificity(template, segments)
-        if ranks is None:
-            continue
-        key = (ranks, exact)
-        if best is None or key > best:
-            best, chosen = key, route
-    return chosen
+    if not routes or isinstance(routes[0], RouteTemplate):
+        best: RouteTemplate | None = None
+        for route in routes:
+            assert isinstance(route, RouteTemplate)
+            if route_matches(route, method, path) and (best is None or outranks(route, best)):
+                best = route
+        return best
+    pairs = [route for route in routes if not isinstance(route, RouteTemplate)]
+    templates = [_pair_template(pair) for pair in pairs]
+    found = route_for(method, path if path.startswith("/") else "/" + path, templates)
+    return None if found is None else pairs[templates.index(found)]
+
+
+def _pair_template(pair: tuple[str, str]) -> RouteTemplate:
+    verb, template = pair
+    return parse_route_key("$default" if template == "$default" else f"{verb} {template}")
 
 
 # -- which requests routed to a route a pattern matches ------------------------------
@@ -448,19 +481,17 @@ class Reach:
         return self.decided and self.missed is None
 
 
-def _segment_tokens(segment: str, *, wildcards: bool, last: bool) -> list[_Token] | None:
+def _segment_tokens(segment: str) -> list[_Token]:
     if _PARAMETER.fullmatch(segment):
         if segment.endswith("+}"):
-            if not last and not wildcards:
-                return None  # a template API Gateway cannot hold: it routes nothing
             return [(_ANY_TOKEN, False), (_ANY_TOKEN, True)]
         return [(_SEGMENT_TOKEN, False), (_SEGMENT_TOKEN, True)]
     out: list[_Token] = []
     for char in segment:
-        if wildcards and char == "*":
+        if char == "*":
             if not out or out[-1] != (_ANY_TOKEN, True):
                 out.append((_ANY_TOKEN, True))
-        elif wildcards and char == "?":
+        elif char == "?":
             out.append((_ANY_TOKEN, False))
         else:
             out.append((char, False))
@@ -468,22 +499,31 @@ def _segment_tokens(segment: str, *, wildcards: bool, last: bool) -> list[_Token
 
 
 @lru_cache(maxsize=4096)
-def _chain(text: str, wildcards: bool) -> tuple[_Token, ...] | None:
-    """A pattern (``wildcards``: ``*`` and ``?`` are IAM's) or a route template as tokens."""
-    if not wildcards and text == "$default":
-        return ((_ANY_TOKEN, True),)
-    body = text[1:] if text.startswith("/") else text
-    if not body:
-        return ()
-    pieces = body.split("/")
+def _pattern_chain(pattern: str) -> tuple[_Token, ...]:
+    """A mapping's resource as tokens (``*`` and ``?`` are IAM's, a whole-segment
+    ``{...}`` a parameter)."""
+    body = pattern[1:] if pattern.startswith("/") else pattern
     out: list[_Token] = []
-    for i, piece in enumerate(pieces):
+    for i, piece in enumerate(body.split("/") if body else []):
         if i:
             out.append(("/", False))
-        tokens = _segment_tokens(piece, wildcards=wildcards, last=i == len(pieces) - 1)
-        if tokens is None:
-            return None
-        out.extend(tokens)
+        out.extend(_segment_tokens(piece))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _route_chain(route: RouteTemplate) -> tuple[_Token, ...]:
+    """The paths of ``route`` (without their leading ``/``) as tokens."""
+    out: list[_Token] = []
+    for part in route.path:
+        if isinstance(part, str):
+            out.extend((char, False) for char in part)
+        elif part is PathPart.SEGMENT:
+            out += [(_SEGMENT_TOKEN, False), (_SEGMENT_TOKEN, True)]
+        elif part is PathPart.GREEDY:
+            out += [(_ANY_TOKEN, False), (_ANY_TOKEN, True)]
+        else:
+            out.append((_ANY_TOKEN, True))
     return tuple(out)
 
 
@@ -542,25 +582,6 @@ def _path_in(include: Sequence[tuple[_Token, ...]], exclude: Sequence[tuple[_Tok
     return None
 
 
-def _route_key(route: tuple[str, str], method: str) -> tuple[tuple[int, ...], int] | None:
-    # route_for's order; None when the route never takes ``method``.
-    verb, template = route
-    if verb == "ANY":
-        if method not in HTTP_VERBS:
-            return None
-        exact = 0
-    elif verb == method:
-        exact = 1
-    else:
-        return None
-    if template == "$default":
-        return ((-1,), exact)
-    parts = _template_segments(template)
-    if parts is None:
-        return None
-    return (tuple(rank for rank, _ in parts), exact)
-
-
 def pattern_reach(
     pattern: str, method: str, route: tuple[str, str], routes: Sequence[tuple[str, str]]
 ) -> Reach:
@@ -576,24 +597,24 @@ def pattern_reach(
     except past ``MAX_STATES`` explored states (``Reach``). A ``route`` missing from
     ``routes`` is read as listed last.
     """
-    listed = list(routes)
-    if route not in listed:
-        listed.append(route)
-    index = listed.index(route)
-    own = _route_key(route, method)
-    chain = _chain(route[1], False)
-    wanted = _chain(pattern, True)
-    if own is None or chain is None or wanted is None:
+    pairs = list(routes)
+    if route not in pairs:
+        pairs.append(route)
+    templates = [_pair_template(pair) for pair in pairs]
+    index = pairs.index(route)
+    own = templates[index]
+    if method not in own.methods:
         return Reach(None, None)
+    # The routes API Gateway prefers for a request both match (route_for's order).
     beaters = []
-    for j, other in enumerate(listed):
-        key = _route_key(other, method)
-        if j == index or key is None:
+    for j, other in enumerate(templates):
+        if j == index or method not in other.methods:
             continue
-        if key > own or (key == own and j < index):
-            other_chain = _chain(other[1], False)
-            if other_chain is not None:
-                beaters.append(other_chain)
+        tie = j < index and not outranks(own, other)
+        if outranks(other, own) or tie:
+            beaters.append(_route_chain(other))
+    chain = _route_chain(own)
+    wanted = _pattern_chain(pattern)
     try:
         some = _path_in((wanted, chain), beaters)
         missed = _path_in((chain,), (wanted, *beaters))

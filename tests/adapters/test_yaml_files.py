@@ -84,7 +84,7 @@ def test_every_problem_is_reported_and_nothing_loads(tmp_path):
          "scope, group, role, allOf, authenticated)"),
         (BLOG_ENTRY.replace(API, "arn:aws:execute-api:us-east-1:123:api"),
          "t.yaml:1: arn 'arn:aws:execute-api:us-east-1:123:api' is not an API ARN"),
-        (BLOG_ENTRY.replace("/pets", "/pets/{id}"), "t.yaml:2: resource '/pets/{id}' uses a path template"),
+        (BLOG_ENTRY.replace("/pets", "/pets/x{id}"), "t.yaml:2: resource '/pets/x{id}': a route parameter is a whole"),
         (BLOG_ENTRY.replace("/pets", "/pets?x=1"), "t.yaml:2: resource '/pets?x=1' has characters"),
         (BLOG_ENTRY.replace("stage: dev", "stage: 12"), "t.yaml:3: stage must be a string"),
         ("- just a string\n", "t.yaml:1: a mapping must be an object"),

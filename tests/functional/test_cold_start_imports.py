@@ -67,7 +67,7 @@ def test_a_snapshot_with_an_invalid_mapping_still_loads_nothing_and_fails_closed
     from policy_engine.core.snapshot import encode_snapshot
 
     path = tmp_path / "edited.json"
-    path.write_bytes(encode_snapshot(1, frozenset({MappingKey(API, "dev", "GET", "/pets/{id}", "pets:read")}), "", ""))
+    path.write_bytes(encode_snapshot(1, frozenset({MappingKey(API, "dev", "GET", "/pets/x{id}", "pets:read")}), "", ""))
     event = {"type": "TOKEN", "authorizationToken": f"Bearer {idp.mint(scope='pets:read')}",
              "methodArn": f"{API}/dev/GET/pets/12"}
     env = {"PATH": "/usr/bin:/bin", "ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "PERMISSIONS_SOURCE": str(path)}
@@ -76,4 +76,5 @@ def test_a_snapshot_with_an_invalid_mapping_still_loads_nothing_and_fails_closed
     assert done.returncode != 0 and "AuthorizerFailure" in done.stderr
     logs = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     unavailable = [line for line in logs if line["event"] == "permissions_unavailable"]
-    assert unavailable and "mappings[0]: resource '/pets/{id}' uses a path template" in unavailable[0]["detail"]
+    problem = "mappings[0]: resource '/pets/x{id}': a route parameter is a whole path segment"
+    assert unavailable and problem in unavailable[0]["detail"]

@@ -20,6 +20,7 @@ from policy_engine.core.grants import MAX_PLACEHOLDER_VALUE
 from policy_engine.core.permissions import (
     AUTHENTICATED,
     MAX_RESOURCE_ARN,
+    Evaluation,
     compile_records,
     content_digest,
     requirement_of,
@@ -174,8 +175,10 @@ def test_grouped_items_are_named_by_their_own_line(tmp_path):
 
 
 @pytest.mark.parametrize(("resource", "problem"), [
-    ("/t/{id}", "uses a path template; API Gateway's methodArn carries the real path, so write '*' where the "
-     "parameter goes"),
+    ("/t/x{id}", "a route parameter is a whole path segment, '{name}' or '{name+}'"),
+    ("/t/{proxy+}/x", "the greedy parameter '{proxy+}' must be the last path segment"),
+    ("/t/{id}/*", "a route template names one route; it cannot also hold '*' or a '{claim:...}' placeholder"),
+    ("/t/{claim:tenant}/{id}", "a route template names one route; it cannot also hold '*'"),
     ("/t/x{claim:tenant}", "a '{claim:...}' placeholder must be a whole path segment"),
     ("/t/{claim:tenant}*", "a '{claim:...}' placeholder must be a whole path segment"),
     ("/t/{claim:a..b}", "placeholder claim 'a..b' is not a claim path"),
@@ -184,8 +187,8 @@ def test_grouped_items_are_named_by_their_own_line(tmp_path):
     ("/t/{claim:a*}", "placeholder claim 'a*' has characters a route path cannot have"),
     ("/t/{claim:a b}", "placeholder '{claim:a b}' does not name a claim"),
     # what the schema's messages are made of, written into a value, stays as written
-    ("/t/{path}", "resource '/t/{path}' uses a path template"),
-    ("/t/{value}", "resource '/t/{value}' uses a path template"),
+    ("/t/x{path}", "resource '/t/x{path}': a route parameter is a whole path segment"),
+    ("/t/x{value}", "resource '/t/x{value}': a route parameter is a whole path segment"),
 ])
 def test_placeholders_are_whole_segments_with_claim_paths(resource, problem):
     with pytest.raises(PermissionsError) as info:
@@ -229,13 +232,13 @@ def test_placeholders_are_filled_per_caller_and_remembered_per_value():
                                    _record(scope="t", resource="/orgs/{claim:org.id}")], str)
     grants = frozenset({"t"})
     acme = permissions.evaluate(grants, API, "dev", claims={"tenant_id": "acme", "org": {"id": 7}})
-    assert acme == ((f"{API}/dev/GET/orgs/7", f"{API}/dev/GET/tenants/acme/*"), ())
+    assert acme == Evaluation((f"{API}/dev/GET/orgs/7", f"{API}/dev/GET/tenants/acme/*"), ())
     hostile = permissions.evaluate(grants, API, "dev", claims={"tenant_id": "*", "org": {"id": "a/b"}})
-    assert hostile == ((), ("org.id", "tenant_id"))
-    assert permissions.evaluate(grants, API, "dev") == ((), ("org.id", "tenant_id"))
+    assert hostile == Evaluation((), ("org.id", "tenant_id"))
+    assert permissions.evaluate(grants, API, "dev") == Evaluation((), ("org.id", "tenant_id"))
     # the same grant set again, another tenant: never the remembered answer of the first
     globex = permissions.evaluate(grants, API, "dev", claims={"tenant_id": "globex"})
-    assert globex == ((f"{API}/dev/GET/tenants/globex/*",), ("org.id",))
+    assert globex == Evaluation((f"{API}/dev/GET/tenants/globex/*",), ("org.id",))
     assert permissions.evaluate(grants, API, "dev", claims={"tenant_id": "acme", "org": {"id": 7}}) == acme
 
 

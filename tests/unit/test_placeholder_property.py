@@ -106,7 +106,7 @@ def test_a_claim_value_never_widens_what_the_mappings_grant(rows, grants, claims
     records = [{"arn": API, "stage": STAGE, "httpVerb": verb, "resource": resource, **_needs(needs)}
                for verb, resource, needs in rows]
     permissions = compile_records(records, lambda path: f"m{path}")
-    resources, _ = permissions.evaluate(grants, API, STAGE, claims=claims)
+    resources = permissions.evaluate(grants, API, STAGE, claims=claims).resources
     decision = Decision(ALLOW if resources else DENY, "p", API, STAGE, resources, "t", "v")
     response = render_iam_response(decision)
     # Requests: each mapping's resource filled with the caller's values, other tenants'

@@ -36,7 +36,8 @@ ARNS = ["arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5", "arn:aws-cn:exe
 # Look-alike letters (dotless i, fullwidth GET) on purpose: they must never pass as a verb.
 VERBS = ["GET", "get", "Post", "ANY", "any", "*", "PATCH", "OPTıONS", "FETCH", "", " GET", "GET\n", "ＧＥＴ"]  # noqa: RUF001
 STAGES = ["dev", "prod", "*", "$default", "$DEFAULT", "", "dev stage", "a" * 128, "a" * 129, "dév", "**"]
-RESOURCES = ["/pets", "pets/*", "/", "", "/pets/{id}", "/pets?x=1", "/pets/*/photos", "//a", "/a b", "/ü", "*",
+RESOURCES = ["/pets", "pets/*", "/", "", "/pets/{id}", "/pets/x{id}",
+             "/a/{p+}/b", "/a/{id}/*", "/pets?x=1", "/pets/*/photos", "//a", "/a b", "/ü", "*",
              "/t/{claim:tenant_id}/*", "/t/x{claim:t}", "/t/{claim:a..b}", "/t/{claim:a*b}", "/{claim:custom:org}",
              "/t/{claim:}", "/t/{claim:a}{claim:b}", "/t/{CLAIM:a}", "/t/{claim:a b}"]
 SCOPES = ["pets:read", "a", "", "two words", 'q"uote', "back\\slash", "é", "x" * 300, "\x7f"]
@@ -176,7 +177,7 @@ def test_one_check_across_a_load_answers_as_a_fresh_one(records):
 
 
 def test_a_refused_record_is_still_worded_by_the_model():
-    records = [{"arn": ARNS[0], "stage": "dev", "httpVerb": "FETCH", "resource": "/pets/{id}", "scope": "a b"},
+    records = [{"arn": ARNS[0], "stage": "dev", "httpVerb": "FETCH", "resource": "/pets/x{id}", "scope": "a b"},
                {"arn": ARNS[0], "stage": "dev", "httpVerb": "GET", "resource": "/pets", "scope": "s", "owner": "me"}]
     try:
         compile_records(records, lambda path: f"r{path}")
@@ -186,8 +187,8 @@ def test_a_refused_record_is_still_worded_by_the_model():
         raise AssertionError("invalid records compiled")
     assert problems == [
         "r(0, 'httpVerb'): httpVerb 'FETCH' is not an HTTP method (or '*'/'ANY')",
-        ("r(0, 'resource'): resource '/pets/{id}' uses a path template; API Gateway's methodArn carries the real "
-         "path, so write '*' where the parameter goes"),
+        ("r(0, 'resource'): resource '/pets/x{id}': a route parameter is a whole path segment, '{name}' or "
+         "'{name+}' (name: letters, digits, '_', '-', '.')"),
         "r(0, 'scope'): scope 'a b' is not one scope token (no spaces, quotes or backslashes)",
         ("r(1, 'owner'): unknown field 'owner' (expected arn, stage, httpVerb, resource, description and one of scope, "
          "group, role, allOf, authenticated)"),

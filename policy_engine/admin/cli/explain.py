@@ -319,7 +319,7 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
 
 def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str,
             caller: dict[str, Any], claims: dict[str, Any]) -> dict[str, Any]:
-    resources, refused = permissions.evaluate(scopes, api_arn, stage, claims=claims)
+    resources, refused = permissions.evaluate(scopes, api_arn, stage, claims=claims)[:2]
     response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=scopes,
                                  version=permissions.version, principal=caller.get("principal") or "caller",
                                  issuer=caller.get("issuer"))

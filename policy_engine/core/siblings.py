@@ -1,0 +1,173 @@
+"""Sibling routes: what a route template's wildcard reaches beyond its own route, and
+the Deny statements that take it back.
+
+A mapping written as a route template (``GET /pet/{petId}``) grants one route: the
+requests API Gateway sends to it. A policy can only say that with IAM globs, and IAM
+has no one-segment wildcard: ``GET/pet/*`` also matches ``GET /pet/findByStatus``, a
+sibling API Gateway routes elsewhere (a literal segment outranks a parameter, a
+parameter a greedy ``{proxy+}``, per method; ``core.routes.outranks``), and
+``GET /pet/1/photos``. API Gateway calls the authorizer only for routes that exist, and
+the mappings name them, so the policy can be exact: for each sibling the wildcard
+reaches (``targets``) that the caller is not granted, an explicit Deny of that sibling's
+own glob, since an explicit Deny wins over any Allow.
+
+That Deny is itself a glob, and may reach requests routed to a third route
+(``victims``): ``GET/pet/*`` written for ``GET /pet/{petId}`` also matches
+``GET /pet/a/b``, routed to ``GET /pet/{proxy+}``. When such a route is granted to the
+caller, no single policy is exact for this caller: the template is then *unsafe*, left
+out of the policy, and allowed only for the exact request being decided (the engine
+adds the request's own methodArn, no wildcard). Under API Gateway's authorizer cache,
+other requests of that route fail closed (403) until the entry expires; ``validate``
+reports such APIs.
+
+Everything here is pure and memoised per ``SiblingRoutes`` (one per API and stage of a
+permission set): which routes a template reaches does not depend on the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from policy_engine.core.compaction import globs_intersect
+from policy_engine.core.routes import RouteTemplate, outranks, parse_route_key, reaches, route_coverage
+
+__all__ = ["RouteKey", "SiblingRoutes", "SiblingVerdict", "route_key_of"]
+
+#: A route as mappings write it: (verb, or ``*`` for ANY; resource without leading ``/``).
+RouteKey = tuple[str, str]
+
+
+def route_key_of(key: RouteKey) -> RouteTemplate:
+    """The ``RouteTemplate`` of a mapping's (verb, resource)."""
+    verb, resource = key
+    return parse_route_key(f"{'ANY' if verb == '*' else verb} /{resource}")
+
+
+def _literal_opening(path: str) -> str:
+    # The text every request of a template or glob starts with.
+    cut = min((i for i in (path.find("*"), path.find("?"), path.find("{")) if i >= 0), default=len(path))
+    return path[:cut]
+
+
+def _compatible(a: str, b: str) -> bool:
+    return a.startswith(b) or b.startswith(a)
+
+
+class SiblingVerdict(NamedTuple):
+    """For one caller: the Deny globs (``METHOD/path``) of siblings to take back, and the
+    granted templates that cannot be written exactly (``unsafe``)."""
+
+    denied: tuple[str, ...]
+    unsafe: tuple[RouteKey, ...]
+
+
+class SiblingRoutes:
+    """The route templates of one API and stage, and what their globs reach.
+
+    ``glob_of(resource)`` writes a resource as an IAM glob (parameters as ``*``).
+    """
+
+    __slots__ = ("_glob_of", "_openings", "_routes", "_targets", "_victims")
+
+    def __init__(self, keys: Iterable[RouteKey], glob_of: Callable[[str], str]) -> None:
+        self._routes: dict[RouteKey, RouteTemplate] = {key: route_key_of(key) for key in sorted(set(keys))}
+        self._glob_of = glob_of
+        self._openings = {key: _literal_opening(key[1]) for key in self._routes}
+        self._targets: dict[RouteKey, tuple[RouteKey, ...]] = {}
+        self._victims: dict[tuple[RouteKey, tuple[str, ...]], tuple[RouteKey, ...]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._routes
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    @property
+    def templates(self) -> tuple[RouteTemplate, ...]:
+        """Every route, as API Gateway route templates."""
+        return tuple(self._routes.values())
+
+    def template(self, key: RouteKey) -> RouteTemplate:
+        return self._routes[key]
+
+    def globs(self, key: RouteKey, methods: Iterable[str] | None = None) -> tuple[str, ...]:
+        """``key``'s requests as IAM globs ``METHOD/path`` (for ``methods`` of its own only)."""
+        route = self._routes[key]
+        chosen = route.methods if methods is None else tuple(m for m in route.methods if m in set(methods))
+        glob = self._glob_of(key[1])
+        return tuple(f"{method}/{glob}" for method in chosen)
+
+    def _reached_by(
+        self, globs: tuple[str, ...], methods: set[str], opening: str, skip: RouteKey
+    ) -> tuple[RouteKey, ...]:
+        out = []
+        for key, route in self._routes.items():
+            if key == skip or methods.isdisjoint(route.methods) or not _compatible(opening, self._openings[key]):
+                continue
+            above = tuple(other for other_key, other in self._routes.items()
+                          if other_key != key and not methods.isdisjoint(other.methods) and outranks(other, route)
+                          and _compatible(self._openings[other_key], self._openings[key]))
+            if reaches(globs, route, above):
+                out.append(key)
+        return tuple(out)
+
+    def targets(self, key: RouteKey) -> tuple[RouteKey, ...]:
+        """The other routes some request of which, as API Gateway routes it, ``key``'s globs match."""
+        found = self._targets.get(key)
+        if found is None:
+            route = self._routes[key]
+            glob = self._glob_of(key[1])
+            if glob == key[1] and len(route.methods) == 1:
+                # A literal path with one method: its glob is its one request, routed to itself.
+                found = ()
+            else:
+                found = self._reached_by(self.globs(key), set(route.methods), _literal_opening(glob), key)
+            self._targets[key] = found
+        return found
+
+    def victims(self, key: RouteKey, methods: tuple[str, ...]) -> tuple[RouteKey, ...]:
+        """The other routes whose requests a Deny of ``key``'s globs (for ``methods``) would match."""
+        found = self._victims.get((key, methods))
+        if found is None:
+            glob = self._glob_of(key[1])
+            found = self._reached_by(self.globs(key, methods), set(methods), _literal_opening(glob), key)
+            self._victims[(key, methods)] = found
+        return found
+
+    def verdict(self, granted: Iterable[RouteKey], glob_grants: tuple[str, ...]) -> SiblingVerdict:
+        """What to deny for a caller granted the routes ``granted`` (keys of this set) and
+        the plain IAM globs ``glob_grants`` (``METHOD/path``, from ``*`` mappings).
+
+        A route counts as granted when its key is granted or ``glob_grants`` cover every
+        request of its template. A template is unsafe when the Deny of a sibling it reaches
+        would also match a granted route's requests or a glob grant.
+        """
+        held = set(granted)
+
+        def is_granted(key: RouteKey) -> bool:
+            if key in held:
+                return True
+            return bool(glob_grants) and route_coverage(glob_grants, (), "", self._routes[key]).granted
+
+        denied: set[str] = set()
+        unsafe: list[RouteKey] = []
+        for key in sorted(held):
+            route = self._routes[key]
+            take_back: list[str] = []
+            safe = True
+            for target in self.targets(key):
+                if is_granted(target):
+                    continue
+                methods = tuple(m for m in self._routes[target].methods if m in route.methods)
+                globs = self.globs(target, methods)
+                if any(is_granted(victim) for victim in self.victims(target, methods)) or any(
+                        globs_intersect(grant, glob) for grant in glob_grants for glob in globs):
+                    safe = False
+                    break
+                take_back.extend(globs)
+            if safe:
+                denied.update(take_back)
+            else:
+                unsafe.append(key)
+        return SiblingVerdict(tuple(sorted(denied)), tuple(unsafe))
