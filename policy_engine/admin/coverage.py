@@ -225,7 +225,8 @@ def _judge(notes: _Notes, op: Operation, index: int, stage: str, method: str, hi
 
 
 def _mappings_side(hits: Sequence[_Hit]) -> str:
-    parts = sorted({f"{requirement_label([requirement_of(h.grant.needs)])} (at {h.grant.source}"
+    parts = sorted({f"{_route_text(h.grant.route.verb, h.grant.route.resource)} for "
+                    f"{requirement_label([requirement_of(h.grant.needs)])} (at {h.grant.source}"
                     f"{'' if h.full else ', part of it'})" for h in hits})
     return "; ".join(parts)
 
