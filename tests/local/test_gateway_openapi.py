@@ -124,3 +124,17 @@ def test_a_bad_document_refuses_to_start_with_its_line(tmp_path):
     spec.write_text("openapi: 3.0.3\ninfo: {title: x, version: '1'}\npaths:\n  /a/{b}c:\n    get: {}\n")
     with pytest.raises(ConfigurationError, match=r"--openapi: .*bad\.yaml:\d+: .*whole segment"):
         RouteTable.from_openapi(spec, API, ["dev"])
+
+
+def test_route_templates_in_the_permission_files_are_routes_too():
+    # Without --openapi the routes come from the mappings; a template is its route.
+    from policy_engine.core.permissions import compile_records
+
+    records = [{"arn": API, "stage": "dev", "httpVerb": "GET", "resource": "/pets/{petId}", "scope": "s"},
+               {"arn": API, "stage": "dev", "httpVerb": "ANY", "resource": "/files/{proxy+}", "scope": "s"}]
+    table = RouteTable.from_permissions(compile_records(records, lambda path: f"r{path}"))
+    assert table.match("dev", "GET", "pets/1") is not None
+    assert table.match("dev", "GET", "pets/1/x") is None
+    assert table.match("dev", "GET", "pets/") is None
+    assert table.match("dev", "PUT", "files/a/b") is not None
+    assert table.match("dev", "PUT", "files/") is None
