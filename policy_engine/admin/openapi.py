@@ -428,7 +428,11 @@ class _Reader:
                 notes.append(f"alternative {i + 1}: {', '.join(outside)} is checked by API Gateway, not by the "
                              "authorizer; only its OAuth scopes are mapped")
             alternatives.append(frozenset(scopes))
-        return minimal(alternatives), tuple(dict.fromkeys(notes))
+        kept = minimal(alternatives)
+        dropped = len(alternatives) - len(kept)
+        if dropped:
+            notes.append(f"{dropped} alternative(s) dropped: each needs all of another alternative, which is enough")
+        return kept, tuple(dict.fromkeys(notes))
 
     # -- paths ---------------------------------------------------------------------
 
@@ -512,8 +516,9 @@ class _Reader:
             default_route = raw_path == "/$default"
             problem = None if default_route else _path_problem(raw_path)
             if problem:
-                raise self.error(at, f"path {raw_path!r} cannot be an API Gateway route: {problem}")
-            route = raw_path if not prefix else prefix + ("" if raw_path == "/" else raw_path)
+                raise OpenApiError(f"{self.key_line(at, raw_path)}: {_show(at)}: path {raw_path!r} cannot be an API "
+                                   f"Gateway route: {problem}")
+            route = raw_path if not prefix or default_route else prefix + ("" if raw_path == "/" else raw_path)
             for key, value, base in fields:
                 if isinstance(key, str) and key.startswith("x-") and key != _ANY_METHOD:
                     continue
