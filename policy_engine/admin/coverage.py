@@ -9,7 +9,11 @@ counts on every stage, an ``ANY``/``*`` verb for every method):
 
 * a *template* mapping (a resource with ``{name}`` or ``{name+}`` segments and no
   ``*``) means exactly its route: it grants the operation whose path has the same shape
-  (parameter names aside) for the methods it names;
+  (parameter names aside) for the methods it names. The engine writes it as a glob
+  (each parameter a ``*``) and takes back, with explicit Denies, the sibling routes the
+  glob reaches *among the routes the mappings name* (``core.siblings``); an operation no
+  mapping names on that stage is not taken back, so there the template counts as the
+  glob it is written as;
 * any other mapping is an IAM glob (a literal path is a glob without ``*``; a
   ``{claim:...}`` placeholder counts as any one segment, whoever the caller is). It
   grants the requests it matches among those API Gateway routes to the operation:
@@ -33,7 +37,10 @@ narrower         warning  an alternative of the spec's requirement that no mappi
 open-but-mapped  warning  a mapping grants an operation that needs no authorization
                           (``security: []``): API Gateway never asks the authorizer
 not-authorizer   info     an operation secured only by what the authorizer cannot read
-                          (API key, basic, IAM, or nothing declared): not checked
+                          (API key, basic, IAM, or nothing declared): not checked; one
+                          note for the whole document when no operation has a readable
+                          requirement (a routes-only fragment)
+                 warning  such an operation that a mapping grants or reaches
 not-in-spec      warning  a mapping of the document's API that grants no operation of it
 ===============  =======  ================================================================
 """
@@ -88,6 +95,11 @@ def _is_template(resource: str) -> bool:
     return "*" not in resource and any(_PARAMETER.fullmatch(piece) for piece in resource.split("/"))
 
 
+def _as_glob(resource: str) -> str:
+    # What the policy says for a template: each parameter is IAM's '*' (core.permissions).
+    return "/".join("*" if _PARAMETER.fullmatch(piece) else piece for piece in resource.split("/"))
+
+
 @dataclass(slots=True)
 class _Hit:
     """One mapping granting (``full``) or reaching part of one operation."""
@@ -95,6 +107,9 @@ class _Hit:
     grant: Grant
     full: bool
     witness: str | None
+    #: Reached through a template's wildcard because no mapping names the operation's
+    #: route, so the engine does not take it back (``core.siblings``).
+    unnamed: bool = False
 
 
 @dataclass(slots=True)
@@ -103,6 +118,7 @@ class _Seen:
     methods: set[str] = field(default_factory=set)
     witness: str | None = None
     detail: str = ""
+    unnamed: bool = False
 
 
 # (code, operation index, the mapping or None, detail) -> where and how it was seen. A
@@ -115,11 +131,12 @@ def _one_stage(grant: Grant | None) -> Grant | None:
 
 
 def _note(notes: _Notes, code: str, index: int, grant: Grant | None, stage: str, method: str,
-          witness: str | None = None, detail: str = "") -> None:
+          witness: str | None = None, detail: str = "", unnamed: bool = False) -> None:
     entry = notes.setdefault((code, index, _one_stage(grant), detail), _Seen(detail=detail))
     entry.stages.add(stage)
     entry.methods.add(method)
     entry.witness = entry.witness or witness
+    entry.unnamed = entry.unnamed or unnamed
 
 
 def coverage(
@@ -162,6 +179,16 @@ def coverage(
             reaches[key] = found
         return found
 
+    # The routes the engine knows on each stage (core.siblings): those the mappings name
+    # without '*'. A template's wildcard is taken back from those it is not written for,
+    # and only from those.
+    named = {stage: {(grant.route.verb, _shape(grant.route.resource)) for grant in mine
+                     if grant.route.stage in (stage, _EVERY_STAGE) and "*" not in grant.route.resource}
+             for stage in stage_list}
+    # Whether some readable requirement exists: a document secured only by what the
+    # authorizer cannot read (a routes-only fragment) is not checked at all.
+    checked_anywhere = any(op.requirements for op in operations)
+
     for index, op in enumerate(operations):
         methods = HTTP_VERBS if op.verb == "ANY" else (op.verb,)
         # Methods some request of this operation arrives with (an exact sibling on the same
@@ -170,6 +197,8 @@ def coverage(
         live_methods[index] = live
         shape = _shape(op.path)
         for stage in stage_list:
+            op_named = any(shape == other and (verb == ANY_VERB or op.verb in ("ANY", verb))
+                           for verb, other in named[stage])
             for method in live:
                 hits: list[_Hit] = []
                 for grant in mine:
@@ -179,12 +208,17 @@ def coverage(
                     if _is_template(route.resource):
                         if _shape(route.resource) == shape:
                             hits.append(_Hit(grant, True, None))
+                            used.add(grant)
+                        elif not op_named:
+                            found = reach(_as_glob(route.resource), method, index)
+                            if found.reaches:
+                                hits.append(_Hit(grant, found.covers, found.some, unnamed=True))
                         continue
                     found = reach(route.resource, method, index)
                     if found.reaches:
                         hits.append(_Hit(grant, found.covers, None if found.covers else found.some))
-                used.update(hit.grant for hit in hits)
-                _judge(notes, op, index, stage, method, hits)
+                        used.add(grant)
+                _judge(notes, op, index, stage, method, hits, checked_anywhere)
 
     findings = [_render(code, operations[index], grant, entry, stage_list, live_methods[index])
                 for (code, index, grant, _), entry in notes.items()]
@@ -201,21 +235,30 @@ def _order(finding: Finding) -> tuple[str, int, str, str]:
     return (name, int(line), finding.code, finding.message)
 
 
-def _judge(notes: _Notes, op: Operation, index: int, stage: str, method: str, hits: list[_Hit]) -> None:
+def _judge(notes: _Notes, op: Operation, index: int, stage: str, method: str, hits: list[_Hit],
+           checked_anywhere: bool) -> None:
     required = op.requirements
     if required is None:
+        # A template's wildcard reaching it unasked is harmless: API Gateway never asks.
         for hit in hits:
-            _note(notes, OPEN_BUT_MAPPED, index, hit.grant, stage, method)
+            if not hit.unnamed:
+                _note(notes, OPEN_BUT_MAPPED, index, hit.grant, stage, method, hit.witness)
         return
     if not required:
-        return  # reported once per operation (_not_authorizer)
-    full = [hit for hit in hits if hit.full]
+        # Unmapped, it is one note per operation (_not_authorizer); mapped, the mapping
+        # lets callers in that the document does not (if API Gateway asks the authorizer).
+        if checked_anywhere:
+            for hit in hits:
+                _note(notes, NOT_AUTHORIZER, index, hit.grant, stage, method, hit.witness, unnamed=hit.unnamed)
+        return
+    full = [hit for hit in hits if hit.full and not hit.unnamed]
     if not full:
         _note(notes, NOT_COVERED, index, None, stage, method, detail=_mappings_side(hits))
     for hit in hits:
         held = requirement_of(hit.grant.needs)
         if not any(alternative <= held for alternative in required):
-            _note(notes, WIDER, index, hit.grant, stage, method, hit.witness, detail=_mappings_side(hits))
+            _note(notes, WIDER, index, hit.grant, stage, method, None if hit.full else hit.witness,
+                  detail=_mappings_side(hits), unnamed=hit.unnamed)
     if full:
         mapped = [requirement_of(hit.grant.needs) for hit in full]
         for alternative in required:
@@ -262,23 +305,31 @@ def _render(code: str, op: Operation, grant: Grant | None, entry: _Seen, all_sta
     assert grant is not None
     mapping = _route_text(grant.route.verb, grant.route.resource)
     held = requirement_label([requirement_of(grant.needs)])
+    example = f" (e.g. {entry.witness})" if entry.witness else ""
+    verb = "grants" if entry.witness is None and not entry.unnamed else "reaches"
+    unnamed = (f"; no mapping names {op.route}, so the engine does not take it back from the template's "
+               "wildcard" if entry.unnamed else "")
     if code == OPEN_BUT_MAPPED:
         return Finding(WARNING, code, grant.source,
-                       f"{mapping} for {held} grants {op.route}{scope}, which needs no authorization in the spec "
-                       f"(at {op.where}): API Gateway never asks the authorizer for it, so this mapping "
-                       "misleads")
-    example = f" (e.g. {entry.witness})" if entry.witness else ""
-    reaches = "grants" if entry.witness is None else "reaches"
+                       f"{mapping} for {held} {verb} {op.route}{example}{scope}, which needs no authorization in "
+                       f"the spec (at {op.where}): API Gateway never asks the authorizer for it, so this mapping "
+                       f"misleads{unnamed}")
+    if code == NOT_AUTHORIZER:
+        why = "; ".join(op.notes) or "no requirement the authorizer can grant"
+        return Finding(WARNING, code, grant.source,
+                       f"{mapping} for {held} {verb} {op.route}{example}{scope}, which the spec (at {op.where}) "
+                       f"secures only by what the authorizer cannot read ({why}): if API Gateway asks the "
+                       f"authorizer for it, these callers get in{unnamed}")
     return Finding(ERROR, WIDER, grant.source,
-                   f"{mapping} for {held} {reaches} {op.route}{example}{scope}, which the spec (at {op.where}) "
-                   f"gives to {spec}: wider than the spec (mappings: {entry.detail})")
+                   f"{mapping} for {held} {verb} {op.route}{example}{scope}, which the spec (at {op.where}) "
+                   f"gives to {spec}: wider than the spec (mappings: {entry.detail}){unnamed}")
 
 
 def _not_authorizer(operations: Sequence[Operation], document: OpenApiDocument) -> list[Finding]:
     unchecked = [op for op in operations if op.requirements == ()]
     if not unchecked:
         return []
-    if len(unchecked) == len(operations):
+    if not any(op.requirements for op in operations):
         why = "; ".join(sorted(set(unchecked[0].notes))) or "no requirement the authorizer can grant"
         return [Finding(INFO, NOT_AUTHORIZER, unchecked[0].where,
                         f"no operation of {document.source} is secured by anything the authorizer reads ({why}): "

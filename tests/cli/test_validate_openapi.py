@@ -56,12 +56,14 @@ def test_every_finding_kind_on_the_pet_store(capsys):
         "not-in-spec": ["petstore-permissions.yaml:11"],      # GET /pets
         "narrower": ["petstore.yaml:19"],                     # POST /pet mapped to read+write+admin
         "not-covered": ["petstore.yaml:32"],                  # DELETE /pet/{petId} on prod
-        "not-authorizer": ["petstore.yaml:36"],               # API key only
+        "not-authorizer": ["petstore-permissions.yaml:12",  # ANY /store/* grants it too
+                           "petstore.yaml:36"],               # API key only
     }
-    severities = {f["code"]: f["severity"] for f in report["findings"]}
-    assert severities == {"wider": "error", "not-covered": "error", "narrower": "warning",
-                          "open-but-mapped": "warning", "not-in-spec": "warning", "not-authorizer": "info"}
-    assert (report["errors"], report["warnings"], report["infos"]) == (2, 3, 1)
+    severities = {(f["code"], f["severity"]) for f in report["findings"]}
+    assert severities == {("wider", "error"), ("not-covered", "error"), ("narrower", "warning"),
+                          ("open-but-mapped", "warning"), ("not-in-spec", "warning"), ("not-authorizer", "info"),
+                          ("not-authorizer", "warning")}
+    assert (report["errors"], report["warnings"], report["infos"]) == (2, 4, 1)
     assert report["openapi"][0]["source"] == PETSTORE and report["openapi"][0]["operations"] == 8
 
 
@@ -95,7 +97,7 @@ def test_text_output_and_fail_on(capsys):
     assert code == 1
     assert "petstore-permissions.yaml:8: error: GET /pet/* for pets:read grants GET /pet/findByStatus" in out
     assert "petstore.yaml:36: info: GET /store/inventory" in out
-    assert "2 error(s), 3 warning(s), 1 note(s)" in out
+    assert "2 error(s), 4 warning(s), 1 note(s)" in out
     assert main(["validate", PETSTORE_MAPPINGS, "--openapi", PETSTORE, "--fail-on", "error"]) == 1
 
 
@@ -115,12 +117,23 @@ def exact_petstore(tmp_path: Path, *, stage: str = "[dev, prod]") -> Path:
     return path
 
 
-def test_mappings_that_match_the_spec_pass_with_only_notes(capsys):
-    # The route template /pet/{petId} grants exactly its route (GET /pet/* would reach
-    # findByStatus too, where pets:read alone is not enough).
+def test_mappings_that_match_the_spec_are_clean(capsys):
+    # Route templates grant exactly their route (GET /users/* would reach /users/me too).
+    code, report = run_json(capsys, str(DATA / "siblings-exact.yaml"), "--openapi", SIBLINGS)
+    assert (code, report["findings"]) == (0, [])
+
+
+def test_a_template_reaches_an_operation_no_mapping_names(capsys):
+    # GET /store/inventory (API key only) has no mapping, so the engine does not know the
+    # route: ANY /store/{proxy+}, written as the glob ANY /store/*, lets callers in there.
     code, report = run_json(capsys, str(DATA / "petstore-exact.yaml"), "--openapi", PETSTORE)
-    assert [f["code"] for f in report["findings"]] == ["not-authorizer"], report["findings"]
-    assert code == 0  # info never fails, even with --fail-on warning (the default)
+    assert code == 1
+    assert sorted((f["code"], f["severity"], line(f)) for f in report["findings"]) == [
+        ("not-authorizer", "info", "petstore.yaml:36"), ("not-authorizer", "warning", "petstore-exact.yaml:12")]
+    [message] = [f["message"] for f in report["findings"] if f["severity"] == "warning"]
+    assert message.startswith("ANY /store/{proxy+} for any authenticated caller reaches GET /store/inventory")
+    assert "no mapping names GET /store/inventory" in message and "petstore.yaml:36" in message
+    assert main(["validate", str(DATA / "petstore-exact.yaml"), "--openapi", PETSTORE, "--fail-on", "error"]) == 0
 
 
 def test_a_glob_written_for_the_parameter_route_is_wider_on_its_literal_sibling(tmp_path, capsys):
@@ -224,7 +237,7 @@ def test_the_api_catalog_openapi_key_gives_the_same_check(tmp_path, capsys):
         "open-but-mapped": ["petstore-permissions.yaml:10"],
         "narrower": ["petstore.yaml:19"],
         "not-covered": ["petstore.yaml:32"],
-        "not-authorizer": ["petstore.yaml:36"],
+        "not-authorizer": ["petstore-permissions.yaml:12", "petstore.yaml:36"],
     }
     # a stage the catalog lists and no mapping names is checked too
     catalog.write_text(catalog.read_text().replace("[dev, prod]", "[dev, prod, test]"))

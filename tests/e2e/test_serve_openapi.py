@@ -51,3 +51,15 @@ def test_each_operation_is_decided_as_the_document_says(stack):
     # and a route the document does not have is not a route
     assert client.call("GET", "/dev/pets", reader).json() == {"message": "Missing Authentication Token"}
     assert "1 without authorizer" in running.describe()
+
+
+def test_what_validate_warns_about_is_what_happens(stack):
+    # validate --openapi warns (not-authorizer, petstore-exact.yaml:12) that no mapping
+    # names GET /store/inventory (API key only), so ANY /store/{proxy+}'s wildcard is not
+    # taken back there: any authenticated caller gets in, when the gateway asks the authorizer.
+    running, _ = stack
+    client = Client(running)
+    reader = client.token("pets-reader", "reader-secret", "pets:read")
+    assert client.call("GET", "/dev/store/inventory", reader).status == 200
+    # whereas GET /pet/findByStatus, which a mapping names, is taken back from /pet/{petId}
+    assert client.call("GET", "/dev/pet/findByStatus", reader).status == 403
