@@ -50,6 +50,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from policy_engine.admin.lint import ERROR, INFO, WARNING, Finding
 from policy_engine.admin.openapi import OpenApiDocument, Operation
@@ -83,6 +84,7 @@ def _route_text(verb: str, resource: str) -> str:
     return f"{'ANY' if verb == ANY_VERB else verb} /{resource}"
 
 
+@lru_cache(maxsize=8192)
 def _shape(path: str) -> tuple[str, ...]:
     body = path[1:] if path.startswith("/") else path
     return tuple(
@@ -93,6 +95,33 @@ def _shape(path: str) -> tuple[str, ...]:
 
 def _is_template(resource: str) -> bool:
     return "*" not in resource and any(_PARAMETER.fullmatch(piece) for piece in resource.split("/"))
+
+
+def _live(index: int, routes: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The methods some request of ``routes[index]`` arrives with. Only a route of the
+    same shape can take all of a route's requests (any other leaves it, at least, the
+    paths with a character no literal names, or an empty segment under a greedy one): an
+    exact method takes its method from ANY, and a duplicate listed first takes it all."""
+    verb, path = routes[index]
+    shape = _shape(path)
+    methods = HTTP_VERBS if verb == "ANY" else (verb,)
+    taken = set()
+    for j, (other_verb, other_path) in enumerate(routes):
+        if j == index or _shape(other_path) != shape:
+            continue
+        if other_verb != "ANY" and (verb == "ANY" or (other_verb == verb and j < index)):
+            taken.add(other_verb)
+        elif other_verb == verb == "ANY" and j < index:
+            taken.update(HTTP_VERBS)
+    return tuple(m for m in methods if m not in taken)
+
+
+def _openings_meet(pattern: str, template: str) -> bool:
+    # The literal text each starts with: one must begin the other for a path to match both.
+    cut = min((i for i in (pattern.find("*"), pattern.find("?"), pattern.find("{")) if i >= 0), default=len(pattern))
+    end = template.find("{")
+    a, b = pattern[:cut], template[:end if end >= 0 else len(template)]
+    return a.startswith(b) or b.startswith(a)
 
 
 def _as_glob(resource: str) -> str:
@@ -172,7 +201,8 @@ def coverage(
         found = reaches.get(key)
         if found is None:
             op = operations[index]
-            if "{" not in resource and not globs_intersect(resource, op.path.lstrip("/")):
+            if not _openings_meet(resource, op.path.lstrip("/")) or (
+                    "{" not in resource and not globs_intersect(resource, op.path.lstrip("/"))):
                 found = Reach(None, "/")  # no path matches both: no need for the automata
             else:
                 found = pattern_reach("/" + resource, method, (op.verb, op.path), routes)
@@ -189,35 +219,46 @@ def coverage(
     # authorizer cannot read (a routes-only fragment) is not checked at all.
     checked_anywhere = any(op.requirements for op in operations)
 
+    # The mappings that apply on each stage, by verb ('*' for ANY): templates by the shape
+    # of their route, globs (and literal paths) as a list.
+    templates: dict[tuple[str, str], dict[tuple[str, ...], list[Grant]]] = {}
+    globs: dict[tuple[str, str], list[Grant]] = {}
+    for stage in stage_list:
+        for grant in mine:
+            route = grant.route
+            if route.stage not in (stage, _EVERY_STAGE):
+                continue
+            if _is_template(route.resource):
+                templates.setdefault((stage, route.verb), {}).setdefault(_shape(route.resource), []).append(grant)
+            else:
+                globs.setdefault((stage, route.verb), []).append(grant)
+
     for index, op in enumerate(operations):
-        methods = HTTP_VERBS if op.verb == "ANY" else (op.verb,)
-        # Methods some request of this operation arrives with (an exact sibling on the same
-        # path takes its method away from ANY).
-        live = tuple(m for m in methods if pattern_reach("*", m, (op.verb, op.path), routes).reaches)
-        live_methods[index] = live
         shape = _shape(op.path)
+        live = _live(index, routes)
+        live_methods[index] = live
         for stage in stage_list:
             op_named = any(shape == other and (verb == ANY_VERB or op.verb in ("ANY", verb))
                            for verb, other in named[stage])
             for method in live:
                 hits: list[_Hit] = []
-                for grant in mine:
-                    route = grant.route
-                    if route.stage not in (stage, _EVERY_STAGE) or route.verb not in (method, ANY_VERB):
-                        continue
-                    if _is_template(route.resource):
-                        if _shape(route.resource) == shape:
-                            hits.append(_Hit(grant, True, None))
-                            used.add(grant)
-                        elif not op_named:
-                            found = reach(_as_glob(route.resource), method, index)
+                for verb in (method, ANY_VERB):
+                    for template_shape, granted in templates.get((stage, verb), {}).items():
+                        if template_shape == shape:
+                            hits += [_Hit(grant, True, None) for grant in granted]
+                            used.update(granted)
+                            continue
+                        if op_named:
+                            continue
+                        for grant in granted:
+                            found = reach(_as_glob(grant.route.resource), method, index)
                             if found.reaches:
                                 hits.append(_Hit(grant, found.covers, found.some, unnamed=True))
-                        continue
-                    found = reach(route.resource, method, index)
-                    if found.reaches:
-                        hits.append(_Hit(grant, found.covers, None if found.covers else found.some))
-                        used.add(grant)
+                    for grant in globs.get((stage, verb), ()):
+                        found = reach(grant.route.resource, method, index)
+                        if found.reaches:
+                            hits.append(_Hit(grant, found.covers, None if found.covers else found.some))
+                            used.add(grant)
                 _judge(notes, op, index, stage, method, hits, checked_anywhere)
 
     findings = [_render(code, operations[index], grant, entry, stage_list, live_methods[index])

@@ -439,6 +439,7 @@ def route_for(
     return None if found is None else pairs[templates.index(found)]
 
 
+@lru_cache(maxsize=8192)
 def _pair_template(pair: tuple[str, str]) -> RouteTemplate:
     verb, template = pair
     return parse_route_key("$default" if template == "$default" else f"{verb} {template}")
@@ -582,6 +583,27 @@ def _path_in(include: Sequence[tuple[_Token, ...]], exclude: Sequence[tuple[_Tok
     return None
 
 
+@lru_cache(maxsize=65536)
+def _may_meet(a: str, b: str) -> bool:
+    """False only when the route templates ``a`` and ``b`` match no path in common:
+    a literal segment of one against another literal of the other, or more segments
+    than the other has without a greedy parameter (a quick filter, never an answer)."""
+    if a == "$default" or b == "$default":
+        return True
+    left = a[1:].split("/") if a[1:] else []
+    right = b[1:].split("/") if b[1:] else []
+    for i in range(max(len(left), len(right))):
+        x = left[i] if i < len(left) else None
+        y = right[i] if i < len(right) else None
+        if (x is not None and x.endswith("+}")) or (y is not None and y.endswith("+}")):
+            return True
+        if x is None or y is None:
+            return False
+        if "{" not in x and "{" not in y and x != y:
+            return False
+    return True
+
+
 def pattern_reach(
     pattern: str, method: str, route: tuple[str, str], routes: Sequence[tuple[str, str]]
 ) -> Reach:
@@ -608,7 +630,7 @@ def pattern_reach(
     # The routes API Gateway prefers for a request both match (route_for's order).
     beaters = []
     for j, other in enumerate(templates):
-        if j == index or method not in other.methods:
+        if j == index or method not in other.methods or not _may_meet(pairs[j][1], route[1]):
             continue
         tie = j < index and not outranks(own, other)
         if outranks(other, own) or tie:

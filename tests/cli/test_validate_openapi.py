@@ -261,3 +261,58 @@ def test_template_mappings_grant_exactly_their_route():
     ]
     findings = coverage(grants, document, API)
     assert [(f.code, f.where) for f in findings] == [("not-in-spec", "perms.yaml:5")]
+
+
+OAUTH = """components:
+  securitySchemes:
+    o: {type: oauth2, flows: {clientCredentials: {tokenUrl: "https://idp.example.com/t", scopes: {}}}}
+"""
+
+
+def test_an_exact_method_takes_its_requests_from_any_on_the_same_path(tmp_path, capsys):
+    spec = tmp_path / "orders.yaml"
+    spec.write_text("openapi: 3.0.3\ninfo: {title: orders, version: '1'}\n" + OAUTH + """paths:
+  /orders:
+    get: {security: [{o: [read]}]}
+    x-amazon-apigateway-any-method: {security: [{o: [write]}]}
+""")
+    perms = tmp_path / "p.yaml"
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                     "      GET /orders: [read]\n      ANY /orders: [write]\n")
+    code, report = run_json(capsys, str(perms), "--openapi", str(spec))
+    # ANY /orders, written as a path, is also the request GET /orders: writers get in there
+    [wider] = report["findings"]
+    assert (code, wider["code"], line(wider)) == (1, "wider", "p.yaml:6")
+    assert wider["message"].startswith("ANY /orders for write grants GET /orders,")
+    # as a route template it is exactly the ANY route, which never takes GET
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                     "      GET /orders: [read]\n")
+    code, report = run_json(capsys, str(perms), "--openapi", str(spec))
+    [uncovered] = report["findings"]
+    assert uncovered["code"] == "not-covered"
+    assert uncovered["message"] == "ANY /orders needs write (the spec, here) but no mapping grants it"
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                     "      GET /orders: [read]\n      POST /orders: [write]\n")
+    _, report = run_json(capsys, str(perms), "--openapi", str(spec))
+    [uncovered] = report["findings"]  # ANY without GET (taken by the GET route) nor POST
+    assert uncovered["message"] == ("ANY /orders needs write (the spec, here) but no mapping grants it for "
+                                    "PUT, PATCH, DELETE, HEAD, OPTIONS")
+
+
+def test_the_base_path_mode_decides_the_routes(tmp_path, capsys):
+    spec = tmp_path / "swagger.yaml"
+    spec.write_text("""swagger: "2.0"
+info: {title: v1, version: "1"}
+basePath: /v1
+securityDefinitions:
+  o: {type: oauth2, flow: application, tokenUrl: "https://idp.example.com/t", scopes: {read: ""}}
+paths:
+  /pets:
+    get: {security: [{o: [read]}]}
+""")
+    perms = tmp_path / "p.yaml"
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n      GET /v1/pets: [read]\n")
+    code, report = run_json(capsys, str(perms), "--openapi", str(spec), "--base-path", "prepend")
+    assert (code, report["findings"]) == (0, [])
+    code, report = run_json(capsys, str(perms), "--openapi", str(spec))  # ignore: the route is /pets
+    assert code == 1 and sorted(f["code"] for f in report["findings"]) == ["not-covered", "not-in-spec"]
