@@ -59,10 +59,8 @@ from policy_engine.core.decision import (
     simple_answer,
 )
 from policy_engine.core.grants import read_grants
-from policy_engine.core.iam import glob_matches
 from policy_engine.core.memo import Memo
-from policy_engine.core.permissions import MAX_RESOURCE_ARN, Evaluation, PermissionSet
-from policy_engine.core.routes import parse_route_key, route_for
+from policy_engine.core.routes import parse_route_key
 from policy_engine.core.tokens import (
     IssuerRules,
     JwtVerifier,
@@ -194,11 +192,11 @@ class Authorizer:
         evaluation = permissions.evaluate(token.grants, api_arn, stage, claims=token.claims)
         resources, refused, excluded = evaluation.resources, evaluation.refused, evaluation.excluded
         reason = "granted"
-        if evaluation.per_request and self._routed_to(evaluation, method_arn, permissions):
-            # A granted route no single policy can allow exactly (core.siblings): this
-            # request alone, written without a wildcard.
-            resources = (*resources, str(method_arn))
-            reason = "granted_this_request"
+        if evaluation.per_request:
+            alone = permissions.request_resource(evaluation, method_arn)
+            if alone is not None:
+                resources = (*resources, alone)
+                reason = "granted_this_request"
         principal = bounded_principal(token.principal_id)
         context, chars = scalar_context_counted(token.claims, self._context_claims)
         # Guard: a scope set whose text was made before gets the same text.
@@ -229,18 +227,6 @@ class Authorizer:
                             key, denied, chars, refused, excluded=excluded)
         return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars, refused,
                         token.hints)
-
-    @staticmethod
-    def _routed_to(evaluation: Evaluation, method_arn: MethodArn, permissions: PermissionSet) -> bool:
-        # True when API Gateway routes this request to one of the evaluation's per-request
-        # routes, and its methodArn can be a Resource as it is: no IAM wildcard, not too
-        # long, not matched by a Deny of the policy.
-        arn = str(method_arn)
-        if "*" in arn or "?" in arn or len(arn) > MAX_RESOURCE_ARN:
-            return False
-        route = route_for(method_arn.verb, "/" + method_arn.path,
-                          permissions.siblings(method_arn.api_arn, method_arn.stage).templates)
-        return route in evaluation.per_request and not any(glob_matches(r, arn) for r in evaluation.excluded)
 
     def _scope_text(self, grants: frozenset[str]) -> str | None:
         # The whole "scope" entry (the scope-kind grants: keys without a space), or None

@@ -215,9 +215,11 @@ def estimate_response(
     version: str,
     principal: str = PLACEHOLDER_PRINCIPAL,
     issuer: str | None = PLACEHOLDER_ISSUER,
+    excluded: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The response the runtime would render for a caller with grants ``scopes`` (context as
-    the engine fills it: its ``scope`` lists the scope-kind grants)."""
+    the engine fills it: its ``scope`` lists the scope-kind grants), ``excluded`` the sibling
+    routes it denies (``PermissionSet.evaluate``)."""
     claims = {"sub": principal, "client_id": principal}
     if issuer:
         claims["iss"] = issuer
@@ -225,7 +227,7 @@ def estimate_response(
     context[SCOPE_KEY] = " ".join(listable_scopes(scopes))
     context[VERSION_KEY] = version
     decision = Decision(ALLOW if resources else DENY, principal, api_arn, stage, resources,
-                        "granted" if resources else "no_grant", version, context)
+                        "granted" if resources else "no_grant", version, context, excluded=excluded)
     return render_iam_response(decision)
 
 

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
 
-from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME
+from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME, MethodArn
 from policy_engine.core.compaction import compact_resources
 from policy_engine.core.grants import (
     KIND_PATTERN,
@@ -56,8 +56,9 @@ from policy_engine.core.grants import (
     placeholder_value,
     split_grant_key,
 )
+from policy_engine.core.iam import glob_matches
 from policy_engine.core.memo import Memo
-from policy_engine.core.routes import RouteTemplate
+from policy_engine.core.routes import RouteTemplate, route_for
 from policy_engine.core.siblings import SiblingRoutes
 from policy_engine.errors import PermissionsError
 
@@ -632,6 +633,19 @@ class PermissionSet:
                 resource_glob))
         return index
 
+    def request_resource(self, evaluation: Evaluation, request: MethodArn) -> str | None:
+        """The Resource that allows ``request`` alone, when API Gateway routes it to one of
+        ``evaluation.per_request`` (granted routes no single policy allows exactly): its
+        methodArn as it is, when that holds no IAM wildcard, fits ``MAX_RESOURCE_ARN`` and
+        no Deny of the evaluation matches it. ``None`` otherwise."""
+        arn = str(request)
+        if "*" in arn or "?" in arn or len(arn) > MAX_RESOURCE_ARN:
+            return None
+        route = route_for(request.verb, "/" + request.path, self.siblings(request.api_arn, request.stage).templates)
+        if route not in evaluation.per_request or any(glob_matches(r, arn) for r in evaluation.excluded):
+            return None
+        return arn
+
     def _reach(self, held: frozenset[str]) -> Iterable[str]:
         # The index keys to look at: the grants held, and the empty key of 'authenticated' mappings.
         return (*held, "") if "" in self._guarded else held
@@ -751,6 +765,7 @@ class PermissionSet:
         routes, refused = self._granted(held, api_arn, stage, claims)
         excluded: tuple[str, ...] = ()
         per_request: tuple[RouteTemplate, ...] = ()
+        arns: set[str] = set()
         siblings = self.siblings(api_arn, stage)
         if siblings:
             named = [(route.verb, route.resource) for route in routes if (route.verb, route.resource) in siblings]
@@ -761,11 +776,12 @@ class PermissionSet:
                               for arn in _route_arns(route, stage))
                 verdict = siblings.verdict(named, globs)
                 excluded = tuple(prefix + tail for tail in verdict.denied)
-                if verdict.unsafe:
-                    unsafe = set(verdict.unsafe)
-                    routes = [route for route in routes if (route.verb, route.resource) not in unsafe]
-                    per_request = tuple(siblings.template(key) for key in verdict.unsafe)
-        arns: set[str] = set()
+                unsafe = set(verdict.unsafe)
+                per_request = tuple(siblings.template(key) for key in verdict.unsafe)
+                # The named routes as SiblingRoutes writes them (its globs are what it reasoned about).
+                routed = {key for key in named if key not in unsafe}
+                routes = [route for route in routes if (route.verb, route.resource) not in siblings]
+                arns.update(prefix + glob for key in routed for glob in siblings.globs(key))
         for route in routes:
             arns.update(_route_arns(route, stage))
         # Left out before compaction: a merged Resource may stand for shorter ones too,

@@ -37,6 +37,8 @@ from functools import lru_cache
 from typing import overload
 
 from policy_engine.core.arn import HTTP_VERBS
+from policy_engine.core.compaction import globs_intersect
+from policy_engine.core.iam import glob_matches
 from policy_engine.errors import EventError
 
 __all__ = ["Coverage", "PathPart", "Reach", "RouteTemplate", "parse_route_key", "pattern_reach", "route_coverage",
@@ -346,10 +348,50 @@ def reaches(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemp
 
     With ``above`` the routes that outrank ``route`` (``outranks``), that is "does a
     policy allowing ``globs`` reach a request API Gateway routes to ``route``". Decided
-    on the product of the automata, as ``route_coverage`` does; past ``MAX_STATES``
-    explored states the answer is ``True``: every caller of this function treats a
-    reach as something to deny or to refuse, never to allow.
+    on the product of the automata (``reaches_by_automata``), after two guards that
+    settle the common cases from one request each.
     """
+    # Guard: a glob without wildcards is one request; the route either takes it or not.
+    literal = [glob for glob in globs if "*" not in glob and "?" not in glob]
+    for glob in literal:
+        method, _, path = glob.partition("/")
+        if route_matches(route, method, "/" + path) and not any(route_matches(o, method, "/" + path) for o in above):
+            return True
+    if len(literal) == len(globs):
+        return False
+    # Guard: a glob that shares no request with the route's template cannot reach it.
+    if route.path != (PathPart.ANYTHING,):
+        template = route.key.partition(" ")[2][1:]
+        if not any(globs_intersect(glob, f"{method}/{template}") for glob in globs for method in route.methods):
+            return False
+    # Guard: the route with each parameter filled by a character no pattern names is a
+    # request of the route only the wildcards can match; if one does and no outranking
+    # route takes it, that request is the witness.
+    if route.path != (PathPart.ANYTHING,):
+        taken = set("".join(globs)) | set(route.key)
+        for other in above:
+            taken |= set(other.key)
+        fresh = _other_character(taken | {"/"})
+        path = "/" + "".join(part if isinstance(part, str) else fresh for part in route.path)
+        for method in route.methods:
+            request = f"{method}{path}"
+            if any(glob_matches(glob, request) for glob in globs) and not any(
+                    route_matches(other, method, path) for other in above):
+                return True
+        # ... and each glob with its wildcards filled by that character, or by two segments of it.
+        for glob in globs:
+            for filling in (fresh, f"{fresh}/{fresh}"):
+                method, _, rest = glob.replace("*", filling).replace("?", fresh).partition("/")
+                if route_matches(route, method, "/" + rest) and not any(
+                        route_matches(other, method, "/" + rest) for other in above):
+                    return True
+    return reaches_by_automata(globs, route, above)
+
+
+def reaches_by_automata(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemplate, ...] = ()) -> bool:
+    """``reaches``, decided on the product of the automata alone, as ``route_coverage``
+    does; past ``MAX_STATES`` explored states the answer is ``True``: every caller treats
+    a reach as something to deny or to refuse, never to allow."""
     grants = _Globs(globs, "")
     requests = _Route(route)
     higher = tuple(_Route(other) for other in above)

@@ -26,6 +26,7 @@ permission set): which routes a template reaches does not depend on the caller.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -42,6 +43,15 @@ def route_key_of(key: RouteKey) -> RouteTemplate:
     """The ``RouteTemplate`` of a mapping's (verb, resource)."""
     verb, resource = key
     return parse_route_key(f"{'ANY' if verb == '*' else verb} /{resource}")
+
+
+_GREEDY = re.compile(r"\{[^{}/]+\+\}")
+_ONE_SEGMENT = re.compile(r"\{[^{}/+]+\}")
+
+
+def _shape(segment: str) -> str:
+    # A segment as routing sees it: a literal, or "a parameter" whatever its name.
+    return "{}" if _ONE_SEGMENT.fullmatch(segment) else segment
 
 
 def _literal_opening(path: str) -> str:
@@ -68,14 +78,45 @@ class SiblingRoutes:
     ``glob_of(resource)`` writes a resource as an IAM glob (parameters as ``*``).
     """
 
-    __slots__ = ("_glob_of", "_openings", "_routes", "_targets", "_victims")
+    __slots__ = ("_above", "_glob_of", "_globs", "_heads", "_openings", "_routes", "_targets", "_victims", "_wild")
 
     def __init__(self, keys: Iterable[RouteKey], glob_of: Callable[[str], str]) -> None:
         self._routes: dict[RouteKey, RouteTemplate] = {key: route_key_of(key) for key in sorted(set(keys))}
         self._glob_of = glob_of
         self._openings = {key: _literal_opening(key[1]) for key in self._routes}
+        # Routes by their first path segment when it is literal (a request's first segment
+        # can only reach those and the routes starting with a parameter, ``_wild``).
+        self._heads: dict[str, list[RouteKey]] = {}
+        self._wild: list[RouteKey] = []
+        for key in self._routes:
+            head = key[1].split("/", 1)[0]
+            if "{" in head:
+                self._wild.append(key)
+            else:
+                self._heads.setdefault(head, []).append(key)
         self._targets: dict[RouteKey, tuple[RouteKey, ...]] = {}
         self._victims: dict[tuple[RouteKey, tuple[str, ...]], tuple[RouteKey, ...]] = {}
+        self._above: dict[RouteKey, tuple[RouteTemplate, ...]] = {}
+        self._globs: dict[tuple[RouteKey, str], str] = {}
+
+    def _near(self, opening: str) -> list[RouteKey]:
+        # The routes a request starting with ``opening`` (literal text) can be routed to.
+        head, slash, _ = opening.partition("/")
+        if slash:
+            return [*self._heads.get(head, ()), *self._wild]
+        return [key for name, keys in self._heads.items() if name.startswith(head) for key in keys] + self._wild
+
+    def _outranking(self, key: RouteKey) -> tuple[RouteTemplate, ...]:
+        found = self._above.get(key)
+        if found is None:
+            route = self._routes[key]
+            methods = set(route.methods)
+            found = tuple(self._routes[other] for other in self._near(self._openings[key])
+                          if other != key and not methods.isdisjoint(self._routes[other].methods)
+                          and _compatible(self._openings[other], self._openings[key])
+                          and outranks(self._routes[other], route))
+            self._above[key] = found
+        return found
 
     def __contains__(self, key: object) -> bool:
         return key in self._routes
@@ -92,23 +133,41 @@ class SiblingRoutes:
         return self._routes[key]
 
     def globs(self, key: RouteKey, methods: Iterable[str] | None = None) -> tuple[str, ...]:
-        """``key``'s requests as IAM globs ``METHOD/path`` (for ``methods`` of its own only)."""
+        """IAM globs ``METHOD/path`` that match every request API Gateway routes to ``key``
+        (for ``methods`` of its own only): its template with parameters as ``*``, except
+        that a greedy parameter becomes ``*/*`` for a method where a one-segment sibling
+        (``{id}`` in the same place, same path before it) takes every one-segment path."""
         route = self._routes[key]
         chosen = route.methods if methods is None else tuple(m for m in route.methods if m in set(methods))
+        return tuple(f"{method}/{self._glob(key, method)}" for method in chosen)
+
+    def _glob(self, key: RouteKey, method: str) -> str:
+        found = self._globs.get((key, method))
+        if found is not None:
+            return found
         glob = self._glob_of(key[1])
-        return tuple(f"{method}/{glob}" for method in chosen)
+        segments = key[1].split("/")
+        if _GREEDY.fullmatch(segments[-1]):
+            shape = [_shape(segment) for segment in segments[:-1]]
+            for other_key in self._near(self._openings[key]):
+                theirs = other_key[1].split("/")
+                if (method in self._routes[other_key].methods and len(theirs) == len(segments)
+                        and _ONE_SEGMENT.fullmatch(theirs[-1]) and [_shape(part) for part in theirs[:-1]] == shape):
+                    # Every one-segment path goes to the sibling: this route only gets two or more.
+                    glob += "/*"
+                    break
+        self._globs[(key, method)] = glob
+        return glob
 
     def _reached_by(
         self, globs: tuple[str, ...], methods: set[str], opening: str, skip: RouteKey
     ) -> tuple[RouteKey, ...]:
         out = []
-        for key, route in self._routes.items():
+        for key in self._near(opening):
+            route = self._routes[key]
             if key == skip or methods.isdisjoint(route.methods) or not _compatible(opening, self._openings[key]):
                 continue
-            above = tuple(other for other_key, other in self._routes.items()
-                          if other_key != key and not methods.isdisjoint(other.methods) and outranks(other, route)
-                          and _compatible(self._openings[other_key], self._openings[key]))
-            if reaches(globs, route, above):
+            if reaches(globs, route, self._outranking(key)):
                 out.append(key)
         return tuple(out)
 

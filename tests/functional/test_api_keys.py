@@ -70,7 +70,7 @@ def test_http_apis_have_no_usage_plans(idp, keyed):
     [
         ("clients:\n  a: short\n", ":2"),
         (f"required:\n  - arn: {API}\n    stages: [dev]\n    routes: [GETT /pets]\n", ":4"),
-        (f"required:\n  - arn: {API}\n    stages: [dev]\n    routes: ['GET /pets/{{id}}']\n", ":4"),
+        (f"required:\n  - arn: {API}\n    stages: [dev]\n    routes: ['GET /pets/x{{id}}']\n", ":4"),
         ("required:\n  - arn: x\n    routes: [GET /a, GET /b\n", ":4"),
         ("clients: {}\nextra: 1\n", ":1"),
         ("clients:\n  a: aaaaaaaaaaaaaaaaaaaaaaaa\n  a: bbbbbbbbbbbbbbbbbbbbbbbbb\n", ":3"),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import compile_records
-from policy_engine.core.routes import parse_route_key, route_for
+from policy_engine.core.routes import parse_route_key, reaches, reaches_by_automata, route_for
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 STAGE = "dev"
@@ -29,9 +29,11 @@ ROUTES = [
     "GET /files/{id}", "GET /files/{proxy+}",
     "PATCH /users/me", "GET /users/{userId}",
     "ANY /things/{id}", "GET /things/{id}", "GET /things/real",
+    "GET /docs/{id}/meta", "GET /docs/{proxy+}",
 ]
 SCOPES = ["s0", "s1", "s2", "s3"]
-VALUES = ["1", "findByStatus", "me", "real", "inventory", "photos", "order", "a/b", "x/photos", "1/photos/2"]
+VALUES = ["1", "findByStatus", "me", "real", "inventory", "photos", "order", "a/b", "x/photos", "1/photos/2",
+          "1/2/meta"]
 METHODS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
 
 
@@ -142,3 +144,24 @@ def test_without_route_templates_nothing_changes() -> None:
     ]
     evaluation = compile_records(records, str).evaluate(frozenset({"read"}), API, STAGE)
     assert evaluation.resources == (f"{PREFIX}GET/pets/*",) and evaluation.excluded == ()
+
+
+# The guards of core.routes.reaches (a literal glob, no shared request with the template,
+# a witness request) against the automata alone, on small hostile alphabets.
+_SEGMENT = st.sampled_from(["a", "b", "ab", "{x}", "{y}"])
+_TEMPLATE = st.builds(
+    lambda verb, segments, greedy: f"{verb} /" + "/".join(segments + (["{p+}"] if greedy else [])),
+    st.sampled_from(["GET", "POST", "ANY"]), st.lists(_SEGMENT, min_size=0, max_size=3), st.booleans(),
+).filter(lambda key: not key.endswith(" /"))
+_GLOB = st.builds(
+    lambda verb, body: f"{verb}/{body}",
+    st.sampled_from(["GET", "POST", "???", "*"]), st.text(alphabet="ab/*?", min_size=0, max_size=7),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(globs=st.lists(_GLOB, min_size=1, max_size=3), route=_TEMPLATE, above=st.lists(_TEMPLATE, max_size=3))
+def test_reaches_guards_agree_with_the_automata(globs: list[str], route: str, above: list[str]) -> None:
+    template = parse_route_key(route)
+    outranking = tuple(parse_route_key(key) for key in above)
+    assert reaches(tuple(globs), template, outranking) == reaches_by_automata(tuple(globs), template, outranking)

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     claims = caller.pop("claims")
     policies = []
     for stage in stages:
-        policies.append(_policy(permissions, scopes, api_arn, stage, caller, claims))
+        policies.append(_policy(permissions, scopes, api_arn, stage, caller, claims, request))
     out["policies"] = policies
     status = 0
     if request is not None:
@@ -318,17 +318,22 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
 
 
 def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str,
-            caller: dict[str, Any], claims: dict[str, Any]) -> dict[str, Any]:
-    resources, refused = permissions.evaluate(scopes, api_arn, stage, claims=claims)[:2]
+            caller: dict[str, Any], claims: dict[str, Any], request: MethodArn | None) -> dict[str, Any]:
+    evaluation = permissions.evaluate(scopes, api_arn, stage, claims=claims)
+    resources, refused = evaluation.resources, evaluation.refused
+    alone = permissions.request_resource(evaluation, request) if request and evaluation.per_request else None
+    if alone is not None:
+        resources = (*resources, alone)  # as the authorizer answers this one request
     response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=scopes,
                                  version=permissions.version, principal=caller.get("principal") or "caller",
-                                 issuer=caller.get("issuer"))
+                                 issuer=caller.get("issuer"), excluded=evaluation.excluded)
     size = response_size(response)
     too_large = f"{size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit" if size > MAX_RESPONSE_BYTES else None
     return {
         "api": api_arn, "stage": stage, "effect": response["policyDocument"]["Statement"][0]["Effect"],
         "resources": len(resources), "bytes": size, "limit_bytes": MAX_RESPONSE_BYTES,
         "too_large": too_large, "response": response, "placeholders_refused": list(refused),
+        "per_request": [route.key for route in evaluation.per_request],
         "routes": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage,
                     "scope": needs_label(g.needs), "needs": needs_label(g.needs), "mapping": g.source}
                    for g in grants_for(permissions, scopes, api_arn, stage, claims)],
@@ -374,6 +379,10 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
             print("\n".join(_table(rows)))
         else:
             print("routes granted: none (the policy denies every route of this stage)")
+        if policy["per_request"]:
+            print(paint(f"allowed per request only: {', '.join(policy['per_request'])} (no single policy allows "
+                        "these routes without reaching a sibling this caller is not granted; the authorizer "
+                        "allows the exact request it decides)", "yellow"))
         for r in policy["refused"]:
             print(paint(f"not granted: {r['route']} (stage {r['stage']}) for {r['needs']} at {r['mapping']}: "
                         f"placeholder claim {', '.join(r['claims'])} missing or not one safe path segment", "yellow"))
