@@ -23,7 +23,9 @@ Formats (examples in ``catalog/``)::
       - arn: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5
         stages: [dev, prod]
         routes: [GET /pets, GET /pets/{petId}, ANY /store/{proxy+}]
-        openapi: petstore.yaml   # optional, relative to this file; its paths are added
+        openapi: petstore.yaml   # optional, relative to this file: its operations are added to
+                                 # the routes, and validate checks the mappings' coverage of its
+                                 # security (admin.coverage)
 
 Every problem raises ``PermissionsError`` naming ``file:line``.
 """
@@ -35,15 +37,13 @@ from typing import Any
 
 from policy_engine.adapters.yaml_files import load_yaml_document
 from policy_engine.admin.lint import ApiCatalog, ApiEntry, Client, ClientCatalog, ScopeCatalog
+from policy_engine.admin.openapi import OpenApiDocument, read_openapi
 from policy_engine.core.arn import API_ARN_PATTERN
 from policy_engine.core.grants import grant_key
 from policy_engine.core.permissions import Locate
 from policy_engine.errors import PermissionsError
 
 __all__ = ["load_api_catalog", "load_client_catalog", "load_scope_catalog"]
-
-_OPENAPI_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
-_ANY_METHOD = "x-amazon-apigateway-any-method"
 
 
 def _read(path: Path, keys: set[str] | None, shape: str) -> tuple[dict[str, Any], Locate, str]:
@@ -146,23 +146,11 @@ def load_api_catalog(path: str | Path) -> ApiCatalog:
             if not route_path.strip().startswith("/"):
                 raise PermissionsError(f"{locate(('apis', i, 'routes', r))}: route {text!r} must read 'VERB /path'")
             routes.append((verb.upper(), route_path.strip()))
+        spec: OpenApiDocument | None = None
         if "openapi" in item:
-            spec = file.parent / _expect(item["openapi"], str, locate(("apis", i, "openapi")), "openapi must be a path")
-            routes += _openapi_routes(spec)
-        apis[arn] = ApiEntry(arn, frozenset(stages), tuple(routes), where)
+            named = _expect(item["openapi"], str, locate(("apis", i, "openapi")), "openapi must be a path")
+            # OpenApiError is a PermissionsError naming the document's own file:line.
+            spec = read_openapi(file.parent / named)
+            routes += [(op.verb, op.path) for op in spec.operations]
+        apis[arn] = ApiEntry(arn, frozenset(stages), tuple(routes), where, spec)
     return ApiCatalog(apis, display)
-
-
-def _openapi_routes(path: Path) -> list[tuple[str, str]]:
-    document, locate, _ = _read(path, None, "an OpenAPI document")
-    paths = _expect(document.get("paths"), dict, locate(()), "an OpenAPI document needs 'paths'")
-    routes = []
-    for route_path, operations in paths.items():
-        if not isinstance(operations, dict):
-            continue
-        for method in operations:
-            if method in _OPENAPI_METHODS:
-                routes.append((method.upper(), str(route_path)))
-            elif method == _ANY_METHOD:
-                routes.append(("ANY", str(route_path)))
-    return routes

@@ -27,6 +27,9 @@ unknown-route       error    a route no route of the catalogued API can match
 policy-size         error    a response over 8 KB (the runtime would fail closed)
 policy-size-near    warning  a response over ``warn_ratio`` of the limit
 ==================  =======  ===========================================================
+
+``validate --openapi`` adds the findings of ``admin.coverage`` (same ``Finding`` shape;
+some are ``info``, which never fails a run).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy_engine.core.compaction import glob_subsumes, globs_intersect
 from policy_engine.core.decision import (
@@ -63,6 +66,9 @@ from policy_engine.core.permissions import (
 )
 from policy_engine.errors import PermissionsError
 
+if TYPE_CHECKING:
+    from policy_engine.admin.openapi import OpenApiDocument
+
 __all__ = [
     "ApiCatalog",
     "ApiEntry",
@@ -79,6 +85,8 @@ __all__ = [
 
 ERROR = "error"
 WARNING = "warning"
+#: Worth knowing, never a failure (``--fail-on`` stops at warnings).
+INFO = "info"
 
 # API Gateway ids are 10 lowercase letters and digits.
 _API_ID = re.compile(r"[a-z0-9]{10}")
@@ -150,12 +158,15 @@ class ClientCatalog:
 
 @dataclass(frozen=True, slots=True)
 class ApiEntry:
-    """One API: its stages and routes (``(VERB or ANY, /path/{param})``)."""
+    """One API: its stages and routes (``(VERB or ANY, /path/{param})``), and the OpenAPI
+    document it is deployed from, when the catalog names one (``validate`` checks the
+    mappings' coverage of it)."""
 
     arn: str
     stages: frozenset[str]
     routes: tuple[tuple[str, str], ...]
     where: str
+    spec: OpenApiDocument | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,15 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import overload
 
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.core.compaction import globs_intersect
 from policy_engine.core.iam import glob_matches
 from policy_engine.errors import EventError
 
-__all__ = ["Coverage", "PathPart", "RouteTemplate", "parse_route_key", "route_coverage"]
+__all__ = ["Coverage", "PathPart", "Reach", "RouteTemplate", "parse_route_key", "pattern_reach", "route_coverage",
+           "route_for"]
 
 
 class PathPart(enum.Enum):
@@ -443,12 +445,243 @@ def route_matches(route: RouteTemplate, method: str, path: str) -> bool:
     return route.path == (PathPart.ANYTHING,) or _route_regex(route).fullmatch(path) is not None
 
 
-def route_for(method: str, path: str, routes: Sequence[RouteTemplate]) -> RouteTemplate | None:
-    """The route of ``routes`` API Gateway sends the request ``method`` ``path`` to
-    (``path`` with its leading ``/``), or ``None`` when none matches it: the most
-    specific one (``outranks``)."""
-    best: RouteTemplate | None = None
-    for route in routes:
-        if route_matches(route, method, path) and (best is None or outranks(route, best)):
-            best = route
-    return best
+@overload
+def route_for(method: str, path: str, routes: Sequence[RouteTemplate]) -> RouteTemplate | None: ...
+
+
+@overload
+def route_for(method: str, path: str, routes: Sequence[tuple[str, str]]) -> tuple[str, str] | None: ...
+
+
+def route_for(
+    method: str, path: str, routes: Sequence[RouteTemplate] | Sequence[tuple[str, str]]
+) -> RouteTemplate | tuple[str, str] | None:
+    """The route of ``routes`` API Gateway sends the request ``method`` ``path`` to, or
+    ``None`` when none matches it (API Gateway then answers without calling an
+    authorizer): the most specific one (``outranks``: literal before parameter before
+    greedy, segment by segment, per method; an exact method before ``ANY``; of two
+    routes of the same shape and method, the first listed).
+
+    ``routes`` are ``RouteTemplate`` values, or ``(verb or "ANY", /template)`` pairs
+    (``("ANY", "$default")`` for ``$default``), and the answer is of the same kind.
+    ``path`` is the request path as a methodArn carries it after the method, with its
+    leading ``/`` (a pair-list caller may leave it out; a first empty segment is then
+    written ``//``); it may hold any character.
+    """
+    if not routes or isinstance(routes[0], RouteTemplate):
+        best: RouteTemplate | None = None
+        for route in routes:
+            assert isinstance(route, RouteTemplate)
+            if route_matches(route, method, path) and (best is None or outranks(route, best)):
+                best = route
+        return best
+    pairs = [route for route in routes if not isinstance(route, RouteTemplate)]
+    templates = [_pair_template(pair) for pair in pairs]
+    found = route_for(method, path if path.startswith("/") else "/" + path, templates)
+    return None if found is None else pairs[templates.index(found)]
+
+
+@lru_cache(maxsize=8192)
+def _pair_template(pair: tuple[str, str]) -> RouteTemplate:
+    verb, template = pair
+    return parse_route_key("$default" if template == "$default" else f"{verb} {template}")
+
+
+# -- which requests routed to a route a pattern matches ------------------------------
+#
+# Patterns, route templates and the set of requests API Gateway routes to one route
+# are regular languages over path characters. Each is a chain of tokens (a literal
+# character, "any character" or "any character but '/'", once or repeated); the
+# question "is there a path in A and B but in none of C..." is answered by running all
+# chains in step, breadth first, over the alphabet of every literal character, '/',
+# and one character none of them names (they all treat every other character alike).
+
+_ANY_TOKEN = "\x01any"
+_SEGMENT_TOKEN = "\x01seg"
+_Token = tuple[str, bool]  # (a literal character or a class, repeated)
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How a pattern meets the requests API Gateway routes to one route (``pattern_reach``).
+
+    ``some``: a path routed there that the pattern matches (None: none is); ``missed``:
+    a path routed there that it does not match (None: it matches all of them).
+    ``decided`` is False when the search gave up (``MAX_STATES``): then ``reaches`` is
+    True and ``covers`` False, the answers that report more, never less.
+    """
+
+    some: str | None
+    missed: str | None
+    decided: bool = True
+
+    @property
+    def reaches(self) -> bool:
+        return self.some is not None or not self.decided
+
+    @property
+    def covers(self) -> bool:
+        return self.decided and self.missed is None
+
+
+def _segment_tokens(segment: str) -> list[_Token]:
+    if _PARAMETER.fullmatch(segment):
+        if segment.endswith("+}"):
+            return [(_ANY_TOKEN, False), (_ANY_TOKEN, True)]
+        return [(_SEGMENT_TOKEN, False), (_SEGMENT_TOKEN, True)]
+    out: list[_Token] = []
+    for char in segment:
+        if char == "*":
+            if not out or out[-1] != (_ANY_TOKEN, True):
+                out.append((_ANY_TOKEN, True))
+        elif char == "?":
+            out.append((_ANY_TOKEN, False))
+        else:
+            out.append((char, False))
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _pattern_chain(pattern: str) -> tuple[_Token, ...]:
+    """A mapping's resource as tokens (``*`` and ``?`` are IAM's, a whole-segment
+    ``{...}`` a parameter)."""
+    body = pattern[1:] if pattern.startswith("/") else pattern
+    out: list[_Token] = []
+    for i, piece in enumerate(body.split("/") if body else []):
+        if i:
+            out.append(("/", False))
+        out.extend(_segment_tokens(piece))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _route_chain(route: RouteTemplate) -> tuple[_Token, ...]:
+    """The paths of ``route`` (without their leading ``/``) as tokens."""
+    out: list[_Token] = []
+    for part in route.path:
+        if isinstance(part, str):
+            out.extend((char, False) for char in part)
+        elif part is PathPart.SEGMENT:
+            out += [(_SEGMENT_TOKEN, False), (_SEGMENT_TOKEN, True)]
+        elif part is PathPart.GREEDY:
+            out += [(_ANY_TOKEN, False), (_ANY_TOKEN, True)]
+        else:
+            out.append((_ANY_TOKEN, True))
+    return tuple(out)
+
+
+def _closure(chain: tuple[_Token, ...], states: set[int]) -> frozenset[int]:
+    out = set(states)
+    for state in sorted(states):
+        while state < len(chain) and chain[state][1]:
+            state += 1
+            out.add(state)
+    return frozenset(out)
+
+
+def _step(chain: tuple[_Token, ...], states: frozenset[int], char: str) -> frozenset[int]:
+    moved = set()
+    for state in states:
+        if state == len(chain):
+            continue
+        kind, repeated = chain[state]
+        if kind in (char, _ANY_TOKEN) or (kind == _SEGMENT_TOKEN and char != "/"):
+            moved.add(state if repeated else state + 1)
+    return _closure(chain, moved)
+
+
+def _path_in(include: Sequence[tuple[_Token, ...]], exclude: Sequence[tuple[_Token, ...]]) -> str | None:
+    """A shortest path every ``include`` chain matches and no ``exclude`` chain does, with
+    a leading ``/`` (so that a first empty segment reads as ``//...``).
+
+    Raises:
+        OverflowError: more than ``MAX_STATES`` states explored.
+    """
+    chains = (*include, *exclude)
+    literals = {kind for chain in chains for kind, _ in chain if len(kind) == 1}
+    letters = sorted(literals | {"/", _other_character(literals | {"/"})})
+    start = tuple(_closure(chain, {0}) for chain in chains)
+    parents: dict[tuple[frozenset[int], ...], tuple[tuple[frozenset[int], ...] | None, str]] = {start: (None, "")}
+    queue = deque([start])
+    kept = len(include)
+    while queue:
+        state = queue.popleft()
+        if all(len(chains[i]) in state[i] for i in range(kept)) and not any(
+                len(chains[i]) in state[i] for i in range(kept, len(chains))):
+            chars = []
+            at: tuple[frozenset[int], ...] | None = state
+            while at is not None:
+                at, char = parents[at]
+                chars.append(char)
+            return "/" + "".join(reversed(chars))
+        for char in letters:
+            following = tuple(_step(chains[i], state[i], char) for i in range(len(chains)))
+            if not all(following[:kept]) or following in parents:
+                continue
+            if len(parents) >= MAX_STATES:
+                raise OverflowError("too many states")
+            parents[following] = (state, char)
+            queue.append(following)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _may_meet(a: str, b: str) -> bool:
+    """False only when the route templates ``a`` and ``b`` match no path in common:
+    a literal segment of one against another literal of the other, or more segments
+    than the other has without a greedy parameter (a quick filter, never an answer)."""
+    if a == "$default" or b == "$default":
+        return True
+    left = a[1:].split("/") if a[1:] else []
+    right = b[1:].split("/") if b[1:] else []
+    for i in range(max(len(left), len(right))):
+        x = left[i] if i < len(left) else None
+        y = right[i] if i < len(right) else None
+        if (x is not None and x.endswith("+}")) or (y is not None and y.endswith("+}")):
+            return True
+        if x is None or y is None:
+            return False
+        if "{" not in x and "{" not in y and x != y:
+            return False
+    return True
+
+
+def pattern_reach(
+    pattern: str, method: str, route: tuple[str, str], routes: Sequence[tuple[str, str]]
+) -> Reach:
+    """Which requests ``method <path>`` that API Gateway routes to ``route`` (among
+    ``routes``, as ``route_for`` decides) have a path ``pattern`` matches.
+
+    ``pattern`` is a mapping's resource, with or without one leading ``/`` as in the
+    permission files (so ``Grant.route.resource``, which has lost it, is passed as
+    ``"/" + resource``): ``*`` is IAM's any run of characters (``/`` included), ``?`` one
+    character, a whole segment ``{name}`` (or a ``{claim:...}`` placeholder) one
+    non-empty segment, ``{name+}`` one or more characters. The witnesses in ``Reach``
+    are request paths with their leading ``/``, as ``route_for`` reads them. Exact,
+    except past ``MAX_STATES`` explored states (``Reach``). A ``route`` missing from
+    ``routes`` is read as listed last.
+    """
+    pairs = list(routes)
+    if route not in pairs:
+        pairs.append(route)
+    templates = [_pair_template(pair) for pair in pairs]
+    index = pairs.index(route)
+    own = templates[index]
+    if method not in own.methods:
+        return Reach(None, None)
+    # The routes API Gateway prefers for a request both match (route_for's order).
+    beaters = []
+    for j, other in enumerate(templates):
+        if j == index or method not in other.methods or not _may_meet(pairs[j][1], route[1]):
+            continue
+        tie = j < index and not outranks(own, other)
+        if outranks(other, own) or tie:
+            beaters.append(_route_chain(other))
+    chain = _route_chain(own)
+    wanted = _pattern_chain(pattern)
+    try:
+        some = _path_in((wanted, chain), beaters)
+        missed = _path_in((chain,), (wanted, *beaters))
+    except OverflowError:
+        return Reach(None, None, decided=False)
+    return Reach(some, missed)

@@ -35,7 +35,9 @@ def write(tmp_path: Path, text: str, name: str = "perms.yaml") -> str:
 def test_the_shipped_permissions_and_catalogs_are_clean(capsys):
     code, report = run_json(capsys, str(ROOT / "permissions"), "--catalog", str(ROOT / "catalog"))
     assert code == 0, report["findings"]
-    assert report["findings"] == [] and report["mappings"] == 21
+    # The catalog's OpenAPI fragment declares routes, no security: one note says so.
+    assert [(f["severity"], f["code"]) for f in report["findings"]] == [("info", "not-authorizer")]
+    assert report["mappings"] == 21
     subjects = {row["subject"] for row in report["sizes"]}
     assert {"scope pets:read", "client pet-store-web", "client inventory-sync", "group pet-sitters",
             "client pet-sitter-app"} <= subjects

@@ -15,6 +15,7 @@ from typing import Any
 from policy_engine.admin.local.gateway import MAX_CACHE_TTL
 from policy_engine.admin.local.idp import CLIENTS_FILE
 from policy_engine.admin.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
+from policy_engine.admin.openapi import BASE_PATH_MODES
 
 __all__ = ["add_stack_arguments", "options_from", "register"]
 
@@ -45,7 +46,11 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
                              "(default; moto unless AWS_ENDPOINT_URL is set) or the files themselves")
     parser.add_argument("--table", default="policy-engine-permissions", help="table name (--store dynamodb)")
     parser.add_argument("--api", help="API ARN to serve when the files name several (default: the first)")
-    parser.add_argument("--openapi", type=Path, help="take routes from this OpenAPI file instead of the permissions")
+    parser.add_argument("--openapi", type=Path,
+                        help="route as API Gateway would deploy this OpenAPI/Swagger document, instead of the "
+                             "permissions' routes; its operations with 'security: []' skip the authorizer")
+    parser.add_argument("--base-path", choices=BASE_PATH_MODES, default="ignore",
+                        help="API Gateway's import mode for the --openapi document's base path (ignore)")
     parser.add_argument("--stage", action="append", default=[], help="stage to deploy --openapi routes on")
     parser.add_argument("--token-regex", help="token validation regex (whole header value must match)")
     parser.add_argument("--identity-source", action="append", default=[], metavar="SOURCE",
@@ -60,7 +65,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
 def options_from(args: argparse.Namespace) -> ServeOptions:
     options = ServeOptions(
         permissions=args.permissions, clients_file=args.clients, port=args.port, idp_port=args.idp_port,
-        table=args.table, api=args.api, openapi=args.openapi, stages=tuple(args.stage),
+        table=args.table, api=args.api, openapi=args.openapi, base_path=args.base_path, stages=tuple(args.stage),
         token_regex=args.token_regex,
         identity_sources=tuple(p.strip() for arg in args.identity_source for p in arg.split(",") if p.strip()),
         cache_ttl=args.cache_ttl, backend_url=args.backend_url,

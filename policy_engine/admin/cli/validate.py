@@ -6,7 +6,12 @@ missing from (or unused in) a scope catalog, APIs, stages and routes missing fro
 API catalog, and the authorizer response size of every scope and catalogued client
 (an error over API Gateway's 8 KB, a warning near it).
 
-Exit codes: 0 clean, 1 findings (at or above --fail-on), 2 could not run.
+With --openapi SPEC (or an API catalog entry with 'openapi:'), also the coverage of the
+document's security: secured operations no mapping grants, mappings wider or narrower
+than an operation's requirement, mappings of operations that need no authorization,
+mappings the document has no operation for (docs/openapi.md, "Coverage").
+
+Exit codes: 0 clean, 1 findings (at or above --fail-on; info never), 2 could not run.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from typing import Any
 
 from policy_engine.admin.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
 from policy_engine.admin.cli._common import Palette, default_location, read_locations
-from policy_engine.admin.lint import ERROR, WARNING, Finding, LintReport, lint
+from policy_engine.admin.coverage import coverage
+from policy_engine.admin.lint import ERROR, INFO, WARNING, ApiCatalog, Finding, LintReport, lint
+from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
+from policy_engine.core.arn import API_ARN_PATTERN
 from policy_engine.core.decision import MAX_RESPONSE_BYTES
-from policy_engine.errors import PermissionsError
+from policy_engine.errors import ConfigurationError, PermissionsError
 
 _CATALOG_FILES = {"scope_catalog": "scopes.yaml", "client_catalog": "clients.yaml", "api_catalog": "apis.yaml"}
 
@@ -38,6 +46,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--scope-catalog", metavar="FILE", help="scope catalog (overrides --catalog)")
     parser.add_argument("--client-catalog", metavar="FILE", help="client catalog (overrides --catalog)")
     parser.add_argument("--api-catalog", metavar="FILE", help="API catalog (overrides --catalog)")
+    parser.add_argument("--openapi", action="append", default=[], metavar="SPEC",
+                        help="check the mappings' coverage of this OpenAPI/Swagger document's security "
+                             "(repeatable)")
+    parser.add_argument("--arn", metavar="API_ARN",
+                        help="the API the --openapi documents are deployed as (default: the only API the "
+                             "permissions name)")
+    parser.add_argument("--base-path", choices=BASE_PATH_MODES, default="ignore",
+                        help="API Gateway's import mode for the documents' base path (ignore)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--warn-ratio", type=float, default=0.8, metavar="R",
@@ -74,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"policy-engine validate: cannot read a catalog: {exc}", file=sys.stderr)
         return 2
     try:
+        specs = [read_openapi(path, base_path=args.base_path) for path in args.openapi]
+    except PermissionsError as exc:
+        print(f"policy-engine validate: cannot read an OpenAPI document: {exc}", file=sys.stderr)
+        return 2
+    if args.arn is not None and not API_ARN_PATTERN.fullmatch(args.arn):
+        print(f"policy-engine validate: --arn {args.arn!r} is not an API ARN", file=sys.stderr)
+        return 2
+    try:
         records, locate = read_locations(locations)
         linted = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
     except PermissionsError as exc:
@@ -82,12 +106,53 @@ def run(args: argparse.Namespace) -> int:
         report: LintReport | None = None
     else:
         findings, report = linted.findings, linted
-    failing = [f for f in findings if f.severity == ERROR or args.fail_on == WARNING]
+        try:
+            extra = _coverage(report, specs, args.arn, apis)
+        except ConfigurationError as exc:
+            print(f"policy-engine validate: {exc}", file=sys.stderr)
+            return 2
+        if extra:
+            findings = sorted(set(findings) | set(extra), key=_finding_order)
+    failing = [f for f in findings if f.severity == ERROR or (args.fail_on == WARNING and f.severity == WARNING)]
     if args.format == "json":
-        print(json.dumps(_as_json(locations, findings, report, catalogs), indent=2))
+        print(json.dumps(_as_json(locations, findings, report, catalogs, specs), indent=2))
     else:
         _print_text(locations, findings, report, args)
     return 1 if failing else 0
+
+
+def _coverage(report: LintReport, specs: list[OpenApiDocument], arn: str | None,
+              apis: ApiCatalog | None) -> list[Finding]:
+    """Coverage findings of every document given with --openapi and in the API catalog.
+
+    Raises:
+        ConfigurationError: --openapi without --arn, and the permissions do not name exactly one API.
+    """
+    grants = report.permissions.grants
+    findings: list[Finding] = []
+    if specs:
+        if arn is None:
+            named = sorted({grant.route.api_arn for grant in grants})
+            if len(named) != 1:
+                listed = f" ({', '.join(named)})" if named else ""
+                raise ConfigurationError("--arn", f"name the API the --openapi documents are deployed as; the "
+                                         f"permissions name {len(named)} "
+                                         f"APIs{listed}")
+            arn = named[0]
+        for spec in specs:
+            findings += coverage(grants, spec, arn)
+    for entry in (apis.apis.values() if apis is not None else ()):
+        if entry.spec is not None:
+            own = {(op.verb, op.path) for op in entry.spec.operations}
+            findings += coverage(grants, entry.spec, entry.arn, entry.stages,
+                                 other_routes=[route for route in entry.routes if route not in own])
+    return findings
+
+
+def _finding_order(finding: Finding) -> tuple[str, int, str, str]:
+    name, _, line = finding.where.rpartition(":")
+    return (name, int(line), finding.code, finding.message) if line.isdigit() else \
+        (finding.where, 0, finding.code, finding.message)
 
 
 def _split(problem: str) -> tuple[str, str]:
@@ -96,13 +161,16 @@ def _split(problem: str) -> tuple[str, str]:
 
 
 def _as_json(locations: list[str], findings: list[Finding], report: LintReport | None,
-             catalogs: dict[str, Path]) -> dict[str, Any]:
+             catalogs: dict[str, Path], specs: list[OpenApiDocument]) -> dict[str, Any]:
     return {
         "locations": locations,
         "catalogs": {k.removesuffix("_catalog"): str(v) for k, v in catalogs.items()},
+        "openapi": [{"source": spec.source, "digest": spec.digest, "operations": len(spec.operations)}
+                    for spec in specs],
         "mappings": report.records if report else None,
         "errors": sum(f.severity == ERROR for f in findings),
         "warnings": sum(f.severity == WARNING for f in findings),
+        "infos": sum(f.severity == INFO for f in findings),
         "findings": [f.as_dict() for f in findings],
         "limit_bytes": MAX_RESPONSE_BYTES,
         "sizes": [row.as_dict() for row in report.sizes] if report else [],
@@ -112,7 +180,7 @@ def _as_json(locations: list[str], findings: list[Finding], report: LintReport |
 def _print_text(locations: list[str], findings: list[Finding], report: LintReport | None,
                 args: argparse.Namespace) -> None:
     paint = Palette(sys.stdout, args.color)
-    colour = {ERROR: "red", WARNING: "yellow"}
+    colour = {ERROR: "red", WARNING: "yellow", INFO: "cyan"}
     for f in findings:
         where = f"{f.where}: " if f.where else ""
         code = paint(f"[{f.code}]", "dim")
@@ -130,7 +198,10 @@ def _print_text(locations: list[str], findings: list[Finding], report: LintRepor
     errors = sum(f.severity == ERROR for f in findings)
     warnings = sum(f.severity == WARNING for f in findings)
     mappings = f"{report.records} mappings" if report else "mappings"
-    status = paint("clean", "green") if not findings else (
+    infos = sum(f.severity == INFO for f in findings)
+    status = paint("clean", "green") if not errors and not warnings else (
         f"{paint(f'{errors} error(s)', 'red') if errors else '0 errors'}, "
         f"{paint(f'{warnings} warning(s)', 'yellow') if warnings else '0 warnings'}")
+    if infos:
+        status += f", {infos} note(s)"
     print(f"\n{mappings} from {', '.join(locations)}: {status}")

@@ -6,6 +6,8 @@ in this order:
 
     unknown stage                         403 {"message":"Forbidden"}
     no route for the verb and path        403 {"message":"Missing Authentication Token"}
+    a route without authorization         the backend's answer               authorizer not called
+      (OpenAPI ``security: []``)
     token header missing or empty         401 {"message":"Unauthorized"}     authorizer not called
       (REQUEST: any identity source)
     token fails the validation regex      401 {"message":"Unauthorized"}     authorizer not called
@@ -23,6 +25,14 @@ source values) for ``cache_ttl`` seconds
 and re-evaluated against each later request's methodArn, as API Gateway does; 0
 disables the cache. Routes come from the permission files (or an OpenAPI document)
 and are fixed at start, like a deployment; permissions change live.
+
+Routes from an OpenAPI document are chosen as API Gateway chooses them
+(``core.routes.route_for``: literal before parameter before greedy, per method, an exact
+method before ``ANY``), and each keeps its operation's security: an operation that needs
+no authorization (``security: []``, ``x-amazon-apigateway-auth: NONE``) is a method
+without an authorizer, answered without calling it. Every other operation, including
+one secured only by an API key or IAM (which this gateway does not check), goes through
+the authorizer: fail closed.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from urllib.parse import parse_qs
 
 from policy_engine.admin.local.invoke import InvokeResult, invoke
 from policy_engine.admin.local.loopback import LoopbackServer, QuietHandler
-from policy_engine.core.arn import HTTP_VERBS, MAX_METHOD_ARN
+from policy_engine.core.arn import MAX_METHOD_ARN
 from policy_engine.core.grants import PLACEHOLDER
 from policy_engine.core.iam import (
     MalformedResponseError,
@@ -51,7 +61,8 @@ from policy_engine.core.iam import (
     glob_regex,
 )
 from policy_engine.core.permissions import PermissionSet
-from policy_engine.errors import ConfigurationError
+from policy_engine.core.routes import route_for
+from policy_engine.errors import ConfigurationError, PermissionsError
 from policy_engine.events import parse_identity_source
 
 __all__ = [
@@ -100,12 +111,14 @@ def _gateway_error(status: int, payload: Any, error_type: str) -> Answer:
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
-    """One deployed method: a verb (``*`` for ANY) and a path pattern on some stages."""
+    """One deployed method: a verb (``*`` for ANY) and a path pattern on some stages;
+    ``authorized`` is False for a method without an authorizer (OpenAPI ``security: []``)."""
 
     verb: str
     template: str
     pattern: re.Pattern[str]
     stage: str = "*"
+    authorized: bool = True
 
     def matches(self, stage: str, verb: str, path: str) -> bool:
         return (self.stage in ("*", stage) and self.verb in ("*", verb)
@@ -115,9 +128,20 @@ class RouteSpec:
 def _glob_pattern(resource: str) -> re.Pattern[str]:
     # A permission resource is an IAM glob over the path without its leading slash; a
     # tenant placeholder ({claim:...}) stands for one path segment, whoever the caller is,
-    # as a {param} of the deployed route would (the policy decides which value is allowed).
-    pieces = PLACEHOLDER.split(resource)[::2]
-    return re.compile("[^/]+".join(glob_regex(piece).pattern for piece in pieces), re.DOTALL)
+    # as a {param} of the deployed route would (the policy decides which value is allowed);
+    # a route template's {name} is one segment and {name+} the rest of the path.
+    pieces = []
+    for segment in resource.split("/"):
+        if PLACEHOLDER.fullmatch(segment) or (_ROUTE_PARAMETER.fullmatch(segment) and not segment.endswith("+}")):
+            pieces.append("[^/]+")
+        elif _ROUTE_PARAMETER.fullmatch(segment):
+            pieces.append(".+")
+        else:
+            pieces.append(glob_regex(segment).pattern)
+    return re.compile("/".join(pieces), re.DOTALL)
+
+
+_ROUTE_PARAMETER = re.compile(r"\{[^{}/]+\}")
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
@@ -134,20 +158,32 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 
 
 class RouteTable:
-    """The deployed stages and methods of one API."""
+    """The deployed stages and methods of one API.
 
-    def __init__(self, api_arn: str, routes: Iterable[RouteSpec], stages: Iterable[str] | None = None) -> None:
+    ``ranked``: the routes are API Gateway route templates, and a request goes to the one
+    API Gateway would pick (``core.routes.route_for``); otherwise (routes read from
+    permission globs, which have no such order) to the first that matches.
+    """
+
+    def __init__(self, api_arn: str, routes: Iterable[RouteSpec], stages: Iterable[str] | None = None,
+                 *, ranked: bool = False) -> None:
         self.api_arn = api_arn
         self.routes = tuple(routes)
         #: ``None`` means any stage name is deployed (a mapping for stage ``*``).
         self.stages = frozenset(stages) if stages is not None else None
+        self.ranked = ranked
 
     def has_stage(self, stage: str) -> bool:
         return bool(stage) and (self.stages is None or stage in self.stages)
 
     def match(self, stage: str, verb: str, path: str) -> RouteSpec | None:
-        """The first route serving ``verb`` on ``path`` (no leading slash) in ``stage``."""
-        return next((route for route in self.routes if route.matches(stage, verb, path)), None)
+        """The route serving ``verb`` on ``path`` (no leading slash) in ``stage``."""
+        if not self.ranked:
+            return next((route for route in self.routes if route.matches(stage, verb, path)), None)
+        deployed = [route for route in self.routes if route.stage in ("*", stage)]
+        pairs = [("ANY" if route.verb == "*" else route.verb, route.template) for route in deployed]
+        chosen = route_for(verb, "/" + path, pairs)
+        return None if chosen is None else deployed[pairs.index(chosen)]
 
     @classmethod
     def from_permissions(cls, permissions: PermissionSet, api_arn: str | None = None) -> RouteTable:
@@ -179,34 +215,30 @@ class RouteTable:
         return cls(chosen, ordered, None if any_stage else stages)
 
     @classmethod
-    def from_openapi(cls, path: str | Path, api_arn: str, stages: Iterable[str]) -> RouteTable:
-        """Routes from an OpenAPI (or Swagger) document's ``paths``, deployed on ``stages``.
-
-        ``x-amazon-apigateway-any-method`` is ANY. JSON or YAML.
+    def from_openapi(cls, path: str | Path, api_arn: str, stages: Iterable[str], *,
+                     base_path: str = "ignore") -> RouteTable:
+        """The operations of an OpenAPI 3.x or Swagger 2.0 document (``admin.openapi``),
+        deployed on ``stages``, each with its security: ``security: []`` is a method
+        without an authorizer. ``x-amazon-apigateway-any-method`` is ANY.
 
         Raises:
-            ConfigurationError: the file cannot be read or has no paths.
+            ConfigurationError: the document cannot be read (its ``file:line``) or has no
+                operation.
         """
-        import yaml
+        from policy_engine.admin.openapi import read_openapi
 
         try:
-            document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigurationError("--openapi", f"{path}: {exc}") from exc
-        paths = document.get("paths") if isinstance(document, dict) else None
-        if not isinstance(paths, dict) or not paths:
-            raise ConfigurationError("--openapi", f"{path}: no 'paths' object")
-        routes = []
-        for template, methods in paths.items():
-            if not isinstance(template, str) or not isinstance(methods, dict):
-                continue
-            for method in methods:
-                verb = "*" if method == "x-amazon-apigateway-any-method" else str(method).upper()
-                if verb == "*" or verb in HTTP_VERBS:
-                    routes.append(RouteSpec(verb, template, _template_pattern(template)))
+            document = read_openapi(path, base_path=base_path)
+        except PermissionsError as exc:
+            raise ConfigurationError("--openapi", str(exc)) from exc
+        routes = [
+            RouteSpec("*" if op.verb == "ANY" else op.verb, op.path, _template_pattern(op.path),
+                      authorized=op.requirements is not None)
+            for op in document.operations
+        ]
         if not routes:
-            raise ConfigurationError("--openapi", f"{path}: no HTTP methods under 'paths'")
-        return cls(api_arn, routes, stages)
+            raise ConfigurationError("--openapi", f"{path}: no operation API Gateway can deploy under 'paths'")
+        return cls(api_arn, routes, stages, ranked=True)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -484,6 +516,9 @@ class LocalGateway:
         route = self.routes.match(stage, method, path)
         if route is None:
             return _gateway_error(403, {"message": "Missing Authentication Token"}, "IncompleteSignatureException")
+        if not route.authorized:
+            # A method without an authorizer: API Gateway goes straight to the integration.
+            return self.backend(BackendRequest(method, stage, "/" + path, query, dict(headers), body, route, {}))
         method_arn = f"{self.routes.api_arn}/{stage}/{method}/{path}"
         if self.identity_sources is None:
             token = _header(headers, self.token_header)

@@ -60,7 +60,10 @@ class ServeOptions:
     store: str = "dynamodb"
     table: str = "policy-engine-permissions"
     api: str | None = None
+    #: Routes (and which need no authorizer) from this OpenAPI document instead of the files.
     openapi: Path | None = None
+    #: API Gateway's import mode for the document's base path (ignore, prepend, split).
+    base_path: str = "ignore"
     stages: tuple[str, ...] = ()
     token_header: str = "Authorization"
     token_regex: str | None = None
@@ -188,7 +191,8 @@ class LocalStack:
         if self.options.openapi is None:
             return from_files
         stages = self.options.stages or tuple(sorted(from_files.stages or ("dev",)))
-        return RouteTable.from_openapi(self.options.openapi, from_files.api_arn, stages)
+        return RouteTable.from_openapi(self.options.openapi, from_files.api_arn, stages,
+                                       base_path=self.options.base_path)
 
     def describe(self) -> str:
         """What runs where, and ready-to-paste commands for the shipped example."""
@@ -207,6 +211,9 @@ class LocalStack:
                f"\n                   sync {_shown(self.options.permissions)}: {self.last_publish}"
                if self.table else "  (read live by the handler)"),
             f"API gateway        {self.gateway.url}/{{stage}}/...  for {routes.api_arn}",
+            *([f"                   routes of {_shown(self.options.openapi)}: {len(routes.routes)} operations, "
+               f"{sum(not r.authorized for r in routes.routes)} without authorizer (security: [])"]
+              if self.options.openapi is not None else []),
             f"                   stages {', '.join(sorted(routes.stages)) if routes.stages else 'any'}; "
             f"{authorizer} authorizer; cache TTL {self.options.cache_ttl:g} s; "
             f"backend {self.options.backend_url or 'built-in pets'}",
