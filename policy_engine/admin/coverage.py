@@ -56,7 +56,7 @@ from policy_engine.admin.lint import ERROR, INFO, WARNING, Finding
 from policy_engine.admin.openapi import OpenApiDocument, Operation
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.core.compaction import globs_intersect
-from policy_engine.core.permissions import ANY_VERB, Grant, requirement_of
+from policy_engine.core.permissions import ANY_VERB, NOBODY, Grant, requirement_of
 from policy_engine.core.routes import Reach, pattern_reach
 
 __all__ = ["coverage", "requirement_label"]
@@ -278,6 +278,8 @@ def _order(finding: Finding) -> tuple[str, int, str, str]:
 
 def _judge(notes: _Notes, op: Operation, index: int, stage: str, method: str, hits: list[_Hit],
            checked_anywhere: bool) -> None:
+    # A route granted to no caller ([], nobody: true) grants nothing: it only names the route.
+    hits = [hit for hit in hits if hit.grant.needs != NOBODY]
     required = op.requirements
     if required is None:
         # A template's wildcard reaching it unasked is harmless: API Gateway never asks.

@@ -123,17 +123,26 @@ def test_mappings_that_match_the_spec_are_clean(capsys):
     assert (code, report["findings"]) == (0, [])
 
 
-def test_a_template_reaches_an_operation_no_mapping_names(capsys):
-    # GET /store/inventory (API key only) has no mapping, so the engine does not know the
-    # route: ANY /store/{proxy+}, written as the glob ANY /store/*, lets callers in there.
-    code, report = run_json(capsys, str(DATA / "petstore-exact.yaml"), "--openapi", PETSTORE)
+def test_a_template_reaches_an_operation_no_mapping_names(capsys, tmp_path):
+    # Without its [] line, GET /store/inventory (API key only) has no mapping, so the engine
+    # does not know the route: ANY /store/{proxy+}, written as ANY /store/*, lets callers in.
+    unnamed = tmp_path / "petstore-unnamed.yaml"
+    text = (DATA / "petstore-exact.yaml").read_text()
+    unnamed.write_text(text.replace("      GET /store/inventory: []\n", ""))
+    code, report = run_json(capsys, str(unnamed), "--openapi", PETSTORE)
     assert code == 1
     assert sorted((f["code"], f["severity"], line(f)) for f in report["findings"]) == [
-        ("not-authorizer", "info", "petstore.yaml:36"), ("not-authorizer", "warning", "petstore-exact.yaml:12")]
+        ("not-authorizer", "info", "petstore.yaml:36"), ("not-authorizer", "warning", "petstore-unnamed.yaml:12")]
     [message] = [f["message"] for f in report["findings"] if f["severity"] == "warning"]
     assert message.startswith("ANY /store/{proxy+} for any authenticated caller reaches GET /store/inventory")
     assert "no mapping names GET /store/inventory" in message and "petstore.yaml:36" in message
-    assert main(["validate", str(DATA / "petstore-exact.yaml"), "--openapi", PETSTORE, "--fail-on", "error"]) == 0
+    assert main(["validate", str(unnamed), "--openapi", PETSTORE, "--fail-on", "error"]) == 0
+    # with [] the route is named, granted to no caller: nothing to warn about
+    capsys.readouterr()
+    code, report = run_json(capsys, str(DATA / "petstore-exact.yaml"), "--openapi", PETSTORE)
+    assert code == 0
+    assert [(f["code"], f["severity"], line(f)) for f in report["findings"]] == [
+        ("not-authorizer", "info", "petstore.yaml:36")]
 
 
 def test_a_glob_written_for_the_parameter_route_is_wider_on_its_literal_sibling(tmp_path, capsys):
