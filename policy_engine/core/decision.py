@@ -48,7 +48,8 @@ ALLOW = "Allow"
 DENY = "Deny"
 
 #: The one documented authorizer-result limit (WebSocket, 8 KB) is kept for every API
-#: type: REST and HTTP quota tables give no number (see the reference, section 6).
+#: type: REST and HTTP quota tables give no number
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
 MAX_RESPONSE_BYTES = 8192
 
 #: Context keys the engine sets itself, after the claims: the caller's scopes, the
