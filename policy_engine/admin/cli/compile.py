@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.admin.cli._common import add_command
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.publish import digest
 from policy_engine.errors import PermissionsError, StoreError
@@ -44,18 +45,23 @@ def run(args: argparse.Namespace) -> int:
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise StoreError(f"{missing[0]}: no such file or folder")
+    progress = TerminalProgress("compile")
     try:
+        progress.phase("parse")
         body, keys = compile_snapshot(args.paths)
     except PermissionsError as exc:
+        progress.close()
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"policy-engine compile: {len(exc.problems)} problem(s); {args.output} not written", file=sys.stderr)
         return 1
+    progress.phase("write")
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     partial.write_bytes(body)
     partial.replace(output)
+    progress.close()
     print(f"compiled  {len(keys)} mappings from {', '.join(args.paths)}")
     print(f"snapshot  {output} ({len(body):,} bytes, {digest(keys)})")
     return 0

@@ -18,6 +18,7 @@ from policy_engine.admin.cli._common import (
     default_location,
     load_permission_set,
 )
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.explain import (
     diff_permissions,
     explain_request,
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.diff:
         return _run_diff(args)
     location = args.permissions or default_location()
-    permissions = load_permission_set(location)
+    permissions = _load(location, args.format)
     out: dict[str, Any] = {"permissions": {"location": location, "version": permissions.version}}
     caller = _caller(args, location)
     out["caller"] = caller
@@ -162,6 +163,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(out, Palette(sys.stdout, args.color))
     return status
+
+
+def _load(location: str, output: str) -> PermissionSet:
+    progress = TerminalProgress("explain", enabled=output != "json")
+    progress.phase(f"parse {location}")
+    try:
+        return load_permission_set(location)
+    finally:
+        progress.close()
 
 
 def _by_kind(keys: frozenset[str]) -> dict[str, list[str]]:
@@ -428,7 +438,7 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
 
 def _run_diff(args: argparse.Namespace) -> int:
     old_location, new_location = args.diff
-    old, new = load_permission_set(old_location), load_permission_set(new_location)
+    old, new = _load(old_location, args.format), _load(new_location, args.format)
     changes = diff_permissions(old, new)
     if args.format == "json":
         print(json.dumps({

@@ -90,8 +90,10 @@ def publish_and_print(command: str, target: str, publish: Callable[[TerminalProg
     except ConflictError as exc:
         progress.close()
         if as_json:
+            plan = _plan_fields(shown[0]) if shown else dict.fromkeys(("added", "removed", "unchanged", "digest"))
             print_json({"command": command, "target": target, "dry_run": dry_run, "status": "refused",
-                        "error": str(exc), **(_plan_fields(shown[0]) if shown else {})})
+                        "version_before": None, "version_after": None, **plan, "write_requests": None,
+                        "seconds": None, "summary": f"{target}: refused", "error": str(exc)})
         print(f"policy-engine {command}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -137,5 +139,5 @@ def json_result(command: str, result: Any, dry_run: bool) -> dict[str, Any]:
         "version_before": result.version_before, "version_after": result.version_after,
         **_plan_fields(result.plan),
         "write_requests": result.write_requests, "seconds": round(result.seconds, 3),
-        "summary": result.describe(),
+        "summary": result.describe(), "error": None,
     }

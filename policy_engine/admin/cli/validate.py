@@ -11,6 +11,7 @@ from typing import Any
 from policy_engine.admin.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
 from policy_engine.admin.cli._arguments import api_arn
 from policy_engine.admin.cli._common import Palette, add_command, add_format, default_location, read_locations
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.coverage import coverage
 from policy_engine.admin.lint import ERROR, INFO, WARNING, ApiCatalog, Finding, LintReport, lint
 from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
@@ -108,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.arn is not None:
         api_arn(args.arn, "--arn")
+    progress = TerminalProgress("validate", enabled=args.format != "json")
     try:
+        progress.phase("parse")
         records, locate = read_locations(locations)
+        progress.phase("check")
         linted = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
     except PermissionsError as exc:
         # The documents could not even be read as mappings (YAML syntax, unknown shape).
@@ -118,12 +122,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         findings, report = linted.findings, linted
         try:
+            progress.phase("coverage")
             extra = _coverage(report, specs, args.arn, apis)
         except ConfigurationError as exc:
+            progress.close()
             print(f"policy-engine validate: {exc}", file=sys.stderr)
             return 2
         if extra:
             findings = sorted(set(findings) | set(extra), key=_finding_order)
+    finally:
+        progress.close()
     failing = [f for f in findings if f.severity == ERROR or (args.fail_on == WARNING and f.severity == WARNING)]
     if args.format == "json":
         print(json.dumps(_as_json(locations, findings, report, catalogs, specs), indent=2))
