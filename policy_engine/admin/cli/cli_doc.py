@@ -99,8 +99,8 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "rollback --list": (
         ("command", "`rollback`"),
         ("target", "the store"),
-        ("versions", "oldest first, each: `version`, `digest`, `mappings`, `published_at`, `note` "
-                     "(null where unknown)"),
+        ("versions", "oldest first, each: `version`, `digest`, `mappings`, `published_at`, `note`, and the "
+                     "mappings it `added` and `removed` (null where the store does not record them)"),
     ),
     "migrate": (
         ("command", "`migrate`"),

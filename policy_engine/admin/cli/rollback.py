@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         entries = history(args.target)
         if args.format == "json":
-            print_json({"command": "rollback", "target": args.target, "versions": entries})
+            fields = ("version", "digest", "mappings", "published_at", "note", "added", "removed")
+            print_json({"command": "rollback", "target": args.target,
+                        "versions": [{name: entry.get(name) for name in fields} for entry in entries]})
             return 0
         for entry in entries:
             mappings = "?" if entry["mappings"] is None else entry["mappings"]
