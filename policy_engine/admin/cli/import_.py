@@ -13,6 +13,7 @@ from typing import Any
 
 from policy_engine.admin.cli._arguments import api_arn
 from policy_engine.admin.cli._common import add_command
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
 from policy_engine.admin.openapi_import import generated_state, render, routes_of
 from policy_engine.core.permissions import FIELD_RULES, FieldProblem
@@ -113,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     if output is not None and output.is_dir():
         raise StoreError(f"{args.output}: -o names a folder; give a file name")
-    document = read_openapi(spec, base_path=args.base_path)
+    progress = TerminalProgress("import openapi", enabled=args.format != "json")
+    progress.phase("parse")
+    try:
+        document = read_openapi(spec, base_path=args.base_path)
+    finally:
+        progress.close()
     command = ["policy-engine", "import", "openapi", spec, "--arn", arn, "--stages", ",".join(stages)]
     if args.base_path != "ignore":
         command += ["--base-path", args.base_path]
