@@ -419,12 +419,18 @@ def _within(a: str, b: str, limit: int) -> bool:
 
 def _log_near_misses(environ: Mapping[str, str]) -> None:
     # A typo of a variable name leaves its default in force without a word; say so once
-    # per container, naming the variable (never its value, which may be a secret).
-    for name, known in near_misses(environ):
-        from policy_engine.logs import log
+    # per container, naming the variable (never its value, which may be a secret). Only
+    # a warning: nothing here may keep the authorizer from starting.
+    try:
+        found = near_misses(environ)
+        if found:
+            from policy_engine.logs import log
 
-        log("WARN", "unknown_variable", variable=name, did_you_mean=known,
-            detail=f"{name} is not a policy-engine variable and is ignored; did you mean {known}?")
+            for name, known in found:
+                log("WARN", "unknown_variable", variable=name, did_you_mean=known,
+                    detail=f"{name} is not a policy-engine variable and is ignored; did you mean {known}?")
+    except Exception:  # noqa: BLE001 - a warning that cannot be written is not worth an outage
+        pass
 
 
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:

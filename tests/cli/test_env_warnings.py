@@ -118,3 +118,17 @@ def test_the_cli_warns_about_env_flags_and_env_files(tmp_path, capsys):
         in err
     assert f"warning: --env-file {env_file}: AUDIENCES is not a policy-engine variable" in err
     assert "PERMISSIONS_SOURCE is not" not in err
+
+
+def test_a_warning_that_cannot_be_written_does_not_stop_the_start(monkeypatch):
+    import policy_engine.logs
+    from policy_engine.settings import Settings
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("stderr is gone")
+
+    monkeypatch.setattr(policy_engine.logs, "log", broken)
+    monkeypatch.setenv("ISSUER", "https://issuer.example")
+    monkeypatch.setenv("AUDIENCE", "api")
+    monkeypatch.setenv("SCOPE_CLAIM", "roles")
+    assert Settings.from_environ().scope_claims == ("scope", "scp")
