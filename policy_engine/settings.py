@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "VARIABLES",
     "Settings",
     "Variable",
+    "near_misses",
     "number_text",
     "read_variable",
     "variable",
@@ -224,6 +225,8 @@ class Settings:
             ConfigurationError: a variable is missing or invalid; ``.variable`` names it.
         """
         env = os.environ if environ is None else environ
+        if environ is None:
+            _log_near_misses(env)
         settings = cls(**{var.attribute: read_variable(var, env) for var in VARIABLES})
         if settings.grant_sources and env.get("SCOPE_CLAIMS", "").strip():
             raise ConfigurationError(
@@ -301,6 +304,11 @@ VARIABLES: tuple[Variable, ...] = tuple(
     for f in fields(Settings)
 )
 _BY_NAME = {var.name: var for var in VARIABLES}
+# Declared names by their first three characters ("ISS<") and by their last three (">UER").
+_BY_END: dict[str, tuple[str, ...]] = {}
+for _key, _name in [(k, v.name) for v in VARIABLES for k in (v.name[:3] + "<", ">" + v.name[-3:])]:
+    _BY_END[_key] = (*_BY_END.get(_key, ()), _name)
+del _key, _name
 
 
 def variable(name: str) -> Variable:
@@ -361,6 +369,68 @@ def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
             _check_url(name, text)
         return text
     raise AssertionError(f"{name}: unknown kind {kind!r}")
+
+
+def near_misses(names: Iterable[str]) -> list[tuple[str, str]]:
+    """``(name, declared name)`` for each of ``names`` that looks like a typo of a declared variable.
+
+    A near miss is another case of a declared name (``issuer``), or a name within one edit
+    (two for names of 8 characters or more) of one that shares its first or its last three
+    characters: ``SCOPE_CLAIM``, ``PERMISSION_SOURCE``, ``AUDIENCES``. Declared names never
+    are. Cheap enough for every cold start: a name that shares neither end with a declared
+    one costs two dictionary lookups, and no distance is computed for it.
+    """
+    found = []
+    for name in names:
+        if name in _BY_NAME:
+            continue
+        upper = name.upper()
+        if upper in _BY_NAME:
+            found.append((name, upper))
+            continue
+        candidates = _BY_END.get(upper[:3] + "<", ()) + _BY_END.get(">" + upper[-3:], ())
+        for known in candidates:
+            limit = 2 if len(known) >= 8 else 1
+            if abs(len(known) - len(upper)) <= limit and _within(upper, known, limit):
+                found.append((name, known))
+                break
+    return found
+
+
+def _within(a: str, b: str, limit: int) -> bool:
+    # Optimal string alignment distance of a and b is at most limit; only the cells
+    # within limit of the diagonal can be, so only those are computed.
+    far = limit + 1
+    previous2: list[int] = []
+    previous = [j if j <= limit else far for j in range(len(b) + 1)]
+    for i in range(1, len(a) + 1):
+        current = [i if i <= limit else far] + [far] * len(b)
+        low, high = max(1, i - limit), min(len(b), i + limit)
+        for j in range(low, high + 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cost = min(cost, previous2[j - 2] + 1)
+            current[j] = min(cost, far)
+        if min(current[max(0, low - 1):high + 1]) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
+
+
+def _log_near_misses(environ: Mapping[str, str]) -> None:
+    # A typo of a variable name leaves its default in force without a word; say so once
+    # per container, naming the variable (never its value, which may be a secret). Only
+    # a warning: nothing here may keep the authorizer from starting.
+    try:
+        found = near_misses(environ)
+        if found:
+            from policy_engine.logs import log
+
+            for name, known in found:
+                log("WARN", "unknown_variable", variable=name, did_you_mean=known,
+                    detail=f"{name} is not a policy-engine variable and is ignored; did you mean {known}?")
+    except Exception:  # noqa: BLE001 - a warning that cannot be written is not worth an outage
+        pass
 
 
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -154,6 +154,7 @@ def build_bundle(
     refresh: bool = False,
     bytecode: bool = True,
     compile_with: str | None = None,
+    phase: Callable[[str], None] = lambda name: None,
 ) -> Bundle:
     """Resolve, download (or reuse cached) wheels and write the deployment zip to ``output``.
 
@@ -162,7 +163,8 @@ def build_bundle(
     downloads to the cache. ``permissions`` (a YAML file or folder) is validated and
     shipped compiled, as the file ``permissions``. With ``bytecode`` every module is
     shipped with its bytecode (``compile_bytecode``), written by ``compile_with`` or,
-    when that is ``None``, by the interpreter ``find_interpreter`` finds.
+    when that is ``None``, by the interpreter ``find_interpreter`` finds. ``phase`` is
+    told the name of each step as it starts (the CLI's progress line).
 
     Raises:
         BundleError: pip cannot resolve the requirements for the target, two wheels
@@ -180,7 +182,9 @@ def build_bundle(
     else:
         _check_interpreter(compile_with, python)
     requirements = runtime_requirements(include_boto3=include_boto3)
+    phase("parse permissions and collect modules")
     project = _project_files(permissions)
+    phase("resolve and unpack wheels")
     with tempfile.TemporaryDirectory(prefix="policy-engine-wheels-") as scratch:
         wheels = _download(requirements, arch, python, Path(wheel_cache), Path(scratch), refresh=refresh)
         files = _wheel_files(wheels)
@@ -190,7 +194,9 @@ def build_bundle(
             raise BundleError(f"{name} is written both by a dependency and by the project")
         files[name] = data
     if compile_with is not None:
+        phase("compile bytecode")
         files.update(compile_bytecode(files, python=python, interpreter=compile_with))
+    phase("check and zip")
     problems = native_problems(files, arch=arch, python=python)
     if problems:
         raise BundleError(f"native code for the wrong platform: {problems[0]}"

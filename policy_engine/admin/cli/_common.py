@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -12,7 +14,34 @@ from policy_engine.bootstrap import permission_source
 from policy_engine.core.permissions import Locate, PermissionSet, compile_records
 from policy_engine.errors import ConfigurationError, StoreError
 
-__all__ = ["Palette", "authorization_value", "default_location", "load_permission_set", "read_locations"]
+__all__ = [
+    "Palette", "add_command", "add_format", "authorization_value", "default_location", "load_permission_set",
+    "print_json", "read_locations",
+]
+
+
+def add_command(subparsers: Any, name: str, *, summary: str, description: str,
+                examples: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """A subcommand's parser: ``summary`` in the command list, ``description`` and
+    ``examples`` (one command line each, ``# what it does`` allowed) in its ``--help``."""
+    epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples) if examples else None
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=summary, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def add_format(parser: argparse.ArgumentParser) -> None:
+    """``--format text|json``: json prints one JSON document on stdout (fields: docs/cli.md) and no progress."""
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text for people (default), or json: one JSON document on stdout, fields as "
+                             "docs/cli.md lists them")
+
+
+def print_json(document: Any) -> None:
+    """``document`` on stdout as indented JSON, the form every ``--format json`` writes."""
+    print(json.dumps(document, indent=2, default=str))
 
 
 def default_location() -> str:

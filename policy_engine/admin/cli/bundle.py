@@ -1,12 +1,4 @@
-"""``policy-engine bundle``: build the Lambda deployment zip for an architecture and runtime.
-
-The zip holds ``handler/``, the package (without the CLI and the local tools), the
-permissions compiled into one snapshot file (as ``policy-engine compile`` writes it),
-the runtime dependencies as manylinux wheels resolved for the target (so an arm64 zip
-built on x86_64 carries aarch64 native code), and bytecode for every module, written by
-an interpreter of the target's Python version (``--no-compile`` leaves it out). Same
-inputs, same bytes: the printed sha256 is a build fingerprint.
-"""
+"""``policy-engine bundle``: build the Lambda deployment zip for an architecture and runtime."""
 
 from __future__ import annotations
 
@@ -14,11 +6,33 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from policy_engine.admin.cli._common import add_command, add_format, print_json
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
+
+DESCRIPTION = """\
+Build the zip to deploy as the authorizer Lambda function.
+
+The zip holds the handler (handler.app.lambda_handler) and only the modules it
+can import (no CLI, no local tools), the permissions compiled into one snapshot
+file, and the runtime dependencies as Linux wheels for the chosen architecture
+and Python version (an arm64 zip built on x86_64 carries aarch64 code). Bytecode
+is included unless --no-compile, so no cold start compiles a module. The same
+inputs give the same bytes: the printed sha256 is a build fingerprint.
+
+Exit codes: 0 built; 2 could not run (invalid permissions, no wheel for the
+target, no interpreter of the target Python version for the bytecode).
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("bundle", help="build the Lambda deployment zip", description=__doc__)
+    parser = add_command(
+        subparsers, "bundle", summary="build the Lambda deployment zip", description=DESCRIPTION, examples=(
+            "policy-engine bundle                                   # x86_64, Python 3.12, ./permissions",
+            "policy-engine bundle --arch arm64 --python 3.13 --output dist/authorizer.zip",
+            "policy-engine bundle --no-permissions --format json   # the function reads a store",
+        ),
+    )
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="x86_64",
                         help="Lambda architecture (default x86_64)")
     parser.add_argument("--python", choices=sorted(PYTHON_VERSIONS), default="3.12",
@@ -41,21 +55,26 @@ def register(subparsers: Any) -> None:
                              "--no-compile leaves it out")
     parser.add_argument("--refresh", action="store_true",
                         help="ask the package index again instead of resolving from the cache")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.arch, args.python)
-    bundle = build_bundle(
-        output,
-        arch=args.arch,
-        python=args.python,
-        include_boto3=args.include_boto3,
-        permissions=args.permissions,
-        wheel_cache=args.wheel_cache,
-        refresh=args.refresh,
-        bytecode=args.compile,
-    )
+    progress = TerminalProgress("bundle", enabled=args.format != "json")
+    try:
+        bundle = _build(args, output, progress)
+    finally:
+        progress.close()
+    if args.format == "json":
+        print_json({
+            "command": "bundle", "path": str(bundle.path), "arch": args.arch, "python": args.python,
+            "bytecode": args.compile, "handler": "handler.app.lambda_handler",
+            "permissions": None if args.permissions is None else str(args.permissions),
+            "size": bundle.size, "unzipped_size": bundle.unzipped_size, "files": bundle.files,
+            "sha256": bundle.sha256, "wheels": list(bundle.wheels),
+        })
+        return 0
     print(f"bundle    {bundle.path}")
     bytecode = ", with bytecode" if args.compile else ", without bytecode"
     print(f"target    python{args.python} {args.arch}{bytecode} (handler: handler.app.lambda_handler)")
@@ -64,3 +83,17 @@ def run(args: argparse.Namespace) -> int:
     for wheel in bundle.wheels:
         print(f"wheel     {wheel}")
     return 0
+
+
+def _build(args: argparse.Namespace, output: Path, progress: TerminalProgress) -> Any:
+    return build_bundle(
+        output,
+        arch=args.arch,
+        python=args.python,
+        include_boto3=args.include_boto3,
+        permissions=args.permissions,
+        wheel_cache=args.wheel_cache,
+        refresh=args.refresh,
+        bytecode=args.compile,
+        phase=progress.phase,
+    )

@@ -1,17 +1,4 @@
-"""``policy-engine compile PATHS -o SNAPSHOT``: validate permission files and write the
-compiled snapshot the authorizer loads fastest.
-
-The snapshot is the document the S3 store publishes (format ``policy-engine/permissions@1``:
-the mappings in canonical form and their content digest). ``PERMISSIONS_SOURCE`` may
-name it, ``bundle`` ships one compiled from the permissions it is given, and it can be
-uploaded as the first version of an S3 store. The same mappings give the same bytes.
-
-Every record is validated against the mapping schema first (file:line for each
-problem); nothing is written unless all are valid. ``validate`` checks more (conflicts,
-catalogs, policy sizes): run it too, in CI.
-
-Exit codes: 0 written, 1 invalid permissions (nothing written), 2 could not run.
-"""
+"""``policy-engine compile PATHS -o SNAPSHOT``: permission files to the compiled snapshot."""
 
 from __future__ import annotations
 
@@ -20,15 +7,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from policy_engine.admin.cli._common import add_command
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.publish import digest
 from policy_engine.errors import PermissionsError, StoreError
 
+DESCRIPTION = """\
+Validate permission files and write them as one compiled snapshot, the form the
+authorizer loads fastest.
+
+The snapshot is the JSON document the S3 store publishes (the mappings in
+canonical form and their content digest): PERMISSIONS_SOURCE may name it, bundle
+ships one, and it can be uploaded as the first version of an S3 store. The same
+mappings give the same bytes. Every problem is reported with file:line and
+nothing is written unless all files are valid. validate checks more (conflicts,
+catalogs, policy sizes): run it too.
+
+Exit codes: 0 written; 1 invalid permissions (nothing written); 2 could not run.
+"""
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "compile", help="validate permission files and write the compiled snapshot",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "compile", summary="validate permission files and write the compiled snapshot",
+        description=DESCRIPTION, examples=(
+            "policy-engine compile permissions/ -o build/permissions.json",
+        ),
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or folders")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="SNAPSHOT",
@@ -40,18 +45,23 @@ def run(args: argparse.Namespace) -> int:
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise StoreError(f"{missing[0]}: no such file or folder")
+    progress = TerminalProgress("compile")
     try:
+        progress.phase("parse")
         body, keys = compile_snapshot(args.paths)
     except PermissionsError as exc:
+        progress.close()
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"policy-engine compile: {len(exc.problems)} problem(s); {args.output} not written", file=sys.stderr)
         return 1
+    progress.phase("write")
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     partial.write_bytes(body)
     partial.replace(output)
+    progress.close()
     print(f"compiled  {len(keys)} mappings from {', '.join(args.paths)}")
     print(f"snapshot  {output} ({len(body):,} bytes, {digest(keys)})")
     return 0

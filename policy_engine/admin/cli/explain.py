@@ -1,25 +1,4 @@
-"""``policy-engine explain``: what a caller is granted, and why.
-
-    explain --scopes "pets:read email" [--request "GET /dev/pets/12"]
-    explain --grants "group:pet-readers role:admin scope:pets:read" [--claim tenant_id=acme]
-    explain --grant "group:Pet Readers"     (one KIND:VALUE taken whole; repeatable)
-    explain --token JWT [--request ...]     (verified when ISSUER/AUDIENCE and keys are reachable)
-    explain --diff OLD NEW                  (what each scope, group, all-of set ... gains and loses)
-
-Shows the policy the authorizer would return (per stage), the routes it grants with
-the mapping (file:line) and what it needs (a scope, a group or role, all of several
-grants, any authenticated caller) behind each, and for a request the decision with the
-mapping and the policy statement that decided it.
-
---grants entries are KIND:VALUE (the kind is the text before the first ':', so
-'scope:pets:read' is the scope 'pets:read'); --scopes and --grants may be combined.
---claim NAME=VALUE gives the caller's claim for '{claim:NAME}' placeholders in
-resources (NAME may be a dotted path, as in GRANT_SOURCES); with --token the token's
-own claims are used. A placeholder without a valid value grants nothing.
-
-Exit codes: 0 shown (and, with --request, allowed); 1 the request would be refused
-(403, or 401 for a rejected token); 2 could not run.
-"""
+"""``policy-engine explain``: what a caller is granted, and why."""
 
 from __future__ import annotations
 
@@ -30,12 +9,16 @@ import os
 import sys
 from typing import Any
 
+from policy_engine.admin.cli._arguments import api_reference, request_path, request_stage, request_verb, stage_name
 from policy_engine.admin.cli._common import (
     Palette,
+    add_command,
+    add_format,
     authorization_value,
     default_location,
     load_permission_set,
 )
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.explain import (
     diff_permissions,
     explain_request,
@@ -70,11 +53,42 @@ from policy_engine.settings import (
     variable,
 )
 
+DESCRIPTION = """\
+Show what a caller is granted, and why.
+
+For a caller described by scopes (--scopes), grants (--grants, --grant) or a real
+token (--token), prints the policy the authorizer would return (per stage), the
+routes it grants with the mapping (file:line) behind each and what that mapping
+needs (a scope, a group or role, all of several grants, any signed-in caller);
+with --request, the decision for that request and the policy statement that
+made it. --diff OLD NEW shows what each scope, group or all-of set gains and
+loses between two permission sets.
+
+--grants entries are KIND:VALUE, the kind being the text before the first ':'
+(so 'scope:pets:read' is the scope 'pets:read'); --scopes and --grants may be
+combined. --claim NAME=VALUE gives the caller's claim for '{claim:NAME}'
+placeholders in resources (NAME may be a dotted path); with --token the token's
+own claims are used. A placeholder without a valid value grants nothing. A token
+is verified when ISSUER and AUDIENCE (or --issuer, --audience) are set and its
+keys are reachable, else only decoded, and the output says which.
+
+Exit codes: 0 shown (with --request: allowed); 1 the request would be refused
+(403, or 401 for a rejected token); 2 could not run (bad arguments, unreadable
+permissions).
+"""
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "explain", help="show the policy, routes and decision for scopes or a token; diff two permission sets",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "explain",
+        summary="show the policy, routes and decision for scopes or a token; diff two permission sets",
+        description=DESCRIPTION, examples=(
+            'policy-engine explain --scopes "pets:read email" --request "GET /dev/pets/12"',
+            'policy-engine explain --grants "group:pet-readers role:admin" --claim tenant_id=acme',
+            'policy-engine explain --grant "group:Pet Readers"      # one grant, spaces kept',
+            "policy-engine explain --token \"$TOKEN\" --issuer https://idp.example.com --audience api",
+            "policy-engine explain --diff permissions/ new-permissions/ --format json",
+        ),
     )
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--token", metavar="JWT", help="an access token (with or without 'Bearer ')")
@@ -94,19 +108,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--issuer", help="accepted issuer for --token (default: $ISSUER)")
     parser.add_argument("--audience", help="accepted audience for --token (default: $AUDIENCE)")
     parser.add_argument("--jwks-uri", help="JWKS URL for --token (default: $JWKS_URI, else OIDC discovery)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.api is not None:
+        api_reference(args.api, "--api")
+    if args.stage is not None:
+        stage_name(args.stage, "--stage")
     given = args.scopes is not None or args.grants or args.grant
     if bool(args.diff) + bool(args.token) + bool(given) != 1:
         raise ConfigurationError("explain", "give exactly one of --scopes/--grants/--grant, --token or --diff")
     if args.diff:
         return _run_diff(args)
     location = args.permissions or default_location()
-    permissions = load_permission_set(location)
+    permissions = _load(location, args.format)
     out: dict[str, Any] = {"permissions": {"location": location, "version": permissions.version}}
     caller = _caller(args, location)
     out["caller"] = caller
@@ -145,6 +163,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(out, Palette(sys.stdout, args.color))
     return status
+
+
+def _load(location: str, output: str) -> PermissionSet:
+    progress = TerminalProgress("explain", enabled=output != "json")
+    progress.phase(f"parse {location}")
+    try:
+        return load_permission_set(location)
+    finally:
+        progress.close()
 
 
 def _by_kind(keys: frozenset[str]) -> dict[str, list[str]]:
@@ -304,9 +331,13 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
     text = text.strip()
     if text.startswith("arn:"):
         try:
-            return parse_method_arn(text)
+            arn = parse_method_arn(text)
         except EventError as exc:
             raise ConfigurationError("--request", str(exc)) from None
+        verb = request_verb(arn.verb, "--request")
+        request_stage(arn.stage, "--request")
+        request_path(arn.path, "--request")
+        return MethodArn(arn.api_arn, arn.stage, verb, arn.path)
     verb, _, path = text.partition(" ")
     path = path.strip()
     if not path.startswith("/") or not verb:
@@ -314,7 +345,10 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
     stage, _, rest = path[1:].partition("/")
     if not stage:
         raise ConfigurationError("--request", f"{text!r}: the path must start with the stage")
-    return MethodArn(api_arn, stage, verb.upper(), rest)
+    verb = request_verb(verb, "--request")
+    request_stage(stage, "--request")
+    request_path(rest, "--request")
+    return MethodArn(api_arn, stage, verb, rest)
 
 
 def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str,
@@ -404,7 +438,7 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
 
 def _run_diff(args: argparse.Namespace) -> int:
     old_location, new_location = args.diff
-    old, new = load_permission_set(old_location), load_permission_set(new_location)
+    old, new = _load(old_location, args.format), _load(new_location, args.format)
     changes = diff_permissions(old, new)
     if args.format == "json":
         print(json.dumps({

@@ -1,21 +1,4 @@
-"""``policy-engine import openapi SPEC --arn API_ARN --stages dev[,prod...] [-o OUT.yaml]``:
-permission YAML from the security an OpenAPI 3.x or Swagger 2.0 document declares.
-
-Each operation's ``security`` (or the document's root default) becomes one route of the
-grouped permission form: OR across the requirement objects, AND across the scopes of one
-object. ``security: []`` needs no authorization (no mapping); an operation with no
-security declared anywhere is not imported (no caller is granted it); requirements made
-only of API keys, HTTP basic or IAM are reported and left out. The report (stderr, or
-``--format json`` on stdout with ``-o``) lists what was imported, what needs no
-authorization, and what was left out and why. Details: docs/openapi.md.
-
-Without ``-o`` the YAML goes to stdout. With ``-o`` an unchanged result is not rewritten,
-and a file that was edited by hand (or not written by this command) is not overwritten
-without ``--force``.
-
-Exit codes: 0 written or unchanged, 1 refused (OUT was edited by hand), 2 could not run
-(bad document, bad --arn or --stages, unreadable file).
-"""
+"""``policy-engine import openapi``: permission YAML from an OpenAPI document's security."""
 
 from __future__ import annotations
 
@@ -28,22 +11,57 @@ import time
 from pathlib import Path
 from typing import Any
 
+from policy_engine.admin.cli._arguments import api_arn
+from policy_engine.admin.cli._common import add_command
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
 from policy_engine.admin.openapi_import import generated_state, render, routes_of
-from policy_engine.core.arn import API_ARN_PATTERN
 from policy_engine.core.permissions import FIELD_RULES, FieldProblem
 from policy_engine.errors import ConfigurationError, StoreError
 
+IMPORT_DESCRIPTION = """\
+Write permission YAML from another description of the API. Today: OpenAPI 3.x
+and Swagger 2.0 documents ('policy-engine import openapi --help').
+"""
+
+OPENAPI_DESCRIPTION = """\
+Write permission YAML from the security an OpenAPI 3.x or Swagger 2.0 document
+declares.
+
+Each operation's security (or the document's default) becomes one route: any of
+its requirement objects grants it, and one object needs all of its scopes.
+'security: []' needs no authorization (no mapping); an operation with no security
+declared anywhere is written as a route no caller is granted; requirements made
+only of API keys, HTTP basic or IAM are reported and left out. The report (on
+stderr; with --format json and -o, on stdout) lists what was imported, what needs
+no authorization, and what was left out and why. Details: docs/openapi.md.
+
+Without -o the YAML goes to stdout. With -o an unchanged result is not rewritten,
+and a file edited by hand (or not written by this command) is not overwritten
+without --force.
+
+Exit codes: 0 written or unchanged; 1 refused (OUT was edited by hand); 2 could
+not run (bad document, bad --arn or --stages, unreadable file).
+"""
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "import", help="write permission YAML from another description of the API (OpenAPI)",
-        description="Write permission YAML from another description of the API.",
+    parser = add_command(
+        subparsers, "import", summary="write permission YAML from another description of the API (OpenAPI)",
+        description=IMPORT_DESCRIPTION, examples=(
+            "policy-engine import openapi openapi.yaml --arn arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5 "
+            "--stages dev,prod -o permissions/api.yaml",
+        ),
     )
     importers = parser.add_subparsers(dest="importer", required=True, metavar="FORMAT")
-    openapi = importers.add_parser(
-        "openapi", help="import the security requirements of an OpenAPI 3.x or Swagger 2.0 document",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    openapi = add_command(
+        importers, "openapi", summary="import the security requirements of an OpenAPI 3.x or Swagger 2.0 document",
+        description=OPENAPI_DESCRIPTION, examples=(
+            "policy-engine import openapi openapi.yaml --arn arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5 "
+            "--stages dev,prod -o permissions/api.yaml",
+            "policy-engine import openapi swagger.json --arn API_ARN --stages dev      # YAML on stdout",
+            "policy-engine import openapi openapi.yaml --arn API_ARN --stages dev -o api.yaml --format json",
+        ),
     )
     openapi.add_argument("spec", metavar="SPEC", help="the OpenAPI or Swagger document (YAML or JSON)")
     openapi.add_argument("--arn", required=True, metavar="API_ARN",
@@ -54,15 +72,13 @@ def register(subparsers: Any) -> None:
     openapi.add_argument("--base-path", choices=BASE_PATH_MODES, default="ignore",
                          help="API Gateway's import mode for the document's base path (default: ignore)")
     openapi.add_argument("--format", choices=("text", "json"), default="text",
-                         help="report format; json goes to stdout and needs -o")
+                         help="report format: text on stderr (default), or json on stdout (needs -o, since "
+                              "without it stdout holds the YAML); fields as docs/cli.md lists them")
     openapi.set_defaults(run=run)
 
 
 def _arn(value: str) -> str:
-    if API_ARN_PATTERN.fullmatch(value) is None:
-        raise ConfigurationError("--arn", f"{value!r} is not an API ARN "
-                                 "(arn:<partition>:execute-api:<region>:<account-id>:<api-id>)")
-    return value
+    return api_arn(value, "--arn")
 
 
 def _stages(value: str) -> list[str]:
@@ -98,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     if output is not None and output.is_dir():
         raise StoreError(f"{args.output}: -o names a folder; give a file name")
-    document = read_openapi(spec, base_path=args.base_path)
+    progress = TerminalProgress("import openapi", enabled=args.format != "json")
+    progress.phase("parse")
+    try:
+        document = read_openapi(spec, base_path=args.base_path)
+    finally:
+        progress.close()
     command = ["policy-engine", "import", "openapi", spec, "--arn", arn, "--stages", ",".join(stages)]
     if args.base_path != "ignore":
         command += ["--base-path", args.base_path]

@@ -1,20 +1,4 @@
-"""``policy-engine invoke --event FILE``: run the real Lambda handler on an event file.
-
-The handler is loaded the way Lambda loads it: a fresh import of ``handler/app.py``
-with the function's environment, here the process environment plus ``--env-file``
-and ``--env KEY=VALUE`` (later wins). It prints the response (or the failure) and
-what API Gateway would answer for the event's methodArn.
-
-To verify a real signature locally, ``--local-idp`` starts a local OpenID provider on
-127.0.0.1, points ``ISSUER`` and ``JWKS_URI`` at it, mints a token with ``--scopes``
-and puts it in the event (``--token`` puts a token you already have). ``--client NAME``
-mints it for a client of the clients file instead (``--clients``, default the shipped
-one), in that client's provider shape (Cognito, Okta, Auth0, Entra ID, Keycloak,
-RFC 9068) with its groups, roles and claims; ``--id-token`` mints its ID token.
-
-Exit codes: 0 the request is allowed; 1 refused (401, 403 or 500); 2 could not run
-(unreadable event, invalid configuration).
-"""
+"""``policy-engine invoke --event FILE``: run the real Lambda handler on an event file."""
 
 from __future__ import annotations
 
@@ -30,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from policy_engine.admin.cli._common import (
     Palette,
+    add_command,
+    add_format,
     authorization_value,
     parse_env_assignments,
 )
@@ -44,10 +30,34 @@ PLACEHOLDER = "REPLACE_WITH_TOKEN"
 DEFAULT_AUDIENCE = "policy-engine-demo"
 
 
+DESCRIPTION = """\
+Run the real Lambda handler on an API Gateway event file, as Lambda would.
+
+The handler is loaded fresh with the function's environment: the process
+environment plus --env-file and --env KEY=VALUE (later wins). Prints the
+response (or the failure) and what API Gateway would answer for the event's
+methodArn.
+
+To verify a real signature locally, --local-idp starts a local OpenID provider on
+127.0.0.1, points ISSUER and JWKS_URI at it, mints a token with --scopes and puts
+it in the event (--token puts a token you already have). --client NAME mints it
+for a client of the clients file instead (--clients, default the shipped one),
+in that client's provider shape (Cognito, Okta, Auth0, Entra ID, Keycloak,
+RFC 9068) with its groups, roles and claims; --id-token mints its ID token.
+
+Exit codes: 0 the request is allowed; 1 refused (401, 403 or 500); 2 could not
+run (unreadable event, invalid configuration).
+"""
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "invoke", help="run the real handler on an API Gateway event file",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "invoke", summary="run the real handler on an API Gateway event file",
+        description=DESCRIPTION, examples=(
+            "policy-engine invoke --event events/token-get-pet.json --local-idp --scopes pets:read",
+            "policy-engine invoke --event events/token-get-pet.json --client pets-admin --env IDP_PRESET=okta",
+            "policy-engine invoke --event event.json --token \"$TOKEN\" --env-file function.env --format json",
+        ),
     )
     parser.add_argument("--event", required=True, metavar="FILE", help="event JSON (see events/)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -66,7 +76,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--id-token", action="store_true",
                         help="mint the client's ID token instead of an access token (with --client)")
     parser.add_argument("--token", metavar="JWT", help="put this token in the event")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.set_defaults(run=run)
 

@@ -1,24 +1,38 @@
-"""``policy-engine migrate dynamodb://TABLE``: create or update the permission table.
-
-Applies the pending steps of ``migrations/`` in order and records each in the table;
-``--dry-run`` only lists them. Re-running is harmless. Exit 0: done (or listed);
-2: the table exists with keys or index key types policy-engine cannot use (nothing
-changed), or AWS refused a step.
-"""
+"""``policy-engine migrate dynamodb://TABLE``: create or update the permission table."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.errors import ConfigurationError
+
+__all__ = ["register", "run"]
+
+DESCRIPTION = """\
+Create the DynamoDB permission table, or bring an existing one up to date.
+
+Applies the layout steps the table has not had yet, in order, and records each
+in the table, so running it again is harmless. --dry-run only lists them. An S3
+store needs no migration.
+
+Exit codes: 0 done (or listed); 2 could not run: the table exists with keys or
+index key types policy-engine cannot use (nothing changed), or AWS refused a step.
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("migrate", help="create the DynamoDB table / apply pending layout migrations",
-                                   description=__doc__)
+    parser = add_command(
+        subparsers, "migrate", summary="create the DynamoDB table / apply pending layout migrations",
+        description=DESCRIPTION, examples=(
+            "policy-engine migrate dynamodb://permissions --dry-run",
+            "AWS_ENDPOINT_URL=http://127.0.0.1:8000 policy-engine migrate dynamodb://permissions",
+        ),
+    )
     parser.add_argument("target", metavar="TARGET", help="dynamodb://TABLE")
     parser.add_argument("--dry-run", action="store_true", help="list pending migrations; change nothing")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -28,7 +42,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.target.startswith("dynamodb://"):
         raise ConfigurationError("TARGET", f"{args.target!r}: migrate works on dynamodb://TABLE (S3 needs none)")
     table = args.target.removeprefix("dynamodb://")
-    result = migrate(table, dry_run=args.dry_run, say=lambda message: print(f"  {message}"))
+    as_json = args.format == "json"
+    result = migrate(table, dry_run=args.dry_run, say=(lambda message: None) if as_json else
+                     (lambda message: print(f"  {message}", flush=True)))
+    if as_json:
+        print_json({
+            "command": "migrate", "target": args.target, "table": table, "dry_run": args.dry_run,
+            "already_applied": list(result.already_applied), "pending": list(result.pending),
+            "applied": list(result.applied), "up_to_date": not result.pending or len(result.applied) == len(
+                result.pending),
+        })
+        return 0
     for label in result.already_applied:
         print(f"applied   {label}")
     for label in result.pending:

@@ -1,28 +1,44 @@
-"""``policy-engine rollback TARGET``: publish an earlier version's mappings as a new version.
-
-``--to N`` picks the version (default: the one before the current); ``--list`` shows
-the published versions. History is never rewritten: rolling back v7 to v5 publishes
-v8 equal to v5, so warm authorizers pick it up like any other publish. Exit codes as
-for ``sync``.
-"""
+"""``policy-engine rollback TARGET``: publish an earlier version's mappings as a new version."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.admin.cli.sync import publish_and_print
+
+__all__ = ["register", "run"]
+
+DESCRIPTION = """\
+Restore the permissions of an earlier published version, as a new version.
+
+History is never rewritten: rolling back v7 to v5 publishes v8 equal to v5, so
+running authorizers pick it up like any other publish. The change is printed
+before it is written, as for sync. --list shows the published versions.
+
+Exit codes: as for sync (0 done or listed, 1 refused, 2 could not run).
+"""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("rollback", help="restore a previous published version (as a new version)",
-                                   description=__doc__)
+    parser = add_command(
+        subparsers, "rollback", summary="restore a previous published version (as a new version)",
+        description=DESCRIPTION, examples=(
+            "policy-engine rollback dynamodb://permissions --list",
+            "policy-engine rollback dynamodb://permissions            # back to the version before",
+            "policy-engine rollback s3://my-bucket/permissions.json --to 5 --dry-run",
+        ),
+    )
     parser.add_argument("target", metavar="TARGET", help="dynamodb://TABLE or s3://BUCKET/KEY")
     parser.add_argument("--to", type=int, metavar="N", help="version to restore (default: the previous one)")
     parser.add_argument("--list", action="store_true", help="list published versions and exit")
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
-    parser.add_argument("--take-over", action="store_true", help="as for sync")
-    parser.add_argument("--max-lines", type=int, default=1000, metavar="N", help="as for sync")
+    parser.add_argument("--take-over", action="store_true",
+                        help="take the claim of another publish that is known to be dead (as for sync)")
+    parser.add_argument("--max-lines", type=int, default=1000, metavar="N",
+                        help="print at most N diff lines (default 1000; 0: all)")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -30,14 +46,20 @@ def run(args: argparse.Namespace) -> int:
     from policy_engine.admin.publish import history, rollback
 
     if args.list:
-        for entry in history(args.target):
+        entries = history(args.target)
+        if args.format == "json":
+            fields = ("version", "digest", "mappings", "published_at", "note", "added", "removed")
+            print_json({"command": "rollback", "target": args.target,
+                        "versions": [{name: entry.get(name) for name in fields} for entry in entries]})
+            return 0
+        for entry in entries:
             mappings = "?" if entry["mappings"] is None else entry["mappings"]
             print(f"v{entry['version']:<5} {entry['published_at'] or '?':<25}  {mappings:>6} mappings  "
                   f"{entry['digest'] or '?'}  {entry['note']}")
         return 0
     return publish_and_print(
-        f"rollback {args.target}",
-        lambda progress: rollback(args.target, to=args.to, dry_run=args.dry_run, take_over=args.take_over,
-                                  progress=progress),
-        args.max_lines,
+        "rollback", args.target,
+        lambda progress, on_plan: rollback(args.target, to=args.to, dry_run=args.dry_run, take_over=args.take_over,
+                                           progress=progress, phase=progress.phase, on_plan=on_plan),
+        args.max_lines, args.format, args.dry_run,
     )

@@ -1,30 +1,58 @@
-"""``policy-engine serve``: a local identity provider, permission table and REST API
-Gateway in front of the real authorizer, on 127.0.0.1, until Ctrl-C.
-
-Prints where everything listens and ready-to-paste curl commands for the shipped example.
-"""
+"""``policy-engine serve``: a local IdP, permission table and REST API Gateway around the real authorizer."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from policy_engine.admin.cli._arguments import api_arn, request_stage
+from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.local.gateway import MAX_CACHE_TTL
 from policy_engine.admin.local.idp import CLIENTS_FILE
 from policy_engine.admin.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
 from policy_engine.admin.openapi import BASE_PATH_MODES
+from policy_engine.errors import ConfigurationError
 
 __all__ = ["add_stack_arguments", "options_from", "register"]
 
 
+DESCRIPTION = """\
+Run the real authorizer locally, behind a stand-in for API Gateway.
+
+Starts, on 127.0.0.1, an OpenID identity provider that mints tokens, a permission
+table filled from --permissions, and a REST API gateway that calls the authorizer
+the way API Gateway does (identity sources, cache, 401/403) in front of a small
+pets backend or your own (--backend). Prints where each listens and curl commands
+to paste; runs until Ctrl-C.
+"""
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="run a local IdP, permission table and API Gateway",
-                                   description=__doc__)
+    parser = add_command(
+        subparsers, "serve", summary="run a local IdP, permission table and API Gateway", description=DESCRIPTION,
+        examples=(
+            "policy-engine serve",
+            "policy-engine serve --permissions my-permissions/ --store yaml",
+            "policy-engine serve --openapi openapi.yaml --stage dev --backend http://127.0.0.1:3000",
+        ),
+    )
     add_stack_arguments(parser, default_port=8080, default_idp_port=8081)
     parser.set_defaults(run=run)
+
+
+def _checked(check: Callable[[str, str], str], flag: str) -> Callable[[str], str]:
+    # An argparse type: a refused value is a usage error (exit 2) naming the flag.
+    def convert(text: str) -> str:
+        try:
+            return check(text, flag)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+
+    return convert
 
 
 def _ttl(text: str) -> float:
@@ -45,13 +73,15 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
                         help="where the handler reads permissions: a table synced from --permissions "
                              "(default; moto unless AWS_ENDPOINT_URL is set) or the files themselves")
     parser.add_argument("--table", default="policy-engine-permissions", help="table name (--store dynamodb)")
-    parser.add_argument("--api", help="API ARN to serve when the files name several (default: the first)")
+    parser.add_argument("--api", type=_checked(api_arn, "--api"),
+                        help="API ARN to serve when the files name several (default: the first)")
     parser.add_argument("--openapi", type=Path,
                         help="route as API Gateway would deploy this OpenAPI/Swagger document, instead of the "
                              "permissions' routes; its operations with 'security: []' skip the authorizer")
     parser.add_argument("--base-path", choices=BASE_PATH_MODES, default="ignore",
                         help="API Gateway's import mode for the --openapi document's base path (ignore)")
-    parser.add_argument("--stage", action="append", default=[], help="stage to deploy --openapi routes on")
+    parser.add_argument("--stage", action="append", default=[], type=_checked(request_stage, "--stage"),
+                        help="stage to deploy --openapi routes on (repeatable)")
     parser.add_argument("--token-regex", help="token validation regex (whole header value must match)")
     parser.add_argument("--identity-source", action="append", default=[], metavar="SOURCE",
                         help="use a REQUEST authorizer with this identity source, as API Gateway writes it "

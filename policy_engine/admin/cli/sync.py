@@ -1,11 +1,4 @@
-"""``policy-engine sync TARGET``: publish the YAML permissions to a table or bucket.
-
-Validates the YAML first (as the authorizer would), prints the diff against what is
-published, and (unless ``--dry-run``) publishes it as a new version in one atomic
-flip. Unchanged YAML writes nothing. Exit 0: published, unchanged or dry run listed;
-1: refused (another sync holds the claim or published meanwhile); 2: invalid YAML,
-missing or corrupt store, AWS failure.
-"""
+"""``policy-engine sync TARGET``: publish the YAML permissions to a table or bucket."""
 
 from __future__ import annotations
 
@@ -14,15 +7,39 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.admin.cli._progress import TerminalProgress
+from policy_engine.core.publish import MappingKey, Plan
 from policy_engine.errors import ConflictError
+
+__all__ = ["json_result", "print_diff", "publish_and_print", "register", "run"]
 
 DEFAULT_PERMISSIONS = "permissions"
 
+DESCRIPTION = """\
+Publish permission files to a DynamoDB table or an S3 object, as a new version.
+
+The files are validated first, exactly as the authorizer reads them. Then the
+change against what is published is printed (- removed, + added) BEFORE anything
+is written, and the new version is published in one atomic switch that running
+authorizers pick up on their next check. Unchanged files write nothing.
+--dry-run prints the same change and writes nothing.
+
+Exit codes: 0 published, unchanged, or dry run shown; 1 refused (another sync
+holds the claim or published meanwhile: run it again); 2 could not run (invalid
+files, missing or damaged store, AWS error).
+"""
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("sync", help="publish YAML permissions to DynamoDB or S3 (atomic, versioned)",
-                                   description=__doc__)
+    parser = add_command(
+        subparsers, "sync", summary="publish permission files to DynamoDB or S3 (atomic, versioned)",
+        description=DESCRIPTION, examples=(
+            "policy-engine sync dynamodb://permissions --dry-run     # the change, nothing written",
+            "policy-engine sync dynamodb://permissions --permissions perms/ --note 'PR 42'",
+            "policy-engine sync s3://my-bucket/permissions.json --format json",
+        ),
+    )
     parser.add_argument("target", metavar="TARGET", help="dynamodb://TABLE or s3://BUCKET/KEY")
     parser.add_argument("--permissions", default=DEFAULT_PERMISSIONS, metavar="PATH",
                         help="YAML file or folder (default: permissions)")
@@ -30,10 +47,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--take-over", action="store_true",
                         help="take the claim of another sync that is known to be dead, without waiting for its lease")
     parser.add_argument("--max-lines", type=int, default=1000, metavar="N",
-                        help="print at most N diff lines (default 1000; 0: all)")
+                        help="print at most N diff lines (default 1000; 0: all); JSON lists every change")
     parser.add_argument("--repair", action="store_true",
                         help="publish even if the current version's items fail its digest (DynamoDB)")
     parser.add_argument("--note", default="", help="text recorded with the version (default: the YAML path)")
+    add_format(parser)
     parser.set_defaults(run=run)
 
 
@@ -41,33 +59,85 @@ def run(args: argparse.Namespace) -> int:
     from policy_engine.admin.publish import sync
 
     return publish_and_print(
-        f"sync {args.target}",
-        lambda progress: sync(args.permissions, args.target, dry_run=args.dry_run, take_over=args.take_over,
-                              repair=args.repair, note=args.note, progress=progress),
-        args.max_lines,
+        "sync", args.target,
+        lambda progress, on_plan: sync(args.permissions, args.target, dry_run=args.dry_run, take_over=args.take_over,
+                                       repair=args.repair, note=args.note, progress=progress, phase=progress.phase,
+                                       on_plan=on_plan),
+        args.max_lines, args.format, args.dry_run,
     )
 
 
-def publish_and_print(title: str, publish: Callable[[TerminalProgress], Any], max_lines: int) -> int:
-    """Run a publish with a progress line, print its diff; a lost race is exit 1, not a crash."""
-    progress = TerminalProgress(title)
+def publish_and_print(command: str, target: str, publish: Callable[[TerminalProgress, Callable[[Plan], None]], Any],
+                      max_lines: int, output: str = "text", dry_run: bool = False) -> int:
+    """Run a publish with progress, print its diff before it writes and its summary after.
+
+    A lost race (``ConflictError``) is exit 1, not a crash; in JSON mode the document then
+    has ``status: refused`` and the reason.
+    """
+    as_json = output == "json"
+    progress = TerminalProgress(f"{command} {target}", enabled=not as_json)
+    shown: list[Plan] = []
+
+    def on_plan(plan: Plan) -> None:
+        shown.append(plan)
+        if not as_json:
+            progress.close()
+            print_diff(plan, max_lines)
+            sys.stdout.flush()
+
     try:
-        result = publish(progress)
+        result = publish(progress, on_plan)
     except ConflictError as exc:
-        print(f"policy-engine {title.split()[0]}: {exc}", file=sys.stderr)
+        progress.close()
+        if as_json:
+            plan = _plan_fields(shown[0]) if shown else dict.fromkeys(("added", "removed", "unchanged", "digest"))
+            print_json({"command": command, "target": target, "dry_run": dry_run, "status": "refused",
+                        "version_before": None, "version_after": None, **plan, "write_requests": None,
+                        "seconds": None, "summary": f"{target}: refused", "error": str(exc)})
+        print(f"policy-engine {command}: {exc}", file=sys.stderr)
         return 1
     finally:
         progress.close()
-    print_result(result, max_lines)
+    if as_json:
+        print_json(json_result(command, result, dry_run))
+    else:
+        print(result.describe())
     return 0
 
 
-def print_result(result: Any, max_lines: int = 0) -> None:
-    """The diff (``-`` removed, ``+`` added), then one summary line."""
-    lines = result.plan.lines()
+def print_diff(plan: Plan, max_lines: int = 0) -> None:
+    """The diff (``-`` removed, ``+`` added), at most ``max_lines`` lines (0: all)."""
+    lines = plan.lines()
     shown = lines if max_lines <= 0 else lines[:max_lines]
     for line in shown:
         print(line)
     if len(shown) < len(lines):
         print(f"... and {len(lines) - len(shown)} more lines (--max-lines 0 prints all)")
-    print(result.describe())
+
+
+def _mapping(key: MappingKey) -> dict[str, str]:
+    return {"api": key.arn, "stage": key.stage, "verb": key.verb, "resource": key.resource, "needs": key.needs}
+
+
+def _plan_fields(plan: Plan) -> dict[str, Any]:
+    return {"added": [_mapping(k) for k in plan.added], "removed": [_mapping(k) for k in plan.removed],
+            "unchanged": plan.unchanged, "digest": plan.digest}
+
+
+def json_result(command: str, result: Any, dry_run: bool) -> dict[str, Any]:
+    """The ``--format json`` document of a finished sync or rollback (fields: docs/cli.md)."""
+    if result.published:
+        status = "published"
+    elif result.completed:
+        status = "completed"
+    elif result.plan.empty:
+        status = "unchanged"
+    else:
+        status = "dry_run"
+    return {
+        "command": command, "target": result.target, "dry_run": dry_run, "status": status,
+        "version_before": result.version_before, "version_after": result.version_after,
+        **_plan_fields(result.plan),
+        "write_requests": result.write_requests, "seconds": round(result.seconds, 3),
+        "summary": result.describe(), "error": None,
+    }

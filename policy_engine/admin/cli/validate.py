@@ -1,18 +1,4 @@
-"""``policy-engine validate [PATHS]``: check permission mappings before they are merged.
-
-Reports schema errors with file:line, duplicates, one route written in conflicting
-forms, mixed API ARNs and stages, wildcards that shadow narrower mappings, scopes
-missing from (or unused in) a scope catalog, APIs, stages and routes missing from an
-API catalog, and the authorizer response size of every scope and catalogued client
-(an error over API Gateway's 8 KB, a warning near it).
-
-With --openapi SPEC (or an API catalog entry with 'openapi:'), also the coverage of the
-document's security: secured operations no mapping grants, mappings wider or narrower
-than an operation's requirement, mappings of operations that need no authorization,
-mappings the document has no operation for (docs/openapi.md, "Coverage").
-
-Exit codes: 0 clean, 1 findings (at or above --fail-on; info never), 2 could not run.
-"""
+"""``policy-engine validate [PATHS]``: check permission mappings before they are merged."""
 
 from __future__ import annotations
 
@@ -23,21 +9,48 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.admin.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
-from policy_engine.admin.cli._common import Palette, default_location, read_locations
+from policy_engine.admin.cli._arguments import api_arn
+from policy_engine.admin.cli._common import Palette, add_command, add_format, default_location, read_locations
+from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.coverage import coverage
 from policy_engine.admin.lint import ERROR, INFO, WARNING, ApiCatalog, Finding, LintReport, lint
 from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
-from policy_engine.core.arn import API_ARN_PATTERN
 from policy_engine.core.decision import MAX_RESPONSE_BYTES
 from policy_engine.errors import ConfigurationError, PermissionsError
 
 _CATALOG_FILES = {"scope_catalog": "scopes.yaml", "client_catalog": "clients.yaml", "api_catalog": "apis.yaml"}
 
 
+DESCRIPTION = """\
+Check permission files before they are merged or published.
+
+Reports, each with file:line: schema errors, duplicates, one route written in
+conflicting forms, mixed API ARNs and stages, wildcards that hide narrower
+mappings, scopes missing from (or unused in) a scope catalog, APIs, stages and
+routes missing from an API catalog, and the size of the authorizer response for
+every scope and catalogued client (an error over API Gateway's 8 KB limit, a
+warning near it).
+
+With --openapi SPEC (or an API catalog entry with 'openapi:'), also how the
+mappings cover the document's security: secured operations no mapping grants,
+mappings wider or narrower than an operation requires, mappings of operations
+that need no authorization, and mappings of routes the document does not have
+(docs/openapi.md).
+
+Exit codes: 0 clean; 1 findings at or above --fail-on (notes never count);
+2 could not run.
+"""
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "validate", help="check permission files (schema, conflicts, catalogs, policy size)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "validate", summary="check permission files (schema, conflicts, catalogs, policy size)",
+        description=DESCRIPTION, examples=(
+            "policy-engine validate                        # ./permissions or $PERMISSIONS_SOURCE",
+            "policy-engine validate permissions/ --catalog catalog/",
+            "policy-engine validate --openapi openapi.yaml --fail-on error",
+            "policy-engine validate dynamodb://permissions --format json",
+        ),
     )
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="YAML files/folders or store locations (default: $PERMISSIONS_SOURCE or ./permissions)")
@@ -54,7 +67,7 @@ def register(subparsers: Any) -> None:
                              "permissions name)")
     parser.add_argument("--base-path", choices=BASE_PATH_MODES, default="ignore",
                         help="API Gateway's import mode for the documents' base path (ignore)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--warn-ratio", type=float, default=0.8, metavar="R",
                         help="warn when a response exceeds R of the 8192-byte limit (0.8)")
@@ -94,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
     except PermissionsError as exc:
         print(f"policy-engine validate: cannot read an OpenAPI document: {exc}", file=sys.stderr)
         return 2
-    if args.arn is not None and not API_ARN_PATTERN.fullmatch(args.arn):
-        print(f"policy-engine validate: --arn {args.arn!r} is not an API ARN", file=sys.stderr)
-        return 2
+    if args.arn is not None:
+        api_arn(args.arn, "--arn")
+    progress = TerminalProgress("validate", enabled=args.format != "json")
     try:
+        progress.phase("parse")
         records, locate = read_locations(locations)
+        progress.phase("check")
         linted = lint(records, locate, scopes=scopes, clients=clients, apis=apis, warn_ratio=args.warn_ratio)
     except PermissionsError as exc:
         # The documents could not even be read as mappings (YAML syntax, unknown shape).
@@ -107,12 +122,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         findings, report = linted.findings, linted
         try:
+            progress.phase("coverage")
             extra = _coverage(report, specs, args.arn, apis)
         except ConfigurationError as exc:
+            progress.close()
             print(f"policy-engine validate: {exc}", file=sys.stderr)
             return 2
         if extra:
             findings = sorted(set(findings) | set(extra), key=_finding_order)
+    finally:
+        progress.close()
     failing = [f for f in findings if f.severity == ERROR or (args.fail_on == WARNING and f.severity == WARNING)]
     if args.format == "json":
         print(json.dumps(_as_json(locations, findings, report, catalogs, specs), indent=2))

@@ -33,8 +33,8 @@ from policy_engine.errors import ConfigurationError, PermissionsError, StoreErro
 from policy_engine.ports import Progress, PublishTarget, VersionEntry
 
 __all__ = [
-    "COMPILED_NOTE", "Progress", "PublishResult", "compile_snapshot", "history", "load_desired", "open_target",
-    "rollback", "sync",
+    "COMPILED_NOTE", "OnPlan", "Phase", "Progress", "PublishResult", "compile_snapshot", "history", "load_desired",
+    "open_target", "rollback", "sync",
 ]
 
 
@@ -124,13 +124,26 @@ def open_target(target: str, *, client: Any = None, sleep: Callable[[float], Non
     raise ConfigurationError("TARGET", f"{target!r} is not dynamodb://TABLE or s3://BUCKET/KEY")
 
 
+#: Told the name of each phase as it starts: ``parse``, ``plan``, ``write``.
+Phase = Callable[[str], None]
+#: Given the plan before anything is written (a dry run: instead of writing).
+OnPlan = Callable[[Plan], None]
+
+
 def _publish(store: PublishTarget, desired: frozenset[MappingKey], *, note: str, dry_run: bool, take_over: bool,
-             progress: Progress | None, started: float, repair: bool = False) -> PublishResult:
+             progress: Progress | None, started: float, repair: bool = False, phase: Phase | None = None,
+             on_plan: OnPlan | None = None) -> PublishResult:
+    if phase is not None:
+        phase("plan")
     current, published = store.published(repair)
     change = plan(published, desired)
+    if on_plan is not None:
+        on_plan(change)
     version = current
     completed = False
     if not dry_run:
+        if phase is not None:
+            phase("write")
         if not change.empty:
             version = store.apply(desired, change, note, take_over, progress)
         else:
@@ -150,10 +163,14 @@ def sync(
     progress: Progress | None = None,
     client: Any = None,
     sleep: Callable[[float], None] = time.sleep,
+    phase: Phase | None = None,
+    on_plan: OnPlan | None = None,
 ) -> PublishResult:
     """Publish the mappings of a YAML file or folder to ``target`` as a new version.
 
-    Unchanged mappings write nothing; a change writes only the items it touches. With
+    Unchanged mappings write nothing; a change writes only the items it touches.
+    ``on_plan`` sees the change before anything is written (the CLI prints the diff
+    there); ``phase`` is told ``parse``, ``plan`` and ``write`` as each starts. With
     ``take_over``, a claim left by another sync is taken even before its lease lapses
     (only when that sync is known to be dead). With ``repair`` (DynamoDB), a published
     version whose items fail its digest (hand edits, a taken-over sync that kept
@@ -170,10 +187,12 @@ def sync(
         StoreError: the store failed (nothing of this publish is visible; re-run).
     """
     started = time.perf_counter()
+    if phase is not None:
+        phase("parse")
     desired = load_desired(permissions)
     store = open_target(target, client=client, sleep=sleep)
     return _publish(store, desired, note=note or f"sync {permissions}", dry_run=dry_run, take_over=take_over,
-                    progress=progress, started=started, repair=repair)
+                    progress=progress, started=started, repair=repair, phase=phase, on_plan=on_plan)
 
 
 def rollback(
@@ -185,15 +204,20 @@ def rollback(
     progress: Progress | None = None,
     client: Any = None,
     sleep: Callable[[float], None] = time.sleep,
+    phase: Phase | None = None,
+    on_plan: OnPlan | None = None,
 ) -> PublishResult:
     """Publish, as a new version, the content of version ``to`` (default: the one before).
 
     History is never rewritten: rolling back from v7 to v5 publishes v8 equal to v5.
+    ``phase`` and ``on_plan`` as for ``sync`` (the ``parse`` phase reads version ``to``).
 
     Raises:
         StoreError: ``to`` is not an earlier published version, or as for ``sync``.
     """
     started = time.perf_counter()
+    if phase is not None:
+        phase("parse")
     store = open_target(target, client=client, sleep=sleep)
     current, _ = store.published()
     wanted = current - 1 if to is None else to
@@ -201,7 +225,7 @@ def rollback(
         raise StoreError(f"{store.description}: cannot roll back to v{wanted}; published versions are v1..v{current}")
     desired = store.view(wanted)
     return _publish(store, desired, note=f"rollback to v{wanted}", dry_run=dry_run, take_over=take_over,
-                    progress=progress, started=started)
+                    progress=progress, started=started, phase=phase, on_plan=on_plan)
 
 
 def history(target: str, *, client: Any = None) -> list[VersionEntry]:
