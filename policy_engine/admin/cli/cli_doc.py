@@ -139,6 +139,8 @@ real handler locally, publishes permissions to DynamoDB or S3 and builds the Lam
 `policy-engine --help` lists the commands, `policy-engine COMMAND --help` shows one with
 examples, and `policy-engine --version` prints the installed version.
 
+[← README: documentation map](../README.md#documentation)
+
 ## Conventions every command follows
 
 **Exit codes.** 0: success. 1: findings, or a refused request or publish (the command ran;
