@@ -39,6 +39,7 @@ from tests.integration.cfn import ROOT, TEMPLATE, load_template
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 CHECKOV_VENV = ROOT / ".cache" / "checkov-venv"
 ISSUER = "https://issuer.example"
+ENV_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"
 TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/team-permissions"
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0b6a7e4c-1d2f-4a5b-9c8d-7e6f5a4b3c2d"
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
@@ -52,13 +53,15 @@ class Shape:
     kind: AuthorizerType
     store: str  # "table" (created), "bucket" (imported), "existing-table" (imported, with a KMS key)
     options: tuple[tuple[str, Any], ...] = ()
+    #: opaque tokens too: the client secret from Secrets Manager, the environment under a customer key
+    introspection: bool = False
 
 
 SHAPES = [
     Shape("RestToken", AuthorizerType.REST_TOKEN, "table"),
     Shape("RestTokenBucket", AuthorizerType.REST_TOKEN, "bucket",
           (("authorizer_cache_ttl", 0), ("permissions_cache_ttl", 30))),
-    Shape("RestRequest", AuthorizerType.REST_REQUEST, "existing-table"),
+    Shape("RestRequest", AuthorizerType.REST_REQUEST, "existing-table", introspection=True),
     Shape("HttpIam", AuthorizerType.HTTP_IAM, "table"),
     Shape("HttpSimple", AuthorizerType.HTTP_SIMPLE, "table"),
     Shape("HttpSimpleBucket", AuthorizerType.HTTP_SIMPLE, "bucket",
@@ -100,6 +103,12 @@ def _stack(app: cdk.App, shape: Shape, bundle: Path) -> PolicyEngineAuthorizer:
     elif shape.store == "existing-table":
         options["permissions_table"] = dynamodb.Table.from_table_attributes(
             stack, "Permissions", table_arn=TABLE_ARN, encryption_key=kms.Key.from_key_arn(stack, "Key", KEY_ARN))
+    if shape.introspection:
+        options["environment_key"] = kms.Key.from_key_arn(stack, "EnvironmentKey", ENV_KEY_ARN)
+        options["settings"] = {
+            "INTROSPECTION_URL": "https://issuer.example/oauth2/introspect", "INTROSPECTION_CLIENT_ID": "pets-api",
+            "INTROSPECTION_CLIENT_SECRET": cdk.SecretValue.secrets_manager("pets-introspection").unsafe_unwrap(),
+        }
     authorizer = PolicyEngineAuthorizer(stack, "Authorizer", issuer=[ISSUER], audience="pets-api", bundle=bundle,
                                         authorizer_type=shape.kind, **options)
     # What a user writes: a route behind the authorizer (API Gateway binds authorizers to routes).
@@ -179,6 +188,8 @@ def test_the_role_may_only_read_its_store_and_write_its_own_log_group(shape: Syn
         expected |= {(action, TABLE_ARN) for action in TABLE_READS} | {("kms:Decrypt", KEY_ARN)}
     else:
         expected |= {("s3:GetObject", "arn:aws:s3:::team-permissions/policy-engine/permissions.json")}
+    if shape.shape.introspection:
+        expected |= {("kms:Decrypt", ENV_KEY_ARN)}
     assert granted == expected
     # nothing else grants the role anything
     assert not [p for p in shape.of_type("AWS::IAM::Policy").values()
@@ -203,6 +214,10 @@ def test_the_environment_uses_the_declared_names_and_agrees_with_the_authorizer(
         assert source == "s3://team-permissions/policy-engine/permissions.json"
     # Only what differs from the declared defaults is set.
     assert env.get("PERMISSIONS_CACHE_TTL") == ("30" if shape.shape.name == "RestTokenBucket" else None)
+    if shape.shape.introspection:
+        # resolved by CloudFormation at deploy time: never in the template as text
+        assert _text(env["INTROSPECTION_CLIENT_SECRET"]).startswith("{{resolve:secretsmanager:")
+        assert function["Properties"]["KmsKeyArn"] == ENV_KEY_ARN
     # The function reads its environment as it will at a cold start ...
     settings = Settings.from_environ({**env, "PERMISSIONS_SOURCE": source})
     assert settings.simple_responses is (shape.shape.kind is AuthorizerType.HTTP_SIMPLE)
@@ -426,6 +441,8 @@ def _build(tmp_path: Path, bundle: Path | None = None, **options: Any) -> Policy
     ({"settings": {"ISSUER": ISSUER}}, "ISSUER", "also given"),
     ({"issuer": "http://issuer.example"}, "ISSUER", "https"),
     ({"settings": {"CLOCK_LEEWAY": "900"}}, "CLOCK_LEEWAY", "between"),
+    ({"settings": {"INTROSPECTION_URL": "https://idp.example/introspect", "INTROSPECTION_CLIENT_ID": "rs",
+                   "INTROSPECTION_CLIENT_SECRET": "s3cr3t"}}, "INTROSPECTION_CLIENT_SECRET", "secret store"),
     ({"authorizer_type": AuthorizerType.HTTP_SIMPLE, "identity_sources": ["$request.header.Authorization"]},
      "SIMPLE_RESPONSES", "per-route"),
     ({"authorizer_type": AuthorizerType.HTTP_IAM, "identity_sources": ["method.request.header.Authorization"]},

@@ -138,6 +138,7 @@ class PolicyEngineAuthorizer(Construct):
         memory_size: int = DEFAULT_MEMORY_MB,
         timeout: Duration | None = None,
         reserved_concurrent_executions: int | None = None,
+        environment_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = DEFAULT_LOG_RETENTION,
         authorizer_name: str | None = None,
     ) -> None:
@@ -187,6 +188,9 @@ class PolicyEngineAuthorizer(Construct):
         if key is not None:
             reads.append(iam.PolicyStatement(sid="DecryptPermissions", actions=["kms:Decrypt"],
                                              resources=[key.key_arn]))
+        if environment_key is not None:
+            reads.append(iam.PolicyStatement(sid="DecryptEnvironment", actions=["kms:Decrypt"],
+                                             resources=[environment_key.key_arn]))
         environment[_name("permissions_source")] = self.permissions_source
         _check_settings(environment)
         self.environment: dict[str, str] = environment
@@ -226,17 +230,21 @@ class PolicyEngineAuthorizer(Construct):
             log_group=self.log_group,
             environment=environment,
             reserved_concurrent_executions=reserved_concurrent_executions,
+            environment_encryption=environment_key,
         )
-        _skip_checks(self.function.node.default_child, {
+        skips = {
             "CKV_AWS_116": "An authorizer is invoked synchronously by API Gateway; a dead-letter queue only "
                            "receives failed asynchronous invocations.",
             "CKV_AWS_117": "The function must reach the identity provider's JWKS or introspection endpoint; a VPC "
                            "would add a NAT gateway and cold-start latency and protect nothing it holds.",
             "CKV_AWS_115": "A concurrency cap on the authorizer throttles every protected route (API Gateway answers "
                            "500); reserved_concurrent_executions sets one where a team wants it.",
-            "CKV_AWS_173": "The environment holds issuer URLs, audiences and the store's name: no secrets "
-                           "(Lambda encrypts it at rest with an AWS key). Keep INTROSPECTION_CLIENT_SECRET out of it.",
-        })
+            "CKV_AWS_173": "The environment holds issuer URLs, audiences and the store's name, no secrets "
+                           "(Lambda encrypts it at rest with an AWS key); environment_key sets a customer key.",
+        }
+        if environment_key is not None:
+            del skips["CKV_AWS_173"]
+        _skip_checks(self.function.node.default_child, skips)
 
         self._rest: apigateway.IAuthorizer | None = None
         self._http: apigwv2.IHttpRouteAuthorizer | None = None
@@ -358,6 +366,10 @@ def _environment(settings: Mapping[str, str], **props: Any) -> dict[str, str]:
             raise ConfigurationError(name, f"is also given as the {var.attribute!r} prop; give it once")
         if not isinstance(value, str):
             raise ConfigurationError(name, f"must be text, as the environment holds it (got {type(value).__name__})")
+        if var.kind == "secret" and not Token.is_unresolved(value):
+            # A literal would sit in the synthesised template (and in the code that wrote it).
+            raise ConfigurationError(name, "must come from a secret store, not a literal: e.g. "
+                                     "SecretValue.secrets_manager(NAME).unsafe_unwrap(); see docs/cdk.md")
         environment[name] = value
     for attribute, value in props.items():
         if value is None:
