@@ -445,6 +445,11 @@ def _build(tmp_path: Path, bundle: Path | None = None, **options: Any) -> Policy
                    "INTROSPECTION_CLIENT_SECRET": "s3cr3t"}}, "INTROSPECTION_CLIENT_SECRET", "secret store"),
     ({"authorizer_type": AuthorizerType.HTTP_SIMPLE, "identity_sources": ["$request.header.Authorization"]},
      "SIMPLE_RESPONSES", "per-route"),
+    # still checked across variables when a secret is only a reference until deploy time
+    ({"authorizer_type": AuthorizerType.HTTP_SIMPLE, "identity_sources": ["$request.header.Authorization"],
+      "settings": {"INTROSPECTION_URL": "https://issuer.example/introspect", "INTROSPECTION_CLIENT_ID": "rs",
+                   "INTROSPECTION_CLIENT_SECRET": cdk.SecretValue.secrets_manager("s").unsafe_unwrap()}},
+     "SIMPLE_RESPONSES", "per-route"),
     ({"authorizer_type": AuthorizerType.HTTP_IAM, "identity_sources": ["method.request.header.Authorization"]},
      "identity_sources", "HTTP API"),
     ({"authorizer_type": AuthorizerType.REST_TOKEN, "identity_sources": ["method.request.querystring.token"]},

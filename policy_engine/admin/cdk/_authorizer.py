@@ -32,7 +32,7 @@ from constructs import Construct, IConstruct
 from policy_engine.admin.packaging import ARCHITECTURES, ENTRY_POINT, PYTHON_VERSIONS, default_output, native_problems
 from policy_engine.errors import BundleError, ConfigurationError
 from policy_engine.events import parse_identity_source
-from policy_engine.settings import VARIABLES, Settings, Variable, number_text, read_variable
+from policy_engine.settings import VARIABLES, Settings, number_text, read_variable
 
 __all__ = [
     "BEARER_TOKEN_PATTERN",
@@ -383,16 +383,22 @@ def _environment(settings: Mapping[str, str], **props: Any) -> dict[str, str]:
 def _check_settings(environment: Mapping[str, str]) -> None:
     """Read the variables as the function will, so a bad value fails at synth.
 
-    Values CloudFormation resolves (a table name, a parameter) are left to the function.
+    Values only CloudFormation knows (a table name, a secret reference) are left to the
+    function; when they are free text, the rest is still checked together (``from_environ``'s
+    rules across variables), else one variable at a time.
     """
+    declared = {var.name: var for var in VARIABLES}
     unresolved = {name for name, value in environment.items() if Token.is_unresolved(value)}
-    resolved = {name: value for name, value in environment.items() if name not in unresolved}
-    if unresolved <= {_name("permissions_source")}:
-        Settings.from_environ(resolved)
+    free_text = {name for name in unresolved
+                 if declared[name].kind == "secret"
+                 or (declared[name].kind == "text" and not declared[name].urls and not declared[name].choices)}
+    if unresolved <= free_text:
+        Settings.from_environ({name: "resolved-at-deploy" if name in unresolved else value
+                               for name, value in environment.items()})
         return
-    declared: dict[str, Variable] = {var.name: var for var in VARIABLES}
-    for name in resolved:
-        read_variable(declared[name], resolved)
+    for name, value in environment.items():
+        if name not in unresolved:
+            read_variable(declared[name], {name: value})
 
 
 def _check_bundle(path: Path, architecture: str, python_version: str) -> None:
