@@ -18,8 +18,8 @@ __all__ = ["main"]
 
 #: Subcommand modules, in help order.
 COMMANDS = (
-    "demo", "serve", "quickstart", "import_", "validate", "compile", "explain", "invoke", "migrate", "sync", "rollback",
-    "bundle",
+    "demo", "serve", "quickstart", "init", "import_", "validate", "compile", "explain", "invoke", "migrate", "sync",
+    "rollback", "bundle",
 )
 
 

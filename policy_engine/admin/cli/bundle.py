@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from policy_engine.admin.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
+from policy_engine.admin.packaging import ARCHITECTURES, PYTHON_VERSIONS, build_bundle, default_output
 
 
 def register(subparsers: Any) -> None:
@@ -28,9 +28,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--output", type=Path,
                         help="zip to write (default dist/policy-engine-lambda-ARCH-pyX.Y.zip)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--permissions", type=Path, default=PROJECT_ROOT / "permissions",
+    where.add_argument("--permissions", type=Path, default=Path("permissions"),
                        help="YAML file or folder, validated and shipped compiled as the file 'permissions' "
-                            "(default: the repository's permissions/)")
+                            "(default: ./permissions)")
     where.add_argument("--no-permissions", dest="permissions", action="store_const", const=None,
                        help="ship no permissions (the function must read a store)")
     parser.add_argument("--wheel-cache", type=Path, default=Path(".cache/wheels"),
