@@ -2,7 +2,7 @@
 
 Starts the local identity provider (JWKS and an RFC 7662 introspection endpoint) on
 127.0.0.1, then feeds ``events/*.json`` to ``handler/app.py`` with a JWT and with an
-opaque token, under the configurations the README describes, and prints what API
+opaque token, under the configurations docs/events.md describes, and prints what API
 Gateway would answer.
 
 Usage: .venv/bin/python examples/request_authorizers.py

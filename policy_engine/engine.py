@@ -209,7 +209,7 @@ class Authorizer:
             context[VERSION_KEY] = version
             claim_chars, chars = chars, chars + OWN_CONTEXT_KEY_CHARS + len(scope_text) + len(version)
             whole = context_within_bounds(context, claim_chars, chars)
-        if not whole:  # too large to send whole: the bounded context (the README's rules)
+        if not whole:  # too large to send whole: the bounded context (docs/decisions.md's rules)
             context = self._bounded_context(token, api_arn, stage, version, MAX_CONTEXT_BYTES)
             chars = context_chars(context)
         # What response_size_bound counts, added up here instead of in a second pass.

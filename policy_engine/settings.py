@@ -73,7 +73,7 @@ class Variable:
     ``identity`` (API Gateway identity sources), ``sources`` (comma-separated
     ``kind:claim`` grant sources) or ``providers`` (a JSON list of identity providers).
     ``minimum``/``maximum`` bound numbers, ``choices`` bound words, ``urls`` asks for
-    trusted URLs. ``shown`` is the README's default cell where the value itself is not
+    trusted URLs. ``shown`` is the configuration table's default cell where the value itself is not
     what a reader needs (a machine path).
     ``attribute`` and ``default`` are filled in from the ``Settings`` field that declares it.
     """
@@ -102,7 +102,7 @@ class Settings:
     """Typed, validated configuration of one authorizer.
 
     Each field declares its variable (``Variable``) and default once; ``from_environ``,
-    the adapters (through ``bootstrap``) and the README's configuration table (generated
+    the adapters (through ``bootstrap``) and the configuration table of docs/configuration.md (generated
     by ``python -m policy_engine.admin.cli.settings_doc --write``) all read that declaration.
     """
 
@@ -121,7 +121,7 @@ class Settings:
         "PERMISSIONS_SOURCE", "text", "a YAML file or folder, a compiled snapshot file (`policy-engine "
         "compile`: a `*.json` name, or any file that starts like one; the bundle ships one as `permissions`), "
         "`dynamodb://TABLE` or `s3://BUCKET/KEY` "
-        "(see [Permission stores](#permission-stores-dynamodb-and-s3-sync-rollback-migrate))",
+        "(see [Permission stores](stores.md))",
         shown="`permissions` beside the package"))
     permissions_cache_ttl: float = field(default=60.0, metadata=_declare(
         "PERMISSIONS_CACHE_TTL", "number", "seconds a warm container trusts loaded mappings before a cheap "
@@ -146,14 +146,14 @@ class Settings:
         "`scope`, `group`, `role` or any `[a-z][a-z0-9_-]*`; claim: a top-level name such as `cognito:groups`, "
         "a dotted path such as `realm_access.roles`, or a URL-named claim taken whole); the grants are the "
         "union of all sources. Replaces `SCOPE_CLAIMS` and the `IDP_PRESET`'s sources "
-        "(see [Identity providers](docs/providers.md))"))
+        "(see [Identity providers](providers.md))"))
     idp_preset: str | None = field(default=None, metadata=_declare(
         "IDP_PRESET", "text", "the grant sources and access-token checks of one provider, for the `ISSUER` "
-        "issuers (see [Identity providers](docs/providers.md))", choices=frozenset(PRESETS)))
+        "issuers (see [Identity providers](providers.md))", choices=frozenset(PRESETS)))
     identity_providers: tuple[IdentityProvider, ...] = field(default=(), metadata=_declare(
         "IDENTITY_PROVIDERS", "providers", "one object per issuer with its own settings: `issuer` (Entra: "
         "may hold `{tenantid}`, then `tenants` lists the allowed tenant GUIDs), `preset`, `audiences`, "
-        "`grantSources`, `tokenTypes`, `jwksUri` (see [Identity providers](docs/providers.md))"))
+        "`grantSources`, `tokenTypes`, `jwksUri` (see [Identity providers](providers.md))"))
     token_types: tuple[str, ...] = field(default=(), metadata=_declare(
         "TOKEN_TYPES", "list", "if set, the JWT header `typ` must be one of these, e.g. `at+jwt` (RFC 9068); "
         "replaces the `IDP_PRESET`'s"))
@@ -179,7 +179,7 @@ class Settings:
         "see the `context` rules)"))
     identity_source: IdentitySource = field(default=DEFAULT_IDENTITY_SOURCE, metadata=_declare(
         "IDENTITY_SOURCE", "identity", "the authorizer's identity sources as API Gateway writes them; the "
-        "first header or query string entry holds the token (see [Identity sources](#identity-sources))",
+        "first header or query string entry holds the token (see [Identity sources](events.md#identity-sources))",
         shown="`method.request.header.Authorization`"))
     simple_responses: bool = field(default=False, metadata=_declare(
         "SIMPLE_RESPONSES", "flag", "`true` answers payload 2.0 events with `{isAuthorized, context}` for the "
@@ -293,7 +293,7 @@ class Settings:
         )
 
 
-#: Every variable, in declaration order (the README table's order).
+#: Every variable, in declaration order (the configuration table's order).
 VARIABLES: tuple[Variable, ...] = tuple(
     # A required field has no default; its unset value (when ``required_unless`` allows
     # it) is the empty list.

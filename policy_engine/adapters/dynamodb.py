@@ -33,7 +33,7 @@ This module is what the Lambda imports: ``DynamoDbPermissionSource`` reads the p
 (one eventually consistent ``GetItem``: the whole "changed?" check of a warm container)
 and, when the version moved, the parts (one ``BatchGetItem``). A 10,000-mapping
 version is a few parts of at most 16 KB, where paging the ``MAPPINGS`` partition read
-1.5 MB: cold loads cost a few read units instead of about 290 (README, "The table").
+1.5 MB: cold loads cost a few read units instead of about 290 (docs/stores.md, "The table").
 It signs its requests itself (``adapters/aws_http.py``): no boto3 at cold start.
 """
 

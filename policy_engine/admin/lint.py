@@ -186,10 +186,13 @@ class SizeRow:
     resources: int
     bytes: int
     where: str
+    #: Granted routes no single policy allows exactly for this subject (``core.siblings``).
+    per_request: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"subject": self.subject, "api": self.api_arn, "stage": self.stage, "routes": self.routes,
-                "resources": self.resources, "bytes": self.bytes, "where": self.where}
+                "resources": self.resources, "bytes": self.bytes, "where": self.where,
+                "per_request": list(self.per_request)}
 
 
 @dataclass(slots=True)
@@ -281,6 +284,15 @@ def lint(
             findings.append(Finding(WARNING, "policy-size-near", row.where,
                                     f"{row.subject} gets a {row.bytes}-byte response on {_short(row.api_arn)} "
                                     f"stage {row.stage}: {row.bytes * 100 // limit}% of the {limit}-byte limit"))
+        if row.per_request:
+            findings.append(Finding(WARNING, "not-exact", row.where,
+                                    f"{row.subject} is granted {', '.join(row.per_request)} on "
+                                    f"{_short(row.api_arn)} stage {row.stage}, but no single policy allows "
+                                    "it without also allowing a sibling route this caller is not granted: "
+                                    "the authorizer allows only the exact request it decides, so under the "
+                                    "authorizer cache the caller's other requests of the route get 403 until "
+                                    "the entry expires (use a per-request cache key or TTL 0, or give the "
+                                    "routes grants that nest)"))
     # A grouped route on several stages yields one record per stage; say it once.
     findings = sorted(set(findings), key=lambda f: (_sort_key(f.where), f.code, f.message))
     return LintReport(findings, sizes, permissions, len(records))
@@ -506,13 +518,16 @@ def _sizes(
     rows: list[SizeRow] = []
     for subject, held, where, principal in subjects:
         for api_arn, stage in pairs:
-            resources = permissions.resources(held, api_arn, stage, claims=claims)
-            if not resources:
+            evaluation = permissions.evaluate(held, api_arn, stage, claims=claims)
+            resources = evaluation.resources
+            if not resources and not evaluation.per_request:
                 continue
             response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=held,
-                                         version=permissions.version, principal=principal, issuer=issuer)
+                                         version=permissions.version, principal=principal, issuer=issuer,
+                                         excluded=evaluation.excluded)
             routes = len(permissions.routes(held, api_arn, stage, claims))
-            rows.append(SizeRow(subject, api_arn, stage, routes, len(resources), response_size(response), where))
+            rows.append(SizeRow(subject, api_arn, stage, routes, len(resources), response_size(response), where,
+                                tuple(route.key for route in evaluation.per_request)))
     rows.sort(key=lambda r: -r.bytes)
     return rows
 

@@ -48,7 +48,8 @@ ALLOW = "Allow"
 DENY = "Deny"
 
 #: The one documented authorizer-result limit (WebSocket, 8 KB) is kept for every API
-#: type: REST and HTTP quota tables give no number (see the reference, section 6).
+#: type: REST and HTTP quota tables give no number
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
 MAX_RESPONSE_BYTES = 8192
 
 #: Context keys the engine sets itself, after the claims: the caller's scopes, the
@@ -64,7 +65,7 @@ OWN_CONTEXT_KEYS = (SCOPE_KEY, VERSION_KEY, SCOPE_TRUNCATED_KEY, SCOPE_COUNT_KEY
 OWN_CONTEXT_KEY_CHARS = len(SCOPE_KEY) + len(VERSION_KEY)
 
 # What is copied into ``context`` is bounded so that a valid token never fails for its
-# size, and the policy never shrinks for it. The README ("context") states these rules.
+# size, and the policy never shrinks for it. docs/decisions.md ("Outcomes") states these rules.
 #: ``principalId``, in characters. A longer one is replaced by ``bounded_principal``.
 MAX_PRINCIPAL = 256
 #: One copied claim value, in characters of its string form. A longer value is left out

@@ -803,7 +803,12 @@ class PermissionSet:
                 verdict = siblings.verdict(named, globs)
                 excluded = tuple(prefix + tail for tail in verdict.denied)
                 unsafe = set(verdict.unsafe)
-                per_request = tuple(siblings.template(key) for key in verdict.unsafe)
+                if any(len(arn) > MAX_RESOURCE_ARN for arn in excluded):
+                    # A Deny API Gateway would refuse (the whole response fails): allow the
+                    # reaching templates per request instead, and deny nothing.
+                    unsafe |= {key for key in named if key[0] == ANY_VERB or "{" in key[1]}
+                    excluded = ()
+                per_request = tuple(siblings.template(key) for key in sorted(unsafe))
                 # The named routes as SiblingRoutes writes them (its globs are what it reasoned about).
                 routed = {key for key in named if key not in unsafe}
                 routes = [route for route in routes if (route.verb, route.resource) not in siblings]
@@ -906,7 +911,7 @@ def compile_records(
             if longest > MAX_RESOURCE_ARN:
                 why = (f" (stage '*' is written with the request's stage, up to {MAX_STAGE_NAME} characters)"
                        if route.stage == "*" else "")
-                if "{" in resource:
+                if "{claim:" in resource:
                     why += f" (a placeholder counts as its longest value, {MAX_PLACEHOLDER_VALUE} characters)"
                 problems.append(
                     f"{locate((index, 'resource'))}: resource makes a policy Resource of up to {longest} characters"

@@ -359,33 +359,51 @@ def reaches(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemp
             return True
     if len(literal) == len(globs):
         return False
-    # Guard: a glob that shares no request with the route's template cannot reach it.
+    # Guard: a glob that shares no request with the route's template cannot reach it. Both
+    # end with their literal tails, so one tail must end the other (cheap, checked first).
     if route.path != (PathPart.ANYTHING,):
         template = route.key.partition(" ")[2][1:]
-        if not any(globs_intersect(glob, f"{method}/{template}") for glob in globs for method in route.methods):
+        tail = template[template.rfind("}") + 1:]
+        if not any(_tails_meet(glob, tail) and globs_intersect(glob, f"{method}/{template}")
+                   for glob in globs for method in route.methods):
             return False
     # Guard: the route with each parameter filled by a character no pattern names is a
     # request of the route only the wildcards can match; if one does and no outranking
-    # route takes it, that request is the witness.
+    # route takes it, that request is the witness. So is the route with one parameter
+    # filled by a literal segment of a glob (a sibling's name), the others by that character.
     if route.path != (PathPart.ANYTHING,):
         taken = set("".join(globs)) | set(route.key)
         for other in above:
             taken |= set(other.key)
         fresh = _other_character(taken | {"/"})
-        path = "/" + "".join(part if isinstance(part, str) else fresh for part in route.path)
-        for method in route.methods:
-            request = f"{method}{path}"
-            if any(glob_matches(glob, request) for glob in globs) and not any(
-                    route_matches(other, method, path) for other in above):
-                return True
+        holes = [i for i, part in enumerate(route.path) if not isinstance(part, str)]
+        names = sorted({segment for glob in globs for segment in glob.split("/")[1:]
+                        if segment and "*" not in segment and "?" not in segment})
+        fillings: list[dict[int, str]] = [{}] + [{hole: name} for hole in holes for name in names]
+        for chosen in fillings:
+            path = "/" + "".join(part if isinstance(part, str) else chosen.get(i, fresh)
+                                 for i, part in enumerate(route.path))
+            for method in route.methods:
+                request = f"{method}{path}"
+                if any(glob_matches(glob, request) for glob in globs) and not any(
+                        route_matches(other, method, path) for other in above):
+                    return True
         # ... and each glob with its wildcards filled by that character, or by two segments of it.
         for glob in globs:
-            for filling in (fresh, f"{fresh}/{fresh}"):
-                method, _, rest = glob.replace("*", filling).replace("?", fresh).partition("/")
+            for star in (fresh, f"{fresh}/{fresh}"):
+                method, _, rest = glob.replace("*", star).replace("?", fresh).partition("/")
                 if route_matches(route, method, "/" + rest) and not any(
                         route_matches(other, method, "/" + rest) for other in above):
                     return True
     return reaches_by_automata(globs, route, above)
+
+
+def _tails_meet(glob: str, tail: str) -> bool:
+    # The literal text after a glob's last wildcard, against a template's after its last
+    # parameter: a string matching both ends with both.
+    cut = max(glob.rfind("*"), glob.rfind("?"))
+    ending = glob[cut + 1:] if cut >= 0 else glob
+    return ending.endswith(tail) or tail.endswith(ending)
 
 
 def reaches_by_automata(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemplate, ...] = ()) -> bool:

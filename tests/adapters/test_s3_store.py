@@ -1,4 +1,4 @@
-"""The S3 snapshot store against moto's S3 (moto is the S3 peer; see local-aws-endpoints.md)."""
+"""The S3 snapshot store against moto's S3 (moto serves S3 on loopback; DynamoDB Local has no S3)."""
 
 from __future__ import annotations
 

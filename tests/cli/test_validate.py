@@ -216,3 +216,19 @@ apis:
     subjects = {row["subject"] for row in report["sizes"]}
     assert {"scope pets:read", "group pet-readers", "role Pets.Read.All",
             "all of group staff + permission x + role writer"} <= subjects
+
+
+def test_routes_no_single_policy_allows_exactly_are_reported_per_caller(tmp_path, capsys):
+    # GET /docs/{id}/meta's docs/*/meta also matches docs/1/2/meta, which the greedy route takes
+    path = tmp_path / "docs.yaml"
+    path.write_text(
+        "apis:\n  - arn: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5\n    stages: [dev]\n    routes:\n"
+        "      GET /docs/{id}/meta: [docs:meta]\n      GET /docs/{proxy+}: [docs:admin]\n"
+        "      GET /pet/{petId}: [pets:read]\n      GET /pet/findByStatus: [pets:admin]\n"
+    )
+    code, report = run_json(capsys, str(path))
+    assert code == 1
+    exact = sorted((f["code"], f["where"].rsplit(":", 1)[-1]) for f in report["findings"])
+    assert exact == [("not-exact", "5"), ("not-exact", "6")]  # the pet routes nest: no finding
+    rows = {row["subject"]: row["per_request"] for row in report["sizes"]}
+    assert rows["scope docs:meta"] == ["GET /docs/{id}/meta"] and rows["scope pets:read"] == []

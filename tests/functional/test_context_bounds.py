@@ -1,6 +1,6 @@
 """A valid token never fails because of what is copied into the authorizer context.
 
-The context is bounded (see README, "context"): whole scopes are dropped, never cut,
+The context is bounded (see docs/decisions.md, "Outcomes"): whole scopes are dropped, never cut,
 and marked; a claim too long to copy is left out and named; a principal too long is
 replaced by its digest. The policy is never narrowed for the context's sake: it grants
 what the token's scopes grant, whatever their number.

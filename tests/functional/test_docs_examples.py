@@ -5,8 +5,9 @@ function configuration (``NAME=value`` lines, shell-quoted), ```` ```yaml routes
 ``routes:`` lines of a grouped permission file. Each ``| token | grants |`` table row names
 claims (``"name": value`` fragments) and the grant keys the block before it must read from
 them. A ``NAME=value`` quoted inline is checked added to the block before it (alone when
-there is none). The README's permission examples are ```` ```yaml permissions ```` blocks,
-each a whole permission document.
+there is none). The permission examples of the README and the other pages (most of them in
+``docs/permissions.md``) are ```` ```yaml permissions ```` blocks, each a whole permission
+document.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from tests.conftest import API, ROOT
 
 PROVIDERS = ROOT / "docs" / "providers.md"
 README = ROOT / "README.md"
+PERMISSIONS_PAGE = ROOT / "docs" / "permissions.md"
+# Every page that may hold ```yaml permissions``` blocks.
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 # What an inline setting is checked with when no block comes before it in its section.
 STANDALONE = {"ISSUER": "https://idp.example.com", "AUDIENCE": "api"}
 
@@ -137,7 +141,7 @@ def check_row(example: Example, permissions: str) -> None:
 
 
 PROVIDER_EXAMPLES = list(examples(PROVIDERS))
-README_EXAMPLES = [e for e in examples(README) if e.kind == "permissions"]
+PERMISSION_EXAMPLES = [(page, e) for page in PAGES for e in examples(page) if e.kind == "permissions"]
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +159,8 @@ def test_the_documents_hold_the_examples_this_test_reads():
     kinds = [e.kind for e in PROVIDER_EXAMPLES]
     assert kinds.count("env") >= 10 and kinds.count("routes") >= 4 and kinds.count("row") >= 9
     assert kinds.count("inline") >= 4
-    assert len(README_EXAMPLES) >= 4
+    assert sum(1 for page, _ in PERMISSION_EXAMPLES if page == PERMISSIONS_PAGE) >= 4
+    assert any(page == README for page, _ in PERMISSION_EXAMPLES)
     marked = sum(1 for line in PROVIDERS.read_text(encoding="utf-8").splitlines()
                  if line.strip().startswith(("```sh", "```yaml")))
     assert marked == kinds.count("env") + kinds.count("routes"), "a sh/yaml block without env/routes"
@@ -177,9 +182,10 @@ def test_every_token_row_reads_the_grants_it_lists(example, permissions_file):
     check_row(example, permissions_file)
 
 
-@pytest.mark.parametrize("example", README_EXAMPLES, ids=str)
-def test_every_readme_permission_example_compiles(example):
-    permissions = compile_document(example.text, f"{README.name}:{example.line}")
+@pytest.mark.parametrize(("page", "example"), PERMISSION_EXAMPLES,
+                         ids=lambda v: v.name if isinstance(v, Path) else str(v))
+def test_every_permission_example_of_the_docs_compiles(page, example):
+    permissions = compile_document(example.text, f"{page.name}:{example.line}")
     assert permissions.grants
 
 

@@ -1,4 +1,4 @@
-"""The README's walk-through script keeps running and keeps showing the right outcomes."""
+"""The walk-through script of docs/events.md keeps running and keeps showing the right outcomes."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def test_opaque_tokens_with_dots_still_go_to_introspection(idp, handler, token):
 
 
 def test_a_jwt_of_another_issuer_still_goes_to_introspection(idp, handler):
-    # Not ours to verify: README's migration case, damaged or not.
+    # Not ours to verify: the migration case of docs/tokens.md, damaged or not.
     with LocalIdentityProvider() as other:
         token = other.mint(scope="pets:read")
     for sent, candidate in enumerate((token, token + "=", token + "/"), start=1):

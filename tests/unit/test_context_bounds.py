@@ -1,4 +1,4 @@
-"""The authorizer context is bounded; the grant never is (README, "context").
+"""The authorizer context is bounded; the grant never is (docs/decisions.md, "Outcomes").
 
 Generated callers (scope sets of any size, with odd and non-ASCII scopes, claims of any
 length and kind) and policies of any size up to what fits alone: every answer stays

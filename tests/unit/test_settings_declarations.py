@@ -1,7 +1,8 @@
-"""One declaration per environment variable drives parsing, the adapters and the README.
+"""One declaration per environment variable drives parsing, the adapters and the docs.
 
 ``policy_engine.settings.VARIABLES`` is the only place a variable's name, kind, default
-and bounds are written. These tests fail when another place (the README, an adapter's
+and bounds are written. These tests fail when another place (the configuration table of
+docs/configuration.md, any other table or sentence of the README and docs/, an adapter's
 constructor, the deployment template) states a fact of its own.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from policy_engine.adapters.introspection import IntrospectionClient
 from policy_engine.adapters.jwks_http import JwksKeySource
 from policy_engine.admin.cli.settings_doc import (
-    README,
+    DOCUMENT,
     render_table,
     shown_default,
     table_block,
@@ -25,9 +26,12 @@ from policy_engine.admin.cli.settings_doc import (
 from policy_engine.core.tokens import JwtVerifier
 from policy_engine.errors import ConfigurationError
 from policy_engine.settings import VARIABLES, Settings, variable
+from tests.conftest import ROOT
 from tests.integration.cfn import load_template
 
 BASE = {"ISSUER": "https://idp.example.com", "AUDIENCE": "api"}
+# Every page a reader may take a default from.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 class _Recording(dict[str, str]):
@@ -86,39 +90,41 @@ def test_every_variable_the_parser_reads_is_declared_once():
     assert len(fields) == len(names)
 
 
-def test_every_variable_read_has_a_readme_table_row():
-    text = README.read_text(encoding="utf-8")
+def test_every_variable_read_has_a_configuration_table_row():
+    text = DOCUMENT.read_text(encoding="utf-8")
     documented = {name for _, rows in _readme_tables(text) for row in rows
                   for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row[0])}
     missing = sorted(_variables_read() - documented)
-    assert missing == [], f"not in any README table: {missing}"
+    assert missing == [], f"not in any table of {DOCUMENT.name}: {missing}"
 
 
-def test_readme_configuration_table_is_the_generated_one():
-    block = table_block(README.read_text(encoding="utf-8"))
+def test_the_configuration_table_is_the_generated_one():
+    block = table_block(DOCUMENT.read_text(encoding="utf-8"))
     assert block == render_table(), (
-        "README's configuration table differs from policy_engine/settings.py; "
+        "docs/configuration.md's table differs from policy_engine/settings.py; "
         "run: python -m policy_engine.admin.cli.settings_doc --write"
     )
 
 
-def test_no_other_readme_table_or_sentence_states_another_default():
-    text = README.read_text(encoding="utf-8")
+def test_no_other_table_or_sentence_of_the_docs_states_another_default():
     declared = {v.name: v for v in VARIABLES}
     checked = 0
-    for header, rows in _readme_tables(text):
-        if "default" not in header:
-            continue
-        column = header.index("default")
-        for row in rows:
-            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row[0]):
-                if name in declared:
-                    assert row[column] == shown_default(declared[name]), f"README table gives {name} another default"
-                    checked += 1
-    assert checked == len(VARIABLES)
-    for name, said in re.findall(r"`([A-Z][A-Z0-9_]+)` \(default ([^)]*)\)", text):
-        if name in declared:
-            assert said == shown_default(declared[name]), f"README prose gives {name} another default"
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for header, rows in _readme_tables(text):
+            if "default" not in header:
+                continue
+            column = header.index("default")
+            for row in rows:
+                for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row[0]):
+                    if name in declared:
+                        said = row[column]
+                        assert said == shown_default(declared[name]), f"{page.name} table gives {name} another default"
+                        checked += 1
+        for name, said in re.findall(r"`([A-Z][A-Z0-9_]+)` \(default ([^)]*)\)", text):
+            if name in declared:
+                assert said == shown_default(declared[name]), f"{page.name} prose gives {name} another default"
+    assert checked >= len(VARIABLES)
 
 
 @pytest.mark.parametrize("var", [v for v in VARIABLES if not v.required], ids=lambda v: v.name)

@@ -165,3 +165,17 @@ def test_reaches_guards_agree_with_the_automata(globs: list[str], route: str, ab
     template = parse_route_key(route)
     outranking = tuple(parse_route_key(key) for key in above)
     assert reaches(tuple(globs), template, outranking) == reaches_by_automata(tuple(globs), template, outranking)
+
+
+def test_a_sibling_deny_too_long_for_api_gateway_makes_the_template_per_request() -> None:
+    # Only a store written by an older release gets here (compile_records refuses such a
+    # mapping, the run-time loader leaves its own Resource out and reports it).
+    long = "/x" + "y" * 430
+    records = [
+        {"arn": API, "stage": STAGE, "httpVerb": "GET", "resource": f"{long}/{{id}}", "scope": "read"},
+        {"arn": API, "stage": STAGE, "httpVerb": "GET", "resource": f"{long}/{{id}}/{'z' * 30}", "scope": "admin"},
+    ]
+    permissions = compile_records(records, str, on_oversized=lambda api, stage, resources: None)
+    evaluation = permissions.evaluate(frozenset({"read"}), API, STAGE)
+    assert evaluation.excluded == () and evaluation.resources == ()
+    assert [route.key for route in evaluation.per_request] == [f"GET {long}/{{id}}"]

@@ -124,7 +124,7 @@ mutations = {
 def test_a_mutated_jwt_of_the_issuer_stays_local_unless_its_claims_changed(steps, insert_at, inserted, appended):
     # Whole base64 quanta spliced into the payload can make it read as other claims, with
     # another iss: a different token that no reader recovers the original from, and by
-    # shape a JWT of another issuer, which README sends to introspection. Nothing else
+    # shape a JWT of another issuer, which docs/tokens.md sends to introspection. Nothing else
     # may leave.
     token = mutate(TOKEN, steps, insert_at, inserted, appended)
     assert may_be_jwt_of(token, {ISSUER}) or names_another_issuer(token)
