@@ -1,11 +1,11 @@
-"""``policy-engine init [DIR]``: start a permissions repository a team can commit.
+"""policy-engine init [DIR]: start a permissions repository a team can commit.
 
 Writes into DIR (default: the current folder) the example permissions and catalogs
 (a pet store: replace its API ARN with yours), the SAM template that deploys the
 authorizer, a GitHub Actions workflow (validate on every change; on a pull request,
 the diff a sync would make, as a comment) and a pre-commit configuration that
-validates before each commit. `policy-engine validate --catalog catalog permissions`
-passes on what it writes.
+validates before each commit. What it writes passes
+'policy-engine validate --catalog catalog permissions'.
 
 Nothing is overwritten: when any of the files exists, nothing is written and the
 command names them; --force overwrites them.
