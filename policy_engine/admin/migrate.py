@@ -1,4 +1,4 @@
-"""Table migrations: numbered, idempotent steps in ``migrations/``, recorded in the table.
+"""Table migrations: numbered, idempotent steps in ``migrations/`` (shipped with the package), recorded in the table.
 
 A step is a file ``NNNN_name.py`` defining ``DESCRIPTION`` and ``apply(ctx)``. ``migrate``
 runs the steps whose number has no ``pk=META, sk=MIGRATION#NNNN`` item yet, in order,
@@ -22,12 +22,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from policy_engine.admin.resources import MIGRATIONS
 from policy_engine.errors import ConfigurationError, StoreError
 
 __all__ = ["ITEM_ATTRIBUTES", "MIGRATIONS_DIR", "TABLE_KEYS", "MigrateResult", "Step", "layout_problems",
            "load_steps", "migrate"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+#: The steps shipped with this version (``migrations/`` of the repository): the layout its stores use.
+MIGRATIONS_DIR = MIGRATIONS
 _STEP_FILE = re.compile(r"(\d{4})_(\w+)\.py")
 
 #: The table's key, as every store operation addresses items: (attribute, KeyType, AttributeType).

@@ -71,6 +71,8 @@ PYTHON_VERSIONS: Mapping[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}
 #: ELF ``e_machine`` of each architecture (EM_X86_64, EM_AARCH64).
 _ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
+#: The folder holding the installed ``policy_engine`` and ``handler`` packages (site-packages,
+#: or the repository for an editable install): the bundle's code is read from there.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Where the Lambda starts: the bundle carries this module and every module of ours it
 #: can import, eagerly or lazily (``runtime_modules``), and nothing else.
@@ -149,7 +151,7 @@ def build_bundle(
     arch: str = "x86_64",
     python: str = "3.12",
     include_boto3: bool = False,
-    permissions: Path | None = PROJECT_ROOT / "permissions",
+    permissions: Path | None = Path("permissions"),
     wheel_cache: Path = Path(".cache/wheels"),
     refresh: bool = False,
     bytecode: bool = True,
@@ -509,7 +511,8 @@ def _permission_files(path: Path) -> dict[str, bytes]:
     from policy_engine.admin.publish import compile_snapshot
 
     if not path.exists():
-        raise BundleError(f"permissions {path}: no such file or folder")
+        raise BundleError(f"permissions {path}: no such file or folder (run in the folder that holds them, pass "
+                          "--permissions PATH, or --no-permissions for a function that reads a store)")
     return {PERMISSIONS_FILE: compile_snapshot([path])[0]}
 
 

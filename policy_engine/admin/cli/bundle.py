@@ -8,7 +8,7 @@ from typing import Any
 
 from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.admin.cli._progress import TerminalProgress
-from policy_engine.admin.packaging import ARCHITECTURES, PROJECT_ROOT, PYTHON_VERSIONS, build_bundle, default_output
+from policy_engine.admin.packaging import ARCHITECTURES, PYTHON_VERSIONS, build_bundle, default_output
 
 DESCRIPTION = """\
 Build the zip to deploy as the authorizer Lambda function.
@@ -42,9 +42,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--output", type=Path,
                         help="zip to write (default dist/policy-engine-lambda-ARCH-pyX.Y.zip)")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--permissions", type=Path, default=PROJECT_ROOT / "permissions",
+    where.add_argument("--permissions", type=Path, default=Path("permissions"),
                        help="YAML file or folder, validated and shipped compiled as the file 'permissions' "
-                            "(default: the repository's permissions/)")
+                            "(default: ./permissions)")
     where.add_argument("--no-permissions", dest="permissions", action="store_const", const=None,
                        help="ship no permissions (the function must read a store)")
     parser.add_argument("--wheel-cache", type=Path, default=Path(".cache/wheels"),

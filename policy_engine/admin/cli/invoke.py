@@ -17,6 +17,7 @@ from policy_engine.admin.cli._common import (
     add_command,
     add_format,
     authorization_value,
+    default_location,
     parse_env_assignments,
 )
 from policy_engine.errors import ConfigurationError, EventError
@@ -63,7 +64,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable of the function (repeatable)")
     parser.add_argument("--env-file", metavar="FILE", help="KEY=VALUE lines (# comments allowed)")
-    parser.add_argument("--permissions", metavar="LOCATION", help="shorthand for --env PERMISSIONS_SOURCE=...")
+    parser.add_argument("--permissions", metavar="LOCATION",
+                        help="shorthand for --env PERMISSIONS_SOURCE=... (default: ./permissions)")
     parser.add_argument("--local-idp", action="store_true",
                         help="start a local identity provider, mint a token and use it as ISSUER/JWKS_URI")
     parser.add_argument("--scopes", default=None,
@@ -101,6 +103,13 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     environ.update(parse_env_assignments(args.env, "--env"))
     if args.permissions:
         environ["PERMISSIONS_SOURCE"] = args.permissions
+    if not (environ.get("PERMISSIONS_SOURCE") or os.environ.get("PERMISSIONS_SOURCE", "").strip()):
+        # The handler's own default is the file the bundle ships beside the package, which an
+        # installed CLI does not have: read the current folder's, as validate does.
+        if not Path(default_location()).exists():
+            raise ConfigurationError("PERMISSIONS_SOURCE", f"not set, and there is no ./{default_location()} here; "
+                                     "pass --permissions PATH")
+        environ["PERMISSIONS_SOURCE"] = default_location()
     return environ
 
 

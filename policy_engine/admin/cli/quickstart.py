@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.local.invoke import invoke, load_handler
+from policy_engine.admin.resources import EXAMPLE_PERMISSIONS
 from policy_engine.core.iam import evaluate_response
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
-ROOT = Path(__file__).resolve().parents[3]
 
 
 DESCRIPTION = """\
@@ -36,7 +35,8 @@ def register(subparsers: Any) -> None:
             "policy-engine quickstart --permissions permissions/",
         ),
     )
-    parser.add_argument("--permissions", default=str(ROOT / "permissions"), help="YAML file or folder")
+    parser.add_argument("--permissions", default=str(EXAMPLE_PERMISSIONS),
+                        help="YAML file or folder (default: the shipped pet store example)")
     parser.set_defaults(run=run)
 
 

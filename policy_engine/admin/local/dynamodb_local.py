@@ -21,7 +21,8 @@ from types import TracebackType
 __all__ = ["DEFAULT_CACHE", "PACKAGE", "DynamoDbLocal", "ensure_jar"]
 
 PACKAGE = "amplify-dynamodb-simulator@2.9.30"
-DEFAULT_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "dynamodb-local"
+#: Relative to the current folder, as the bundle's wheel cache (``.cache/wheels``).
+DEFAULT_CACHE = Path(".cache") / "dynamodb-local"
 
 
 def ensure_jar(cache: Path = DEFAULT_CACHE) -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 
 __all__ = ["HANDLER_PATH", "InvokeResult", "invoke", "load_handler", "patched_environ"]
 
+#: Lambda's entry point, installed beside ``policy_engine`` (the wheel ships both packages). Found
+#: by location, not by import: another ``handler`` package on ``sys.path`` must not be taken for it.
 HANDLER_PATH = Path(__file__).resolve().parents[3] / "handler" / "app.py"
 
 

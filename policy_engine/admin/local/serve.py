@@ -29,13 +29,14 @@ from policy_engine.admin.local.gateway import (
 from policy_engine.admin.local.idp import CLIENTS_FILE, LocalIdentityProvider, load_clients
 from policy_engine.admin.local.invoke import load_handler
 from policy_engine.admin.local.table import LocalTable
+from policy_engine.admin.resources import EXAMPLE_PERMISSIONS
 from policy_engine.core.permissions import PermissionSet, compile_records
 from policy_engine.errors import ConfigurationError
-from policy_engine.settings import DEFAULT_PERMISSIONS_SOURCE
 
 __all__ = ["DEFAULT_PERMISSIONS", "LOCAL_GRANT_SOURCES", "LocalStack", "ServeOptions"]
 
-DEFAULT_PERMISSIONS = Path(DEFAULT_PERMISSIONS_SOURCE)
+#: The shipped pet store example (``permissions/`` of the repository).
+DEFAULT_PERMISSIONS = EXAMPLE_PERMISSIONS
 #: The handler's ``GRANT_SOURCES`` under ``serve``: scopes as by default, plus the groups,
 #: roles and Auth0 permissions the local provider's shapes carry (``clients.yaml``), so a
 #: client of any shape is judged by what its token holds. Not set when the environment

@@ -64,7 +64,7 @@ class LocalTable:
                 from moto.server import ThreadedMotoServer
             except ImportError as exc:
                 raise ConfigurationError(
-                    "--store", "moto[server] is not installed (pip install 'policy-engine[local]'), "
+                    "--store", "moto's server is not installed (pip install 'policy-engine[local]'), "
                     "or set AWS_ENDPOINT_URL to a DynamoDB-compatible endpoint") from exc
             # werkzeug logs one line per request otherwise.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
