@@ -6,6 +6,7 @@ environment's ``python`` is a stub script, so no test here installs anything.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,8 +28,11 @@ def clone(tmp_path: Path) -> Path:
 
 
 def make(folder: Path, *args: str) -> str:
+    # Run as a top-level make: under `make test` the inherited MAKELEVEL/MAKEFLAGS would make
+    # this one print "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
     done = subprocess.run(["make", f"PYTHON={sys.executable}", *args], cwd=folder, capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
