@@ -190,9 +190,9 @@ class Authorizer:
         permissions = self.permissions.get()
         api_arn, stage, version = method_arn.api_arn, method_arn.stage, permissions.version
         evaluation = permissions.evaluate(token.grants, api_arn, stage, claims=token.claims)
-        resources, refused, excluded = evaluation.resources, evaluation.refused, evaluation.excluded
+        resources, refused, excluded, per_request = evaluation
         reason = "granted"
-        if evaluation.per_request:
+        if per_request:
             alone = permissions.request_resource(evaluation, method_arn)
             if alone is not None:
                 resources = (*resources, alone)
@@ -224,7 +224,7 @@ class Authorizer:
                 denied = self.api_keys.required_resources(api_arn, stage)
         if resources:
             return Decision(ALLOW, principal, api_arn, stage, resources, reason, version, context,
-                            key, denied, chars, refused, excluded=excluded)
+                            key, denied, chars, refused, (), excluded)
         return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars, refused,
                         token.hints)
 
