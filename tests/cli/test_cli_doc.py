@@ -38,5 +38,5 @@ def test_every_command_flag_and_json_document_is_in_the_reference():
 
 def test_the_reference_names_no_path_of_this_machine():
     text = CLI_DOC.read_text(encoding="utf-8")
-    assert not re.search(r"(/home/|/root/|/work/|/tmp/|/Users/|site-packages)", text)
+    assert not re.search(r"/(home|root|work|tmp|Users)/|site-packages", text)
     assert "``" not in text.replace("```", "")
