@@ -343,12 +343,22 @@ def test_cfn_lint_catches_a_broken_synthesised_template(synthesised: dict[str, S
 
 # ---- checkov ---------------------------------------------------------------------------------------------------
 
+def _runs(executable: Path) -> bool:
+    try:
+        done = subprocess.run([str(executable), "--version"], capture_output=True, timeout=120, check=False)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
 @pytest.fixture(scope="module")
 def checkov() -> Path:
     """checkov in its own cached virtual environment: it pins boto3 and an old ``packaging``
     that would downgrade this project's test tools (pytest needs a newer ``packaging``)."""
     executable = CHECKOV_VENV / "bin" / "checkov"
-    if not executable.exists():
+    if not _runs(executable):
+        # Missing, or left broken (a script whose interpreter path no longer exists, as when
+        # the venv was created through another path to this folder): build it again.
         shutil.rmtree(CHECKOV_VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
         done = subprocess.run([str(CHECKOV_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
