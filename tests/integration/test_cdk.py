@@ -35,6 +35,7 @@ from policy_engine.errors import BundleError, ConfigurationError
 from policy_engine.events import parse_identity_source
 from policy_engine.settings import VARIABLES, Settings
 from tests.integration.cfn import ROOT, TEMPLATE, load_template
+from tests.support.tool_venv import tool
 
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 CHECKOV_VENV = ROOT / ".cache" / "checkov-venv"
@@ -343,31 +344,11 @@ def test_cfn_lint_catches_a_broken_synthesised_template(synthesised: dict[str, S
 
 # ---- checkov ---------------------------------------------------------------------------------------------------
 
-def _runs(executable: Path) -> bool:
-    try:
-        done = subprocess.run([str(executable), "--version"], capture_output=True, timeout=120, check=False)
-    except OSError:
-        return False
-    return done.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def checkov() -> Path:
     """checkov in its own cached virtual environment: it pins boto3 and an old ``packaging``
     that would downgrade this project's test tools (pytest needs a newer ``packaging``)."""
-    executable = CHECKOV_VENV / "bin" / "checkov"
-    if not _runs(executable):
-        # Missing, or left broken (a script whose interpreter path no longer exists, as when
-        # the venv was created through another path to this folder): build it again.
-        shutil.rmtree(CHECKOV_VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
-        done = subprocess.run([str(CHECKOV_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                               "--disable-pip-version-check", "checkov>=3.2"],
-                              capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            shutil.rmtree(CHECKOV_VENV, ignore_errors=True)
-            pytest.skip(f"checkov does not install here: {done.stderr[-300:]}")
-    return executable
+    return tool(CHECKOV_VENV, "checkov", "checkov>=3.2")
 
 
 def _without_skips(template: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import pytest
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.packaging import default_output
 from tests.integration.cfn import ROOT, TEMPLATE, load_template, resources
+from tests.support.tool_venv import tool
 
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 SAM_VENV = ROOT / ".cache" / "sam-venv"
@@ -158,17 +158,7 @@ def test_the_http_api_uses_a_payload_2_lambda_authorizer(template):
 @pytest.fixture(scope="module")
 def sam() -> Path:
     """The SAM CLI in its own cached virtual environment (installed once from PyPI)."""
-    executable = SAM_VENV / "bin" / "sam"
-    if not executable.exists():
-        shutil.rmtree(SAM_VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(SAM_VENV)], check=True)
-        done = subprocess.run([str(SAM_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                               "--disable-pip-version-check", "aws-sam-cli"],
-                              capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            shutil.rmtree(SAM_VENV, ignore_errors=True)
-            pytest.skip(f"the SAM CLI does not install here: {done.stderr[-300:]}")
-    return executable
+    return tool(SAM_VENV, "sam", "aws-sam-cli")
 
 
 @pytest.mark.slow
