@@ -40,7 +40,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME, MethodArn
 from policy_engine.core.compaction import compact_resources
@@ -59,8 +59,10 @@ from policy_engine.core.grants import (
 from policy_engine.core.iam import glob_matches
 from policy_engine.core.memo import Memo
 from policy_engine.core.routes import RouteTemplate, route_for
-from policy_engine.core.siblings import SiblingRoutes
 from policy_engine.errors import PermissionsError
+
+if TYPE_CHECKING:
+    from policy_engine.core.siblings import SiblingRoutes
 
 __all__ = [
     "ANY_VERB",
@@ -640,24 +642,32 @@ class PermissionSet:
         self._memo: Memo[tuple[Any, ...], Evaluation] = Memo()
         self._plans: Memo[tuple[str, str, frozenset[str]], tuple[frozenset[str], tuple[ClaimPath, ...]]] = Memo()
         self._on_oversized = on_oversized
-        # The SiblingRoutes of each (API, stage) decided, built when first needed.
-        self._siblings: Memo[tuple[str, str], SiblingRoutes] = Memo()
+        # The SiblingRoutes of each (API, stage) decided, built when first needed; None where
+        # no named route can reach a sibling.
+        self._siblings: Memo[tuple[str, str], SiblingRoutes | None] = Memo()
 
     def __len__(self) -> int:
         return len(self.grants)
 
-    def siblings(self, api_arn: str, stage: str) -> SiblingRoutes:
+    def siblings(self, api_arn: str, stage: str) -> SiblingRoutes | None:
         """The routes the mappings name on one API and stage: route templates and literal
-        paths, stage-``*`` mappings included (``core.siblings``)."""
+        paths, stage-``*`` mappings included (``core.siblings``); ``None`` when none of them
+        can reach a sibling (no route parameter, no ANY verb): then nothing is taken back."""
         key = (api_arn, stage)
-        index = self._siblings.get(key)
-        if index is None:
-            places = {key, (api_arn, "*")}
-            index = self._siblings.remember(key, SiblingRoutes(
-                {(g.route.verb, g.route.resource) for g in self.grants
-                 if (g.route.api_arn, g.route.stage) in places and is_route_template(g.route)},
-                resource_glob))
-        return index
+        if key in self._siblings:
+            return self._siblings[key]
+        places = {key, (api_arn, "*")}
+        named = {(g.route.verb, g.route.resource) for g in self.grants
+                 if (g.route.api_arn, g.route.stage) in places and is_route_template(g.route)}
+        index = None
+        # Guard: only a route parameter or an ANY verb reaches past its own route; without
+        # one (plain globs and literal paths) the sibling rules have nothing to do, and their
+        # module is never imported.
+        if any(verb == ANY_VERB or "{" in resource for verb, resource in named):
+            from policy_engine.core.siblings import SiblingRoutes
+
+            index = SiblingRoutes(named, resource_glob)
+        return self._siblings.remember(key, index)
 
     def request_resource(self, evaluation: Evaluation, request: MethodArn) -> str | None:
         """The Resource that allows ``request`` alone, when API Gateway routes it to one of
@@ -667,7 +677,10 @@ class PermissionSet:
         arn = str(request)
         if "*" in arn or "?" in arn or len(arn) > MAX_RESOURCE_ARN:
             return None
-        route = route_for(request.verb, "/" + request.path, self.siblings(request.api_arn, request.stage).templates)
+        siblings = self.siblings(request.api_arn, request.stage)
+        if siblings is None:
+            return None
+        route = route_for(request.verb, "/" + request.path, siblings.templates)
         if route not in evaluation.per_request or any(glob_matches(r, arn) for r in evaluation.excluded):
             return None
         return arn
@@ -793,7 +806,7 @@ class PermissionSet:
         per_request: tuple[RouteTemplate, ...] = ()
         arns: set[str] = set()
         siblings = self.siblings(api_arn, stage)
-        if siblings:
+        if siblings is not None:
             named = [(route.verb, route.resource) for route in routes if (route.verb, route.resource) in siblings]
             # Guard: only a route parameter or an ANY verb reaches past its own route.
             if any(verb == ANY_VERB or "{" in resource for verb, resource in named):

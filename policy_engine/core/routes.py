@@ -348,8 +348,9 @@ def reaches(globs: tuple[str, ...], route: RouteTemplate, above: tuple[RouteTemp
 
     With ``above`` the routes that outrank ``route`` (``outranks``), that is "does a
     policy allowing ``globs`` reach a request API Gateway routes to ``route``". Decided
-    on the product of the automata (``reaches_by_automata``), after two guards that
-    settle the common cases from one request each.
+    on the product of the automata (``reaches_by_automata``), after guards that settle
+    the common cases: a glob without wildcards, a glob sharing no request with the
+    route's template, and witness requests built from the route and from the globs.
     """
     # Guard: a glob without wildcards is one request; the route either takes it or not.
     literal = [glob for glob in globs if "*" not in glob and "?" not in glob]

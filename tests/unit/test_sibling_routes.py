@@ -9,6 +9,8 @@ anything the caller is not granted.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.routes import parse_route_key, reaches, reaches_by_automata, route_for
+from tests.conftest import ROOT
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 STAGE = "dev"
@@ -179,3 +182,21 @@ def test_a_sibling_deny_too_long_for_api_gateway_makes_the_template_per_request(
     evaluation = permissions.evaluate(frozenset({"read"}), API, STAGE)
     assert evaluation.excluded == () and evaluation.resources == ()
     assert [route.key for route in evaluation.per_request] == [f"GET {long}/{{id}}"]
+
+
+def test_without_a_reaching_template_the_sibling_rules_are_never_imported() -> None:
+    # A cold start with plain globs and literal paths pays nothing for core.siblings.
+    code = f"""
+import sys
+from policy_engine.core.permissions import compile_records
+records = [{{"arn": "{API}", "stage": "dev", "httpVerb": "GET", "resource": r, "scope": "s"}}
+           for r in ("/pets", "/pets/*")]
+compile_records(records, str).evaluate(frozenset({{"s"}}), "{API}", "dev")
+print("policy_engine.core.siblings" in sys.modules)
+records.append({{"arn": "{API}", "stage": "dev", "httpVerb": "GET", "resource": "/pets/{{id}}", "scope": "s"}})
+compile_records(records, str).evaluate(frozenset({{"s"}}), "{API}", "dev")
+print("policy_engine.core.siblings" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                          cwd=ROOT)
+    assert done.stdout.split() == ["False", "True"]
