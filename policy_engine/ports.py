@@ -41,13 +41,16 @@ class RawPermissions:
 
     ``locate`` turns a path into the records into a place a person can find;
     ``version`` is the store's publish version (``None``: use the content hash);
-    ``etag`` is what the source compares on its next ``fetch`` to say "unchanged".
+    ``etag`` is what the source compares on its next ``fetch`` to say "unchanged";
+    ``published_at`` is when the store recorded the publish (ISO 8601, UTC; ``None`` for
+    files and stores that did not record it): the version-age metric counts from it.
     """
 
     records: Sequence[Any]
     locate: Locate
     version: str | None
     etag: str
+    published_at: str | None = None
 
 
 class PermissionSource(Protocol):
