@@ -16,6 +16,15 @@ import pytest
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.packaging import default_output
 from tests.integration.cfn import ROOT, TEMPLATE, load_template, resources
+from tests.integration.metrics_contract import (
+    DECISIONS,
+    DEFAULT_NAMESPACE,
+    PUBLISHED_METRICS,
+    dashboard_metrics,
+    dashboard_searches,
+    metric_problems,
+    parse_dashboard,
+)
 from tests.support.tool_venv import tool
 
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
@@ -98,10 +107,14 @@ def test_the_authorizer_may_only_read_its_own_table_or_object(template):
     assert {s["Effect"] for s in statements} == {"Allow"}
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == READ_ACTIONS
-    resources_ = [s["Resource"] for s in statements]
-    assert {"Fn::GetAtt": ["PermissionsTable", "Arn"]} in resources_
-    assert {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PermissionsBucket}/${PermissionsObjectKey}"} in resources_
-    assert "*" not in resources_
+    resources_ = [r for s in statements for r in (s["Resource"] if isinstance(s["Resource"], list)
+                                                  else [s["Resource"]])]
+    # the table holds the candidate too (item META/CANDIDATE); an S3 candidate is the object KEY.candidate
+    assert sorted(map(json.dumps, resources_)) == sorted(map(json.dumps, [
+        {"Fn::GetAtt": ["PermissionsTable", "Arn"]},
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PermissionsBucket}/${PermissionsObjectKey}"},
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${PermissionsBucket}/${PermissionsObjectKey}.candidate"},
+    ]))
 
 
 def test_the_permissions_table_is_on_demand_recoverable_and_protected(template):
@@ -126,7 +139,7 @@ def test_the_function_runs_the_bundle_the_cli_builds(template):
     python = function["Runtime"].removeprefix("python")
     assert function["CodeUri"] == default_output(arch, python).as_posix()
     env = function["Environment"]["Variables"]
-    assert {"ISSUER", "AUDIENCE", "PERMISSIONS_SOURCE", "PERMISSIONS_CACHE_TTL"} <= set(env)
+    assert {"ISSUER", "AUDIENCE", "PERMISSIONS_SOURCE", "PERMISSIONS_CACHE_TTL", "METRICS_NAMESPACE"} <= set(env)
 
 
 def test_the_rest_api_validates_bearer_tokens_before_calling_the_authorizer(template):
@@ -238,3 +251,136 @@ def test_sam_expands_the_template_with_every_route_behind_the_authorizer(sam_tra
     statements = [s for policy in role["Policies"] for s in _statements(policy["PolicyDocument"]["Statement"])]
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert actions == READ_ACTIONS
+
+
+# ---- metrics: the alarms and the dashboard read what the authorizer publishes ---------------------------------
+
+#: Each alarm: metric, dimensions besides FunctionName, statistic, comparison, threshold, periods to alarm.
+ALARMS = {
+    "FailuresClosedAlarm": ("Decisions", {"decision": "Error"}, "Sum", "GreaterThanOrEqualToThreshold",
+                            {"Ref": "FailuresClosedThreshold"}, 1),
+    "ShadowDifferencesAlarm": ("ShadowDifferences", {}, "Sum", "GreaterThanOrEqualToThreshold",
+                               {"Ref": "ShadowDifferencesThreshold"}, 1),
+    "StalePermissionsAlarm": ("PermissionsRefreshAge", {}, "Maximum", "GreaterThanThreshold",
+                              {"Ref": "StalePermissionsSeconds"}, 1),
+    "PermissionVersionAgeAlarm": ("PermissionVersionAge", {}, "Maximum", "GreaterThanThreshold",
+                                  {"Ref": "PermissionVersionMaxAge"}, 1),
+    "StoreFailuresAlarm": ("StoreFailures", {}, "Sum", "GreaterThanOrEqualToThreshold", 1,
+                           {"Ref": "DependencyFailurePeriods"}),
+    "JwksFailuresAlarm": ("JwksFailures", {}, "Sum", "GreaterThanOrEqualToThreshold", 1,
+                          {"Ref": "DependencyFailurePeriods"}),
+}
+FUNCTION_NAME = {"Ref": "AuthorizerFunction"}
+NAMESPACE = {"Ref": "MetricsNamespace"}
+
+
+def test_the_function_publishes_under_the_namespace_parameter(template):
+    env = template["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["METRICS_NAMESPACE"] == NAMESPACE
+    assert "METRICS" not in env  # on, the runtime's default: the alarms need the metrics
+    parameter = template["Parameters"]["MetricsNamespace"]
+    assert parameter["Default"] == DEFAULT_NAMESPACE
+    pattern = re.compile(parameter["AllowedPattern"])
+    for accepted in (DEFAULT_NAMESPACE, "Team/Pets", "pets.auth:prod"):
+        assert pattern.fullmatch(accepted), accepted
+    for refused in ("", "AWS/Lambda", "two words", "x" * 256):  # AWS/ is reserved for AWS services
+        assert not pattern.fullmatch(refused), refused
+
+
+def _dimensions(alarm: dict[str, Any]) -> dict[str, Any]:
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+
+
+def test_every_alarm_reads_a_metric_the_authorizer_publishes(template):
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    assert set(alarms) == set(ALARMS)
+    for name, alarm in alarms.items():
+        props = alarm["Properties"]
+        assert props["Namespace"] == NAMESPACE, name
+        dimensions = _dimensions(props)
+        assert dimensions["FunctionName"] == FUNCTION_NAME, name
+        assert metric_problems(props["MetricName"], dimensions) == [], name
+        # chosen, not CloudWatch's default (missing): no data means nothing happened
+        assert props["TreatMissingData"] == "notBreaching", name
+        assert props["Period"] == 300, name
+        notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert props["AlarmActions"] == props["OKActions"] == notify, name
+        assert "Unit" not in props  # the unit EMF gives the metric; a different one would match no data
+    assert template["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    # and the check can fail: a misspelt metric, a dimension set never published, an unknown decision
+    assert metric_problems("Decision", {"FunctionName": "f"})
+    assert metric_problems("Decisions", {"FunctionName": "f", "reason": "no_grant"})
+    assert metric_problems("Decisions", {"FunctionName": "f", "decision": "error"})
+    assert metric_problems("ShadowDifferences", {"FunctionName": "f", "decision": "Allow"})
+
+
+def test_the_alarms_watch_failures_differences_and_staleness(template):
+    for name, (metric, extra, statistic, comparison, threshold, periods) in ALARMS.items():
+        alarm = template["Resources"][name]
+        props = alarm["Properties"]
+        assert (props["MetricName"], props["Statistic"], props["ComparisonOperator"]) == (metric, statistic,
+                                                                                          comparison), name
+        assert {k: v for k, v in _dimensions(props).items() if k != "FunctionName"} == extra, name
+        assert props["Threshold"] == threshold, name
+        assert props["EvaluationPeriods"] == props["DatapointsToAlarm"] == periods, name
+    parameters = template["Parameters"]
+    assert parameters["FailuresClosedThreshold"]["Default"] == 1  # one request failed closed is one too many
+    assert parameters["ShadowDifferencesThreshold"]["Default"] == 1
+    # a healthy container checks its store every PermissionsCacheTtl (60 s); decisions fail closed
+    # after PERMISSIONS_MAX_STALE (900 s): the alarm comes between, with time to act
+    stale = parameters["StalePermissionsSeconds"]
+    assert parameters["PermissionsCacheTtl"]["Default"] < stale["Default"] < 900
+    assert stale["MinValue"] >= parameters["PermissionsCacheTtl"]["Default"]
+    assert parameters["DependencyFailurePeriods"]["Default"] == 3
+    # the version age alarm only for teams that publish on a schedule: off by default
+    assert parameters["PermissionVersionMaxAge"]["Default"] == 0
+    assert template["Resources"]["PermissionVersionAgeAlarm"]["Condition"] == "AlarmOnVersionAge"
+    assert template["Conditions"]["AlarmOnVersionAge"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PermissionVersionMaxAge"}, "0"]}]}
+
+
+def _dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(text, str)
+    known = set(template["Parameters"]) | set(template["Resources"])
+    names = set(re.findall(r"\$\{([^}]+)\}", text))
+    assert names - known == {"AWS::Region"}
+    values = {"MetricsNamespace": "NS", "AuthorizerFunction": "FN", "AuthorizerLogGroup": "LOGS",
+              "StalePermissionsSeconds": "600", "AWS::Region": "us-east-1"}
+    return parse_dashboard(re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text))
+
+
+def test_the_dashboard_graphs_the_published_metrics(template):
+    body = _dashboard_body(template)
+    graphed: dict[str, set[str]] = {}
+    for title, namespace, name, dimensions, options in dashboard_metrics(body):
+        assert namespace == "NS" and dimensions["FunctionName"] == "FN", title
+        assert metric_problems(name, dimensions) == [], title
+        widget_stat = next(w["properties"].get("stat") for w in body["widgets"] if w["properties"]["title"] == title)
+        graphed.setdefault(name, set()).add(options.get("stat") or widget_stat)
+        if name == "Decisions":
+            graphed.setdefault("decision", set()).add(dimensions["decision"])
+    assert graphed.pop("decision") == DECISIONS  # decisions by outcome
+    assert graphed == {
+        "Decisions": {"Sum"},
+        "DecisionLatency": {"p50", "p99"},
+        "ShadowDifferences": {"Sum"},
+        "StoreFailures": {"Sum"},
+        "JwksFailures": {"Sum"},
+        "PermissionsRefreshAge": {"Maximum"},
+        "PermissionVersionAge": {"Maximum"},
+        "JwksRefreshAge": {"Maximum"},
+    }
+    # refusals by reason: a search over the published [FunctionName, decision, reason] set
+    (search,) = dashboard_searches(body)
+    namespace, dimension_names, terms = search
+    assert namespace == "NS" and frozenset(dimension_names) in PUBLISHED_METRICS["Decisions"][1]
+    assert 'MetricName="Decisions"' in terms and 'FunctionName="FN"' in terms
+    assert all(w["properties"]["region"] == "us-east-1" for w in body["widgets"])
+    (log,) = [w for w in body["widgets"] if w["type"] == "log"]
+    assert log["properties"]["query"].startswith("SOURCE 'LOGS' |")
+    assert "filter event = 'shadow_diff'" in log["properties"]["query"]
+    log_group = template["Resources"]["AuthorizerLogGroup"]["Properties"]["LogGroupName"]
+    assert log_group == {"Fn::Sub": "/aws/lambda/${AuthorizerFunction}"}
