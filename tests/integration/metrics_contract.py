@@ -82,3 +82,20 @@ def parse_dashboard(text: str) -> dict[str, Any]:
     body = json.loads(text)
     assert isinstance(body, dict) and isinstance(body.get("widgets"), list)
     return body
+
+
+def graphed(body: Mapping[str, Any]) -> set[tuple[str, str, frozenset[tuple[str, Any]], str]]:
+    """What a dashboard shows, however it is written: (widget title, metric name, dimensions besides
+    ``FunctionName``, statistic) of each metric, the widget's statistic where the metric names none."""
+    stats = {w["properties"].get("title", ""): w["properties"].get("stat") for w in body["widgets"]}
+    return {(title, name, frozenset((k, v) for k, v in dimensions.items() if k != "FunctionName"),
+             options.get("stat") or stats[title])
+            for title, _, name, dimensions, options in dashboard_metrics(body)}
+
+
+def template_dashboard(template: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """``template.yaml``'s dashboard body, its ``${}`` references replaced by ``values``."""
+    (dashboard,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(text, str)
+    return parse_dashboard(re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text))

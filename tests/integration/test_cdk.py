@@ -17,6 +17,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import assertions
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
@@ -24,10 +25,13 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 
 from policy_engine.admin.cdk import (
     BEARER_TOKEN_PATTERN,
     DEFAULT_IDENTITY_SOURCES,
+    DEFAULT_METRICS_NAMESPACE,
+    AlarmThresholds,
     AuthorizerType,
     PolicyEngineAuthorizer,
 )
@@ -35,6 +39,16 @@ from policy_engine.errors import BundleError, ConfigurationError
 from policy_engine.events import parse_identity_source
 from policy_engine.settings import VARIABLES, Settings
 from tests.integration.cfn import ROOT, TEMPLATE, load_template
+from tests.integration.metrics_contract import (
+    DECISIONS,
+    DEFAULT_NAMESPACE,
+    PUBLISHED_METRICS,
+    dashboard_searches,
+    graphed,
+    metric_problems,
+    parse_dashboard,
+    template_dashboard,
+)
 from tests.support.tool_venv import tool
 
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
@@ -46,6 +60,7 @@ KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0b6a7e4c-1d2f-4a5b-9c8d-7e6f5a
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 TABLE_READS = {"dynamodb:GetItem", "dynamodb:BatchGetItem"}
 DECLARED = {var.name for var in VARIABLES}
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:policy-engine-alarms"
 
 
 @dataclass(frozen=True)
@@ -56,17 +71,19 @@ class Shape:
     options: tuple[tuple[str, Any], ...] = ()
     #: opaque tokens too: the client secret from Secrets Manager, the environment under a customer key
     introspection: bool = False
+    #: "default" (dashboard and alarms as template.yaml's defaults), "tuned" (thresholds and a topic), "off"
+    monitoring: str = "default"
 
 
 SHAPES = [
     Shape("RestToken", AuthorizerType.REST_TOKEN, "table"),
     Shape("RestTokenBucket", AuthorizerType.REST_TOKEN, "bucket",
-          (("authorizer_cache_ttl", 0), ("permissions_cache_ttl", 30))),
+          (("authorizer_cache_ttl", 0), ("permissions_cache_ttl", 30)), monitoring="tuned"),
     Shape("RestRequest", AuthorizerType.REST_REQUEST, "existing-table", introspection=True),
     Shape("HttpIam", AuthorizerType.HTTP_IAM, "table"),
     Shape("HttpSimple", AuthorizerType.HTTP_SIMPLE, "table"),
     Shape("HttpSimpleBucket", AuthorizerType.HTTP_SIMPLE, "bucket",
-          (("architecture", "arm64"), ("python_version", "3.13"))),
+          (("architecture", "arm64"), ("python_version", "3.13")), monitoring="off"),
 ]
 
 
@@ -84,6 +101,11 @@ class Synthesised:
         found = [(n, r) for n, r in self.of_type(kind).items() if n.startswith(prefix)]
         assert len(found) == 1, (kind, prefix, [n for n, _ in found])
         return found[0]
+
+
+#: The "tuned" shape's thresholds: every one differs from its default.
+TUNED = AlarmThresholds(failures_closed=5, shadow_differences=20, stale_permissions=cdk.Duration.minutes(5),
+                        permission_version_age=cdk.Duration.days(2), dependency_failure_periods=6)
 
 
 def write_bundle(path: Path, files: dict[str, bytes] | None = None) -> Path:
@@ -110,6 +132,11 @@ def _stack(app: cdk.App, shape: Shape, bundle: Path) -> PolicyEngineAuthorizer:
             "INTROSPECTION_URL": "https://issuer.example/oauth2/introspect", "INTROSPECTION_CLIENT_ID": "pets-api",
             "INTROSPECTION_CLIENT_SECRET": cdk.SecretValue.secrets_manager("pets-introspection").unsafe_unwrap(),
         }
+    if shape.monitoring == "tuned":
+        options["alarm_topic"] = sns.Topic.from_topic_arn(stack, "Alarms", TOPIC_ARN)
+        options["alarm_thresholds"] = TUNED
+    elif shape.monitoring == "off":
+        options.update(dashboard=False, alarms=False)
     authorizer = PolicyEngineAuthorizer(stack, "Authorizer", issuer=[ISSUER], audience="pets-api", bundle=bundle,
                                         authorizer_type=shape.kind, **options)
     # What a user writes: a route behind the authorizer (API Gateway binds authorizers to routes).
@@ -179,7 +206,8 @@ def _actions(statement: dict[str, Any]) -> set[str]:
 def test_the_role_may_only_read_its_store_and_write_its_own_log_group(shape: Synthesised):
     role_name, statements = _statements(shape)
     assert {s["Effect"] for s in statements} == {"Allow"}
-    granted = {(action, _text(s["Resource"])) for s in statements for action in _actions(s)}
+    granted = {(action, _text(resource)) for s in statements for action in _actions(s)
+               for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])}
     log_group, _ = shape.one("AWS::Logs::LogGroup", "Authorizer")
     expected = {(action, f"<GetAtt:{log_group}.Arn>") for action in LOG_ACTIONS}
     if shape.shape.store == "table":
@@ -188,7 +216,9 @@ def test_the_role_may_only_read_its_store_and_write_its_own_log_group(shape: Syn
     elif shape.shape.store == "existing-table":
         expected |= {(action, TABLE_ARN) for action in TABLE_READS} | {("kms:Decrypt", KEY_ARN)}
     else:
-        expected |= {("s3:GetObject", "arn:aws:s3:::team-permissions/policy-engine/permissions.json")}
+        # the live snapshot and its candidate (a table's candidate is an item of the same table)
+        expected |= {("s3:GetObject", "arn:aws:s3:::team-permissions/policy-engine/permissions.json"),
+                     ("s3:GetObject", "arn:aws:s3:::team-permissions/policy-engine/permissions.json.candidate")}
     if shape.shape.introspection:
         expected |= {("kms:Decrypt", ENV_KEY_ARN)}
     assert granted == expected
@@ -340,6 +370,157 @@ def test_cfn_lint_catches_a_broken_synthesised_template(synthesised: dict[str, S
     result = subprocess.run([str(CFN_LINT), "--format", "parseable", str(tmp_path / "broken.json"),
                              "--ignore-checks", "W3005"], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0 and "E3030" in result.stdout
+
+
+# ---- metrics: dashboard and alarms ------------------------------------------------------------------------------
+
+def _sam_threshold(sam: dict[str, Any], value: Any) -> Any:
+    return sam["Parameters"][value["Ref"]]["Default"] if isinstance(value, dict) else value
+
+
+def _dimensions(props: dict[str, Any]) -> dict[str, Any]:
+    return {d["Name"]: d["Value"] for d in props["Dimensions"]}
+
+
+def _alarms(synth: Synthesised) -> dict[str, dict[str, Any]]:
+    """The construct's alarms by name (``AuthorizerFailuresClosedAlarm1A2B3C4D`` is ``FailuresClosed``)."""
+    found = {}
+    for logical_id, alarm in synth.of_type("AWS::CloudWatch::Alarm").items():
+        assert logical_id.startswith("Authorizer") and "Alarm" in logical_id, logical_id
+        found[logical_id.removeprefix("Authorizer").rsplit("Alarm", 1)[0]] = alarm["Properties"]
+    return found
+
+
+def test_every_alarm_reads_a_metric_the_function_publishes(shape: Synthesised):
+    function, _ = shape.one("AWS::Lambda::Function", "Authorizer")
+    alarms = _alarms(shape)
+    construct = shape.construct
+    if shape.shape.monitoring == "off":
+        assert alarms == {} and construct.alarms == {} and construct.failures_closed_alarm is None
+        return
+    names = {"FailuresClosed", "ShadowDifferences", "StalePermissions", "StoreFailures", "JwksFailures"}
+    if shape.shape.monitoring == "tuned":
+        names.add("PermissionVersionAge")
+    assert set(alarms) == set(construct.alarms) == names
+    assert construct.failures_closed_alarm is construct.alarms["FailuresClosed"]
+    assert construct.stale_permissions_alarm is construct.alarms["StalePermissions"]
+    assert construct.shadow_differences_alarm is construct.alarms["ShadowDifferences"]
+    assert construct.metrics_namespace == DEFAULT_NAMESPACE
+    for name, props in alarms.items():
+        dimensions = _dimensions(props)
+        assert props["Namespace"] == DEFAULT_NAMESPACE, name
+        assert dimensions["FunctionName"] == {"Ref": function}, name  # the function's name: AWS_LAMBDA_FUNCTION_NAME
+        assert metric_problems(props["MetricName"], dimensions) == [], name
+        assert props["TreatMissingData"] == "notBreaching" and props["Period"] == 300, name
+        assert "Unit" not in props, name
+        if shape.shape.monitoring == "tuned":
+            assert props["AlarmActions"] == props["OKActions"] == [TOPIC_ARN], name
+        else:
+            assert "AlarmActions" not in props and "OKActions" not in props, name
+
+
+def test_the_alarms_are_template_yamls(synthesised: dict[str, Synthesised]):
+    sam = load_template()
+    sam_alarms = {name.removesuffix("Alarm"): alarm["Properties"]
+                  for name, alarm in sam["Resources"].items() if alarm["Type"] == "AWS::CloudWatch::Alarm"}
+    same = ("MetricName", "Statistic", "ComparisonOperator", "Period", "TreatMissingData")
+    defaults = _alarms(synthesised["RestToken"])
+    tuned = _alarms(synthesised["RestTokenBucket"])
+    # the version age alarm is off by default in both (PermissionVersionMaxAge 0, no threshold)
+    assert set(defaults) == set(sam_alarms) - {"PermissionVersionAge"} and set(tuned) == set(sam_alarms)
+    assert _sam_threshold(sam, sam_alarms["PermissionVersionAge"]["Threshold"]) == 0
+    for name, sam_props in sam_alarms.items():
+        for key in same:
+            assert tuned[name][key] == sam_props[key], (name, key)
+        sam_dimensions = {k: v for k, v in _dimensions(sam_props).items() if k != "FunctionName"}
+        assert {k: v for k, v in _dimensions(tuned[name]).items() if k != "FunctionName"} == sam_dimensions, name
+        if name in defaults:
+            assert defaults[name]["Threshold"] == _sam_threshold(sam, sam_props["Threshold"]), name
+            assert defaults[name]["EvaluationPeriods"] == _sam_threshold(sam, sam_props["EvaluationPeriods"]), name
+            assert defaults[name]["DatapointsToAlarm"] == _sam_threshold(sam, sam_props["DatapointsToAlarm"]), name
+    # and the thresholds given reach the alarms
+    assert {name: (props["Threshold"], props["EvaluationPeriods"]) for name, props in tuned.items()} == {
+        "FailuresClosed": (5, 1), "ShadowDifferences": (20, 1), "StalePermissions": (300, 1),
+        "PermissionVersionAge": (172800, 1), "StoreFailures": (1, 6), "JwksFailures": (1, 6)}
+
+
+def _body(synth: Synthesised) -> dict[str, Any]:
+    """The dashboard's body: the function as ``FN``, its log group as ``LOGS``, the region as us-east-1."""
+    _, dashboard = synth.one("AWS::CloudWatch::Dashboard", "Authorizer")
+    function, _ = synth.one("AWS::Lambda::Function", "Authorizer")
+    log_group, _ = synth.one("AWS::Logs::LogGroup", "Authorizer")
+    values = {function: "FN", log_group: "LOGS", "AWS::Region": "us-east-1"}
+    separator, parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"]
+    return parse_dashboard(separator.join(part if isinstance(part, str) else values[part["Ref"]] for part in parts))
+
+
+def test_the_dashboard_is_template_yamls(synthesised: dict[str, Synthesised]):
+    assert not synthesised["HttpSimpleBucket"].of_type("AWS::CloudWatch::Dashboard")
+    assert synthesised["HttpSimpleBucket"].construct.dashboard is None
+    sam = template_dashboard(load_template(), {
+        "MetricsNamespace": DEFAULT_NAMESPACE, "AuthorizerFunction": "FN", "AuthorizerLogGroup": "LOGS",
+        "StalePermissionsSeconds": "600", "AWS::Region": "us-east-1"})
+    shown = graphed(sam)
+    assert {name for _, name, _, _ in shown} == set(PUBLISHED_METRICS)
+    assert {dict(d)["decision"] for _, name, d, _ in shown if name == "Decisions"} == DECISIONS
+    for name in ("RestToken", "HttpIam"):
+        body = _body(synthesised[name])
+        assert graphed(body) == shown, name
+        assert list(dashboard_searches(body)) == list(dashboard_searches(sam)), name
+        for widget in body["widgets"]:
+            assert widget["properties"]["region"] == "us-east-1"
+        (log,) = [w for w in body["widgets"] if w["type"] == "log"]
+        assert "SOURCE 'LOGS'" in log["properties"]["query"]
+        assert "filter event = 'shadow_diff'" in log["properties"]["query"]
+    # the stale-permissions line sits at the alarm's threshold
+    ages = [w for w in _body(synthesised["RestTokenBucket"])["widgets"] if w["properties"]["title"].startswith("Ages")]
+    assert ages[0]["properties"]["annotations"]["horizontal"][0]["value"] == 300
+    assert synthesised["RestToken"].construct.dashboard is not None
+
+
+@pytest.mark.parametrize("thresholds, words", [
+    ({"failures_closed": 0}, "failures_closed must be at least 1"),
+    ({"stale_permissions": cdk.Duration.seconds(30)}, "at least 60 s"),
+    ({"dependency_failure_periods": 289}, "from 1 to 288"),
+    ({"permission_version_age": cdk.Duration.seconds(0)}, "must be positive"),
+])
+def test_bad_alarm_thresholds_are_refused(thresholds: dict[str, Any], words: str):
+    with pytest.raises(ConfigurationError, match=words) as caught:
+        AlarmThresholds(**thresholds)
+    assert caught.value.variable == "alarm_thresholds"
+
+
+_NO_METRICS_SETTINGS = pytest.mark.skipif(
+    not {"METRICS", "METRICS_NAMESPACE"} <= DECLARED,
+    reason="METRICS and METRICS_NAMESPACE are declared by the runtime's settings (issue 18, helper R)")
+
+
+@_NO_METRICS_SETTINGS
+def test_the_default_namespace_is_the_runtimes():
+    declared = {var.name: var for var in VARIABLES}
+    assert declared["METRICS_NAMESPACE"].default == DEFAULT_METRICS_NAMESPACE == DEFAULT_NAMESPACE
+
+
+@_NO_METRICS_SETTINGS
+def test_a_namespace_given_in_settings_reaches_the_alarms_and_the_dashboard(tmp_path: Path):
+    authorizer = _build(tmp_path, settings={"METRICS_NAMESPACE": "Team/Pets"}, authorizer_type=AuthorizerType.HTTP_IAM)
+    assert authorizer.metrics_namespace == authorizer.environment["METRICS_NAMESPACE"] == "Team/Pets"
+    template = assertions.Template.from_stack(cdk.Stack.of(authorizer)).to_json()
+    of_type = {kind: [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+               for kind in ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard")}
+    alarms, (dashboard,) = of_type["AWS::CloudWatch::Alarm"], of_type["AWS::CloudWatch::Dashboard"]
+    assert alarms and {props["Namespace"] for props in alarms} == {"Team/Pets"}
+    body = json.dumps(dashboard["DashboardBody"])
+    assert "Team/Pets" in body and DEFAULT_NAMESPACE not in body
+
+
+@_NO_METRICS_SETTINGS
+def test_metrics_off_needs_the_dashboard_and_alarms_off(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="dashboard=False and alarms=False") as caught:
+        _build(tmp_path, settings={"METRICS": "false"})
+    assert caught.value.variable == "METRICS"
+    quiet = _build(tmp_path / "quiet", settings={"METRICS": "false"}, dashboard=False, alarms=False)
+    assert quiet.alarms == {} and quiet.dashboard is None
 
 
 # ---- checkov ---------------------------------------------------------------------------------------------------

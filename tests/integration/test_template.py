@@ -23,7 +23,7 @@ from tests.integration.metrics_contract import (
     dashboard_metrics,
     dashboard_searches,
     metric_problems,
-    parse_dashboard,
+    template_dashboard,
 )
 from tests.support.tool_venv import tool
 
@@ -340,16 +340,17 @@ def test_the_alarms_watch_failures_differences_and_staleness(template):
         "Fn::Not": [{"Fn::Equals": [{"Ref": "PermissionVersionMaxAge"}, "0"]}]}
 
 
+#: What the dashboard's ``${}`` references stand for in these tests.
+DASHBOARD_VALUES = {"MetricsNamespace": "NS", "AuthorizerFunction": "FN", "AuthorizerLogGroup": "LOGS",
+                    "StalePermissionsSeconds": "600", "AWS::Region": "us-east-1"}
+
+
 def _dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
     (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
-    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
-    assert isinstance(text, str)
-    known = set(template["Parameters"]) | set(template["Resources"])
-    names = set(re.findall(r"\$\{([^}]+)\}", text))
-    assert names - known == {"AWS::Region"}
-    values = {"MetricsNamespace": "NS", "AuthorizerFunction": "FN", "AuthorizerLogGroup": "LOGS",
-              "StalePermissionsSeconds": "600", "AWS::Region": "us-east-1"}
-    return parse_dashboard(re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text))
+    names = set(re.findall(r"\$\{([^}]+)\}", dashboard["Properties"]["DashboardBody"]["Fn::Sub"]))
+    known = set(template["Parameters"]) | set(template["Resources"]) | {"AWS::Region"}
+    assert names <= known and names == set(DASHBOARD_VALUES)
+    return template_dashboard(template, DASHBOARD_VALUES)
 
 
 def test_the_dashboard_graphs_the_published_metrics(template):

@@ -17,7 +17,9 @@ from policy_engine.admin.cdk._authorizer import (
     BEARER_TOKEN_PATTERN,
     DEFAULT_AUTHORIZER_CACHE_TTL,
     DEFAULT_IDENTITY_SOURCES,
+    DEFAULT_METRICS_NAMESPACE,
     DEFAULT_PERMISSIONS_OBJECT_KEY,
+    AlarmThresholds,
     AuthorizerType,
     PolicyEngineAuthorizer,
 )
@@ -26,7 +28,9 @@ __all__ = [
     "BEARER_TOKEN_PATTERN",
     "DEFAULT_AUTHORIZER_CACHE_TTL",
     "DEFAULT_IDENTITY_SOURCES",
+    "DEFAULT_METRICS_NAMESPACE",
     "DEFAULT_PERMISSIONS_OBJECT_KEY",
+    "AlarmThresholds",
     "AuthorizerType",
     "PolicyEngineAuthorizer",
 ]

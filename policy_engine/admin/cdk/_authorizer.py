@@ -1,8 +1,9 @@
 """``PolicyEngineAuthorizer``: the bundle as a Lambda authorizer, its store and its API Gateway authorizer.
 
-It makes the choices ``template.yaml`` makes (read-only access to one table or one object,
-a retained, recoverable table, a 30-day log group, a bearer-token regex in front of a TOKEN
-authorizer, a 300-second result cache) and sets the function's environment from the one
+It makes the choices ``template.yaml`` makes (read-only access to one table or one object
+and its candidate, a retained, recoverable table, a 30-day log group, a bearer-token regex in
+front of a TOKEN authorizer, a 300-second result cache, the same dashboard and alarms on the
+function's metrics) and sets the function's environment from the one
 declaration of each variable in ``policy_engine.settings``, checking the values there at
 synth time, so a bad setting fails ``cdk synth`` instead of the first cold start.
 """
@@ -21,14 +22,17 @@ from aws_cdk import CfnResource, Duration, RemovalPolicy, Token
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as apigwv2_authorizers
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct, IConstruct
 
+from policy_engine.admin.cdk._monitoring import DEFAULT_METRICS_NAMESPACE, AlarmThresholds, Monitoring
 from policy_engine.admin.packaging import ARCHITECTURES, ENTRY_POINT, PYTHON_VERSIONS, default_output, native_problems
 from policy_engine.errors import BundleError, ConfigurationError
 from policy_engine.events import parse_identity_source
@@ -38,7 +42,9 @@ __all__ = [
     "BEARER_TOKEN_PATTERN",
     "DEFAULT_AUTHORIZER_CACHE_TTL",
     "DEFAULT_IDENTITY_SOURCES",
+    "DEFAULT_METRICS_NAMESPACE",
     "DEFAULT_PERMISSIONS_OBJECT_KEY",
+    "AlarmThresholds",
     "AuthorizerType",
     "PolicyEngineAuthorizer",
 ]
@@ -88,6 +94,7 @@ DEFAULT_IDENTITY_SOURCES: Mapping[AuthorizerType, tuple[str, ...]] = {
 
 _ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 _BY_ATTRIBUTE = {var.attribute: var for var in VARIABLES}
+_BY_NAME = {var.name: var for var in VARIABLES}
 #: Settings the construct derives from its store and authorizer: never taken from ``settings``,
 #: so the function and API Gateway cannot disagree about them.
 _DERIVED = ("permissions_source", "identity_source", "simple_responses")
@@ -106,6 +113,8 @@ class PolicyEngineAuthorizer(Construct):
     (unless ``permissions_table`` or ``permissions_bucket`` names an existing store), and an
     authorizer of ``authorizer_type`` to attach to routes: ``rest_authorizer`` for
     ``apigateway.RestApi`` methods, ``http_authorizer`` for ``apigatewayv2.HttpApi`` routes.
+    Unless turned off, also a CloudWatch dashboard and alarms on the metrics the function
+    writes (``dashboard``, ``alarms``; the alarms notify ``alarm_topic`` when given).
 
     Every option is keyword-only; see ``docs/cdk.md`` for the table of them.
 
@@ -141,6 +150,10 @@ class PolicyEngineAuthorizer(Construct):
         environment_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = DEFAULT_LOG_RETENTION,
         authorizer_name: str | None = None,
+        dashboard: bool = True,
+        alarms: bool = True,
+        alarm_thresholds: AlarmThresholds | None = None,
+        alarm_topic: sns.ITopic | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if architecture not in ARCHITECTURES:
@@ -165,7 +178,8 @@ class PolicyEngineAuthorizer(Construct):
         if authorizer_type is AuthorizerType.HTTP_SIMPLE:
             environment[_name("simple_responses")] = "true"
 
-        # The store: read-only, and only this table or this one object.
+        # The store: read-only, and only this table or this one object and its candidate
+        # (the item META/CANDIDATE of the same table; the object KEY.candidate).
         self.table: dynamodb.ITable | None = None
         self.bucket: s3.IBucket | None = permissions_bucket
         reads: list[iam.PolicyStatement] = []
@@ -174,7 +188,8 @@ class PolicyEngineAuthorizer(Construct):
             self.permissions_source = f"s3://{permissions_bucket.bucket_name}/{permissions_object_key}"
             reads.append(iam.PolicyStatement(
                 sid="ReadPermissionSnapshot", actions=["s3:GetObject"],
-                resources=[permissions_bucket.arn_for_objects(permissions_object_key)]))
+                resources=[permissions_bucket.arn_for_objects(permissions_object_key),
+                           permissions_bucket.arn_for_objects(f"{permissions_object_key}.candidate")]))
             key = permissions_bucket.encryption_key
         else:
             self.table = permissions_table if permissions_table is not None else self._create_table()
@@ -270,6 +285,24 @@ class PolicyEngineAuthorizer(Construct):
                 results_cache_ttl=ttl_duration)
         self.authorizer_cache_ttl = ttl
 
+        enabled, self.metrics_namespace = _metrics(environment)
+        if not enabled and (dashboard or alarms):
+            raise ConfigurationError(_METRICS, "is false: the function writes no metrics for the dashboard and the "
+                                     "alarms to read; pass dashboard=False and alarms=False too")
+        monitoring = Monitoring(self, function=self.function, log_group=self.log_group,
+                                namespace=self.metrics_namespace, thresholds=alarm_thresholds or AlarmThresholds(),
+                                topic=alarm_topic, alarms=alarms, dashboard=dashboard)
+        #: Every alarm created, by name: FailuresClosed, ShadowDifferences, StalePermissions,
+        #: PermissionVersionAge (only with a threshold for it), StoreFailures, JwksFailures.
+        self.alarms: Mapping[str, cloudwatch.Alarm] = dict(monitoring.alarms)
+        self.failures_closed_alarm = monitoring.alarms.get("FailuresClosed")
+        self.shadow_differences_alarm = monitoring.alarms.get("ShadowDifferences")
+        self.stale_permissions_alarm = monitoring.alarms.get("StalePermissions")
+        self.permission_version_age_alarm = monitoring.alarms.get("PermissionVersionAge")
+        self.store_failures_alarm = monitoring.alarms.get("StoreFailures")
+        self.jwks_failures_alarm = monitoring.alarms.get("JwksFailures")
+        self.dashboard: cloudwatch.Dashboard | None = monitoring.dashboard
+
     def _create_table(self) -> dynamodb.Table:
         table = dynamodb.Table(
             self, "PermissionsTable",
@@ -313,6 +346,21 @@ class PolicyEngineAuthorizer(Construct):
             raise ConfigurationError("authorizer_type", f"{self.authorizer_type.value} has no HTTP API authorizer; "
                                      "use rest_authorizer")
         return self._http
+
+
+_METRICS = "METRICS"
+_METRICS_NAMESPACE = "METRICS_NAMESPACE"
+
+
+def _metrics(environment: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether the function writes metrics, and under which namespace: its ``METRICS`` and
+    ``METRICS_NAMESPACE``, given through ``settings`` (a value only CloudFormation knows counts as on)."""
+    enabled = True
+    flag = environment.get(_METRICS)
+    if flag is not None and not Token.is_unresolved(flag):
+        enabled = bool(read_variable(_BY_NAME[_METRICS], environment))
+    namespace = environment.get(_METRICS_NAMESPACE, "").strip() or DEFAULT_METRICS_NAMESPACE
+    return enabled, namespace
 
 
 def _listed(value: str | Sequence[str] | None) -> str | None:
