@@ -148,6 +148,8 @@ class Replayer:
     # holds the evaluation, so the id cannot be reused while the entry lives).
     _judges: Memo[int, tuple[Evaluation, ResourceMatcher, ResourceMatcher]] = field(default_factory=Memo)
     _apis: Memo[str, bool] = field(default_factory=Memo)
+    _grant_sets: Memo[tuple[str, ...], frozenset[str]] = field(default_factory=Memo)
+    _claim_sets: Memo[tuple[tuple[str, Any], ...], dict[str, Any]] = field(default_factory=Memo)
     _interned: dict[str, str] = field(default_factory=dict)
 
     # -- reading -----------------------------------------------------------------
@@ -229,12 +231,16 @@ class Replayer:
         if api is None and outcome is None and grants is None and path is None:
             self.skipped[OLDER_RELEASE] += 1
             return
-        problem = _check(line, api, stage, verb, path, outcome, grants)
-        if problem is not None:
-            self._count_damaged(origin, label, problem)
+        if not (api.__class__ is str and stage.__class__ is str and verb.__class__ is str
+                and path.__class__ is str and path[:1] == "/" and outcome in _OUTCOMES):
+            self._count_damaged(origin, label, _check(line, api, stage, verb, path, outcome, grants)
+                                or "unreadable fields")
             return
         assert isinstance(api, str) and isinstance(stage, str) and isinstance(verb, str) and isinstance(path, str)
-        assert isinstance(grants, list)
+        held = self._held(grants)
+        if held is None:
+            self._count_damaged(origin, label, "grants must be a list of strings")
+            return
         arn = f"{api}/{stage}/{verb}/{path[1:]}"
         try:
             request = parse_method_arn(arn, self._apis)
@@ -245,12 +251,12 @@ class Replayer:
         claims: dict[str, Any] | None = None
         if logged:
             try:
-                claims = _claims_object(logged)
+                claims = self._claims(logged)
             except ValueError as exc:
                 self._count_damaged(origin, label, f"claims: {exc}")
                 return
         permissions = self.permissions
-        evaluation = permissions.evaluate(frozenset(grants), api, stage, claims=claims)
+        evaluation = permissions.evaluate(held, api, stage, claims=claims)
         judge = self._judges.get(id(evaluation))
         if judge is None or judge[0] is not evaluation:
             judge = self._judges.remember(id(evaluation), (
@@ -273,6 +279,33 @@ class Replayer:
         if allowed is (outcome == "allow"):
             return
         self._change(line, request, allowed, origin, label, prefix, outer, version)
+
+    def _held(self, grants: Any) -> frozenset[str] | None:
+        # The logged grant list as the grant set the authorizer held: one object per distinct
+        # list (its hash is then computed once), checked when first met.
+        try:
+            key = tuple(grants) if grants.__class__ is list else None
+            held = None if key is None else self._grant_sets.get(key)
+        except TypeError:  # an unhashable member: not a grant key
+            return None
+        if held is None and key is not None:
+            if not all(grant.__class__ is str for grant in key):
+                return None
+            held = self._grant_sets.remember(key, frozenset(key))
+        return held
+
+    def _claims(self, logged: Any) -> dict[str, Any]:
+        # The nested claims of a logged {path: value}, one object per distinct set of values.
+        try:
+            key = tuple(logged.items()) if logged.__class__ is dict else None
+            nested = None if key is None else self._claim_sets.get(key)
+        except TypeError:  # an unhashable value
+            key, nested = None, None
+        if nested is None:
+            nested = _claims_object(logged)
+            if key is not None:
+                self._claim_sets.remember(key, nested)
+        return nested
 
     def _note_unlogged(self, refused: tuple[str, ...], logged: Any) -> None:
         for name in refused:
