@@ -113,10 +113,12 @@ class LogInputError(ConfigurationError):
 
 @dataclass(slots=True)
 class _Pair:
-    # The changes of one (principal, API, stage, route), and where the first was seen.
+    # The changes of one (principal, API, stage, route) or one (API, stage, route), where the
+    # first was seen, and (for a route) how many principals' pairs it counts.
     gained: int
     lost: int
     first: str
+    principals: int = 1
 
 
 @dataclass(slots=True)
@@ -139,7 +141,9 @@ class Replayer:
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIPPED_KINDS, 0))
     damaged: list[dict[str, str]] = field(default_factory=list)
     pairs: dict[tuple[str, str, str, str], _Pair] = field(default_factory=dict)
-    beyond: dict[str, int] = field(default_factory=lambda: {"gained": 0, "lost": 0})
+    routes: dict[tuple[str, str, str], _Pair] = field(default_factory=dict)
+    beyond: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"pairs": {"gained": 0, "lost": 0}, "routes": {"gained": 0, "lost": 0}})
     first_changes: list[dict[str, Any]] = field(default_factory=list)
     live_versions: dict[str, int] = field(default_factory=dict)
     simple_responses: int = 0
@@ -342,16 +346,30 @@ class Replayer:
         key = (principal, api, stage, route)
         pair = self.pairs.get(key)
         where = ""
+        new_pair = False
         if pair is None:
             if len(self.pairs) >= self.max_keys:
-                self.beyond[kind] += 1
+                self.beyond["pairs"][kind] += 1
             else:
                 where = f"{origin}:{label}"
                 self.pairs[key] = _Pair(int(allowed), int(not allowed), where)
+                new_pair = True
         elif allowed:
             pair.gained += 1
         else:
             pair.lost += 1
+        by_route = self.routes.get(key[1:])
+        if by_route is None:
+            if len(self.routes) >= self.max_keys:
+                self.beyond["routes"][kind] += 1
+            else:
+                self.routes[key[1:]] = _Pair(int(allowed), int(not allowed), where or f"{origin}:{label}", 1)
+        else:
+            if allowed:
+                by_route.gained += 1
+            else:
+                by_route.lost += 1
+            by_route.principals += new_pair
         if len(self.first_changes) < self.examples:
             self.first_changes.append({
                 "where": where or f"{origin}:{label}", "timestamp": _timestamp(line, prefix, outer),
@@ -368,6 +386,13 @@ class Replayer:
         return [{"principal": principal, "api": api, "stage": stage, "route": route, "gained": pair.gained,
                  "lost": pair.lost, "first": pair.first}
                 for (principal, api, stage, route), pair in best]
+
+    def top_routes(self, count: int) -> list[dict[str, Any]]:
+        """The ``count`` routes with the most changes, most first, with the principals counted for each."""
+        best = heapq.nlargest(count, self.routes.items(), key=lambda item: item[1].gained + item[1].lost)
+        return [{"api": api, "stage": stage, "route": route, "gained": entry.gained, "lost": entry.lost,
+                 "principals": entry.principals, "first": entry.first}
+                for (api, stage, route), entry in best]
 
 
 def _json_problem(text: str, start: int) -> str:

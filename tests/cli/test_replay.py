@@ -313,12 +313,16 @@ def test_the_text_report(tmp_path, capsys):
 
 
 def test_the_key_table_is_bounded_and_the_rest_is_counted(tmp_path, capsys):
-    lines = [line(principal=f"user-{n}") for n in range(5)] * 2 + [GAINED]
+    third = line(principal="user-9", verb="DELETE", path="/pets/8", outcome="deny", grants=["pets:write"])
+    lines = [line(principal=f"user-{n}") for n in range(5)] * 2 + [GAINED, third]
     report = run(capsys, str(write(tmp_path / "d.log", lines)), "--against", str(NEXT), "--max-keys", "2",
                  "--top", "1", "--examples", "3")
-    assert (report["lost"], report["gained"]) == (10, 1)
+    assert (report["lost"], report["gained"]) == (10, 2)
     assert report["pairs"] == 2 and report["max_keys"] == 2
-    assert report["beyond_max_keys"] == {"gained": 1, "lost": 6}
+    assert report["beyond_max_keys"] == {"pairs": {"gained": 2, "lost": 6}, "routes": {"gained": 1, "lost": 0}}
+    # GET /pets/42 counts both tracked principals; DELETE /pets/7 is the second route, DELETE /pets/8 past the bound.
+    assert report["routes"] == [{"api": API, "stage": "dev", "route": "GET /pets/42", "gained": 0, "lost": 10,
+                                 "principals": 2, "first": f"{tmp_path / 'd.log'}:1"}]
     assert report["changes"] == [{"principal": "user-0", "api": API, "stage": "dev", "route": "GET /pets/42",
                                   "gained": 0, "lost": 2, "first": f"{tmp_path / 'd.log'}:1"}]
     assert len(report["examples"]) == 3
@@ -480,6 +484,11 @@ def test_every_change_is_what_the_other_policy_decides(tmp_path, capsys):
             if change[kind]:
                 got[change["principal"], change["stage"], change["route"], kind] += change[kind]
     assert got == expected
+    by_route: Counter[tuple[str, str, str]] = Counter()
+    for (_, stage, route, kind), count in expected.items():
+        by_route[stage, route, kind] += count
+    assert by_route == Counter({(r["stage"], r["route"], kind): r[kind] for r in report["routes"]
+                                for kind in ("gained", "lost") if r[kind]})
     assert (report["gained"], report["lost"]) == (outcomes[False, True], outcomes[True, False])
     assert report["unchanged"] == outcomes[True, True] + outcomes[False, False]
     assert report["decisions"] == len(lines)

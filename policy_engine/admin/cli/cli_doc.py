@@ -66,10 +66,13 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
                     "Error), `older_release` (decision lines without the request), `damaged`"),
         ("damaged", "the first damaged lines, each: `where` (file:line), `problem`"),
         ("pairs", "principal and route pairs with a change, counted one by one"),
-        ("max_keys", "the bound on `pairs` (--max-keys)"),
-        ("beyond_max_keys", "`gained` and `lost` requests of pairs past the bound (in the totals, not in `changes`)"),
-        ("changes", "the pairs with most changes, each: `principal`, `api`, `stage`, `route`, `gained`, `lost`, "
-                    "`first` (file:line)"),
+        ("max_keys", "the bound on `pairs` and on routes (--max-keys)"),
+        ("beyond_max_keys", "`pairs` and `routes`: the `gained` and `lost` requests past the bound of each table "
+                            "(in the totals, not in `changes` or `routes`)"),
+        ("changes", "the pairs with most changes (--top), each: `principal`, `api`, `stage`, `route`, `gained`, "
+                    "`lost`, `first` (file:line)"),
+        ("routes", "the routes with most changes (--top), each: `api`, `stage`, `route`, `gained`, `lost`, "
+                   "`principals` (pairs counted for it), `first`"),
         ("examples", "the first changed requests, each: `where`, `timestamp`, `principal`, `api`, `stage`, `route`, "
                      "`request`, `live`, `replayed`, `change` (`gained` or `lost`), `live_version`"),
         ("live_versions", "decisions replayed, by the live version that made them"),

@@ -191,10 +191,11 @@ def _report(args: argparse.Namespace, permissions: PermissionSet, replayer: Repl
     if oversized:
         notes.append(f"Resources too long for their stage were left out, as the authorizer leaves them out "
                      f"(first: {oversized[0]})")
-    if replayer.pairs and len(replayer.pairs) >= replayer.max_keys:
-        beyond = replayer.beyond
-        notes.append(f"--max-keys {replayer.max_keys:,} reached: {beyond['gained']:,} gained and {beyond['lost']:,} "
-                     "lost requests of further principal and route pairs are counted in the totals only")
+    for table, what in (("pairs", "principal and route pairs"), ("routes", "routes")):
+        beyond = replayer.beyond[table]
+        if beyond["gained"] or beyond["lost"]:
+            notes.append(f"--max-keys {replayer.max_keys:,} reached: {beyond['gained']:,} gained and "
+                         f"{beyond['lost']:,} lost requests of further {what} are counted in the totals only")
     if replayer.skipped[OLDER_RELEASE]:
         notes.append(f"{replayer.skipped[OLDER_RELEASE]:,} Allow/Deny lines come from a release that did not log "
                      "the request (grants, api, path, outcome): they cannot be replayed")
@@ -212,8 +213,9 @@ def _report(args: argparse.Namespace, permissions: PermissionSet, replayer: Repl
         "damaged": list(replayer.damaged),
         "pairs": len(replayer.pairs),
         "max_keys": replayer.max_keys,
-        "beyond_max_keys": dict(replayer.beyond),
+        "beyond_max_keys": {table: dict(counts) for table, counts in replayer.beyond.items()},
         "changes": replayer.top(args.top),
+        "routes": replayer.top_routes(args.top),
         "examples": list(replayer.first_changes),
         "live_versions": dict(replayer.live_versions),
         "notes": notes,
@@ -251,6 +253,12 @@ def _print(report: dict[str, Any], paint: Palette) -> None:
         rows = [["GAINED", "LOST", "PRINCIPAL", "API/STAGE", "ROUTE", "FIRST SEEN"]]
         rows += [[f"+{c['gained']:,}", f"-{c['lost']:,}", c["principal"], _api_stage(c["api"], c["stage"]),
                   c["route"], c["first"]] for c in report["changes"]]
+        print("\n".join(_table(rows)))
+    if report["routes"]:
+        print(f"\nby route (top {len(report['routes'])}):")
+        rows = [["GAINED", "LOST", "PRINCIPALS", "API/STAGE", "ROUTE", "FIRST SEEN"]]
+        rows += [[f"+{r['gained']:,}", f"-{r['lost']:,}", f"{r['principals']:,}", _api_stage(r["api"], r["stage"]),
+                  r["route"], r["first"]] for r in report["routes"]]
         print("\n".join(_table(rows)))
     if report["examples"]:
         print(f"\nfirst {len(report['examples'])} changed requests:")
