@@ -69,13 +69,13 @@ def log(level: str, event: str, /, *, metrics: Mapping[str, float] | None = None
     ``metrics`` (names of ``policy_engine.metrics.METRICS``, finite numbers) are added in
     the Embedded Metric Format, unless ``METRICS`` is off.
     """
-    now = time.time()
-    record = {"level": level, "event": event, "ts": round(now, 3), **_request, **fields}
+    ms = time.time_ns() // 1_000_000
+    record = {"level": level, "event": event, "ts": ms / 1000, **_request, **fields}
     text = _encode(record)
     if metrics and _metrics.enabled():
         members = "".join(f",{_quote(name)}:{_encode(value)}" for name, value in metrics.items())
         text = (f"{text[:-1]},{_metrics.function_member()}{members},"
-                f'"_aws":{{"Timestamp":{int(now * 1000)}{_metrics.tail(tuple(metrics))}}}')
+                f'"_aws":{{"Timestamp":{ms}{_metrics.tail(tuple(metrics))}}}')
     sys.stderr.write(text + "\n")
 
 
