@@ -41,6 +41,7 @@ is written, and neither ever raises):
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -93,7 +94,7 @@ from policy_engine.core.tokens import (
 )
 from policy_engine.errors import MalformedTokenError, PolicyTooLargeError
 from policy_engine.events import HTTP_V2, REQUEST, TOKEN, AuthorizerRequest, read_event
-from policy_engine.logs import log, note_target
+from policy_engine.logs import log, log_shadow_diff, note_target
 from policy_engine.ports import KeySource, TokenIntrospector
 from policy_engine.settings import Settings
 
@@ -124,9 +125,10 @@ class _Basis:
 
 
 class _Difference:
-    """How a candidate's evaluation differs from the live one, for one caller."""
+    """How a candidate's evaluation differs from the live one, for one caller; ``text``
+    is its part of the ``shadow_diff`` line (JSON members)."""
 
-    __slots__ = ("denied_added", "denied_removed", "gained", "lost")
+    __slots__ = ("denied_added", "denied_removed", "gained", "lost", "text")
 
     def __init__(self, live: Evaluation, candidate: Evaluation, prefix: str) -> None:
         def tails(resources: set[str]) -> list[str]:
@@ -141,6 +143,21 @@ class _Difference:
         denied, denying = set(live.excluded), set(candidate.excluded)
         self.denied_added = tails(denying - denied)
         self.denied_removed = tails(denied - denying)
+        members: dict[str, Any] = {"gained": self.gained[:_SHADOW_LISTED], "lost": self.lost[:_SHADOW_LISTED],
+                                   "gained_count": len(self.gained), "lost_count": len(self.lost)}
+        if self.denied_added:
+            members["denied_added"] = self.denied_added[:_SHADOW_LISTED]
+        if self.denied_removed:
+            members["denied_removed"] = self.denied_removed[:_SHADOW_LISTED]
+        self.text = _members(members)
+
+
+def _members(members: dict[str, Any]) -> str:
+    # JSON members without the braces, to splice into a hand-formatted line.
+    return json.dumps(members, separators=(",", ":"))[1:-1]
+
+
+_NO_DIFFERENCE = _members({"gained": [], "lost": [], "gained_count": 0, "lost_count": 0})
 
 
 class Authorizer:
@@ -203,7 +220,7 @@ class Authorizer:
         self._differences: Memo[tuple[int, int], tuple[Evaluation, Evaluation, _Difference | None]] = Memo()
         # The last (live, candidate) pair seen, with whether their contents are equal and
         # the placeholder claim paths they name (the decision line's ``claims``).
-        self._same: tuple[object, object, bool] = (None, None, False)
+        self._same: tuple[object, object, bool, str] = (None, None, False, "")
         self._claim_paths: tuple[object, object, tuple[tuple[str, ClaimPath], ...]] = (None, None, ())
         self._shadow_failing = ""
 
@@ -488,7 +505,8 @@ class Authorizer:
         live = basis.permissions
         same = self._same
         if same[0] is not live or same[1] is not candidate:
-            same = self._same = (live, candidate, self.permissions.digest(live) == cache.digest)
+            versions = _members({"live_version": live.version, "candidate_version": candidate.version})
+            same = self._same = (live, candidate, self.permissions.digest(live) == cache.digest, versions)
         if same[2]:
             return
         token, method_arn = basis.token, basis.method_arn
@@ -507,20 +525,8 @@ class Authorizer:
         outcome = self._candidate_outcome(candidate, evaluation, basis, answer.decision.principal_id)
         if difference is None and outcome == answer.outcome:
             return
-        fields: dict[str, Any] = {
-            "principal": answer.decision.principal_id, "api": api_arn, "stage": stage, "verb": method_arn.verb,
-            "path": "/" + method_arn.path, "live_version": live.version, "candidate_version": candidate.version,
-            "live_outcome": "allow" if answer.outcome else "deny", "candidate_outcome": "allow" if outcome else "deny",
-            "route_changed": outcome != answer.outcome,
-        }
-        gained, lost = (difference.gained, difference.lost) if difference is not None else ([], [])
-        fields.update(gained=gained[:_SHADOW_LISTED], lost=lost[:_SHADOW_LISTED], gained_count=len(gained),
-                      lost_count=len(lost))
-        if difference is not None and difference.denied_added:
-            fields["denied_added"] = difference.denied_added[:_SHADOW_LISTED]
-        if difference is not None and difference.denied_removed:
-            fields["denied_removed"] = difference.denied_removed[:_SHADOW_LISTED]
-        log("INFO", "shadow_diff", metrics={_metrics.SHADOW_DIFFERENCES: 1}, **fields)
+        log_shadow_diff(answer.decision.principal_id, same[3], answer.outcome, outcome,
+                        _NO_DIFFERENCE if difference is None else difference.text)
 
     def _candidate_outcome(self, candidate: PermissionSet, evaluation: Evaluation, basis: _Basis,
                            principal: str) -> bool:

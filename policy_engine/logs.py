@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from policy_engine.core.arn import MethodArn
     from policy_engine.core.decision import Answer
 
-__all__ = ["begin_request", "end_request", "log", "log_decision", "log_refusal", "note_target"]
+__all__ = ["begin_request", "end_request", "log", "log_decision", "log_refusal", "log_shadow_diff", "note_target"]
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -116,17 +116,7 @@ def log_decision(answer: Answer, latency_ns: int) -> None:
             f'"decision":{_quote(key[0])},"reason":{_quote(key[1])},"shape":{_quote(key[2])},'
             f'"version":{_quote(key[3])},"principal":'
         )
-    target = _target
-    if target is None:
-        place = ""
-    else:
-        at = (target.api_arn, target.stage, target.verb)
-        head = _places.get(at)
-        if head is None:
-            if len(_places) >= 64:
-                _places.clear()
-            head = _places[at] = f',"api":{_quote(at[0])},"stage":{_quote(at[1])},"verb":{_quote(at[2])},"path":'
-        place = head + _quote("/" + target.path)
+    place = _place()
     grants = _grant_lists.get(answer.grants)
     if grants is None:
         if len(_grant_lists) >= 256:
@@ -152,6 +142,43 @@ def log_decision(answer: Answer, latency_ns: int) -> None:
 
 
 _OUTCOMES = {True: '"allow"', False: '"deny"'}
+
+
+def _place() -> str:
+    # ',"api":...,"stage":...,"verb":...,"path":"/..."' of the request's methodArn, if parsed.
+    target = _target
+    if target is None:
+        return ""
+    at = (target.api_arn, target.stage, target.verb)
+    head = _places.get(at)
+    if head is None:
+        if len(_places) >= 64:
+            _places.clear()
+        head = _places[at] = f',"api":{_quote(at[0])},"stage":{_quote(at[1])},"verb":{_quote(at[2])},"path":'
+    return head + _quote("/" + target.path)
+
+
+_SHADOW_METRICS = (_metrics.SHADOW_DIFFERENCES,)
+
+
+def log_shadow_diff(principal: str, versions: str, live: bool, candidate: bool, difference: str) -> None:
+    """The ``shadow_diff`` line of the request being handled, hand-formatted like the
+    decision line (a candidate may differ for every request): ``principal``, the
+    request's API, stage, method and path, ``versions`` (the JSON members
+    ``"live_version":...,"candidate_version":...``), the live and candidate outcomes
+    (true: allow), ``route_changed``, ``difference`` (the JSON members ``"gained":...``
+    onwards), and the metric ``ShadowDifferences``."""
+    ms = time.time_ns() // 1_000_000
+    end = "}\n"
+    if _metrics.enabled():
+        end = (f',{_metrics.function_member()},"ShadowDifferences":1,'
+               f'"_aws":{{"Timestamp":{ms}{_metrics.tail(_SHADOW_METRICS)}}}\n')
+    sys.stderr.write(
+        f'{{"level":"INFO","event":"shadow_diff","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{_request_text}'
+        f'"principal":{_quote(principal)}{_place()},{versions},"live_outcome":{_OUTCOMES[live]},'
+        f'"candidate_outcome":{_OUTCOMES[candidate]},"route_changed":{"true" if live != candidate else "false"},'
+        f'{difference}{end}'
+    )
 
 
 def log_refusal(level: str, outcome: str, reason: str, detail: str, latency_ns: int) -> None:
