@@ -110,7 +110,8 @@ _SHADOW_LISTED = 5  # Resources named in a shadow_diff line's gained and lost, e
 class _Basis:
     """How one request was decided: what shadow evaluation repeats with the candidate."""
 
-    __slots__ = ("alone", "evaluation", "method_arn", "needs_key", "permissions", "route", "simple", "token")
+    __slots__ = ("alone", "arn", "evaluation", "method_arn", "needs_key", "permissions", "route", "simple",
+                 "token")
 
     def __init__(self, token: VerifiedToken, method_arn: MethodArn, permissions: PermissionSet,
                  evaluation: Evaluation, alone: str | None, needs_key: bool) -> None:
@@ -122,6 +123,7 @@ class _Basis:
         self.needs_key = needs_key  # routes that need an API key are denied (the caller has none)
         self.simple = False  # answered with a simple response, for ``route`` (None: this request only)
         self.route: RouteTemplate | None = None
+        self.arn = ""  # the methodArn as API Gateway sent it
 
 
 class _Difference:
@@ -212,8 +214,11 @@ class Authorizer:
         self._scope_texts: Memo[frozenset[str], str] = Memo()
         self._resource_chars: Memo[tuple[str, ...], int] = Memo()
         # For the decision line's outcome: a matcher per policy's Allow Resources and per
-        # pair of Deny Resource tuples, keyed by their identity (a memoised evaluation's
-        # tuples are the same objects for every caller of its grant set).
+        # pair of Deny Resource tuples, and the outcome per policy and methodArn, keyed by
+        # the tuples' identity (a memoised evaluation's tuples are the same objects for
+        # every caller of its grant set).
+        self._outcomes: Memo[tuple[int, int, int, str], tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
+                                                              bool]] = Memo()
         self._allow_matchers: Memo[int, tuple[tuple[str, ...], ResourceMatcher]] = Memo()
         self._deny_matchers: Memo[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], ResourceMatcher]] = Memo()
         # Shadow evaluation: per pair of evaluations (by identity), how they differ (None: not).
@@ -387,6 +392,7 @@ class Authorizer:
         token = self.authenticate(request)
         # Usage plans and API keys exist on REST APIs only.
         decision, basis = self._decide(token, method_arn, request.kind in (TOKEN, REQUEST))
+        basis.arn = request.method_arn
         answer = self._respond(request, method_arn, token, decision, basis)
         answer.basis = basis
         answer.grants = token.grants
@@ -445,7 +451,7 @@ class Authorizer:
             # The policy's Allow Resources are the evaluation's (the same tuple for every
             # caller of the grant set), and the per-request Resource when there is one.
             answer.outcome = self._allows(basis.evaluation.resources, basis.alone, decision.excluded,
-                                          decision.denied, str(basis.method_arn))
+                                          decision.denied, basis.arn)
         return answer
 
     def _allows(self, resources: tuple[str, ...], alone: str | None, excluded: tuple[str, ...],
@@ -453,6 +459,20 @@ class Authorizer:
         """What API Gateway does with the request ``arn`` under a policy allowing
         ``resources`` (and ``alone``) and denying ``excluded`` and ``denied``
         (``core.iam.request_allowed``)."""
+        if alone is None:
+            # Guard: a policy and methodArn answered before get the same answer.
+            key = (id(resources), id(excluded), id(denied), arn)
+            known = self._outcomes.get(key)
+            if known is not None and known[0] is resources and known[1] is excluded and known[2] is denied:
+                return known[3]
+            allowed = self._allowed(resources, None, excluded, denied, arn, remember)
+            if remember:
+                self._outcomes.remember(key, (resources, excluded, denied, allowed))
+            return allowed
+        return self._allowed(resources, alone, excluded, denied, arn, remember)
+
+    def _allowed(self, resources: tuple[str, ...], alone: str | None, excluded: tuple[str, ...],
+                 denied: tuple[str, ...], arn: str, remember: bool) -> bool:
         entry = self._allow_matchers.get(id(resources))
         if entry is None or entry[0] is not resources:
             entry = (resources, ResourceMatcher(resources))
@@ -532,8 +552,7 @@ class Authorizer:
                            principal: str) -> bool:
         # What API Gateway would do with the request had the candidate decided, through
         # the same rules as the live answer (API keys, simple responses).
-        method_arn = basis.method_arn
-        arn = str(method_arn)
+        method_arn, arn = basis.method_arn, basis.arn
         resources, _, excluded, per_request = evaluation
         alone = candidate.request_resource(evaluation, method_arn) if per_request else None
         if not resources and alone is None:
@@ -579,7 +598,7 @@ class Authorizer:
         keys_age = refresh_age() if callable(refresh_age) else None
         if keys_age is not None:
             ages[_metrics.JWKS_REFRESH_AGE] = round(keys_age, 3)
-        if not _metrics.enabled():
+        if not _metrics.config.enabled:
             fields.update(ages)  # the ages as plain members
         log("INFO", "health", metrics=ages or None, **fields)
 

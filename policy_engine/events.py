@@ -88,8 +88,9 @@ def request_trace(event: Any) -> tuple[str | None, str | None]:
     if event.__class__ is not dict and not isinstance(event, Mapping):
         return None, None
     context = event.get("requestContext")
-    if context.__class__ is not dict and not isinstance(context, Mapping):
-        context = {}
+    if context is None or (context.__class__ is not dict and not isinstance(context, Mapping)):
+        route = event.get("routeKey")
+        return None, (route if route.__class__ is str else None)
     request_id = context.get("requestId")
     route = event.get("routeKey")
     if route.__class__ is not str:

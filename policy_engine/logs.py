@@ -34,27 +34,29 @@ __all__ = ["begin_request", "end_request", "log", "log_decision", "log_refusal",
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
-# The request being handled: its fields for ``log``, the same as JSON members (each
-# followed by a comma) for the hand-formatted decision line, and its methodArn.
-_request: dict[str, str] = {}
+# The request being handled: its three values, the same as JSON members (each followed
+# by a comma) for the hand-formatted lines, and its methodArn once parsed.
+_request: tuple[object, object, object] = (None, None, None)
 _request_text = ""
 _target: MethodArn | None = None
+_REQUEST_FIELDS = ("aws_request_id", "request_id", "route")
 
 
 def begin_request(aws_request_id: object, request_id: str | None, route: str | None) -> None:
     """Start the lines of one request: each carries these three (those that are strings)."""
     global _request, _request_text, _target
-    fields = {name: value for name, value in (("aws_request_id", aws_request_id), ("request_id", request_id),
-                                              ("route", route)) if value.__class__ is str}
-    _request = fields
-    _request_text = "".join(f"{_quote(name)}:{_quote(value)}," for name, value in fields.items())
-    _target = None
+    text = f'"aws_request_id":{_quote(aws_request_id)},' if aws_request_id.__class__ is str else ""
+    if request_id is not None:
+        text += f'"request_id":{_quote(request_id)},'
+    if route is not None:
+        text += f'"route":{_quote(route)},'
+    _request, _request_text, _target = (aws_request_id, request_id, route), text, None
 
 
 def end_request() -> None:
     """Lines written from now on belong to no request."""
     global _request, _request_text, _target
-    _request, _request_text, _target = {}, "", None
+    _request, _request_text, _target = (None, None, None), "", None
 
 
 def note_target(method_arn: MethodArn) -> None:
@@ -70,12 +72,16 @@ def log(level: str, event: str, /, *, metrics: Mapping[str, float] | None = None
     the Embedded Metric Format, unless ``METRICS`` is off.
     """
     ms = time.time_ns() // 1_000_000
-    record = {"level": level, "event": event, "ts": ms / 1000, **_request, **fields}
+    record: dict[str, Any] = {"level": level, "event": event, "ts": ms / 1000}
+    for name, value in zip(_REQUEST_FIELDS, _request, strict=True):
+        if value.__class__ is str:
+            record[name] = value
+    record.update(fields)
     text = _encode(record)
-    if metrics and _metrics.enabled():
+    config = _metrics.config
+    if metrics and config.enabled:
         members = "".join(f",{_quote(name)}:{_encode(value)}" for name, value in metrics.items())
-        text = (f"{text[:-1]},{_metrics.function_member()}{members},"
-                f'"_aws":{{"Timestamp":{ms}{_metrics.tail(tuple(metrics))}}}')
+        text = f'{text[:-1]},{config.function}{members},"_aws":{{"Timestamp":{ms}{config.tail(tuple(metrics))}}}'
     sys.stderr.write(text + "\n")
 
 
@@ -87,7 +93,6 @@ _THOUSANDTHS = tuple(f"{i:03d}" for i in range(1000))
 _middles: dict[tuple[str, str, str, str], str] = {}
 _places: dict[tuple[str, str, str], str] = {}
 _grant_lists: dict[frozenset[str], str] = {}
-_DECISION_METRICS = (_metrics.DECISIONS, _metrics.DECISION_LATENCY)
 
 
 def log_decision(answer: Answer, latency_ns: int) -> None:
@@ -127,9 +132,10 @@ def log_decision(answer: Answer, latency_ns: int) -> None:
     us = latency_ns // 1000
     latency = f"{us // 1000}.{_THOUSANDTHS[us % 1000]}"
     end = "}\n"
-    if _metrics.enabled():
-        end = (f',{_metrics.function_member()},"Decisions":1,"DecisionLatency":{latency},'
-               f'"_aws":{{"Timestamp":{ms}{_metrics.tail(_DECISION_METRICS)}}}\n')
+    config = _metrics.config
+    if config.enabled:
+        end = (f',{config.function},"Decisions":1,"DecisionLatency":{latency},'
+               f'"_aws":{{"Timestamp":{ms}{config.decision_tail}}}\n')
     refused, unconfigured = decision.placeholders_refused, decision.unconfigured_grant_claims
     if refused or unconfigured:  # rare: claim names that say why
         extra = {"placeholders_refused": list(refused), "unconfigured_grant_claims": list(unconfigured)}
@@ -170,9 +176,10 @@ def log_shadow_diff(principal: str, versions: str, live: bool, candidate: bool, 
     onwards), and the metric ``ShadowDifferences``."""
     ms = time.time_ns() // 1_000_000
     end = "}\n"
-    if _metrics.enabled():
-        end = (f',{_metrics.function_member()},"ShadowDifferences":1,'
-               f'"_aws":{{"Timestamp":{ms}{_metrics.tail(_SHADOW_METRICS)}}}\n')
+    config = _metrics.config
+    if config.enabled:
+        end = (f',{config.function},"ShadowDifferences":1,'
+               f'"_aws":{{"Timestamp":{ms}{config.tail(_SHADOW_METRICS)}}}\n')
     sys.stderr.write(
         f'{{"level":"INFO","event":"shadow_diff","ts":{ms // 1000}.{_THOUSANDTHS[ms % 1000]},{_request_text}'
         f'"principal":{_quote(principal)}{_place()},{versions},"live_outcome":{_OUTCOMES[live]},'

@@ -23,7 +23,7 @@ their units and dimension sets, and the directive text; ``logs`` writes the line
     JwksRefreshAge          Seconds       [FunctionName]                                      health
 
 The directive text of each set of metrics a line carries is built once (per
-configuration) and reused: only the timestamp changes from line to line.
+configuration, ``config``) and reused: only the timestamp changes from line to line.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ __all__ = [
     "PERMISSION_VERSION_AGE",
     "SHADOW_DIFFERENCES",
     "STORE_FAILURES",
+    "Config",
+    "config",
     "configure",
-    "enabled",
-    "function_member",
-    "tail",
 ]
 
 DECISIONS = "Decisions"
@@ -74,8 +73,12 @@ METRICS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
 }
 
 
-class _Config:
-    __slots__ = ("enabled", "function", "namespace", "tails")
+class Config:
+    """What the metrics of this process look like: ``enabled`` (``METRICS``), the
+    ``FunctionName`` member as JSON text (``function``), and the ``_aws`` text of each set
+    of metrics (``tail``), the decision line's built in advance."""
+
+    __slots__ = ("decision_tail", "enabled", "function", "namespace", "tails")
 
     def __init__(self, enabled: bool, namespace: str, function: str) -> None:
         self.enabled = enabled
@@ -83,51 +86,38 @@ class _Config:
         self.function = f'"{FUNCTION_NAME}":{_quote(function)}'
         # Per tuple of metric names: the text of _aws after its Timestamp.
         self.tails: dict[tuple[str, ...], str] = {}
+        self.decision_tail = self.tail((DECISIONS, DECISION_LATENCY))
+
+    def tail(self, names: tuple[str, ...]) -> str:
+        """The text of ``_aws`` that follows its ``Timestamp`` value, for a line carrying
+        the metrics ``names`` (each a key of ``METRICS``): ``,"CloudWatchMetrics":[...]}``.
+        Metrics that share their dimension sets share one directive.
+
+        Raises:
+            KeyError: a name is not a known metric.
+        """
+        text = self.tails.get(names)
+        if text is None:
+            groups: dict[tuple[tuple[str, ...], ...], list[str]] = {}
+            for name in names:
+                groups.setdefault(METRICS[name][1], []).append(name)
+            directives = []
+            for dimension_sets, members in groups.items():
+                dimensions = ",".join("[" + ",".join(map(_quote, group)) + "]" for group in dimension_sets)
+                metrics = ",".join(f'{{"Name":{_quote(name)},"Unit":{_quote(METRICS[name][0])}}}' for name in members)
+                directives.append(f'{{"Namespace":{_quote(self.namespace)},"Dimensions":[{dimensions}],'
+                                  f'"Metrics":[{metrics}]}}')
+            text = self.tails[names] = ',"CloudWatchMetrics":[' + ",".join(directives) + "]}"
+        return text
 
 
-# Written by every process that logs, configured or not (tests, local tools): the
-# declared defaults of METRICS and METRICS_NAMESPACE, and FunctionName "local".
-_config = _Config(True, "PolicyEngine", "local")
+#: The configuration in force. Every process that logs has one, configured or not (tests,
+#: local tools): the declared defaults of METRICS and METRICS_NAMESPACE, FunctionName "local".
+config = Config(True, "PolicyEngine", "local")
 
 
 def configure(*, enabled: bool, namespace: str, function_name: str) -> None:
     """Set ``METRICS``, ``METRICS_NAMESPACE`` and the ``FunctionName`` dimension for this
     process (``bootstrap`` calls it with the settings; the last call wins)."""
-    global _config
-    _config = _Config(enabled, namespace, function_name)
-
-
-def enabled() -> bool:
-    """Whether log lines carry metrics (``METRICS``)."""
-    return _config.enabled
-
-
-def function_member() -> str:
-    """``"FunctionName":"<name>"``: the dimension member, as JSON text."""
-    return _config.function
-
-
-def tail(names: tuple[str, ...]) -> str:
-    """The text of ``_aws`` that follows its ``Timestamp`` value, for a line carrying the
-    metrics ``names`` (each a key of ``METRICS``): ``,"CloudWatchMetrics":[...]}``.
-
-    Metrics that share their dimension sets share one directive. Built once per tuple of
-    names and configuration.
-
-    Raises:
-        KeyError: a name is not a known metric.
-    """
-    config = _config
-    text = config.tails.get(names)
-    if text is None:
-        groups: dict[tuple[tuple[str, ...], ...], list[str]] = {}
-        for name in names:
-            groups.setdefault(METRICS[name][1], []).append(name)
-        directives = []
-        for dimension_sets, members in groups.items():
-            dimensions = ",".join("[" + ",".join(map(_quote, group)) + "]" for group in dimension_sets)
-            metrics = ",".join(f'{{"Name":{_quote(name)},"Unit":{_quote(METRICS[name][0])}}}' for name in members)
-            directives.append(f'{{"Namespace":{_quote(config.namespace)},"Dimensions":[{dimensions}],'
-                              f'"Metrics":[{metrics}]}}')
-        text = config.tails[names] = ',"CloudWatchMetrics":[' + ",".join(directives) + "]}"
-    return text
+    global config
+    config = Config(enabled, namespace, function_name)
