@@ -163,7 +163,8 @@ _NO_DIFFERENCE = _members({"gained": [], "lost": [], "gained_count": 0, "lost_co
 
 
 class Authorizer:
-    """Decides authorizer events with the given keys and permission mappings."""
+    """Decides authorizer events with the given keys and permission mappings; with a
+    ``candidate``, also evaluates it beside them (``shadow``)."""
 
     def __init__(
         self,
@@ -381,6 +382,9 @@ class Authorizer:
         policy too large for API Gateway is narrowed to the requested route when the
         identity sources make the cache key per route; otherwise ``PolicyTooLargeError``.
 
+        The answer also says what the decision line needs (``Answer.outcome``, ``grants``,
+        ``claims``) and how it was decided, for ``shadow``.
+
         Raises:
             EventError, TokenError: the request is refused (401).
             KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
@@ -397,7 +401,8 @@ class Authorizer:
         answer.basis = basis
         answer.grants = token.grants
         claim_paths = self._claim_paths
-        if claim_paths[0] is not basis.permissions or claim_paths[1] is not self._candidate_seen():
+        if claim_paths[0] is not basis.permissions or (self.candidate is not None
+                                                        and claim_paths[1] is not self.candidate.peek()):
             claim_paths = self._placeholder_paths(basis.permissions)
         if claim_paths[2]:
             claims = token.claims
@@ -446,13 +451,17 @@ class Authorizer:
         return answer
 
     def _policy_answer(self, decision: Decision, response: dict[str, Any], basis: _Basis) -> Answer:
-        answer = Answer(decision, response, "policy")
-        if decision.allowed:
-            # The policy's Allow Resources are the evaluation's (the same tuple for every
-            # caller of the grant set), and the per-request Resource when there is one.
-            answer.outcome = self._allows(basis.evaluation.resources, basis.alone, decision.excluded,
-                                          decision.denied, basis.arn)
-        return answer
+        if not decision.resources:  # a Deny: no Allow matches the request
+            return Answer(decision, response, "policy")
+        # The policy's Allow Resources are the evaluation's (the same tuple for every
+        # caller of the grant set), and the per-request Resource when there is one.
+        resources, excluded, denied, arn = basis.evaluation.resources, decision.excluded, decision.denied, basis.arn
+        if basis.alone is None:
+            # Guard (``_allows``'s, on every request): a policy and methodArn answered before.
+            known = self._outcomes.get((id(resources), id(excluded), id(denied), arn))
+            if known is not None and known[0] is resources and known[1] is excluded and known[2] is denied:
+                return Answer(decision, response, "policy", known[3])
+        return Answer(decision, response, "policy", self._allows(resources, basis.alone, excluded, denied, arn))
 
     def _allows(self, resources: tuple[str, ...], alone: str | None, excluded: tuple[str, ...],
                 denied: tuple[str, ...], arn: str, *, remember: bool = True) -> bool:
