@@ -447,7 +447,7 @@ class Authorizer:
         answer = Answer(narrowed, response, "per-route policy")
         # A policy for this request alone: its tuples are new, so nothing is remembered.
         answer.outcome = narrowed.allowed and self._allows(
-            narrowed.resources, None, narrowed.excluded, narrowed.denied, str(method_arn), remember=False)
+            narrowed.resources, None, narrowed.excluded, narrowed.denied, basis.arn, remember=False)
         return answer
 
     def _policy_answer(self, decision: Decision, response: dict[str, Any], basis: _Basis) -> Answer:
