@@ -24,7 +24,8 @@ from typing import Any
 
 from policy_engine.bootstrap import build_authorizer
 from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
-from policy_engine.logs import log, log_decision
+from policy_engine.events import request_trace
+from policy_engine.logs import begin_request, end_request, log, log_decision, log_refusal
 from policy_engine.settings import Settings
 
 try:
@@ -50,19 +51,25 @@ class AuthorizerFailure(Exception):
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     started = time.perf_counter_ns()
+    # Every line written for this request names it (Lambda's and API Gateway's ids, the route).
+    begin_request(getattr(context, "aws_request_id", None), *request_trace(event))
     try:
-        answer = AUTHORIZER.answer(event)
-    except (EventError, TokenError) as exc:
-        _log_refusal("Unauthorized", exc, started)
-        raise Unauthorized() from None
-    except Exception as exc:  # noqa: BLE001 - fail closed on everything else, including our own bugs
-        _log_refusal("Error", exc, started)
-        raise AuthorizerFailure() from None
-    decision = answer.decision
-    log_decision(decision.effect, decision.reason, decision.principal_id, len(decision.resources),
-                 decision.version, time.perf_counter_ns() - started, answer.shape, decision.placeholders_refused,
-                 decision.unconfigured_grant_claims)
-    return answer.response
+        try:
+            answer = AUTHORIZER.answer(event)
+        except (EventError, TokenError) as exc:
+            _log_refusal("Unauthorized", exc, started)
+            raise Unauthorized() from None
+        except Exception as exc:  # noqa: BLE001 - fail closed on everything else, including our own bugs
+            _log_refusal("Error", exc, started)
+            raise AuthorizerFailure() from None
+        log_decision(answer, time.perf_counter_ns() - started)
+        # The candidate permissions, evaluated for the same request once the answer is
+        # settled: never changes it, never raises.
+        AUTHORIZER.shadow(answer)
+        return answer.response
+    finally:
+        AUTHORIZER.health()
+        end_request()
 
 
 def _log_refusal(outcome: str, exc: Exception, started: int) -> None:
@@ -71,11 +78,5 @@ def _log_refusal(outcome: str, exc: Exception, started: int) -> None:
         reason, detail = exc.code, str(exc)
     else:
         reason, detail = "internal_error", type(exc).__name__
-    log(
-        "WARN" if outcome == "Unauthorized" else "ERROR",
-        "decision",
-        decision=outcome,
-        reason=reason,
-        detail=detail,
-        latency_ms=round((time.perf_counter_ns() - started) / 1e6, 3),
-    )
+    log_refusal("WARN" if outcome == "Unauthorized" else "ERROR", outcome, reason, detail,
+                time.perf_counter_ns() - started)

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import contextlib
 
+from policy_engine import metrics
 from policy_engine.adapters.jwks_http import JwksKeySource
-from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT, PermissionCache
+from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT, CandidateCache, PermissionCache
 from policy_engine.engine import Authorizer
 from policy_engine.errors import ConfigurationError
 from policy_engine.ports import PermissionSource
 from policy_engine.settings import Settings
 
-__all__ = ["build_authorizer", "key_source", "permission_source"]
+__all__ = ["build_authorizer", "candidate_cache", "key_source", "permission_source"]
+
+_STORES = ("dynamodb://", "s3://")
 
 
-def permission_source(location: str, *, max_bytes: int | None = None) -> PermissionSource:
+def permission_source(location: str, *, max_bytes: int | None = None, candidate: bool = False) -> PermissionSource:
     """The source named by a ``PERMISSIONS_SOURCE`` value: a YAML file or folder, a
     compiled snapshot file, ``dynamodb://TABLE`` or ``s3://BUCKET/KEY``.
 
     ``dynamodb://TABLE`` and ``s3://BUCKET/KEY`` build a store reader (no AWS call yet, and
     no boto3: the readers sign their own requests); nothing creates or alters a table
-    here. ``max_bytes`` caps what a store load reads.
+    here. ``max_bytes`` caps what a store load reads. With ``candidate``, a store's reader
+    reads the candidate published beside the live version (``sync --candidate``).
 
     Raises:
         ConfigurationError: the scheme is unknown, the value is malformed, or no AWS
@@ -30,10 +34,15 @@ def permission_source(location: str, *, max_bytes: int | None = None) -> Permiss
     if location.startswith("dynamodb://"):
         from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 
-        return DynamoDbPermissionSource(location.removeprefix("dynamodb://"), max_bytes=max_bytes)
+        table = location.removeprefix("dynamodb://")
+        if candidate:
+            return DynamoDbPermissionSource(table, max_bytes=max_bytes, candidate=True)  # type: ignore[call-arg,unused-ignore]
+        return DynamoDbPermissionSource(table, max_bytes=max_bytes)
     if location.startswith("s3://"):
         from policy_engine.adapters.s3 import S3PermissionSource
 
+        if candidate:
+            return S3PermissionSource(location, max_bytes=max_bytes, candidate=True)  # type: ignore[call-arg,unused-ignore]
         return S3PermissionSource(location, max_bytes=max_bytes)
     if "://" in location:
         scheme = location.split("://", 1)[0]
@@ -73,6 +82,33 @@ def key_source(settings: Settings) -> JwksKeySource:
     )
 
 
+def candidate_cache(settings: Settings) -> CandidateCache | None:
+    """The candidate permissions ``PERMISSIONS_CANDIDATE`` names, for shadow evaluation;
+    ``None`` when there are none to look for (``off``, or ``auto`` with a file source).
+
+    ``auto`` with a store reads the store's candidate on worker threads (a request never
+    waits for it); a file or folder loads on the requesting thread, as a file source does.
+    Nothing is read here.
+    """
+    choice, live = settings.permissions_candidate, settings.permissions_source
+    if choice == "off" or (choice == "auto" and not live.startswith(_STORES)):
+        return None
+    if choice == "auto":
+        max_bytes = settings.permissions_max_bytes
+
+        def store() -> PermissionSource:
+            return permission_source(live, max_bytes=max_bytes, candidate=True)
+
+        return CandidateCache(store, f"{live} (candidate)", ttl=settings.permissions_cache_ttl,
+                              max_stale=settings.permissions_max_stale, background=True)
+
+    def files() -> PermissionSource:
+        return permission_source(choice)
+
+    return CandidateCache(files, choice, ttl=settings.permissions_cache_ttl,
+                          max_stale=settings.permissions_max_stale, background=False)
+
+
 def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer:
     """Wire the adapters ``settings`` asks for; with ``prefetch``, load keys and mappings now.
 
@@ -82,7 +118,10 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     Raises:
         ConfigurationError: a setting names something that cannot be used.
     """
+    metrics.configure(enabled=settings.metrics, namespace=settings.metrics_namespace,
+                      function_name=settings.function_name)
     keys = key_source(settings)
+    candidate = candidate_cache(settings)
     # A store is a network call that can hang: its loads get deadlines. Files load inline.
     store = "://" in settings.permissions_source
     permissions = PermissionCache(
@@ -90,6 +129,9 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
         ttl=settings.permissions_cache_ttl,
         max_stale=settings.permissions_max_stale,
         wait=STORE_REQUEST_WAIT if store else None,
+        # Shadow evaluation skips a candidate equal to the live mappings: their digests
+        # are computed on the loading thread.
+        digests=candidate is not None,
     )
     introspection = None
     if settings.introspection_url is not None:
@@ -110,8 +152,10 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
 
         api_keys = load_api_key_rules(settings.api_keys_file, settings.api_key_claim)
     authorizer = Authorizer(settings, keys=keys, permissions=permissions, introspection=introspection,
-                            api_keys=api_keys)
+                            api_keys=api_keys, candidate=candidate)
     if prefetch:
+        if candidate is not None:
+            candidate.get()  # a store's candidate loads meanwhile, on its own thread; a file's now
         keys.prefetch()
         # Any failure is logged by the cache; the first request retries and fails closed.
         with contextlib.suppress(Exception):

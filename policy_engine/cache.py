@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from policy_engine.core.lastgood import Backoff, Clock, LastGood
 from policy_engine.core.permissions import (
     MAX_RESOURCE_ARN,
     PermissionSet,
     compile_records,
+    content_digest,
 )
-from policy_engine.errors import PolicyEngineError, StoreError
+from policy_engine.errors import MissingStoreError, PolicyEngineError, StoreError
 from policy_engine.logs import log
+from policy_engine.metrics import STORE_FAILURES
 from policy_engine.ports import PermissionSource
 
 __all__ = [
@@ -49,7 +52,9 @@ __all__ = [
     "RETRY_BACKOFF_CAP",
     "STORE_INIT_WAIT",
     "STORE_REQUEST_WAIT",
+    "CandidateCache",
     "PermissionCache",
+    "digest_of",
 ]
 
 #: Seconds init waits for a store's first load. Lambda allows 10 s for the whole init
@@ -77,6 +82,19 @@ class _Load:
         self.error: Exception | None = None
 
 
+_STORE_FAILURE = {STORE_FAILURES: 1}
+
+
+def digest_of(permissions: PermissionSet) -> str:
+    """The content digest of ``permissions`` (``core.permissions.content_digest``): its
+    version when that is one (files), else computed from its mappings (stores label
+    versions ``v7``, ``c3``)."""
+    version = permissions.version
+    if version.startswith("sha256:"):
+        return version
+    return content_digest((*grant.route, grant.needs) for grant in permissions.grants)
+
+
 class PermissionCache:
     """TTL cache with last-good fallback, back-off and bounded waits in front of a ``PermissionSource``.
 
@@ -92,6 +110,7 @@ class PermissionCache:
         max_stale: float,
         clock: Clock = time.monotonic,
         wait: float | None = None,
+        digests: bool = False,
     ) -> None:
         self.source = source
         self._ttl = ttl
@@ -105,6 +124,36 @@ class PermissionCache:
         self._lock = threading.Lock()
         self._load: _Load | None = None  # the load in flight, if any
         self._last_error = ""
+        # For the health line and shadow evaluation: when the store published the set
+        # in use, and its content digest (computed on the loading thread, with ``digests``).
+        self._digests = digests
+        self._published: tuple[PermissionSet | None, str | None] = (None, None)
+        self._digest: tuple[PermissionSet | None, str] = (None, "")
+
+    def peek(self) -> PermissionSet | None:
+        """The mappings last loaded, if any; never loads, never raises."""
+        return self._good.value
+
+    def refresh_age(self) -> float | None:
+        """Seconds since the source last confirmed the mappings (a load, or a check that
+        found nothing changed); ``None`` before the first."""
+        good = self._good
+        return None if good.value is None else self._clock() - good.confirmed_at
+
+    def published_at(self, permissions: PermissionSet) -> str | None:
+        """When the store recorded the publish of ``permissions`` (ISO 8601), if it did."""
+        held, at = self._published
+        return at if held is permissions else None
+
+    def digest(self, permissions: PermissionSet) -> str:
+        """The content digest of ``permissions`` (``digest_of``), from the loading thread when
+        the cache was built with ``digests``."""
+        held, digest = self._digest
+        if held is permissions:
+            return digest
+        digest = digest_of(permissions)
+        self._digest = (permissions, digest)
+        return digest
 
     def get(self, *, wait: float | None = None) -> PermissionSet:
         """The mappings to decide with now.
@@ -181,7 +230,8 @@ class PermissionCache:
                 raise load.error
             raise StoreError(f"permissions from {self.source.description} are unavailable: {load.error}")
         message = f"permissions from {self.source.description} did not answer within {bound:g}s"
-        log("ERROR", "permissions_unavailable", source=self.source.description, error="store_timeout", detail=message)
+        log("ERROR", "permissions_unavailable", source=self.source.description, error="store_timeout", detail=message,
+            metrics=_STORE_FAILURE)
         raise StoreError(message)
 
     def _run(self, load: _Load, current: PermissionSet | None) -> None:
@@ -190,6 +240,7 @@ class PermissionCache:
             raw = self.source.fetch(self._etag if current is not None else None)
             fresh = None if raw is None else compile_records(raw.records, raw.locate, version=raw.version,
                                                               on_oversized=self._report_oversized)
+            digest = (fresh, digest_of(fresh)) if fresh is not None and self._digests else None
         except Exception as exc:  # noqa: BLE001 - any failure, ours or not, falls back or fails closed
             load.error = exc
             self._failed(load, current, exc)
@@ -197,6 +248,9 @@ class PermissionCache:
             with self._lock:
                 if raw is not None:
                     self._etag = raw.etag
+                    self._published = (fresh, raw.published_at)
+                if digest is not None:
+                    self._digest = digest
                 self._good.confirm(load.started, fresh)  # fresh is None: unchanged, still confirmed
                 self._backoff.clear()
                 self._load = None
@@ -216,10 +270,11 @@ class PermissionCache:
             within = self._good.within(load.started)
         if current is not None and within:
             log("ERROR", "permissions_reload_failed", source=self.source.description, error=code,
-                detail=str(exc), serving_version=current.version, stale_seconds=round(stale), retry_in_seconds=delay)
+                detail=str(exc), serving_version=current.version, stale_seconds=round(stale), retry_in_seconds=delay,
+                metrics=_STORE_FAILURE)
         else:
             log("ERROR", "permissions_unavailable", source=self.source.description, error=code, detail=str(exc),
-                retry_in_seconds=delay)
+                retry_in_seconds=delay, metrics=_STORE_FAILURE)
 
     def _report_oversized(self, api_arn: str, stage: str, resources: tuple[str, ...]) -> None:
         # Called once per (API, stage, granting scopes) a PermissionSet remembers: a store
@@ -227,3 +282,135 @@ class PermissionCache:
         log("ERROR", "resource_too_long", source=self.source.description, api=api_arn, stage=stage,
             limit=MAX_RESOURCE_ARN, dropped=len(resources), resources=list(resources[:3]),
             fix="shorten the resource or name the stage instead of '*', then sync again")
+
+
+def _ignore_oversized(api_arn: str, stage: str, resources: tuple[str, ...]) -> None:
+    # The live cache reports these for the live mappings; a candidate's only shape the shadow.
+    return None
+
+
+class CandidateCache:
+    """The candidate permission set that shadow evaluation compares with the live one
+    (``PERMISSIONS_CANDIDATE``). Unlike ``PermissionCache`` it never makes a request wait
+    and never raises:
+
+    * ``get()`` answers what is loaded, or ``None`` (nothing yet, no candidate published,
+      or the last one confirmed more than ``max_stale`` seconds ago). When ``ttl`` has
+      passed since the last attempt it starts a load: on a worker thread (``background``:
+      stores, which can hang), else inline (files). A cold cache has nothing until its
+      first load lands: those requests are not shadowed.
+    * ``MissingStoreError`` from the source means there is no candidate: nothing is
+      served, nothing is logged but the change (``candidate_removed``), and the source is
+      asked again after ``ttl``.
+    * Any other failure (a corrupt candidate, a store that fails) is logged once per
+      failure state (``candidate_unavailable``, WARN: again only after a success or
+      with another error code); the candidate loaded before keeps serving within
+      ``max_stale``; the source is asked again after ``ttl``.
+
+    ``source`` builds the reader on the first load, so that a reader that cannot be built
+    is a candidate failure like any other, never a failed start.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], PermissionSource],
+        description: str,
+        *,
+        ttl: float,
+        max_stale: float,
+        background: bool,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.description = description
+        self._factory = source
+        self._source: PermissionSource | None = None
+        self._ttl = ttl
+        self._max_stale = max_stale
+        self._background = background
+        self._clock = clock
+        self._good: LastGood[PermissionSet] = LastGood(max_stale)
+        self._digest = ""
+        self._etag: str | None = None
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._failing: str | None = None
+
+    def get(self) -> PermissionSet | None:
+        """The candidate to shadow with now, or ``None``; starts a load when one is due."""
+        now = self._clock()
+        if now - self._checked_at >= self._ttl and self._idle.is_set():
+            self._start(now)
+        good = self._good
+        value = good.value
+        if value is None or now - good.confirmed_at > good.max_age:
+            return None
+        return value
+
+    def peek(self) -> PermissionSet | None:
+        """The candidate loaded, if any (staleness aside); never loads."""
+        return self._good.value
+
+    @property
+    def digest(self) -> str:
+        """The content digest of the candidate loaded (``digest_of``; empty: none)."""
+        return self._digest
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the load in flight; whether none is left."""
+        return self._idle.wait(timeout)
+
+    def _start(self, now: float) -> None:
+        with self._lock:
+            if not self._idle.is_set():
+                return
+            self._idle.clear()
+            self._checked_at = now
+        if not self._background:
+            self._run(now)
+            return
+        try:
+            threading.Thread(target=self._run, args=(now,), daemon=True, name="candidate-load").start()
+        except RuntimeError as exc:  # no thread to be had: a failed attempt, retried after ttl
+            self._failed(exc)
+            self._idle.set()
+
+    def _run(self, started: float) -> None:
+        held = self._good.value
+        try:
+            if self._source is None:
+                self._source = self._factory()
+            raw = self._source.fetch(self._etag if held is not None else None)
+            if raw is None:
+                self._good.confirm(started)
+            else:
+                fresh = compile_records(raw.records, raw.locate, version=raw.version, on_oversized=_ignore_oversized)
+                digest = digest_of(fresh)
+                with self._lock:
+                    self._good.confirm(started, fresh)
+                    self._digest, self._etag = digest, raw.etag
+                if held is None or held.version != fresh.version:
+                    log("INFO", "candidate_loaded", source=self.description, version=fresh.version,
+                        mappings=len(fresh))
+            self._failing = None
+        except MissingStoreError:
+            with self._lock:
+                self._good = LastGood(self._max_stale)
+                self._digest, self._etag = "", None
+            self._failing = None
+            if held is not None:
+                log("INFO", "candidate_removed", source=self.description, version=held.version)
+        except Exception as exc:  # noqa: BLE001 - a candidate never fails anything but its own shadow
+            self._failed(exc)
+        finally:
+            self._idle.set()
+
+    def _failed(self, exc: Exception) -> None:
+        code = exc.code if isinstance(exc, PolicyEngineError) else "internal_error"
+        if code == self._failing:
+            return
+        self._failing = code
+        held = self._good.value
+        log("WARN", "candidate_unavailable", source=self.description, error=code, detail=str(exc),
+            serving_version=None if held is None else held.version)

@@ -20,17 +20,35 @@ the signature is checked once, and every refusal is raised by the rule that find
 Memos: each ``Authorizer`` owns its memos (``core.memo``: at most ``MEMO_ENTRIES``
 entries each, emptied when full), directly or through the verifier and permission set
 it holds. Each is read only beside the rule whose answers it holds; none is shared
-between authorizers, and no module reads another's as a trust decision.
+between authorizers, and no module reads another's as a trust decision. Some are keyed
+by the identity of what they describe (a policy's Resource tuple, a pair of
+evaluations): they hold that object too, so an entry is only ever found for it.
+
+After the decision (``shadow``, ``health``; the handler calls them once the decision line
+is written, and neither ever raises):
+
+* Shadow evaluation: with a candidate permission set loaded (``PERMISSIONS_CANDIDATE``,
+  ``cache.CandidateCache``), the same caller (grants, claims, API, stage, request) is
+  evaluated against it. Where the candidate's outcome for the request, or the caller's
+  whole policy (Allow and Deny Resources, per-request routes), differs from the live
+  one, one ``shadow_diff`` line is written and counted (``ShadowDifferences``). The live
+  answer is never touched. A candidate whose content digest is the live one's is not
+  evaluated, and comparisons are memoised per pair of evaluations.
+* Health: at most once per ``HEALTH_INTERVAL`` seconds (and after a container's first
+  decision), a ``health`` line with the versions in use and the ages of the mappings and
+  the keys (``PermissionVersionAge``, ``PermissionsRefreshAge``, ``JwksRefreshAge``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from policy_engine.cache import PermissionCache
+from policy_engine import metrics as _metrics
+from policy_engine.cache import CandidateCache, PermissionCache
 from policy_engine.core.apikeys import ApiKeyRules
 from policy_engine.core.arn import MethodArn, parse_method_arn
 from policy_engine.core.decision import (
@@ -58,9 +76,12 @@ from policy_engine.core.decision import (
     scalar_context_counted,
     simple_answer,
 )
-from policy_engine.core.grants import read_grants
+from policy_engine.core.grants import ClaimPath, claim_path_text, placeholder_value, read_grants
+from policy_engine.core.iam import ResourceMatcher, request_allowed
+from policy_engine.core.lastgood import Clock
 from policy_engine.core.memo import Memo
-from policy_engine.core.routes import parse_route_key
+from policy_engine.core.permissions import Evaluation, PermissionSet
+from policy_engine.core.routes import RouteTemplate, parse_route_key
 from policy_engine.core.tokens import (
     IssuerRules,
     JwtVerifier,
@@ -73,15 +94,77 @@ from policy_engine.core.tokens import (
 )
 from policy_engine.errors import MalformedTokenError, PolicyTooLargeError
 from policy_engine.events import HTTP_V2, REQUEST, TOKEN, AuthorizerRequest, read_event
-from policy_engine.logs import log
+from policy_engine.logs import log, log_shadow_diff, note_target
 from policy_engine.ports import KeySource, TokenIntrospector
 from policy_engine.settings import Settings
 
-__all__ = ["Answer", "Authorizer", "VerifiedToken"]
+__all__ = ["HEALTH_INTERVAL", "Answer", "Authorizer", "VerifiedToken"]
+
+#: Seconds between two ``health`` lines of a container (the first follows its first decision).
+HEALTH_INTERVAL = 60.0
+
+_NO_DENY = ResourceMatcher(())
+_SHADOW_LISTED = 5  # Resources named in a shadow_diff line's gained and lost, each
+
+
+class _Basis:
+    """How one request was decided: what shadow evaluation repeats with the candidate."""
+
+    __slots__ = ("alone", "arn", "evaluation", "method_arn", "needs_key", "permissions", "route", "simple",
+                 "token")
+
+    def __init__(self, token: VerifiedToken, method_arn: MethodArn, permissions: PermissionSet,
+                 evaluation: Evaluation, alone: str | None, needs_key: bool) -> None:
+        self.token = token
+        self.method_arn = method_arn
+        self.permissions = permissions
+        self.evaluation = evaluation
+        self.alone = alone  # the per-request Resource allowed beside evaluation.resources
+        self.needs_key = needs_key  # routes that need an API key are denied (the caller has none)
+        self.simple = False  # answered with a simple response, for ``route`` (None: this request only)
+        self.route: RouteTemplate | None = None
+        self.arn = ""  # the methodArn as API Gateway sent it
+
+
+class _Difference:
+    """How a candidate's evaluation differs from the live one, for one caller; ``text``
+    is its part of the ``shadow_diff`` line (JSON members)."""
+
+    __slots__ = ("denied_added", "denied_removed", "gained", "lost", "text")
+
+    def __init__(self, live: Evaluation, candidate: Evaluation, prefix: str) -> None:
+        def tails(resources: set[str]) -> list[str]:
+            return sorted(r.removeprefix(prefix) for r in resources)
+
+        allowed, allowing = set(live.resources), set(candidate.resources)
+        # Per-request routes are named by their route key (they are not Resources).
+        routed = {t.key for t in live.per_request}
+        routing = {t.key for t in candidate.per_request}
+        self.gained = tails(allowing - allowed) + sorted(routing - routed)
+        self.lost = tails(allowed - allowing) + sorted(routed - routing)
+        denied, denying = set(live.excluded), set(candidate.excluded)
+        self.denied_added = tails(denying - denied)
+        self.denied_removed = tails(denied - denying)
+        members: dict[str, Any] = {"gained": self.gained[:_SHADOW_LISTED], "lost": self.lost[:_SHADOW_LISTED],
+                                   "gained_count": len(self.gained), "lost_count": len(self.lost)}
+        if self.denied_added:
+            members["denied_added"] = self.denied_added[:_SHADOW_LISTED]
+        if self.denied_removed:
+            members["denied_removed"] = self.denied_removed[:_SHADOW_LISTED]
+        self.text = _members(members)
+
+
+def _members(members: dict[str, Any]) -> str:
+    # JSON members without the braces, to splice into a hand-formatted line.
+    return json.dumps(members, separators=(",", ":"))[1:-1]
+
+
+_NO_DIFFERENCE = _members({"gained": [], "lost": [], "gained_count": 0, "lost_count": 0})
 
 
 class Authorizer:
-    """Decides authorizer events with the given keys and permission mappings."""
+    """Decides authorizer events with the given keys and permission mappings; with a
+    ``candidate``, also evaluates it beside them (``shadow``)."""
 
     def __init__(
         self,
@@ -91,14 +174,19 @@ class Authorizer:
         permissions: PermissionCache,
         introspection: TokenIntrospector | None = None,
         api_keys: ApiKeyRules | None = None,
+        candidate: CandidateCache | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.permissions = permissions
         self.introspection = introspection
         self.api_keys = api_keys
+        self.candidate = candidate
         self._clock = clock
+        self._monotonic = monotonic
+        self._health_due = float("-inf")
         rules = settings.issuer_rules()
         self._jwt = JwtVerifier(
             rules=rules,
@@ -126,6 +214,21 @@ class Authorizer:
         self._api_arns: Memo[str, bool] = Memo()
         self._scope_texts: Memo[frozenset[str], str] = Memo()
         self._resource_chars: Memo[tuple[str, ...], int] = Memo()
+        # For the decision line's outcome: a matcher per policy's Allow Resources and per
+        # pair of Deny Resource tuples, and the outcome per policy and methodArn, keyed by
+        # the tuples' identity (a memoised evaluation's tuples are the same objects for
+        # every caller of its grant set).
+        self._outcomes: Memo[tuple[int, int, int, str], tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
+                                                              bool]] = Memo()
+        self._allow_matchers: Memo[int, tuple[tuple[str, ...], ResourceMatcher]] = Memo()
+        self._deny_matchers: Memo[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], ResourceMatcher]] = Memo()
+        # Shadow evaluation: per pair of evaluations (by identity), how they differ (None: not).
+        self._differences: Memo[tuple[int, int], tuple[Evaluation, Evaluation, _Difference | None]] = Memo()
+        # The last (live, candidate) pair seen, with whether their contents are equal and
+        # the placeholder claim paths they name (the decision line's ``claims``).
+        self._same: tuple[object, object, bool, str] = (None, None, False, "")
+        self._claim_paths: tuple[object, object, tuple[tuple[str, ClaimPath], ...]] = (None, None, ())
+        self._shadow_failing = ""
 
     def verify(self, authorization: object) -> VerifiedToken:
         """Verify an ``Authorization`` header value.
@@ -187,11 +290,15 @@ class Authorizer:
         Raises:
             StoreError: no usable mappings are loaded.
         """
+        return self._decide(token, method_arn, api_keys)[0]
+
+    def _decide(self, token: VerifiedToken, method_arn: MethodArn, api_keys: bool) -> tuple[Decision, _Basis]:
         permissions = self.permissions.get()
         api_arn, stage, version = method_arn.api_arn, method_arn.stage, permissions.version
         evaluation = permissions.evaluate(token.grants, api_arn, stage, claims=token.claims)
         resources, refused, excluded, per_request = evaluation
         reason = "granted"
+        alone = None
         if per_request:
             alone = permissions.request_resource(evaluation, method_arn)
             if alone is not None:
@@ -216,17 +323,21 @@ class Authorizer:
         chars += len(principal)
         key: str | None = None
         denied: tuple[str, ...] = ()
+        needs_key = False
         if self.api_keys is not None and api_keys:
             key = self.api_keys.key_for(token.claims)
             if key is not None:
                 chars += len(key)
-            elif resources:
-                denied = self.api_keys.required_resources(api_arn, stage)
+            else:
+                needs_key = True
+                if resources:
+                    denied = self.api_keys.required_resources(api_arn, stage)
+        basis = _Basis(token, method_arn, permissions, evaluation, alone, needs_key)
         if resources:
             return Decision(ALLOW, principal, api_arn, stage, resources, reason, version, context,
-                            key, denied, chars, refused, (), excluded)
+                            key, denied, chars, refused, (), excluded), basis
         return Decision(DENY, principal, api_arn, stage, (), "no_grant", version, context, key, (), chars, refused,
-                        token.hints)
+                        token.hints), basis
 
     def _scope_text(self, grants: frozenset[str]) -> str | None:
         # The whole "scope" entry (the scope-kind grants: keys without a space), or None
@@ -271,6 +382,9 @@ class Authorizer:
         policy too large for API Gateway is narrowed to the requested route when the
         identity sources make the cache key per route; otherwise ``PolicyTooLargeError``.
 
+        The answer also says what the decision line needs (``Answer.outcome``, ``grants``,
+        ``claims``) and how it was decided, for ``shadow``.
+
         Raises:
             EventError, TokenError: the request is refused (401).
             KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
@@ -278,23 +392,46 @@ class Authorizer:
         """
         request = read_event(event, self._identity_source)
         method_arn = parse_method_arn(request.method_arn, self._api_arns)
+        note_target(method_arn)
         token = self.authenticate(request)
         # Usage plans and API keys exist on REST APIs only.
-        decision = self.decide(token, method_arn, api_keys=request.kind in (TOKEN, REQUEST))
+        decision, basis = self._decide(token, method_arn, request.kind in (TOKEN, REQUEST))
+        basis.arn = request.method_arn
+        answer = self._respond(request, method_arn, token, decision, basis)
+        answer.basis = basis
+        answer.grants = token.grants
+        claim_paths = self._claim_paths
+        if claim_paths[0] is not basis.permissions or (self.candidate is not None
+                                                        and claim_paths[1] is not self.candidate.peek()):
+            claim_paths = self._placeholder_paths(basis.permissions)
+        if claim_paths[2]:
+            claims = token.claims
+            values = {text: placeholder_value(claims, path) for text, path in claim_paths[2]}
+            answer.claims = {text: value for text, value in values.items() if value is not None}
+        return answer
+
+    def _respond(
+        self, request: AuthorizerRequest, method_arn: MethodArn, token: VerifiedToken, decision: Decision,
+        basis: _Basis,
+    ) -> Answer:
+        # The response in its shape, and its outcome for this request.
         if request.kind == HTTP_V2 and self.settings.simple_responses:
             route = None
             if self._identity_source.cache_scope == "route":
                 route = parse_route_key(request.route_key or "")
-            return simple_answer(decision, str(method_arn), route)
+            basis.simple, basis.route = True, route
+            answer = simple_answer(decision, str(method_arn), route)
+            answer.outcome = answer.response["isAuthorized"] is True
+            return answer
         response = render_iam_response(decision)
         if response_size_bound(decision, self._resource_chars) <= MAX_RESPONSE_BYTES:
-            return Answer(decision, response, "policy")
+            return self._policy_answer(decision, response, basis)
         size = response_size(response)
         if size <= MAX_RESPONSE_BYTES:
-            return Answer(decision, response, "policy")
+            return self._policy_answer(decision, response, basis)
         fitted = self._fit_context(decision, token)
         if fitted is not None:
-            return Answer(fitted[0], fitted[1], "policy")
+            return self._policy_answer(fitted[0], fitted[1], basis)
         if request.kind == TOKEN or not self._identity_source.per_route:
             log("ERROR", "policy_too_large", principal=decision.principal_id, size=size, limit=MAX_RESPONSE_BYTES,
                 event_kind=request.kind, fix="use a REQUEST authorizer with method and path identity sources")
@@ -307,4 +444,187 @@ class Authorizer:
             limit=MAX_RESPONSE_BYTES, route_size=response_size(response))
         if response_size(response) > MAX_RESPONSE_BYTES:
             raise PolicyTooLargeError("even the per-route policy exceeds the response budget")
-        return Answer(narrowed, response, "per-route policy")
+        answer = Answer(narrowed, response, "per-route policy")
+        # A policy for this request alone: its tuples are new, so nothing is remembered.
+        answer.outcome = narrowed.allowed and self._allows(
+            narrowed.resources, None, narrowed.excluded, narrowed.denied, basis.arn, remember=False)
+        return answer
+
+    def _policy_answer(self, decision: Decision, response: dict[str, Any], basis: _Basis) -> Answer:
+        if not decision.resources:  # a Deny: no Allow matches the request
+            return Answer(decision, response, "policy")
+        # The policy's Allow Resources are the evaluation's (the same tuple for every
+        # caller of the grant set), and the per-request Resource when there is one.
+        resources, excluded, denied, arn = basis.evaluation.resources, decision.excluded, decision.denied, basis.arn
+        if basis.alone is None:
+            # Guard (``_allows``'s, on every request): a policy and methodArn answered before.
+            known = self._outcomes.get((id(resources), id(excluded), id(denied), arn))
+            if known is not None and known[0] is resources and known[1] is excluded and known[2] is denied:
+                return Answer(decision, response, "policy", known[3])
+        return Answer(decision, response, "policy", self._allows(resources, basis.alone, excluded, denied, arn))
+
+    def _allows(self, resources: tuple[str, ...], alone: str | None, excluded: tuple[str, ...],
+                denied: tuple[str, ...], arn: str, *, remember: bool = True) -> bool:
+        """What API Gateway does with the request ``arn`` under a policy allowing
+        ``resources`` (and ``alone``) and denying ``excluded`` and ``denied``
+        (``core.iam.request_allowed``)."""
+        if alone is None:
+            # Guard: a policy and methodArn answered before get the same answer.
+            key = (id(resources), id(excluded), id(denied), arn)
+            known = self._outcomes.get(key)
+            if known is not None and known[0] is resources and known[1] is excluded and known[2] is denied:
+                return known[3]
+            allowed = self._allowed(resources, None, excluded, denied, arn, remember)
+            if remember:
+                self._outcomes.remember(key, (resources, excluded, denied, allowed))
+            return allowed
+        return self._allowed(resources, alone, excluded, denied, arn, remember)
+
+    def _allowed(self, resources: tuple[str, ...], alone: str | None, excluded: tuple[str, ...],
+                 denied: tuple[str, ...], arn: str, remember: bool) -> bool:
+        entry = self._allow_matchers.get(id(resources))
+        if entry is None or entry[0] is not resources:
+            entry = (resources, ResourceMatcher(resources))
+            if remember:
+                self._allow_matchers.remember(id(resources), entry)
+        if not excluded and not denied:
+            deny = _NO_DENY
+        else:
+            both = self._deny_matchers.get((id(excluded), id(denied)))
+            if both is None or both[0] is not excluded or both[1] is not denied:
+                both = (excluded, denied, ResourceMatcher((*excluded, *denied)))
+                if remember:
+                    self._deny_matchers.remember((id(excluded), id(denied)), both)
+            deny = both[2]
+        if request_allowed(entry[1], deny, arn):
+            return True
+        return alone is not None and request_allowed(ResourceMatcher((alone,)), deny, arn)
+
+    def _candidate_seen(self) -> PermissionSet | None:
+        return None if self.candidate is None else self.candidate.peek()
+
+    def _placeholder_paths(self, live: PermissionSet) -> tuple[object, object, tuple[tuple[str, ClaimPath], ...]]:
+        # The claim paths the live and candidate sets' placeholders name, with their text.
+        candidate = self._candidate_seen()
+        paths = set(live.claim_paths) | set(() if candidate is None else candidate.claim_paths)
+        self._claim_paths = (live, candidate, tuple((claim_path_text(path), path) for path in sorted(paths)))
+        return self._claim_paths
+
+    def shadow(self, answer: Answer) -> None:
+        """Evaluate the candidate permission set for the request ``answer`` answered, and
+        log a ``shadow_diff`` line where it differs from the live one (see the module's
+        docstring). Never raises and never changes ``answer``; a failure is logged once
+        per kind (``shadow_failed``)."""
+        candidate = self.candidate
+        basis = answer.basis
+        if candidate is None or basis is None:
+            return
+        try:
+            self._shadow(answer, basis, candidate)
+        except Exception as exc:  # noqa: BLE001 - the live decision is made; nothing here may undo it
+            kind = type(exc).__name__
+            if kind != self._shadow_failing:
+                self._shadow_failing = kind
+                log("WARN", "shadow_failed", error=kind)
+
+    def _shadow(self, answer: Answer, basis: _Basis, cache: CandidateCache) -> None:
+        candidate = cache.get()
+        if candidate is None:
+            return
+        live = basis.permissions
+        same = self._same
+        if same[0] is not live or same[1] is not candidate:
+            versions = _members({"live_version": live.version, "candidate_version": candidate.version})
+            same = self._same = (live, candidate, self.permissions.digest(live) == cache.digest, versions)
+        if same[2]:
+            return
+        token, method_arn = basis.token, basis.method_arn
+        api_arn, stage = method_arn.api_arn, method_arn.stage
+        live_evaluation = basis.evaluation
+        evaluation = candidate.evaluate(token.grants, api_arn, stage, claims=token.claims)
+        pair = (id(live_evaluation), id(evaluation))
+        entry = self._differences.get(pair)
+        if entry is None or entry[0] is not live_evaluation or entry[1] is not evaluation:
+            difference = (None if live_evaluation == evaluation
+                          else _Difference(live_evaluation, evaluation, f"{api_arn}/{stage}/"))
+            entry = self._differences.remember(pair, (live_evaluation, evaluation, difference))
+        difference = entry[2]
+        if difference is None and not evaluation.per_request:
+            return  # the same policy: the same outcome
+        outcome = self._candidate_outcome(candidate, evaluation, basis, answer.decision.principal_id)
+        if difference is None and outcome == answer.outcome:
+            return
+        log_shadow_diff(answer.decision.principal_id, same[3], answer.outcome, outcome,
+                        _NO_DIFFERENCE if difference is None else difference.text)
+
+    def _candidate_outcome(self, candidate: PermissionSet, evaluation: Evaluation, basis: _Basis,
+                           principal: str) -> bool:
+        # What API Gateway would do with the request had the candidate decided, through
+        # the same rules as the live answer (API keys, simple responses).
+        method_arn, arn = basis.method_arn, basis.arn
+        resources, _, excluded, per_request = evaluation
+        alone = candidate.request_resource(evaluation, method_arn) if per_request else None
+        if not resources and alone is None:
+            return False
+        denied: tuple[str, ...] = ()
+        if basis.needs_key and self.api_keys is not None:
+            denied = self.api_keys.required_resources(method_arn.api_arn, method_arn.stage)
+        if basis.simple:
+            granted = resources if alone is None else (*resources, alone)
+            decision = Decision(ALLOW, principal, method_arn.api_arn, method_arn.stage, granted, "granted",
+                                candidate.version, denied=denied, excluded=excluded)
+            return simple_answer(decision, arn, basis.route).response["isAuthorized"] is True
+        return self._allows(resources, alone, excluded, denied, arn)
+
+    def health(self) -> None:
+        """Write the ``health`` line when it is due (at most once per ``HEALTH_INTERVAL``
+        seconds; the first after the container's first decision). Never raises."""
+        now = self._monotonic()
+        if now < self._health_due:
+            return
+        self._health_due = now + HEALTH_INTERVAL
+        try:
+            self._write_health()
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be written is not worth a failure
+            log("WARN", "health_failed", error=type(exc).__name__)
+
+    def _write_health(self) -> None:
+        fields: dict[str, Any] = {}
+        ages: dict[str, float] = {}
+        live = self.permissions.peek()
+        if live is not None:
+            fields["version"] = live.version
+            published = self.permissions.published_at(live)
+            if published is not None:
+                ages[_metrics.PERMISSION_VERSION_AGE] = round(max(0.0, self._clock() - _epoch(published)), 3)
+            refreshed = self.permissions.refresh_age()
+            if refreshed is not None:
+                ages[_metrics.PERMISSIONS_REFRESH_AGE] = round(refreshed, 3)
+        candidate = self._candidate_seen()
+        if candidate is not None:
+            fields["candidate_version"] = candidate.version
+        refresh_age = getattr(self.keys, "refresh_age", None)
+        keys_age = refresh_age() if callable(refresh_age) else None
+        if keys_age is not None:
+            ages[_metrics.JWKS_REFRESH_AGE] = round(keys_age, 3)
+        if not _metrics.config.enabled:
+            fields.update(ages)  # the ages as plain members
+        log("INFO", "health", metrics=ages or None, **fields)
+
+
+_epochs: dict[str, float] = {}
+
+
+def _epoch(text: str) -> float:
+    # An ISO 8601 time as the stores record it (UTC, maybe with a "Z"), in epoch seconds.
+    seconds = _epochs.get(text)
+    if seconds is None:
+        from datetime import UTC, datetime
+
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if len(_epochs) >= 16:
+            _epochs.clear()
+        seconds = _epochs[text] = moment.timestamp()
+    return seconds

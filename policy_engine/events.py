@@ -24,7 +24,7 @@ from typing import Any
 
 from policy_engine.errors import ConfigurationError, EventError, MalformedTokenError, MissingTokenError
 
-__all__ = ["AuthorizerRequest", "IdentitySource", "parse_identity_source", "read_event"]
+__all__ = ["AuthorizerRequest", "IdentitySource", "parse_identity_source", "read_event", "request_trace"]
 
 TOKEN, REQUEST, HTTP_V1, HTTP_V2 = "TOKEN", "REQUEST", "HTTP_V1", "HTTP_V2"
 
@@ -73,6 +73,30 @@ class IdentitySource:
     @property
     def per_route(self) -> bool:
         return self.cache_scope != "identity"
+
+
+def request_trace(event: Any) -> tuple[str | None, str | None]:
+    """API Gateway's id of the request and its route, for every log line written while
+    it is handled: ``(requestContext.requestId, route)``, each ``None`` when the event
+    does not carry it (a TOKEN event has no ``requestContext``). Never raises: it is read
+    before the event is judged, so that a refusal's line names the request too.
+
+    The route is HTTP API's ``routeKey`` (``GET /pets/{petId}``, ``$default``), else
+    ``requestContext.httpMethod`` and ``requestContext.resourcePath`` (REST REQUEST
+    events and HTTP API payload 1.0: ``GET /pets/{petId}``).
+    """
+    if event.__class__ is not dict and not isinstance(event, Mapping):
+        return None, None
+    context = event.get("requestContext")
+    if context is None or (context.__class__ is not dict and not isinstance(context, Mapping)):
+        route = event.get("routeKey")
+        return None, (route if route.__class__ is str else None)
+    request_id = context.get("requestId")
+    route = event.get("routeKey")
+    if route.__class__ is not str:
+        method, path = context.get("httpMethod"), context.get("resourcePath")
+        route = f"{method} {path}" if method.__class__ is str and path.__class__ is str else None
+    return (request_id if request_id.__class__ is str else None), route
 
 
 _CONTEXT_PREFIXES = ("method.request.", "$request.", "context.", "$context.", "stageVariables.", "$stageVariables.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -59,6 +60,10 @@ DEFAULT_PERMISSIONS_SOURCE = str(Path(__file__).resolve().parent.parent / "permi
 # the reload peak was 469 MiB. An uncapped 82 MB object took a container to 657 MB.
 DEFAULT_PERMISSIONS_MAX_BYTES = 24 * 1024 * 1024
 
+
+# CloudWatch's namespace rule (PutMetricData's Namespace: these characters, 1-255, not
+# starting with ':').
+_NAMESPACE = re.compile(r"[A-Za-z0-9.\-_/# ][A-Za-z0-9.\-_/#: ]{0,254}")
 
 #: Metadata key under which each ``Settings`` field carries its ``Variable``.
 _DECLARATION = "variable"
@@ -134,6 +139,12 @@ class Settings:
         "PERMISSIONS_MAX_BYTES", "integer", "most bytes one store load reads (the S3 object, or a table "
         "version's snapshot, uncompressed); a larger snapshot is refused", minimum=1024, maximum=2.0**31,
         shown="25165824 (24 MiB)"))
+    permissions_candidate: str = field(default="auto", metadata=_declare(
+        "PERMISSIONS_CANDIDATE", "text", "the candidate permissions every decision is also evaluated against "
+        "(shadow evaluation: the live mappings still decide; differences are logged as `shadow_diff`): `auto` "
+        "reads the candidate `sync --candidate` publishes beside a `dynamodb://` or `s3://` "
+        "`PERMISSIONS_SOURCE` (a file source has none), `off` evaluates none, anything else is a YAML file "
+        "or folder or a compiled snapshot file"))
     algorithms: frozenset[str] = field(default=frozenset({"RS256"}), metadata=_declare(
         "ALLOWED_ALGORITHMS", "set", "JWS algorithms accepted; HMAC (a public JWKS is never a shared secret) "
         "and `none` never are", choices=SUPPORTED_ALGORITHMS))
@@ -217,6 +228,15 @@ class Settings:
         "API_KEYS_FILE", "text", "YAML file of API keys per client and the routes that need one (example: "
         "`examples/api-keys.yaml`)"))
 
+    metrics: bool = field(default=True, metadata=_declare(
+        "METRICS", "flag", "`false` leaves the CloudWatch metrics (Embedded Metric Format members) out of the "
+        "log lines"))
+    metrics_namespace: str = field(default="PolicyEngine", metadata=_declare(
+        "METRICS_NAMESPACE", "text", "CloudWatch namespace of the metrics (1-255 characters: letters, digits, "
+        "`.-_/#: ` and spaces; not `AWS/...`)"))
+    function_name: str = field(default="local", metadata=_declare(
+        "AWS_LAMBDA_FUNCTION_NAME", "text", "set by Lambda: the metrics' `FunctionName` dimension"))
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``), reading every declared variable.
@@ -263,6 +283,20 @@ class Settings:
                 "SIMPLE_RESPONSES",
                 "needs per-route identity sources: add $context.routeKey (or $context.httpMethod and "
                 "$context.path) to IDENTITY_SOURCE and to the authorizer",
+            )
+        if not _NAMESPACE.fullmatch(settings.metrics_namespace) or settings.metrics_namespace.startswith("AWS/"):
+            # CloudWatch drops the metrics of a line whose namespace it refuses: say so at start-up.
+            raise ConfigurationError(
+                "METRICS_NAMESPACE",
+                f"{settings.metrics_namespace!r} is not a CloudWatch namespace (1-255 characters of letters, "
+                "digits, spaces and . - _ / # :, not starting with ':' or AWS/)",
+            )
+        candidate = settings.permissions_candidate
+        if candidate not in ("auto", "off") and "://" in candidate:
+            raise ConfigurationError(
+                "PERMISSIONS_CANDIDATE",
+                f"{candidate!r}: a store's candidate is read with 'auto' (its PERMISSIONS_SOURCE); "
+                "name a YAML file or folder or a compiled snapshot file, or 'off'",
             )
         settings.issuer_rules()  # an issuer configured twice, an entry without audiences
         return settings

@@ -34,6 +34,7 @@ from policy_engine.core.tokens import VerificationKey, load_jwks
 from policy_engine.core.urls import check_trusted_url
 from policy_engine.errors import KeySourceError, UnknownKeyError
 from policy_engine.logs import log
+from policy_engine.metrics import JWKS_FAILURES
 
 __all__ = ["PREFETCH_BUDGET", "JwksKeySource"]
 
@@ -45,6 +46,8 @@ __all__ = ["PREFETCH_BUDGET", "JwksKeySource"]
 PREFETCH_BUDGET = 3.0
 
 FetchJson = Callable[[str, float], Any]
+
+_JWKS_FAILURE = {JWKS_FAILURES: 1}
 
 
 def _default_fetch(url: str, timeout: float) -> Any:
@@ -117,9 +120,15 @@ class JwksKeySource:
             try:
                 self._refresh(state, self._clock(), until)
             except KeySourceError as exc:
-                log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=str(exc))
+                log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=str(exc), metrics=_JWKS_FAILURE)
                 state.last_attempt = float("-inf")
                 state.backoff.clear()
+
+    def refresh_age(self) -> float | None:
+        """Seconds since the oldest of the issuers' last successful JWKS fetches, counting
+        only issuers fetched at least once (``None``: none yet)."""
+        confirmed = [state.good.confirmed_at for state in self._issuers.values() if state.good.value is not None]
+        return self._clock() - min(confirmed) if confirmed else None
 
     def get_key(self, issuer: str, kid: str) -> VerificationKey:
         """The key ``issuer`` published under ``kid``.
@@ -146,7 +155,7 @@ class JwksKeySource:
                 if good.value is None:
                     raise
                 log("ERROR", "jwks_refresh_failed", issuer=issuer, error=str(exc),
-                    stale_seconds=round(good.age(now)))
+                    stale_seconds=round(good.age(now)), metrics=_JWKS_FAILURE)
         keys = good.value
         if keys is None:
             raise KeySourceError("JWKS unavailable (retrying after min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL))")

@@ -130,11 +130,22 @@ class Decision:
 # frozen dataclass. Nothing mutates it.
 @dataclass(slots=True)
 class Answer:
-    """The response for API Gateway and the decision behind it; ``shape`` names the format."""
+    """The response for API Gateway and the decision behind it; ``shape`` names the format.
+
+    For the decision line (the engine fills them in): ``outcome``, what API Gateway does
+    with the request given ``response`` (true: it goes through); ``grants``, the caller's
+    grant keys; ``claims``, the caller's values of the permission sets' placeholder
+    claims (``None`` when the sets have no placeholders). ``basis`` is the engine's own
+    record of how it decided (for shadow evaluation), opaque to everyone else.
+    """
 
     decision: Decision
     response: dict[str, Any]
     shape: str
+    outcome: bool = False
+    grants: frozenset[str] = frozenset()
+    claims: dict[str, str] | None = None
+    basis: Any = None
 
 
 def render_iam_response(decision: Decision) -> dict[str, Any]:

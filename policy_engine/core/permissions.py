@@ -585,7 +585,7 @@ class PermissionSet:
     """
 
     __slots__ = ("_claimed", "_guarded", "_memo", "_on_oversized", "_paths", "_plain", "_plans", "_siblings",
-                 "grant_keys", "grants", "scopes", "version")
+                 "claim_paths", "grant_keys", "grants", "scopes", "version")
 
     def __init__(
         self, grants: Iterable[Grant], version: str | None = None, *, on_oversized: OversizedReport | None = None
@@ -638,6 +638,9 @@ class PermissionSet:
                   for at, entries in self._guarded[key].items()}
             for key in claimed
         }
+        #: Every claim path a placeholder of these mappings names, sorted (empty: none).
+        self.claim_paths: tuple[ClaimPath, ...] = tuple(sorted(
+            {path for places in self._paths.values() for paths in places.values() for path in paths}))
         self.version: str = version or content_digest((*g.route, g.needs) for g in self.grants)
         self._memo: Memo[tuple[Any, ...], Evaluation] = Memo()
         self._plans: Memo[tuple[str, str, frozenset[str]], tuple[frozenset[str], tuple[ClaimPath, ...]]] = Memo()

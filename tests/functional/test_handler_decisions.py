@@ -63,7 +63,10 @@ def test_one_json_log_line_per_decision_and_never_the_token(idp, make_handler, c
         invoke(handler, token_event(token, "GET", "/pets"))
     invoke(handler, token_event(tokens[0] + "x", "GET", "/pets"))  # bad signature
     err = capsys.readouterr().err
-    records = [json.loads(line) for line in err.splitlines()]
+    lines = [json.loads(line) for line in err.splitlines()]
+    # Besides the decisions: the container's first health line.
+    assert [r["event"] for r in lines if r["event"] != "decision"] == ["health"]
+    records = [r for r in lines if r["event"] == "decision"]
     assert [r["decision"] for r in records] == ["Allow", "Deny", "Unauthorized", "Unauthorized"]
     assert records[0]["principal"] == "demo-client" and records[0]["routes"] == 2 and records[0]["version"]
     for token in tokens:

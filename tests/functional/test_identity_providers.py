@@ -373,13 +373,18 @@ def test_the_tenant_check_names_tid_and_never_asks_for_keys_of_unknown_tenants(i
 # Say why
 
 
+def _decision_line(err: str) -> dict:
+    # The last decision line (a health line may follow it).
+    return [json.loads(line) for line in err.splitlines() if json.loads(line)["event"] == "decision"][-1]
+
+
 def test_a_token_with_unread_roles_is_denied_and_the_log_line_names_the_claim(idp, make_handler, capsys):
     # Default configuration (scopes only) and an Entra app-only token: roles, no scp.
     handler = make_handler()
     capsys.readouterr()
     result = invoke(handler, token_event(idp.mint(scope=None, roles=["Pets.Read.All"]), "GET", "/pets"))
     assert verdict(result, "GET", "/pets") is Verdict.EXPLICIT_DENY
-    record = json.loads(capsys.readouterr().err.splitlines()[-1])
+    record = _decision_line(capsys.readouterr().err)
     assert record["decision"] == "Deny" and record["reason"] == "no_grant"
     assert record["unconfigured_grant_claims"] == ["roles"]
     assert "Pets.Read.All" not in json.dumps(record)
@@ -389,7 +394,7 @@ def test_a_token_granted_something_carries_no_hint_in_the_log(idp, make_handler,
     handler = make_handler()
     capsys.readouterr()
     invoke(handler, token_event(idp.mint(scope="pets:read", groups=["pet-readers"]), "GET", "/pets"))
-    record = json.loads(capsys.readouterr().err.splitlines()[-1])
+    record = _decision_line(capsys.readouterr().err)
     assert record["decision"] == "Allow" and "unconfigured_grant_claims" not in record
 
 
@@ -398,7 +403,7 @@ def test_a_configured_source_is_no_hint(idp, make_handler, capsys):
     capsys.readouterr()
     token = idp.mint(scope=None, permissions=[], roles=["Pets.Read.All"], groups=["g"])
     invoke(handler, token_event(token, "GET", "/pets"))
-    record = json.loads(capsys.readouterr().err.splitlines()[-1])
+    record = _decision_line(capsys.readouterr().err)
     assert record["decision"] == "Deny" and record["unconfigured_grant_claims"] == ["roles", "groups"]
 
 
@@ -407,7 +412,7 @@ def test_a_token_holding_grants_gets_no_hint(idp, make_handler, capsys):
     handler = make_handler()
     capsys.readouterr()
     invoke(handler, token_event(idp.mint(scope="email", roles=["Pets.Read.All"]), "GET", "/pets"))
-    record = json.loads(capsys.readouterr().err.splitlines()[-1])
+    record = _decision_line(capsys.readouterr().err)
     assert record["decision"] == "Deny" and "unconfigured_grant_claims" not in record
 
 
