@@ -1,10 +1,9 @@
 """The metrics the authorizer publishes, as the deployment tests expect them: one list for both templates.
 
-Taken from issue 18's contract (section 3: CloudWatch Embedded Metric Format). The SAM
+Read from the runtime's declaration (``policy_engine.metrics``, the Embedded Metric Format). The SAM
 template's and the CDK construct's alarms and dashboards may only read these names, with
 one of these dimension sets: CloudWatch files a data point under exactly the dimension set
 its EMF directive names, so an alarm on any other combination would stay without data.
-When the runtime declares these as constants, point ``PUBLISHED_METRICS`` at them.
 """
 
 from __future__ import annotations
@@ -14,22 +13,18 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from policy_engine.metrics import METRICS
+from policy_engine.settings import variable
+
 #: The namespace the authorizer writes to unless ``METRICS_NAMESPACE`` says otherwise.
-DEFAULT_NAMESPACE = "PolicyEngine"
+DEFAULT_NAMESPACE = variable("METRICS_NAMESPACE").default
 #: The values of the ``decision`` dimension.
 DECISIONS = frozenset({"Allow", "Deny", "Unauthorized", "Error"})
 
-_FUNCTION = frozenset({"FunctionName"})
-#: metric name -> (unit, the dimension sets it is published with)
+#: metric name -> (unit, the dimension sets it is published with): the runtime's own
+#: declaration (``policy_engine.metrics.METRICS``), so a template can only read what is written.
 PUBLISHED_METRICS: Mapping[str, tuple[str, tuple[frozenset[str], ...]]] = {
-    "Decisions": ("Count", (_FUNCTION | {"decision"}, _FUNCTION | {"decision", "reason"})),
-    "DecisionLatency": ("Milliseconds", (_FUNCTION,)),
-    "ShadowDifferences": ("Count", (_FUNCTION,)),
-    "StoreFailures": ("Count", (_FUNCTION,)),
-    "JwksFailures": ("Count", (_FUNCTION,)),
-    "PermissionVersionAge": ("Seconds", (_FUNCTION,)),
-    "PermissionsRefreshAge": ("Seconds", (_FUNCTION,)),
-    "JwksRefreshAge": ("Seconds", (_FUNCTION,)),
+    name: (unit, tuple(frozenset(dimensions) for dimensions in sets)) for name, (unit, sets) in METRICS.items()
 }
 
 

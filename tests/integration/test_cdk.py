@@ -611,6 +611,7 @@ def _build(tmp_path: Path, bundle: Path | None = None, **options: Any) -> Policy
     ({"settings": {"SCOPE_CLAIM": "roles"}}, "SCOPE_CLAIM", "did you mean SCOPE_CLAIMS"),
     ({"settings": {"PERMISSIONS_SOURCE": "s3://b/k"}}, "PERMISSIONS_SOURCE", "set by the construct"),
     ({"settings": {"ISSUER": ISSUER}}, "ISSUER", "also given"),
+    ({"settings": {"AWS_LAMBDA_FUNCTION_NAME": "mine"}}, "AWS_LAMBDA_FUNCTION_NAME", "reserved by Lambda"),
     ({"issuer": "http://issuer.example"}, "ISSUER", "https"),
     ({"settings": {"CLOCK_LEEWAY": "900"}}, "CLOCK_LEEWAY", "between"),
     ({"settings": {"INTROSPECTION_URL": "https://idp.example/introspect", "INTROSPECTION_CLIENT_ID": "rs",

@@ -410,6 +410,9 @@ def _environment(settings: Mapping[str, str], **props: Any) -> dict[str, str]:
             raise ConfigurationError(name, f"is not a policy-engine setting{hint}")
         if var.attribute in _DERIVED:
             raise ConfigurationError(name, "is set by the construct from its store and authorizer type")
+        if name.startswith("AWS_"):
+            # Lambda reserves these names and sets them itself; a deploy that sets one fails.
+            raise ConfigurationError(name, "is reserved by Lambda, which sets it; leave it out")
         if var.attribute in props and props[var.attribute] is not None:
             raise ConfigurationError(name, f"is also given as the {var.attribute!r} prop; give it once")
         if not isinstance(value, str):
