@@ -82,7 +82,7 @@ def test_promote_is_refused_with_exit_1_when_live_moved_and_force_promotes(targe
           "--candidate"])
     main(["sync", target, "--permissions", str(write_permissions(live, [("GET", "/z", "s")]))])
     refused = _json(["promote", target], capsys, 1)
-    assert list(refused) == _fields("sync")[:-2] + ["candidate", "candidate_removed"]
+    assert list(refused) == [*_fields("sync")[:-2], "candidate", "candidate_removed"]
     assert refused["status"] == "refused" and "moved from v1 to v2 since c1" in refused["error"]
     capsys.readouterr()
     assert main(["promote", target]) == 1
