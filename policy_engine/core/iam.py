@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["MalformedResponseError", "Verdict", "evaluate_response", "glob_matches", "glob_regex"]
+__all__ = [
+    "MalformedResponseError",
+    "ResourceMatcher",
+    "Verdict",
+    "evaluate_response",
+    "glob_matches",
+    "glob_regex",
+    "request_allowed",
+]
 
 
 class Verdict(enum.Enum):
@@ -55,6 +63,64 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 def glob_matches(pattern: str, value: str) -> bool:
     """IAM resource matching: ``*`` crosses ``/``, ``?`` is one character, full match."""
     return glob_regex(pattern).fullmatch(value) is not None
+
+
+class ResourceMatcher:
+    """Whether any of a list of Resources matches an ARN: ``any(glob_matches(r, arn) for r
+    in resources)``, built once per list and then answered in a few dictionary lookups.
+
+    A guard beside ``glob_matches`` for lists that are asked about again and again (a
+    memoised policy, on every request that logs its outcome): Resources without a
+    wildcard go in a set; the others are grouped by their literal text up to the last
+    ``/`` before their first wildcard, and each group is one compiled alternation. An ARN
+    is then looked up in the set and matched only against the groups whose literal text
+    it starts with, at each ``/`` of its own. ``tests/unit/test_guards.py`` holds it equal
+    to the rule.
+    """
+
+    __slots__ = ("_exact", "_groups")
+
+    def __init__(self, resources: Iterable[str]) -> None:
+        exact: set[str] = set()
+        grouped: dict[str, list[str]] = {}
+        for resource in resources:
+            star, mark = resource.find("*"), resource.find("?")
+            first = min(i for i in (star, mark) if i >= 0) if star >= 0 or mark >= 0 else -1
+            if first < 0:
+                exact.add(resource)
+                continue
+            head = resource[: resource.rfind("/", 0, first) + 1]
+            grouped.setdefault(head, []).append(resource)
+        self._exact = frozenset(exact)
+        self._groups = {
+            head: re.compile("|".join(f"(?:{glob_regex(glob).pattern})" for glob in sorted(globs)), re.DOTALL)
+            for head, globs in grouped.items()
+        }
+
+    def matches(self, arn: str) -> bool:
+        """Some Resource of the list matches ``arn`` (IAM globs, whole ARN, case-sensitive)."""
+        if arn in self._exact:
+            return True
+        groups = self._groups
+        if not groups:
+            return False
+        pattern = groups.get("")
+        if pattern is not None and pattern.fullmatch(arn):
+            return True
+        cut = arn.find("/")
+        while cut >= 0:
+            pattern = groups.get(arn[: cut + 1])
+            if pattern is not None and pattern.fullmatch(arn):
+                return True
+            cut = arn.find("/", cut + 1)
+        return False
+
+
+def request_allowed(allow: ResourceMatcher, deny: ResourceMatcher, arn: str) -> bool:
+    """What API Gateway does with the request ``arn`` under a policy of Allow Resources
+    ``allow`` and Deny Resources ``deny``: allowed when an Allow matches and no Deny does
+    (an explicit Deny wins)."""
+    return allow.matches(arn) and not deny.matches(arn)
 
 
 def _as_list(value: Any, what: str) -> list[Any]:

@@ -37,6 +37,7 @@ from policy_engine.core.decision import (
     listable_scopes,
     response_size_bound,
 )
+from policy_engine.core.iam import ResourceMatcher, Verdict, evaluate_response, glob_matches, request_allowed
 from policy_engine.core.memo import MEMO_ENTRIES, Memo
 from policy_engine.core.permissions import PermissionSet, compile_records
 from policy_engine.core.tokens import VerifiedToken, jws
@@ -394,3 +395,27 @@ def test_the_remembered_grant_set_is_what_the_rule_reads(payloads: list[tuple[An
         except InvalidClaimsError:
             got = InvalidClaimsError
         assert got == expected
+
+
+# ResourceMatcher (core.iam): the guard beside glob_matches for Resource lists asked about
+# again and again. Resources and ARNs are drawn from a small alphabet so that wildcards,
+# slashes and shared prefixes collide often.
+_arn_chars = st.sampled_from(list("ab/*?G"))
+_resource = st.builds(lambda tail: "arn:x:api/prod/" + tail, st.text(_arn_chars, max_size=10))
+_any_resource = st.one_of(_resource, st.text(_arn_chars, max_size=8), st.just("*"))
+_request = st.builds(lambda tail: "arn:x:api/prod/" + tail, st.text(st.sampled_from(list("ab/G")), max_size=10))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(resources=st.lists(_any_resource, max_size=8), arns=st.lists(_request, min_size=1, max_size=6))
+def test_the_resource_matcher_answers_what_glob_matching_every_resource_answers(resources, arns):
+    matcher = ResourceMatcher(resources)
+    for arn in arns:
+        assert matcher.matches(arn) == any(glob_matches(r, arn) for r in resources), (resources, arn)
+    half = len(resources) // 2
+    allow, deny = ResourceMatcher(resources[:half]), ResourceMatcher(resources[half:])
+    for arn in arns:
+        policy = {"principalId": "p", "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": resources[:half] or ["none"]},
+            {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": resources[half:] or ["none"]}]}}
+        assert request_allowed(allow, deny, arn) == (evaluate_response(policy, arn) is Verdict.ALLOW)

@@ -19,8 +19,8 @@ __all__ = ["COMMANDS", "build_parser", "main", "version"]
 
 #: Subcommand modules, in help order.
 COMMANDS = (
-    "demo", "serve", "quickstart", "init", "import_", "validate", "compile", "explain", "invoke", "migrate", "sync",
-    "rollback", "promote", "discard", "bundle",
+    "demo", "serve", "quickstart", "init", "import_", "validate", "compile", "explain", "replay", "invoke",
+    "migrate", "sync", "rollback", "promote", "discard", "bundle",
 )
 
 DESCRIPTION = """\

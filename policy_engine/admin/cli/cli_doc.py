@@ -51,6 +51,34 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("new", "`location` and `version` of NEW"),
         ("scopes", "by scope, group or all-of set: `gained` and `lost` routes"),
     ),
+    "replay": (
+        ("against", "the permissions replayed against: `location`, `version`, `mappings`"),
+        ("inputs", "the LOGS arguments"),
+        ("status", "`no_difference` (exit 0), `differences` (exit 1) or `nothing_replayed` (no decision line; "
+                   "exit 2)"),
+        ("lines", "lines read (a JSON document's events count one each)"),
+        ("bytes", "bytes of those lines (uncompressed)"),
+        ("decisions", "Allow/Deny lines replayed"),
+        ("unchanged", "replayed with the logged outcome"),
+        ("gained", "requests denied live that PERMISSIONS allows"),
+        ("lost", "requests allowed live that PERMISSIONS denies"),
+        ("skipped", "lines not replayed, by kind: `not_decision` (other log lines), `refusal` (Unauthorized, "
+                    "Error), `older_release` (decision lines without the request), `damaged`"),
+        ("damaged", "the first damaged lines, each: `where` (file:line), `problem`"),
+        ("pairs", "principal and route pairs with a change, counted one by one"),
+        ("max_keys", "the bound on `pairs` and on routes (--max-keys)"),
+        ("beyond_max_keys", "`pairs` and `routes`: the `gained` and `lost` requests past the bound of each table "
+                            "(in the totals, not in `changes` or `routes`)"),
+        ("changes", "the pairs with most changes (--top), each: `principal`, `api`, `stage`, `route`, `gained`, "
+                    "`lost`, `first` (file:line)"),
+        ("routes", "the routes with most changes (--top), each: `api`, `stage`, `route`, `gained`, `lost`, "
+                   "`principals` (pairs counted for it), `first`"),
+        ("examples", "the first changed requests, each: `where`, `timestamp`, `principal`, `api`, `stage`, `route`, "
+                     "`request`, `live`, `replayed`, `change` (`gained` or `lost`), `live_version`"),
+        ("live_versions", "decisions replayed, by the live version that made them"),
+        ("notes", "what the replay could not reproduce for these lines (see docs/replay.md)"),
+        ("seconds", "time taken"),
+    ),
     "invoke": (
         ("environment", "variables set on top of the process environment (a minted token is named, not shown)"),
         ("response", "the handler's response, or null when it raised"),
