@@ -12,7 +12,7 @@ from policy_engine.admin.publish import discard, history, load_desired, promote,
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, keys_of
 from policy_engine.errors import ConflictError, CorruptStoreError, MissingStoreError, StoreTooLargeError
-from tests.faults import Crash, FaultyClient, many_routes, write_permissions
+from tests.faults import Crash, FaultyClient, aws_error, many_routes, write_permissions
 from tests.store_endpoints import S3_DENIED, fake_store_endpoint
 from tests.stores import CREDENTIALS
 
@@ -209,3 +209,21 @@ def test_discard_and_a_discard_that_loses_a_race(backend, bucket, live_and_candi
     with pytest.raises(MissingStoreError, match="no candidate to discard"):
         discard(target)
     assert read(target)[0].version == "v1"
+
+
+def test_a_publisher_without_list_rights_publishes_the_first_candidate(backend, bucket, tmp_path):
+    # Without s3:ListBucket, S3 answers the missing KEY.candidate with 403 AccessDenied.
+    target = f"s3://{bucket}/p.json"
+    sync(write_permissions(tmp_path / "a.yaml", [("GET", "/a", "s")]), target)
+
+    def denied_when_missing(n, kwargs, real):
+        try:
+            return real(**kwargs)
+        except Exception as exc:
+            if "NoSuchKey" in str(exc):
+                raise aws_error("AccessDenied", "GetObject", status=403) from None
+            raise
+
+    faulty = FaultyClient(backend.client("s3"), get_object=denied_when_missing)
+    result = sync(write_permissions(tmp_path / "c.yaml", [("GET", "/c", "s")]), target, candidate=True, client=faulty)
+    assert result.candidate == 1 and read(target, candidate=True)[0].version == "c1"

@@ -312,13 +312,13 @@ class S3Target:
 
     def candidate(self) -> Candidate | None:
         where = f"s3://{self.store.bucket}/{self.store.candidate_key}"
-        try:
-            body, etag = self.store.get(self.store.candidate_key)
-        except MissingStoreError as exc:
-            if "NoSuchKey" not in str(exc):
-                raise
+        # Missing, or AccessDenied (a role without s3:ListBucket asking about a missing
+        # object): a candidate publish then creates it with If-None-Match, which tells the two apart.
+        got = self.store._read_copy(self.store.candidate_key)
+        if got is None:
             self.last_candidate, self._candidate, self._candidate_etag = 0, None, None
             return None
+        body, etag = got
         self._candidate_etag, self._candidate = etag, None
         last = no_candidate_last(body, where)
         if last is not None:
