@@ -13,7 +13,7 @@ from policy_engine.core.permissions import Locate
 from policy_engine.core.tokens import VerificationKey
 
 if TYPE_CHECKING:  # the admin side's types; the runtime never needs them
-    from policy_engine.core.publish import MappingKey, Plan
+    from policy_engine.core.publish import Candidate, MappingKey, Plan
 
 __all__ = ["KeySource", "PermissionSource", "Progress", "PublishTarget", "RawPermissions", "TokenIntrospector",
            "VersionEntry"]
@@ -71,7 +71,10 @@ Progress = Callable[[int, int], None]
 
 
 class VersionEntry(TypedDict):
-    """One published version, as ``policy-engine rollback --list`` shows it (``None``: unknown)."""
+    """One published version, or one candidate, as ``policy-engine rollback --list`` shows it (``None``: unknown).
+
+    A candidate's entry has ``candidate: True`` and its number in ``version``.
+    """
 
     version: int | None
     digest: str | None
@@ -81,6 +84,13 @@ class VersionEntry(TypedDict):
     #: Mappings the version added and removed (DynamoDB records them).
     added: NotRequired[int | None]
     removed: NotRequired[int | None]
+    #: Candidates only: the live version it was published against, ``candidate``,
+    #: ``replaced``, ``promoted`` or ``discarded``, and the version or candidate that followed it.
+    candidate: NotRequired[bool]
+    based_on: NotRequired[int | None]
+    status: NotRequired[str | None]
+    promoted_to: NotRequired[int | None]
+    replaced_by: NotRequired[int | None]
 
 
 class PublishTarget(Protocol):
@@ -91,6 +101,8 @@ class PublishTarget(Protocol):
     """
 
     description: str
+    #: The highest candidate number this store has used (after ``candidate``; 0: none yet).
+    last_candidate: int
 
     @property
     def write_requests(self) -> int:
@@ -125,4 +137,36 @@ class PublishTarget(Protocol):
     def complete(self) -> bool:
         """Add what the published version lacks for this release's readers (same content);
         ``True`` if anything was written."""
+        ...
+
+    def candidate(self) -> Candidate | None:
+        """The candidate as the store names it now (``None``: none); remembered for the calls below.
+
+        Raises ``CorruptStoreError`` when what names it is malformed.
+        """
+        ...
+
+    def candidate_keys(self, candidate: Candidate) -> frozenset[MappingKey]:
+        """The mappings of ``candidate`` (just returned by ``candidate``), checked against its digest.
+
+        Raises ``CorruptStoreError`` when its stored copy is not what was published.
+        """
+        ...
+
+    def publish_candidate(self, desired: frozenset[MappingKey], based_on: int, note: str,
+                          progress: Progress | None) -> int:
+        """Publish ``desired`` as the next candidate (replacing the one ``candidate`` read); its number.
+
+        Never touches the live version. Raises ``ConflictError`` when the candidate
+        changed since ``candidate`` read it; nothing of this one is then visible.
+        """
+        ...
+
+    def end_candidate(self, candidate: Candidate, status: str, promoted_to: int | None = None) -> bool:
+        """Record ``candidate`` as ``promoted`` or ``discarded``, then remove it; ``False`` when
+        another command replaced or removed it first (it is then left alone)."""
+        ...
+
+    def candidate_history(self) -> list[VersionEntry]:
+        """Every candidate still known, oldest first, with its ``status``."""
         ...

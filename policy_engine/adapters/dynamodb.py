@@ -9,12 +9,17 @@ Layout (string keys ``pk``/``sk``; created by ``migrations/0001_create_table.py`
                                                                                 snapshot, snapshot_parts,
                                                                                 snapshot_sha256, snapshot_bytes
     META           VERSION#0000000007                                           one per publish (history)
+    META           CANDIDATE                                                    the candidate's pointer: the
+                                                                                same, plus based_on and
+                                                                                last_candidate
+    META           CANDIDATE#0000000003                                         one per ended candidate
     META           MIGRATION#0001                                               one per applied migration
     MAPPINGS       arn:aws:execute-api:...:a1b2c3d4e5 dev GET /pets pets:read @7  arn, stage, httpVerb,
                                                                                 resource, scope (or
                                                                                 requirement), added, removed?
     SNAPSHOT#000   0000000007#5f0c2a91                                          data (part 0 of v7's snapshot)
     SNAPSHOT#001   0000000007#5f0c2a91                                          data (part 1), ...
+    SNAPSHOT#000   C0000000003#0b7e55d2                                         data (part 0 of candidate 3)
 
 * ``MAPPINGS``: one item per mapping and per stretch of versions it was live (``added``
   published it, ``removed`` dropped it). ``sync`` plans against them and ``rollback``
@@ -28,6 +33,11 @@ Layout (string keys ``pk``/``sk``; created by ``migrations/0001_create_table.py`
   snapshot (sort key, part count, SHA-256 of the compressed bytes, uncompressed size).
   ``sync`` flips it from ``V`` to ``V+1`` in one conditional write
   (``policy_engine/admin/publish/dynamodb.py``).
+* ``META/CANDIDATE`` names the candidate (``sync --candidate``) the same way: its
+  number ``N`` in ``version`` (label ``cN``), its digest and snapshot, and ``based_on``,
+  the live version it was published against. Its parts' sort keys start with ``C``, so
+  they never collide with a version's. Once a candidate was published the item stays;
+  with no candidate it holds only ``last_candidate`` (numbers are never reused).
 
 This module is what the Lambda imports: ``DynamoDbPermissionSource`` reads the pointer
 (one eventually consistent ``GetItem``: the whole "changed?" check of a warm container)
@@ -70,8 +80,10 @@ from policy_engine.errors import (
 from policy_engine.ports import RawPermissions
 
 __all__ = [
+    "CANDIDATE_SK",
     "DynamoDbPermissionSource",
     "SnapshotRef",
+    "candidate_label",
     "check_table_name",
     "number_of",
     "part_key",
@@ -83,6 +95,11 @@ __all__ = [
 
 META = "META"
 POINTER_SK = "PUBLISHED"
+CANDIDATE_SK = "CANDIDATE"
+#: Sort keys of ended candidates' records (``CANDIDATE#0000000003``).
+CANDIDATE_PREFIX = "CANDIDATE#"
+#: What a candidate's snapshot sort key starts with: a version's starts with a digit.
+CANDIDATE_PARTS = "C"
 MAPPINGS = "MAPPINGS"
 VERSION_PREFIX = "VERSION#"
 MIGRATION_PREFIX = "MIGRATION#"
@@ -119,6 +136,10 @@ def version_label(version: int) -> str:
     return f"v{version}"
 
 
+def candidate_label(number: int) -> str:
+    return f"c{number}"
+
+
 def part_key(index: int, snapshot: str) -> dict[str, Any]:
     """The key of part ``index`` of the snapshot whose sort key is ``snapshot``."""
     return {"pk": {"S": f"{SNAPSHOT_PREFIX}{index:03d}"}, "sk": {"S": snapshot}}
@@ -153,7 +174,7 @@ def number_of(item: Mapping[str, Any], name: str) -> int | None:
         return None
 
 
-def read_snapshot_ref(item: Mapping[str, Any], where: str) -> SnapshotRef | None:
+def read_snapshot_ref(item: Mapping[str, Any], where: str, sk: str = POINTER_SK) -> SnapshotRef | None:
     """The pointer's snapshot, ``None`` when it names none (published before snapshots).
 
     Raises:
@@ -164,7 +185,7 @@ def read_snapshot_ref(item: Mapping[str, Any], where: str) -> SnapshotRef | None
     sort_key, parts = text_of(item, "snapshot"), number_of(item, "snapshot_parts")
     sha256, size = text_of(item, "snapshot_sha256"), number_of(item, "snapshot_bytes")
     if sort_key is None or parts is None or sha256 is None or size is None or not 1 <= parts <= 10_000 or size < 0:
-        raise CorruptStoreError(f"{where} item (pk=META, sk=PUBLISHED): snapshot attributes missing or mistyped")
+        raise CorruptStoreError(f"{where} item (pk=META, sk={sk}): snapshot attributes missing or mistyped")
     return SnapshotRef(sort_key, parts, sha256, size)
 
 
@@ -200,11 +221,17 @@ class DynamoDbPermissionSource:
     reads (an eventually consistent read may trail the flip) and then refused.
     ``max_bytes`` caps the uncompressed snapshot (``None``: no cap, for tools).
     ``read_units`` is what the last ``fetch`` cost, as DynamoDB reports it.
+
+    With ``candidate``, the same checks read the candidate (``META/CANDIDATE`` and its
+    parts) instead of the published version; its version label is ``c<N>``.
     """
 
-    def __init__(self, table: str, *, max_bytes: int | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, table: str, *, max_bytes: int | None = None, environ: Mapping[str, str] | None = None,
+                 candidate: bool = False) -> None:
         self.table = check_table_name(table)
-        self.description = f"dynamodb://{table}"
+        self.description = f"dynamodb://{table}" + (" candidate" if candidate else "")
+        self._sk = CANDIDATE_SK if candidate else POINTER_SK
+        self._label = candidate_label if candidate else version_label
         env = os.environ if environ is None else environ
         region = find_region("dynamodb", env)
         origin, _ = service_origin("dynamodb", region, env)
@@ -214,10 +241,10 @@ class DynamoDbPermissionSource:
         self.read_units = 0.0
 
     def fetch(self, known_etag: str | None) -> RawPermissions | None:
-        """The published mappings, or ``None`` when the version still equals ``known_etag``.
+        """The published mappings (or the candidate's), or ``None`` when the version still equals ``known_etag``.
 
         Raises:
-            MissingStoreError: no table, or nothing published yet.
+            MissingStoreError: no table, or nothing published yet (no candidate).
             CorruptStoreError: the snapshot is missing, damaged or not what the pointer names.
             StoreTooLargeError: the version holds more than ``max_bytes`` (again, after one
                 ``GetItem``, while that version stays published).
@@ -229,17 +256,19 @@ class DynamoDbPermissionSource:
             pointer = self._pointer(consistent)
             version, content = number_of(pointer, "version"), text_of(pointer, "digest")
             if version is None:
+                if self._sk == CANDIDATE_SK:
+                    raise MissingStoreError(f"{self.description}: no candidate published")
                 raise MissingStoreError(f"{self.description}: nothing published yet (run policy-engine sync)")
             if content is None:
-                raise CorruptStoreError(f"{self.description} item (pk=META, sk=PUBLISHED): digest missing")
-            etag = f"{version_label(version)}:{content}"
+                raise CorruptStoreError(f"{self.description} item (pk=META, sk={self._sk}): digest missing")
+            etag = f"{self._label(version)}:{content}"
             if etag == known_etag:
                 return None
             refused = self._refused
             if refused is not None and refused.etag == etag:
                 raise StoreTooLargeError(str(refused), etag=etag)
-            where = f"{self.description} {version_label(version)}"
-            ref = read_snapshot_ref(pointer, self.description)
+            where = f"{self.description} {self._label(version)}"
+            ref = read_snapshot_ref(pointer, self.description, self._sk)
             if ref is None:
                 raise StoreError(f"{where} was published by a policy-engine that stored no snapshot; "
                                  "run `policy-engine migrate` (or sync) with this release to add it")
@@ -266,9 +295,10 @@ class DynamoDbPermissionSource:
         # schema (compile_records), as for the snapshot file: no keys rebuilt, no sort.
         snapshot, records = read_snapshot(document, where)
         if snapshot["version"] != version or snapshot["digest"] != content or len(document) != ref.size:
-            raise CorruptStoreError(f"{where}: the snapshot holds v{snapshot['version']} ({snapshot['digest']}), not "
-                                    "what the pointer publishes; written outside policy-engine sync?")
-        description, label = self.description, version_label(version)
+            raise CorruptStoreError(f"{where}: the snapshot holds {self._label(snapshot['version'])} "
+                                    f"({snapshot['digest']}), not what the pointer publishes; written outside "
+                                    "policy-engine sync?")
+        description, label = self.description, self._label(version)
 
         def locate(path: tuple[int | str, ...]) -> str:
             if path and isinstance(path[0], int) and path[0] < len(records):
@@ -277,7 +307,7 @@ class DynamoDbPermissionSource:
                 return f"{description} {label} mapping {spelled!r}"
             return description
 
-        return RawPermissions(records, locate, label, etag)
+        return RawPermissions(records, locate, label, etag, text_of(pointer, "published_at") or None)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -303,7 +333,7 @@ class DynamoDbPermissionSource:
 
     def _pointer(self, consistent: bool) -> dict[str, Any]:
         answer = self._call("GetItem", {"TableName": self.table, "ConsistentRead": consistent,
-                                        "Key": {"pk": {"S": META}, "sk": {"S": POINTER_SK}}}, _POINTER_ANSWER_BYTES)
+                                        "Key": {"pk": {"S": META}, "sk": {"S": self._sk}}}, _POINTER_ANSWER_BYTES)
         item = answer.get("Item")
         return item if isinstance(item, dict) else {}
 

@@ -386,11 +386,14 @@ class Session:
         headers = {name.lower(): value for name, value in response.getheaders()}
         cap = max_bytes if response.status == 200 else _ERROR_BODY
         if response.status == 200 and response.length is not None and response.length > cap:
+            # Closed here: the refusal's traceback keeps the response, and its file would keep the socket open.
+            response.close()
             raise BodyTooLargeError(f"{what} answered more than {cap} bytes", response.length, headers)
         data = response.read(cap + 1)
         will_close = response.will_close
         if len(data) > cap:
             if response.status == 200:
+                response.close()
                 raise BodyTooLargeError(f"{what} answered more than {cap} bytes", None, headers)
             data, will_close = data[:cap], True  # the unread rest makes the connection unusable
         return Answer(response.status, headers, data), will_close

@@ -18,6 +18,16 @@ and the SHA-256 of its whole document), so each version vouches for the one it
 replaced, back from the live object: a history copy that does not hash to its
 successor's record is never restored.
 
+A candidate (``sync --candidate``) is the object ``KEY.candidate``: the same document,
+``version`` its candidate number (label ``c<N>``) and ``based_on`` the live version it
+was published against. Once a candidate was published the object stays: ``promote``
+and ``discard`` replace it (conditionally, on its ETag) with a small "no candidate"
+document that keeps the last number, so numbers are never reused::
+
+    {"format": "policy-engine/no-candidate@1", "last": 3}
+
+Records of ended candidates sit at ``KEY.candidate.history/<number>.json``.
+
 This module is what the Lambda imports: the format and ``S3PermissionSource``. A
 warm container revalidates with ``GetObject(IfNoneMatch=<etag>)``: S3 answers 304
 and nothing is downloaded while the object is unchanged.
@@ -50,16 +60,27 @@ from policy_engine.core.snapshot import (
     document_hash,
     encode_snapshot,
     mappings_locator,
+    published_at_of,
     read_snapshot,
 )
 from policy_engine.errors import (
     ConfigurationError,
+    CorruptStoreError,
+    MissingStoreError,
     StoreTooLargeError,
 )
 from policy_engine.ports import RawPermissions
 
-__all__ = ["FORMAT", "Link", "S3PermissionSource", "Snapshot", "decode_snapshot", "document_hash", "encode_snapshot",
-           "parse_s3_location"]
+__all__ = ["CANDIDATE_SUFFIX", "FORMAT", "NO_CANDIDATE", "Link", "S3PermissionSource", "Snapshot", "decode_snapshot",
+           "document_hash", "encode_no_candidate", "encode_snapshot", "no_candidate_last", "parse_s3_location"]
+
+#: The candidate's object is the live object's key with this appended.
+CANDIDATE_SUFFIX = ".candidate"
+#: The ``format`` of the document that stands in the candidate's place when there is none.
+NO_CANDIDATE = "policy-engine/no-candidate@1"
+_NO_CANDIDATE_HEAD = b'{"format":"' + NO_CANDIDATE.encode() + b'"'
+#: S3's codes for "you may not read this" (not a signature or credential problem).
+_NOT_READABLE = frozenset({"AccessDenied", "403"})
 
 #: The cap when a tool asks for none: larger than any snapshot DynamoDB or a Lambda could hold.
 _UNCAPPED = 2**40
@@ -79,6 +100,28 @@ def parse_s3_location(location: str, variable: str = "PERMISSIONS_SOURCE") -> tu
     return bucket, key
 
 
+def encode_no_candidate(last: int) -> bytes:
+    """The document that says "no candidate"; ``last`` is the highest candidate number used."""
+    return _NO_CANDIDATE_HEAD + b',"last":' + str(last).encode() + b"}"
+
+
+def no_candidate_last(body: bytes, where: str) -> int | None:
+    """The ``last`` number of a "no candidate" document, ``None`` if ``body`` is another document.
+
+    Raises:
+        CorruptStoreError: it starts as one but is not.
+    """
+    if not body.startswith(_NO_CANDIDATE_HEAD):
+        return None
+    import json
+
+    try:
+        last = json.loads(body).get("last")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        last = None
+    if type(last) is not int or last < 0:
+        raise CorruptStoreError(f"{where}: not a policy-engine \"no candidate\" document")
+    return last
 
 
 class S3PermissionSource:
@@ -87,11 +130,18 @@ class S3PermissionSource:
     ``max_bytes`` caps what one load reads (``None``: no cap, for tools). Requests are
     signed here (``adapters/aws_http.py``): no boto3 at cold start. Publishing is
     ``policy_engine/admin/publish/s3.py``'s.
+
+    With ``candidate``, it reads the candidate ``KEY.candidate`` instead (label ``c<N>``).
     """
 
     def __init__(self, location: str, *, max_bytes: int | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, candidate: bool = False) -> None:
         bucket, key = parse_s3_location(location)
+        if candidate:
+            key += CANDIDATE_SUFFIX
+        self._candidate = candidate
+        #: The ETag of the "no candidate" document last seen: asked about with If-None-Match.
+        self._absent: str | None = None
         self.description = f"s3://{bucket}/{key}"
         env = os.environ if environ is None else environ
         region = find_region("s3", env)
@@ -104,31 +154,46 @@ class S3PermissionSource:
         """The snapshot's mappings, or ``None`` when S3 says the ETag still matches.
 
         Raises:
-            MissingStoreError: no bucket or no object (nothing published).
-            CorruptStoreError: the object is not a valid snapshot.
+            MissingStoreError: no bucket or no object (nothing published); for a candidate
+                also the "no candidate" document, and AccessDenied (S3's answer for a
+                missing object to a role without ``s3:ListBucket``).
+            CorruptStoreError: the object is not a valid snapshot (a candidate where the
+                version should be, or the reverse).
             StoreTooLargeError: the object is larger than ``max_bytes`` (again, without a
                 download, while S3 still holds that same object).
             StoreError: S3 cannot be read.
         """
-        refused = self._refused
-        # While a refused object is what S3 holds, ask about that one: 304, no body.
+        refused, absent = self._refused, self._absent
+        # While a refused object (or "no candidate") is what S3 holds, ask about that one: 304, no body.
         try:
-            got = self._get(refused.etag if refused else known_etag)
+            got = self._get(refused.etag if refused else absent or known_etag)
         except StoreTooLargeError as exc:
             self._refused = exc
+            raise
+        except MissingStoreError:
+            self._absent = None
             raise
         if got is None:
             if refused is not None:
                 raise StoreTooLargeError(str(refused), etag=refused.etag)
+            if absent is not None:
+                raise MissingStoreError(f"{self.description}: no candidate published")
             return None
-        self._refused = None
+        self._refused = self._absent = None
         body, etag = got
+        if self._candidate and no_candidate_last(body, self.description) is not None:
+            self._absent = etag
+            raise MissingStoreError(f"{self.description}: no candidate published")
         if etag == known_etag:
             return None  # replaced by the very object already loaded (a rollback of the refused one)
         # Format and digest checked here; the cache validates every record against the
         # schema (compile_records), as for the snapshot file: no keys rebuilt, no sort.
         document, records = read_snapshot(body, self.description)
-        return RawPermissions(records, mappings_locator(self.description), f"v{document['version']}", etag)
+        if self._candidate != ("based_on" in document):
+            raise CorruptStoreError(f"{self.description}: holds a " + ("version, not a candidate" if self._candidate
+                                                                      else "candidate, not a published version"))
+        label = ("c" if self._candidate else "v") + str(document["version"])
+        return RawPermissions(records, mappings_locator(self.description), label, etag, published_at_of(document))
 
     def _get(self, if_none_match: str | None) -> tuple[bytes, str] | None:
         """``(body, etag)``, or ``None`` when ``if_none_match`` still matches (304).
@@ -156,5 +221,9 @@ class S3PermissionSource:
             return None
         if answer.status != 200:
             code, message = error_of(answer)
+            if self._candidate and code in _NOT_READABLE:
+                # Without s3:ListBucket, S3 answers a missing object with AccessDenied; a
+                # candidate that cannot be read only costs the shadow evaluation.
+                raise MissingStoreError(f"{where}: no candidate published (or not readable: {code})")
             raise error_for(code, message, where)
         return answer.body, answer.headers.get("etag", "")

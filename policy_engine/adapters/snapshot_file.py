@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policy_engine.core.snapshot import document_hash, is_snapshot, mappings_locator, read_snapshot
+from policy_engine.core.snapshot import document_hash, is_snapshot, mappings_locator, published_at_of, read_snapshot
 from policy_engine.errors import PermissionsError
 from policy_engine.ports import RawPermissions
 
@@ -59,4 +59,5 @@ class SnapshotFilePermissionSource:
         # The records as written: compile_records validates each (and refuses a member
         # the schema does not know). The digest is the content hash of these mappings,
         # the version the same mappings have when loaded from YAML.
-        return RawPermissions(records, mappings_locator(self.description), document["digest"], etag)
+        return RawPermissions(records, mappings_locator(self.description), document["digest"], etag,
+                              published_at_of(document))

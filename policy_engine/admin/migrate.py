@@ -46,6 +46,8 @@ ITEM_ATTRIBUTES = {
     # the pointer, its claim, and one item per version
     "version": "N", "digest": "S", "mappings": "N", "published_at": "S", "note": "S", "owner": "S",
     "claim_owner": "S", "claim_version": "N", "claim_expires": "N", "claim_started": "N",
+    # the candidate's pointer and the records of ended candidates
+    "based_on": "N", "last_candidate": "N", "status": "S", "promoted_to": "N", "replaced_by": "N", "ended_at": "S",
     # the pointer's snapshot, and the snapshot parts
     "snapshot": "S", "snapshot_parts": "N", "snapshot_sha256": "S", "snapshot_bytes": "N", "data": "B",
     # migration records

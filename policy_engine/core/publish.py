@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from policy_engine.core.permissions import PermissionSet, content_digest, is_member_json
 
-__all__ = ["MappingKey", "Plan", "digest", "keys_of", "plan", "record_of"]
+__all__ = ["Candidate", "MappingKey", "Plan", "digest", "keys_of", "plan", "record_of"]
 
 
 class MappingKey(NamedTuple):
@@ -95,3 +95,21 @@ def plan(current: Iterable[MappingKey], desired: Iterable[MappingKey]) -> Plan:
         unchanged=len(have & want),
         digest=digest(want),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A candidate as its store names it (``sync --candidate``); its mappings are read apart."""
+
+    #: The candidate number (label ``c<number>``); numbers are never reused in a store.
+    number: int
+    digest: str
+    mappings: int
+    published_at: str
+    note: str
+    #: The live version when it was published (0: none).
+    based_on: int
+
+    @property
+    def label(self) -> str:
+        return f"c{self.number}"

@@ -9,6 +9,10 @@ publishes (``adapters/s3.py`` describes the publishing around it)::
      "mappings": [{"arn": ..., "stage": ..., "httpVerb": ..., "resource": ...,
      "scope": ...}, ...]}
 
+A candidate (``sync --candidate``) is the same document with ``version`` its candidate
+number and one more member, ``based_on``: the live version it was published against
+(0: none). Only candidates have it, so a candidate is never mistaken for a version.
+
 Each mapping is a canonical record (``core.publish.record_of``): ``scope`` for one
 scope, else ``allOf`` (kinds and values sorted) or ``authenticated: true``.
 
@@ -39,6 +43,7 @@ __all__ = [
     "encode_snapshot",
     "is_snapshot",
     "mappings_locator",
+    "published_at_of",
     "read_snapshot",
 ]
 
@@ -66,6 +71,8 @@ class Snapshot:
     note: str
     etag: str
     previous: Link | None = None
+    #: A candidate's live version when it was published (``None``: not a candidate).
+    based_on: int | None = None
     #: The document exactly as read: a history copy must be these bytes.
     body: bytes = field(default=b"", repr=False, compare=False)
 
@@ -79,13 +86,19 @@ def document_hash(body: bytes) -> str:
 
 
 def encode_snapshot(version: int, keys: frozenset[MappingKey], note: str, published_at: str,
-                    previous: Snapshot | None = None) -> bytes:
-    """The document of ``version``; ``previous`` is the snapshot it replaces (``None`` for the first)."""
+                    previous: Snapshot | None = None, *, based_on: int | None = None) -> bytes:
+    """The document of ``version``; ``previous`` is the snapshot it replaces (``None`` for the first).
+
+    With ``based_on``, the document of candidate number ``version``, published against
+    live version ``based_on``.
+    """
     ordered = sorted(keys)
     document: dict[str, Any] = {
         "format": FORMAT, "version": version, "digest": digest(ordered), "published_at": published_at,
         "note": note,
     }
+    if based_on is not None:
+        document["based_on"] = based_on
     if previous is not None:
         document["previous"] = {"version": previous.version, "digest": previous.digest, "sha256": previous.sha256}
     document["mappings"] = [record_of(k) for k in ordered]
@@ -132,6 +145,9 @@ def read_snapshot(body: bytes, where: str) -> tuple[dict[str, Any], list[dict[st
         raise CorruptStoreError(f"{where}: mappings[{index}] is not a mapping record")
     if content_digest(rows) != content:
         raise CorruptStoreError(f"{where}: content does not match its digest (edited outside policy-engine sync?)")
+    based_on = document.get("based_on")
+    if based_on is not None and (type(based_on) is not int or based_on < 0):
+        raise CorruptStoreError(f"{where}: based_on must be a version number")
     return document, mappings
 
 
@@ -145,7 +161,8 @@ def decode_snapshot(body: bytes, where: str, etag: str) -> Snapshot:
     keys = [MappingKey(r["arn"], r["stage"], r["httpVerb"], r["resource"], str(needs_of(r))) for r in records]
     version = document["version"]
     return Snapshot(version, document["digest"], frozenset(keys), str(document.get("published_at", "")),
-                    str(document.get("note", "")), etag, _link(document, version, where), body)
+                    str(document.get("note", "")), etag, _link(document, version, where), document.get("based_on"),
+                    body)
 
 
 # What every snapshot starts with (``encode_snapshot`` writes ``format`` first).
@@ -155,6 +172,12 @@ _HEAD = re.compile(rb'\s*\{\s*"format"\s*:\s*"' + re.escape(FORMAT.encode()) + r
 def is_snapshot(head: bytes) -> bool:
     """Whether a document starting with ``head`` (its first 100 bytes or so) is a snapshot."""
     return _HEAD.match(head) is not None
+
+
+def published_at_of(document: dict[str, Any]) -> str | None:
+    """The document's ``published_at``, ``None`` when it records none (a compiled file)."""
+    value = document.get("published_at")
+    return value if isinstance(value, str) and value else None
 
 
 def mappings_locator(where: str) -> Locate:

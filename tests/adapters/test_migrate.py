@@ -162,7 +162,7 @@ def test_an_extra_index_on_an_attribute_policy_engine_does_not_write_is_fine(bac
 def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend, tmp_path):
     # The index check above relies on this map; it must describe every attribute the
     # stores write (mappings of every form, versions, the pointer with a claim,
-    # migration records).
+    # candidates and their records, migration records).
     import shutil
 
     from policy_engine.admin.migrate import ITEM_ATTRIBUTES
@@ -176,7 +176,19 @@ def test_the_declared_item_attributes_are_the_ones_sync_writes(table, backend, t
     (folder / "grants.yaml").write_text(f"apis:\n  - arn: {arn}\n    stages: [dev]\n    routes:\n"
                                         "      GET /health: [{authenticated: true}]\n")
     sync(folder, f"dynamodb://{table}")
-    DynamoDbStore(table).claim(1, "someone")
+    # candidates: one replaced, one promoted (its pointer item and records), one still there
+    from policy_engine.admin.publish import promote
+
+    (folder / "more.yaml").write_text(f"apis:\n  - arn: {arn}\n    stages: [dev]\n    routes:\n"
+                                      "      GET /more: [more:read]\n")
+    sync(folder, f"dynamodb://{table}", candidate=True)
+    (folder / "more.yaml").write_text(f"apis:\n  - arn: {arn}\n    stages: [dev]\n    routes:\n"
+                                      "      GET /more: [more:write]\n")
+    sync(folder, f"dynamodb://{table}", candidate=True)
+    promote(f"dynamodb://{table}")
+    (folder / "more.yaml").unlink()
+    sync(folder, f"dynamodb://{table}", candidate=True)
+    DynamoDbStore(table).claim(2, "someone")
     written = {(name, next(iter(value))) for item in backend.client().scan(TableName=table)["Items"]
                for name, value in item.items()}
     assert written == set(ITEM_ATTRIBUTES.items())

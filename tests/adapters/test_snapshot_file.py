@@ -130,3 +130,16 @@ def test_the_cache_fails_closed_on_a_bad_snapshot_and_an_unreadable_file(tmp_pat
         PermissionCache(SnapshotFilePermissionSource(path), ttl=60, max_stale=900).get()
     with pytest.raises(StoreError, match="cannot read"):
         PermissionCache(SnapshotFilePermissionSource(tmp_path / "gone.json"), ttl=60, max_stale=900).get()
+
+
+def test_published_at_is_what_the_document_records_and_none_for_a_compiled_file(tmp_path, body):
+    compiled_file = tmp_path / "compiled.json"
+    compiled_file.write_bytes(body)
+    raw = SnapshotFilePermissionSource(compiled_file).fetch(None)
+    assert raw is not None and raw.published_at is None  # compile records no time: same mappings, same bytes
+    document = json.loads(body)
+    document["published_at"] = "2026-11-21T12:30:55+00:00"  # a store's object, copied down
+    copied = tmp_path / "copied.json"
+    copied.write_text(json.dumps(document))
+    raw = SnapshotFilePermissionSource(copied).fetch(None)
+    assert raw is not None and raw.published_at == "2026-11-21T12:30:55+00:00"

@@ -205,7 +205,8 @@ def test_every_command_that_reports_has_json_and_documents_it():
     from policy_engine.admin.cli.cli_doc import _commands
 
     parsers = {name: parser for name, _, parser in _commands(build_parser())}
-    for name in ("validate", "explain", "invoke", "import openapi", "sync", "rollback", "migrate", "bundle"):
+    for name in ("validate", "explain", "invoke", "import openapi", "sync", "rollback", "promote", "discard", "migrate",
+                 "bundle"):
         formats = [a for a in parsers[name]._actions if "--format" in a.option_strings]
         assert formats and formats[0].choices == ("text", "json") and formats[0].default == "text", name
         assert name in JSON_FIELDS, name

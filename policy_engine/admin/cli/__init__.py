@@ -20,7 +20,7 @@ __all__ = ["COMMANDS", "build_parser", "main", "version"]
 #: Subcommand modules, in help order.
 COMMANDS = (
     "demo", "serve", "quickstart", "init", "import_", "validate", "compile", "explain", "replay", "invoke",
-    "migrate", "sync", "rollback", "bundle",
+    "migrate", "sync", "rollback", "promote", "discard", "bundle",
 )
 
 DESCRIPTION = """\

@@ -107,8 +107,9 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("command", "`sync`"),
         ("target", "the store, as `dynamodb://TABLE` or `s3://BUCKET/KEY`"),
         ("dry_run", "true with --dry-run"),
-        ("status", "`published`, `unchanged`, `completed` (unchanged, the missing snapshot written), "
-                   "`dry_run` (a change, not written) or `refused` (exit 1)"),
+        ("status", "`published`, `unchanged` (with --candidate: the same as the candidate there), `completed` "
+                   "(unchanged, the missing snapshot written), `dry_run` (a change, not written) or `refused` "
+                   "(exit 1)"),
         ("version_before", "the version published before (0: none)"),
         ("version_after", "the version published after (equal to `version_before` when nothing was published)"),
         ("added", "mappings added, each: `api`, `stage`, `verb`, `resource`, `needs`"),
@@ -119,16 +120,47 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("seconds", "time taken"),
         ("summary", "the one-line summary the text output ends with"),
         ("error", "why it was refused, else null (with `status: refused`, the fields not known are null)"),
+        ("candidate", "with --candidate: the candidate's number (published, already there, or that a dry run "
+                      "would publish); else null. The diff and versions are against the live version, which a "
+                      "candidate never changes"),
+        ("replaced", "with --candidate: the number of the candidate it replaced (or would), else null"),
     ),
     "rollback": (
         ("command", "`rollback`"),
         ("...", "every other field as for `sync`"),
+    ),
+    "promote": (
+        ("command", "`promote`"),
+        ("...", "`target` to `error` as for `sync`: the diff is the candidate against the live version, "
+                "`version_after` the version it became. `status` `completed`: the candidate was already live "
+                "(an interrupted promote run again) and was only removed"),
+        ("candidate", "the number of the candidate promoted (null when refused)"),
+        ("candidate_removed", "true when the candidate was removed (false for a dry run, or when another command "
+                              "replaced it meanwhile)"),
+    ),
+    "discard": (
+        ("command", "`discard`"),
+        ("target", "the store"),
+        ("status", "`discarded` or `refused` (exit 1: another command changed the candidate meanwhile)"),
+        ("candidate", "the number of the candidate discarded"),
+        ("digest", "its content digest"),
+        ("mappings", "its number of mappings"),
+        ("based_on", "the live version it was published against"),
+        ("version", "the live version now (unchanged)"),
+        ("write_requests", "requests written to the store"),
+        ("seconds", "time taken"),
+        ("summary", "the one-line text output"),
+        ("error", "why it was refused, else null"),
     ),
     "rollback --list": (
         ("command", "`rollback`"),
         ("target", "the store"),
         ("versions", "oldest first, each: `version`, `digest`, `mappings`, `published_at`, `note`, and the "
                      "mappings it `added` and `removed` (null where the store does not record them)"),
+        ("candidates", "oldest first, each: `candidate` (its number), `digest`, `mappings`, `published_at`, `note`, "
+                       "`based_on` (the live version it was published against), `status` (`candidate`, `replaced`, "
+                       "`promoted`, `discarded`), `promoted_to` (the version it became) and `replaced_by` (the "
+                       "candidate that replaced it), null where they do not apply"),
     ),
     "migrate": (
         ("command", "`migrate`"),

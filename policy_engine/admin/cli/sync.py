@@ -25,6 +25,12 @@ is written, and the new version is published in one atomic switch that running
 authorizers pick up on their next check. Unchanged files write nothing.
 --dry-run prints the same change and writes nothing.
 
+--candidate publishes the files as a candidate instead: the live version does
+not change, and authorizers evaluate the candidate beside it, logging where
+they would decide differently (shadow_diff). The change printed is candidate
+against live. A candidate already there is replaced (the output says so);
+`promote` makes the candidate live, `discard` removes it.
+
 Exit codes: 0 published, unchanged, or dry run shown; 1 refused (another sync
 holds the claim or published meanwhile: run it again); 2 could not run (invalid
 files, missing or damaged store, AWS error).
@@ -38,6 +44,7 @@ def register(subparsers: Any) -> None:
             "policy-engine sync dynamodb://permissions --dry-run     # the change, nothing written",
             "policy-engine sync dynamodb://permissions --permissions perms/ --note 'PR 42'",
             "policy-engine sync s3://my-bucket/permissions.json --format json",
+            "policy-engine sync dynamodb://permissions --candidate --note 'PR 43'   # shadow it first",
         ),
     )
     parser.add_argument("target", metavar="TARGET", help="dynamodb://TABLE or s3://BUCKET/KEY")
@@ -51,6 +58,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--repair", action="store_true",
                         help="publish even if the current version's items fail its digest (DynamoDB)")
     parser.add_argument("--note", default="", help="text recorded with the version (default: the YAML path)")
+    parser.add_argument("--candidate", action="store_true",
+                        help="publish as the candidate, beside the live version (which does not change)")
     add_format(parser)
     parser.set_defaults(run=run)
 
@@ -62,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         "sync", args.target,
         lambda progress, on_plan: sync(args.permissions, args.target, dry_run=args.dry_run, take_over=args.take_over,
                                        repair=args.repair, note=args.note, progress=progress, phase=progress.phase,
-                                       on_plan=on_plan),
+                                       on_plan=on_plan, candidate=args.candidate),
         args.max_lines, args.format, args.dry_run,
     )
 
@@ -93,7 +102,8 @@ def publish_and_print(command: str, target: str, publish: Callable[[TerminalProg
             plan = _plan_fields(shown[0]) if shown else dict.fromkeys(("added", "removed", "unchanged", "digest"))
             print_json({"command": command, "target": target, "dry_run": dry_run, "status": "refused",
                         "version_before": None, "version_after": None, **plan, "write_requests": None,
-                        "seconds": None, "summary": f"{target}: refused", "error": str(exc)})
+                        "seconds": None, "summary": f"{target}: refused", "error": str(exc), "candidate": None,
+                        **({"candidate_removed": False} if command == "promote" else {"replaced": None})})
         print(f"policy-engine {command}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -125,19 +135,16 @@ def _plan_fields(plan: Plan) -> dict[str, Any]:
 
 
 def json_result(command: str, result: Any, dry_run: bool) -> dict[str, Any]:
-    """The ``--format json`` document of a finished sync or rollback (fields: docs/cli.md)."""
-    if result.published:
-        status = "published"
-    elif result.completed:
-        status = "completed"
-    elif result.plan.empty:
-        status = "unchanged"
-    else:
-        status = "dry_run"
-    return {
-        "command": command, "target": result.target, "dry_run": dry_run, "status": status,
+    """The ``--format json`` document of a finished sync, rollback or promote (fields: docs/cli.md)."""
+    document = {
+        "command": command, "target": result.target, "dry_run": dry_run, "status": result.status,
         "version_before": result.version_before, "version_after": result.version_after,
         **_plan_fields(result.plan),
         "write_requests": result.write_requests, "seconds": round(result.seconds, 3),
         "summary": result.describe(), "error": None,
     }
+    if command == "promote":
+        document.update(candidate=result.promoted, candidate_removed=result.candidate_removed)
+    else:
+        document.update(candidate=result.candidate, replaced=result.replaced)
+    return document

@@ -18,6 +18,15 @@ module writes it. A sync for ``V+1``:
 
 A sync that dies before step 4 leaves ``V`` whole; the next one reuses or deletes
 its leftovers.
+
+Candidates (``sync --candidate``, ``promote``, ``discard``) touch only ``META/CANDIDATE``,
+their records ``META/CANDIDATE#N`` and their own snapshot parts (sort keys ``C...``),
+never what the live version reads. A candidate publish writes its parts, reads them
+back, writes the record of the candidate it replaces, then flips ``META/CANDIDATE``
+in one conditional write (conditional on the candidate and the last number it read).
+Ending a candidate writes its record first, then removes it from ``META/CANDIDATE``
+(conditional on its number), then deletes its parts; a crash between two steps leaves
+the pointer the truth, and the command can be run again.
 """
 
 from __future__ import annotations
@@ -37,12 +46,16 @@ from typing import Any
 
 from policy_engine.adapters.dynamodb import (
     BATCH_GET_KEYS,
+    CANDIDATE_PARTS,
+    CANDIDATE_PREFIX,
+    CANDIDATE_SK,
     MAPPINGS,
     META,
     PART_BYTES,
     POINTER_SK,
     VERSION_PREFIX,
     SnapshotRef,
+    candidate_label,
     check_table_name,
     number_of,
     part_key,
@@ -60,8 +73,8 @@ from policy_engine.admin.aws import (
     store_error,
 )
 from policy_engine.core.permissions import is_member_json
-from policy_engine.core.publish import MappingKey, Plan, digest
-from policy_engine.core.snapshot import encode_snapshot
+from policy_engine.core.publish import Candidate, MappingKey, Plan, digest
+from policy_engine.core.snapshot import Snapshot, encode_snapshot
 from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
@@ -80,6 +93,7 @@ __all__ = [
     "new_mapping_item",
     "pack",
     "put_request",
+    "read_snapshot_parts",
     "sort_key",
 ]
 
@@ -516,6 +530,102 @@ class DynamoDbStore:
             found += items
         return found
 
+    # -- candidates -------------------------------------------------------------------
+
+    def read_candidate(self) -> tuple[int, Candidate | None, SnapshotRef | None]:
+        """``(last number used, the candidate or None, its snapshot)`` (strongly consistent).
+
+        Raises:
+            CorruptStoreError: ``META/CANDIDATE`` is malformed.
+            StoreError: the table cannot be read.
+        """
+        item = self.call("get_item", Key=_key(META, CANDIDATE_SK), ConsistentRead=True).get("Item") or {}
+        last = number_of(item, "last_candidate") or 0
+        if "version" not in item:
+            return last, None, None
+        where = f"{self.description} item (pk=META, sk={CANDIDATE_SK})"
+        number, content, based_on = number_of(item, "version"), text_of(item, "digest"), number_of(item, "based_on")
+        ref = read_snapshot_ref(item, self.description, CANDIDATE_SK)
+        if number is None or content is None or based_on is None or ref is None:
+            raise CorruptStoreError(f"{where}: version, digest, based_on or snapshot missing or mistyped")
+        candidate = Candidate(number, content, number_of(item, "mappings") or 0, text_of(item, "published_at") or "",
+                              text_of(item, "note") or "", based_on)
+        return max(last, number), candidate, ref
+
+    def flip_candidate(self, last: int, replacing: Candidate | None, candidate: Candidate,
+                       snapshot: SnapshotRef) -> None:
+        """Make ``candidate`` the candidate, if the pointer is still ``replacing`` with ``last`` used.
+
+        Raises:
+            ConflictError: another candidate publish, promote or discard got there first.
+        """
+        names = {"#v": "version", "#d": "digest", "#m": "mappings", "#p": "published_at", "#n": "note",
+                 "#b": "based_on", "#lc": "last_candidate", **_SNAPSHOT_NAMES}
+        values: dict[str, Any] = {
+            ":v": {"N": str(candidate.number)}, ":d": {"S": candidate.digest}, ":m": {"N": str(candidate.mappings)},
+            ":p": {"S": candidate.published_at}, ":n": {"S": candidate.note}, ":b": {"N": str(candidate.based_on)},
+            **_snapshot_values(snapshot),
+        }
+        condition = "attribute_not_exists(#lc)" if last == 0 else "#lc = :last"
+        if last:
+            values[":last"] = {"N": str(last)}
+        if replacing is None:
+            condition += " AND attribute_not_exists(#v)"
+        else:
+            condition += " AND #v = :cur"
+            values[":cur"] = {"N": str(replacing.number)}
+        try:
+            self.call("update_item", Key=_key(META, CANDIDATE_SK),
+                      UpdateExpression=f"SET #v = :v, #d = :d, #m = :m, #p = :p, #n = :n, #b = :b, #lc = :v, "
+                                       f"{_SET_SNAPSHOT}",
+                      ConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        except ClientError:
+            raise ConflictError(f"{self.description}: the candidate changed meanwhile (another sync --candidate, "
+                                f"promote or discard); {candidate.label} was not published, re-run") from None
+
+    def remove_candidate(self, candidate: Candidate) -> bool:
+        """Take ``candidate`` off ``META/CANDIDATE`` (the last number stays); ``False`` if it is no longer there."""
+        try:
+            self.call("update_item", Key=_key(META, CANDIDATE_SK),
+                      UpdateExpression="REMOVE #v, #d, #m, #p, #n, #b, #sn, #sp, #sh, #sb",
+                      ConditionExpression="#v = :v",
+                      ExpressionAttributeNames={"#v": "version", "#d": "digest", "#m": "mappings", "#p": "published_at",
+                                                "#n": "note", "#b": "based_on", **_SNAPSHOT_NAMES},
+                      ExpressionAttributeValues={":v": {"N": str(candidate.number)}})
+        except ClientError:
+            return False
+        return True
+
+    def put_candidate_record(self, candidate: Candidate, status: str, *, promoted_to: int | None = None,
+                             replaced_by: int | None = None) -> None:
+        """Record how ``candidate`` ended (``replaced``, ``promoted``, ``discarded``), before it does."""
+        item: dict[str, Any] = {
+            "pk": {"S": META}, "sk": {"S": f"{CANDIDATE_PREFIX}{candidate.number:010d}"},
+            "version": {"N": str(candidate.number)}, "digest": {"S": candidate.digest},
+            "mappings": {"N": str(candidate.mappings)}, "published_at": {"S": candidate.published_at},
+            "note": {"S": candidate.note}, "based_on": {"N": str(candidate.based_on)}, "status": {"S": status},
+            "ended_at": {"S": _now()},
+        }
+        if promoted_to is not None:
+            item["promoted_to"] = {"N": str(promoted_to)}
+        if replaced_by is not None:
+            item["replaced_by"] = {"N": str(replaced_by)}
+        self.call("put_item", Item=item)
+
+    def candidate_records(self) -> list[VersionEntry]:
+        """The records of ended candidates, oldest first."""
+        entries: list[VersionEntry] = []
+        for item in self.query(META, consistent=True):
+            if (text_of(item, "sk") or "").startswith(CANDIDATE_PREFIX):
+                entries.append({
+                    "version": number_of(item, "version"), "digest": text_of(item, "digest"),
+                    "mappings": number_of(item, "mappings"), "published_at": text_of(item, "published_at"),
+                    "note": text_of(item, "note"), "candidate": True, "based_on": number_of(item, "based_on"),
+                    "status": text_of(item, "status"), "promoted_to": number_of(item, "promoted_to"),
+                    "replaced_by": number_of(item, "replaced_by"),
+                })
+        return entries
+
     def read_parts(self, snapshot: SnapshotRef) -> bytes | None:
         """The compressed bytes of ``snapshot`` (strongly consistent), ``None`` if a part is missing."""
         keys = [part_key(i, snapshot.sort_key) for i in range(snapshot.parts)]
@@ -642,16 +752,18 @@ def pack(document: bytes) -> bytes:
     return lzma.compress(document, format=lzma.FORMAT_XZ, preset=PACK_PRESET)
 
 
-def snapshot_writes(version: int, keys: frozenset[MappingKey], note: str,
-                    published_at: str) -> tuple[SnapshotRef, list[dict[str, Any]]]:
+def snapshot_writes(version: int, keys: frozenset[MappingKey], note: str, published_at: str, *,
+                    based_on: int | None = None) -> tuple[SnapshotRef, list[dict[str, Any]]]:
     """``version``'s snapshot and the puts that store its parts under a sort key of their own.
 
     The sort key carries a random part, so a sync taken over while it still writes can
-    only ever write parts that no pointer names.
+    only ever write parts that no pointer names. With ``based_on``, the snapshot of
+    candidate ``version``: its sort key starts with ``C``, never a version's.
     """
-    document = encode_snapshot(version, keys, note, published_at)
+    document = encode_snapshot(version, keys, note, published_at, based_on=based_on)
     data = pack(document)
-    sort_key = f"{version:010d}#{uuid.uuid4().hex[:8]}"
+    prefix = "" if based_on is None else CANDIDATE_PARTS
+    sort_key = f"{prefix}{version:010d}#{uuid.uuid4().hex[:8]}"
     chunks = [data[i:i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
     ref = SnapshotRef(sort_key, len(chunks), "sha256:" + hashlib.sha256(data).hexdigest(), len(document))
     puts = [put_request({**part_key(i, sort_key), "data": {"B": chunk}, "version": {"N": str(version)}})
@@ -661,20 +773,26 @@ def snapshot_writes(version: int, keys: frozenset[MappingKey], note: str,
 
 def check_snapshot(store: DynamoDbStore, ref: SnapshotRef, version: int, content: str) -> str | None:
     """Why the parts of ``ref`` are not ``version`` as published (``None``: they are)."""
+    return read_snapshot_parts(store, ref, version, content)[1]
+
+
+def read_snapshot_parts(store: DynamoDbStore, ref: SnapshotRef, version: int,
+                        content: str) -> tuple[Snapshot | None, str | None]:
+    """``(the snapshot, None)`` when the parts of ``ref`` are ``version`` as published, else ``(None, why not)``."""
     data = store.read_parts(ref)
     if data is None:
-        return "a part is missing"
+        return None, "a part is missing"
     if "sha256:" + hashlib.sha256(data).hexdigest() != ref.sha256:
-        return "the parts do not hash to the published SHA-256"
+        return None, "the parts do not hash to the published SHA-256"
     from policy_engine.core.snapshot import decode_snapshot
 
     try:
         snapshot = decode_snapshot(unpack(data, None, store.description, ""), store.description, "")
     except StoreError as exc:
-        return str(exc)
+        return None, str(exc)
     if snapshot.version != version or snapshot.digest != content:
-        return f"it holds v{snapshot.version} ({snapshot.digest})"
-    return None
+        return None, f"it holds number {snapshot.version} ({snapshot.digest})"
+    return snapshot, None
 
 
 # -- the publish target -----------------------------------------------------------------
@@ -694,6 +812,9 @@ class DynamoDbTarget:
         self.description = self.store.description
         self.pointer = Pointer(0, digest(()), 0, "", "", None)
         self.mappings: list[StoredMapping] = []
+        self.last_candidate = 0
+        self._candidate: Candidate | None = None
+        self._candidate_ref: SnapshotRef | None = None
 
     @property
     def write_requests(self) -> int:
@@ -791,6 +912,75 @@ class DynamoDbTarget:
                                     f"what it publishes ({problem}); re-run")
         self.store.attach_snapshot(pointer.version, pointer.digest, snapshot)
         return True
+
+    # -- candidates -------------------------------------------------------------------
+
+    def candidate(self) -> Candidate | None:
+        self.last_candidate, self._candidate, self._candidate_ref = self.store.read_candidate()
+        return self._candidate
+
+    def candidate_keys(self, candidate: Candidate) -> frozenset[MappingKey]:
+        assert candidate == self._candidate and self._candidate_ref is not None
+        snapshot, problem = read_snapshot_parts(self.store, self._candidate_ref, candidate.number, candidate.digest)
+        if snapshot is None:
+            raise CorruptStoreError(f"{self.description} candidate {candidate.label}: its snapshot is not what "
+                                    f"META/CANDIDATE names ({problem}); publish it again (sync --candidate) or "
+                                    "discard it")
+        return snapshot.keys
+
+    def publish_candidate(self, desired: frozenset[MappingKey], based_on: int, note: str,
+                          progress: Progress | None) -> int:
+        last, replacing = self.last_candidate, self._candidate
+        number = last + 1
+        published_at = _now()
+        content = digest(desired)
+        snapshot, puts = snapshot_writes(number, desired, note, published_at, based_on=based_on)
+        self.store.batch_write(puts, after_batch=None if progress is None else lambda done: progress(done, len(puts)))
+        problem = check_snapshot(self.store, snapshot, number, content)
+        if problem is not None:
+            raise CorruptStoreError(f"{self.description}: the snapshot of {candidate_label(number)} as written is not "
+                                    f"the plan ({problem}); not published. Re-run.")
+        candidate = Candidate(number, content, len(desired), published_at, note, based_on)
+        if replacing is not None:
+            self.store.put_candidate_record(replacing, "replaced", replaced_by=number)
+        try:
+            self.store.flip_candidate(last, replacing, candidate, snapshot)
+        except ConflictError:
+            with contextlib.suppress(StoreError):
+                self.store.batch_write([delete_request(snapshot.sort_key, part_key(i, "")["pk"]["S"])
+                                        for i in range(snapshot.parts)])
+            raise
+        self._delete_candidate_parts(keep=snapshot.sort_key, upto=number)
+        return number
+
+    def end_candidate(self, candidate: Candidate, status: str, promoted_to: int | None = None) -> bool:
+        self.store.put_candidate_record(candidate, status, promoted_to=promoted_to)
+        if not self.store.remove_candidate(candidate):
+            return False
+        self._delete_candidate_parts(keep=None, upto=max(self.last_candidate, candidate.number))
+        return True
+
+    def candidate_history(self) -> list[VersionEntry]:
+        current = self.candidate()
+        entries = {entry["version"]: entry for entry in self.store.candidate_records()}
+        if current is not None:  # the pointer is the truth about the candidate it names
+            entries[current.number] = {
+                "version": current.number, "digest": current.digest, "mappings": current.mappings,
+                "published_at": current.published_at, "note": current.note, "candidate": True,
+                "based_on": current.based_on, "status": "candidate", "promoted_to": None, "replaced_by": None}
+        return [entries[number] for number in sorted(n for n in entries if n is not None)]
+
+    def _delete_candidate_parts(self, *, keep: str | None, upto: int) -> None:
+        """Delete candidate parts numbered ``upto`` or lower, but ``keep``'s.
+
+        A candidate publish still writing has a higher number, so its parts stay.
+        """
+        deletes = []
+        for pk, sk in self.store.snapshot_items():
+            number = sk.removeprefix(CANDIDATE_PARTS).partition("#")[0]
+            if sk.startswith(CANDIDATE_PARTS) and number.isdigit() and int(number) <= upto and sk != keep:
+                deletes.append(delete_request(sk, pk))
+        self.store.batch_write(deletes)
 
     def _stale_parts(self, keep: int) -> list[dict[str, Any]]:
         """Deletes of the snapshot parts of every version but ``keep``, the published one.

@@ -1,18 +1,30 @@
 """Publishing to S3: conditional writes of the snapshot object and its history copies (admin only, boto3).
 
 The object's format and what readers check are in ``policy_engine/adapters/s3.py``.
+
+Candidates live in ``KEY.candidate`` and never touch ``KEY`` or its history. Every
+change of that object is a conditional ``PutObject`` on the ETag read (or
+``If-None-Match: *``), so of two concurrent candidate commands one lands. The record
+of a candidate that ends (replaced, promoted, discarded) is written to
+``KEY.candidate.history/<number>.json`` just before the object changes; the object
+stays the truth about the candidate it holds.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 from collections.abc import Iterator
 from typing import Any
 
 from policy_engine.adapters.s3 import (
+    CANDIDATE_SUFFIX,
     Link,
     Snapshot,
     decode_snapshot,
+    encode_no_candidate,
     encode_snapshot,
+    no_candidate_last,
     parse_s3_location,
 )
 from policy_engine.admin.aws import (
@@ -22,7 +34,7 @@ from policy_engine.admin.aws import (
     make_client,
     store_error,
 )
-from policy_engine.core.publish import MappingKey, Plan
+from policy_engine.core.publish import Candidate, MappingKey, Plan
 from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
@@ -32,6 +44,9 @@ from policy_engine.errors import (
 from policy_engine.ports import Progress, VersionEntry
 
 __all__ = ["S3Store", "S3Target"]
+
+#: The ``format`` of a candidate's record.
+RECORD_FORMAT = "policy-engine/candidate-record@1"
 
 
 class S3Store:
@@ -49,6 +64,13 @@ class S3Store:
 
     def history_key(self, version: int) -> str:
         return f"{self.key}.history/{version:010d}.json"
+
+    @property
+    def candidate_key(self) -> str:
+        return self.key + CANDIDATE_SUFFIX
+
+    def candidate_record_key(self, number: int) -> str:
+        return f"{self.candidate_key}.history/{number:010d}.json"
 
     def get(self, key: str | None = None) -> tuple[bytes, str]:
         """``(body, etag)`` of the snapshot object (or of ``key``).
@@ -239,6 +261,10 @@ class S3Target:
         self.store = S3Store(bucket, key, client=client)
         self.description = self.store.description
         self.snapshot: Snapshot | None = None
+        self.last_candidate = 0
+        self._candidate: Snapshot | None = None
+        #: The candidate object's ETag (``None``: there is no object yet).
+        self._candidate_etag: str | None = None
 
     @property
     def write_requests(self) -> int:
@@ -282,7 +308,119 @@ class S3Target:
     def complete(self) -> bool:
         return False  # the object is the whole version: a reader loads whatever a publish wrote
 
+    # -- candidates -------------------------------------------------------------------
+
+    def candidate(self) -> Candidate | None:
+        where = f"s3://{self.store.bucket}/{self.store.candidate_key}"
+        # Missing, or AccessDenied (a role without s3:ListBucket asking about a missing
+        # object): a candidate publish then creates it with If-None-Match, which tells the two apart.
+        got = self.store._read_copy(self.store.candidate_key)
+        if got is None:
+            self.last_candidate, self._candidate, self._candidate_etag = 0, None, None
+            return None
+        body, etag = got
+        self._candidate_etag, self._candidate = etag, None
+        last = no_candidate_last(body, where)
+        if last is not None:
+            self.last_candidate = last
+            return None
+        snapshot = decode_snapshot(body, where, etag)
+        if snapshot.based_on is None:
+            raise CorruptStoreError(f"{where}: holds a published version, not a candidate (no based_on)")
+        self.last_candidate, self._candidate = snapshot.version, snapshot
+        return _candidate_of(snapshot)
+
+    def candidate_keys(self, candidate: Candidate) -> frozenset[MappingKey]:
+        assert self._candidate is not None and self._candidate.version == candidate.number
+        return self._candidate.keys
+
+    def publish_candidate(self, desired: frozenset[MappingKey], based_on: int, note: str,
+                          progress: Progress | None) -> int:
+        number = self.last_candidate + 1
+        published_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        body = encode_snapshot(number, desired, note, published_at, based_on=based_on)
+        if self._candidate is not None:
+            self._record(_candidate_of(self._candidate), "replaced", replaced_by=number)
+        self._replace_candidate(body, f"c{number} was not published")
+        if progress is not None:
+            progress(1, 1)
+        return number
+
+    def end_candidate(self, candidate: Candidate, status: str, promoted_to: int | None = None) -> bool:
+        self._record(candidate, status, promoted_to=promoted_to)
+        try:
+            self._replace_candidate(encode_no_candidate(max(self.last_candidate, candidate.number)), "")
+        except ConflictError:
+            return False
+        return True
+
+    def candidate_history(self) -> list[VersionEntry]:
+        current = self.candidate()
+        entries: list[VersionEntry] = []
+        for number in range(1, self.last_candidate + 1):
+            if current is not None and number == current.number:
+                entries.append(_candidate_entry(current, "candidate"))
+                continue
+            got = self.store._read_copy(self.store.candidate_record_key(number))
+            if got is None:
+                continue  # never published, or its record was not written
+            entries.append(_record_entry(got[0], f"s3://{self.store.bucket}/"
+                                                  f"{self.store.candidate_record_key(number)}"))
+        return entries
+
+    def _record(self, candidate: Candidate, status: str, *, promoted_to: int | None = None,
+                replaced_by: int | None = None) -> None:
+        record = {"format": RECORD_FORMAT, **_candidate_entry(candidate, status), "promoted_to": promoted_to,
+                  "replaced_by": replaced_by,
+                  "ended_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        self.store._put(self.store.candidate_record_key(candidate.number), json.dumps(record).encode())
+
+    def _replace_candidate(self, body: bytes, lost: str) -> None:
+        etag = self._candidate_etag
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self._candidate_etag = self.store._put(self.store.candidate_key, body, **condition)
+        except ClientError as exc:
+            raise ConflictError(f"{self.description}: the candidate changed meanwhile (another sync --candidate, "
+                                f"promote or discard: {error_code(exc)}); {lost or 'nothing changed'}, "
+                                "re-run") from None
+
 
 def _entry(snapshot: Snapshot) -> VersionEntry:
     return {"version": snapshot.version, "digest": snapshot.digest, "mappings": len(snapshot.keys),
             "published_at": snapshot.published_at, "note": snapshot.note}
+
+
+def _candidate_of(snapshot: Snapshot) -> Candidate:
+    assert snapshot.based_on is not None
+    return Candidate(snapshot.version, snapshot.digest, len(snapshot.keys), snapshot.published_at, snapshot.note,
+                     snapshot.based_on)
+
+
+def _candidate_entry(candidate: Candidate, status: str) -> VersionEntry:
+    return {"version": candidate.number, "digest": candidate.digest, "mappings": candidate.mappings,
+            "published_at": candidate.published_at, "note": candidate.note, "candidate": True,
+            "based_on": candidate.based_on, "status": status, "promoted_to": None, "replaced_by": None}
+
+
+def _record_entry(body: bytes, where: str) -> VersionEntry:
+    try:
+        record = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return {"version": None, "digest": None, "mappings": None, "published_at": None,
+                "note": f"{where}: not a candidate record", "candidate": True, "status": None}
+
+    def number(name: str) -> int | None:
+        value = record.get(name)
+        return value if type(value) is int else None
+
+    def text(name: str) -> str | None:
+        value = record.get(name)
+        return value if isinstance(value, str) else None
+
+    return {"version": number("version"), "digest": text("digest"), "mappings": number("mappings"),
+            "published_at": text("published_at"), "note": text("note"), "candidate": True,
+            "based_on": number("based_on"), "status": text("status"), "promoted_to": number("promoted_to"),
+            "replaced_by": number("replaced_by")}
