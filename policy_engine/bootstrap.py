@@ -34,16 +34,11 @@ def permission_source(location: str, *, max_bytes: int | None = None, candidate:
     if location.startswith("dynamodb://"):
         from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 
-        table = location.removeprefix("dynamodb://")
-        if candidate:
-            return DynamoDbPermissionSource(table, max_bytes=max_bytes, candidate=True)  # type: ignore[call-arg,unused-ignore]
-        return DynamoDbPermissionSource(table, max_bytes=max_bytes)
+        return DynamoDbPermissionSource(location.removeprefix("dynamodb://"), max_bytes=max_bytes, candidate=candidate)
     if location.startswith("s3://"):
         from policy_engine.adapters.s3 import S3PermissionSource
 
-        if candidate:
-            return S3PermissionSource(location, max_bytes=max_bytes, candidate=True)  # type: ignore[call-arg,unused-ignore]
-        return S3PermissionSource(location, max_bytes=max_bytes)
+        return S3PermissionSource(location, max_bytes=max_bytes, candidate=candidate)
     if "://" in location:
         scheme = location.split("://", 1)[0]
         raise ConfigurationError(

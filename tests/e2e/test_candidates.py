@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,15 @@ import pytest
 from policy_engine.adapters.dynamodb import DynamoDbPermissionSource
 from policy_engine.adapters.s3 import S3PermissionSource
 from policy_engine.admin.cli import main
+from policy_engine.admin.local.invoke import invoke
 from policy_engine.admin.publish import load_desired
+from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, keys_of
 from policy_engine.errors import MissingStoreError
-from tests.conftest import API, ROOT
+from tests.conftest import API, ROOT, token_event
 from tests.stores import Backend
+from tests.support.emf import emf_problems, metrics_of
 
 # DynamoDB Local for tables, moto's server for S3 (``Backend.s3`` is always moto).
 pytestmark = pytest.mark.parametrize("backend", ["dynamodb-local"], indirect=True)
@@ -189,3 +193,103 @@ def test_promote_refuses_a_candidate_judged_against_an_older_live_version(store_
     out = run(capsys, "promote", store.target, "--force")
     assert out.splitlines()[-1].startswith(f"{store.target}: promoted c1 as v3 (")
     assert store.read()[1] == load_desired(store.candidate)
+
+
+# ---- the authorizer shadowing the store's candidate ----------------------------------------------------------------
+
+def _lines(err: str, event: str) -> list[dict[str, Any]]:
+    return [line for line in (json.loads(text) for text in err.splitlines() if text.startswith("{"))
+            if line["event"] == event]
+
+
+def _wait_for(capsys: pytest.CaptureFixture[str], event: str, seconds: float = 10.0) -> str:
+    """Everything written until a line of ``event`` appears (the candidate loads on its own thread)."""
+    seen, until = "", time.monotonic() + seconds
+    while time.monotonic() < until:
+        seen += capsys.readouterr().err
+        if _lines(seen, event):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} line within {seconds} s:\n{seen}")
+
+
+def test_an_authorizer_shadows_the_candidate_until_it_is_promoted_or_discarded(
+        store_with_candidate, make_handler, idp, capsys, monkeypatch):
+    store = store_with_candidate
+    env = {**store.handler_env, "PERMISSIONS_CACHE_TTL": "0.2", "AWS_LAMBDA_FUNCTION_NAME": "pets-authorizer"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the readers read credentials and endpoints when they are built
+    capsys.readouterr()
+    handler = make_handler(**env)
+    started = _wait_for(capsys, "candidate_loaded")
+    assert not _lines(started, "candidate_unavailable")
+
+    def decide(scope: str, verb: str, path: str) -> tuple[Verdict, str]:
+        event = token_event(idp.mint(scope=scope), verb, path)
+        result = invoke(handler, event)
+        assert result.response is not None, result.error
+        return evaluate_response(result.response, event["methodArn"]), capsys.readouterr().err
+
+    # Live v1 decides every request; c1 is judged beside it.
+    verdict, err = decide("pets:write", "DELETE", "/pets/1")
+    assert verdict is Verdict.IMPLICIT_DENY  # live: DELETE is pets:admin's
+    (health,) = _lines(err, "health")
+    assert (health["version"], health["candidate_version"]) == ("v1", "c1")
+    assert 0 <= health["PermissionVersionAge"] < 600 and health["PermissionsRefreshAge"] < 600
+    (line,) = [text for text in err.splitlines() if '"shadow_diff"' in text]
+    assert emf_problems(line) == []
+    assert metrics_of(line)["ShadowDifferences"] == (1, "Count", [["FunctionName"]], "PolicyEngine")
+    diff = json.loads(line)
+    assert (diff["live_version"], diff["candidate_version"], diff["live_outcome"], diff["candidate_outcome"],
+            diff["route_changed"], diff["verb"], diff["path"], diff["FunctionName"]) == \
+        ("v1", "c1", "deny", "allow", True, "DELETE", "/pets/1", "pets-authorizer")
+    assert "DELETE/pets/*" in diff["gained"]
+
+    verdict, err = decide("pets:admin", "DELETE", "/pets/1")
+    assert verdict is Verdict.ALLOW
+    (diff,) = _lines(err, "shadow_diff")
+    assert (diff["live_outcome"], diff["candidate_outcome"], diff["route_changed"]) == ("allow", "deny", True)
+
+    verdict, err = decide("pets:read", "GET", "/pets")
+    assert verdict is Verdict.ALLOW
+    (diff,) = _lines(err, "shadow_diff")  # the policy grows by HEAD /pets; this request's outcome does not change
+    assert (diff["route_changed"], diff["gained"], diff["lost"]) == (False, ["HEAD/pets"], [])
+
+    verdict, err = decide("store:read", "GET", "/store/inventory")
+    assert verdict is Verdict.ALLOW and _lines(err, "shadow_diff") == []  # c1 does not touch this caller
+    (decision,) = _lines(err, "decision")
+    assert (decision["version"], decision["outcome"]) == ("v1", "allow")
+
+    # Promote: c1 becomes v2 and decides; there is nothing left to shadow.
+    run(capsys, "promote", store.target)
+    time.sleep(0.3)
+    verdict, err = decide("pets:write", "DELETE", "/pets/1")
+    assert verdict is Verdict.ALLOW and _lines(err, "shadow_diff") == []
+    assert _lines(err, "decision")[0]["version"] == "v2"
+
+    # A new candidate that takes DELETE back, watched, then discarded.
+    run(capsys, "sync", store.target, "--permissions", str(store.live), "--candidate")
+    deadline, diffs = time.monotonic() + 10, []
+    while not diffs and time.monotonic() < deadline:
+        time.sleep(0.1)
+        verdict, err = decide("pets:write", "DELETE", "/pets/1")
+        assert verdict is Verdict.ALLOW  # v2 still decides
+        diffs = _lines(err, "shadow_diff")
+    assert [(d["live_version"], d["candidate_version"], d["candidate_outcome"]) for d in diffs] == \
+        [("v2", "c2", "deny")]
+    run(capsys, "discard", store.target)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        verdict, err = decide("pets:write", "DELETE", "/pets/1")
+        if not _lines(err, "shadow_diff"):
+            break
+    else:
+        raise AssertionError("the discarded candidate is still shadowed")
+    assert verdict is Verdict.ALLOW
+
+    # Roll back to v1: published as v3, and the authorizer decides with it.
+    run(capsys, "rollback", store.target, "--to", "1")
+    time.sleep(0.3)
+    verdict, err = decide("pets:write", "DELETE", "/pets/1")
+    assert verdict is Verdict.IMPLICIT_DENY and _lines(err, "decision")[0]["version"] == "v3"
