@@ -28,6 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# The same mappings, API and statistics as the warm-decision benchmark beside this script.
+from decision import API, mappings, percentile
+
 from policy_engine.adapters.memory import MemoryPermissionSource
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.local.invoke import load_handler
@@ -35,23 +38,6 @@ from policy_engine.bootstrap import key_source
 from policy_engine.cache import CandidateCache, PermissionCache
 from policy_engine.engine import Authorizer
 from policy_engine.settings import Settings
-
-API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
-VERBS = ("GET", "POST", "PUT", "DELETE")
-
-
-def mappings(n: int) -> list[dict[str, str]]:
-    scopes = max(1, n // 10)
-    return [
-        {"arn": API, "stage": "prod", "httpVerb": VERBS[i % 4], "resource": f"/svc{i % scopes}/items{i}/*",
-         "scope": f"svc{i % scopes}:scope"}
-        for i in range(n)
-    ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def timed(fn, item) -> float:
