@@ -33,9 +33,11 @@ from json.encoder import encode_basestring_ascii as _quote
 __all__ = [
     "DECISIONS",
     "DECISION_LATENCY",
+    "DEFAULT_NAMESPACE",
     "FUNCTION_NAME",
     "JWKS_FAILURES",
     "JWKS_REFRESH_AGE",
+    "LOCAL_FUNCTION_NAME",
     "METRICS",
     "PERMISSIONS_REFRESH_AGE",
     "PERMISSION_VERSION_AGE",
@@ -57,6 +59,10 @@ JWKS_REFRESH_AGE = "JwksRefreshAge"
 
 #: The dimension every metric has: the Lambda function's name.
 FUNCTION_NAME = "FunctionName"
+#: Where the metrics go unless ``METRICS_NAMESPACE`` says otherwise (its declared default).
+DEFAULT_NAMESPACE = "PolicyEngine"
+#: The ``FunctionName`` outside Lambda (``AWS_LAMBDA_FUNCTION_NAME``'s declared default).
+LOCAL_FUNCTION_NAME = "local"
 
 _BY_FUNCTION = ((FUNCTION_NAME,),)
 
@@ -113,7 +119,7 @@ class Config:
 
 #: The configuration in force. Every process that logs has one, configured or not (tests,
 #: local tools): the declared defaults of METRICS and METRICS_NAMESPACE, FunctionName "local".
-config = Config(True, "PolicyEngine", "local")
+config = Config(True, DEFAULT_NAMESPACE, LOCAL_FUNCTION_NAME)
 
 
 def configure(*, enabled: bool, namespace: str, function_name: str) -> None:

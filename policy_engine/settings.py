@@ -31,6 +31,7 @@ from policy_engine.events import (
     IdentitySource,
     parse_identity_source,
 )
+from policy_engine.metrics import DEFAULT_NAMESPACE, LOCAL_FUNCTION_NAME
 
 __all__ = [
     "INTROSPECTION_AUTH_METHODS",
@@ -231,10 +232,10 @@ class Settings:
     metrics: bool = field(default=True, metadata=_declare(
         "METRICS", "flag", "`false` leaves the CloudWatch metrics (Embedded Metric Format members) out of the "
         "log lines"))
-    metrics_namespace: str = field(default="PolicyEngine", metadata=_declare(
+    metrics_namespace: str = field(default=DEFAULT_NAMESPACE, metadata=_declare(
         "METRICS_NAMESPACE", "text", "CloudWatch namespace of the metrics (1-255 characters: letters, digits, "
         "`.-_/#: ` and spaces; not `AWS/...`)"))
-    function_name: str = field(default="local", metadata=_declare(
+    function_name: str = field(default=LOCAL_FUNCTION_NAME, metadata=_declare(
         "AWS_LAMBDA_FUNCTION_NAME", "text", "set by Lambda: the metrics' `FunctionName` dimension"))
 
     @classmethod

@@ -21,11 +21,12 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from policy_engine.errors import ConfigurationError
+from policy_engine.metrics import DEFAULT_NAMESPACE
 
 __all__ = ["DEFAULT_METRICS_NAMESPACE", "AlarmThresholds", "Monitoring"]
 
 #: ``METRICS_NAMESPACE``'s default: where the authorizer writes unless told otherwise.
-DEFAULT_METRICS_NAMESPACE = "PolicyEngine"
+DEFAULT_METRICS_NAMESPACE = DEFAULT_NAMESPACE
 #: Every alarm and graph aggregates over five minutes.
 PERIOD = Duration.minutes(5)
 #: What a healthy container's ``PermissionsRefreshAge`` stays under (the default
