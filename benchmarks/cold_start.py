@@ -1,7 +1,7 @@
 """Cold start: whole processes, from spawn to exit, each importing an authorizer and deciding once.
 
     .venv/bin/python benchmarks/cold_start.py [--runs 15] [--before main] [--before-compiled]
-                                              [--sizes 1000,10000] [--no-node]
+                                              [--sizes 1000,10000] [--no-node] [--mypyc]
 
 Each run is a fresh interpreter (``python -I -S -B -c``, as on Lambda's read-only
 ``/var/task``: nothing outside the task folder is importable and no bytecode is written)
@@ -9,7 +9,8 @@ that imports an authorizer, fetches the signing keys over TLS from a JWKS endpoi
 127.0.0.1, decides one TOKEN event and exits. What is timed is the whole process: spawn,
 interpreter start-up, imports, init, the decision, exit. Candidates, per data set:
 
-- ``after``: this checkout's ``policy-engine bundle`` (its defaults), unpacked;
+- ``after``: this checkout's ``policy-engine bundle`` (its defaults), unpacked (and, with
+  ``--mypyc``, ``after+mypyc``: the same built with ``bundle --mypyc``);
 - ``before``: the same from the revision given with ``--before`` (default ``main``),
   exported with ``git archive`` and bundled by its own ``bundle`` command (and, with
   ``--before-compiled``, ``before+pyc``: that command with its ``--compile``);
@@ -346,6 +347,8 @@ def main() -> int:
     parser.add_argument("--no-node", action="store_true", help="skip aws-jwt-verify even when npm is available")
     parser.add_argument("--before-compiled", action="store_true",
                         help="also time the 'before' revision bundled with its --compile (bytecode)")
+    parser.add_argument("--mypyc", action="store_true",
+                        help="also time this checkout bundled with --mypyc (the decision path as C extensions)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -365,6 +368,9 @@ def main() -> int:
         for index, data in enumerate(sets):
             after = bundle_with(ROOT, data.permissions, scratch / f"after-{index}.zip")
             candidates.append(Candidate("after", data, python_command([after], HANDLER_RUN), after))
+            if args.mypyc:
+                native = bundle_with(ROOT, data.permissions, scratch / f"after-mypyc-{index}.zip", "--mypyc")
+                candidates.append(Candidate("after+mypyc", data, python_command([native], HANDLER_RUN), native))
             if before_source is not None:
                 before = bundle_with(before_source, data.permissions, scratch / f"before-{index}.zip")
                 candidates.append(Candidate("before", data, python_command([before], HANDLER_RUN), before))
@@ -406,7 +412,7 @@ def main() -> int:
         for candidate in group:
             ratio = statistics.median(w / a for w, a in zip(candidate.walls, anchor.walls, strict=True))
             cpu_ratio = statistics.median(c / a for c, a in zip(candidate.cpus, anchor.cpus, strict=True))
-            print(f"  {candidate.name:10} wall {spread(candidate.walls)}  x{ratio:.2f} of pyjwt   "
+            print(f"  {candidate.name:11} wall {spread(candidate.walls)}  x{ratio:.2f} of pyjwt   "
                   f"cpu {statistics.median(candidate.cpus) * 1000:6.1f} ms  x{cpu_ratio:.2f}")
             summary[f"{data.name}/{candidate.name}"] = {
                 "median_ms": round(statistics.median(candidate.walls) * 1000, 1),

@@ -1,6 +1,6 @@
 """Warm decision latency as Lambda runs it: the bundle under AWS's runtime client.
 
-    .venv/bin/python benchmarks/lambda_runtime.py [--tokens 6000] [--sizes 10,1000,100000]
+    .venv/bin/python benchmarks/lambda_runtime.py [--tokens 6000] [--sizes 10,1000,100000] [--mypyc]
 
 ``decision.py`` calls the handler in-process. This script runs what is deployed: the
 bundle for this machine, unpacked and started in a fresh isolated interpreter by
@@ -15,7 +15,9 @@ parts, as in ``decision.py``) runs the same way, as a second function in its own
 runtime client. Each function times its own work with ``perf_counter_ns`` and returns
 the figure, so the HTTP round trips are not counted, only their effect on the caches.
 Invocations alternate: one decision, one floor call, with fresh tokens. "× floor" is
-the median over rounds of 100 pairs of (median decision ÷ median floor).
+the median over rounds of 100 pairs of (median decision ÷ median floor). With
+``--mypyc`` a second bundle, built with ``bundle --mypyc`` (the decision path as C
+extensions), runs as a third function in the same rounds (row ``mypyc``).
 """
 
 from __future__ import annotations
@@ -83,20 +85,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=6000, help="decisions per size (as many floor calls)")
     parser.add_argument("--sizes", default="10,1000,100000")
+    parser.add_argument("--mypyc", action="store_true",
+                        help="also run a bundle built with --mypyc, as a third function in the same rounds")
     args = parser.parse_args()
-    names = ["handler", "floor"]
+    names = ["handler", "mypyc", "floor"] if args.mypyc else ["handler", "floor"]
     rng = random.Random(7)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     arch = {"x86_64": "x86_64", "aarch64": "arm64"}[__import__("platform").machine()]
     rows = []
     with tempfile.TemporaryDirectory() as scratch_name, LocalIdentityProvider() as idp:
         scratch = Path(scratch_name)
-        bundle = build_bundle(scratch / "bundle.zip", arch=arch, python=python, wheel_cache=CACHE / "wheels")
-        task = scratch / "task"
-        with zipfile.ZipFile(bundle.path) as archive:
-            archive.extractall(task)
-        (task / "probe_handler.py").write_text(DECISION_PROBE)
-        (task / "probe_floor.py").write_text(FLOOR_PROBE)
+        tasks = {}
+        for name in names:
+            if name == "floor":
+                continue
+            bundle = build_bundle(scratch / f"{name}.zip", arch=arch, python=python, wheel_cache=CACHE / "wheels",
+                                  mypyc=name == "mypyc")
+            tasks[name] = scratch / f"task-{name}"
+            with zipfile.ZipFile(bundle.path) as archive:
+                archive.extractall(tasks[name])
+            (tasks[name] / "probe_handler.py").write_text(DECISION_PROBE)
+            (tasks[name] / "probe_floor.py").write_text(FLOOR_PROBE)
+        tasks["floor"] = tasks["handler"]
         client = ensure_runtime_client(CACHE)
         for size in (int(s) for s in args.sizes.split(",")):
             permissions = scratch / f"permissions-{size}.yaml"
@@ -110,7 +120,8 @@ def main() -> int:
             environ = {"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri,
                        "PERMISSIONS_SOURCE": str(permissions), "PERMISSIONS_CACHE_TTL": "3600"}
             apis = {name: RuntimeApi().start() for name in names}
-            runtimes = [start_runtime(task, client, f"probe_{name}.handle", api, environ, scratch / f"{name}.log")
+            runtimes = [start_runtime(tasks[name], client, f"probe_{'floor' if name == 'floor' else 'handler'}.handle",
+                                      api, environ, scratch / f"{name}.log")
                         for name, api in apis.items()]
             try:
                 for event in events[:50]:  # init (keys, mappings) and one decision per profile

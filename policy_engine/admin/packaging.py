@@ -23,6 +23,12 @@ runs on Amazon Linux 2 (glibc 2.26), python3.12 and 3.13 on Amazon Linux 2023 (g
   target's Python version (``find_interpreter``), unless turned off: Lambda's
   ``/var/task`` is read-only, so a module shipped without it is compiled again at
   every cold start.
+- with ``mypyc``, C extensions of the modules every warm decision runs through
+  (``MYPYC_MODULES``), compiled from the same sources by mypyc (mypy's compiler of
+  type-annotated Python) beside them: Python imports an extension before a source of
+  the same name. They are built on this machine, so only for its architecture, by an
+  interpreter of the target's version, and refused if they need a newer glibc than the
+  runtime's operating system has.
 
 Deterministic: entries sorted by name, every timestamp 1980-01-01 00:00, mode 0644,
 hash-based bytecode (PEP 552), one compression level. The same sources and the same
@@ -51,13 +57,16 @@ from policy_engine.errors import BundleError
 __all__ = [
     "ARCHITECTURES",
     "ENTRY_POINT",
+    "MYPYC_MODULES",
     "PERMISSIONS_FILE",
     "PYTHON_VERSIONS",
     "Bundle",
     "build_bundle",
     "compile_bytecode",
+    "compile_mypyc",
     "default_output",
     "find_interpreter",
+    "glibc_needed",
     "manylinux_platforms",
     "native_problems",
     "runtime_modules",
@@ -82,6 +91,25 @@ ENTRY_POINT = "handler/app.py"
 PERMISSIONS_FILE = "permissions"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644
+#: The modules every warm decision runs through (event, token, claims, grants, decision,
+#: log line, permission cache), which ``mypyc`` bundles carry as C extensions. They must
+#: stay mypy-strict (``make test`` checks it) for mypyc to compile them.
+MYPYC_MODULES = (
+    "policy_engine/cache.py",
+    "policy_engine/core/arn.py",
+    "policy_engine/core/decision.py",
+    "policy_engine/core/grants.py",
+    "policy_engine/core/iam.py",
+    "policy_engine/core/memo.py",
+    "policy_engine/core/tokens/claims.py",
+    "policy_engine/core/tokens/issuers.py",
+    "policy_engine/core/tokens/jws.py",
+    "policy_engine/core/tokens/keys.py",
+    "policy_engine/core/tokens/verifier.py",
+    "policy_engine/engine.py",
+    "policy_engine/events.py",
+    "policy_engine/logs.py",
+)
 #: Lambda's limit on the unzipped size of a function and its layers.
 UNZIPPED_LIMIT = 250 * 1024 * 1024
 
@@ -156,6 +184,7 @@ def build_bundle(
     refresh: bool = False,
     bytecode: bool = True,
     compile_with: str | None = None,
+    mypyc: bool = False,
     phase: Callable[[str], None] = lambda name: None,
 ) -> Bundle:
     """Resolve, download (or reuse cached) wheels and write the deployment zip to ``output``.
@@ -165,24 +194,31 @@ def build_bundle(
     downloads to the cache. ``permissions`` (a YAML file or folder) is validated and
     shipped compiled, as the file ``permissions``. With ``bytecode`` every module is
     shipped with its bytecode (``compile_bytecode``), written by ``compile_with`` or,
-    when that is ``None``, by the interpreter ``find_interpreter`` finds. ``phase`` is
-    told the name of each step as it starts (the CLI's progress line).
+    when that is ``None``, by the interpreter ``find_interpreter`` finds. With ``mypyc``
+    the modules of ``MYPYC_MODULES`` are also shipped as C extensions (``compile_mypyc``,
+    by the same interpreter). ``phase`` is told the name of each step as it starts (the
+    CLI's progress line).
 
     Raises:
         BundleError: pip cannot resolve the requirements for the target, two wheels
             write the same file, a native file is built for another platform or Python,
             no interpreter of the target's version is found, ``compile_with`` is not a
-            Python ``python`` or fails, or the unzipped bundle exceeds Lambda's 250 MB.
+            Python ``python`` or fails, ``compile_mypyc`` cannot build the extensions, or
+            the unzipped bundle exceeds Lambda's 250 MB.
         PermissionsError: the permissions are invalid (every problem, with file and line).
     """
     _machine(arch)
     _glibc(python)
-    if not bytecode:
-        compile_with = None
-    elif compile_with is None:
-        compile_with = find_interpreter(python)
-    else:
-        _check_interpreter(compile_with, python)
+    interpreter: str | None = None
+    if bytecode or mypyc:
+        if compile_with is None:
+            interpreter = find_interpreter(python)
+        else:
+            _check_interpreter(compile_with, python)
+            interpreter = compile_with
+    if mypyc:
+        assert interpreter is not None
+        _check_mypyc(interpreter, arch)  # before the wheels: refused in a second, not after a download
     requirements = runtime_requirements(include_boto3=include_boto3)
     phase("parse permissions and collect modules")
     project = _project_files(permissions)
@@ -195,9 +231,14 @@ def build_bundle(
         if name in files:
             raise BundleError(f"{name} is written both by a dependency and by the project")
         files[name] = data
-    if compile_with is not None:
+    if mypyc:
+        assert interpreter is not None
+        phase("compile with mypyc")
+        files.update(compile_mypyc(project, arch=arch, python=python, interpreter=interpreter))
+    if bytecode:
+        assert interpreter is not None
         phase("compile bytecode")
-        files.update(compile_bytecode(files, python=python, interpreter=compile_with))
+        files.update(compile_bytecode(files, python=python, interpreter=interpreter))
     phase("check and zip")
     problems = native_problems(files, arch=arch, python=python)
     if problems:
@@ -320,6 +361,85 @@ def compile_bytecode(files: Mapping[str, bytes], *, python: str, interpreter: st
         if report["version"] != python:
             raise BundleError(f"{interpreter} is Python {report['version']}, the bundle targets {python}")
         return {cached: (root / cached).read_bytes() for cached in report["compiled"].values()}
+
+
+# Run by the target interpreter: whether it can import mypyc, and its machine.
+_MYPYC_PROBE = """
+import importlib.util, json, platform, sys
+print(json.dumps({"mypyc": importlib.util.find_spec("mypyc") is not None, "machine": platform.machine(),
+                  "platform": sys.platform}))
+"""
+
+
+def _check_mypyc(interpreter: str, arch: str) -> None:
+    # mypyc builds for the machine it runs on, with the interpreter it runs in.
+    try:
+        done = subprocess.run([interpreter, "-c", _MYPYC_PROBE], capture_output=True, text=True, check=False,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BundleError(f"cannot run {interpreter}: {exc}") from exc
+    if done.returncode != 0:
+        raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
+    probe = json.loads(done.stdout)
+    if probe["platform"] != "linux" or probe["machine"] != ARCHITECTURES[arch]:
+        raise BundleError(f"--mypyc builds C extensions for this machine ({probe['platform']} {probe['machine']}); "
+                          f"build the {arch} bundle on a Linux {arch} machine, or without --mypyc")
+    if not probe["mypyc"]:
+        raise BundleError(f"--mypyc needs mypyc, which comes with mypy, in {interpreter} "
+                          "(pip install mypy, or the project's test extras); or build without --mypyc")
+
+
+def compile_mypyc(project: Mapping[str, bytes], *, arch: str, python: str, interpreter: str) -> dict[str, bytes]:
+    """C extensions of ``MYPYC_MODULES`` built by mypyc in ``interpreter`` from ``project``
+    (the bundle's own modules, by name), named as the bundle ships them: one per module
+    beside its source, and mypyc's shared runtime library at the top.
+
+    mypyc type-checks the modules as it compiles them (third-party packages come from
+    ``interpreter``'s environment) and needs a C compiler and ``interpreter``'s headers.
+
+    Raises:
+        BundleError: ``interpreter`` is not Python ``python`` for this ``arch`` on Linux,
+            has no mypyc, the compilation fails, or an extension needs a newer glibc
+            than the runtime's operating system.
+    """
+    _check_mypyc(interpreter, arch)
+    with tempfile.TemporaryDirectory(prefix="policy-engine-mypyc-") as scratch:
+        root = Path(scratch)
+        for name, data in project.items():
+            if name.endswith(".py"):
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / name).write_bytes(data)
+        (root / "mypy.ini").write_text(f"[mypy]\npython_version = {python}\nignore_missing_imports = True\n")
+        # No build folder in the debug information: the same sources give the same bytes.
+        flags = f"{os.environ.get('CFLAGS', '')} -ffile-prefix-map={root}=.".strip()
+        try:
+            done = subprocess.run([interpreter, "-m", "mypyc", *MYPYC_MODULES], cwd=root, capture_output=True,
+                                  text=True, check=False, timeout=900, env={**os.environ, "CFLAGS": flags})
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BundleError(f"mypyc did not finish in {interpreter}: {exc}") from exc
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip()
+            raise BundleError(f"mypyc could not compile the decision path (it needs a C compiler and the Python "
+                              f"{python} headers): {output[-600:]}")
+        built = {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*.so"))
+                 if path.relative_to(root).parts[0] != "build"}
+    tag = f".cpython-{python.replace('.', '')}-"
+    missing = [module for module in MYPYC_MODULES if not any(name.startswith(module[:-3] + tag) for name in built)]
+    if missing:
+        raise BundleError(f"mypyc built no extension for {', '.join(missing)}")
+    newest = _glibc(python)
+    for name, data in built.items():
+        needed = glibc_needed(data)
+        if needed > newest:
+            raise BundleError(f"{name} needs glibc 2.{needed}; python{python} runs on glibc 2.{newest}: build "
+                              "on a system with an older glibc (for example in the runtime's own image)")
+    return built
+
+
+def glibc_needed(shared_object: bytes) -> int:
+    """The newest glibc 2.N whose symbol versions a shared object names (0: none): the
+    version names (``GLIBC_2.14``) are strings of its dynamic string table."""
+    return max((int(minor) for minor in re.findall(rb"GLIBC_2\.(\d+)", shared_object)), default=0)
 
 
 def native_problems(files: Mapping[str, bytes], *, arch: str, python: str) -> list[str]:

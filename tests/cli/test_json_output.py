@@ -172,6 +172,7 @@ def test_bundle_reports_the_documented_fields(tmp_path, capsys, monkeypatch):
     report = _run_json(["bundle", "--output", str(tmp_path / "b.zip"), "--no-compile"], capsys)
     assert list(report) == _fields("bundle")
     assert report["path"] == str(tmp_path / "b.zip") and report["bytecode"] is False and report["wheels"] == ["a.whl"]
+    assert report["mypyc"] is False
     assert len(phases) == 3
 
 

@@ -25,7 +25,16 @@ import pytest
 from policy_engine.admin.cli import main
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.local.runtime_api import RuntimeApi, ensure_runtime_client, isolated_command, start_runtime
-from policy_engine.admin.packaging import PYTHON_VERSIONS, Bundle, build_bundle, find_interpreter, native_problems
+from policy_engine.admin.packaging import (
+    MYPYC_MODULES,
+    PYTHON_VERSIONS,
+    Bundle,
+    build_bundle,
+    compile_mypyc,
+    find_interpreter,
+    glibc_needed,
+    native_problems,
+)
 from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.snapshot import decode_snapshot
@@ -58,6 +67,15 @@ def plain_bundle(tmp_path_factory: pytest.TempPathFactory, native_bundle: Bundle
     """The same without bytecode (``--no-compile``)."""
     return build_bundle(tmp_path_factory.mktemp("plain") / "authorizer.zip", arch=NATIVE_ARCH, python=PYTHON,
                         wheel_cache=WHEELS, bytecode=False)
+
+
+@pytest.fixture(scope="module")
+def mypyc_bundle(tmp_path_factory: pytest.TempPathFactory, native_bundle: Bundle) -> Bundle:
+    """The same with the decision path compiled by mypyc (``--mypyc``)."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: mypyc cannot build extensions")
+    return build_bundle(tmp_path_factory.mktemp("mypyc") / "authorizer.zip", arch=NATIVE_ARCH, python=PYTHON,
+                        wheel_cache=WHEELS, mypyc=True)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +156,7 @@ print(json.dumps({"found": found, "prefix": sys.prefix, "base": sys.base_prefix}
         assert found[name] is None, (name, found[name])
 
 
-@pytest.mark.parametrize("flavour", ["native_bundle", "plain_bundle"])
+@pytest.mark.parametrize("flavour", ["native_bundle", "plain_bundle", "mypyc_bundle"])
 def test_the_bundle_decides_through_the_runtime_interface_client(
     flavour, request, runtime_client, handler_name, tmp_path
 ):
@@ -232,6 +250,36 @@ def test_the_default_bundle_ships_bytecode_for_every_module_deterministically(na
     again = build_bundle(tmp_path / "again.zip", arch=NATIVE_ARCH, python=PYTHON, wheel_cache=WHEELS,
                          compile_with=sys.executable)
     assert again.sha256 == native_bundle.sha256
+
+
+def test_a_mypyc_bundle_runs_its_decision_path_compiled(mypyc_bundle, native_bundle, runtime_client, tmp_path):
+    with zipfile.ZipFile(mypyc_bundle.path) as compiled, zipfile.ZipFile(native_bundle.path) as interpreted:
+        added = set(compiled.namelist()) - set(interpreted.namelist())
+        files = {name: compiled.read(name) for name in added}
+    tag = f".cpython-{PYTHON.replace('.', '')}-"
+    # one extension beside each module's source, mypyc's runtime library at the top, nothing else
+    for module in MYPYC_MODULES:
+        assert [name for name in added if name.startswith(module[:-3] + tag) and name.endswith(".so")], module
+    assert len(added) == len(MYPYC_MODULES) + 1
+    assert [name for name in added if "/" not in name and name.endswith(".so")]
+    assert native_problems(files, arch=NATIVE_ARCH, python=PYTHON) == []
+    assert all(0 < glibc_needed(data) <= PYTHON_VERSIONS[PYTHON] for data in files.values())
+    # the isolated interpreter imports the extensions, not the sources beside them
+    task = unpack(mypyc_bundle.path, tmp_path / "task")
+    names = [module[:-3].replace("/", ".") for module in MYPYC_MODULES]
+    probe = f"import importlib, json; print(json.dumps([importlib.import_module(n).__file__ for n in {names!r}]))"
+    out = subprocess.run(isolated_command([task, runtime_client], probe), cwd=task, env={"PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, check=True, timeout=60)
+    loaded = json.loads(out.stdout)
+    assert all(path.endswith(".so") and Path(path).is_relative_to(task.resolve()) for path in loaded), loaded
+
+
+def test_mypyc_builds_only_for_this_machine(tmp_path):
+    with pytest.raises(BundleError, match="--mypyc builds C extensions for this machine"):
+        compile_mypyc({}, arch=CROSS_ARCH, python=PYTHON, interpreter=sys.executable)
+    with pytest.raises(BundleError, match="--mypyc builds C extensions for this machine"):
+        build_bundle(tmp_path / "cross.zip", arch=CROSS_ARCH, python=PYTHON, wheel_cache=WHEELS, mypyc=True)
+    assert not (tmp_path / "cross.zip").exists()
 
 
 def test_compiling_with_another_python_is_refused(tmp_path):

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from policy_engine.admin.packaging import _zip_bytes, manylinux_platforms, native_problems, runtime_requirements
+from policy_engine.admin.packaging import (
+    _zip_bytes,
+    glibc_needed,
+    manylinux_platforms,
+    native_problems,
+    runtime_requirements,
+)
 from policy_engine.errors import BundleError
 
 
@@ -32,6 +38,17 @@ def test_platform_tags_follow_the_runtimes_glibc():
     al2023 = manylinux_platforms("x86_64", "3.12")
     assert al2023[0] == "manylinux_2_34_x86_64"
     assert {"manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(al2023)
+
+
+def test_the_newest_glibc_a_shared_object_names_is_read_from_its_version_strings():
+    # the strings of a dynamic string table, as the linker writes them beside symbol names
+    table = b"\x00memcpy\x00GLIBC_2.14\x00GLIBC_2.2.5\x00strlen\x00GLIBC_2.34\x00GLIBC_2.3.4\x00"
+    assert glibc_needed(b"\x7fELF" + table) == 34
+    assert glibc_needed(b"\x7fELF\x00no versions\x00") == 0
+    # a real one: an extension module of Python's, linked against this machine's glibc
+    import _socket
+
+    assert glibc_needed(Path(_socket.__file__).read_bytes()) >= 2
 
 
 @pytest.mark.parametrize("arch, python", [("aarch64", "3.12"), ("x86_64", "3.10"), ("arm64", "3")])

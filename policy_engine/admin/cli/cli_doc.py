@@ -178,6 +178,7 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("arch", "`x86_64` or `arm64`"),
         ("python", "the Lambda Python version"),
         ("bytecode", "true when bytecode is included"),
+        ("mypyc", "true when the decision path ships as C extensions (--mypyc)"),
         ("handler", "the handler to configure: `handler.app.lambda_handler`"),
         ("permissions", "the permissions compiled into the zip, or null (--no-permissions)"),
         ("size", "bytes zipped"),
