@@ -263,7 +263,10 @@ def test_a_mypyc_bundle_runs_its_decision_path_compiled(mypyc_bundle, native_bun
     assert len(added) == len(MYPYC_MODULES) + 1
     assert [name for name in added if "/" not in name and name.endswith(".so")]
     assert native_problems(files, arch=NATIVE_ARCH, python=PYTHON) == []
-    assert all(0 < glibc_needed(data) <= PYTHON_VERSIONS[PYTHON] for data in files.values())
+    # within the runtime's glibc (mypyc's runtime library names glibc versions; the small
+    # per-module stubs may name none)
+    assert max(glibc_needed(data) for data in files.values()) > 0
+    assert all(glibc_needed(data) <= PYTHON_VERSIONS[PYTHON] for data in files.values())
     # the isolated interpreter imports the extensions, not the sources beside them
     task = unpack(mypyc_bundle.path, tmp_path / "task")
     names = [module[:-3].replace("/", ".") for module in MYPYC_MODULES]
