@@ -91,16 +91,21 @@ ENTRY_POINT = "handler/app.py"
 PERMISSIONS_FILE = "permissions"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644
-#: The modules every warm decision runs through (event, token, claims, grants, decision,
-#: log line, permission cache), which ``mypyc`` bundles carry as C extensions. They must
-#: stay mypy-strict (``make test`` checks it) for mypyc to compile them.
+#: The modules every warm decision runs through (the handler, event, token, claims, grants,
+#: keys, permission lookup and cache, decision, log line and metrics), which ``mypyc``
+#: bundles carry as C extensions. They must stay mypy-strict (``make test`` checks it) for
+#: mypyc to compile them.
 MYPYC_MODULES = (
+    "handler/app.py",
+    "policy_engine/adapters/jwks_http.py",
     "policy_engine/cache.py",
     "policy_engine/core/arn.py",
     "policy_engine/core/decision.py",
     "policy_engine/core/grants.py",
     "policy_engine/core/iam.py",
+    "policy_engine/core/lastgood.py",
     "policy_engine/core/memo.py",
+    "policy_engine/core/permissions.py",
     "policy_engine/core/tokens/claims.py",
     "policy_engine/core/tokens/issuers.py",
     "policy_engine/core/tokens/jws.py",
@@ -109,6 +114,7 @@ MYPYC_MODULES = (
     "policy_engine/engine.py",
     "policy_engine/events.py",
     "policy_engine/logs.py",
+    "policy_engine/metrics.py",
 )
 #: Lambda's limit on the unzipped size of a function and its layers.
 UNZIPPED_LIMIT = 250 * 1024 * 1024

@@ -267,10 +267,13 @@ def test_a_mypyc_bundle_runs_its_decision_path_compiled(mypyc_bundle, native_bun
     # per-module stubs may name none)
     assert max(glibc_needed(data) for data in files.values()) > 0
     assert all(glibc_needed(data) <= PYTHON_VERSIONS[PYTHON] for data in files.values())
-    # the isolated interpreter imports the extensions, not the sources beside them
+    # the isolated interpreter imports the extensions, not the sources beside them (found as
+    # an import would find them: handler.app's init needs configuration, and runs through
+    # the runtime client in the decision test)
     task = unpack(mypyc_bundle.path, tmp_path / "task")
     names = [module[:-3].replace("/", ".") for module in MYPYC_MODULES]
-    probe = f"import importlib, json; print(json.dumps([importlib.import_module(n).__file__ for n in {names!r}]))"
+    probe = ("import importlib, importlib.util, json; importlib.import_module('policy_engine.engine'); "
+             f"print(json.dumps([importlib.util.find_spec(n).origin for n in {names!r}]))")
     out = subprocess.run(isolated_command([task, runtime_client], probe), cwd=task, env={"PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=True, timeout=60)
     loaded = json.loads(out.stdout)
