@@ -60,8 +60,9 @@ def compiled_copy(into: Path) -> None:
     for name, data in built.items():
         (into / name).write_bytes(data)
     names = [m.removesuffix(".py").replace("/", ".") for m in MYPYC_MODULES]
-    check = ("import importlib, sys\n"
-             f"bad = [n for n in {names!r} if not importlib.import_module(n).__file__.endswith('.so')]\n"
+    # Found as an import would find them (handler.app's init needs configuration).
+    check = ("import importlib.util, sys\n"
+             f"bad = [n for n in {names!r} if not importlib.util.find_spec(n).origin.endswith('.so')]\n"
              "sys.exit(f'not compiled: {bad}' if bad else 0)\n")
     imported = subprocess.run([sys.executable, "-c", check], cwd=into, env=_env(into), capture_output=True, text=True)
     if imported.returncode != 0:
