@@ -224,7 +224,7 @@ def build_bundle(
             interpreter = compile_with
     if mypyc:
         assert interpreter is not None
-        _check_mypyc(interpreter, arch)  # before the wheels: refused in a second, not after a download
+        _check_mypyc(interpreter, arch, python)  # before the wheels: refused in a second, not after a download
     requirements = runtime_requirements(include_boto3=include_boto3)
     phase("parse permissions and collect modules")
     project = _project_files(permissions)
@@ -369,15 +369,15 @@ def compile_bytecode(files: Mapping[str, bytes], *, python: str, interpreter: st
         return {cached: (root / cached).read_bytes() for cached in report["compiled"].values()}
 
 
-# Run by the target interpreter: whether it can import mypyc, and its machine.
+# Run by the target interpreter: whether it can import mypyc, its version and machine.
 _MYPYC_PROBE = """
 import importlib.util, json, platform, sys
 print(json.dumps({"mypyc": importlib.util.find_spec("mypyc") is not None, "machine": platform.machine(),
-                  "platform": sys.platform}))
+                  "platform": sys.platform, "version": "%d.%d" % sys.version_info[:2]}))
 """
 
 
-def _check_mypyc(interpreter: str, arch: str) -> None:
+def _check_mypyc(interpreter: str, arch: str, python: str) -> None:
     # mypyc builds for the machine it runs on, with the interpreter it runs in.
     try:
         done = subprocess.run([interpreter, "-c", _MYPYC_PROBE], capture_output=True, text=True, check=False,
@@ -387,6 +387,8 @@ def _check_mypyc(interpreter: str, arch: str) -> None:
     if done.returncode != 0:
         raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
     probe = json.loads(done.stdout)
+    if probe["version"] != python:
+        raise BundleError(f"{interpreter} is Python {probe['version']}, the bundle targets {python}")
     if probe["platform"] != "linux" or probe["machine"] != ARCHITECTURES[arch]:
         raise BundleError(f"--mypyc builds C extensions for this machine ({probe['platform']} {probe['machine']}); "
                           f"build the {arch} bundle on a Linux {arch} machine, or without --mypyc")
@@ -408,7 +410,7 @@ def compile_mypyc(project: Mapping[str, bytes], *, arch: str, python: str, inter
             has no mypyc, the compilation fails, or an extension needs a newer glibc
             than the runtime's operating system.
     """
-    _check_mypyc(interpreter, arch)
+    _check_mypyc(interpreter, arch, python)
     with tempfile.TemporaryDirectory(prefix="policy-engine-mypyc-") as scratch:
         root = Path(scratch)
         for name, data in project.items():

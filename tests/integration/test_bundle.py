@@ -280,9 +280,12 @@ def test_a_mypyc_bundle_runs_its_decision_path_compiled(mypyc_bundle, native_bun
     assert all(path.endswith(".so") and Path(path).is_relative_to(task.resolve()) for path in loaded), loaded
 
 
-def test_mypyc_builds_only_for_this_machine(tmp_path):
+def test_mypyc_builds_only_for_this_machine_and_the_interpreters_python(tmp_path):
     with pytest.raises(BundleError, match="--mypyc builds C extensions for this machine"):
         compile_mypyc({}, arch=CROSS_ARCH, python=PYTHON, interpreter=sys.executable)
+    other = "3.13" if PYTHON != "3.13" else "3.12"
+    with pytest.raises(BundleError, match=f"the bundle targets {other}"):
+        compile_mypyc({}, arch=NATIVE_ARCH or "x86_64", python=other, interpreter=sys.executable)
     with pytest.raises(BundleError, match="--mypyc builds C extensions for this machine"):
         build_bundle(tmp_path / "cross.zip", arch=CROSS_ARCH, python=PYTHON, wheel_cache=WHEELS, mypyc=True)
     assert not (tmp_path / "cross.zip").exists()
