@@ -308,16 +308,31 @@ def _patch_level(name: str) -> int:
     return int(found.group(1)) if found else -1
 
 
-def _check_interpreter(interpreter: str, python: str) -> None:
+def _ask(interpreter: str, code: str, *flags: str) -> str:
+    """What ``code``, run by ``interpreter`` (with ``flags``), prints, stripped.
+
+    Raises:
+        BundleError: ``interpreter`` cannot run, fails, or takes more than a minute.
+    """
     try:
-        done = subprocess.run([interpreter, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                              capture_output=True, text=True, check=False, timeout=60)
+        done = subprocess.run([interpreter, *flags, "-c", code], capture_output=True, text=True, check=False,
+                              timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BundleError(f"cannot run {interpreter}: {exc}") from exc
     if done.returncode != 0:
         raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
-    if done.stdout.strip() != python:
-        raise BundleError(f"{interpreter} is Python {done.stdout.strip()}, the bundle targets {python}")
+    return done.stdout.strip()
+
+
+def _check_version(interpreter: str, version: str, python: str) -> None:
+    if version != python:
+        raise BundleError(f"{interpreter} is Python {version}, the bundle targets {python}")
+
+
+def _check_interpreter(interpreter: str, python: str) -> None:
+    # Isolated and without site-packages: only the interpreter itself has to work.
+    version = _ask(interpreter, "import sys; print('%d.%d' % sys.version_info[:2])", "-I", "-S")
+    _check_version(interpreter, version, python)
 
 
 # Run by the target interpreter: compile each listed source into its __pycache__ path.
@@ -364,8 +379,7 @@ def compile_bytecode(files: Mapping[str, bytes], *, python: str, interpreter: st
         if done.returncode != 0:
             raise BundleError(f"{interpreter} could not compile the bundle: {done.stderr.strip()[-300:]}")
         report = json.loads(done.stdout)
-        if report["version"] != python:
-            raise BundleError(f"{interpreter} is Python {report['version']}, the bundle targets {python}")
+        _check_version(interpreter, report["version"], python)
         return {cached: (root / cached).read_bytes() for cached in report["compiled"].values()}
 
 
@@ -378,17 +392,10 @@ print(json.dumps({"mypyc": importlib.util.find_spec("mypyc") is not None, "machi
 
 
 def _check_mypyc(interpreter: str, arch: str, python: str) -> None:
-    # mypyc builds for the machine it runs on, with the interpreter it runs in.
-    try:
-        done = subprocess.run([interpreter, "-c", _MYPYC_PROBE], capture_output=True, text=True, check=False,
-                              timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BundleError(f"cannot run {interpreter}: {exc}") from exc
-    if done.returncode != 0:
-        raise BundleError(f"cannot run {interpreter}: {done.stderr.strip()[-300:]}")
-    probe = json.loads(done.stdout)
-    if probe["version"] != python:
-        raise BundleError(f"{interpreter} is Python {probe['version']}, the bundle targets {python}")
+    # mypyc builds for the machine it runs on, with the interpreter it runs in (and the
+    # packages of its site-packages, mypyc among them).
+    probe = json.loads(_ask(interpreter, _MYPYC_PROBE))
+    _check_version(interpreter, probe["version"], python)
     if probe["platform"] != "linux" or probe["machine"] != ARCHITECTURES[arch]:
         raise BundleError(f"--mypyc builds C extensions for this machine ({probe['platform']} {probe['machine']}); "
                           f"build the {arch} bundle on a Linux {arch} machine, or without --mypyc")
