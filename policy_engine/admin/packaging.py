@@ -383,10 +383,11 @@ def compile_bytecode(files: Mapping[str, bytes], *, python: str, interpreter: st
         return {cached: (root / cached).read_bytes() for cached in report["compiled"].values()}
 
 
-# Run by the target interpreter: whether it can import mypyc, its version and machine.
+# Run by the target interpreter: whether it can import mypyc and setuptools, its version and machine.
 _MYPYC_PROBE = """
 import importlib.util, json, platform, sys
-print(json.dumps({"mypyc": importlib.util.find_spec("mypyc") is not None, "machine": platform.machine(),
+print(json.dumps({"mypyc": all(importlib.util.find_spec(name) is not None for name in ("mypyc", "setuptools")),
+                  "machine": platform.machine(),
                   "platform": sys.platform, "version": "%d.%d" % sys.version_info[:2]}))
 """
 
@@ -400,8 +401,9 @@ def _check_mypyc(interpreter: str, arch: str, python: str) -> None:
         raise BundleError(f"--mypyc builds C extensions for this machine ({probe['platform']} {probe['machine']}); "
                           f"build the {arch} bundle on a Linux {arch} machine, or without --mypyc")
     if not probe["mypyc"]:
-        raise BundleError(f"--mypyc needs mypyc, which comes with mypy, in {interpreter} "
-                          "(pip install mypy, or the project's test extras); or build without --mypyc")
+        raise BundleError(f"--mypyc needs mypyc, which comes with mypy, and setuptools, which it builds with, in "
+                          f"{interpreter} (pip install mypy setuptools; the project's test extras have both); or "
+                          "build without --mypyc")
 
 
 def compile_mypyc(project: Mapping[str, bytes], *, arch: str, python: str, interpreter: str) -> dict[str, bytes]:

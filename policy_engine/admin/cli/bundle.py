@@ -19,8 +19,8 @@ file, and the runtime dependencies as Linux wheels for the chosen architecture
 and Python version (an arm64 zip built on x86_64 carries aarch64 code). Bytecode
 is included unless --no-compile, so no cold start compiles a module. With
 --mypyc the modules every warm decision runs through also ship as C extensions
-compiled by mypyc (needs mypy, a C compiler and the Python headers; builds for
-this machine's architecture). The same inputs give the same bytes: the printed
+compiled by mypyc (needs mypy and setuptools, a C compiler and the Python
+headers; builds for this machine's architecture). The same inputs give the same bytes: the printed
 sha256 is a build fingerprint.
 
 Exit codes: 0 built; 2 could not run (invalid permissions, no wheel for the
@@ -60,8 +60,8 @@ def register(subparsers: Any) -> None:
                              "--no-compile leaves it out")
     parser.add_argument("--mypyc", action="store_true",
                         help="also ship the modules every warm decision runs through as C extensions compiled by "
-                             "mypyc (needs mypy, a C compiler and the Python headers; only for this machine's "
-                             "architecture; see docs/deployment.md)")
+                             "mypyc (needs mypy and setuptools for the target's Python, a C compiler and the Python "
+                             "headers; only for this machine's architecture; see docs/deployment.md)")
     parser.add_argument("--refresh", action="store_true",
                         help="ask the package index again instead of resolving from the cache")
     add_format(parser)
