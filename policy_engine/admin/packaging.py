@@ -68,6 +68,7 @@ __all__ = [
     "find_interpreter",
     "glibc_needed",
     "manylinux_platforms",
+    "mypyc_problems",
     "native_problems",
     "runtime_modules",
     "runtime_requirements",
@@ -440,17 +441,26 @@ def compile_mypyc(project: Mapping[str, bytes], *, arch: str, python: str, inter
                               f"{python} headers): {output[-600:]}")
         built = {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*.so"))
                  if path.relative_to(root).parts[0] != "build"}
+    problems = mypyc_problems(built, python=python)
+    if problems:
+        raise BundleError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return built
+
+
+def mypyc_problems(built: Mapping[str, bytes], *, python: str) -> list[str]:
+    """Why mypyc's output ``built`` (names as the bundle ships them) cannot go into a
+    python``python`` bundle: a module of ``MYPYC_MODULES`` without its extension, or an
+    extension that names a newer glibc than the runtime's operating system has."""
     tag = f".cpython-{python.replace('.', '')}-"
-    missing = [module for module in MYPYC_MODULES if not any(name.startswith(module[:-3] + tag) for name in built)]
-    if missing:
-        raise BundleError(f"mypyc built no extension for {', '.join(missing)}")
+    problems = [f"mypyc built no extension for {module}" for module in MYPYC_MODULES
+                if not any(name.startswith(module[:-3] + tag) for name in built)]
     newest = _glibc(python)
-    for name, data in built.items():
+    for name, data in sorted(built.items()):
         needed = glibc_needed(data)
         if needed > newest:
-            raise BundleError(f"{name} needs glibc 2.{needed}; python{python} runs on glibc 2.{newest}: build "
-                              "on a system with an older glibc (for example in the runtime's own image)")
-    return built
+            problems.append(f"{name} needs glibc 2.{needed}; python{python} runs on glibc 2.{newest}: build on a "
+                            "system with an older glibc (for example in the runtime's own image)")
+    return problems
 
 
 def glibc_needed(shared_object: bytes) -> int:

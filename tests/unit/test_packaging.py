@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from policy_engine.admin.packaging import (
+    MYPYC_MODULES,
     _zip_bytes,
     glibc_needed,
     manylinux_platforms,
+    mypyc_problems,
     native_problems,
     runtime_requirements,
 )
@@ -49,6 +51,27 @@ def test_the_newest_glibc_a_shared_object_names_is_read_from_its_version_strings
     import _socket
 
     assert glibc_needed(Path(_socket.__file__).read_bytes()) >= 2
+
+
+def test_mypyc_output_needs_every_extension_within_the_runtimes_glibc():
+    def output(python: str, runtime_glibc: int) -> dict[str, bytes]:
+        tag = f".cpython-{python.replace('.', '')}-x86_64-linux-gnu.so"
+        stub = b"\x7fELF\x02\x00GLIBC_2.2.5\x00GLIBC_2.14\x00"
+        built = {module[:-3] + tag: stub for module in MYPYC_MODULES}
+        built["0123__mypyc" + tag] = b"\x7fELF\x02\x00" + f"GLIBC_2.{runtime_glibc}".encode() + b"\x00"
+        return built
+
+    assert mypyc_problems(output("3.11", 17), python="3.11") == []
+    # python3.11 runs on Amazon Linux 2 (glibc 2.26); 3.12 on Amazon Linux 2023 (2.34)
+    assert mypyc_problems(output("3.11", 28), python="3.11") == [
+        "0123__mypyc.cpython-311-x86_64-linux-gnu.so needs glibc 2.28; python3.11 runs on glibc 2.26: build on a "
+        "system with an older glibc (for example in the runtime's own image)"]
+    assert mypyc_problems(output("3.12", 28), python="3.12") == []
+    # every listed module needs its extension, built for the target's Python
+    missing = output("3.11", 17)
+    del missing["policy_engine/engine.cpython-311-x86_64-linux-gnu.so"]
+    assert mypyc_problems(missing, python="3.11") == ["mypyc built no extension for policy_engine/engine.py"]
+    assert len(mypyc_problems(output("3.11", 17), python="3.12")) == len(MYPYC_MODULES)
 
 
 @pytest.mark.parametrize("arch, python", [("aarch64", "3.12"), ("x86_64", "3.10"), ("arm64", "3")])
