@@ -18,6 +18,15 @@ Invocations alternate: one decision, one floor call, with fresh tokens. "× floo
 the median over rounds of 100 pairs of (median decision ÷ median floor). With
 ``--mypyc`` a second bundle, built with ``bundle --mypyc`` (the decision path as C
 extensions), runs as a third function in the same rounds (row ``mypyc``).
+
+With ``--phases`` four more functions of the same bundle run in the same rounds, each
+a prefix of what the handler does, so the rows say where a warm decision's time goes
+under the runtime client: ``verify`` (read the event, verify the token: the step the
+floor stands for), ``answer`` (``Authorizer.answer``: verify, decide, render) and
+``formatted`` (``answer`` plus the decision line, formatted but written nowhere) and
+``line`` (the same line written to the function's log, a file here). What ``handler``
+adds to ``line`` is the handler's own wrapping (request ids, refusal mapping, shadow and
+health checks).
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ from policy_engine.admin.local.runtime_api import (  # noqa: E402
 from policy_engine.admin.packaging import build_bundle  # noqa: E402
 
 CACHE = ROOT / ".cache"
+# --phases: the functions of the handler's bundle that time a prefix of its work.
+PHASES = ("verify", "answer", "formatted", "line")
 
 # Written into the unpacked bundle: each wraps one function and reports its duration.
 DECISION_PROBE = '''
@@ -57,6 +68,50 @@ def handle(event, context):
     response = lambda_handler(event, context)
     elapsed = time.perf_counter_ns() - started
     return {"ns": elapsed, "effect": response["policyDocument"]["Statement"][0]["Effect"]}
+
+
+# --phases: prefixes of the handler's work, timed the same way.
+import collections, sys, types
+import handler.app as _app
+from policy_engine.events import read_event
+from policy_engine.logs import log_decision
+
+
+def verify(event, context):
+    started = time.perf_counter_ns()
+    _app.AUTHORIZER.authenticate(read_event(event, _app.AUTHORIZER.settings.identity_source))
+    return {"ns": time.perf_counter_ns() - started, "effect": "Allow"}
+
+
+def answer(event, context):
+    started = time.perf_counter_ns()
+    decided = _app.AUTHORIZER.answer(event)
+    elapsed = time.perf_counter_ns() - started
+    return {"ns": elapsed, "effect": decided.decision.effect}
+
+
+# A stream that keeps nothing, with a write that is a C function, as a file's is.
+_NOWHERE = types.SimpleNamespace(write=collections.deque(maxlen=1).append)
+
+
+def formatted(event, context):
+    started = time.perf_counter_ns()
+    decided = _app.AUTHORIZER.answer(event)
+    stderr, sys.stderr = sys.stderr, _NOWHERE
+    try:
+        log_decision(decided, time.perf_counter_ns() - started)
+    finally:
+        sys.stderr = stderr
+    elapsed = time.perf_counter_ns() - started
+    return {"ns": elapsed, "effect": decided.decision.effect}
+
+
+def line(event, context):
+    started = time.perf_counter_ns()
+    decided = _app.AUTHORIZER.answer(event)
+    log_decision(decided, time.perf_counter_ns() - started)
+    elapsed = time.perf_counter_ns() - started
+    return {"ns": elapsed, "effect": decided.decision.effect}
 '''
 
 FLOOR_PROBE = '''
@@ -81,14 +136,22 @@ def handle(event, context):
 '''
 
 
+def _entry_point(name: str) -> str:
+    if name == "floor":
+        return "probe_floor.handle"
+    return f"probe_handler.{name}" if name in PHASES else "probe_handler.handle"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=6000, help="decisions per size (as many floor calls)")
     parser.add_argument("--sizes", default="10,1000,100000")
     parser.add_argument("--mypyc", action="store_true",
                         help="also run a bundle built with --mypyc, as a third function in the same rounds")
+    parser.add_argument("--phases", action="store_true",
+                        help="also run prefixes of the handler (verify, answer, formatted, line) in the same rounds")
     args = parser.parse_args()
-    names = ["handler", "mypyc", "floor"] if args.mypyc else ["handler", "floor"]
+    names = ["handler", *(["mypyc"] if args.mypyc else []), *(PHASES if args.phases else []), "floor"]
     rng = random.Random(7)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     arch = {"x86_64": "x86_64", "aarch64": "arm64"}[__import__("platform").machine()]
@@ -97,7 +160,7 @@ def main() -> int:
         scratch = Path(scratch_name)
         tasks = {}
         for name in names:
-            if name == "floor":
+            if name == "floor" or name in PHASES:
                 continue
             bundle = build_bundle(scratch / f"{name}.zip", arch=arch, python=python, wheel_cache=CACHE / "wheels",
                                   mypyc=name == "mypyc")
@@ -106,7 +169,8 @@ def main() -> int:
                 archive.extractall(tasks[name])
             (tasks[name] / "probe_handler.py").write_text(DECISION_PROBE)
             (tasks[name] / "probe_floor.py").write_text(FLOOR_PROBE)
-        tasks["floor"] = tasks["handler"]
+        for name in ("floor", *PHASES):
+            tasks[name] = tasks["handler"]
         client = ensure_runtime_client(CACHE)
         for size in (int(s) for s in args.sizes.split(",")):
             permissions = scratch / f"permissions-{size}.yaml"
@@ -120,7 +184,7 @@ def main() -> int:
             environ = {"ISSUER": idp.issuer, "AUDIENCE": "bench", "JWKS_URI": idp.jwks_uri,
                        "PERMISSIONS_SOURCE": str(permissions), "PERMISSIONS_CACHE_TTL": "3600"}
             apis = {name: RuntimeApi().start() for name in names}
-            runtimes = [start_runtime(tasks[name], client, f"probe_{'floor' if name == 'floor' else 'handler'}.handle",
+            runtimes = [start_runtime(tasks[name], client, _entry_point(name),
                                       api, environ, scratch / f"{name}.log")
                         for name, api in apis.items()]
             try:
@@ -155,9 +219,9 @@ def main() -> int:
                              statistics.median(times["floor"]), statistics.median(ratios[name])))
 
     print(f"Python {python}, bundle under awslambdaric, call by call, {args.tokens} decisions per size")
-    print(f"{'mappings':>9}  {'what':<8} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} {'× floor':>8}")
+    print(f"{'mappings':>9}  {'what':<9} {'median µs':>10} {'p99 µs':>8} {'floor µs':>9} {'× floor':>8}")
     for size, name, median, p99, floor_median, ratio in rows:
-        print(f"{size:>9}  {name:<8} {median:>10.1f} {p99:>8.1f} {floor_median:>9.1f} {ratio:>8.2f}")
+        print(f"{size:>9}  {name:<9} {median:>10.1f} {p99:>8.1f} {floor_median:>9.1f} {ratio:>8.2f}")
     return 0
 
 
