@@ -22,7 +22,7 @@ extensions), runs as a third function in the same rounds (row ``mypyc``).
 With ``--phases`` four more functions of the same bundle run in the same rounds, each
 a prefix of what the handler does, so the rows say where a warm decision's time goes
 under the runtime client: ``verify`` (read the event, verify the token: the step the
-floor stands for), ``answer`` (``Authorizer.answer``: verify, decide, render) and
+floor stands for), ``answer`` (``Authorizer.answer``: verify, decide, render),
 ``formatted`` (``answer`` plus the decision line, formatted but written nowhere) and
 ``line`` (the same line written to the function's log, a file here). What ``handler``
 adds to ``line`` is the handler's own wrapping (request ids, refusal mapping, shadow and
