@@ -173,6 +173,11 @@ def test_the_bundle_decides_through_the_runtime_interface_client(
         garbage = api.invoke({"type": "TOKEN", "authorizationToken": "Bearer not-a-jwt",
                               "methodArn": f"{API}/dev/GET/pets"})
         http_api = api.invoke(http_v2_event(idp.mint(scope="pets:read"), "GET", "/pets/12"))
+        # validly signed, with claims of the wrong type: where a compiled build checks types
+        # itself, a refusal must stay a 401 (not become a 500)
+        ill_typed = [api.invoke(token_event(idp.mint(**claims), "GET", "/pets/12"))
+                     for claims in ({"exp": "9999999999"}, {"sub": 12345}, {"scope": None, "scp": 7},
+                                    {"audience": None, "aud": [1, 2]})]
     # THEN the decisions are what API Gateway would enforce
     assert reader.error is None, reader.error
     assert evaluate_response(reader.payload, f"{API}/dev/GET/pets/12") is Verdict.ALLOW
@@ -183,6 +188,7 @@ def test_the_bundle_decides_through_the_runtime_interface_client(
     assert evaluate_response(http_api.payload, f"{API}/dev/DELETE/pets/12") is Verdict.IMPLICIT_DENY
     assert forged.error_message == "Unauthorized"
     assert garbage.error_message == "Unauthorized"
+    assert [answer.error_message for answer in ill_typed] == ["Unauthorized"] * 4
     # and the mappings came from the compiled permissions inside the bundle (the default source)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     loaded = [line for line in lines if line.get("event") == "permissions_loaded"]

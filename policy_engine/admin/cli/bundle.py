@@ -20,8 +20,8 @@ and Python version (an arm64 zip built on x86_64 carries aarch64 code). Bytecode
 is included unless --no-compile, so no cold start compiles a module. With
 --mypyc the modules every warm decision runs through also ship as C extensions
 compiled by mypyc (needs mypy and setuptools, a C compiler and the Python
-headers; builds for this machine's architecture). The same inputs give the same bytes: the printed
-sha256 is a build fingerprint.
+headers; builds for this machine's architecture). The same inputs give the same
+bytes: the printed sha256 is a build fingerprint.
 
 Exit codes: 0 built; 2 could not run (invalid permissions, no wheel for the
 target, no interpreter of the target Python version for the bytecode, mypyc
