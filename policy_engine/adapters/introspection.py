@@ -96,8 +96,10 @@ class IntrospectionClient:
             raise InactiveTokenError("token is not active")
         lifetime = self._ttl
         exp = answer.get("exp")
-        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp):
-            lifetime = min(lifetime, float(exp) - self._wall_clock())
+        if exp.__class__ is int or (exp.__class__ is float and math.isfinite(exp)):
+            # An int past a float's range is no time to cache by (the claim check judges it).
+            left = exp - self._wall_clock() if -(2**53) < exp < 2**53 else lifetime
+            lifetime = min(lifetime, left)
         expires = now + lifetime
         self._store(key, expires, answer)
         return answer

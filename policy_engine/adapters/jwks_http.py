@@ -16,7 +16,11 @@ Cache rules, per issuer and per container:
   endpoint is asked again at most once per min(``JWKS_CACHE_TTL``,
   ``JWKS_REFETCH_INTERVAL``), not on every request.
 * A ``kid`` that is not in the set triggers one refresh, at most once per
-  ``JWKS_REFETCH_INTERVAL``, so forged kids cannot make us hammer the IdP.
+  ``JWKS_REFETCH_INTERVAL`` counting only refreshes that unknown kids caused, so forged
+  kids cannot make us hammer the IdP, while a key rotated in just after the container
+  fetched its keys (at start, or at a ``JWKS_CACHE_TTL`` refresh) is found by the first
+  token signed with it. It waits, like every request, while a failed fetch waits out
+  its retry delay, and it is not made when the set was fetched for this very request.
 * One refresh (discovery, when used, and the JWKS request together) must finish within
   ``JWKS_TIMEOUT``, a deadline for the whole exchange; at container start all issuers
   together get ``PREFETCH_BUDGET``.
@@ -55,7 +59,7 @@ def _default_fetch(url: str, timeout: float) -> Any:
 
 
 class _IssuerKeys:
-    __slots__ = ("backoff", "fresh_until", "good", "issuer", "jwks_uri", "last_attempt")
+    __slots__ = ("backoff", "fresh_until", "good", "issuer", "jwks_uri", "kid_refresh_at")
 
     def __init__(self, issuer: str, jwks_uri: str | None, good: LastGood[dict[str, VerificationKey]],
                  backoff: Backoff) -> None:
@@ -66,7 +70,8 @@ class _IssuerKeys:
         self.fresh_until = float("-inf")  # good.confirmed_at + JWKS_CACHE_TTL: the fast path's one check
         # After a failed refresh: the next try waits min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL).
         self.backoff = backoff
-        self.last_attempt = float("-inf")  # any refresh: unknown kids wait JWKS_REFETCH_INTERVAL after it
+        # The last refresh an unknown kid caused: the next waits JWKS_REFETCH_INTERVAL after it.
+        self.kid_refresh_at = float("-inf")
 
 
 class JwksKeySource:
@@ -121,7 +126,6 @@ class JwksKeySource:
                 self._refresh(state, self._clock(), until)
             except KeySourceError as exc:
                 log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=str(exc), metrics=_JWKS_FAILURE)
-                state.last_attempt = float("-inf")
                 state.backoff.clear()
 
     def refresh_age(self) -> float | None:
@@ -143,6 +147,7 @@ class JwksKeySource:
             raise KeySourceError("issuer is not configured")
         now = self._clock()
         good = state.good
+        refreshed = False
         if now <= state.fresh_until:
             key = good.value.get(kid)  # type: ignore[union-attr]  # fresh_until is finite only with keys
             if key is not None:
@@ -150,6 +155,7 @@ class JwksKeySource:
         elif state.backoff.ready(now):
             # Past the TTL (or never loaded), and no failure waiting out its delay: ask the issuer.
             try:
+                refreshed = True
                 self._refresh(state, now)
             except KeySourceError as exc:
                 if good.value is None:
@@ -162,7 +168,9 @@ class JwksKeySource:
         if not good.within(now):
             raise KeySourceError("JWKS is older than JWKS_MAX_STALE and cannot be refreshed")
         key = keys.get(kid)
-        if key is None and now - state.last_attempt >= self._refetch_interval:
+        if (key is None and not refreshed and now - state.kid_refresh_at >= self._refetch_interval
+                and state.backoff.ready(now)):
+            state.kid_refresh_at = now
             self._refresh(state, now)
             keys = good.value
             assert keys is not None
@@ -174,7 +182,6 @@ class JwksKeySource:
         return key
 
     def _refresh(self, state: _IssuerKeys, now: float, until: float | None = None) -> None:
-        state.last_attempt = now
         if until is None:
             # Discovery and JWKS share one JWKS_TIMEOUT: a request never waits for two.
             until = time.monotonic() + self._timeout

@@ -177,3 +177,16 @@ def test_exp_bounds_an_entry_even_when_the_clocks_disagree(server):
     monotonic.now += 2
     with pytest.raises(InactiveTokenError):
         c.introspect(token)
+
+
+@pytest.mark.parametrize("exp", [10**400, -(10**400), 1e308], ids=["int past a float", "negative", "huge float"])
+def test_an_exp_no_float_can_hold_is_no_failure(server, exp):
+    # JSON integers have no bound; the cache lifetime is computed without converting one
+    # to a float, so the answer reaches the claim rules (which judge exp) instead of a 500.
+    body = b'{"active": true, "sub": "ann", "exp": ' + str(exp).encode() + b"}"
+    server.routes[("POST", "/introspect")] = lambda handler, request_body: (200, {}, body)
+    clock = Clock()
+    c = client(server, clock)
+    assert c.introspect("opaque-token-1")["exp"] == exp
+    c.introspect("opaque-token-1")
+    assert calls(server) == 1  # cached, for at most INTROSPECTION_CACHE_TTL

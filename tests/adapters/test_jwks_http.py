@@ -54,11 +54,58 @@ def test_unknown_kid_refetches_at_most_once_per_interval(idp):
     for _ in range(20):
         with pytest.raises(UnknownKeyError):
             source.get_key(idp.issuer, "forged-kid")
-    assert _jwks_requests(idp) == 1  # the first fetch started the cooldown
-    clock.now += 31
+    assert _jwks_requests(idp) == 2  # the first forged kid asked once, and started the cooldown
+    clock.now += 29
+    with pytest.raises(UnknownKeyError):
+        source.get_key(idp.issuer, "another-forged-kid")
+    assert _jwks_requests(idp) == 2
+    clock.now += 2
+    with pytest.raises(UnknownKeyError):
+        source.get_key(idp.issuer, "forged-kid")
+    assert _jwks_requests(idp) == 3
+
+
+@pytest.mark.parametrize("after", ["the first fetch", "a cache-TTL refresh"])
+def test_a_key_rotated_in_right_after_a_fetch_is_found_by_its_first_token(idp, after):
+    # The refetch interval counts refreshes that unknown kids caused, not the fetch at
+    # container start or a TTL refresh: a new container must not refuse a freshly
+    # rotated key for JWKS_REFETCH_INTERVAL.
+    clock = Clock()
+    source = _source(idp, clock)
+    source.get_key(idp.issuer, idp.keys[0].kid)
+    if after == "a cache-TTL refresh":
+        clock.now += 301
+        source.get_key(idp.issuer, idp.keys[0].kid)
+    fetched = _jwks_requests(idp)
+    new = idp.rotate()
+    clock.now += 1
+    assert source.get_key(idp.issuer, new.kid).kid == new.kid
+    assert _jwks_requests(idp) == fetched + 1
+
+
+def test_an_unknown_kid_does_not_refetch_a_set_fetched_for_the_same_request(idp):
+    clock = Clock()
+    source = _source(idp, clock)
+    source.get_key(idp.issuer, idp.keys[0].kid)
+    clock.now += 301  # past the TTL: this request refreshes the set, which lacks the kid
     with pytest.raises(UnknownKeyError):
         source.get_key(idp.issuer, "forged-kid")
     assert _jwks_requests(idp) == 2
+
+
+def test_an_unknown_kid_waits_out_a_failed_fetch(idp):
+    clock = Clock()
+    source = _source(idp, clock)
+    kid = idp.keys[0].kid
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (503, b"unavailable")
+    clock.now += 301  # the TTL refresh fails: the last good keys still verify
+    assert source.get_key(idp.issuer, kid).kid == kid
+    asked = _jwks_requests(idp)
+    clock.now += 1
+    with pytest.raises(UnknownKeyError):
+        source.get_key(idp.issuer, "forged-kid")
+    assert _jwks_requests(idp) == asked
 
 
 def test_rotated_key_is_found_by_one_refetch(idp):
@@ -189,7 +236,8 @@ def test_an_answer_without_usable_keys_revokes_every_key(idp, capsys, document):
     for _ in range(5):  # and it stays so, without a request per token
         with pytest.raises(KeySourceError):
             source.get_key(idp.issuer, kid)
-    assert _jwks_requests(idp) == 2
+    # The first fetch, the TTL refresh, and one refetch for the kid it no longer has.
+    assert _jwks_requests(idp) == 3
     idp.jwks_override = None  # the issuer publishes keys again: found by the next refetch
     clock.now += 31
     assert source.get_key(idp.issuer, kid).kid == kid

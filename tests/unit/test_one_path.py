@@ -179,7 +179,8 @@ def _cases(idp: LocalIdentityProvider) -> list[tuple[str, Any, str]]:
         ("aud", [AUDIENCE], GRANTED), ("aud", ["x"], CLAIMS), ("aud", "x", CLAIMS), ("aud", None, CLAIMS),
         ("token_use", "id", CLAIMS), ("token_use", "access", GRANTED), ("iss", "https://other", CLAIMS),
         ("iss", 7, CLAIMS), ("sub", "", GRANTED), ("sub", 7, CLAIMS), ("client_id", 7, CLAIMS),
-        ("scope", ["pets:read"], CLAIMS), ("scope", 7, CLAIMS), ("scp", "pets:read", GRANTED),
+        ("scope", ["pets:read"], GRANTED), ("scope", ["pets:read", 7], CLAIMS), ("scope", 7, CLAIMS),
+        ("scp", "pets:read", GRANTED),
         ("scp", [1], GRANTED),  # scope comes first (SCOPE_CLAIMS=scope,scp) and is present
         ("username", 5, GRANTED), ("username", "ann", GRANTED), ("username", ["a", "b"], GRANTED),
     ]:

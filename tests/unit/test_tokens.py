@@ -97,6 +97,66 @@ def test_load_jwks_drops_kids_listed_twice():
     assert keys == {} and "k1: listed 2 times" in skipped
 
 
+def _ec_jwk(curve, kid, **members):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    public = ec.generate_private_key(curve).public_key()
+    return {**json.loads(ECAlgorithm.to_jwk(public)), "kid": kid, **members}
+
+
+@pytest.mark.parametrize("members", [
+    {"crv": ["P-256"]}, {"crv": {"name": "P-256"}}, {"crv": None, "alg": "ES256"}, {"x": 7}, {"alg": ["ES256"]},
+    {"use": ["sig"]}, {"key_ops": [["verify"]]}, {"n": 5}, {"e": ["AQAB"]},
+], ids=lambda m: json.dumps(m))
+def test_a_key_whose_members_cannot_be_read_is_skipped_and_the_others_still_load(members):
+    # RFC 7517 §5: a key the reader does not understand is ignored; one such key must
+    # neither stop the set from loading nor stop the container (it used to raise TypeError).
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    rsa = "n" in members or "e" in members
+    odd = {**({**JWK, "kid": "odd"} if rsa else _ec_jwk(ec.SECP256R1(), "odd")), **members}
+    keys, skipped = load_jwks({"keys": [odd, JWK]}, {"RS256", "ES256"})
+    assert list(keys) == ["k1"]
+    assert any(line.startswith("odd: ") for line in skipped), skipped
+
+
+@pytest.mark.parametrize("alg,curve", [("ES256", "SECP384R1"), ("ES384", "SECP256R1"), ("ES256", "SECP256K1")])
+def test_an_ec_key_whose_curve_is_not_its_algorithms_is_skipped(alg, curve):
+    # RFC 7518 §3.4: ES256 is ECDSA on P-256 (ES384 P-384, ES512 P-521).
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    keys, skipped = load_jwks({"keys": [_ec_jwk(getattr(ec, curve)(), "e1", alg=alg)]}, {"ES256", "ES384"})
+    assert keys == {} and any("no allowed algorithm" in line for line in skipped), skipped
+
+
+def test_an_ec_key_without_alg_is_bound_by_its_curve():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    keys, _ = load_jwks({"keys": [_ec_jwk(ec.SECP384R1(), "e1")]}, {"ES256", "ES384"})
+    assert keys["e1"].algorithm == "ES384"
+
+
+@pytest.mark.parametrize("allowed,bound", [
+    ({"RS256"}, "RS256"), ({"RS256", "PS256"}, "RS256"), ({"RS256", "RS384", "RS512"}, "RS256"),
+    ({"PS256"}, "PS256"), ({"RS384", "PS256"}, None), ({"ES256"}, None),
+])
+def test_an_rsa_key_without_alg_is_bound_to_rs256_when_allowed(allowed, bound):
+    # Entra ID publishes RSA keys without "alg"; allowing a second RSA algorithm must not
+    # drop them (OpenID Connect's default, RS256, is chosen when it is allowed).
+    keys, _ = load_jwks({"keys": [{k: v for k, v in JWK.items() if k != "alg"}]}, allowed)
+    assert (keys["k1"].algorithm if keys else None) == bound
+
+
+def test_max_token_length_bounds_the_token_whatever_the_spaces_before_it():
+    token = "a" * 64
+    assert extract_bearer("Bearer " + token, 64) == token
+    assert extract_bearer("Bearer    " + token, 64) == token
+    for header in ("Bearer " + token + "b", "Bearer  " + token + "b"):
+        with pytest.raises(MalformedTokenError, match="MAX_TOKEN_LENGTH"):
+            extract_bearer(header, 64)
+
+
 @pytest.mark.parametrize("member", ["jku", "x5u", "jwk", "x5c", "crit", "b64"])
 def test_parse_refuses_key_pointers_and_extensions(member):
     with pytest.raises(MalformedTokenError):

@@ -26,8 +26,10 @@ __all__ = [
     "validate_claims",
 ]
 
-# Claims that, when present, must be strings: they reach the context and the principal.
-_STRING_CLAIMS = ("sub", "client_id", "scope")
+# Claims that, when present, must be strings: they name the principal. (``scope`` is read
+# as a grant source, which accepts a string or a list of strings: RFC 8693 §4.2 writes it
+# as a string, and some identity providers send a JSON array.)
+_STRING_CLAIMS = ("sub", "client_id")
 
 
 def numeric_date(payload: Mapping[str, Any], name: str, required: bool = False) -> float | None:
@@ -114,8 +116,8 @@ def validate_claims(
     ``exp`` is required; ``nbf`` and ``iat`` are honoured when present. ``aud`` must
     name one of ``audiences``. Cognito access tokens carry no ``aud``: for them
     ``token_use`` must be ``access`` and ``client_id`` one of ``audiences``. A
-    ``token_use`` other than ``access`` (Cognito ID tokens) is always refused. ``sub``,
-    ``client_id`` and ``scope``, when present, must be strings. With ``token_types``, the
+    ``token_use`` other than ``access`` (Cognito ID tokens) is always refused. ``sub`` and
+    ``client_id``, when present, must be strings. With ``token_types``, the
     header's ``typ`` (without ``application/``, any case) must be one of them.
 
     Raises:

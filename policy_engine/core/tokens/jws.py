@@ -64,6 +64,8 @@ def extract_bearer(header: object, max_length: int) -> str:
     token = header[7:]
     if token[:1] == " ":
         token = token.lstrip(" ")
+    if len(token) > max_length:  # the bound above also lets the scheme and spaces through
+        raise MalformedTokenError("token is longer than MAX_TOKEN_LENGTH")
     body = token.encode("ascii")
     if body[-1:] == b"=":  # '=' only as trailing padding
         body = body.rstrip(b"=")

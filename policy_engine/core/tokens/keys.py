@@ -103,9 +103,10 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
     """Turn a JWKS document into verification keys, skipping every key that is unsafe.
 
     Skipped (with a reason): symmetric ``oct`` keys, ``use`` other than ``sig``,
-    ``key_ops`` without ``verify``, RSA under 2048 bits, no ``kid``, an algorithm
-    outside ``algorithms``, and kids listed more than once (which key is meant is
-    then unknowable).
+    ``key_ops`` without ``verify``, RSA under 2048 bits, no ``kid``, no algorithm in
+    ``algorithms`` that fits the key (``_bind_algorithm``), key material that cannot be
+    read (whatever its members hold), and kids listed more than once (which key is
+    meant is then unknowable).
 
     Raises:
         ValueError: the document is not a JWKS (the adapter wraps it).
@@ -124,45 +125,51 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
             skipped.append("a key without kid")
             continue
         seen[kid] = seen.get(kid, 0) + 1
-        kty = jwk.get("kty")
-        family = _FAMILIES.get(kty) if isinstance(kty, str) else None
-        if family is None:
-            skipped.append(f"{kid}: key type {kty!r} is not an asymmetric signing key")
-            continue
-        if "use" in jwk and jwk["use"] != "sig":
-            skipped.append(f"{kid}: use is {jwk['use']!r}, not 'sig'")
-            continue
-        key_ops = jwk.get("key_ops")
-        if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
-            skipped.append(f"{kid}: key_ops does not allow verify")
-            continue
-        algorithm = _bind_algorithm(jwk, family, algorithms)
-        if algorithm is None:
-            skipped.append(f"{kid}: no allowed algorithm fits this key")
-            continue
-        rsa_key = _rsa_public_key(jwk, algorithm) if kty == "RSA" else None
-        if rsa_key is not None:
-            key, check = rsa_key, None
+        try:
+            loaded = _load_key(jwk, kid, algorithms)
+        except Exception as exc:  # noqa: BLE001 - RFC 7517 §5: a key we cannot read is ignored, not fatal
+            loaded = f"{kid}: unusable key ({type(exc).__name__})"
+        if isinstance(loaded, str):
+            skipped.append(loaded)
         else:
-            # Every other key, and any RSA key the guard does not vouch for: PyJWT decides.
-            from jwt import PyJWK  # deferred: PyJWT's key parsing is only needed for these keys
-
-            try:
-                parsed = PyJWK(dict(jwk), algorithm)
-            except Exception as exc:  # noqa: BLE001 - PyJWT raises several types for malformed key material
-                skipped.append(f"{kid}: unusable key material ({type(exc).__name__})")
-                continue
-            key, check = parsed.key, parsed.Algorithm
-        if kty == "RSA" and key.key_size < _MIN_RSA_BITS:
-            skipped.append(f"{kid}: RSA key of {key.key_size} bits (minimum {_MIN_RSA_BITS})")
-            continue
-        verifier = _pkcs1_v15_check(key, _PKCS1_HASH[algorithm]) if check is None else _signature_check(key, check)
-        keys[kid] = VerificationKey(kid, algorithm, key, verifier)
+            keys[kid] = loaded
     for kid, count in seen.items():
         if count > 1 and kid in keys:
             del keys[kid]
             skipped.append(f"{kid}: listed {count} times")
     return keys, skipped
+
+
+def _load_key(jwk: Mapping[str, Any], kid: str, algorithms: Collection[str]) -> VerificationKey | str:
+    # One JWK as a verification key, or why it is skipped.
+    kty = jwk.get("kty")
+    family = _FAMILIES.get(kty) if isinstance(kty, str) else None
+    if family is None:
+        return f"{kid}: key type {kty!r} is not an asymmetric signing key"
+    if "use" in jwk and jwk["use"] != "sig":
+        return f"{kid}: use is {jwk['use']!r}, not 'sig'"
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return f"{kid}: key_ops does not allow verify"
+    algorithm = _bind_algorithm(jwk, family, algorithms)
+    if algorithm is None:
+        return f"{kid}: no allowed algorithm fits this key"
+    rsa_key = _rsa_public_key(jwk, algorithm) if kty == "RSA" else None
+    if rsa_key is not None:
+        key, check = rsa_key, None
+    else:
+        # Every other key, and any RSA key the guard does not vouch for: PyJWT decides.
+        from jwt import PyJWK  # deferred: PyJWT's key parsing is only needed for these keys
+
+        try:
+            parsed = PyJWK(dict(jwk), algorithm)
+        except Exception as exc:  # noqa: BLE001 - PyJWT raises several types for malformed key material
+            return f"{kid}: unusable key material ({type(exc).__name__})"
+        key, check = parsed.key, parsed.Algorithm
+    if kty == "RSA" and key.key_size < _MIN_RSA_BITS:
+        return f"{kid}: RSA key of {key.key_size} bits (minimum {_MIN_RSA_BITS})"
+    verifier = _pkcs1_v15_check(key, _PKCS1_HASH[algorithm]) if check is None else _signature_check(key, check)
+    return VerificationKey(kid, algorithm, key, verifier)
 
 
 # RSASSA-PKCS1-v1_5 algorithms (RFC 7518 §3.3) and their hashes.
@@ -199,13 +206,27 @@ def _rsa_public_key(jwk: Mapping[str, Any], algorithm: str) -> Any | None:
 
 
 def _bind_algorithm(jwk: Mapping[str, Any], family: tuple[str, ...], allowed: Collection[str]) -> str | None:
+    """The one algorithm a key is used with (RFC 8725 §3.1), or ``None``: no allowed one fits.
+
+    A declared ``alg`` must be of the key's family and allowed. An EC key's curve names
+    its algorithm (RFC 7518 §3.4: ES256 is P-256, ES384 P-384, ES512 P-521), so a curve
+    that disagrees with the declared ``alg`` fits none. An RSA key without ``alg`` (Entra
+    ID and others publish such keys) is bound to RS256, the algorithm OpenID Connect
+    makes the default (OpenID Connect Discovery 1.0 §3), when it is allowed; else to the
+    one allowed RSA algorithm, if only one is.
+    """
     declared = jwk.get("alg")
+    if jwk.get("kty") == "EC":
+        curve = jwk.get("crv")
+        by_curve = _CURVE_ALG.get(curve) if isinstance(curve, str) else None
+        if declared is not None and declared != by_curve:
+            return None
+        return by_curve if by_curve in allowed else None
     if declared is not None:
         return declared if isinstance(declared, str) and declared in family and declared in allowed else None
-    if jwk.get("kty") == "EC":
-        by_curve = _CURVE_ALG.get(jwk.get("crv"))  # type: ignore[arg-type]
-        return by_curve if by_curve in allowed else None
     candidates = [alg for alg in family if alg in allowed]
+    if len(candidates) > 1 and "RS256" in candidates:
+        return "RS256"
     return candidates[0] if len(candidates) == 1 else None
 
 
