@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
+from policy_engine.core.compaction import globs_intersect
 from policy_engine.core.iam import glob_matches
 from policy_engine.core.memo import Memo
 from policy_engine.core.routes import RouteTemplate, route_coverage
@@ -240,9 +241,15 @@ def response_size(response: Mapping[str, Any]) -> int:
 def narrow_to_route(decision: Decision, route_arn: str) -> Decision:
     """The part of ``decision`` that decides one route: a subset, never more.
 
-    Keeps only the granted (and denied) Resources that match ``route_arn``; with none
-    granted, the result is a Deny. Used when the answer serves this route alone
-    (simple responses, per-route cache keys).
+    Keeps only the granted Resources that match ``route_arn``; with none granted, the
+    result is a Deny. Used when the answer serves this route alone (simple responses,
+    per-route cache keys).
+
+    Every Deny Resource (a sibling route the caller is not granted, a route that needs
+    an API key) that some request under the kept Allow Resources can meet is kept too:
+    API Gateway reuses the answer for every request with the same cache key, which may
+    be coarser than the mappings' routes (a ``{proxy+}`` resource, ``$default``), and
+    without them the narrowed policy would allow what the full one denies.
     """
     allowed = tuple(r for r in decision.resources if glob_matches(r, route_arn)) if decision.allowed else ()
     if allowed and any(glob_matches(r, route_arn) for r in decision.excluded):
@@ -250,9 +257,11 @@ def narrow_to_route(decision: Decision, route_arn: str) -> Decision:
     if not allowed:
         return replace(decision, effect=DENY, resources=(), denied=(), excluded=(),
                        reason=decision.reason if not decision.allowed else "no_grant_for_route")
-    denied = tuple(r for r in decision.denied if glob_matches(r, route_arn))
-    return replace(decision, resources=allowed, denied=denied, excluded=(),
-                   reason="route_needs_api_key" if denied else decision.reason)
+    excluded = tuple(r for r in decision.excluded if any(globs_intersect(a, r) for a in allowed))
+    denied = tuple(r for r in decision.denied if any(globs_intersect(a, r) for a in allowed))
+    needs_key = any(glob_matches(r, route_arn) for r in denied)
+    return replace(decision, resources=allowed, denied=denied, excluded=excluded,
+                   reason="route_needs_api_key" if needs_key else decision.reason)
 
 
 # Why a simple response says false although the request itself is granted.

@@ -109,6 +109,29 @@ def test_narrowing_keeps_a_subset_that_decides_the_route_the_same_way():
         assert allowed <= set(full.resources)
 
 
+def test_a_narrowed_policy_never_allows_a_request_the_full_policy_denies():
+    # The narrowed answer is cached for every request with the same key, which may be
+    # coarser than the mappings' routes (a {proxy+} resource): whatever request it meets,
+    # it may not allow what the full policy denies, explicitly or for want of an API key.
+    full = Decision("Allow", "p", API, "dev", (f"{API}/dev/GET/reports/r005/*", f"{API}/dev/GET/reports/r006/*"),
+                    "granted", "v1", denied=(f"{API}/dev/GET/reports/r006/premium",),
+                    excluded=(f"{API}/dev/GET/reports/r005/secret", f"{API}/dev/GET/other/secret"))
+    paths = ["GET/reports/r005/7", "GET/reports/r005/secret", "GET/reports/r006/1", "GET/reports/r006/premium",
+             "GET/other/secret", "POST/reports/r005/7"]
+    full_response = render_iam_response(full)
+    for asked in paths:
+        narrowed = narrow_to_route(full, f"{API}/dev/{asked}")
+        response = render_iam_response(narrowed)
+        for probe in paths:
+            arn = f"{API}/dev/{probe}"
+            if evaluate_response(response, arn) is Verdict.ALLOW:
+                assert evaluate_response(full_response, arn) is Verdict.ALLOW, (asked, probe)
+        # Only the Deny Resources that can meet what the narrowed policy allows are kept.
+        assert f"{API}/dev/GET/other/secret" not in narrowed.excluded
+    assert narrow_to_route(full, f"{API}/dev/GET/reports/r006/premium").reason == "route_needs_api_key"
+    assert narrow_to_route(full, f"{API}/dev/GET/reports/r006/1").reason == "granted"
+
+
 def test_simple_response_with_a_denied_route_is_false():
     full = _decision([f"{API}/dev/GET/pets/*"], denied=[f"{API}/dev/GET/pets/*"])
     assert render_simple_response(full, f"{API}/dev/GET/pets/1")["isAuthorized"] is False
