@@ -43,6 +43,16 @@ def test_the_minted_token_replaces_the_placeholder_in_every_event_kind(capsys, e
     assert code == 1 and out["status"] == 403
 
 
+@pytest.mark.parametrize(("scopes", "status", "verdict"), [("pets:read", 200, "Allow"), ("email", 403, "Deny")])
+def test_a_simple_response_is_read_as_api_gateway_reads_it(capsys, scopes, status, verdict):
+    # HTTP API payload 2.0 with simple responses: {"isAuthorized": ...}, no policy to evaluate.
+    code, out = invoke_json(capsys, "--event", str(EVENTS / "http-v2-get-pet.json"), "--local-idp", "--scopes", scopes,
+                            "--permissions", str(ROOT / "permissions"), "--env", "SIMPLE_RESPONSES=true",
+                            "--env", "IDENTITY_SOURCE=$request.header.Authorization,$context.routeKey")
+    assert set(out["response"]) == {"isAuthorized", "context"}, out
+    assert (out["status"], out["verdict"], code) == (status, verdict, 0 if status == 200 else 1)
+
+
 @pytest.mark.parametrize(("event", "scopes", "status"), [
     ("token-get-pet.json", "pets:read", 200),
     ("token-create-pet.json", "pets:read", 403),

@@ -85,7 +85,9 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("error", "what the handler raised (`Unauthorized`, `AuthorizerFailure`...), or null"),
         ("method_arn", "the event's methodArn (or routeArn)"),
         ("status", "what API Gateway would answer: 200, 401, 403 or 500"),
-        ("verdict", "`Allow`, `Deny`, `Unauthorized` or why it is an error"),
+        ("verdict", "`Allow`; `ExplicitDeny` (a Deny statement matches the request) or `ImplicitDeny` (no Allow "
+                    "statement does); `Deny` (a simple response's `isAuthorized` is false); `Unauthorized`; `Error` "
+                    "(the handler raised anything else); or why the response is one API Gateway would refuse"),
     ),
     "import openapi": (
         ("source", "the document read"),

@@ -232,6 +232,12 @@ def _outcome(event: Any, response: dict[str, Any] | None, error: str | None) -> 
         return {"method_arn": arn, "status": status, "verdict": "Unauthorized" if status == 401 else "Error"}
     if not isinstance(arn, str):
         return {"method_arn": arn, "status": 500, "verdict": "no methodArn in the event"}
+    if "isAuthorized" in response and event.get("version") == "2.0":
+        # HTTP API simple response (payload format 2.0 with simple responses enabled).
+        allowed = response["isAuthorized"]
+        if not isinstance(allowed, bool):
+            return {"method_arn": arn, "status": 500, "verdict": "malformed response: isAuthorized is not a boolean"}
+        return {"method_arn": arn, "status": 200 if allowed else 403, "verdict": "Allow" if allowed else "Deny"}
     try:
         verdict = evaluate_response(response, arn)
     except MalformedResponseError as exc:
