@@ -215,21 +215,28 @@ def _lookup(event: Mapping[str, Any], location: str, name: str) -> list[Any]:
     return found
 
 
+def _other_scheme(value: Any) -> bool:
+    # An Authorization value naming a scheme other than Bearer (RFC 9110 §11.4: the scheme,
+    # case-insensitive, then a space). Anything else, odd types included, may be a token.
+    if not isinstance(value, str):
+        return False
+    scheme, space, _ = value.partition(" ")
+    return bool(space) and scheme.lower() != "bearer"
+
+
 def _credential(event: Mapping[str, Any], source: IdentitySource) -> tuple[Any, bool]:
     found = _lookup(event, source.location, source.name)
     if len(found) > 1:
         raise MalformedTokenError("request carries several credentials")
     # RFC 6750 §2: one method per request; a second bearer token elsewhere is refused
     # rather than ignored, so the two can never be judged differently.
-    other = (
-        _lookup(event, "querystring", _STANDARD_QUERY)
-        if source.location == "header"
-        else _lookup(event, "header", _STANDARD_HEADER)
-    )
-    if source.location == "header" and source.name.lower() != _STANDARD_HEADER:
-        other += _lookup(event, "header", _STANDARD_HEADER)
-    if source.location == "querystring" and source.name != _STANDARD_QUERY:
+    other: list[Any] = []
+    if source.location != "querystring" or source.name != _STANDARD_QUERY:
         other += _lookup(event, "querystring", _STANDARD_QUERY)
+    if source.location != "header" or source.name.lower() != _STANDARD_HEADER:
+        # An Authorization header that is not our source counts only when it may carry a
+        # bearer token: Basic credentials meant for something upstream are no second token.
+        other += [value for value in _lookup(event, "header", _STANDARD_HEADER) if not _other_scheme(value)]
     if found and other:
         raise MalformedTokenError("request carries credentials in more than one place")
     if not found:

@@ -64,6 +64,34 @@ def test_sample_events_are_told_apart(name, kind, arn_key):
     assert request.authorization == "Bearer REPLACE_WITH_TOKEN"
 
 
+@pytest.mark.parametrize("source_entries, carried, refused", [
+    # A custom header or query source beside an Authorization header of another scheme
+    # (Basic credentials for something upstream): that header is no second token.
+    (("method.request.header.X-Token",), {"headers": {"X-Token": "Bearer abc", "Authorization": "Basic dXNlcjpw"}},
+     False),
+    (("method.request.querystring.access_token",), {"headers": {"Authorization": "Basic dXNlcjpw"},
+                                                    "queryStringParameters": {"access_token": "abc"}}, False),
+    # A bearer token there, in any case, or a value that names no scheme, is one.
+    (("method.request.header.X-Token",), {"headers": {"X-Token": "Bearer abc", "Authorization": "bearer xyz"}}, True),
+    (("method.request.header.X-Token",), {"headers": {"X-Token": "Bearer abc", "Authorization": "xyz"}}, True),
+    (("method.request.querystring.access_token",), {"headers": {"Authorization": "Bearer xyz"},
+                                                    "queryStringParameters": {"access_token": "abc"}}, True),
+    # The standard header as the source, with a token in the access_token parameter too.
+    (("method.request.header.Authorization",), {"headers": {"Authorization": "Bearer abc"},
+                                                "queryStringParameters": {"access_token": "Basic abc"}}, True),
+])
+def test_a_second_credential_is_a_bearer_token_in_another_place(source_entries, carried, refused):
+    from policy_engine.errors import MalformedTokenError
+
+    event = {**sample("request-get-pet.json"), "headers": {}, "multiValueHeaders": {}, **carried}
+    source = parse_identity_source(source_entries)
+    if refused:
+        with pytest.raises(MalformedTokenError, match="more than one place"):
+            read_event(event, source)
+    else:
+        assert read_event(event, source).authorization in ("Bearer abc", "abc")
+
+
 def test_v2_event_without_identity_source_array_is_still_read_from_headers():
     event = dict(sample("http-v2-get-pet.json"))
     del event["identitySource"]

@@ -134,6 +134,12 @@ def test_an_unset_variable_gives_its_declared_default(var):
     assert getattr(Settings(issuers=(), audiences=()), var.attribute) == var.default
 
 
+@pytest.mark.parametrize("var", [v for v in VARIABLES if not v.required], ids=lambda v: v.name)
+def test_a_variable_set_to_the_empty_string_counts_as_unset(var):
+    # docs/configuration.md, "How settings are read".
+    assert getattr(Settings.from_environ({**BASE, var.name: ""}), var.attribute) == var.default
+
+
 NUMBERS = [v for v in VARIABLES if v.kind in ("number", "integer")]
 
 

@@ -49,7 +49,7 @@ def values_text(var: Variable) -> str:
                  else f"at least {number_text(var.minimum)}")
         return f"{var.kind}, {bound}"
     if var.kind == "flag":
-        return "`true` or `false`"
+        return "`true` or `false` (any case; `1`/`yes` and `0`/`no` too)"
     if var.kind == "identity":
         return "comma-separated identity sources"
     if var.kind == "sources":
