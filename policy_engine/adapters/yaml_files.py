@@ -50,15 +50,6 @@ class _Lines:
         self.children = children or {}
 
 
-def _lines_of(node: yaml.Node) -> _Lines:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        return _Lines(line, {key.value: _lines_of(value) for key, value in node.value})
-    if isinstance(node, yaml.SequenceNode):
-        return _Lines(line, {i: _lines_of(child) for i, child in enumerate(node.value)})
-    return _Lines(line)
-
-
 def _locator(display: str, lines: _Lines) -> Locate:
     def locate(path: tuple[int | str, ...]) -> str:
         current = lines
@@ -70,6 +61,89 @@ def _locator(display: str, lines: _Lines) -> Locate:
         return f"{display}:{current.line}"
 
     return locate
+
+
+_YAML_TAG = "tag:yaml.org,2002:"
+# The tags a document may use: JSON's types, merge keys, and dates (which the schemas
+# refuse by type, with a line). Others (binary, set, omap, pairs) build values the
+# schemas could read as something else: ``!!binary`` bytes would pass as a string
+# nobody can read in review.
+_TAGS = frozenset(_YAML_TAG + name for name in ("null", "bool", "int", "float", "str", "seq", "map", "merge",
+                                                "timestamp"))
+# Aliases may repeat values (merge keys, shared lists), but a document may not read as
+# more than this many times the values written in it: a few hundred bytes of nested
+# aliases would otherwise expand to millions of values (the "billion laughs").
+MAX_ALIAS_EXPANSION = 100
+
+
+def _inspect(root: yaml.Node, display: str) -> _Lines:
+    """Check the composed document once, and map its values' lines.
+
+    Each node is visited once, however many aliases name it, so this takes time in
+    the size of the text. Refused (``file:line``): a key given twice in one mapping
+    (PyYAML keeps the last silently; in a permission file that hides a grant), a key
+    that is not a plain value, a tag outside ``_TAGS``, an alias inside the value it
+    names, and a document that aliases make more than ``MAX_ALIAS_EXPANSION`` times
+    larger than it is written.
+
+    Raises:
+        PermissionsError: any of those.
+    """
+    lines: dict[int, _Lines] = {}
+    sizes: dict[int, int] = {}
+    ancestors: dict[int, list[tuple[Any, yaml.Node]]] = {}  # the nodes being visited, and their children
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            children = ancestors.pop(key)
+            lines[key] = _Lines(node.start_mark.line + 1, {label: lines[id(child)] for label, child in children})
+            sizes[key] = 1 + sum(sizes[id(child)] for _, child in children)
+            continue
+        if key in lines:
+            continue
+        children = ancestors[key] = _children(node, display)
+        stack.append((node, True))
+        for _, child in children:
+            if id(child) in lines:
+                continue
+            if child.__class__ is yaml.ScalarNode:  # most values: no children, done here
+                _children(child, display)
+                lines[id(child)], sizes[id(child)] = _Lines(child.start_mark.line + 1), 1
+            elif id(child) in ancestors:
+                raise PermissionsError(f"{display}:{child.start_mark.line + 1}: an alias names a value that "
+                                       "contains it (a recursive structure)")
+            else:
+                stack.append((child, False))
+    written, read = len(lines), sizes[id(root)]
+    if read > MAX_ALIAS_EXPANSION * written + 1000:
+        raise PermissionsError(f"{display}: aliases make this document read as {read} values from {written} "
+                               f"written ones (at most {MAX_ALIAS_EXPANSION} times as many are read)")
+    return lines[id(root)]
+
+
+def _children(node: yaml.Node, display: str) -> list[tuple[Any, yaml.Node]]:
+    # A node's values with their labels (mapping keys, list positions), once what
+    # _inspect refuses about the node itself is ruled out.
+    if node.tag not in _TAGS:
+        raise PermissionsError(f"{display}:{node.start_mark.line + 1}: the tag {node.tag.removeprefix(_YAML_TAG)!r} "
+                               "is not allowed here (only plain values, lists and mappings)")
+    if isinstance(node, yaml.MappingNode):
+        labelled: list[tuple[Any, yaml.Node]] = []
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _TAGS:
+                raise PermissionsError(f"{display}:{line}: a mapping key must be a plain value")
+            if key_node.value in seen:
+                raise PermissionsError(f"{display}:{line}: duplicate key {key_node.value!r}")
+            seen.add(key_node.value)
+            labelled.append((key_node.value, value_node))
+        return labelled
+    if isinstance(node, yaml.SequenceNode):
+        return list(enumerate(node.value))
+    return []
 
 
 def load_yaml_document(text: str, display: str) -> tuple[Any, Locate]:
@@ -84,7 +158,7 @@ def load_yaml_document(text: str, display: str) -> tuple[Any, Locate]:
         node = loader.get_single_node()
         if node is None:
             return None, _locator(display, _Lines(1))
-        _reject_duplicate_keys(node, display)
+        lines = _inspect(node, display)
         document = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -93,7 +167,7 @@ def load_yaml_document(text: str, display: str) -> tuple[Any, Locate]:
         raise PermissionsError(f"{where}: invalid YAML: {problem}") from None
     finally:
         loader.dispose()
-    return document, _locator(display, _lines_of(node))
+    return document, _locator(display, lines)
 
 
 def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
@@ -106,21 +180,6 @@ def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
     if document is None:
         return [], locate
     return normalize_records(document, locate)
-
-
-def _reject_duplicate_keys(node: yaml.Node, display: str) -> None:
-    # PyYAML keeps the last of two equal keys silently; in a permission file that
-    # hides a grant, so it is an error.
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            if key_node.value in seen:
-                raise PermissionsError(f"{display}:{key_node.start_mark.line + 1}: duplicate key {key_node.value!r}")
-            seen.add(key_node.value)
-            _reject_duplicate_keys(value_node, display)
-    elif isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            _reject_duplicate_keys(child, display)
 
 
 class YamlPermissionSource:

@@ -170,7 +170,8 @@ def _stage(value: str) -> str:
 
 
 def _verb(value: str) -> str:
-    verb = value.upper()
+    # ASCII only: str.upper() turns 'poſt' into 'POST' and 'optıons' into 'OPTIONS'.
+    verb = value.upper() if value.isascii() else value
     if verb == "ANY":
         verb = ANY_VERB
     if verb != ANY_VERB and verb not in HTTP_VERBS:

@@ -87,11 +87,21 @@ def test_every_problem_is_reported_and_nothing_loads(tmp_path):
         (BLOG_ENTRY.replace("/pets", "/pets/x{id}"), "t.yaml:2: resource '/pets/x{id}': a route parameter is a whole"),
         (BLOG_ENTRY.replace("/pets", "/pets?x=1"), "t.yaml:2: resource '/pets?x=1' has characters"),
         (BLOG_ENTRY.replace("stage: dev", "stage: 12"), "t.yaml:3: stage must be a string"),
+        # str.upper() would make these POST and OPTIONS.
+        (BLOG_ENTRY.replace("httpVerb: GET", "httpVerb: poſt"), "t.yaml:4: httpVerb 'poſt' is not an HTTP method"),
+        (BLOG_ENTRY.replace("httpVerb: GET", "httpVerb: optıons"), "t.yaml:4: httpVerb 'optıons' is not an HTTP"),
         ("- just a string\n", "t.yaml:1: a mapping must be an object"),
         ("permissions: {}\n", "t.yaml:1: 'permissions' must be a list"),
         ("rules: []\n", "t.yaml:1: unknown top-level key 'rules'"),
         ("- arn: [unclosed\n", "t.yaml:2: invalid YAML"),
         (BLOG_ENTRY.replace("  stage: dev\n", "  stage: dev\n  stage: prod\n"), "t.yaml:4: duplicate key 'stage'"),
+        # !!binary bytes would pass the schema as a string nobody can read in review.
+        (BLOG_ENTRY.replace("scope: pets:read", "scope: !!binary cGV0czphZG1pbg=="),
+         "t.yaml:5: the tag 'binary' is not allowed here"),
+        (BLOG_ENTRY.replace("stage: dev", "stage: !!set {dev: null}"), "t.yaml:3: the tag 'set' is not allowed here"),
+        (f"- arn: {API}\n  ? [GET, /pets]\n  : x\n", "t.yaml:2: a mapping key must be a plain value"),
+        # An alias inside the value it names: a structure with no end.
+        ("- &a\n  " + BLOG_ENTRY[2:] + "  description: *a\n", "t.yaml:1: an alias names a value that contains it"),
     ],
 )
 def test_bad_documents(tmp_path, text, expected):
@@ -189,3 +199,34 @@ def test_a_grouped_stage_star_route_too_long_for_a_long_stage_points_at_the_rout
         """)
     [problem] = _problems(path)
     assert problem.startswith("g.yaml:6: resource makes a policy Resource of up to 513 characters"), problem
+
+
+def test_aliases_that_expand_a_small_file_into_millions_of_values_are_refused_quickly(tmp_path):
+    # The "billion laughs": a few hundred bytes of nested aliases. Each node is visited
+    # once, so the refusal takes time in the size of the text, not of the expansion.
+    import time
+
+    levels = "".join(f"    x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 10)}]\n" for i in range(1, 8))
+    text = (f"apis:\n  - arn: {API}\n    stages: [dev]\n    description:\n      x0: &x0 [s, s, s, s, s, s, s, s, s, s]\n"
+            + textwrap.indent(levels, "  ") + "    routes:\n      GET /a: [s]\n")
+    started = time.monotonic()
+    problems = _problems(_write(tmp_path, "laughs.yaml", text))
+    assert time.monotonic() - started < 5
+    assert problems[0].startswith("laughs.yaml: aliases make this document read as "), problems
+
+
+def test_shared_values_through_aliases_and_merge_keys_still_load(tmp_path):
+    path = _write(tmp_path, "shared.yaml", f"""\
+        - &base
+          arn: {API}
+          stage: dev
+          httpVerb: GET
+          resource: /pets
+          scope: pets:read
+        - <<: *base
+          resource: /pets/*
+        - <<: *base
+          httpVerb: POST
+          scope: pets:write
+        """)
+    assert len(_load(path)) == 3
