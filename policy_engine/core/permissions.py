@@ -170,7 +170,7 @@ def _stage(value: str) -> str:
 
 
 def _verb(value: str) -> str:
-    # ASCII only: str.upper() turns 'poſt' into 'POST' and 'optıons' into 'OPTIONS'.
+    # ASCII only: str.upper() turns 'po\u017ft' (long s) into 'POST', 'opt\u0131ons' (dotless i) into 'OPTIONS'.
     verb = value.upper() if value.isascii() else value
     if verb == "ANY":
         verb = ANY_VERB
