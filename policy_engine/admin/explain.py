@@ -17,7 +17,8 @@ from policy_engine.core.arn import MethodArn
 from policy_engine.core.compaction import glob_subsumes
 from policy_engine.core.grants import claim_path_text, placeholder_value
 from policy_engine.core.iam import Verdict, evaluate_response, glob_matches
-from policy_engine.core.permissions import Grant, PermissionSet, placeholders_of, requirement_of
+from policy_engine.core.permissions import Grant, PermissionSet, placeholders_of, requirement_of, resource_glob
+from policy_engine.core.routes import route_for
 
 __all__ = ["RequestExplanation", "RouteChange", "deciding_statement", "diff_permissions", "explain_request",
            "grants_for", "refused_for", "route_text"]
@@ -111,10 +112,22 @@ def explain_request(
         MalformedResponseError: ``response`` is not a valid authorizer response.
     """
     verdict = evaluate_response(response, str(request))
-    grants = tuple(
-        g for g in grants_for(permissions, scopes, request.api_arn, request.stage, claims)
-        if g.route.verb in ("*", request.verb) and glob_matches(g.route.resource, request.path)
-    )
+    # A mapping written as a route (a template, a literal path, ANY) grants the requests
+    # API Gateway routes to it: not those a more specific sibling route takes (a literal
+    # segment before a parameter, an exact method before ANY). A glob grants what it matches.
+    siblings = permissions.siblings(request.api_arn, request.stage)
+    routed = route_for(request.verb, "/" + request.path, siblings.templates) if siblings is not None else None
+
+    def grants_request(grant: Grant) -> bool:
+        route = grant.route
+        if route.verb not in ("*", request.verb):
+            return False
+        if siblings is not None and (route.verb, route.resource) in siblings:
+            return routed == siblings.template((route.verb, route.resource))
+        return glob_matches(resource_glob(route.resource), request.path)
+
+    grants = tuple(g for g in grants_for(permissions, scopes, request.api_arn, request.stage, claims)
+                   if grants_request(g))
     index, effect, resource = deciding_statement(response, str(request))
     return RequestExplanation(verdict, grants, index, effect, resource)
 

@@ -49,6 +49,39 @@ def test_refused_request_exits_1_and_says_nothing_grants_it(capsys):
     assert code == 1 and out["request"]["verdict"] == "ExplicitDeny" and out["request"]["effect"] == "Deny"
 
 
+ROUTES = f"""\
+apis:
+  - arn: {API}
+    stages: [dev]
+    routes:
+      GET /pet/{{petId}}: [pets:read]
+      GET /pet/findByStatus: [pets:search]
+      ANY /things: [a]
+      GET /things: [b]
+"""
+
+
+@pytest.mark.parametrize("scopes, request_text, status, mappings", [
+    # A template grants the requests API Gateway routes to it...
+    ("pets:read", "GET /dev/pet/12", 200, ["routes.yaml:5"]),
+    # ...not those a more specific sibling takes (a literal segment, an exact method).
+    ("pets:read", "GET /dev/pet/findByStatus", 403, []),
+    ("pets:read pets:search", "GET /dev/pet/findByStatus", 200, ["routes.yaml:6"]),
+    ("a", "GET /dev/things", 403, []),
+    ("a", "POST /dev/things", 200, ["routes.yaml:7"]),
+    ("a b", "GET /dev/things", 200, ["routes.yaml:8"]),
+])
+def test_the_mappings_named_for_a_request_are_those_of_the_route_it_is_sent_to(tmp_path, monkeypatch, capsys, scopes,
+                                                                               request_text, status, mappings):
+    (tmp_path / "routes.yaml").write_text(ROUTES)
+    monkeypatch.chdir(tmp_path)
+    code = main(["explain", "--permissions", "routes.yaml", "--format", "json", "--scopes", scopes,
+                 "--request", request_text])
+    request = json.loads(capsys.readouterr().out)["request"]
+    assert (request["status"], [m["mapping"] for m in request["mappings"]]) == (status, mappings)
+    assert code == (0 if status == 200 else 1)
+
+
 def test_without_a_request_every_mapped_stage_is_shown_as_a_table(capsys):
     code = main(["explain", "--permissions", PERMISSIONS, "--scopes", "store:write"])
     text = capsys.readouterr().out
