@@ -21,6 +21,7 @@ __all__ = [
     "MAX_CONTEXT_BYTES",
     "MAX_CONTEXT_VALUE",
     "MAX_PRINCIPAL",
+    "MAX_PRINCIPAL_BYTES",
     "MAX_RESPONSE_BYTES",
     "MAX_SCOPE_CHARS",
     "OWN_CONTEXT_KEYS",
@@ -69,6 +70,10 @@ OWN_CONTEXT_KEY_CHARS = len(SCOPE_KEY) + len(VERSION_KEY)
 # size, and the policy never shrinks for it. docs/decisions.md ("Outcomes") states these rules.
 #: ``principalId``, in characters. A longer one is replaced by ``bounded_principal``.
 MAX_PRINCIPAL = 256
+#: ``principalId`` as JSON writes it, in bytes: 256 characters that each take a 6-byte
+#: escape (``\u00e9``). Characters outside the Basic Multilingual Plane take 12 (two
+#: escaped surrogates), so 256 of them would leave a policy 3 KB less room.
+MAX_PRINCIPAL_BYTES = 6 * MAX_PRINCIPAL
 #: One copied claim value, in characters of its string form. A longer value is left out
 #: whole: cut, a ``sub`` or ``username`` could name someone else.
 MAX_CONTEXT_VALUE = 256
@@ -352,12 +357,15 @@ def scalar_context_counted(
 
 
 def bounded_principal(principal: str) -> str:
-    """``principal``, or ``sha256:<hex>`` of it when it is longer than ``MAX_PRINCIPAL``.
+    """``principal``, or ``sha256:<hex>`` of it when it is longer than ``MAX_PRINCIPAL``
+    characters or ``MAX_PRINCIPAL_BYTES`` bytes as JSON writes it.
 
     Never a prefix: two long subjects that share one would become one principal. The
     digest is as distinct as the subject itself.
     """
-    if len(principal) <= MAX_PRINCIPAL:
+    # Guard: ASCII (nearly every subject) is one byte a character, but for the few
+    # characters JSON escapes (quote, backslash, controls: at most 6 bytes each).
+    if len(principal) <= MAX_PRINCIPAL and (principal.isascii() or len(_quote(principal)) - 2 <= MAX_PRINCIPAL_BYTES):
         return principal
     # surrogatepass: a JSON string may hold a lone surrogate, which UTF-8 cannot encode.
     return "sha256:" + hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()

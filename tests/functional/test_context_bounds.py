@@ -141,3 +141,20 @@ def test_a_policy_that_fits_is_never_narrowed_or_refused_for_the_context(idp, ma
     assert set(_scopes_in(result.response["context"])) <= set(scopes)
     assert not [line for line in capsys.readouterr().err.splitlines()
                 if line.startswith("{") and json.loads(line)["event"] == "policy_too_large"]
+
+
+def test_a_principal_of_characters_json_escapes_long_is_its_digest_not_a_500(idp, make_handler, tmp_path):
+    # 64 routes: about 5.8 KB of policy. 256 emoji are 256 characters but 3,072 bytes as
+    # JSON writes them (two escaped surrogates each): sent whole, they overflowed 8 KB.
+    lines = [f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:"]
+    lines += [f"      GET /reports/r{i:03}/items/*: [reports:all]" for i in range(64)]
+    (tmp_path / "big.yaml").write_text("\n".join(lines) + "\n")
+    handler = make_handler(PERMISSIONS_SOURCE=str(tmp_path), **BIG_TOKENS)
+    for subject, whole in (("\U0001f600" * 128, True), ("\U0001f600" * 256, False), ("\u00e9" * 256, True)):
+        result = invoke(handler, token_kind_event(idp.mint(scope="reports:all", subject=subject), "GET",
+                                                  "/reports/r001/items/1"))
+        assert result.response is not None, result.error
+        assert response_size(result.response) <= MAX_RESPONSE_BYTES
+        assert verdict(result, "GET", "/reports/r063/items/7") is Verdict.ALLOW
+        expected = subject if whole else "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
+        assert result.response["principalId"] == expected
