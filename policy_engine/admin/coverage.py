@@ -245,6 +245,8 @@ def coverage(
                 for verb in (method, ANY_VERB):
                     for template_shape, granted in templates.get((stage, verb), {}).items():
                         if template_shape == shape:
+                            if verb == ANY_VERB and (method, shape) in named[stage]:
+                                continue  # the route with this exact method takes it from ANY
                             hits += [_Hit(grant, True, None) for grant in granted]
                             used.update(granted)
                             continue
@@ -255,7 +257,10 @@ def coverage(
                             if found.reaches:
                                 hits.append(_Hit(grant, found.covers, found.some, unnamed=True))
                     for grant in globs.get((stage, verb), ()):
-                        found = reach(grant.route.resource, method, index)
+                        resource = grant.route.resource
+                        if verb == ANY_VERB and "*" not in resource and (method, _shape(resource)) in named[stage]:
+                            continue  # a literal path names a route: its exact-method sibling takes the method
+                        found = reach(resource, method, index)
                         if found.reaches:
                             hits.append(_Hit(grant, found.covers, None if found.covers else found.some))
                             used.add(grant)
