@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from policy_engine.core.permissions import Locate, normalize_records
+from policy_engine.core.permissions import Locate, compile_records, normalize_records
 from policy_engine.errors import PermissionsError
 from policy_engine.ports import RawPermissions
 
@@ -170,8 +170,11 @@ def load_yaml_document(text: str, display: str) -> tuple[Any, Locate]:
     return document, _locator(display, lines)
 
 
-def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
+def load_yaml_records(text: str, display: str, problems: list[str] | None = None) -> tuple[list[Any], Locate]:
     """Parse one permission document and return its records with a locator.
+
+    With ``problems``, shape problems of the grouped form are added to it instead of
+    raised (``normalize_records``), with the records of the rest.
 
     Raises:
         PermissionsError: YAML syntax errors, duplicate keys, or an unknown document shape.
@@ -179,7 +182,7 @@ def load_yaml_records(text: str, display: str) -> tuple[list[Any], Locate]:
     document, locate = load_yaml_document(text, display)
     if document is None:
         return [], locate
-    return normalize_records(document, locate)
+    return normalize_records(document, locate, problems)
 
 
 class YamlPermissionSource:
@@ -225,13 +228,19 @@ class YamlPermissionSource:
         problems: list[str] = []
         for display, text in texts:
             try:
-                file_records, locate = load_yaml_records(text, display)
+                file_records, locate = load_yaml_records(text, display, problems)
             except PermissionsError as exc:
                 problems.extend(exc.problems)
                 continue
             locators.append((len(records), locate))
             records.extend(file_records)
         if problems:
+            # Nothing loads; the records that could be read are still checked, so that
+            # one run reports every problem, not only those of the files' shapes.
+            try:
+                compile_records(records, _chain(locators))
+            except PermissionsError as exc:
+                problems.extend(exc.problems)
             raise PermissionsError(problems)
         return RawPermissions(records, _chain(locators), None, etag)
 

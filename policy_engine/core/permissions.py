@@ -941,7 +941,9 @@ def compile_records(
     return PermissionSet(grants, version, on_oversized=on_oversized)
 
 
-def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]:
+def normalize_records(
+    document: Any, locate: Locate, problems: list[str] | None = None
+) -> tuple[list[Any], Locate]:
     """Flatten one permission document into mapping records.
 
     Accepts the AWS blog form (a list of mappings, bare or under ``permissions:``) and
@@ -959,10 +961,14 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
     member of a record (``scope``, ``group``, ``role``, ``allOf``, ``authenticated``).
     An empty list is ``nobody: true``: the route exists and no caller is granted it.
 
-    Returns the records and a ``locate`` for paths into those records.
+    Returns the records and a ``locate`` for paths into those records. With
+    ``problems``, the grouped form's shape problems (a bad group, route or item) are
+    added to it and the records of everything else are returned, so that one run can
+    report those records' own problems too; the caller must then refuse the whole load.
 
     Raises:
-        PermissionsError: the document has neither shape.
+        PermissionsError: the document has neither shape; without ``problems``, also any
+            problem of the grouped form's shape.
     """
     if isinstance(document, list):
         return document, locate
@@ -987,7 +993,11 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
 
             origins.append(origin)
     if "apis" in document:
-        _expand_grouped(document["apis"], locate, records, origins)
+        found = _expand_grouped(document["apis"], locate, records, origins)
+        if found and problems is None:
+            raise PermissionsError(found)
+        if problems is not None:
+            problems.extend(found)
 
     def locate_record(path: tuple[int | str, ...]) -> str:
         if not path:
@@ -999,9 +1009,10 @@ def normalize_records(document: Any, locate: Locate) -> tuple[list[Any], Locate]
     return records, locate_record
 
 
-def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Locate]) -> None:
+def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list[Locate]) -> list[str]:
+    # The records of every well-formed group, route and item; the problems of the others.
     if not isinstance(apis, list):
-        raise PermissionsError(f"{locate(('apis',))}: 'apis' must be a list of API groups")
+        return [f"{locate(('apis',))}: 'apis' must be a list of API groups"]
     problems = []
     for a, group in enumerate(apis):
         where = ("apis", a)
@@ -1041,8 +1052,12 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                 # An item is a scope, or an object with one of the record's grant members.
                 member = {"scope": item} if not isinstance(item, dict) else item
                 if isinstance(item, dict) and len(item) != 1:
-                    problems.append(f"{locate((*route_where, s_i))}: an item is a scope or an object with exactly "
-                                    f"one of {', '.join(GRANT_FIELDS)}")
+                    given = [name for name in GRANT_FIELDS if name in item]
+                    problems.append(
+                        f"{locate((*route_where, s_i))}: an item has {' and '.join(given)}: one grant per item "
+                        "(a route's items are OR'd; for several grants at once use allOf)" if len(given) > 1 else
+                        f"{locate((*route_where, s_i))}: an item is a scope or an object with exactly "
+                        f"one of {', '.join(GRANT_FIELDS)}")
                     continue
                 for stage in stages:
                     records.append({
@@ -1061,5 +1076,4 @@ def _expand_grouped(apis: Any, locate: Locate, records: list[Any], origins: list
                         return locate((*route_where, s_i, *sub) if nested else (*route_where, s_i))
 
                     origins.append(origin)
-    if problems:
-        raise PermissionsError(problems)
+    return problems

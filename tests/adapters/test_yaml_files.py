@@ -231,3 +231,22 @@ def test_shared_values_through_aliases_and_merge_keys_still_load(tmp_path):
           scope: pets:write
         """)
     assert len(_load(path)) == 3
+
+
+def test_a_shape_problem_in_one_file_does_not_hide_the_problems_of_another(tmp_path):
+    folder = tmp_path / "perms"
+    folder.mkdir()
+    _write(folder, "a.yaml", f"""\
+        apis:
+          - arn: {API}
+            stages: [dev]
+            routes:
+              GET /a: [{{scope: a, group: b}}]
+              GET /b: [pets:read]
+        """)
+    _write(folder, "b.yaml", BLOG_ENTRY.replace("GET", "GETT"))
+    assert _problems(folder) == [
+        "a.yaml:5: an item has scope and group: one grant per item (a route's items are OR'd; for several grants at "
+        "once use allOf)",
+        "b.yaml:4: httpVerb 'GETT' is not an HTTP method (or '*'/'ANY')",
+    ]

@@ -153,9 +153,15 @@ def test_grouped_items_are_named_by_their_own_line(tmp_path):
             - {{group: a, role: b}}
             - {{teams: [a]}}
     """)
+    # Every problem in one run: the item's shape, and the other items' own problems.
     assert problems == [
-        "p.yaml:9: an item is a scope or an object with exactly one of scope, group, role, allOf, authenticated, "
-        "nobody"]
+        "p.yaml:9: an item has group and role: one grant per item (a route's items are OR'd; for several grants at "
+        "once use allOf)",
+        "p.yaml:7: group ' x' must be 1-256 characters without control characters or surrounding whitespace",
+        "p.yaml:8: authenticated must be true (false grants nothing: leave the mapping out)",
+        "p.yaml:10: unknown field 'teams' (expected arn, stage, httpVerb, resource, description and one of scope, "
+        "group, role, allOf, authenticated, nobody)",
+    ]
     problems = _problems(tmp_path, f"""\
     apis:
       - arn: {API}
