@@ -154,3 +154,23 @@ def test_serve_checks_its_api_and_stage_flags_before_starting_anything(capsys):
     assert "argument --api: arn 'a1b2c3' is not an API ARN" in capsys.readouterr().err
     assert _exit_code(["serve", "--stage", "*"]) == 2
     assert "argument --stage: a request is made on one stage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["serve", "--port", "-1"], "argument --port: '-1': must be a whole number from 0 to 65535"),
+    (["serve", "--idp-port", "70000"], "argument --idp-port: '70000': must be a whole number from 0 to 65535"),
+    (["demo", "--port", "eighty"], "argument --port: 'eighty' is not a whole number"),
+    (["demo", "--url", "notaurl"], "argument --url: 'notaurl' is not an http:// or https:// URL"),
+    (["demo", "--url", "http://127.0.0.1:99999"], "argument --url: 'http://127.0.0.1:99999' has a port that is not"),
+    (["sync", "dynamodb://t", "--max-lines", "-1"], "argument --max-lines: '-1': must be a whole number of at least 0"),
+    (["rollback", "dynamodb://t", "--to", "0"], "argument --to: '0': must be a whole number of at least 1"),
+    (["validate", "--sizes", "-1"], "argument --sizes: '-1': must be a whole number of at least 0"),
+    (["validate", "--warn-ratio", "5"], "argument --warn-ratio: '5': must be a number from 0 to 1"),
+    (["validate", "--warn-ratio", "nan"], "argument --warn-ratio: 'nan': must be a number from 0 to 1"),
+    (["replay", "x.log", "--against", "p", "--max-keys", "0"], "argument --max-keys: '0': must be a whole number"),
+])
+def test_numbers_ports_and_urls_out_of_range_are_usage_errors_before_anything_starts(argv, said, capsys):
+    # Exit 2 with one line naming the flag, never a traceback (a port past 65535 was an
+    # OverflowError from bind()).
+    assert _exit_code(argv) == 2
+    assert said in capsys.readouterr().err

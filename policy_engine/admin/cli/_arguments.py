@@ -1,18 +1,24 @@
 """Values given on the command line, checked with the rules permission files are checked with.
 
 Each check raises ``ConfigurationError`` naming the flag, which the CLI reports with
-exit code 2, so a typo on the command line is refused as it would be in a file.
+exit code 2, so a typo on the command line is refused as it would be in a file. The
+argparse types below (numbers, ports, URLs) raise ``argparse.ArgumentTypeError``, which
+argparse reports the same way.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import urllib.parse
+from collections.abc import Callable
 
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.core.permissions import ANY_VERB, FIELD_RULES, FieldProblem
 from policy_engine.errors import ConfigurationError
 
-__all__ = ["api_arn", "api_reference", "request_path", "request_stage", "request_verb", "stage_name"]
+__all__ = ["api_arn", "api_reference", "number_in", "port", "request_path", "request_stage", "request_verb",
+           "stage_name", "url"]
 
 # The last part of an API ARN (API_ARN_PATTERN): what API Gateway calls the API id.
 _API_ID = re.compile(r"[A-Za-z0-9]+")
@@ -74,3 +80,37 @@ def request_path(value: str, flag: str) -> str:
     if "*" in value:
         raise ConfigurationError(flag, f"{value!r}: a request names one path; '*' is for mappings")
     return _rule("resource", "/" + value.lstrip("/"), flag)
+
+
+def number_in(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` from ``low`` to ``high`` (``None``: no upper
+    bound); anything else is a usage error (exit 2) that says which numbers are accepted."""
+    what = "a whole number" if kind is int else "a number"
+    bounds = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value <= (high if high is not None else value) or value != value:  # NaN too
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {what} {bounds}")
+        return value
+
+    return convert
+
+
+#: An argparse type for a TCP port (0: any free port).
+port = number_in(int, 0, 65535)
+
+
+def url(text: str) -> str:
+    """An argparse type: an ``http://`` or ``https://`` URL with a host."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has a port that is not a number from 0 to 65535") from None
+    return text

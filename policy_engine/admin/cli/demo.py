@@ -8,6 +8,7 @@ import io
 import sys
 from typing import Any
 
+from policy_engine.admin.cli._arguments import url
 from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.cli.serve import add_stack_arguments, options_from
 from policy_engine.admin.local.serve import LocalStack
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
             "policy-engine demo --url http://127.0.0.1:8080  # against a running 'policy-engine serve'",
         ),
     )
-    parser.add_argument("--url", help="gateway URL of a running 'policy-engine serve' (default: start one)")
+    parser.add_argument("--url", type=url, help="gateway URL of a running 'policy-engine serve' (default: start one)")
     parser.add_argument("--verbose", action="store_true", help="show the authorizer's JSON log lines")
     add_stack_arguments(parser, default_port=0, default_idp_port=0)
     parser.set_defaults(run=run)

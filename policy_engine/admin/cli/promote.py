@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from policy_engine.admin.cli._arguments import number_in
 from policy_engine.admin.cli._common import add_command, add_format
 from policy_engine.admin.cli.sync import publish_and_print
 
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
                         help="take the claim of another publish that is known to be dead (as for sync)")
     parser.add_argument("--force", action="store_true",
                         help="promote even though the live version moved since the candidate was published")
-    parser.add_argument("--max-lines", type=int, default=1000, metavar="N",
+    parser.add_argument("--max-lines", type=number_in(int, 0), default=1000, metavar="N",
                         help="print at most N diff lines (default 1000; 0: all); JSON lists every change")
     add_format(parser)
     parser.set_defaults(run=run)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from policy_engine.admin.cli._arguments import number_in
 from policy_engine.admin.cli._common import Palette, add_command, add_format, print_json
 from policy_engine.admin.replay import (
     DAMAGED,
@@ -65,11 +66,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--against", required=True, metavar="PERMISSIONS",
                         help="the permission set to replay against: a YAML file or folder, a compiled snapshot, "
                              "dynamodb://TABLE or s3://BUCKET/KEY (as PERMISSIONS_SOURCE)")
-    parser.add_argument("--top", type=int, default=20, metavar="N",
+    parser.add_argument("--top", type=number_in(int, 0), default=20, metavar="N",
                         help="principal and route pairs to list, most changes first (20)")
-    parser.add_argument("--examples", type=int, default=10, metavar="N",
+    parser.add_argument("--examples", type=number_in(int, 0), default=10, metavar="N",
                         help="changed requests to show whole, the first ones met (10)")
-    parser.add_argument("--max-keys", type=int, default=DEFAULT_MAX_KEYS, metavar="N",
+    parser.add_argument("--max-keys", type=number_in(int, 1), default=DEFAULT_MAX_KEYS, metavar="N",
                         help="most principal and route pairs counted one by one; changes of further pairs are "
                              f"counted in the totals only ({DEFAULT_MAX_KEYS:,})")
     parser.add_argument("--progress", choices=("auto", "always", "never"), default="auto",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from policy_engine.admin.cli._arguments import number_in
 from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.admin.cli.sync import publish_and_print
 from policy_engine.ports import VersionEntry
@@ -36,12 +37,13 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("target", metavar="TARGET", help="dynamodb://TABLE or s3://BUCKET/KEY")
-    parser.add_argument("--to", type=int, metavar="N", help="version to restore (default: the previous one)")
+    parser.add_argument("--to", type=number_in(int, 1), metavar="N",
+                        help="version to restore (default: the previous one)")
     parser.add_argument("--list", action="store_true", help="list published versions and candidates, and exit")
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     parser.add_argument("--take-over", action="store_true",
                         help="take the claim of another publish that is known to be dead (as for sync)")
-    parser.add_argument("--max-lines", type=int, default=1000, metavar="N",
+    parser.add_argument("--max-lines", type=number_in(int, 0), default=1000, metavar="N",
                         help="print at most N diff lines (default 1000; 0: all)")
     add_format(parser)
     parser.set_defaults(run=run)

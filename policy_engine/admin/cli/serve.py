@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from policy_engine.admin.cli._arguments import api_arn, request_stage
+from policy_engine.admin.cli._arguments import api_arn, port, request_stage
 from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.local.gateway import MAX_CACHE_TTL
 from policy_engine.admin.local.idp import CLIENTS_FILE
@@ -67,8 +67,8 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
     parser.add_argument("--permissions", type=Path, default=DEFAULT_PERMISSIONS,
                         help="permission YAML file or folder: routes of the gateway, contents of the table")
     parser.add_argument("--clients", type=Path, default=CLIENTS_FILE, help="OAuth clients of the local IdP")
-    parser.add_argument("--port", type=int, default=default_port, help="gateway port (0: any free port)")
-    parser.add_argument("--idp-port", type=int, default=default_idp_port, help="identity provider port")
+    parser.add_argument("--port", type=port, default=default_port, help="gateway port (0: any free port)")
+    parser.add_argument("--idp-port", type=port, default=default_idp_port, help="identity provider port")
     parser.add_argument("--store", choices=("dynamodb", "yaml"), default=None,
                         help="where the handler reads permissions: a table synced from --permissions "
                              "(default; moto unless AWS_ENDPOINT_URL is set) or the files themselves")

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from policy_engine.admin.cli._arguments import number_in
 from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.core.publish import MappingKey, Plan
@@ -53,7 +54,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     parser.add_argument("--take-over", action="store_true",
                         help="take the claim of another sync that is known to be dead, without waiting for its lease")
-    parser.add_argument("--max-lines", type=int, default=1000, metavar="N",
+    parser.add_argument("--max-lines", type=number_in(int, 0), default=1000, metavar="N",
                         help="print at most N diff lines (default 1000; 0: all); JSON lists every change")
     parser.add_argument("--repair", action="store_true",
                         help="publish even if the current version's items fail its digest (DynamoDB)")

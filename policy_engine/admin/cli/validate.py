@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.admin.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
-from policy_engine.admin.cli._arguments import api_arn
+from policy_engine.admin.cli._arguments import api_arn, number_in
 from policy_engine.admin.cli._common import Palette, add_command, add_format, default_location, read_locations
 from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.coverage import coverage
@@ -69,11 +69,11 @@ def register(subparsers: Any) -> None:
                         help="API Gateway's import mode for the documents' base path (ignore)")
     add_format(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("--warn-ratio", type=float, default=0.8, metavar="R",
+    parser.add_argument("--warn-ratio", type=number_in(float, 0, 1), default=0.8, metavar="R",
                         help="warn when a response exceeds R of the 8192-byte limit (0.8)")
     parser.add_argument("--fail-on", choices=(ERROR, WARNING), default=WARNING,
                         help="lowest severity that makes the exit code 1 (warning)")
-    parser.add_argument("--sizes", type=int, default=5, metavar="N", help="largest responses to list (5)")
+    parser.add_argument("--sizes", type=number_in(int, 0), default=5, metavar="N", help="largest responses to list (5)")
     parser.set_defaults(run=run)
 
 
