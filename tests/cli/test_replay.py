@@ -284,7 +284,9 @@ def test_exit_codes(tmp_path, capsys):
     empty = write(tmp_path / "empty.log", ["START RequestId: 1 Version: $LATEST"])
     assert main(["replay", str(empty), "--against", str(PERMISSIONS)]) == 2
     assert "no decision line to replay" in capsys.readouterr().err
-    assert main(["replay", str(log), "--against", str(PERMISSIONS), "--max-keys", "0"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        main(["replay", str(log), "--against", str(PERMISSIONS), "--max-keys", "0"])
+    assert usage.value.code == 2
 
 
 def test_json_output_has_exactly_the_documented_fields(tmp_path, capsys):

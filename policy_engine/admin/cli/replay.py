@@ -120,12 +120,6 @@ class _Progress:
             self._width = 0
 
 
-def _positive(value: int, flag: str, *, zero: bool = False) -> int:
-    if value < 0 or (value == 0 and not zero):
-        raise ConfigurationError(flag, f"{value} must be {'0 or more' if zero else 'at least 1'}")
-    return value
-
-
 def load_against(location: str) -> tuple[PermissionSet, list[str]]:
     """Fetch and compile ``location`` as the authorizer's cache does (``compile_records``
     with the runtime's tolerance of Resources too long for a stage); the second value
@@ -151,9 +145,6 @@ def load_against(location: str) -> tuple[PermissionSet, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    _positive(args.top, "--top", zero=True)
-    _positive(args.examples, "--examples", zero=True)
-    _positive(args.max_keys, "--max-keys")
     as_json = args.format == "json"
     progress = _Progress(args.progress, as_json)
     started = time.monotonic()
