@@ -22,7 +22,7 @@ from policy_engine.admin.replay import (
 )
 from policy_engine.bootstrap import permission_source
 from policy_engine.core.permissions import PermissionSet, compile_records
-from policy_engine.errors import ConfigurationError, StoreError
+from policy_engine.errors import StoreError
 
 DESCRIPTION = f"""\
 Replay logged decisions against another permission set: who would gain or lose
