@@ -83,7 +83,8 @@ class DynamoDbLocal:
         java = shutil.which("java")
         if java is None:
             raise RuntimeError("java is needed to run DynamoDB Local")
-        emulator = ensure_jar(self.cache)
+        # Absolute: Java runs in the emulator's folder, where a relative cache path is wrong.
+        emulator = ensure_jar(self.cache).resolve()
         self._process = subprocess.Popen(
             [java, f"-Djava.library.path={emulator / 'DynamoDBLocal_lib'}", "-jar", str(emulator / "DynamoDBLocal.jar"),
              "-inMemory", "-sharedDb", "-disableTelemetry", "-port", str(self.port)],
