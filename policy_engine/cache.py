@@ -124,6 +124,7 @@ class PermissionCache:
         self._lock = threading.Lock()
         self._load: _Load | None = None  # the load in flight, if any
         self._last_error = ""
+        self._last_code: str | None = None  # the StoreError code of the last failure, if it was one
         # For the health line and shadow evaluation: when the store published the set
         # in use, and its content digest (computed on the loading thread, with ``digests``).
         self._digests = digests
@@ -184,7 +185,8 @@ class PermissionCache:
                         assert current is not None
                         return current
                     raise StoreError(f"permissions from {self.source.description} are unavailable "
-                                     f"(retrying in {self._backoff.retry_at - now:.1f}s): {self._last_error}")
+                                     f"(retrying in {self._backoff.retry_at - now:.1f}s): {self._last_error}",
+                                     code=self._last_code)
                 load = self._load = _Load(now)
                 self._checked_at = now
                 starter = True
@@ -265,8 +267,10 @@ class PermissionCache:
         with self._lock:
             delay = self._backoff.failed(self._clock())
             self._last_error = str(exc)
+            self._last_code = exc.code if isinstance(exc, StoreError) else None
             self._load = None
-            stale = self._good.age(load.started)
+            # Its age now (the load may have taken its whole deadline), judged as of its start.
+            stale = self._good.age(self._clock())
             within = self._good.within(load.started)
         if current is not None and within:
             log("ERROR", "permissions_reload_failed", source=self.source.description, error=code,

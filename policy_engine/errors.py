@@ -172,9 +172,18 @@ class OpenApiError(PermissionsError):
 
 
 class StoreError(PolicyEngineError):
-    """A permission store could not be read or written."""
+    """A permission store could not be read or written.
+
+    ``code`` may name the cause of an earlier failure this one repeats (a request
+    refused while the cache backs off after ``store_missing`` says ``store_missing``).
+    """
 
     code = "store_unavailable"
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class ConflictError(StoreError):

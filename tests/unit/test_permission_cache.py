@@ -10,7 +10,7 @@ import pytest
 
 from policy_engine import cache as cache_module
 from policy_engine.cache import PermissionCache
-from policy_engine.errors import StoreError
+from policy_engine.errors import CorruptStoreError, MissingStoreError, StoreError, StoreTooLargeError
 from policy_engine.ports import RawPermissions
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
@@ -206,6 +206,27 @@ def test_a_cold_container_with_a_failing_store_backs_off_across_requests():
     assert cache.get().version == "v1"
 
 
+@pytest.mark.parametrize("failure, code", [
+    (MissingStoreError("no such table"), "store_missing"),
+    (CorruptStoreError("a foreign item"), "store_corrupt"),
+    (StoreTooLargeError("too big", etag="e"), "store_too_large"),
+    (StoreError("throttled"), "store_unavailable"),
+    (RuntimeError("boom"), "store_unavailable"),
+])
+def test_requests_refused_while_backing_off_keep_the_cause_of_the_failure(failure, code):
+    # The decision line's reason: "store_missing" after a deploy means nothing was
+    # published, on every refused request, not only on the one that asked the store.
+    source, clock = FakeSource(), Clock()
+    source.fail = failure
+    cache = PermissionCache(source, ttl=60, max_stale=300, clock=clock, wait=1.0)
+    for step in range(4):
+        clock.now = step * 0.3  # the first asks, the others fall in the 1 s back-off
+        with pytest.raises(StoreError) as refused:
+            cache.get()
+        assert refused.value.code == code
+    assert len(source.calls) == 1
+
+
 def test_a_warm_container_backs_off_too_and_serves_last_good_meanwhile():
     source, clock = FakeSource(), Clock()
     cache = PermissionCache(source, ttl=0.5, max_stale=300, clock=clock, wait=1.0)
@@ -233,3 +254,24 @@ def test_a_long_outage_never_stops_the_retries():
     source.fail = None
     clock.now += 31
     assert cache.get().version == "v1"
+
+
+def test_a_failed_reload_reports_how_stale_the_mappings_are_when_it_fails(capsys):
+    # A load that fails after its whole deadline: the age is counted when it failed.
+    import json
+
+    source, clock = FakeSource(), Clock()
+    cache = _cache(source, clock)
+    good = cache.get()
+    clock.now = 61
+
+    class SlowFailure(FakeSource):
+        def fetch(self, known_etag):
+            clock.now += 8
+            raise StoreError("timed out")
+
+    cache.source = SlowFailure()
+    assert cache.get() is good
+    [line] = [json.loads(text) for text in capsys.readouterr().err.splitlines()
+              if '"permissions_reload_failed"' in text]
+    assert line["stale_seconds"] == 69
