@@ -236,8 +236,19 @@ def test_rollback_publishes_the_earlier_content_as_a_new_version(table, tmp_path
     # default: the version before the current one
     assert rollback(f"dynamodb://{table}").version_after == 5
     assert {k.resource for k in keys_of(load(table))} == {"/z"}
-    with pytest.raises(StoreError, match="cannot roll back to v9"):
+    with pytest.raises(StoreError, match=r"cannot roll back to v9: versions v1..v4 precede the live v5"):
         rollback(f"dynamodb://{table}", to=9)
+
+
+def test_rollback_with_nothing_before_the_live_version_says_what_is_published(table, tmp_path):
+    with pytest.raises(StoreError, match="cannot roll back to the version before the live one: nothing is "
+                                         "published yet"):
+        rollback(f"dynamodb://{table}")
+    yaml_file = tmp_path / "p.yaml"
+    write_permissions(yaml_file, [("GET", "/a", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    with pytest.raises(StoreError, match="cannot roll back to v1: only v1 is published, which is live"):
+        rollback(f"dynamodb://{table}", to=1)
 
 
 # -- bad input: one clear error, the published version untouched ----------------------

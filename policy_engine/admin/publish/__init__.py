@@ -317,7 +317,14 @@ def rollback(
     current, _ = store.published()
     wanted = current - 1 if to is None else to
     if not 1 <= wanted < current:
-        raise StoreError(f"{store.description}: cannot roll back to v{wanted}; published versions are v1..v{current}")
+        if current == 0:
+            held = "nothing is published yet"
+        elif current == 1:
+            held = "only v1 is published, which is live"
+        else:
+            held = f"versions v1..v{current - 1} precede the live v{current}"
+        what = "the version before the live one" if to is None else f"v{wanted}"
+        raise StoreError(f"{store.description}: cannot roll back to {what}: {held}")
     desired = store.view(wanted)
     return _publish(store, desired, note=f"rollback to v{wanted}", dry_run=dry_run, take_over=take_over,
                     progress=progress, started=started, phase=phase, on_plan=on_plan)
