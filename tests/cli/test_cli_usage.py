@@ -174,3 +174,14 @@ def test_numbers_ports_and_urls_out_of_range_are_usage_errors_before_anything_st
     # OverflowError from bind()).
     assert _exit_code(argv) == 2
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["invoke", "--event", "events/token-get-pet.json", "--local-idp"],
+                                     ["quickstart"]])
+def test_a_permissions_path_that_does_not_exist_is_refused_before_anything_runs(command, tmp_path, capsys):
+    # A typo is a usage problem (exit 2), not a store failure the handler fails closed on (1).
+    from tests.conftest import ROOT
+
+    argv = [part if not part.startswith("events/") else str(ROOT / part) for part in command]
+    assert main([*argv, "--permissions", str(tmp_path / "nope")]) == 2
+    assert f"--permissions: {tmp_path / 'nope'}: no such file or folder" in capsys.readouterr().err

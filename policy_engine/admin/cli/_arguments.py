@@ -12,13 +12,14 @@ import argparse
 import re
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 
 from policy_engine.core.arn import HTTP_VERBS
 from policy_engine.core.permissions import ANY_VERB, FIELD_RULES, FieldProblem
 from policy_engine.errors import ConfigurationError
 
-__all__ = ["api_arn", "api_reference", "number_in", "port", "request_path", "request_stage", "request_verb",
-           "stage_name", "url"]
+__all__ = ["api_arn", "api_reference", "number_in", "permissions_location", "port", "request_path", "request_stage",
+           "request_verb", "stage_name", "url"]
 
 # The last part of an API ARN (API_ARN_PATTERN): what API Gateway calls the API id.
 _API_ID = re.compile(r"[A-Za-z0-9]+")
@@ -114,3 +115,11 @@ def url(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} has a port that is not a number from 0 to 65535") from None
     return text
+
+
+def permissions_location(value: str, flag: str) -> str:
+    """``value`` as ``PERMISSIONS_SOURCE`` takes it; a local path (no ``scheme://``) must exist,
+    so that a typo is refused before anything runs rather than decided as a store failure."""
+    if "://" not in value and not Path(value).exists():
+        raise ConfigurationError(flag, f"{value}: no such file or folder")
+    return value

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from policy_engine.admin.cli._arguments import permissions_location
 from policy_engine.admin.cli._common import (
     Palette,
     add_command,
@@ -102,7 +103,7 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
         environ.update(parse_env_assignments(lines, f"--env-file {args.env_file}"))
     environ.update(parse_env_assignments(args.env, "--env"))
     if args.permissions:
-        environ["PERMISSIONS_SOURCE"] = args.permissions
+        environ["PERMISSIONS_SOURCE"] = permissions_location(args.permissions, "--permissions")
     if not (environ.get("PERMISSIONS_SOURCE") or os.environ.get("PERMISSIONS_SOURCE", "").strip()):
         # The handler's own default is the file the bundle ships beside the package, which an
         # installed CLI does not have: read the current folder's, as validate does.

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from policy_engine.admin.cli._arguments import permissions_location
 from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.local.invoke import invoke, load_handler
@@ -23,7 +24,8 @@ scopes, runs the real Lambda handler on API Gateway events for the example pet
 store API, and prints each policy it returns and what API Gateway would answer
 (200 or 403) for a few routes, and a malformed token (401).
 
-Exit codes: 0 every outcome as expected; 1 an unexpected outcome.
+Exit codes: 0 every outcome as expected; 1 an unexpected outcome; 2 could not run
+(a --permissions path that does not exist).
 """
 
 
@@ -46,6 +48,7 @@ def _event(token: str | None, verb: str, path: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    permissions_location(args.permissions, "--permissions")
     failures = 0
     with LocalIdentityProvider() as idp:
         handler = load_handler({
