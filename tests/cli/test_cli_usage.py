@@ -185,3 +185,18 @@ def test_a_permissions_path_that_does_not_exist_is_refused_before_anything_runs(
     argv = [part if not part.startswith("events/") else str(ROOT / part) for part in command]
     assert main([*argv, "--permissions", str(tmp_path / "nope")]) == 2
     assert f"--permissions: {tmp_path / 'nope'}: no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["sync", "dynamodb://"], "TARGET: '' is not a DynamoDB table name"),
+    (["sync", "ftp://x"], "TARGET: 'ftp://x' is not dynamodb://TABLE or s3://BUCKET/KEY"),
+    (["migrate", "dynamodb://bad..name!"], "TARGET: 'bad..name!' is not a DynamoDB table name"),
+    (["rollback", "dynamodb://x"], "TARGET: 'x' is not a DynamoDB table name"),
+    (["serve", "--identity-source", "bogus"], "--identity-source: 'bogus' is not an API Gateway identity source"),
+])
+def test_a_bad_value_on_the_command_line_is_named_by_its_argument(argv, said, tmp_path, monkeypatch, capsys):
+    # Checked before anything else is read: in a folder without ./permissions, a bad
+    # TARGET is still what sync reports.
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from policy_engine.adapters.dynamodb import check_table_name
 from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.errors import ConfigurationError
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.target.startswith("dynamodb://"):
         raise ConfigurationError("TARGET", f"{args.target!r}: migrate works on dynamodb://TABLE (S3 needs none)")
-    table = args.target.removeprefix("dynamodb://")
+    table = check_table_name(args.target.removeprefix("dynamodb://"), "TARGET")
     as_json = args.format == "json"
     result = migrate(table, dry_run=args.dry_run, say=(lambda message: None) if as_json else
                      (lambda message: print(f"  {message}", flush=True)))

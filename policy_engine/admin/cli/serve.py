@@ -16,6 +16,7 @@ from policy_engine.admin.local.idp import CLIENTS_FILE
 from policy_engine.admin.local.serve import DEFAULT_PERMISSIONS, LocalStack, ServeOptions
 from policy_engine.admin.openapi import BASE_PATH_MODES
 from policy_engine.errors import ConfigurationError
+from policy_engine.events import parse_identity_source
 
 __all__ = ["add_stack_arguments", "options_from", "register"]
 
@@ -93,11 +94,15 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
+    """The stack's options; identity sources are checked here, so a bad one names the flag."""
+    sources = tuple(p.strip() for arg in args.identity_source for p in arg.split(",") if p.strip())
+    if sources:
+        parse_identity_source(sources, "--identity-source")
     options = ServeOptions(
         permissions=args.permissions, clients_file=args.clients, port=args.port, idp_port=args.idp_port,
         table=args.table, api=args.api, openapi=args.openapi, base_path=args.base_path, stages=tuple(args.stage),
         token_regex=args.token_regex,
-        identity_sources=tuple(p.strip() for arg in args.identity_source for p in arg.split(",") if p.strip()),
+        identity_sources=sources,
         cache_ttl=args.cache_ttl, backend_url=args.backend_url,
     )
     if args.store:

@@ -191,14 +191,18 @@ def open_target(target: str, *, client: Any = None, sleep: Callable[[float], Non
     Raises:
         ConfigurationError: any other form.
     """
-    if target.startswith("dynamodb://"):
-        from policy_engine.admin.publish.dynamodb import DynamoDbTarget
+    try:
+        if target.startswith("dynamodb://"):
+            from policy_engine.admin.publish.dynamodb import DynamoDbTarget
 
-        return DynamoDbTarget(target.removeprefix("dynamodb://"), client=client, sleep=sleep)
-    if target.startswith("s3://"):
-        from policy_engine.admin.publish.s3 import S3Target
+            return DynamoDbTarget(target.removeprefix("dynamodb://"), client=client, sleep=sleep)
+        if target.startswith("s3://"):
+            from policy_engine.admin.publish.s3 import S3Target
 
-        return S3Target(target, client=client)
+            return S3Target(target, client=client)
+    except ConfigurationError as exc:
+        # The stores check names as PERMISSIONS_SOURCE does; here the command line named it.
+        raise ConfigurationError("TARGET", exc.problem) from None
     raise ConfigurationError("TARGET", f"{target!r} is not dynamodb://TABLE or s3://BUCKET/KEY")
 
 
@@ -278,8 +282,8 @@ def sync(
     started = time.perf_counter()
     if phase is not None:
         phase("parse")
+    store = open_target(target, client=client, sleep=sleep)  # first: a bad TARGET is named before the files are read
     desired = load_desired(permissions)
-    store = open_target(target, client=client, sleep=sleep)
     if candidate:
         if repair or take_over:
             raise ConfigurationError("--repair" if repair else "--take-over",
