@@ -384,8 +384,9 @@ def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
         number = _number(environ, name, var.default, minimum=var.minimum, maximum=var.maximum)
         if kind == "number":
             return number
-        if not float(number).is_integer():
-            raise ConfigurationError(name, f"{environ.get(name, '').strip()!r} is not a whole number")
+        raw = environ.get(name, "").strip()
+        if raw and not _WHOLE.fullmatch(raw):
+            raise ConfigurationError(name, f"{raw!r} is not a whole number")
         return int(number)
     if kind == "flag":
         return _flag(environ, name) if environ.get(name, "").strip() else var.default
@@ -482,16 +483,21 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigurationError(name, f"{raw!r} is not true or false")
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
+
 def _number(
     env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
 ) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(name, f"{raw!r} is not a number") from None
+    # Plain ASCII decimal notation: float() would also take '1_0', other scripts' digits,
+    # 'inf' and 'nan', none of which a person means as a setting.
+    if not _DECIMAL.fullmatch(raw):
+        raise ConfigurationError(name, f"{raw!r} is not a number")
+    value = float(raw)
     if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
         bounds = (f"between {number_text(minimum)} and {number_text(maximum)}" if maximum is not None
                   else f"at least {number_text(minimum)}")

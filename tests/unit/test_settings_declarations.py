@@ -144,6 +144,24 @@ NUMBERS = [v for v in VARIABLES if v.kind in ("number", "integer")]
 
 
 @pytest.mark.parametrize("var", NUMBERS, ids=lambda v: v.name)
+@pytest.mark.parametrize("text", ["1_0", "\u0661\u0660", "inf", "nan", "0x10", "1,5", "ten"])
+def test_a_number_is_plain_ascii_decimal_notation(var, text):
+    # float() takes underscores, other scripts' digits, inf and nan; a setting does not.
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_environ({**BASE, var.name: text})
+    assert refused.value.variable == var.name
+
+
+@pytest.mark.parametrize("var", [v for v in NUMBERS if v.kind == "integer"], ids=lambda v: v.name)
+def test_an_integer_is_written_with_digits_only(var):
+    whole = max(int(var.minimum), 1)
+    assert getattr(Settings.from_environ({**BASE, var.name: str(whole)}), var.attribute) == whole
+    for text in (f"{whole}.0", f"{whole}e0"):
+        with pytest.raises(ConfigurationError, match="is not a whole number"):
+            Settings.from_environ({**BASE, var.name: text})
+
+
+@pytest.mark.parametrize("var", NUMBERS, ids=lambda v: v.name)
 def test_numeric_bounds_are_the_declared_ones(var):
     at_least = var.minimum
     assert getattr(Settings.from_environ({**BASE, var.name: f"{at_least:g}"}), var.attribute) == at_least
