@@ -188,8 +188,9 @@ class Settings:
         "the JWKS endpoint fails (asked again at most once per min(`JWKS_CACHE_TTL`, "
         "`JWKS_REFETCH_INTERVAL`))"))
     context_claims: tuple[str, ...] = field(default=("sub", "client_id", "username", "iss"), metadata=_declare(
-        "CONTEXT_CLAIMS", "list", "token claims copied into the authorizer `context` when scalar (bounded: "
-        "see the `context` rules)"))
+        "CONTEXT_CLAIMS", "list", "token claims copied into the authorizer `context`: strings, numbers and booleans "
+        "as they are, lists of strings joined with spaces, anything else left out (bounded: see the `context` "
+        "rules)"))
     identity_source: IdentitySource = field(default=DEFAULT_IDENTITY_SOURCE, metadata=_declare(
         "IDENTITY_SOURCE", "identity", "the authorizer's identity sources as API Gateway writes them; the "
         "first header or query string entry holds the token (see [Identity sources](events.md#identity-sources))",
