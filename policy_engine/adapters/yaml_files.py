@@ -1,6 +1,6 @@
 """Permission YAML files: read, remember where every value was written, hand over records.
 
-A file or a folder of ``*.yaml``/``*.yml`` files (sorted, non-recursive is not enough
+A file or a folder of ``*.yaml``/``*.yml`` files (any case; sorted, non-recursive is not enough
 for teams that group by API, so subfolders are read too). Every value keeps its line,
 so validation errors read ``permissions/pets.yaml:14: httpVerb 'GETT' is not an HTTP
 method``. Any bad file fails the whole load: nothing is half-applied.
@@ -33,7 +33,7 @@ def yaml_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
         if files:
             return files
         raise PermissionsError(f"{path}: no .yaml or .yml files in this folder")

@@ -250,3 +250,12 @@ def test_a_shape_problem_in_one_file_does_not_hide_the_problems_of_another(tmp_p
         "once use allOf)",
         "b.yaml:4: httpVerb 'GETT' is not an HTTP method (or '*'/'ANY')",
     ]
+
+
+def test_a_folder_reads_yaml_files_whatever_the_case_of_their_suffix(tmp_path):
+    folder = tmp_path / "perms"
+    folder.mkdir()
+    _write(folder, "a.YAML", BLOG_ENTRY)
+    _write(folder, "b.Yml", BLOG_ENTRY.replace("/pets", "/toys"))
+    _write(folder, "notes.txt", "not permissions")
+    assert len(_load(folder)) == 2
