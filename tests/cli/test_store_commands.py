@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -131,6 +132,9 @@ def test_s3_rollback_refuses_a_history_copy_that_was_never_published(bucket, bac
     assert digest(load_desired(files[1])) in listed[1] and "not restorable:" in listed[1]
     assert digest(evil) not in listed[1].split("not restorable:")[0]
     assert "not restorable" not in listed[2]
+    assert main(["rollback", target, "--list", "--format", "json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["versions"][1]
+    assert entry["published_at"] is None and entry["mappings"] is None and entry["note"].startswith("not restorable:")
 
 
 def test_migrate_on_a_table_with_a_numeric_sort_key_exits_2_and_says_which_attribute(backend, capsys):

@@ -290,7 +290,7 @@ class S3Target:
             else:
                 # Listed with what was published (when known), never with the copy's content.
                 entries.append({"version": version, "digest": link.digest if link else None, "mappings": None,
-                                "published_at": "", "note": f"not restorable: {problem}"})
+                                "published_at": None, "note": f"not restorable: {problem}"})
         return entries[::-1]
 
     def apply(self, desired: frozenset[MappingKey], change: Plan, note: str, take_over: bool,
