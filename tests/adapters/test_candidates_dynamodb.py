@@ -158,18 +158,6 @@ def test_promote_is_refused_when_the_live_version_moved_unless_forced(table, liv
     assert forced.version_after == 3 and read(table)[1] == {key("GET", "/a", "s:read"), key("GET", "/c", "s:read")}
 
 
-def test_a_live_version_with_the_candidates_mappings_but_not_promoted_from_it_is_a_move(table, live_and_candidate,
-                                                                                         tmp_path):
-    # A sync (or a rollback) that happens to publish the candidate's mappings is not an
-    # interrupted promote: promote refuses, and the history never says "promoted".
-    target, _, shadow, _ = live_and_candidate
-    sync(shadow, target)  # v2 = the candidate's mappings, by a plain sync
-    with pytest.raises(ConflictError, match="moved from v1 to v2 since c1 was published"):
-        promote(target)
-    (record,) = [e for e in history(target) if e.get("candidate")]
-    assert record["status"] == "candidate"
-
-
 def test_promote_loses_to_a_concurrent_sync_and_keeps_the_candidate(table, backend, live_and_candidate, tmp_path):
     target, _, _, _ = live_and_candidate
     theirs = write_permissions(tmp_path / "theirs.yaml", [("GET", "/theirs", "s:read")])

@@ -405,15 +405,12 @@ def promote(
     def check(current: int, published: frozenset[MappingKey]) -> None:
         from policy_engine.core.publish import digest
 
-        if current == candidate.based_on or force:
-            return
-        if digest(published) == candidate.digest and _promoted_by(store, current, candidate.label):
-            return  # a promote that stopped after its flip, run again: only the candidate is left to remove
-        raise ConflictError(
-            f"{store.description}: the live version moved from v{candidate.based_on} to v{current} since "
-            f"{candidate.label} was published; its shadow differences were measured against "
-            f"v{candidate.based_on}. Publish it again with `sync --candidate` (and watch it), or promote "
-            "with --force. Nothing was written.")
+        if current != candidate.based_on and not force and digest(published) != candidate.digest:
+            raise ConflictError(
+                f"{store.description}: the live version moved from v{candidate.based_on} to v{current} since "
+                f"{candidate.label} was published; its shadow differences were measured against "
+                f"v{candidate.based_on}. Publish it again with `sync --candidate` (and watch it), or promote "
+                "with --force. Nothing was written.")
 
     result = _publish(store, desired, note=f"promote {candidate.label}: {candidate.note}", dry_run=dry_run,
                       take_over=take_over, progress=progress, started=started, phase=phase, on_plan=on_plan,
@@ -423,13 +420,6 @@ def promote(
         removed = store.end_candidate(candidate, "promoted", result.version_after)
     return replace(result, promoted=candidate.number, candidate_removed=removed,
                    write_requests=store.write_requests, seconds=time.perf_counter() - started)
-
-
-def _promoted_by(store: PublishTarget, version: int, label: str) -> bool:
-    # Whether ``version`` was published by promoting candidate ``label`` (its note says so),
-    # not by a sync or rollback that happens to hold the same mappings.
-    notes = [entry["note"] for entry in store.history() if entry["version"] == version]
-    return bool(notes) and (notes[0] or "").startswith(f"promote {label}:")
 
 
 def discard(target: str, *, client: Any = None) -> DiscardResult:
