@@ -23,8 +23,10 @@ claim is taken, and one atomic switch makes it live. The version's note is
 A candidate is judged against the live version it was published on. When the
 live version moved since (another sync or a rollback), promote refuses (exit
 1): publish the candidate again to watch it against the new live version, or
-pass --force. Run again after an interruption, promote finishes the job (a
-candidate that is already live is only removed).
+pass --force. A candidate whose mappings are already live is only removed and
+recorded as promoted to that version, whatever published them: a promote run
+again after an interruption finishes the job this way, and so does one after a
+sync or rollback that published the same mappings (nothing is left to judge).
 
 Exit codes: as for sync (0 promoted, or dry run shown; 1 refused: the live
 version moved, or another sync holds the claim; 2 could not run, no candidate).
