@@ -127,7 +127,9 @@ def load_jwks(document: Any, algorithms: Collection[str]) -> tuple[dict[str, Ver
         seen[kid] = seen.get(kid, 0) + 1
         try:
             loaded = _load_key(jwk, kid, algorithms)
-        except Exception as exc:  # noqa: BLE001 - RFC 7517 §5: a key we cannot read is ignored, not fatal
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            # RFC 7517 §5: a key whose members cannot be read is ignored, not fatal. (What
+            # else may fail, a missing module above all, must not pass for a bad key.)
             loaded = f"{kid}: unusable key ({type(exc).__name__})"
         if isinstance(loaded, str):
             skipped.append(loaded)
