@@ -131,6 +131,23 @@ def test_the_permissions_table_is_on_demand_recoverable_and_protected(template):
     assert attributes == {("pk", "S"), ("sk", "S")}
 
 
+def test_the_decision_log_outlives_the_stack(template):
+    log_group = template["Resources"]["AuthorizerLogGroup"]
+    assert log_group["DeletionPolicy"] == log_group["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_provider_settings_the_readme_asks_for_are_parameters(template):
+    # README step 1 sets IDP_PRESET (groups are read from it); a deploy from the template
+    # must be able to pass it, and GRANT_SOURCES, without editing the template.
+    from policy_engine.settings import variable
+
+    variables = template["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["IDP_PRESET"] == {"Ref": "IdpPreset"} and variables["GRANT_SOURCES"] == {"Ref": "GrantSources"}
+    preset = template["Parameters"]["IdpPreset"]
+    assert preset["Default"] == "" and sorted(preset["AllowedValues"]) == sorted(["", *variable("IDP_PRESET").choices])
+    assert template["Parameters"]["GrantSources"]["Default"] == ""
+
+
 def test_the_function_runs_the_bundle_the_cli_builds(template):
     function = template["Resources"]["AuthorizerFunction"]["Properties"]
     assert function["Handler"] == "handler.app.lambda_handler"
@@ -221,12 +238,17 @@ def test_sam_expands_the_template_with_every_route_behind_the_authorizer(sam_tra
     resources = sam_transform(parameters)
     (rest,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::RestApi"]
     body = rest["Properties"]["Body"]
-    token = body["securityDefinitions"]["PolicyEngineTokenAuthorizer"]["x-amazon-apigateway-authorizer"]
+    # OpenAPI 3 (Globals.Api.OpenApiVersion): security schemes under components
+    token = body["components"]["securitySchemes"]["PolicyEngineTokenAuthorizer"]["x-amazon-apigateway-authorizer"]
     assert token["type"] == "token"
     assert token["identityValidationExpression"] == "^Bearer [-0-9A-Za-z._~+/]+=*$"
     assert str(token["authorizerResultTtlInSeconds"]) == parameters.get("AuthorizerCacheTtl", "300")
     operations = _operations(body["paths"])
     assert len(operations) == 2 and all(op["security"] == [{"PolicyEngineTokenAuthorizer": []}] for op in operations)
+    # one stage, StageName: no second stage SAM names "Stage" (reachable, and undocumented)
+    stage_names = [r["Properties"].get("StageName") for r in resources.values()
+                   if r["Type"] in ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")]
+    assert stage_names and "Stage" not in stage_names and {"Ref": "StageName"} in stage_names
 
     (http,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
     assert http["Condition"] == "CreateHttpApi"
