@@ -180,6 +180,28 @@ def manylinux_platforms(arch: str, python: str) -> list[str]:
     return tags
 
 
+def _check_writable(output: Path, wheel_cache: Path) -> None:
+    """Refuse an output that is not a file to write (a folder, a device) or whose folder
+    cannot be made, and a wheel cache that cannot be made.
+
+    Raises:
+        BundleError: naming the path and why.
+    """
+    if output.is_dir():
+        raise BundleError(f"{output}: is a folder; --output names the zip file to write")
+    if output.exists() and not output.is_file():
+        raise BundleError(f"{output}: is not a regular file; --output names the zip file to write")
+    for folder, what in ((output.parent, "the bundle"), (wheel_cache, "the wheel cache")):
+        if folder.exists() and not folder.is_dir():
+            raise BundleError(f"{folder}: is not a folder, so it cannot hold {what}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BundleError(f"{folder}: cannot create the folder for {what} ({exc.strerror or exc})") from None
+        if not os.access(folder, os.W_OK):
+            raise BundleError(f"{folder}: cannot write {what} there")
+
+
 def build_bundle(
     output: Path,
     *,
@@ -216,6 +238,7 @@ def build_bundle(
     """
     _machine(arch)
     _glibc(python)
+    _check_writable(output, wheel_cache)  # before any work: refused in a moment, not after a download
     interpreter: str | None = None
     if bytecode or mypyc:
         if compile_with is None:
@@ -255,10 +278,14 @@ def build_bundle(
     if unzipped > UNZIPPED_LIMIT:
         raise BundleError(f"unzipped size {unzipped} bytes exceeds Lambda's limit of {UNZIPPED_LIMIT}")
     payload = _zip_bytes(files)
-    output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    partial.write_bytes(payload)
-    partial.replace(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(payload)
+        partial.replace(output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise BundleError(f"{output}: cannot write the bundle ({exc.strerror or exc})") from None
     return Bundle(path=output, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload),
                   unzipped_size=unzipped, files=len(files), wheels=wheel_names)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,17 @@ def test_a_bad_value_on_the_command_line_is_named_by_its_argument(argv, said, tm
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert said in capsys.readouterr().err
+
+
+def test_bundle_refuses_an_output_it_cannot_write_before_any_work(tmp_path, capsys):
+    # A folder, a device or a path under a file: exit 2 naming it, never a traceback, and
+    # never a zip renamed over something that is not a file (it replaced /dev/full once).
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for output, said in ((tmp_path, "is a folder"), (Path("/dev/null"), "is not a regular file"),
+                         (a_file / "sub.zip", "is not a folder")):
+        assert main(["bundle", "--output", str(output), "--no-compile"]) == 2
+        assert said in capsys.readouterr().err
+    assert main(["bundle", "--output", str(tmp_path / "b.zip"), "--wheel-cache", str(a_file), "--no-compile"]) == 2
+    assert f"{a_file}: is not a folder, so it cannot hold the wheel cache" in capsys.readouterr().err
+    assert Path("/dev/null").is_char_device() and not list(tmp_path.glob("*.partial"))
