@@ -293,7 +293,9 @@ def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | Non
     """
     narrowed = narrow_to_route(decision, route_arn)
     reason = None
-    if narrowed.denied:
+    # This very request needs an API key the caller lacks. (The narrowed Deny statements
+    # also hold routes near it that need one: those do not decide this request.)
+    if narrowed.reason == "route_needs_api_key":
         reason = narrowed.reason
     elif narrowed.allowed and route is not None:
         # The whole policy, not its part for route_arn: other methods and paths of the

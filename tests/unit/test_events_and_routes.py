@@ -165,6 +165,14 @@ def test_simple_response_with_a_denied_route_is_false():
     assert render_simple_response(full, f"{API}/dev/GET/pets/1")["isAuthorized"] is False
 
 
+def test_a_simple_response_for_one_path_is_true_beside_a_route_that_needs_a_key():
+    # The key-needing route near this request is kept in the narrowed policy's Deny
+    # statements (for a coarse cache key); it does not decide this request.
+    full = _decision([f"{API}/dev/GET/pets/*"], denied=[f"{API}/dev/GET/pets/premium"])
+    assert render_simple_response(full, f"{API}/dev/GET/pets/1")["isAuthorized"] is True
+    assert render_simple_response(full, f"{API}/dev/GET/pets/premium")["isAuthorized"] is False
+
+
 @pytest.mark.parametrize(
     "answer, error",
     [
