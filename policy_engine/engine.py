@@ -211,7 +211,7 @@ class Authorizer:
         # This authorizer's own memos (core.memo's rules): API ARNs parse_method_arn
         # found valid, the context's "scope" text per scope set that can be sent whole,
         # and what response_size_bound counts of each policy's Resources.
-        self._api_arns: Memo[str, bool] = Memo()
+        self._api_stages: Memo[str, bool] = Memo()
         self._scope_texts: Memo[frozenset[str], str] = Memo()
         self._resource_chars: Memo[tuple[str, ...], int] = Memo()
         # For the decision line's outcome: a matcher per policy's Allow Resources and per
@@ -391,7 +391,7 @@ class Authorizer:
             PolicyTooLargeError: the policy is too large and no per-route answer is safe.
         """
         request = read_event(event, self._identity_source)
-        method_arn = parse_method_arn(request.method_arn, self._api_arns)
+        method_arn = parse_method_arn(request.method_arn, self._api_stages)
         note_target(method_arn)
         token = self.authenticate(request)
         # Usage plans and API keys exist on REST APIs only.

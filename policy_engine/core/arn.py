@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from policy_engine.core.memo import Memo
 from policy_engine.errors import EventError
 
-__all__ = ["API_ARN_PATTERN", "HTTP_VERBS", "MAX_METHOD_ARN", "MAX_STAGE_NAME", "MethodArn", "parse_method_arn"]
+__all__ = ["API_ARN_PATTERN", "HTTP_VERBS", "MAX_METHOD_ARN", "MAX_STAGE_NAME", "STAGE_NAME_PATTERN", "MethodArn",
+           "parse_method_arn"]
 
 # arn:<partition>:execute-api:<region>:<account>:<api-id>; no wildcards: a mapping names one API.
 API_ARN_PATTERN = re.compile(r"arn:(aws|aws-cn|aws-us-gov|aws-iso[a-z-]*):execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+")
@@ -25,6 +26,9 @@ HTTP_VERBS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 #: characters"). A stage-``*`` mapping is written with the request's stage, so its
 #: longest policy Resource is counted with a stage this long.
 MAX_STAGE_NAME = 128
+#: A stage name as API Gateway allows it (letters, digits, ``_`` and ``-``; HTTP APIs'
+#: ``$default``): what a mapping may name, and what a methodArn must carry.
+STAGE_NAME_PATTERN = re.compile(rf"\$default|[A-Za-z0-9_-]{{1,{MAX_STAGE_NAME}}}")
 
 
 @dataclass(slots=True)
@@ -45,12 +49,14 @@ def parse_method_arn(value: object, known: Memo[str, bool] | None = None) -> Met
     """Split a methodArn into API ARN, stage, verb and path (without leading slash).
 
     Parsed from the left with bounded splits because the path may hold ``:`` and ``/``.
-    ``known`` is the caller's memo of API ARNs this function has found valid (see
-    ``core.memo``): a container serves a handful of APIs, so the pattern runs once per
-    API ARN. It holds only valid ones; every other check runs on every call.
+    ``known`` is the caller's memo of ``API-ARN/stage`` pairs this function has found
+    valid (see ``core.memo``): a container serves a handful of APIs and stages, so the
+    patterns run once per pair. It holds only valid ones; every other check runs on
+    every call.
 
     Raises:
-        EventError: not a string, too long, or not an execute-api method ARN.
+        EventError: not a string, too long, not an execute-api method ARN, or a stage
+            API Gateway would not name (``STAGE_NAME_PATTERN``).
     """
     if not isinstance(value, str) or not value:
         raise EventError("methodArn is missing or not a string")
@@ -64,14 +70,16 @@ def parse_method_arn(value: object, known: Memo[str, bool] | None = None) -> Met
         (api_arn, stage, verb), path = parts, ""
     else:
         raise EventError("methodArn is not an execute-api method ARN")
-    # Guard: an API ARN the pattern has matched before matches again.
-    if known is None or known.get(api_arn) is None:
+    # Guard: an API ARN and stage the patterns have matched before match again.
+    if known is None or known.get(api_arn + "/" + stage) is None:
         if API_ARN_PATTERN.fullmatch(api_arn) is None:
             raise EventError("methodArn is not an execute-api method ARN")
+        # A stage API Gateway would never name (too long, or holding '*' or '?', which
+        # are wildcards in every policy Resource written with it) is refused.
+        if STAGE_NAME_PATTERN.fullmatch(stage) is None:
+            raise EventError("methodArn has no usable stage and verb")
         if known is not None:
-            known.remember(api_arn, True)
-    # A longer stage never comes from API Gateway; refusing it keeps every policy
-    # Resource within what the mappings were validated for (IAM's 512 characters).
-    if not stage or not verb or "*" in stage or len(stage) > MAX_STAGE_NAME:
+            known.remember(api_arn + "/" + stage, True)
+    if not verb:
         raise EventError("methodArn has no usable stage and verb")
     return MethodArn(api_arn, stage, verb, path)

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME, MethodArn
+from policy_engine.core.arn import API_ARN_PATTERN, HTTP_VERBS, MAX_STAGE_NAME, STAGE_NAME_PATTERN, MethodArn
 from policy_engine.core.compaction import compact_resources
 from policy_engine.core.grants import (
     KIND_PATTERN,
@@ -109,7 +109,6 @@ MAX_RESOURCE_ARN = 512
 _LONGEST_VERB = max(map(len, HTTP_VERBS))
 
 # HTTP APIs also have the automatically deployed stage "$default".
-_STAGE = re.compile(rf"\$default|[A-Za-z0-9_-]{{1,{MAX_STAGE_NAME}}}")
 # Path characters API Gateway routes, plus the policy wildcard '*'. No '?' (IAM's
 # one-character wildcard would be read as a query string by people) and no '{...}'.
 _RESOURCE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*")
@@ -164,7 +163,7 @@ def _arn(value: str) -> str:
 
 
 def _stage(value: str) -> str:
-    if value != "*" and not _STAGE.fullmatch(value):
+    if value != "*" and not STAGE_NAME_PATTERN.fullmatch(value):
         raise FieldProblem("stage", "stage {value} is not a stage name (letters, digits, '-', '_') or '*'", value)
     return value
 

@@ -214,3 +214,15 @@ def test_the_client_secret_stays_out_of_settings_repr():
     settings = Settings.from_environ({"AUDIENCE": "a", "INTROSPECTION_URL": "https://as.example.com/introspect",
                                       "INTROSPECTION_CLIENT_ID": "rs", "INTROSPECTION_CLIENT_SECRET": "hunter2-secret"})
     assert "hunter2-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("stage", ["x?GET", "?", "d\u00e9v", "a b", "dev*", "s" * 129, ""])
+def test_a_method_arn_stage_api_gateway_would_never_name_is_refused(stage):
+    # A '?' would become a wildcard in every policy Resource written with this stage
+    # (Allow .../x?GET/GET/pets also matches stage x, GET /GET/pets).
+    from policy_engine.core.arn import parse_method_arn
+
+    with pytest.raises(EventError, match="no usable stage"):
+        parse_method_arn(f"{API}/{stage}/GET/pets")
+    assert parse_method_arn(f"{API}/$default/GET/pets").stage == "$default"
+    assert parse_method_arn(f"{API}/dev-2_b/GET/pets").stage == "dev-2_b"

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from policy_engine.adapters.memory import MemoryPermissionSource
 from policy_engine.cache import PermissionCache
-from policy_engine.core.arn import API_ARN_PATTERN, parse_method_arn
+from policy_engine.core.arn import API_ARN_PATTERN, STAGE_NAME_PATTERN, parse_method_arn
 from policy_engine.core.decision import (
     MAX_CONTEXT_BYTES,
     MAX_SCOPE_CHARS,
@@ -148,13 +148,16 @@ stages = st.one_of(st.sampled_from(["dev", "", "*", "d*", "s" * 128, "s" * 129])
 @settings(max_examples=300, deadline=None)
 @given(parts=st.lists(st.tuples(api_arns, stages, st.sampled_from(["GET", "", "*"]),
                                 st.integers(0, 1700)), min_size=1, max_size=6))
-def test_a_remembered_api_arn_is_one_the_pattern_matches(parts):
+def test_a_remembered_api_arn_and_stage_are_ones_the_patterns_match(parts):
     memo: Memo = Memo()
     values = [f"{api}/{stage}/{verb}/" + "p" * length for api, stage, verb, length in parts]
     for _ in range(2):
         for value in values:
             assert outcome(parse_method_arn, value, memo) == outcome(parse_method_arn, value)
-    assert all(API_ARN_PATTERN.fullmatch(api) is not None and known is True for api, known in memo.items())
+    for pair, known in memo.items():
+        api, _, stage = pair.partition("/")
+        assert API_ARN_PATTERN.fullmatch(api) is not None and STAGE_NAME_PATTERN.fullmatch(stage) is not None
+        assert known is True
 
 
 # -- claims.check_times: an int is its own NumericDate ----------------------------------

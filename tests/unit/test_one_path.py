@@ -250,9 +250,9 @@ def test_the_signature_is_checked_once_per_decision_even_when_the_token_is_refus
 def test_memos_belong_to_one_authorizer(pair):
     fresh = pair.fresh()
     warm, cold = pair.warm, fresh
-    warm_memos = (warm._api_arns, warm._scope_texts, warm._resource_chars, warm._jwt._headers,
+    warm_memos = (warm._api_stages, warm._scope_texts, warm._resource_chars, warm._jwt._headers,
                   *warm._jwt._grant_sets.values())
-    fresh_memos = (cold._api_arns, cold._scope_texts, cold._resource_chars, cold._jwt._headers,
+    fresh_memos = (cold._api_stages, cold._scope_texts, cold._resource_chars, cold._jwt._headers,
                    *cold._jwt._grant_sets.values())
     assert all(warm_memos) and not any(fresh_memos)
     assert all(a is not b for a, b in zip(warm_memos, fresh_memos, strict=True))
@@ -275,7 +275,7 @@ def test_a_method_arn_longer_than_api_gateway_allows_is_refused_for_a_known_api(
     token = pair.idp.mint(scope="pets:read")
     prefix = f"{API}/dev/GET/"
     at_limit, over = prefix + "p" * (1600 - len(prefix)), prefix + "p" * (1601 - len(prefix))
-    assert pair.warm._api_arns.get(API) is True  # the API ARN is remembered as valid
+    assert pair.warm._api_stages.get(f"{API}/dev") is True  # the API ARN and stage are remembered as valid
     assert _summary(_outcome(pair.warm, event(token, arn=at_limit))) == GRANTED
     refused = _outcome(pair.warm, event(token, arn=over))
     assert refused[:2] == ("refused", EVENT) and "longer" in refused[2]
