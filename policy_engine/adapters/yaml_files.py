@@ -74,6 +74,9 @@ _TAGS = frozenset(_YAML_TAG + name for name in ("null", "bool", "int", "float", 
 # more than this many times the values written in it: a few hundred bytes of nested
 # aliases would otherwise expand to millions of values (the "billion laughs").
 MAX_ALIAS_EXPANSION = 100
+# Values any document may read beyond that ratio: a tiny file that shares one list a few
+# times is no bomb.
+_ALIAS_ALLOWANCE = 1000
 
 
 def _inspect(root: yaml.Node, display: str) -> _Lines:
@@ -117,7 +120,7 @@ def _inspect(root: yaml.Node, display: str) -> _Lines:
             else:
                 stack.append((child, False))
     written, read = len(lines), sizes[id(root)]
-    if read > MAX_ALIAS_EXPANSION * written + 1000:
+    if read > MAX_ALIAS_EXPANSION * written + _ALIAS_ALLOWANCE:
         raise PermissionsError(f"{display}: aliases make this document read as {read} values from {written} "
                                f"written ones (at most {MAX_ALIAS_EXPANSION} times as many are read)")
     return lines[id(root)]
