@@ -55,7 +55,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     begin_request(getattr(context, "aws_request_id", None), *request_trace(event))
     try:
         try:
-            answer = AUTHORIZER.answer(event)
+            # Waits on the network end before the invocation does (policy_engine.budget).
+            answer = AUTHORIZER.answer(event, getattr(context, "get_remaining_time_in_millis", None))
         except (EventError, TokenError) as exc:
             _log_refusal("Unauthorized", exc, started)
             raise Unauthorized() from None

@@ -6,6 +6,7 @@ import contextlib
 
 from policy_engine import metrics
 from policy_engine.adapters.jwks_http import JwksKeySource
+from policy_engine.budget import InvocationBudget
 from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT, CandidateCache, PermissionCache
 from policy_engine.engine import Authorizer
 from policy_engine.errors import ConfigurationError
@@ -57,7 +58,7 @@ def permission_source(location: str, *, max_bytes: int | None = None, candidate:
     return YamlPermissionSource(location)
 
 
-def key_source(settings: Settings) -> JwksKeySource:
+def key_source(settings: Settings, budget: InvocationBudget | None = None) -> JwksKeySource:
     """The keys of every concrete issuer ``settings`` configure (``ISSUER``, each
     ``IDENTITY_PROVIDERS`` entry, one per allowed Entra tenant), each from its own JWKS URI
     or discovery; nothing is fetched yet.
@@ -74,6 +75,7 @@ def key_source(settings: Settings) -> JwksKeySource:
         cache_ttl=settings.jwks_cache_ttl,
         refetch_interval=settings.jwks_refetch_interval,
         max_stale=settings.jwks_max_stale,
+        budget=budget,
     )
 
 
@@ -115,7 +117,9 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     """
     metrics.configure(enabled=settings.metrics, namespace=settings.metrics_namespace,
                       function_name=settings.function_name)
-    keys = key_source(settings)
+    # One budget for the authorizer and every adapter that waits for a request.
+    budget = InvocationBudget()
+    keys = key_source(settings, budget)
     candidate = candidate_cache(settings)
     # A store is a network call that can hang: its loads get deadlines. Files load inline.
     store = "://" in settings.permissions_source
@@ -127,6 +131,7 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
         # Shadow evaluation skips a candidate equal to the live mappings: their digests
         # are computed on the loading thread.
         digests=candidate is not None,
+        budget=budget,
     )
     introspection = None
     if settings.introspection_url is not None:
@@ -140,6 +145,7 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
             timeout=settings.introspection_timeout,
             cache_ttl=settings.introspection_cache_ttl,
             negative_ttl=settings.introspection_negative_cache_ttl,
+            budget=budget,
         )
     api_keys = None
     if settings.api_key_claim or settings.api_keys_file:
@@ -147,7 +153,7 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
 
         api_keys = load_api_key_rules(settings.api_keys_file, settings.api_key_claim)
     authorizer = Authorizer(settings, keys=keys, permissions=permissions, introspection=introspection,
-                            api_keys=api_keys, candidate=candidate)
+                            api_keys=api_keys, candidate=candidate, budget=budget)
     if prefetch:
         if candidate is not None:
             candidate.get()  # a store's candidate loads meanwhile, on its own thread; a file's now

@@ -22,9 +22,10 @@ Deadlines (stores only, built with ``wait``): each store request has its own dea
 (``adapters/aws_http.py``), but a load is several requests and a retry, so what a
 request waits for is bounded here: each load runs on a worker thread, at most one
 per cache at a time (single flight), and a caller waits for it at most ``wait`` seconds
-(``STORE_REQUEST_WAIT``; at init
-``STORE_INIT_WAIT``). Past that, the request goes on without it: warm, with the last
-good mappings (``permissions_reload_slow``); cold, failing closed with ``StoreError``.
+(``STORE_REQUEST_WAIT``, and never past the time the invocation has left:
+``budget.InvocationBudget``; at init ``STORE_INIT_WAIT``). Past that, the request goes on
+without it: warm, with the last good mappings (``permissions_reload_slow``); cold,
+failing closed with ``StoreError``.
 A late load still lands when it finishes. Only the request that starts a reload waits
 for it: a warm request arriving while it is in flight is served at once.
 """
@@ -35,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from policy_engine.budget import InvocationBudget
 from policy_engine.core.lastgood import Backoff, Clock, LastGood
 from policy_engine.core.permissions import (
     MAX_RESOURCE_ARN,
@@ -111,11 +113,14 @@ class PermissionCache:
         clock: Clock = time.monotonic,
         wait: float | None = None,
         digests: bool = False,
+        budget: InvocationBudget | None = None,
     ) -> None:
         self.source = source
         self._ttl = ttl
         self._clock = clock
         self._wait = wait
+        # The authorizer's: a request never waits for a load past the invocation's own end.
+        self._budget = InvocationBudget() if budget is None else budget
         # The mappings, when the source last confirmed them, and for how long they serve.
         self._good: LastGood[PermissionSet] = LastGood(max_stale)
         self._backoff = Backoff(RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP)
@@ -193,6 +198,8 @@ class PermissionCache:
             else:
                 starter = False
         bound = self._wait if wait is None else wait
+        if wait is None and bound is not None:
+            bound = max(0.0, self._budget.limit(bound))
         if self._wait is None:
             self._run(load, current)
         else:

@@ -48,6 +48,7 @@ from dataclasses import replace
 from typing import Any
 
 from policy_engine import metrics as _metrics
+from policy_engine.budget import InvocationBudget, RemainingMillis
 from policy_engine.cache import CandidateCache, PermissionCache
 from policy_engine.core.apikeys import ApiKeyRules
 from policy_engine.core.arn import MethodArn, parse_method_arn
@@ -177,8 +178,11 @@ class Authorizer:
         candidate: CandidateCache | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Clock = time.monotonic,
+        budget: InvocationBudget | None = None,
     ) -> None:
         self.settings = settings
+        # Shared with the adapters that wait on the network (bootstrap wires them together).
+        self._budget = InvocationBudget() if budget is None else budget
         self.keys = keys
         self.permissions = permissions
         self.introspection = introspection
@@ -372,8 +376,12 @@ class Authorizer:
             return None
         return fitted, response
 
-    def answer(self, event: Any) -> Answer:
+    def answer(self, event: Any, remaining_millis: RemainingMillis | None = None) -> Answer:
         """Read, verify and decide one authorizer event, and render the response it needs.
+
+        ``remaining_millis`` is the Lambda context's ``get_remaining_time_in_millis``: no
+        wait this answer makes on the network (keys, introspection, mappings) outlasts the
+        invocation (``budget``). ``None``: each wait keeps its own deadline.
 
         REST events and HTTP API IAM mode get a policy for every route the caller may
         use (API Gateway caches it for all routes). Payload 2.0 with ``SIMPLE_RESPONSES``
@@ -390,6 +398,7 @@ class Authorizer:
             KeySourceError, IntrospectionError, StoreError: the decision cannot be made.
             PolicyTooLargeError: the policy is too large and no per-route answer is safe.
         """
+        self._budget.begin(remaining_millis)
         request = read_event(event, self._identity_source)
         method_arn = parse_method_arn(request.method_arn, self._api_stages)
         note_target(method_arn)

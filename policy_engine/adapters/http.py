@@ -419,15 +419,18 @@ class KeepAliveClient:
         self._timeout = timeout
         self._max_bytes = max_bytes
 
-    def request(self, method: str, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
-        """Send one request and return its parsed JSON answer.
+    def request(self, method: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+                timeout: float | None = None) -> Any:
+        """Send one request and return its parsed JSON answer, within ``timeout`` seconds (the
+        client's own when ``None``).
 
         Raises:
             FetchError: network failure, deadline passed, non-200, oversize or non-JSON
                 body, or a duplicate member name.
         """
         what = f"{method} {self.url}"
-        answer = self._session.send(method, _target(self._parts), timeout=self._timeout, max_bytes=self._max_bytes,
+        timeout = self._timeout if timeout is None else timeout
+        answer = self._session.send(method, _target(self._parts), timeout=timeout, max_bytes=self._max_bytes,
                                     body=body, headers={"Accept": "application/json", **(headers or {})}, what=what)
         if answer.status != 200:
             raise FetchError(f"{what} answered {answer.status}")

@@ -10,6 +10,8 @@ never stored, logged or put in an error message):
 * A failure (timeout, non-200, a body that is not an introspection answer) is never
   cached and never read as "inactive": it raises ``IntrospectionError`` and the
   request fails closed.
+* One exchange ends within ``timeout`` (``INTROSPECTION_TIMEOUT``) and within the time the
+  invocation has left (``budget.InvocationBudget``).
 
 Entries expire on the monotonic clock (``core.lastgood``'s convention), so a wall-clock
 step cannot stretch them; the wall clock is read once per answer, to turn the token's
@@ -27,12 +29,14 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from policy_engine.adapters.http import FetchError, KeepAliveClient
+from policy_engine.budget import InvocationBudget
 from policy_engine.core.lastgood import Clock
 from policy_engine.errors import InactiveTokenError, IntrospectionError
 
 __all__ = ["IntrospectionClient"]
 
-PostForm = Callable[[bytes, dict[str, str]], Any]
+#: Sends the form body with the headers, within the deadline in seconds; returns the JSON answer.
+PostForm = Callable[[bytes, dict[str, str], float], Any]
 
 _MAX_ENTRIES = 10_000
 _MAX_ANSWER = 64 * 1024
@@ -55,6 +59,7 @@ class IntrospectionClient:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         post_form: PostForm | None = None,
+        budget: InvocationBudget | None = None,
     ) -> None:
         self.url = url
         self._client_id = client_id
@@ -69,8 +74,12 @@ class IntrospectionClient:
             # One kept-alive connection per container: a cache miss pays a round trip,
             # not a TCP and TLS handshake as well.
             client = KeepAliveClient(url, timeout=timeout, max_bytes=_MAX_ANSWER)
-            post_form = lambda body, headers: client.request("POST", body=body, headers=headers)  # noqa: E731
+            post_form = lambda body, headers, timeout: client.request(  # noqa: E731
+                "POST", body=body, headers=headers, timeout=timeout)
         self._post_form = post_form
+        self._timeout = timeout
+        # The authorizer's: an introspection also ends with the invocation it serves.
+        self._budget = InvocationBudget() if budget is None else budget
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     def introspect(self, token: str) -> dict[str, Any]:
@@ -114,8 +123,11 @@ class IntrospectionClient:
             # RFC 6749 §2.3.1: id and secret are form-encoded before the Basic encoding.
             pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        timeout = self._budget.limit(self._timeout)
+        if timeout <= 0:
+            raise IntrospectionError("no time is left in the invocation for introspection")
         try:
-            answer = self._post_form(urlencode(form).encode("ascii"), headers)
+            answer = self._post_form(urlencode(form).encode("ascii"), headers, timeout)
         except FetchError as exc:
             raise IntrospectionError(f"introspection failed: {exc}") from exc
         if not isinstance(answer, Mapping) or not isinstance(answer.get("active"), bool):

@@ -22,8 +22,9 @@ Cache rules, per issuer and per container:
   token signed with it. It waits, like every request, while a failed fetch waits out
   its retry delay, and it is not made when the set was fetched for this very request.
 * One refresh (discovery, when used, and the JWKS request together) must finish within
-  ``JWKS_TIMEOUT``, a deadline for the whole exchange; at container start all issuers
-  together get ``PREFETCH_BUDGET``.
+  ``JWKS_TIMEOUT``, a deadline for the whole exchange, and within the time the invocation
+  has left (``budget.InvocationBudget``); at container start all issuers together get
+  ``PREFETCH_BUDGET``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from policy_engine.adapters.http import FetchError, request_json
+from policy_engine.budget import InvocationBudget
 from policy_engine.core.lastgood import Backoff, Clock, LastGood
 from policy_engine.core.tokens import VerificationKey, load_jwks
 from policy_engine.core.urls import check_trusted_url
@@ -79,7 +81,8 @@ class JwksKeySource:
 
     ``timeout``, ``cache_ttl``, ``refetch_interval`` and ``max_stale`` are
     ``JWKS_TIMEOUT``, ``JWKS_CACHE_TTL``, ``JWKS_REFETCH_INTERVAL`` and ``JWKS_MAX_STALE``:
-    required here, so their defaults live only in ``Settings``.
+    required here, so their defaults live only in ``Settings``. ``budget`` is the
+    authorizer's: a refresh for a request also ends with the invocation.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class JwksKeySource:
         max_stale: float,
         clock: Clock = time.monotonic,
         fetch_json: FetchJson = _default_fetch,
+        budget: InvocationBudget | None = None,
     ) -> None:
         # One URI (or None: discovery) per issuer; zip(strict=True) keeps that true for direct callers.
         uris: list[str | None] = [*jwks_uris] or [None] * len(issuers)
@@ -110,6 +114,7 @@ class JwksKeySource:
         self._refetch_interval = refetch_interval
         self._clock = clock
         self._fetch_json = fetch_json
+        self._budget = InvocationBudget() if budget is None else budget
 
     def prefetch(self, budget: float = PREFETCH_BUDGET) -> None:
         """Load every issuer's keys now (at container start), within ``budget`` seconds in all.
@@ -183,8 +188,12 @@ class JwksKeySource:
 
     def _refresh(self, state: _IssuerKeys, now: float, until: float | None = None) -> None:
         if until is None:
-            # Discovery and JWKS share one JWKS_TIMEOUT: a request never waits for two.
-            until = time.monotonic() + self._timeout
+            # Discovery and JWKS share one JWKS_TIMEOUT: a request never waits for two, nor
+            # past the invocation's own end.
+            seconds = self._budget.limit(self._timeout)
+            if seconds <= 0:
+                raise KeySourceError("no time is left in the invocation for a JWKS refresh")
+            until = time.monotonic() + seconds
         try:
             uri = state.jwks_uri or self._discover(state.issuer, until)
             document = self._fetch_json(uri, self._time_for(until))
