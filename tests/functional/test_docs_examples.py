@@ -220,5 +220,6 @@ def test_the_presets_table_says_what_each_preset_does():
         expected = [f"`{t}`" for t in preset.token_types]
         expected += [f"`{preset.payload_typ}`"] if preset.payload_typ else []
         expected += ["`token_use` must be `access`"] if preset.token_use_access else []
+        expected += [f"`{claim}`" for claim in preset.client_claims]
         assert all(text in checks for text in expected), name
         assert bool(expected) or checks.startswith("by audience"), name

@@ -165,11 +165,11 @@ def entra_app_only(idp: LocalIdentityProvider, tenant: str = TENANT_A, **changes
             "sub": "2b3c4d5e-0000-1111-2222-333344445555", "tid": tenant, "ver": "2.0", **changes}
 
 
-def entra_delegated(idp: LocalIdentityProvider, tenant: str = TENANT_A) -> dict[str, Any]:
+def entra_delegated(idp: LocalIdentityProvider, tenant: str = TENANT_A, **changes: Any) -> dict[str, Any]:
     return {"aud": API_ID, "iss": f"{idp.issuer}/{tenant}/v2.0", "nbf": _now(),
             "azp": "1f2e3d4c-0000-1111-2222-333344445555", "azpacr": "0", "scp": "Pets.Read Pets.Write",
             "roles": ["Pets.Admin"], "oid": "690222be-ff1a-4d56-abd1-7e4f7d38e474",
-            "sub": "HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ", "tid": tenant, "ver": "2.0"}
+            "sub": "HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ", "tid": tenant, "ver": "2.0", **changes}
 
 
 def entra_v1_app_only(idp: LocalIdentityProvider) -> dict[str, Any]:
@@ -289,6 +289,14 @@ ID_TOKENS = {
     "okta id token": lambda idp: (okta_user(idp, aud="0oa1exampleclient", cid=None, scp=None), "JWT"),
     "auth0 id token": lambda idp: (auth0_user(idp, aud="K1AUPhZq8mRi0Q0pjhkfu1D7y6KjDQja"), "JWT"),
     "entra id token": lambda idp: (entra_app_only(idp, aud="1f2e3d4c-0000-1111-2222-333344445555"), "JWT"),
+    # An app registration that is both the API and the client signing users in: its ID
+    # tokens name the API as aud (and carry the user's app roles), but never azp or appid.
+    "entra id token of the api's own registration": lambda idp: (entra_delegated(
+        idp, azp=None, azpacr=None, scp=None, nonce="n-0S6_WzA2Mj", name="Pat", preferred_username="pat@example.com"),
+        "JWT"),
+    "entra v1 id token of the api's own registration": lambda idp: (
+        {**entra_v1_app_only(idp), "appid": None, "appidacr": None, "idtyp": None, "nonce": "n-0S6_WzA2Mj"}, "JWT"),
+    "entra empty azp": lambda idp: (entra_app_only(idp, azp=""), "JWT"),
     # Keycloak: payload typ ID
     "keycloak id token": lambda idp: (keycloak_user(idp, typ="ID"), "JWT"),
     "keycloak refresh token": lambda idp: (keycloak_user(idp, typ="Refresh"), "JWT"),

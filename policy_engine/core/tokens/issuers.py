@@ -22,7 +22,11 @@ Presets follow what each provider documents about its access tokens:
   https://auth0.com/docs/get-started/apis/enable-role-based-access-control-for-apis
 * ``entra``: delegated scopes in ``scp``, app roles in ``roles`` (v1.0 and v2.0 alike). ID
   tokens carry the client application's id as ``aud``: only the API's own identifiers may be
-  listed as audiences. https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference
+  listed as audiences. That is not enough when the API and the client are one app
+  registration (its ID tokens then name the API): an access token names its client in
+  ``azp`` (v2.0) or ``appid`` (v1.0), which ID tokens never carry, so one of them is required.
+  https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference and
+  https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference
 * ``keycloak``: scopes in ``scope``, realm roles in ``realm_access.roles`` (client roles
   need a ``role:resource_access.<client>.roles`` source: a client role means something only
   with its client); the payload's ``typ``, when present, must be ``Bearer`` (ID tokens say
@@ -91,6 +95,8 @@ class Preset:
     token_use_access: bool = False
     #: Keycloak: the payload's ``typ``, when present, must be this.
     payload_typ: str | None = None
+    #: Entra: at least one of these claims must be a non-empty string (the client's id).
+    client_claims: tuple[str, ...] = ()
 
 
 #: The presets by name (see the module docstring for the sources behind each).
@@ -98,7 +104,7 @@ PRESETS: Mapping[str, Preset] = {
     "cognito": Preset(_sources("scope:scope", "group:cognito:groups"), token_use_access=True),
     "okta": Preset(_sources("scope:scp", "group:groups")),
     "auth0": Preset(_sources("scope:scope", "scope:permissions")),
-    "entra": Preset(_sources("scope:scp", "role:roles")),
+    "entra": Preset(_sources("scope:scp", "role:roles"), client_claims=("azp", "appid")),
     "keycloak": Preset(_sources("scope:scope", "role:realm_access.roles"), payload_typ="Bearer"),
     "oidc": Preset(_sources("scope:scope", "scope:scp"), token_types=("at+jwt",)),
 }
@@ -134,19 +140,22 @@ class IssuerRules:
     token_use_access: bool = False
     payload_typ: str | None = None
     preset: str | None = None
+    client_claims: tuple[str, ...] = ()
     #: Whether ``check_issuer_claims`` has anything to check (the verifier's guard).
     checks: bool = field(init=False)
     #: The common grant claims no source reads: a token holding one gets a hint.
     hint_claims: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "checks", bool(self.tenant or self.token_use_access or self.payload_typ))
+        object.__setattr__(self, "checks", bool(self.tenant or self.token_use_access or self.payload_typ
+                                                or self.client_claims))
         read = {path[0] for source in self.sources for path in source.paths}
         object.__setattr__(self, "hint_claims", frozenset(COMMON_GRANT_CLAIMS) - read)
 
 
 def check_issuer_claims(payload: Mapping[str, Any], rules: IssuerRules) -> None:
-    """The provider checks of ``rules``: the Entra tenant, Cognito's ``token_use``, Keycloak's ``typ``.
+    """The provider checks of ``rules``: the Entra tenant and client, Cognito's ``token_use``,
+    Keycloak's ``typ``.
 
     Raises:
         InvalidClaimsError: the token is not an access token of this issuer's kind, or its
@@ -158,6 +167,9 @@ def check_issuer_claims(payload: Mapping[str, Any], rules: IssuerRules) -> None:
         raise InvalidClaimsError("token_use is not 'access'")
     if rules.payload_typ is not None and "typ" in payload and payload["typ"] != rules.payload_typ:
         raise InvalidClaimsError("typ claim is not the access-token type")
+    if rules.client_claims and not any(
+            isinstance(payload.get(name), str) and payload[name] for name in rules.client_claims):
+        raise InvalidClaimsError(f"token names no client ({' or '.join(rules.client_claims)}): not an access token")
 
 
 def normalize_token_types(token_types: Collection[str]) -> frozenset[str]:
@@ -308,7 +320,8 @@ def resolve_issuers(
     for issuer, uri in zip(issuers, uris, strict=True):
         add(IssuerRules(issuer, frozenset(audiences), top_sources, top_types, uri,
                         token_use_access=bool(chosen and chosen.token_use_access),
-                        payload_typ=chosen.payload_typ if chosen else None, preset=preset),
+                        payload_typ=chosen.payload_typ if chosen else None, preset=preset,
+                        client_claims=chosen.client_claims if chosen else ()),
             "", "ISSUER")
     for index, provider in enumerate(providers):
         where = f"[{index}]"
@@ -328,7 +341,8 @@ def resolve_issuers(
                 uri_text = uri_text.replace(TENANT_PLACEHOLDER, tenant) if uri_text else None
             add(IssuerRules(concrete, frozenset(entry_audiences), sources, types, uri_text, tenant,
                             token_use_access=bool(own and own.token_use_access),
-                            payload_typ=own.payload_typ if own else None, preset=provider.preset),
+                            payload_typ=own.payload_typ if own else None, preset=provider.preset,
+                            client_claims=own.client_claims if own else ()),
                 where, "IDENTITY_PROVIDERS")
     return tuple(rules.values())
 
