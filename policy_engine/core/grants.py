@@ -145,6 +145,10 @@ class GrantSource(NamedTuple):
 def _values(
     value: Any, path: ClaimPath, known: Memo[Hashable, frozenset[str]] | None, scope: bool
 ) -> frozenset[str]:
+    if isinstance(value, str) and not scope:
+        # A group or role written as a string is one name, spaces and all: providers write
+        # a single value so ("Pet Sitters"), and split it would grant "Pet" and "Sitters".
+        return frozenset((value,)) if value else frozenset()
     if isinstance(value, str):
         # Guard: a string split before splits the same way again.
         split = known.get(value) if known is not None else None
@@ -159,7 +163,7 @@ def _values(
             # read as the grant key of another kind ("group admin"): it grants nothing.
             return frozenset(part for part in value if part and " " not in part)
         return frozenset(part for part in value if part)
-    raise InvalidClaimsError(f"{claim_path_text(path)} claim is not a space-separated string or a list of strings")
+    raise InvalidClaimsError(f"{claim_path_text(path)} claim is not a string or a list of strings")
 
 
 def read_grants(
@@ -167,9 +171,10 @@ def read_grants(
 ) -> frozenset[str]:
     """The caller's grant keys: the union over ``sources``.
 
-    Each source reads the first of its claims that is present. A string is split on
+    Each source reads the first of its claims that is present. A scope string is split on
     single spaces (RFC 6749 §3.3; other whitespace stays inside a value, which then
-    matches nothing); a list must hold only strings. Matching later is exact and
+    matches nothing); a string of any other kind is one value; a list must hold only
+    strings. Matching later is exact and
     case-sensitive. ``known`` is the caller's memo of grant sets already read
     (``core.memo``): a container sees a handful of distinct ones, one per client
     profile, and handing back the same set object keeps every memo keyed by it fast.

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from policy_engine.core.grants import SCOPE, GrantSource, read_grants, unconfigured_grant_claims
-from policy_engine.core.tokens.issuers import PRESETS, IssuerRules, check_issuer_claims
+from policy_engine.core.tokens.issuers import PRESETS, IssuerRules, check_issuer_claims, parse_grant_sources
 from policy_engine.core.tokens.verifier import hints_for
 from policy_engine.errors import ConfigurationError, InvalidClaimsError
 from policy_engine.settings import Settings
@@ -251,3 +251,15 @@ def test_the_hints_guard_gives_the_rules_answer(payload, written):
     sources = tuple(GrantSource(kind, ((name,),)) for kind, name in written)
     rule = IssuerRules("https://i", frozenset(), sources)
     assert hints_for(payload, rule) == unconfigured_grant_claims(payload, sources)
+
+
+def test_a_group_or_role_written_as_a_string_is_one_name_and_only_scopes_split():
+    # Providers write a single group or role as a string (an Auth0 Action, ADFS-style
+    # single values). Split on spaces, "super admin" would grant the role "admin".
+    sources = parse_grant_sources(["scope:scope", "role:https://example.com/roles", "group:groups"], "GRANT_SOURCES")
+    payload = {"scope": "pets:read pets:write", "https://example.com/roles": "super admin", "groups": "Pet Sitters"}
+    assert read_grants(payload, sources) == frozenset(
+        {"pets:read", "pets:write", "role super admin", "group Pet Sitters"})
+    assert read_grants({"groups": ""}, sources) == frozenset()
+    assert read_grants({"groups": ["Pet Sitters", "admins"]}, sources) == frozenset(
+        {"group Pet Sitters", "group admins"})
