@@ -29,8 +29,10 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger
 API keys, HTTP basic or bearer without the extension, mutual TLS and schemes whose
 ``x-amazon-apigateway-authtype`` starts with ``aws`` (IAM) are enforced by API Gateway or
 nobody, never by the authorizer: an alternative made only of them is dropped (a
-narrowing), and inside an alternative that also names an OAuth scheme only the OAuth part
-is kept (each case is written in ``Operation.notes``).
+narrowing). Inside an alternative that also names an OAuth scheme, only the OAuth part is
+kept when the rest is an API key or mutual TLS, which API Gateway checks beside a Lambda
+authorizer; with HTTP basic or bearer or IAM in it, nothing would check the rest, so the
+alternative is dropped too (each case is written in ``Operation.notes``).
 
 Paths are API Gateway resource paths
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-known-issues.html):
@@ -151,6 +153,10 @@ class _Scheme:
     authorizer: bool  # the authorizer reads its scopes
     label: str
     scopes: frozenset[str] | None  # declared scopes, when the document declares them
+    # API Gateway checks it itself on a method that also has a Lambda authorizer: usage-plan
+    # API keys (apiKeyRequired) and mutual TLS (the custom domain's truststore). Nothing
+    # checks HTTP basic or bearer there, and IAM is another authorization type of the method.
+    beside_authorizer: bool = False
 
 
 Requirements = tuple[frozenset[str], ...] | None
@@ -346,7 +352,8 @@ class _Reader:
             elif kind in ("oauth2", "openIdConnect"):
                 out[name] = _Scheme(name, True, kind, self.declared_scopes(scheme, at) if kind == "oauth2" else None)
             else:
-                out[name] = _Scheme(name, False, self.label(kind, scheme), None)
+                out[name] = _Scheme(name, False, self.label(kind, scheme), None,
+                                    beside_authorizer=kind in ("apiKey", "mutualTLS"))
         return out
 
     def declared_scopes(self, scheme: Mapping[str, Any], where: Where) -> frozenset[str] | None:
@@ -389,6 +396,7 @@ class _Reader:
                 continue
             scopes: set[str] = set()
             outside: list[str] = []
+            unchecked: list[str] = []
             unusable: list[str] = []
             readers = 0
             for name, listed in requirement.items():
@@ -401,6 +409,8 @@ class _Reader:
                     self.expect(scope, str, (*at, name, j), "a scope must be a string")
                 if not scheme.authorizer:
                     outside.append(f"{name} ({scheme.label})")
+                    if not scheme.beside_authorizer:
+                        unchecked.append(f"{name} ({scheme.label})")
                     if listed:
                         notes.append(f"alternative {i + 1}: the values listed for {name} ({', '.join(listed)}) are "
                                      "not read by the authorizer")
@@ -423,6 +433,11 @@ class _Reader:
             if not readers:
                 notes.append(f"alternative {i + 1} left out: {', '.join(outside)} is checked by API Gateway or "
                              "nobody, not by the authorizer")
+                continue
+            if unchecked:
+                # Mapped as its OAuth part alone, it would let in callers without the rest.
+                notes.append(f"alternative {i + 1} ({names}) left out: it also needs {', '.join(unchecked)}, which "
+                             "neither the authorizer nor API Gateway checks on a method with a Lambda authorizer")
                 continue
             if outside:
                 notes.append(f"alternative {i + 1}: {', '.join(outside)} is checked by API Gateway, not by the "

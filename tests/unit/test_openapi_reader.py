@@ -116,6 +116,30 @@ def test_requirements_made_only_of_schemes_the_authorizer_does_not_read_grant_no
     assert "basic (HTTP basic authentication) is checked by API Gateway or nobody" in ops["GET /store/basic"].notes[0]
 
 
+def test_oauth_anded_with_what_nothing_checks_beside_the_authorizer_is_left_out_not_cut_down(tmp_path):
+    # API Gateway checks an API key or mutual TLS beside a Lambda authorizer; nothing checks
+    # HTTP basic or bearer there, and IAM is another authorization type of the method. Cut
+    # down to its OAuth part, such an alternative would let in callers without the rest.
+    text = OAS30.replace("    key: {type: apiKey, in: header, name: x-api-key}\n", """\
+    key: {type: apiKey, in: header, name: x-api-key}
+    basic: {type: http, scheme: basic}
+    bearer: {type: http, scheme: bearer}
+    iam: {type: apiKey, in: header, name: Authorization, x-amazon-apigateway-authtype: awsSigv4}
+""") + """\
+  /basic: {get: {security: [{oauth: [a], basic: []}]}}
+  /bearer: {get: {security: [{oauth: [a], bearer: []}]}}
+  /iam: {get: {security: [{oauth: [], iam: []}]}}
+  /key: {get: {security: [{oauth: [a], key: []}]}}
+  /either: {get: {security: [{oauth: [a], basic: []}, {oauth: [b]}]}}
+"""
+    ops = by_route(read_openapi(spec(tmp_path, text)))
+    for route, scheme in (("GET /basic", "basic"), ("GET /bearer", "bearer"), ("GET /iam", "iam")):
+        assert ops[route].requirements == (), route
+        assert any(f"left out: it also needs {scheme} (" in note for note in ops[route].notes), route
+    assert ops["GET /either"].requirements == needs({"b"})
+    assert ops["GET /key"].requirements == needs({"a"})
+
+
 def test_a_local_ref_path_item_is_read_and_a_superset_alternative_dropped():
     photos = by_route(read_openapi(PETSTORE))["GET /pets/{petId}/photos"]
     assert photos.requirements == needs({"pets:read"})
