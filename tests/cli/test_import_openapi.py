@@ -202,6 +202,15 @@ def test_a_bad_document_cannot_run_and_writes_nothing(capsys, tmp_path):
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_an_output_that_cannot_be_written_is_one_error_and_leaves_nothing(capsys, tmp_path):
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    out = afile / "p.yaml"  # its parent is a file
+    assert run(PETSTORE, "--arn", API, "--stages", "dev", "-o", out) == 2
+    assert f"policy-engine import: {out}: cannot write" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
 def test_a_document_granting_nothing_writes_a_file_that_loads_empty(capsys, tmp_path):
     spec = tmp_path / "open.yaml"
     spec.write_text("openapi: 3.0.3\ninfo: {title: open, version: '1'}\npaths:\n  /x:\n    get: {security: []}\n")

@@ -85,6 +85,11 @@ def test_failures_to_start_or_read_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert main(["invoke", "--event", str(bad)]) == 2
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    capsys.readouterr()
+    assert main(["invoke", "--event", str(deep)]) == 2
+    assert "deep.json: not a JSON event (nested too deeply)" in capsys.readouterr().err
     # no ISSUER: the handler refuses to start, as the Lambda function would
     assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json")]) == 2
     assert "ISSUER" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -146,10 +147,16 @@ def run(args: argparse.Namespace) -> int:
                     started)
             return 1
     if status == "written":
-        output.parent.mkdir(parents=True, exist_ok=True)
         partial = output.with_name(output.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(output)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(output)
+        except OSError as exc:
+            # A parent that is a file, a read-only or pseudo file system: nothing is left behind.
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise StoreError(f"{args.output}: cannot write ({exc.strerror or exc})") from None
     _report(args, document, status, None, started)
     return 0
 

@@ -91,6 +91,9 @@ def _read_event(path: str) -> Any:
         raise EventError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventError(f"{path}: not a JSON event ({exc})") from None
+    except RecursionError:
+        # json's decoder recurses once per level; no API Gateway event nests this deep.
+        raise EventError(f"{path}: not a JSON event (nested too deeply)") from None
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
