@@ -514,6 +514,7 @@ class _Reader:
         operations: list[Operation] = []
         skipped: list[Skipped] = []
         inherited = 0
+        shapes: dict[tuple[str, str], tuple[str, str]] = {}
         for raw_path, raw_item in paths.items():
             at: Where = ("paths", raw_path)
             if isinstance(raw_path, str) and raw_path.startswith("x-"):
@@ -560,6 +561,14 @@ class _Reader:
                     skipped.append(Skipped(verb, route, line, "the HTTP API $default route (every request no "
                                            "route matches) is not a route a mapping can name"))
                     continue
+                # Templates that differ only in their parameters' names route the same requests
+                # (OpenAPI's Paths Object: they MUST NOT both exist); with different security,
+                # which one decides would hang on the names.
+                shape = (verb, _PARAMETER.sub(lambda m: "{" + m.group(2) + "}", route))
+                twin = shapes.setdefault(shape, (route, line))
+                if twin[0] != route:
+                    raise self.error(where, f"{verb} {route} routes the same requests as {verb} {twin[0]} "
+                                     f"({twin[1]}): templates that differ only in parameter names must not both exist")
                 requirements, why = self.operation_security(operation, where, schemes, root)
                 if "security" not in operation and "x-amazon-apigateway-auth" not in operation and root is not None:
                     inherited += 1
@@ -581,6 +590,11 @@ class _Reader:
             kind = auth.get("type")
             ignored = "; its security is not what API Gateway applies" if "security" in operation else ""
             if isinstance(kind, str) and kind.upper() == "NONE":
+                if operation.get("security") not in (None, []):
+                    # Which of the two API Gateway applies is not documented. Granted to no
+                    # caller, neither reading lets in more than the document says.
+                    return (), ("x-amazon-apigateway-auth NONE contradicts its security, and AWS does not say which "
+                                "API Gateway applies: no caller is granted it (give it one or the other)",)
                 return None, (f"x-amazon-apigateway-auth NONE: API Gateway calls no authorizer{ignored}",)
             if isinstance(kind, str) and kind.upper() == "AWS_IAM":
                 return (), (f"x-amazon-apigateway-auth AWS_IAM: IAM authorization, checked by API Gateway, not the "

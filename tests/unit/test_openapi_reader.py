@@ -190,6 +190,37 @@ def test_x_amazon_apigateway_auth_none_is_no_authorization_and_iam_schemes_grant
     assert "IAM authorization" in ops["GET /reports"].notes[0]
 
 
+def test_templates_differing_only_in_parameter_names_are_refused_for_one_method(tmp_path):
+    text = OAS30 + """\
+  /a/{x}: {get: {security: [{oauth: [a]}]}}
+  /a/{y}:
+    get: {security: [{oauth: [b]}]}
+"""
+    message = failure(tmp_path, text)
+    assert ":12: paths['/a/{y}'].get: GET /a/{y} routes the same requests as GET /a/{x}" in message
+    # Other methods on the two names, or another shape, are no such pair.
+    ops = by_route(read_openapi(spec(tmp_path, OAS30 + """\
+  /a/{x}: {get: {security: [{oauth: [a]}]}}
+  /a/{y}: {post: {security: [{oauth: [b]}]}}
+  /a/{z}/c: {get: {security: [{oauth: [b]}]}}
+""")))
+    assert set(ops) == {"GET /a/{x}", "POST /a/{y}", "GET /a/{z}/c"}
+
+
+def test_auth_none_beside_a_security_requirement_grants_nobody(tmp_path):
+    # Which of the two API Gateway applies is undocumented: if it is the security, a
+    # mapping-less route would be reached by the sibling template's wildcard.
+    text = OAS30 + """\
+  /files/{id}: {get: {security: [{oauth: [a]}]}}
+  /files/admin: {get: {security: [{oauth: [b]}], x-amazon-apigateway-auth: {type: NONE}}}
+  /files/open: {get: {security: [], x-amazon-apigateway-auth: {type: none}}}
+"""
+    ops = by_route(read_openapi(spec(tmp_path, text)))
+    assert ops["GET /files/admin"].requirements == ()
+    assert "contradicts its security" in ops["GET /files/admin"].notes[0]
+    assert ops["GET /files/open"].requirements is None
+
+
 @pytest.mark.parametrize("mode,expected", [("ignore", "/orders"), ("prepend", "/dev/orders"), ("split", "/orders")])
 def test_swagger_base_path_modes_are_api_gateways(mode, expected):
     document = read_openapi(GATEWAY, base_path=mode)
