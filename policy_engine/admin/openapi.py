@@ -242,6 +242,7 @@ class _Reader:
         self.locate = locate
         self.lines = lines
         self.swagger = False
+        self.v30 = False  # an OpenAPI 3.0.x document
         self.problems: list[str] = []
 
     # -- errors and places ---------------------------------------------------------
@@ -312,9 +313,12 @@ class _Reader:
         elif "openapi" in document:
             version = document["openapi"]
             if not isinstance(version, str) or not _OPENAPI_VERSION.fullmatch(version):
+                # YAML reads an unquoted 3.1 as a number.
+                quoted = " (quote it: openapi: '3.1.0')" if isinstance(version, float) else ""
                 raise self.error(("openapi",), f"OpenAPI version {version!r} is not supported (3.0.x, 3.1.x or "
-                                 "3.2.x)")
+                                 f"3.2.x){quoted}")
             text = version
+            self.v30 = version.startswith("3.0")
         else:
             raise OpenApiError(f"{self.locate(())}: not an OpenAPI document (no 'openapi' or 'swagger' field)")
         info = self.expect(document.get("info", {}), dict, ("info",), "info must be a mapping")
@@ -330,8 +334,9 @@ class _Reader:
         else:
             declared = self.document.get("securityDefinitions", {})
         self.expect(declared, dict, where, "security schemes must be a mapping of names to schemes")
+        # mutualTLS came with OpenAPI 3.1.
         types = ("basic", "apiKey", "oauth2") if self.swagger else ("apiKey", "http", "oauth2", "openIdConnect",
-                                                                      "mutualTLS")
+                                                                      *(() if self.v30 else ("mutualTLS",)))
         out: dict[str, _Scheme] = {}
         for name, raw in declared.items():
             scheme, at = self.resolve(raw, (*where, name))

@@ -386,6 +386,9 @@ def test_surrogate_pairs_in_json_strings_are_read(tmp_path):
      "$ref 'other.yaml#/paths/~1x' points outside this document"),
     (OAS30 + "  /x:\n    $ref: '#/paths/~1y'\n", 11, "$ref '#/paths/~1y' does not resolve"),
     (OAS30.replace("type: apiKey", "type: cookie"), 8, "security scheme type 'cookie' is not one of"),
+    # mutualTLS came with OpenAPI 3.1; an unquoted 3.1 is a YAML number.
+    (OAS30.replace("type: apiKey", "type: mutualTLS"), 8, "security scheme type 'mutualTLS' is not one of"),
+    (OAS30.replace("openapi: 3.0.3", "openapi: 3.1"), 1, "is not supported (3.0.x, 3.1.x or 3.2.x) (quote it"),
 ])
 def test_a_bad_document_is_one_error_naming_file_and_line(tmp_path, text, line, message):
     error = failure(tmp_path, text)

@@ -97,7 +97,7 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("output", "the file written (-o)"),
         ("status", "`written`, `unchanged` or `refused`"),
         ("refusal", "why it was refused, or null"),
-        ("routes", "number of routes written"),
+        ("routes", "number of routes written that grant some caller (those written as `[]` are in `no_caller`)"),
         ("imported", "each operation imported: `route`, `where`, `requirements`, `notes`"),
         ("without_authorization", "operations with `security: []`: `route`, `where`, `notes`"),
         ("no_caller", "operations written as granted to no caller: `route`, `where`, `reason`"),
