@@ -3,6 +3,7 @@ the case (malformed answers, crashes), and its HTTP side (proxy backend, HEAD)."
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -211,6 +212,36 @@ def test_request_authorizer_needs_every_identity_source_and_keys_the_cache_on_al
     assert event["multiValueQueryStringParameters"]["x"] == ["1", "2"]
     assert event["methodArn"] == f"{API}/dev/GET/pets"
     assert event["requestContext"]["apiId"] == "a1b2c3d4e5"
+
+
+def _twice_authorized(url: str) -> int:
+    # Two Authorization headers in one request, as a client (or a proxy in front) can send.
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+    try:
+        connection.putrequest("GET", "/dev/pets")
+        connection.putheader("Authorization", "Bearer garbage")
+        connection.putheader("Authorization", "Bearer t")
+        connection.putheader("X-Tenant", "t")
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_a_repeated_header_reaches_the_event_with_every_value_and_is_no_identity_source(gateways):
+    # API Gateway's REQUEST event keeps the last value in `headers`, all of them in
+    # `multiValueHeaders`; the handler refuses two credentials (401).
+    authorizer = FakeAuthorizer(lambda event: InvokeResult(allow_all(), None))
+    gateway = gateways(authorizer, identity_sources=("method.request.header.X-Tenant",)).start()
+    assert _twice_authorized(gateway.url) == 200
+    [event] = authorizer.events
+    assert event["multiValueHeaders"]["Authorization"] == ["Bearer garbage", "Bearer t"]
+    assert event["headers"]["Authorization"] == "Bearer t"
+    # As the identity source of a TOKEN or REQUEST authorizer it is no one value: 401.
+    for options in ({}, {"identity_sources": ("method.request.header.Authorization",)}):
+        token_authorizer = FakeAuthorizer(lambda event: InvokeResult(allow_all(), None))
+        assert _twice_authorized(gateways(token_authorizer, **options).start().url) == 401
+        assert token_authorizer.events == []
 
 
 @pytest.mark.parametrize("source", ["stageVariables.token", "context.identity.sourceIp", "header.Authorization"])

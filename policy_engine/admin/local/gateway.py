@@ -42,7 +42,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -495,15 +495,23 @@ class LocalGateway:
     def stop(self) -> None:
         self._server.stop()
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes = b"") -> Answer:
-        """Answer one request as API Gateway would (no HTTP involved; the server calls this)."""
-        answer = self._handle(method.upper(), target, headers, body)
+    def handle(self, method: str, target: str, headers: Mapping[str, str] | Sequence[tuple[str, str]],
+               body: bytes = b"") -> Answer:
+        """Answer one request as API Gateway would (no HTTP involved; the server calls this).
+
+        ``headers`` as a mapping, or as the request's (name, value) pairs, a name repeated
+        as often as the client sent it.
+        """
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        answer = self._handle(method.upper(), target, pairs, body)
         with self._stats_lock:
             self.stats.requests += 1
             self.stats.statuses[answer.status] = self.stats.statuses.get(answer.status, 0) + 1
         return answer
 
-    def _handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Answer:
+    def _handle(self, method: str, target: str, pairs: list[tuple[str, str]], body: bytes) -> Answer:
+        # API Gateway's `headers` keep the last value of a repeated header, `multiValueHeaders` all.
+        headers = dict(pairs)
         raw_path, _, query = target.partition("?")
         stage, _, path = raw_path.lstrip("/").partition("/")
         if not self.routes.has_stage(stage):
@@ -521,7 +529,7 @@ class LocalGateway:
             return self.backend(BackendRequest(method, stage, "/" + path, query, dict(headers), body, route, {}))
         method_arn = f"{self.routes.api_arn}/{stage}/{method}/{path}"
         if self.identity_sources is None:
-            token = _header(headers, self.token_header)
+            token = _header(pairs, self.token_header)
             if not token or not token.strip():
                 return _unauthorized()
             if self.token_regex is not None and self.token_regex.fullmatch(token) is None:
@@ -531,12 +539,12 @@ class LocalGateway:
         else:
             context = {"httpMethod": method, "resourcePath": route.template, "resourceId": route.template,
                        "path": f"/{stage}/{path}", "stage": stage}
-            values = [_identity_value(source, headers, query, context) for source in self.identity_sources]
+            values = [_identity_value(source, pairs, query, context) for source in self.identity_sources]
             # Every identity source must be present and non-empty, or API Gateway answers 401 itself.
             if any(not value or not value.strip() for value in values):
                 return _unauthorized()
             key = (stage, *(value or "" for value in values))
-            event = _request_event(self.routes.api_arn, method_arn, stage, method, path, query, headers,
+            event = _request_event(self.routes.api_arn, method_arn, stage, method, path, query, pairs,
                                    route, context)
         if len(method_arn.encode()) > MAX_METHOD_ARN:
             return Answer.json(414, {"message": "Request-URI Too Long"})
@@ -580,7 +588,7 @@ class LocalGateway:
             def _serve(self) -> None:
                 body = self.read_body()
                 try:
-                    answer = gateway.handle(self.command, self.path, dict(self.headers.items()), body)
+                    answer = gateway.handle(self.command, self.path, list(self.headers.items()), body)
                 except Exception:  # noqa: BLE001 - a bug here must never turn into an Allow or a hung client
                     answer = Answer.json(500, {"message": "Internal server error"})
                 self.send_body(answer.status, answer.body, {**answer.headers, "x-amzn-RequestId": str(uuid.uuid4())})
@@ -605,7 +613,7 @@ def _check_identity_sources(sources: tuple[str, ...]) -> tuple[tuple[str, str], 
     return tuple(parsed)
 
 
-def _identity_value(source: tuple[str, str], headers: Mapping[str, str], query: str,
+def _identity_value(source: tuple[str, str], headers: Sequence[tuple[str, str]], query: str,
                     context: Mapping[str, str]) -> str | None:
     kind, name = source
     if kind == "header":
@@ -620,9 +628,9 @@ def _query(query: str) -> dict[str, list[str]]:
 
 
 def _request_event(api_arn: str, method_arn: str, stage: str, method: str, path: str, query: str,
-                   headers: Mapping[str, str], route: RouteSpec, context: Mapping[str, str]) -> dict[str, Any]:
+                   headers: Sequence[tuple[str, str]], route: RouteSpec, context: Mapping[str, str]) -> dict[str, Any]:
     multi_headers: dict[str, list[str]] = {}
-    for name, value in headers.items():
+    for name, value in headers:
         multi_headers.setdefault(name, []).append(value)
     multi_query = _query(query)
     api_id = api_arn.rsplit(":", 1)[1]
@@ -646,9 +654,12 @@ def _request_event(api_arn: str, method_arn: str, stage: str, method: str, path:
     }
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The value of header ``name`` (any case); ``None`` when absent, or when sent more than
+    once: AWS does not document which one an identity source takes, so none is taken (401)."""
     wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+    values = [value for key, value in headers if key.lower() == wanted]
+    return values[0] if len(values) == 1 else None
 
 
 def _unauthorized() -> Answer:
