@@ -109,3 +109,12 @@ def test_put_token_places_the_credential_where_each_event_type_carries_it():
     assert v1["headers"] == {"Authorization": "Bearer t"}
     v2 = put_token({"type": "REQUEST", "version": "2.0", "identitySource": ["old"], "routeArn": "x"}, "t")
     assert v2["identitySource"] == ["Bearer t"] and v2["headers"]["authorization"] == "Bearer t"
+
+
+def test_an_http_api_refusal_says_that_401_is_not_documented_for_http_apis(capsys):
+    args = ["--token", "garbage", "--env", "ISSUER=https://idp.example.com", "--env", "AUDIENCE=x",
+            "--permissions", str(ROOT / "permissions")]
+    assert main(["invoke", "--event", str(EVENTS / "http-v2-get-pet.json"), *args]) == 1
+    assert "an HTTP API answers 401 if it honours 'Unauthorized'" in capsys.readouterr().out
+    assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json"), *args]) == 1
+    assert "HTTP API" not in capsys.readouterr().out

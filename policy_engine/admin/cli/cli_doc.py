@@ -84,7 +84,9 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("response", "the handler's response, or null when it raised"),
         ("error", "what the handler raised (`Unauthorized`, `AuthorizerFailure`...), or null"),
         ("method_arn", "the event's methodArn (or routeArn)"),
-        ("status", "what API Gateway would answer: 200, 401, 403 or 500"),
+        ("status", "what API Gateway would answer: 200, 401, 403 or 500 (for an HTTP API event refused with "
+                   "`Unauthorized`, 401 if the HTTP API honours the message, which AWS does not document; "
+                   "otherwise 500)"),
         ("verdict", "`Allow`; `ExplicitDeny` (a Deny statement matches the request) or `ImplicitDeny` (no Allow "
                     "statement does); `Deny` (a simple response's `isAuthorized` is false); `Unauthorized`; `Error` "
                     "(the handler raised anything else); or why the response is one API Gateway would refuse"),

@@ -223,7 +223,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"environment": _shown_env(environ, minted), "response": result.response,
                           "error": result.error, **outcome}, indent=2))
     else:
-        _print(args, environ, minted, result.response, result.error, outcome)
+        # HTTP API payloads carry a version (1.0 or 2.0); REST events do not.
+        http_api = isinstance(event, dict) and event.get("version") in ("1.0", "2.0")
+        _print(args, environ, minted, result.response, result.error, outcome, http_api)
     return 0 if outcome["status"] == 200 else 1
 
 
@@ -257,7 +259,7 @@ def _shown_env(environ: dict[str, str], minted: _Minted | None) -> dict[str, str
 
 
 def _print(args: argparse.Namespace, environ: dict[str, str], minted: _Minted | None,
-           response: dict[str, Any] | None, error: str | None, outcome: dict[str, Any]) -> None:
+           response: dict[str, Any] | None, error: str | None, outcome: dict[str, Any], http_api: bool) -> None:
     paint = Palette(sys.stdout, args.color)
     if environ:
         print("environment (on top of the process environment):")
@@ -274,4 +276,6 @@ def _print(args: argparse.Namespace, environ: dict[str, str], minted: _Minted | 
     arn = outcome["method_arn"]
     print(f"API Gateway answers {paint(str(outcome['status']), 'green' if ok else 'red')} ({outcome['verdict']}) "
           f"for {arn}")
+    if outcome["verdict"] == "Unauthorized" and http_api:
+        print("  (an HTTP API answers 401 if it honours 'Unauthorized', which AWS does not document; otherwise 500)")
 
