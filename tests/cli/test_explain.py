@@ -49,6 +49,14 @@ def test_refused_request_exits_1_and_says_nothing_grants_it(capsys):
     assert code == 1 and out["request"]["verdict"] == "ExplicitDeny" and out["request"]["effect"] == "Deny"
 
 
+def test_a_request_whose_method_arn_api_gateway_refuses_as_too_long_is_414(capsys):
+    # 1,600 bytes: API Gateway answers 414 itself, and the handler refuses such a methodArn.
+    code, out = explain(capsys, "--scopes", "pets:read", "--request", "GET /dev/pets/" + "a" * 1600)
+    assert code == 1 and out["request"]["status"] == 414
+    code, out = explain(capsys, "--scopes", "pets:read", "--request", "GET /dev/pets/" + "a" * 1500)
+    assert code == 0 and out["request"]["status"] == 200
+
+
 ROUTES = f"""\
 apis:
   - arn: {API}

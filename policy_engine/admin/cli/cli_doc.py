@@ -43,8 +43,8 @@ JSON_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("policies", "one per stage: `api`, `stage`, `effect`, `resources`, `bytes`, `limit_bytes`, `too_large`, "
                      "`response` (the authorizer response), `routes` and `refused` (each with `route`, `stage`, "
                      "`needs`, `mapping`), `per_request`, `placeholders_refused`"),
-        ("request", "with --request only: `request`, `method_arn`, `status` (200, 401, 403, 500), `verdict`, "
-                    "`statement`, `effect`, `resource`, `mappings`"),
+        ("request", "with --request only: `request`, `method_arn`, `status` (200, 401, 403, 500; 414 for a "
+                    "methodArn over 1,600 bytes), `verdict`, `statement`, `effect`, `resource`, `mappings`"),
     ),
     "explain --diff": (
         ("old", "`location` and `version` of OLD"),

@@ -27,7 +27,7 @@ from policy_engine.admin.explain import (
     route_text,
 )
 from policy_engine.admin.lint import estimate_response, needs_label
-from policy_engine.core.arn import MethodArn
+from policy_engine.core.arn import MAX_METHOD_ARN, MethodArn
 from policy_engine.core.decision import MAX_RESPONSE_BYTES, listable_scopes, response_size
 from policy_engine.core.grants import (
     KIND_PATTERN,
@@ -153,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
         }
         if policies[0]["too_large"]:
             out["request"]["status"] = 500
+        if len(str(request).encode()) > MAX_METHOD_ARN:
+            # API Gateway answers 414 itself; the authorizer never sees the request.
+            out["request"].update(status=414, verdict="Request-URI Too Long")
         if caller.get("rejected"):
             out["request"].update(status=401, verdict="Unauthorized")
         status = 0 if out["request"]["status"] == 200 else 1
@@ -425,7 +428,9 @@ def _print(out: dict[str, Any], paint: Palette) -> None:
         ok = request["status"] == 200
         print(f"\n== request {request['request']}: "
               f"{paint(str(request['status']) + ' ' + request['verdict'], 'green' if ok else 'red')}")
-        if request["statement"] is not None:
+        if request["status"] == 414:
+            print("  API Gateway answers 414 before calling the authorizer: the methodArn is over 1,600 bytes")
+        elif request["statement"] is not None:
             print(f"  decided by statement {request['statement'] + 1} ({request['effect']}), "
                   f"Resource {request['resource']}")
         else:
