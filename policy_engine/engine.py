@@ -89,7 +89,6 @@ from policy_engine.core.tokens import (
     VerifiedToken,
     extract_bearer,
     hints_for,
-    introspection_sources,
     may_be_jwt_of,
     principal_of,
     validate_introspection,
@@ -204,12 +203,10 @@ class Authorizer:
         self._introspection_issuers = self._issuers | (
             {settings.introspection_issuer} if settings.introspection_issuer else set()
         )
-        # Introspection answers: their issuer's rules when it is a configured one, else these;
-        # either way with RFC 7662's own scope member.
-        self._introspection_rules = {rule.issuer: replace(rule, sources=introspection_sources(rule.sources))
-                                     for rule in rules}
+        # Introspection answers: their issuer's rules when it is a configured one, else these.
+        self._introspection_rules = {rule.issuer: rule for rule in rules}
         self._default_rules = IssuerRules(settings.introspection_issuer or "", frozenset(settings.audiences),
-                                          introspection_sources(settings.default_grant_sources))
+                                          settings.default_grant_sources)
         self._context_claims = tuple(c for c in settings.context_claims if c not in OWN_CONTEXT_KEYS)
         # Read on every request: kept as plain attributes rather than looked up in settings.
         self._max_token_length = settings.max_token_length

@@ -15,9 +15,8 @@ import pytest
 
 from policy_engine.adapters.introspection import IntrospectionClient
 from policy_engine.admin.local.invoke import invoke
-from policy_engine.core.iam import Verdict
 from policy_engine.errors import IntrospectionError
-from tests.conftest import AUDIENCE, verdict
+from tests.conftest import AUDIENCE
 from tests.request_events import KINDS, event_of
 
 CLIENT_ID, SECRET = "authorizer", "introspection-secret"
@@ -117,14 +116,3 @@ def test_an_iss_list_naming_the_issuer_is_refused_in_every_event_kind(idp, opaqu
     answer = {**good_answer(idp), "iss": [idp.issuer]}
     answer_with(idp, json.dumps(answer).encode())
     assert invoke(opaque_handler(), event_of(kind, idp.issue_opaque(), "GET", "/pets")).unauthorized
-
-
-@pytest.mark.parametrize("preset", ["okta", "entra"])
-def test_the_rfc_7662_scope_member_is_read_as_scopes_whatever_the_preset_reads_in_jwts(idp, opaque_handler, preset):
-    # The okta and entra presets read scopes from scp in their JWTs; an introspection
-    # answer carries them in scope (RFC 7662 §2.2). Groups are read as the preset says.
-    handler = opaque_handler(IDP_PRESET=preset)
-    answer_with(idp, json.dumps({**good_answer(idp), "scope": "openid pets:read"}).encode())
-    result = invoke(handler, event_of("TOKEN", "an-opaque-token", "GET", "/pets"))
-    assert verdict(result, "GET", "/pets") is Verdict.ALLOW
-    assert verdict(result, "DELETE", "/pets/1") is not Verdict.ALLOW

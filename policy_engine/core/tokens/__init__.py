@@ -15,7 +15,7 @@ verifying signatures with its algorithm objects.
 """
 
 from policy_engine.core.tokens.claims import principal_of, validate_claims
-from policy_engine.core.tokens.introspection import introspection_sources, validate_introspection
+from policy_engine.core.tokens.introspection import validate_introspection
 from policy_engine.core.tokens.issuers import PRESETS, IssuerRules
 from policy_engine.core.tokens.jws import (
     ParsedJwt,
@@ -35,7 +35,6 @@ __all__ = [
     "VerifiedToken",
     "extract_bearer",
     "hints_for",
-    "introspection_sources",
     "load_jwks",
     "may_be_jwt_of",
     "parse_jwt",

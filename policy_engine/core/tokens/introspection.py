@@ -3,26 +3,13 @@ they carry."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from policy_engine.core.grants import SCOPE, GrantSource
 from policy_engine.core.tokens.claims import check_audience, check_times
 from policy_engine.errors import InvalidClaimsError
 
-__all__ = ["introspection_sources", "validate_introspection"]
-
-# RFC 7662 §2.2's own member for the token's scopes, whatever a provider's JWTs call them.
-_SCOPE_MEMBER = GrantSource(SCOPE, (("scope",),))
-
-
-def introspection_sources(sources: Sequence[GrantSource]) -> tuple[GrantSource, ...]:
-    """The grant sources of an introspection answer: ``sources`` (the issuer's, as for its
-    JWTs) and the answer's ``scope`` member as scopes, when none of them reads it. A preset
-    that reads ``scp`` from its provider's JWTs still gets the scopes of RFC 7662 answers."""
-    if any(path == ("scope",) for source in sources for path in source.paths):
-        return tuple(sources)
-    return (*sources, _SCOPE_MEMBER)
+__all__ = ["validate_introspection"]
 
 # RFC 7662 §2.2 token_type values meaning "an access token" (RFC 6749 §7.1 names "bearer").
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "access_token"})
