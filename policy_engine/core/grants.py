@@ -73,7 +73,9 @@ _SEGMENT = re.compile(rf"[A-Za-z0-9._~@+=,:-]{{1,{MAX_PLACEHOLDER_VALUE}}}")
 #: Claims identity providers commonly carry grants in: named in the decision log and by
 #: ``explain`` when a token has one of them but no configured source reads it.
 COMMON_GRANT_CLAIMS = ("scope", "scp", "roles", "groups", "permissions", "cognito:groups", "realm_access",
-                       "resource_access", "entitlements")
+                       "resource_access", "entitlements",
+                       # Entra's groups overage: the groups were too many to put in the token.
+                       "_claim_names")
 
 
 def grant_key(kind: str, value: str) -> str:

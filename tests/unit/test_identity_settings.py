@@ -239,10 +239,13 @@ def test_hints_name_present_common_claims_no_source_reads_and_never_values():
     read = IssuerRules("https://i", frozenset(), (GrantSource("role", (("realm_access", "roles"),)),
                                                   GrantSource("role", (("roles",),))))
     assert hints_for(payload, read) == ("scope", "cognito:groups")
+    # Entra's groups overage: no groups claim, a pointer to fetch them instead.
+    overage = {"_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph"}}}
+    assert hints_for(overage, rule) == ("_claim_names",)
 
 
 _NAMES = ["scope", "scp", "roles", "groups", "permissions", "cognito:groups", "realm_access", "resource_access",
-          "entitlements", "sub", "other"]
+          "entitlements", "_claim_names", "sub", "other"]
 
 
 @given(st.dictionaries(st.sampled_from(_NAMES), st.one_of(st.text(max_size=3), st.lists(st.text(max_size=3)))),
