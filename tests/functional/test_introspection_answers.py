@@ -15,8 +15,9 @@ import pytest
 
 from policy_engine.adapters.introspection import IntrospectionClient
 from policy_engine.admin.local.invoke import invoke
+from policy_engine.core.iam import Verdict
 from policy_engine.errors import IntrospectionError
-from tests.conftest import AUDIENCE
+from tests.conftest import AUDIENCE, verdict
 from tests.request_events import KINDS, event_of
 
 CLIENT_ID, SECRET = "authorizer", "introspection-secret"
@@ -116,3 +117,13 @@ def test_an_iss_list_naming_the_issuer_is_refused_in_every_event_kind(idp, opaqu
     answer = {**good_answer(idp), "iss": [idp.issuer]}
     answer_with(idp, json.dumps(answer).encode())
     assert invoke(opaque_handler(), event_of(kind, idp.issue_opaque(), "GET", "/pets")).unauthorized
+
+
+def test_the_okta_preset_reads_the_scope_member_of_its_introspection_answers(idp, opaque_handler):
+    # Okta's JWT access tokens carry scopes in scp; its introspection answers, as RFC 7662
+    # §2.2 writes them, in scope.
+    handler = opaque_handler(IDP_PRESET="okta")
+    answer_with(idp, json.dumps({**good_answer(idp), "scope": "openid pets:read"}).encode())
+    result = invoke(handler, event_of("TOKEN", "an-opaque-token", "GET", "/pets"))
+    assert verdict(result, "GET", "/pets") is Verdict.ALLOW
+    assert verdict(result, "DELETE", "/pets/1") is not Verdict.ALLOW

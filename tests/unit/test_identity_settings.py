@@ -80,7 +80,7 @@ def test_the_default_is_todays_scope_then_scp():
 def test_preset_sources_and_checks():
     expected = {
         "cognito": ["scope:scope", "group:cognito:groups"],
-        "okta": ["scope:scp", "group:groups"],
+        "okta": ["scope:scp", "scope:scope", "group:groups"],
         "auth0": ["scope:scope", "scope:permissions"],
         "entra": ["scope:scp", "role:roles"],
         "keycloak": ["scope:scope", "role:realm_access.roles"],

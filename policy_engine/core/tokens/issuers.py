@@ -14,9 +14,10 @@ Presets follow what each provider documents about its access tokens:
   ``access`` (ID tokens carry ``id``). Amazon Cognito developer guide, "Understanding the
   access token" and "Verifying a JSON Web Token":
   https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-access-token.html
-* ``okta``: scopes in ``scp`` (a list), groups in ``groups`` (a custom claim of a custom
-  authorization server). ID tokens carry the client id as ``aud``, so the API audience
-  refuses them. https://developer.okta.com/docs/reference/api/oidc/
+* ``okta``: scopes in ``scp`` (a list; its introspection answers write them in ``scope``,
+  as RFC 7662 §2.2 does), groups in ``groups`` (a custom claim of a custom authorization
+  server). ID tokens carry the client id as ``aud``, so the API audience refuses them.
+  https://developer.okta.com/docs/reference/api/oidc/
 * ``auth0``: scopes in ``scope``; RBAC ``permissions`` are API permissions, read as scopes.
   ID tokens carry the client id as ``aud``.
   https://auth0.com/docs/get-started/apis/enable-role-based-access-control-for-apis
@@ -102,7 +103,7 @@ class Preset:
 #: The presets by name (see the module docstring for the sources behind each).
 PRESETS: Mapping[str, Preset] = {
     "cognito": Preset(_sources("scope:scope", "group:cognito:groups"), token_use_access=True),
-    "okta": Preset(_sources("scope:scp", "group:groups")),
+    "okta": Preset(_sources("scope:scp", "scope:scope", "group:groups")),
     "auth0": Preset(_sources("scope:scope", "scope:permissions")),
     "entra": Preset(_sources("scope:scp", "role:roles"), client_claims=("azp", "appid")),
     "keycloak": Preset(_sources("scope:scope", "role:realm_access.roles"), payload_typ="Bearer"),
