@@ -157,7 +157,8 @@ class Settings:
     grant_sources: tuple[GrantSource, ...] = field(default=(), metadata=_declare(
         "GRANT_SOURCES", "sources", "claims the caller's grants are read from, each `kind:claim` (kind: "
         "`scope`, `group`, `role` or any `[a-z][a-z0-9_-]*`; claim: a top-level name such as `cognito:groups`, "
-        "a dotted path such as `realm_access.roles`, or a URL-named claim taken whole); the grants are the "
+        "a dotted path such as `realm_access.roles` (`\\.` for a dot inside a name), or a URL-named claim "
+        "taken whole); the grants are the "
         "union of all sources. Replaces `SCOPE_CLAIMS` and the `IDP_PRESET`'s sources "
         "(see [Identity providers](providers.md))"))
     idp_preset: str | None = field(default=None, metadata=_declare(

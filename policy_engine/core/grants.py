@@ -10,9 +10,12 @@ and a key splits back at its first space.
 A caller's grants are read from *grant sources*: claims of the token, each with a kind.
 A claim is named by a path: a top-level name (``scope``, ``cognito:groups``), a nested
 path into objects written with dots (``realm_access.roles``,
-``resource_access.pets-api.roles``), or a collision-resistant name taken whole (a name
-starting with ``https://``, ``http://`` or ``urn:``, such as Auth0's namespaced
-``https://example.com/roles``, whose dots are part of the name: RFC 7519 §4.2).
+``resource_access.pets-api.roles``; a dot that is part of a name is written ``\\.``, as in
+``resource_access.pets\\.api.roles`` for a client ``pets.api``, and a backslash ``\\\\``), or a
+collision-resistant name taken whole (a name starting with ``https://``, ``http://`` or
+``urn:``, such as Auth0's namespaced ``https://example.com/roles``, whose dots are part of
+the name: RFC 7519 §4.2). A name with a ``/`` that is not such a URL is refused: it is a URL
+written without its scheme (``example.com/roles``), which would be read as a path.
 
 Tenant placeholders: a mapping's resource may hold ``{claim:<path>}`` as a whole path
 segment, filled with the caller's own claim value. The value must be exactly one safe
@@ -99,15 +102,38 @@ def parse_claim_path(text: str) -> ClaimPath:
         raise ValueError(f"claim {text!r} is empty or has surrounding spaces")
     if text.startswith(_WHOLE_NAME_PREFIXES):
         return (text,)
-    path = tuple(text.split("."))
-    if any(not part for part in path):
+    if "/" in text:
+        raise ValueError(f"claim {text!r} holds a '/': write a URL-named claim whole, with its scheme "
+                         "(https://example.com/roles)")
+    parts: list[str] = []
+    part: list[str] = []
+    escaped = False
+    for char in text:
+        if escaped:
+            if char not in ".\\":
+                raise ValueError(f"claim {text!r}: a backslash escapes only '.' or '\\'")
+            part.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ".":
+            parts.append("".join(part))
+            part = []
+        else:
+            part.append(char)
+    if escaped:
+        raise ValueError(f"claim {text!r} ends with a lone backslash")
+    parts.append("".join(part))
+    if any(not name for name in parts):
         raise ValueError(f"claim {text!r} has an empty segment between dots")
-    return path
+    return tuple(parts)
 
 
 def claim_path_text(path: ClaimPath) -> str:
     """The claim path as written in configuration (``parse_claim_path``'s inverse)."""
-    return ".".join(path)
+    if len(path) == 1 and path[0].startswith(_WHOLE_NAME_PREFIXES):
+        return path[0]
+    return ".".join(name.replace("\\", "\\\\").replace(".", "\\.") for name in path)
 
 
 _MISSING: Any = object()

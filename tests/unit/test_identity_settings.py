@@ -49,8 +49,23 @@ def test_grant_sources_parse_kinds_and_paths():
         GrantSource("scope", (("scp",),)),)
 
 
+def test_a_dot_in_a_claim_name_is_escaped_and_a_url_without_its_scheme_is_refused():
+    # Keycloak client ids may hold dots: resource_access["pets.api"].roles.
+    settings = Settings.from_environ({**BASE, "GRANT_SOURCES": "role:resource_access.pets\\.api.roles,"
+                                                               "role:a\\\\b.c"})
+    assert [source.paths for source in settings.grant_sources] == [(("resource_access", "pets.api", "roles"),),
+                                                                   (("a\\b", "c"),)]
+    assert [source.text for source in settings.grant_sources] == ["role:resource_access.pets\\.api.roles",
+                                                                  "role:a\\\\b.c"]
+    payload = {"resource_access": {"pets.api": {"roles": ["writer"]}, "pets": {"api": {"roles": ["forged"]}}}}
+    assert read_grants(payload, settings.grant_sources[:1]) == frozenset({"role writer"})
+    # Auth0's namespace without its scheme would be read as a path into objects.
+    assert "write a URL-named claim whole" in refused({**BASE, "GRANT_SOURCES": "role:example.com/roles"}).problem
+
+
 @pytest.mark.parametrize("value", ["scope", "scope:", ":scope", "Scope:scope", "1x:scope", "scope:a..b",
-                                   "scope:.a", "scope:scope,scope:scope", "k" * 33 + ":x"])
+                                   "scope:.a", "scope:scope,scope:scope", "k" * 33 + ":x", "scope:a\\",
+                                   "scope:a\\b"])
 def test_bad_grant_sources_name_the_variable(value):
     error = refused({**BASE, "GRANT_SOURCES": value})
     assert error.variable == "GRANT_SOURCES"
