@@ -429,7 +429,7 @@ class Authorizer:
             if self._identity_source.cache_scope == "route":
                 route = parse_route_key(request.route_key or "")
             basis.simple, basis.route = True, route
-            answer = simple_answer(decision, str(method_arn), route)
+            answer = simple_answer(decision, str(method_arn), route, basis.evaluation.per_request)
             answer.outcome = answer.response["isAuthorized"] is True
             return answer
         response = render_iam_response(decision)
@@ -582,7 +582,7 @@ class Authorizer:
             granted = resources if alone is None else (*resources, alone)
             decision = Decision(ALLOW, principal, method_arn.api_arn, method_arn.stage, granted, "granted",
                                 candidate.version, denied=denied, excluded=excluded)
-            return simple_answer(decision, arn, basis.route).response["isAuthorized"] is True
+            return simple_answer(decision, arn, basis.route, per_request).response["isAuthorized"] is True
         return self._allows(resources, alone, excluded, denied, arn)
 
     def health(self) -> None:

@@ -277,7 +277,8 @@ _NOT_WHOLE_ROUTE = {
 }
 
 
-def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | None = None) -> Answer:
+def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | None = None,
+                  per_request: tuple[RouteTemplate, ...] = ()) -> Answer:
     """HTTP API's simple response for the requested route, and the decision it carries.
 
     API Gateway reuses the boolean for every request with the same identity sources,
@@ -286,6 +287,13 @@ def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | Non
     every request the route can carry and denies none of them
     (``core.routes.route_coverage``), not just ``route_arn``. Keeping the cache key per
     route is the caller's job (``Settings`` refuses simple responses otherwise).
+
+    ``per_request`` are the caller's granted routes that no policy can write without
+    reaching a sibling route (``Evaluation.per_request``): the policy holds only this
+    request of them. When ``route`` is one of them, every request API Gateway routes to
+    it is granted by its own mapping (the mappings name the API's routes, as
+    docs/permissions.md asks; a sibling route takes its own requests), so the answer is
+    ``true`` all the same.
 
     The answer's decision says what the response says: a ``false`` is a Deny, with the
     reason (``no_grant``, ``no_grant_for_route``, ``route_needs_api_key``,
@@ -301,7 +309,8 @@ def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | Non
         # The whole policy, not its part for route_arn: other methods and paths of the
         # route are granted by Resources that do not match this one request.
         coverage = route_coverage(decision.resources, decision.denied, f"{decision.api_arn}/{decision.stage}/", route)
-        if not coverage.granted:
+        if not coverage.granted and not any(
+                granted.methods == route.methods and granted.path == route.path for granted in per_request):
             reason = _NOT_WHOLE_ROUTE[coverage.reason]
     if reason is not None:
         narrowed = replace(narrowed, effect=DENY, resources=(), denied=(), reason=reason)
