@@ -211,3 +211,14 @@ def test_every_command_that_reports_has_json_and_documents_it():
         formats = [a for a in parsers[name]._actions if "--format" in a.option_strings]
         assert formats and formats[0].choices == ("text", "json") and formats[0].default == "text", name
         assert name in JSON_FIELDS, name
+
+
+def test_a_command_that_cannot_run_prints_its_error_as_the_json_document(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "missing"), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)["error"]
+    assert error["command"] == "validate" and error["code"] == "store_unavailable"
+    assert "missing: no such file or folder" in error["message"] and error["message"] in captured.err
+    # Without --format json, stdout stays empty.
+    assert main(["validate", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().out == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -120,9 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except PolicyEngineError as exc:
+        problems = [str(problem) for problem in getattr(exc, "problems", [])[1:]]
         print(f"policy-engine {args.command}: {exc}", file=sys.stderr)
-        for problem in getattr(exc, "problems", [])[1:]:
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
+        if getattr(args, "format", None) == "json":
+            # A script reading stdout gets a document saying why, not an empty stream.
+            print(json.dumps({"error": {"command": args.command, "code": exc.code, "message": str(exc),
+                                        "problems": problems}}, indent=2))
         return 2
     except KeyboardInterrupt:
         return 130

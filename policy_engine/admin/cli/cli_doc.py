@@ -219,7 +219,10 @@ ARNs given as flags are checked with the rules permission files are checked with
 
 **Machine-readable output.** `--format json` prints one JSON document on stdout and
 nothing else there (messages go to stderr); text is the default. The fields of each
-command are listed below; new fields may be added, none is renamed or removed.
+command are listed below; new fields may be added, none is renamed or removed. When a
+command cannot run (exit 2) after its flags were read, the document is
+`{"error": {"command", "code", "message", "problems"}}`, with the message also on stderr;
+a usage error (a bad flag) prints only the usage, on stderr.
 
 **Progress.** Long phases (parse, check, plan, write, bundle) draw one progress line on
 stderr when stderr is a terminal. Piped, redirected or in CI, and always with
