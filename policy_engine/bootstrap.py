@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from policy_engine import metrics
 from policy_engine.adapters.jwks_http import JwksKeySource
@@ -123,6 +124,10 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     candidate = candidate_cache(settings)
     # A store is a network call that can hang: its loads get deadlines. Files load inline.
     store = "://" in settings.permissions_source
+    if not store and not Path(settings.permissions_source).exists():
+        # Nothing the function ships or mounts appears later: refuse to start, naming it,
+        # rather than answer 500 to every request.
+        raise ConfigurationError("PERMISSIONS_SOURCE", f"{settings.permissions_source!r}: no such file or folder")
     permissions = PermissionCache(
         permission_source(settings.permissions_source, max_bytes=settings.permissions_max_bytes),
         ttl=settings.permissions_cache_ttl,

@@ -56,3 +56,14 @@ def test_unsupported_permission_source_scheme_fails_at_start(make_handler):
     with pytest.raises(ConfigurationError) as info:
         make_handler(PERMISSIONS_SOURCE="ftp://somewhere/x")
     assert info.value.variable == "PERMISSIONS_SOURCE"
+
+
+def test_a_permissions_path_that_does_not_exist_fails_at_start_naming_it(make_handler, tmp_path):
+    # Nothing the function ships appears later: one error at start, not a 500 per request.
+    missing = tmp_path / "permissions"
+    with pytest.raises(ConfigurationError) as info:
+        make_handler(PERMISSIONS_SOURCE=str(missing))
+    assert info.value.variable == "PERMISSIONS_SOURCE"
+    assert f"{str(missing)!r}: no such file or folder" in info.value.problem
+    # A candidate that is missing never stops the function.
+    make_handler(PERMISSIONS_CANDIDATE=str(missing))
