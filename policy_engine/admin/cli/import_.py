@@ -200,6 +200,13 @@ def _report(args: argparse.Namespace, document: OpenApiDocument, status: str, re
         print(f"not imported  {len(document.skipped)} (not API Gateway methods):", file=err)
         for skipped in document.skipped:
             print(f"  {skipped.verb} {skipped.path} ({skipped.where}): {skipped.reason}", file=err)
+    noted = [op for op in imported if op.notes]
+    if noted:
+        # Caveats of what was imported (a requirement cut to its OAuth part, a scope the
+        # scheme does not declare): the file's header lists them too.
+        print(f"notes     {len(noted)} imported operation(s):", file=err)
+        for op in noted:
+            print(f"  {op.route} ({op.where}): {'; '.join(op.notes)}", file=err)
     for note in document.notes:
         print(f"note      {note}", file=err)
     if refusal:
