@@ -66,6 +66,9 @@ def test_without_o_the_yaml_goes_to_stdout_and_the_report_to_stderr(capsys):
     assert "no caller  2 (written as []: known routes no token is granted):" in err
     assert document["apis"][0]["routes"]["GET /store/inventory"] == []
     assert "not imported  1 (not API Gateway methods):" in err
+    # The caveats of what was imported are on stderr too, not only in the file's header.
+    assert re.search(r"^notes     \d+ imported operation\(s\):\n(  .*\n)*  DELETE /pets/\{petId\} \(.*api_key "
+                     r"\(API key in header x-api-key\) is checked by API Gateway", err, re.M)
     assert re.search(r"^took      \d+\.\d{3} s$", err, re.M)
 
 
