@@ -233,10 +233,14 @@ def coverage(
             else:
                 globs.setdefault((stage, route.verb), []).append(grant)
 
+    # Paths whose spec declares ANY: an ANY mapping there is that operation's, and an open
+    # exact method beside it (API Gateway's own route) is not what it grants.
+    spec_any = {_shape(op.path) for op in operations if op.verb == "ANY"}
     for index, op in enumerate(operations):
         shape = _shape(op.path)
         live = _live(index, routes)
         live_methods[index] = live
+        beside_any = op.requirements is None and op.verb != "ANY" and shape in spec_any
         for stage in stage_list:
             op_named = any(shape == other and (verb == ANY_VERB or op.verb in ("ANY", verb))
                            for verb, other in named[stage])
@@ -245,7 +249,7 @@ def coverage(
                 for verb in (method, ANY_VERB):
                     for template_shape, granted in templates.get((stage, verb), {}).items():
                         if template_shape == shape:
-                            if verb == ANY_VERB and (method, shape) in named[stage]:
+                            if verb == ANY_VERB and ((method, shape) in named[stage] or beside_any):
                                 continue  # the route with this exact method takes it from ANY
                             hits += [_Hit(grant, True, None) for grant in granted]
                             used.update(granted)
@@ -258,7 +262,9 @@ def coverage(
                                 hits.append(_Hit(grant, found.covers, found.some, unnamed=True))
                     for grant in globs.get((stage, verb), ()):
                         resource = grant.route.resource
-                        if verb == ANY_VERB and "*" not in resource and (method, _shape(resource)) in named[stage]:
+                        literal = "*" not in resource
+                        if verb == ANY_VERB and literal and ((method, _shape(resource)) in named[stage]
+                                                             or (beside_any and _shape(resource) == shape)):
                             continue  # a literal path names a route: its exact-method sibling takes the method
                         found = reach(resource, method, index)
                         if found.reaches:

@@ -314,6 +314,36 @@ def test_an_exact_method_takes_its_requests_from_any_on_the_same_path(tmp_path, 
                                     "PUT, PATCH, DELETE, HEAD, OPTIONS")
 
 
+def test_an_any_mapping_of_the_specs_any_method_is_not_open_but_mapped_beside_an_open_method(tmp_path, capsys):
+    # The importer's own output: the spec's ANY is secured, its GET open (API Gateway's own
+    # route, no authorizer). ANY /orders grants the ANY operation, not the open GET.
+    spec = tmp_path / "orders.yaml"
+    spec.write_text("openapi: 3.0.3\ninfo: {title: orders, version: '1'}\n" + OAUTH + """paths:
+  /orders:
+    get: {security: []}
+    x-amazon-apigateway-any-method: {security: [{o: [write]}]}
+  /orders/{id}:
+    get: {security: []}
+    x-amazon-apigateway-any-method: {security: [{o: [write]}]}
+""")
+    perms = tmp_path / "p.yaml"
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                     "      ANY /orders: [write]\n      ANY /orders/{id}: [write]\n")
+    code, report = run_json(capsys, str(perms), "--openapi", str(spec))
+    assert (code, report["findings"]) == (0, [])
+    # A mapping of the open GET itself is still reported.
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                     "      ANY /orders: [write]\n      ANY /orders/{id}: [write]\n      GET /orders: [read]\n")
+    _, report = run_json(capsys, str(perms), "--openapi", str(spec))
+    assert [f["code"] for f in report["findings"]] == ["open-but-mapped"]
+    # Without an ANY operation in the spec, an ANY mapping does grant the open GET: reported.
+    spec.write_text(spec.read_text().replace("    x-amazon-apigateway-any-method: {security: [{o: [write]}]}\n", "", 1))
+    perms.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                     "      ANY /orders: [write]\n      ANY /orders/{id}: [write]\n")
+    _, report = run_json(capsys, str(perms), "--openapi", str(spec))
+    assert "open-but-mapped" in [f["code"] for f in report["findings"]]
+
+
 def test_the_base_path_mode_decides_the_routes(tmp_path, capsys):
     spec = tmp_path / "swagger.yaml"
     spec.write_text("""swagger: "2.0"
