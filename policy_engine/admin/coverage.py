@@ -48,7 +48,7 @@ not-in-spec      warning  a mapping of the document's API that grants no operati
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -97,17 +97,20 @@ def _is_template(resource: str) -> bool:
     return "*" not in resource and any(_PARAMETER.fullmatch(piece) for piece in resource.split("/"))
 
 
-def _live(index: int, routes: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+def _live(index: int, routes: Sequence[tuple[str, str]],
+          same_shape: Mapping[tuple[str, ...], Sequence[int]]) -> tuple[str, ...]:
     """The methods some request of ``routes[index]`` arrives with. Only a route of the
     same shape can take all of a route's requests (any other leaves it, at least, the
     paths with a character no literal names, or an empty segment under a greedy one): an
-    exact method takes its method from ANY, and a duplicate listed first takes it all."""
+    exact method takes its method from ANY, and a duplicate listed first takes it all.
+    ``same_shape`` lists the indexes of ``routes`` by shape (looked up, not scanned: a
+    large document has thousands of routes)."""
     verb, path = routes[index]
-    shape = _shape(path)
     methods = HTTP_VERBS if verb == "ANY" else (verb,)
     taken = set()
-    for j, (other_verb, other_path) in enumerate(routes):
-        if j == index or _shape(other_path) != shape:
+    for j in same_shape[_shape(path)]:
+        other_verb = routes[j][0]
+        if j == index:
             continue
         if other_verb != "ANY" and (verb == "ANY" or (other_verb == verb and j < index)):
             taken.add(other_verb)
@@ -236,25 +239,33 @@ def coverage(
     # Paths whose spec declares ANY: an ANY mapping there is that operation's, and an open
     # exact method beside it (API Gateway's own route) is not what it grants.
     spec_any = {_shape(op.path) for op in operations if op.verb == "ANY"}
+    same_shape: dict[tuple[str, ...], list[int]] = {}
+    for j, (_, path) in enumerate(routes):
+        same_shape.setdefault(_shape(path), []).append(j)
+    # The verbs ('*' for ANY) of the named routes, by stage and shape.
+    named_verbs: dict[str, dict[tuple[str, ...], set[str]]] = {stage: {} for stage in stage_list}
+    for stage, keys in named.items():
+        for verb, key_shape in keys:
+            named_verbs[stage].setdefault(key_shape, set()).add(verb)
     for index, op in enumerate(operations):
         shape = _shape(op.path)
-        live = _live(index, routes)
+        live = _live(index, routes, same_shape)
         live_methods[index] = live
         beside_any = op.requirements is None and op.verb != "ANY" and shape in spec_any
         for stage in stage_list:
-            op_named = any(shape == other and (verb == ANY_VERB or op.verb in ("ANY", verb))
-                           for verb, other in named[stage])
+            op_named = any(verb == ANY_VERB or op.verb in ("ANY", verb) for verb in named_verbs[stage].get(shape, ()))
             for method in live:
                 hits: list[_Hit] = []
                 for verb in (method, ANY_VERB):
-                    for template_shape, granted in templates.get((stage, verb), {}).items():
+                    by_shape = templates.get((stage, verb), {})
+                    granted = by_shape.get(shape)
+                    # The route with this exact method takes it from ANY.
+                    if granted and not (verb == ANY_VERB and ((method, shape) in named[stage] or beside_any)):
+                        hits += [_Hit(grant, True, None) for grant in granted]
+                        used.update(granted)
+                    # Other templates' wildcards reach it only when no mapping names it.
+                    for template_shape, granted in by_shape.items() if not op_named else ():
                         if template_shape == shape:
-                            if verb == ANY_VERB and ((method, shape) in named[stage] or beside_any):
-                                continue  # the route with this exact method takes it from ANY
-                            hits += [_Hit(grant, True, None) for grant in granted]
-                            used.update(granted)
-                            continue
-                        if op_named:
                             continue
                         for grant in granted:
                             found = reach(_as_glob(grant.route.resource), method, index)
