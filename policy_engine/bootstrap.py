@@ -12,7 +12,7 @@ from policy_engine.cache import STORE_INIT_WAIT, STORE_REQUEST_WAIT, CandidateCa
 from policy_engine.engine import Authorizer
 from policy_engine.errors import ConfigurationError
 from policy_engine.ports import PermissionSource
-from policy_engine.settings import Settings
+from policy_engine.settings import DEFAULT_PERMISSIONS_SOURCE, Settings
 
 __all__ = ["build_authorizer", "candidate_cache", "key_source", "permission_source"]
 
@@ -124,9 +124,12 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     candidate = candidate_cache(settings)
     # A store is a network call that can hang: its loads get deadlines. Files load inline.
     store = "://" in settings.permissions_source
-    if not store and not Path(settings.permissions_source).exists():
-        # Nothing the function ships or mounts appears later: refuse to start, naming it,
-        # rather than answer 500 to every request.
+    if (not store and settings.permissions_source != DEFAULT_PERMISSIONS_SOURCE
+            and not Path(settings.permissions_source).exists()):
+        # A path set by hand that names nothing: nothing the function ships or mounts appears
+        # later, so refuse to start, naming it, rather than answer 500 to every request.
+        # (The default, an installed package's own folder, may be absent: that stays a load
+        # failure, logged and failing closed per request.)
         raise ConfigurationError("PERMISSIONS_SOURCE", f"{settings.permissions_source!r}: no such file or folder")
     permissions = PermissionCache(
         permission_source(settings.permissions_source, max_bytes=settings.permissions_max_bytes),

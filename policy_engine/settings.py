@@ -128,7 +128,8 @@ class Settings:
         "PERMISSIONS_SOURCE", "text", "a YAML file or folder, a compiled snapshot file (`policy-engine "
         "compile`: a `*.json` name, or any file that starts like one; the bundle ships one as `permissions`), "
         "`dynamodb://TABLE` or `s3://BUCKET/KEY` "
-        "(see [Permission stores](stores.md)); a file or folder that does not exist stops the function at start",
+        "(see [Permission stores](stores.md)); set to a file or folder that does not exist, it stops the "
+        "function at start",
         shown="`permissions` beside the package"))
     permissions_cache_ttl: float = field(default=60.0, metadata=_declare(
         "PERMISSIONS_CACHE_TTL", "number", "seconds a warm container trusts loaded mappings before a cheap "
