@@ -255,6 +255,9 @@ class DynamoDbPermissionSource:
         for consistent in (False, True):
             pointer = self._pointer(consistent)
             version, content = number_of(pointer, "version"), text_of(pointer, "digest")
+            if version is None and "version" in pointer:
+                # A version of another type was written by hand: damaged, not "nothing published".
+                raise CorruptStoreError(f"{self.description} item (pk=META, sk={self._sk}): version is not a number")
             if version is None:
                 if self._sk == CANDIDATE_SK:
                     raise MissingStoreError(f"{self.description}: no candidate published")
@@ -294,10 +297,21 @@ class DynamoDbPermissionSource:
         # Format and digest checked here; the cache validates every record against the
         # schema (compile_records), as for the snapshot file: no keys rebuilt, no sort.
         snapshot, records = read_snapshot(document, where)
-        if snapshot["version"] != version or snapshot["digest"] != content or len(document) != ref.size:
+        candidate = self._sk == CANDIDATE_SK
+        if candidate != ("based_on" in snapshot) or candidate != ref.sort_key.startswith(CANDIDATE_PARTS):
+            # Each reader refuses the other kind, as the S3 reader does: a candidate's
+            # snapshot named by the live pointer would decide unreviewed.
+            raise CorruptStoreError(f"{where}: its snapshot is a " + ("version's, not a candidate's" if candidate
+                                                                      else "candidate's, not a published version's")
+                                    + "; written outside policy-engine sync?")
+        if snapshot["version"] != version or snapshot["digest"] != content:
             raise CorruptStoreError(f"{where}: the snapshot holds {self._label(snapshot['version'])} "
                                     f"({snapshot['digest']}), not what the pointer publishes; written outside "
                                     "policy-engine sync?")
+        if len(document) != ref.size:
+            raise CorruptStoreError(f"{where}: the snapshot is {len(document)} bytes, not the {ref.size} the pointer "
+                                    "records; written outside policy-engine sync? (an unchanged `policy-engine sync` "
+                                    "writes it again)")
         description, label = self.description, self._label(version)
 
         def locate(path: tuple[int | str, ...]) -> str:

@@ -274,3 +274,20 @@ def test_a_candidate_on_an_empty_table_is_based_on_nothing(table, tmp_path):
         DynamoDbPermissionSource(table).fetch(None)
     assert read(table, candidate=True)[0].version == "c1"
     assert promote(target).version_after == 1 and read(table)[0].version == "v1"
+
+
+def test_the_live_reader_refuses_a_candidates_snapshot_named_by_the_live_pointer(table, backend, live_and_candidate):
+    # Copied by hand onto META/PUBLISHED (digest included, no hash to recompute), the
+    # candidate's snapshot would decide as the live version, unreviewed: each reader
+    # refuses the other kind, as on S3.
+    client = backend.client()
+    candidate = client.get_item(TableName=table, Key={"pk": {"S": META}, "sk": {"S": CANDIDATE_SK}},
+                                ConsistentRead=True)["Item"]
+    names = ("snapshot", "snapshot_parts", "snapshot_sha256", "snapshot_bytes", "digest")
+    client.update_item(
+        TableName=table, Key={"pk": {"S": META}, "sk": {"S": "PUBLISHED"}},
+        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in names),
+        ExpressionAttributeNames={f"#{name}": name for name in names},
+        ExpressionAttributeValues={f":{name}": candidate[name] for name in names})
+    with pytest.raises(CorruptStoreError, match=r"v1: its snapshot is a candidate's, not a published version's"):
+        DynamoDbPermissionSource(table).fetch(None)

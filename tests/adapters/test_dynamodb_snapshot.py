@@ -88,6 +88,26 @@ def test_a_part_edited_or_deleted_by_hand_never_loads_and_an_unchanged_sync_rewr
     assert sync(yaml_file, f"dynamodb://{table}").write_requests == 0  # intact now: nothing to write
 
 
+def test_a_recorded_size_edited_by_hand_is_named_and_an_unchanged_sync_rewrites_the_snapshot(table, backend,
+                                                                                             tmp_path):
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(20))
+    sync(yaml_file, f"dynamodb://{table}")
+    client = backend.client()
+    client.update_item(TableName=table, Key={"pk": {"S": "META"}, "sk": {"S": "PUBLISHED"}},
+                       UpdateExpression="SET snapshot_bytes = :b", ExpressionAttributeValues={":b": {"N": "3000"}})
+    with pytest.raises(CorruptStoreError, match=r"v1: the snapshot is \d+ bytes, not the 3000 the pointer records"):
+        DynamoDbPermissionSource(table).fetch(None)
+    repaired = sync(yaml_file, f"dynamodb://{table}")
+    assert repaired.completed and not repaired.published
+    raw = DynamoDbPermissionSource(table).fetch(None)
+    assert raw is not None and raw.version == "v1" and len(raw.records) == 20
+    # A version of another type is damage, not "nothing published yet" (store_missing).
+    client.update_item(TableName=table, Key={"pk": {"S": "META"}, "sk": {"S": "PUBLISHED"}},
+                       UpdateExpression="SET version = :v", ExpressionAttributeValues={":v": {"S": "1"}})
+    with pytest.raises(CorruptStoreError, match=r"\(pk=META, sk=PUBLISHED\): version is not a number"):
+        DynamoDbPermissionSource(table).fetch(None)
+
+
 def test_a_snapshot_that_inflates_past_the_cap_is_refused_without_inflating_it(table, backend, tmp_path):
     sync(write_permissions(tmp_path / "p.yaml", many_routes(5)), f"dynamodb://{table}")
     store = DynamoDbStore(table)

@@ -240,6 +240,25 @@ def test_rollback_publishes_the_earlier_content_as_a_new_version(table, tmp_path
         rollback(f"dynamodb://{table}", to=9)
 
 
+def test_rollback_refuses_a_version_whose_record_is_gone_or_unreadable(table, backend, tmp_path):
+    # Without its VERSION record, an item edited by hand into v1's history would be
+    # restored as if it had been published.
+    yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    write_permissions(yaml_file, [("GET", "/b", "s")])
+    sync(yaml_file, f"dynamodb://{table}")
+    client = backend.client()
+    record = {"pk": {"S": "META"}, "sk": {"S": "VERSION#0000000001"}}
+    client.update_item(TableName=table, Key=record, UpdateExpression="SET version = :v",
+                       ExpressionAttributeValues={":v": {"S": "one"}})
+    with pytest.raises(CorruptStoreError, match=r"v1 has no readable version record \(META VERSION#0000000001\)"):
+        rollback(f"dynamodb://{table}", to=1, dry_run=True)
+    client.delete_item(TableName=table, Key=record)
+    with pytest.raises(CorruptStoreError, match=r"v1 has no readable version record"):
+        rollback(f"dynamodb://{table}", to=1)
+    assert pointer_version(table) == 2
+
+
 def test_rollback_with_nothing_before_the_live_version_says_what_is_published(table, tmp_path):
     with pytest.raises(StoreError, match="cannot roll back to the version before the live one: nothing is "
                                          "published yet"):

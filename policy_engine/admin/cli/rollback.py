@@ -65,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
                         "candidates": [{("candidate" if name == "version" else name): entry.get(name)
                                         for name in kept} for entry in candidates]})
             return 0
+        # A record edited by hand may lack any member: shown as '?', never a traceback.
         for entry in versions:
-            mappings = "?" if entry["mappings"] is None else entry["mappings"]
-            print(f"v{entry['version']:<5} {entry['published_at'] or '?':<25}  {mappings:>6} mappings  "
-                  f"{entry['digest'] or '?'}  {entry['note']}")
+            print(f"v{_shown(entry['version']):<5} {_shown(entry['published_at']):<25}  "
+                  f"{_shown(entry['mappings']):>6} mappings  {_shown(entry['digest'])}  {_shown(entry['note'])}")
         for entry in candidates:
-            mappings = "?" if entry["mappings"] is None else entry["mappings"]
-            print(f"c{entry['version']:<5} {entry['published_at'] or '?':<25}  {mappings:>6} mappings  "
-                  f"{entry['digest'] or '?'}  {entry['note']}  [{_fate(entry)}]")
+            print(f"c{_shown(entry['version']):<5} {_shown(entry['published_at']):<25}  "
+                  f"{_shown(entry['mappings']):>6} mappings  {_shown(entry['digest'])}  {_shown(entry['note'])}  "
+                  f"[{_fate(entry)}]")
         return 0
     return publish_and_print(
         "rollback", args.target,
@@ -93,3 +93,7 @@ def _fate(entry: VersionEntry) -> str:
     if status == "candidate":
         return f"candidate {against}"
     return f"{status or 'unknown'}, was {against}"
+
+
+def _shown(value: object) -> str:
+    return "?" if value is None else str(value)

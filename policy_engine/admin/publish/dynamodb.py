@@ -787,11 +787,18 @@ def read_snapshot_parts(store: DynamoDbStore, ref: SnapshotRef, version: int,
     from policy_engine.core.snapshot import decode_snapshot
 
     try:
-        snapshot = decode_snapshot(unpack(data, None, store.description, ""), store.description, "")
+        document = unpack(data, None, store.description, "")
+        snapshot = decode_snapshot(document, store.description, "")
     except StoreError as exc:
         return None, str(exc)
     if snapshot.version != version or snapshot.digest != content:
         return None, f"it holds number {snapshot.version} ({snapshot.digest})"
+    # What the runtime reader checks as well (adapters.dynamodb): the size the pointer
+    # records, and a candidate's snapshot only under a candidate's sort key.
+    if len(document) != ref.size:
+        return None, f"it is {len(document)} bytes, not the {ref.size} recorded"
+    if (snapshot.based_on is not None) != ref.sort_key.startswith(CANDIDATE_PARTS):
+        return None, "it is a candidate's snapshot under a version's key, or the reverse"
     return snapshot, None
 
 
@@ -837,7 +844,14 @@ class DynamoDbTarget:
     def view(self, version: int) -> frozenset[MappingKey]:
         keys = frozenset(live_keys(self.mappings, version))
         recorded = {entry["version"]: entry["digest"] for entry in self.store.history()}
-        if version in recorded and recorded[version] != digest(keys):
+        expected = recorded.get(version)
+        if not isinstance(expected, str):
+            # Without its record, what the items say v{version} held cannot be checked: an
+            # item edited by hand would be restored as if it had been published.
+            raise CorruptStoreError(f"{self.description}: v{version} has no readable version record "
+                                    f"(META {VERSION_PREFIX}{version:010d}), so its items cannot be checked against "
+                                    "what was published; it is not restored")
+        if expected != digest(keys):
             raise CorruptStoreError(f"{self.description}: the items of v{version} no longer match its recorded digest")
         return keys
 
