@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 import policy_engine.admin.cli as cli
 from policy_engine.admin.cli import build_parser, main
 from policy_engine.admin.cli.cli_doc import _commands
+from tests.conftest import ROOT
 
 
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
@@ -215,3 +218,16 @@ def test_bundle_refuses_an_output_it_cannot_write_before_any_work(tmp_path, caps
     assert main(["bundle", "--output", str(tmp_path / "b.zip"), "--wheel-cache", str(a_file), "--no-compile"]) == 2
     assert f"{a_file}: is not a folder, so it cannot hold the wheel cache" in capsys.readouterr().err
     assert Path("/dev/null").is_char_device() and not list(tmp_path.glob("*.partial"))
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(tmp_path):
+    # `policy-engine ... | head`: the pipe closes before the YAML is written.
+    spec = ROOT / "tests" / "data" / "openapi" / "petstore-oas30.yaml"
+    command = [sys.executable, "-m", "policy_engine.admin.cli", "import", "openapi", str(spec), "--arn",
+               "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5", "--stages", "dev"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 2
+    assert "Traceback" not in err and "BrokenPipeError" not in err

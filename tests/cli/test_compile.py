@@ -51,6 +51,17 @@ def test_a_missing_path_cannot_run(tmp_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_an_output_that_cannot_be_written_is_one_error_exit_2_and_leaves_nothing(tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    for output, words in ((folder, "names a folder"), (afile / "p.json", "cannot write")):
+        assert main(["compile", str(ROOT / "permissions"), "-o", str(output)]) == 2
+        assert f"policy-engine compile: {output}: {words}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "out"] and not any(folder.iterdir())
+
+
 def test_the_handler_decides_from_the_compiled_snapshot_as_from_the_yaml(tmp_path, idp, make_handler):
     snapshot = tmp_path / "compiled"
     assert main(["compile", str(ROOT / "permissions"), "-o", str(snapshot)]) == 0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policy_engine.admin.cli._common import add_command
+from policy_engine.admin.cli._common import add_command, write_output
 from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.publish import digest
@@ -57,11 +57,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     progress.phase("write")
     output: Path = args.output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_bytes(body)
-    partial.replace(output)
-    progress.close()
+    try:
+        write_output(output, body, str(args.output))
+    finally:
+        progress.close()
     print(f"compiled  {len(keys)} mappings from {', '.join(args.paths)}")
     print(f"snapshot  {output} ({len(body):,} bytes, {digest(keys)})")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.admin.cli._arguments import api_arn
-from policy_engine.admin.cli._common import add_command
+from policy_engine.admin.cli._common import add_command, write_output
 from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
 from policy_engine.admin.openapi_import import generated_state, render, routes_of
@@ -147,16 +146,7 @@ def run(args: argparse.Namespace) -> int:
                     started)
             return 1
     if status == "written":
-        partial = output.with_name(output.name + ".partial")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(text, encoding="utf-8")
-            partial.replace(output)
-        except OSError as exc:
-            # A parent that is a file, a read-only or pseudo file system: nothing is left behind.
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise StoreError(f"{args.output}: cannot write ({exc.strerror or exc})") from None
+        write_output(output, text.encode("utf-8"), args.output)
     _report(args, document, status, None, started)
     return 0
 
