@@ -25,6 +25,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import TYPE_CHECKING, Any
 
 from policy_engine import metrics as _metrics
+from policy_engine.core.urls import redact_url_secrets
 
 if TYPE_CHECKING:
     from policy_engine.core.arn import MethodArn
@@ -77,7 +78,9 @@ def log(level: str, event: str, /, *, metrics: Mapping[str, float] | None = None
         if value.__class__ is str:
             record[name] = value
     record.update(fields)
-    text = _encode(record)
+    # Errors quote URLs (endpoints, settings): their user information and query strings may
+    # be credentials. The decision line of a granted request (log_decision) holds none.
+    text = redact_url_secrets(_encode(record))
     config = _metrics.config
     if metrics and config.enabled:
         members = "".join(f",{_quote(name)}:{_encode(value)}" for name, value in metrics.items())

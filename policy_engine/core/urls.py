@@ -1,11 +1,27 @@
-"""Which URLs may serve trust material (JWKS, discovery, introspection)."""
+"""Which URLs may serve trust material (JWKS, discovery, introspection), and how a URL is
+shown in a message."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
-__all__ = ["check_trusted_url", "is_loopback_host"]
+__all__ = ["check_trusted_url", "is_loopback_host", "redact_url_secrets"]
+
+# The user information of a URL (RFC 3986 §3.2.1: "user:password@"), and its query string,
+# where endpoints and proxies carry credentials ("?token=..."). A URL ends at whitespace or a quote.
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_USERINFO = re.compile(rf"({_SCHEME})[^/?#\s'\"@]+@")
+_QUERY = re.compile(rf"({_SCHEME}[^?#\s'\"]*)\?[^#\s'\"]+")
+
+
+def redact_url_secrets(text: str) -> str:
+    """``text`` with the user information and the query string of every URL in it shown as
+    ``***``: a setting or an endpoint may hold credentials, and messages and logs must not."""
+    if "://" not in text:
+        return text
+    return _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1***@", text))
 
 
 def is_loopback_host(host: str) -> bool:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from policy_engine.core.urls import redact_url_secrets
 from policy_engine.errors import PolicyEngineError
 
 __all__ = ["COMMANDS", "build_parser", "main", "version"]
@@ -122,13 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except PolicyEngineError as exc:
-        problems = [str(problem) for problem in getattr(exc, "problems", [])[1:]]
-        print(f"policy-engine {args.command}: {exc}", file=sys.stderr)
+        # A message may quote an endpoint or a setting whose URL holds credentials.
+        message = redact_url_secrets(str(exc))
+        problems = [redact_url_secrets(str(problem)) for problem in getattr(exc, "problems", [])[1:]]
+        print(f"policy-engine {args.command}: {message}", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         if getattr(args, "format", None) == "json":
             # A script reading stdout gets a document saying why, not an empty stream.
-            print(json.dumps({"error": {"command": args.command, "code": exc.code, "message": str(exc),
+            print(json.dumps({"error": {"command": args.command, "code": exc.code, "message": message,
                                         "problems": problems}}, indent=2))
         return 2
     except KeyboardInterrupt:
