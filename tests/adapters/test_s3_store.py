@@ -17,6 +17,7 @@ from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
     MissingStoreError,
+    PolicyEngineError,
 )
 from tests.faults import Crash, FaultyClient, aws_error, write_permissions
 from tests.store_endpoints import fake_store_endpoint
@@ -144,6 +145,30 @@ def _published_v1_to_v3(bucket, tmp_path):
     for name in ("one", "two", "three"):
         sync(write_permissions(tmp_path / f"{name}.yaml", [("GET", f"/{name}", "s")]), target)
     return target
+
+
+@pytest.mark.parametrize("edit", ["an unknown field", "based_on"])
+def test_an_object_the_authorizers_refuse_is_not_built_on_as_unchanged(bucket, backend, tmp_path, edit):
+    # Edits that keep the digest: the authorizers refuse the object, and so does sync
+    # (an "unchanged" answer would leave every authorizer failing closed).
+    target = f"s3://{bucket}/p.json"
+    yaml_file = write_permissions(tmp_path / "p.yaml", [("GET", "/a", "s"), ("GET", "/b", "s")])
+    sync(yaml_file, target)
+    s3 = backend.client("s3")
+    document = json.loads(s3.get_object(Bucket=bucket, Key="p.json")["Body"].read())
+    if edit == "based_on":
+        document["based_on"] = 1
+    else:
+        document["mappings"][0]["extra"] = "x"
+    s3.put_object(Bucket=bucket, Key="p.json", Body=json.dumps(document).encode())
+    with pytest.raises(PolicyEngineError) as runtime:
+        raw = S3PermissionSource(target).fetch(None)
+        assert raw is not None
+        compile_records(raw.records, raw.locate, version=raw.version)
+    with pytest.raises(PolicyEngineError) as publishing:
+        sync(yaml_file, target)
+    expected = "holds a candidate, not a published version" if edit == "based_on" else "unknown field 'extra'"
+    assert expected in str(runtime.value) and expected in str(publishing.value)
 
 
 def test_a_planted_history_copy_is_refused_by_rollback_naming_version_and_key(bucket, backend, tmp_path):

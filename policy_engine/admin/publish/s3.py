@@ -34,7 +34,9 @@ from policy_engine.admin.aws import (
     make_client,
     store_error,
 )
+from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import Candidate, MappingKey, Plan
+from policy_engine.core.snapshot import mappings_locator, read_snapshot
 from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
@@ -99,7 +101,15 @@ class S3Store:
             if "NoSuchKey" in str(exc):
                 return None
             raise
-        return decode_snapshot(got[0], self.description, got[1])
+        body, etag = got
+        snapshot = decode_snapshot(body, self.description, etag)
+        # What the authorizers load, checked as they check it: an object they refuse (an
+        # edit that kept the digest, a candidate's document) is never built on as "unchanged".
+        if snapshot.based_on is not None:
+            raise CorruptStoreError(f"{self.description}: holds a candidate, not a published version (based_on)")
+        _, records = read_snapshot(body, self.description)
+        compile_records(records, mappings_locator(self.description), version=f"v{snapshot.version}")
+        return snapshot
 
     def restorable(self, version: int, current: Snapshot) -> Snapshot:
         """The history copy of ``version``, checked to be what was published as ``version``.
