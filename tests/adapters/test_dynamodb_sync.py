@@ -330,9 +330,20 @@ def test_an_item_deleted_in_the_console_fails_the_digest(published, tmp_path, ba
     # The authorizer loads the snapshot, proven by its hash and digest: still exactly v1
     assert load(published).version == "v1" and keys_of(load(published)) == {key}
     fixed = write_permissions(tmp_path / "x.yaml", [("GET", "/x", "s")])
-    with pytest.raises(CorruptStoreError, match=r"do not match its digest.*sync --repair"):
+    with pytest.raises(CorruptStoreError, match=r"do not match its digest.*sync --repair") as refused:
         sync(fixed, f"dynamodb://{published}")
+    # The message names what differs from the published snapshot.
+    assert f"missing: '{API} dev GET /a s:read'" in str(refused.value)
     assert pointer_version(published) == 1
+    # An item added by hand is named by its sort key, to be deleted.
+    extra = MappingKey(API, "dev", "DELETE", "/a", "s:read")
+    backend.client().put_item(TableName=published, Item={
+        "pk": {"S": MAPPINGS}, "sk": {"S": sort_key(extra, 1)}, "arn": {"S": API}, "stage": {"S": "dev"},
+        "httpVerb": {"S": "DELETE"}, "resource": {"S": "/a"}, "scope": {"S": "s:read"}, "added": {"N": "1"}})
+    with pytest.raises(CorruptStoreError) as refused:
+        sync(fixed, f"dynamodb://{published}")
+    assert f"added: '{sort_key(extra, 1)}'" in str(refused.value)
+    backend.client().delete_item(TableName=published, Key={"pk": {"S": MAPPINGS}, "sk": {"S": sort_key(extra, 1)}})
     # --repair publishes the YAML over the damaged version, and readers are whole again
     assert sync(fixed, f"dynamodb://{published}", repair=True).version_after == 2
     assert keys_of(load(published)) == load_desired(fixed)

@@ -837,9 +837,29 @@ class DynamoDbTarget:
             raise CorruptStoreError(
                 f"{self.description}: the items of v{self.pointer.version} ({len(live)}) do not match its digest "
                 f"({self.pointer.mappings} mappings published); an item was deleted or added outside policy-engine "
-                "sync. Nothing was written; `sync --repair` publishes the YAML over it."
+                f"sync{self._differences(frozenset(live))}. Nothing was written; delete an added item by its sort "
+                "key, or `sync --repair` publishes the YAML over it (then versions the added item claims to belong "
+                "to no longer match their digests, and `rollback` refuses them)."
             )
         return self.pointer.version, frozenset(live)
+
+    def _differences(self, live: frozenset[MappingKey]) -> str:
+        # Which items differ from what was published, by the snapshot of the live version
+        # (when it is intact): the sort keys a person can look up and delete.
+        ref = self.pointer.snapshot
+        snapshot = None if ref is None else read_snapshot_parts(self.store, ref, self.pointer.version,
+                                                                self.pointer.digest)[0]
+        if snapshot is None:
+            return ""
+        added = sorted(m.sk for m in self.mappings if m.live_at(self.pointer.version) and m.key not in snapshot.keys)
+        missing = sorted(sort_key(key, 0).rpartition(" @")[0] for key in snapshot.keys - live)
+        parts = []
+        if added:
+            parts.append("added: " + ", ".join(repr(sk) for sk in added[:3]) + (" ..." if len(added) > 3 else ""))
+        if missing:
+            parts.append("missing: " + ", ".join(repr(text) for text in missing[:3])
+                         + (" ..." if len(missing) > 3 else ""))
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def view(self, version: int) -> frozenset[MappingKey]:
         keys = frozenset(live_keys(self.mappings, version))
