@@ -10,7 +10,7 @@ import datetime
 import pytest
 
 from policy_engine.adapters.dynamodb import CANDIDATE_SK, META, DynamoDbPermissionSource
-from policy_engine.admin.publish import discard, history, promote, rollback, sync
+from policy_engine.admin.publish import discard, history, open_target, promote, rollback, sync
 from policy_engine.admin.publish.dynamodb import DynamoDbStore
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, keys_of
@@ -291,3 +291,15 @@ def test_the_live_reader_refuses_a_candidates_snapshot_named_by_the_live_pointer
         ExpressionAttributeValues={f":{name}": candidate[name] for name in names})
     with pytest.raises(CorruptStoreError, match=r"v1: its snapshot is a candidate's, not a published version's"):
         DynamoDbPermissionSource(table).fetch(None)
+
+
+def test_a_discard_that_loses_to_a_promote_neither_ends_the_candidate_nor_rewrites_its_record(live_and_candidate):
+    # The discard read the candidate, then a promote ran to the end before it wrote.
+    target = live_and_candidate[0]
+    late = open_target(target)
+    candidate = late.candidate()
+    assert candidate is not None
+    promoted = promote(target)
+    assert late.end_candidate(candidate, "discarded") is False
+    [record] = [entry for entry in history(target) if entry.get("candidate")]
+    assert (record["status"], record["promoted_to"]) == ("promoted", promoted.version_after)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from policy_engine.adapters.s3 import S3PermissionSource, encode_snapshot
-from policy_engine.admin.publish import discard, history, load_desired, promote, rollback, sync
+from policy_engine.admin.publish import discard, history, load_desired, open_target, promote, rollback, sync
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, keys_of
 from policy_engine.errors import ConflictError, CorruptStoreError, MissingStoreError, StoreTooLargeError
@@ -227,3 +227,15 @@ def test_a_publisher_without_list_rights_publishes_the_first_candidate(backend, 
     faulty = FaultyClient(backend.client("s3"), get_object=denied_when_missing)
     result = sync(write_permissions(tmp_path / "c.yaml", [("GET", "/c", "s")]), target, candidate=True, client=faulty)
     assert result.candidate == 1 and read(target, candidate=True)[0].version == "c1"
+
+
+def test_a_discard_that_loses_to_a_promote_neither_ends_the_candidate_nor_rewrites_its_record(live_and_candidate):
+    # The discard read the candidate, then a promote ran to the end before it wrote.
+    target = live_and_candidate[0]
+    late = open_target(target)
+    candidate = late.candidate()
+    assert candidate is not None
+    promoted = promote(target)
+    assert late.end_candidate(candidate, "discarded") is False
+    [record] = [entry for entry in history(target) if entry.get("candidate")]
+    assert (record["status"], record["promoted_to"]) == ("promoted", promoted.version_after)

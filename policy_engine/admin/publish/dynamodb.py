@@ -597,8 +597,11 @@ class DynamoDbStore:
         return True
 
     def put_candidate_record(self, candidate: Candidate, status: str, *, promoted_to: int | None = None,
-                             replaced_by: int | None = None) -> None:
-        """Record how ``candidate`` ended (``replaced``, ``promoted``, ``discarded``), before it does."""
+                             replaced_by: int | None = None) -> bool:
+        """Record how ``candidate`` ended (``replaced``, ``promoted``, ``discarded``), before it does;
+        ``False`` when it was already recorded as ending another way. A candidate ends once:
+        of a promote and a discard racing, the loser neither ends it nor rewrites its record.
+        The same record again (a promote run again after it stopped) is written."""
         item: dict[str, Any] = {
             "pk": {"S": META}, "sk": {"S": f"{CANDIDATE_PREFIX}{candidate.number:010d}"},
             "version": {"N": str(candidate.number)}, "digest": {"S": candidate.digest},
@@ -610,7 +613,12 @@ class DynamoDbStore:
             item["promoted_to"] = {"N": str(promoted_to)}
         if replaced_by is not None:
             item["replaced_by"] = {"N": str(replaced_by)}
-        self.call("put_item", Item=item)
+        try:
+            self.call("put_item", Item=item, ConditionExpression="attribute_not_exists(sk) OR #s = :s",
+                      ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": status}})
+        except ClientError:
+            return False
+        return True
 
     def candidate_records(self) -> list[VersionEntry]:
         """The records of ended candidates, oldest first."""
@@ -988,7 +996,8 @@ class DynamoDbTarget:
         return number
 
     def end_candidate(self, candidate: Candidate, status: str, promoted_to: int | None = None) -> bool:
-        self.store.put_candidate_record(candidate, status, promoted_to=promoted_to)
+        if not self.store.put_candidate_record(candidate, status, promoted_to=promoted_to):
+            return False
         if not self.store.remove_candidate(candidate):
             return False
         self._delete_candidate_parts(keep=None, upto=max(self.last_candidate, candidate.number))

@@ -357,7 +357,8 @@ class S3Target:
         return number
 
     def end_candidate(self, candidate: Candidate, status: str, promoted_to: int | None = None) -> bool:
-        self._record(candidate, status, promoted_to=promoted_to)
+        if not self._record(candidate, status, promoted_to=promoted_to):
+            return False
         try:
             self._replace_candidate(encode_no_candidate(max(self.last_candidate, candidate.number)), "")
         except ConflictError:
@@ -379,11 +380,25 @@ class S3Target:
         return entries
 
     def _record(self, candidate: Candidate, status: str, *, promoted_to: int | None = None,
-                replaced_by: int | None = None) -> None:
+                replaced_by: int | None = None) -> bool:
+        """Write how ``candidate`` ended; ``False`` when it was already recorded as ending another
+        way (a promote and a discard racing: the loser neither ends it nor rewrites its
+        record). S3 has no condition on another object's content, so this is read, then
+        written: it narrows the race to that moment, where DynamoDB closes it."""
+        key = self.store.candidate_record_key(candidate.number)
+        got = self.store._read_copy(key)
+        if got is not None:
+            try:
+                ended = json.loads(got[0]).get("status")
+            except (ValueError, AttributeError):
+                ended = None
+            if ended is not None and ended != status:
+                return False
         record = {"format": RECORD_FORMAT, **_candidate_entry(candidate, status), "promoted_to": promoted_to,
                   "replaced_by": replaced_by,
                   "ended_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-        self.store._put(self.store.candidate_record_key(candidate.number), json.dumps(record).encode())
+        self.store._put(key, json.dumps(record).encode())
+        return True
 
     def _replace_candidate(self, body: bytes, lost: str) -> None:
         etag = self._candidate_etag
