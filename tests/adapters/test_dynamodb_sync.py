@@ -343,6 +343,8 @@ def test_an_item_deleted_in_the_console_fails_the_digest(published, tmp_path, ba
     with pytest.raises(CorruptStoreError) as refused:
         sync(fixed, f"dynamodb://{published}")
     assert f"added: '{sort_key(extra, 1)}'" in str(refused.value)
+    # The history is listed all the same: it is what recovery looks at.
+    assert [entry["version"] for entry in history(f"dynamodb://{published}")] == [1]
     backend.client().delete_item(TableName=published, Key={"pk": {"S": MAPPINGS}, "sk": {"S": sort_key(extra, 1)}})
     # --repair publishes the YAML over the damaged version, and readers are whole again
     assert sync(fixed, f"dynamodb://{published}", repair=True).version_after == 2

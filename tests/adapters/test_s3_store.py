@@ -169,6 +169,14 @@ def test_an_object_the_authorizers_refuse_is_not_built_on_as_unchanged(bucket, b
         sync(yaml_file, target)
     expected = "holds a candidate, not a published version" if edit == "based_on" else "unknown field 'extra'"
     assert expected in str(runtime.value) and expected in str(publishing.value)
+    # What recovery needs still works: the list, and --repair publishing the YAML over it.
+    assert [entry["version"] for entry in history(target) if not entry.get("candidate")] == [1]
+    repaired = sync(yaml_file, target, repair=True)
+    assert repaired.completed and not repaired.published and repaired.version_after == 1
+    raw = S3PermissionSource(target).fetch(None)
+    assert raw is not None and raw.version == "v1"
+    compile_records(raw.records, raw.locate, version=raw.version)
+    assert "sync --repair" in str(publishing.value)
 
 
 def test_a_planted_history_copy_is_refused_by_rollback_naming_version_and_key(bucket, backend, tmp_path):

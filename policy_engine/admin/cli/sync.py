@@ -57,7 +57,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-lines", type=number_in(int, 0), default=1000, metavar="N",
                         help="print at most N diff lines (default 1000; 0: all); JSON lists every change")
     parser.add_argument("--repair", action="store_true",
-                        help="publish even if the current version's items fail its digest (DynamoDB)")
+                        help="publish even if the current version's items fail its digest (DynamoDB), or the "
+                             "authorizers refuse the live object (S3: an unchanged sync puts back its published copy)")
     parser.add_argument("--note", default="", help="text recorded with the version (default: the YAML path)")
     parser.add_argument("--candidate", action="store_true",
                         help="publish as the candidate, beside the live version (which does not change)")

@@ -457,5 +457,6 @@ def history(target: str, *, client: Any = None) -> list[VersionEntry]:
         StoreError: the store cannot be read.
     """
     store = open_target(target, client=client)
-    store.published()
+    # As --repair reads it: the list is what one needs when the live version is damaged.
+    store.published(repair=True)
     return list(store.history()) + list(store.candidate_history())

@@ -41,6 +41,7 @@ from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
     MissingStoreError,
+    PolicyEngineError,
     StoreError,
 )
 from policy_engine.ports import Progress, VersionEntry
@@ -101,15 +102,19 @@ class S3Store:
             if "NoSuchKey" in str(exc):
                 return None
             raise
-        body, etag = got
-        snapshot = decode_snapshot(body, self.description, etag)
-        # What the authorizers load, checked as they check it: an object they refuse (an
-        # edit that kept the digest, a candidate's document) is never built on as "unchanged".
+        return decode_snapshot(got[0], self.description, got[1])
+
+    def check_loadable(self, snapshot: Snapshot) -> None:
+        """Check the live object as the authorizers check it when they load it.
+
+        Raises:
+            CorruptStoreError, PermissionsError: they refuse it (an edit that kept the
+                digest, a candidate's document).
+        """
         if snapshot.based_on is not None:
             raise CorruptStoreError(f"{self.description}: holds a candidate, not a published version (based_on)")
-        _, records = read_snapshot(body, self.description)
+        _, records = read_snapshot(snapshot.body, self.description)
         compile_records(records, mappings_locator(self.description), version=f"v{snapshot.version}")
-        return snapshot
 
     def restorable(self, version: int, current: Snapshot) -> Snapshot:
         """The history copy of ``version``, checked to be what was published as ``version``.
@@ -284,6 +289,16 @@ class S3Target:
         self.snapshot = self.store.current()
         if self.snapshot is None:
             return 0, frozenset()
+        if not repair:
+            # An object the authorizers refuse is never built on as "unchanged"; --repair
+            # puts it right (``complete``) or publishes the YAML over it, and listing
+            # history reads past it.
+            try:
+                self.store.check_loadable(self.snapshot)
+            except PolicyEngineError as exc:
+                raise CorruptStoreError(f"{self.store.description}: the authorizers refuse the live object ({exc}); "
+                                        "nothing was written; `sync --repair` puts back what was published as "
+                                        f"v{self.snapshot.version} (or publishes the YAML over it)") from None
         return self.snapshot.version, self.snapshot.keys
 
     def view(self, version: int) -> frozenset[MappingKey]:
@@ -316,7 +331,37 @@ class S3Target:
         return version
 
     def complete(self) -> bool:
-        return False  # the object is the whole version: a reader loads whatever a publish wrote
+        """Put back what was published as the live version when the authorizers refuse the
+        object (an edit that kept its digest): its history copy, checked to be that version
+        and to load. Otherwise the object is the whole version: nothing to do.
+
+        Raises:
+            CorruptStoreError: the history copy is missing or is not that version.
+            ConflictError: the object changed meanwhile.
+        """
+        snapshot = self.snapshot
+        if snapshot is None:
+            return False
+        try:
+            self.store.check_loadable(snapshot)
+            return False
+        except PolicyEngineError:
+            pass
+        key = self.store.history_key(snapshot.version)
+        where = f"s3://{self.store.bucket}/{key}"
+        got = self.store._read_copy(key, strict=True)
+        if got is None:
+            raise CorruptStoreError(f"{where}: missing, so v{snapshot.version} cannot be put back; publish a change")
+        copy = decode_snapshot(got[0], where, got[1])
+        if copy.version != snapshot.version or copy.digest != snapshot.digest:
+            raise CorruptStoreError(f"{where}: holds v{copy.version} ({copy.digest}), not v{snapshot.version} as "
+                                    "published; publish a change")
+        self.store.check_loadable(copy)
+        try:
+            self.store._put(self.store.key, got[0], IfMatch=snapshot.etag)
+        except ClientError:
+            raise ConflictError(f"{self.store.description}: changed meanwhile; nothing was written, re-run") from None
+        return True
 
     # -- candidates -------------------------------------------------------------------
 
