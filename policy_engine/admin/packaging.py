@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from policy_engine.admin.files import write_output
 from policy_engine.errors import BundleError
 
 __all__ = [
@@ -278,14 +279,7 @@ def build_bundle(
     if unzipped > UNZIPPED_LIMIT:
         raise BundleError(f"unzipped size {unzipped} bytes exceeds Lambda's limit of {UNZIPPED_LIMIT}")
     payload = _zip_bytes(files)
-    partial = output.with_name(output.name + ".partial")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(payload)
-        partial.replace(output)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise BundleError(f"{output}: cannot write the bundle ({exc.strerror or exc})") from None
+    write_output(output, payload, str(output), BundleError)
     return Bundle(path=output, sha256=hashlib.sha256(payload).hexdigest(), size=len(payload),
                   unzipped_size=unzipped, files=len(files), wheels=wheel_names)
 

@@ -21,22 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy_engine.adapters.memory import MemoryPermissionSource
 from policy_engine.admin.local.idp import LocalIdentityProvider
-from policy_engine.bootstrap import key_source
-from policy_engine.cache import PermissionCache
 from policy_engine.core.arn import parse_method_arn
 from policy_engine.core.decision import render_iam_response
 from policy_engine.core.iam import Verdict, evaluate_response
 from policy_engine.core.permissions import HTTP_VERBS
 from policy_engine.core.routes import route_for
-from policy_engine.engine import Authorizer
-from policy_engine.settings import Settings
+from tests.functional.test_simple_response_property import API, World
 from tests.request_events import http_v2_event
-
-API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
-AUDIENCE = "policy-engine-demo"
-SIMPLE = {"SIMPLE_RESPONSES": "true", "IDENTITY_SOURCE": "$request.header.Authorization,$context.routeKey"}
 
 #: Routes of one API, as its OpenAPI document or route table would name them.
 ROUTES = (
@@ -65,18 +57,6 @@ def shape_requests(verb: str, path: str) -> list[tuple[str, str]]:
             choices.append((part,))
     methods = HTTP_VERBS if verb == "ANY" else (verb,)
     return sorted({(m, "/" + "/".join(values)) for m in methods for values in product(*choices)})
-
-
-class World:
-    def __init__(self, idp: LocalIdentityProvider) -> None:
-        self.settings = Settings.from_environ(
-            {"ISSUER": idp.issuer, "AUDIENCE": AUDIENCE, "JWKS_URI": idp.jwks_uri, **SIMPLE})
-        self.keys = key_source(self.settings)
-        self.tokens = {frozenset(s): idp.mint(scope=" ".join(sorted(s))) for s in ({"ed"}, {"other"}, {"ed", "other"})}
-
-    def authorizer(self, records: list[dict[str, str]]) -> Authorizer:
-        permissions = PermissionCache(MemoryPermissionSource(records), ttl=3600, max_stale=3600)
-        return Authorizer(self.settings, keys=self.keys, permissions=permissions)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -43,27 +42,6 @@ def add_format(parser: argparse.ArgumentParser) -> None:
 def print_json(document: Any) -> None:
     """``document`` on stdout as indented JSON, the form every ``--format json`` writes."""
     print(json.dumps(document, indent=2, default=str))
-
-
-def write_output(output: Path, data: bytes, shown: str) -> None:
-    """Write ``data`` to ``output`` whole or not at all: into ``<output>.partial``, then
-    renamed over it (missing folders are made). ``shown`` names it as the user wrote it.
-
-    Raises:
-        StoreError: it cannot be written (a folder, a parent that is a file, a read-only or
-            pseudo file system); nothing is left behind.
-    """
-    if output.is_dir():
-        raise StoreError(f"{shown}: names a folder; give a file name")
-    partial = output.with_name(output.name + ".partial")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        partial.replace(output)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise StoreError(f"{shown}: cannot write ({exc.strerror or exc})") from None
 
 
 def default_location() -> str:

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policy_engine.admin.cli._common import add_command, write_output
+from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.cli._progress import TerminalProgress
+from policy_engine.admin.files import write_output
 from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.publish import digest
 from policy_engine.errors import PermissionsError, StoreError

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine.admin.cli._arguments import api_arn
-from policy_engine.admin.cli._common import add_command, write_output
+from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.cli._progress import TerminalProgress
+from policy_engine.admin.files import write_output
 from policy_engine.admin.openapi import BASE_PATH_MODES, OpenApiDocument, read_openapi
 from policy_engine.admin.openapi_import import generated_state, render, routes_of
 from policy_engine.core.permissions import FIELD_RULES, FieldProblem
