@@ -78,6 +78,15 @@ _OTHER_METHODS = {"trace": "TRACE", "query": "QUERY"}
 _PATH_ITEM_FIELDS = frozenset({"$ref", "summary", "description", "servers", "parameters", "additionalOperations",
                                *_METHODS, *_OTHER_METHODS})
 
+# The Operation Object's fields (OpenAPI 3.x and Swagger 2.0 together). A key that spells
+# one of them in another case ("Security") is a typo that would silently drop the
+# operation's own requirements (the root's, maybe weaker, would apply): an error. Other
+# unknown keys are left alone, as tools write all sorts.
+_OPERATION_FIELDS = frozenset({"tags", "summary", "description", "externalDocs", "operationId", "parameters",
+                               "requestBody", "responses", "callbacks", "deprecated", "security", "servers",
+                               "consumes", "produces", "schemes"})
+_OPERATION_FIELDS_FOLDED = {name.lower(): name for name in _OPERATION_FIELDS}
+
 # API Gateway resource path segments (REST import rules, see the module docstring).
 _LITERAL = re.compile(r"[A-Za-z0-9_.,:-]+")
 _PARAMETER = re.compile(r"\{([A-Za-z0-9_.-]+)(\+?)\}")
@@ -561,6 +570,11 @@ class _Reader:
                     continue
                 verb = "ANY" if key == _ANY_METHOD else key.upper()
                 operation = self.expect(value, dict, where, "an operation must be a mapping")
+                for field_name in operation:
+                    meant = _OPERATION_FIELDS_FOLDED.get(str(field_name).lower())
+                    if meant is not None and field_name != meant:
+                        raise self.error((*where, str(field_name)), f"unknown operation field {field_name!r} (did "
+                                         f"you mean {meant!r}? field names are case-sensitive)")
                 line = self.key_line(where, key)
                 if default_route or operation.get("isDefaultRoute") is True:
                     skipped.append(Skipped(verb, route, line, "the HTTP API $default route (every request no "

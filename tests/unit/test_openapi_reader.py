@@ -375,6 +375,9 @@ def test_surrogate_pairs_in_json_strings_are_read(tmp_path):
     (OAS30 + "  /x:\n    get:\n      x-amazon-apigateway-auth: {type: COGNITO}\n", 12,
      "x-amazon-apigateway-auth type 'COGNITO' is not NONE or AWS_IAM"),
     (OAS30 + "  /x:\n    GET: {}\n", 11, "unknown path item field 'GET' (methods are lower-case"),
+    # A misspelt 'security' would drop the operation's own requirement for the root's.
+    (OAS30 + "  /x:\n    get:\n      Security: [{oauth: [a]}]\n", 12,
+     "unknown operation field 'Security' (did you mean 'security'?"),
     (OAS30 + "  /x:\n    get: [a]\n", 11, "an operation must be a mapping"),
     (OAS30 + "  /x{id}:\n    get: {}\n", 10, "a path parameter is a whole segment"),
     (OAS30 + "  /x/{p+}/y:\n    get: {}\n", 10, "the greedy parameter {p+} must be the last segment"),
