@@ -175,8 +175,10 @@ class JwksKeySource:
         key = keys.get(kid)
         if (key is None and not refreshed and now - state.kid_refresh_at >= self._refetch_interval
                 and state.backoff.ready(now)):
-            state.kid_refresh_at = now
+            # Counted once made: a refresh the invocation had no time for was not made (a
+            # failed one waits out the back-off, which _refresh starts).
             self._refresh(state, now)
+            state.kid_refresh_at = now
             keys = good.value
             assert keys is not None
             key = keys.get(kid)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from policy_engine.adapters.jwks_http import JwksKeySource
+from policy_engine.budget import InvocationBudget
 from policy_engine.errors import ConfigurationError, KeySourceError, UnknownKeyError
 from policy_engine.settings import Settings
 from tests.support.trickle import TricklingServer, hard_limit
@@ -79,6 +80,24 @@ def test_a_key_rotated_in_right_after_a_fetch_is_found_by_its_first_token(idp, a
     fetched = _jwks_requests(idp)
     new = idp.rotate()
     clock.now += 1
+    assert source.get_key(idp.issuer, new.kid).kid == new.kid
+    assert _jwks_requests(idp) == fetched + 1
+
+
+def test_a_kid_refresh_the_invocation_had_no_time_for_does_not_hold_back_the_next_one(idp):
+    # Out of time, the refresh is not made (500, fail closed); it must not count as made,
+    # or the rotated key would be refused for JWKS_REFETCH_INTERVAL.
+    clock, budget = Clock(), InvocationBudget()
+    source = _source(idp, clock, budget=budget)
+    source.get_key(idp.issuer, idp.keys[0].kid)
+    fetched = _jwks_requests(idp)
+    new = idp.rotate()
+    clock.now += 1
+    budget.begin(lambda: 100)  # 0.1 s left: less than the reserve
+    with pytest.raises(KeySourceError, match="no time is left"):
+        source.get_key(idp.issuer, new.kid)
+    assert _jwks_requests(idp) == fetched
+    budget.begin(None)
     assert source.get_key(idp.issuer, new.kid).kid == new.kid
     assert _jwks_requests(idp) == fetched + 1
 
