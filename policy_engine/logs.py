@@ -77,15 +77,31 @@ def log(level: str, event: str, /, *, metrics: Mapping[str, float] | None = None
     for name, value in zip(_REQUEST_FIELDS, _request, strict=True):
         if value.__class__ is str:
             record[name] = value
-    record.update(fields)
     # Errors quote URLs (endpoints, settings): their user information and query strings may
     # be credentials. The decision line of a granted request (log_decision) holds none.
-    text = redact_url_secrets(_encode(record))
+    for name, value in fields.items():
+        record[name] = _redacted(value)
+    text = _encode(record)
     config = _metrics.config
     if metrics and config.enabled:
         members = "".join(f",{_quote(name)}:{_encode(value)}" for name, value in metrics.items())
         text = f'{text[:-1]},{config.function}{members},"_aws":{{"Timestamp":{ms}{config.tail(tuple(metrics))}}}'
     sys.stderr.write(text + "\n")
+
+
+def _redacted(value: Any) -> Any:
+    # ``value`` with the URL secrets of its texts hidden, redacted before it is encoded:
+    # in encoded JSON an escaped quote (``\\"``) would look like part of a URL. Other objects
+    # are shown as their text, as the encoder's ``default`` would show them.
+    if value.__class__ is str:
+        return redact_url_secrets(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    return redact_url_secrets(str(value))
 
 
 # "000" to "999": the fraction of a millisecond or second count, without float formatting.

@@ -10,15 +10,20 @@ from urllib.parse import urlsplit
 __all__ = ["check_trusted_url", "is_loopback_host", "redact_url_secrets"]
 
 # The user information of a URL (RFC 3986 §3.2.1: "user:password@"), and its query string,
-# where endpoints and proxies carry credentials ("?token=..."). A URL ends at whitespace or a quote.
+# where endpoints and proxies carry credentials ("?token=..."). A URL ends at whitespace or
+# a double quote, which RFC 3986 never allows unencoded; a single quote is allowed (a
+# sub-delimiter, §2.2) and may be part of a password or query, so it does not end one.
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
-_USERINFO = re.compile(rf"({_SCHEME})[^/?#\s'\"@]+@")
-_QUERY = re.compile(rf"({_SCHEME}[^?#\s'\"]*)\?[^#\s'\"]+")
+_USERINFO = re.compile(rf"({_SCHEME})[^/?#\s\"]+@")
+_QUERY = re.compile(rf"({_SCHEME}[^?#\s\"]*)\?[^#\s\"]+")
 
 
 def redact_url_secrets(text: str) -> str:
     """``text`` with the user information and the query string of every URL in it shown as
-    ``***``: a setting or an endpoint may hold credentials, and messages and logs must not."""
+    ``***``: a setting or an endpoint may hold credentials, and messages and logs must not.
+
+    ``text`` is a message as written, not JSON: JSON escapes (``\\"``) would be read as part
+    of a URL, so a log line redacts its values before encoding them."""
     if "://" not in text:
         return text
     return _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1***@", text))

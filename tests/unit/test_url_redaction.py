@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from policy_engine import logs
@@ -37,3 +39,26 @@ def test_command_errors_hide_them(capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "hunter2" not in captured.err + captured.out and "s3cret" not in captured.err + captured.out
     assert "http://***@127.0.0.1:1/?***" in captured.err
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("http://u:Pa'ssWORD@127.0.0.1:1/jwks", "Pa'ssWORD"),  # ' is allowed in user information
+    ("http://u:p@ss@127.0.0.1:1/jwks", "ss@"),  # an unencoded @ in a password
+    ("http://127.0.0.1:1/introspect?key=AB'CDSECRET", "CDSECRET"),
+])
+def test_quotes_and_at_signs_do_not_end_a_secret(text, secret):
+    shown = redact_url_secrets(f"fetch of {text} failed")
+    assert secret not in shown and shown.endswith(" failed"), shown
+
+
+def test_log_lines_stay_json_whatever_a_value_holds(capsys):
+    # A value with an escaped quote after a URL's query: redacting the encoded line would
+    # swallow the escape and leave a line no JSON parser reads (and CloudWatch no metric).
+    logs.log("WARN", "decision", path='/pets/http://x?y"z', detail=ValueError("http://u:pw@h/x?q=s3cret"),
+             nested={"urls": ["https://u:hunter2@h/"]}, metrics={"Decisions": 1})
+    line = capsys.readouterr().err
+    record = json.loads(line)
+    assert record["path"] == '/pets/http://x?***"z'
+    assert record["detail"] == "http://***@h/x?***"
+    assert record["nested"] == {"urls": ["https://***@h/"]}
+    assert "hunter2" not in line and "s3cret" not in line and "pw@" not in line
