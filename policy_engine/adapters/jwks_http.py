@@ -129,8 +129,7 @@ class JwksKeySource:
                 continue
             try:
                 self._refresh(state, self._clock(), until)
-            except KeySourceError as exc:
-                log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=str(exc), metrics=_JWKS_FAILURE)
+            except KeySourceError:  # logged (jwks_prefetch_failed) by _refresh
                 state.backoff.clear()
 
     def refresh_age(self) -> float | None:
@@ -162,11 +161,9 @@ class JwksKeySource:
             try:
                 refreshed = True
                 self._refresh(state, now)
-            except KeySourceError as exc:
+            except KeySourceError:  # a failed fetch is logged by _refresh
                 if good.value is None:
                     raise
-                log("ERROR", "jwks_refresh_failed", issuer=issuer, error=str(exc),
-                    stale_seconds=round(good.age(now)), metrics=_JWKS_FAILURE)
         keys = good.value
         if keys is None:
             raise KeySourceError("JWKS unavailable (retrying after min(JWKS_CACHE_TTL, JWKS_REFETCH_INTERVAL))")
@@ -189,11 +186,13 @@ class JwksKeySource:
         return key
 
     def _refresh(self, state: _IssuerKeys, now: float, until: float | None = None) -> None:
+        prefetch = until is not None
         if until is None:
             # Discovery and JWKS share one JWKS_TIMEOUT: a request never waits for two, nor
             # past the invocation's own end.
             seconds = self._budget.limit(self._timeout)
             if seconds <= 0:
+                # Not a fetch, so not a JWKS failure: the invocation is ending.
                 raise KeySourceError("no time is left in the invocation for a JWKS refresh")
             until = time.monotonic() + seconds
         try:
@@ -201,11 +200,9 @@ class JwksKeySource:
             document = self._fetch_json(uri, self._time_for(until))
             keys, skipped = load_jwks(document, self._algorithms)
         except FetchError as exc:
-            state.backoff.failed(now)
-            raise KeySourceError(f"JWKS fetch failed: {exc}") from exc
+            raise self._failed(state, now, f"JWKS fetch failed: {exc}", prefetch) from exc
         except ValueError as exc:
-            state.backoff.failed(now)
-            raise KeySourceError(f"JWKS is not usable: {exc}") from exc
+            raise self._failed(state, now, f"JWKS is not usable: {exc}", prefetch) from exc
         if skipped:
             log("WARN", "jwks_keys_skipped", issuer=state.issuer, skipped=skipped)
         if not keys:
@@ -216,6 +213,19 @@ class JwksKeySource:
         state.good.confirm(now, keys)
         state.fresh_until = now + self._ttl
         state.backoff.clear()
+
+    def _failed(self, state: _IssuerKeys, now: float, error: str, prefetch: bool) -> KeySourceError:
+        # Every failed fetch is logged and counted (JwksFailures), whatever asked for it: the
+        # container's start, the TTL, or an unknown kid; the next try waits out the back-off.
+        state.backoff.failed(now)
+        if prefetch:
+            log("WARN", "jwks_prefetch_failed", issuer=state.issuer, error=error, metrics=_JWKS_FAILURE)
+        elif state.good.value is None:
+            log("ERROR", "jwks_refresh_failed", issuer=state.issuer, error=error, metrics=_JWKS_FAILURE)
+        else:
+            log("ERROR", "jwks_refresh_failed", issuer=state.issuer, error=error,
+                stale_seconds=round(state.good.age(now)), metrics=_JWKS_FAILURE)
+        return KeySourceError(error)
 
     def _time_for(self, until: float) -> float:
         """One request's deadline: ``JWKS_TIMEOUT``, or less when a budget ends sooner."""

@@ -367,3 +367,28 @@ def test_discovery_and_jwks_share_one_jwks_timeout():
     # THEN discovery and JWKS together took one JWKS_TIMEOUT, not one each (3.6 s)
     print(f"discovery (1.6 s) + hung JWKS with JWKS_TIMEOUT=2: {elapsed:.2f} s")
     assert elapsed < 2.8
+
+
+def test_every_failed_fetch_is_logged_and_counted(idp, capsys):
+    # The JwksFailures alarm counts failed fetches: a warm container whose issuer is down
+    # must count each fetch it makes (a first fetch, the TTL refresh, an unknown kid's
+    # refresh), not only the one at container start.
+    clock = Clock()
+    source = _source(idp, clock, cache_ttl=300, refetch_interval=30)
+    kid = idp.keys[0].kid
+    idp.jwks_override = lambda: (503, b"unavailable")
+    with pytest.raises(KeySourceError):
+        source.get_key(idp.issuer, kid)  # never loaded: a first fetch fails
+    clock.now += 31
+    idp.jwks_override = None
+    source.get_key(idp.issuer, kid)
+    idp.jwks_override = lambda: (503, b"unavailable")
+    clock.now += 31
+    with pytest.raises(KeySourceError):
+        source.get_key(idp.issuer, "rotated-in")  # an unknown kid's refresh fails
+    clock.now += 300  # the TTL refresh fails; the last good keys still verify
+    assert source.get_key(idp.issuer, kid).kid == kid
+    failed = [line for line in _log_lines(capsys) if line["event"] == "jwks_refresh_failed"]
+    assert len(failed) == 3 == _jwks_requests(idp) - 1
+    assert all(line["JwksFailures"] == 1 and line["issuer"] == idp.issuer for line in failed)
+    assert "stale_seconds" not in failed[0] and [line["stale_seconds"] for line in failed[1:]] == [31, 331]
