@@ -25,7 +25,7 @@ from typing import Any
 from policy_engine.bootstrap import build_authorizer
 from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
 from policy_engine.events import request_trace
-from policy_engine.logs import begin_request, end_request, log, log_decision, log_refusal
+from policy_engine.logs import begin_request, end_request, log, log_decision, log_refusal, raised_at
 from policy_engine.settings import Settings
 
 try:
@@ -74,10 +74,12 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def _log_refusal(outcome: str, exc: Exception, started: int) -> None:
-    # Messages of our errors are fixed texts that never include the token.
+    # Messages of our errors are fixed texts that never include the token. Another
+    # exception's message may quote what it failed on (a claim, a part of the token), so a
+    # bug is shown by its type and where it was raised, never by its message.
     if isinstance(exc, PolicyEngineError):
-        reason, detail = exc.code, str(exc)
+        reason, detail, where = exc.code, str(exc), ()
     else:
-        reason, detail = "internal_error", type(exc).__name__
+        reason, detail, where = "internal_error", type(exc).__name__, raised_at(exc)
     log_refusal("WARN" if outcome == "Unauthorized" else "ERROR", outcome, reason, detail,
-                time.perf_counter_ns() - started)
+                time.perf_counter_ns() - started, where)

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from policy_engine.core.arn import MethodArn
     from policy_engine.core.decision import Answer
 
-__all__ = ["begin_request", "end_request", "log", "log_decision", "log_refusal", "log_shadow_diff", "note_target"]
+__all__ = [
+    "begin_request", "end_request", "log", "log_decision", "log_refusal", "log_shadow_diff", "note_target", "raised_at",
+]
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -207,15 +209,39 @@ def log_shadow_diff(principal: str, versions: str, live: bool, candidate: bool, 
     )
 
 
-def log_refusal(level: str, outcome: str, reason: str, detail: str, latency_ns: int) -> None:
+def log_refusal(level: str, outcome: str, reason: str, detail: str, latency_ns: int,
+                where: tuple[str, ...] = ()) -> None:
     """The decision line of a request refused with 401 (``outcome`` ``Unauthorized``) or
     500 (``Error``): ``reason`` (an error code), ``detail`` (a fixed text, never the
-    token), the request's API, stage, method and path when its methodArn was parsed,
+    token), ``where`` (for an unexpected error: ``raised_at``'s frames) when not empty,
+    the request's API, stage, method and path when its methodArn was parsed,
     ``latency_ms``, and the same metrics as every decision line."""
     latency = round(latency_ns / 1e6, 3)
     fields: dict[str, Any] = {"decision": outcome, "reason": reason, "detail": detail}
+    if where:
+        fields["where"] = list(where)
     target = _target
     if target is not None:
         fields.update(api=target.api_arn, stage=target.stage, verb=target.verb, path="/" + target.path)
     fields["latency_ms"] = latency
     log(level, "decision", metrics={_metrics.DECISIONS: 1, _metrics.DECISION_LATENCY: latency}, **fields)
+
+
+#: Frames of an unexpected error's traceback a refusal line names, innermost last.
+MAX_FRAMES = 12
+
+
+def raised_at(exc: BaseException) -> tuple[str, ...]:
+    """Where ``exc`` was raised, as ``"module/file.py:line in function"`` frames (the last
+    ``MAX_FRAMES``, innermost last): enough to find a bug, without the exception's message
+    or any variable's value, which may quote what it failed on (a claim, a token)."""
+    import traceback  # only when a bug is met: it is not on the cold-start path
+
+    frames = traceback.extract_tb(exc.__traceback__)[-MAX_FRAMES:]
+    return tuple(f"{_short_path(frame.filename)}:{frame.lineno} in {frame.name}" for frame in frames)
+
+
+def _short_path(filename: str) -> str:
+    # The file's last two path parts ("policy_engine/engine.py"), not the machine's layout.
+    parts = filename.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:])

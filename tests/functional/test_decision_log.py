@@ -155,6 +155,26 @@ def test_refusals_carry_the_request_and_the_decision_metrics(idp, make_handler, 
         assert "outcome" not in json.loads(text) and "grants" not in json.loads(text)
 
 
+def test_a_bug_is_logged_with_where_it_was_raised_never_its_message(idp, make_handler, capsys, monkeypatch):
+    # An unexpected exception's message may quote what it failed on (here a piece of the
+    # token); the line names the type and the frames, which are enough to find the bug.
+    handler = make_handler()
+    token = idp.mint(scope="pets:read", audience=AUDIENCE)
+
+    def broken(*args: Any) -> Any:
+        raise ValueError(f"cannot use {token.split('.')[1]}")
+
+    monkeypatch.setattr(handler.AUTHORIZER, "_decide", broken)
+    capsys.readouterr()
+    assert call(handler, event_of("TOKEN", f"Bearer {token}", "GET", "/pets")) == "AuthorizerFailure"
+    err = capsys.readouterr().err
+    (line,) = [json.loads(text) for text in raw_lines(err, "decision")]
+    assert (line["decision"], line["reason"], line["detail"]) == ("Error", "internal_error", "ValueError")
+    assert line["where"][-1].startswith("functional/test_decision_log.py:") and line["where"][-1].endswith(" in broken")
+    assert any(frame.startswith("policy_engine/engine.py:") and frame.endswith(" in answer") for frame in line["where"])
+    assert token.split(".")[1] not in err
+
+
 def test_every_line_of_a_request_names_it_and_store_failures_are_counted(idp, make_handler, capsys, tmp_path):
     # Mappings that load, then break: the request's reload fails (checked on every request).
     source = tmp_path / "permissions.yaml"
