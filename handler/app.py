@@ -77,8 +77,9 @@ def _log_refusal(outcome: str, exc: Exception, started: int) -> None:
     # Messages of our errors are fixed texts that never include the token. Another
     # exception's message may quote what it failed on (a claim, a part of the token), so a
     # bug is shown by its type and where it was raised, never by its message.
+    where: tuple[str, ...] = ()
     if isinstance(exc, PolicyEngineError):
-        reason, detail, where = exc.code, str(exc), ()
+        reason, detail = exc.code, str(exc)
     else:
         reason, detail, where = "internal_error", type(exc).__name__, raised_at(exc)
     log_refusal("WARN" if outcome == "Unauthorized" else "ERROR", outcome, reason, detail,
