@@ -15,6 +15,8 @@ import pytest
 
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.packaging import default_output
+from policy_engine.errors import ConfigurationError
+from policy_engine.settings import Settings
 from tests.integration.cfn import ROOT, TEMPLATE, load_template, resources
 from tests.integration.metrics_contract import (
     DECISIONS,
@@ -308,6 +310,15 @@ def test_the_function_publishes_under_the_namespace_parameter(template):
         assert pattern.fullmatch(accepted), accepted
     for refused in ("", "AWS/Lambda", ":pets", "pets\tapi", "pets,api", "x" * 256):  # AWS/ is AWS's own
         assert not pattern.fullmatch(refused), refused
+    # What the stack accepts, the function uses as written: a value it would strip (or
+    # refuse once stripped) would put the metrics where no alarm and no dashboard looks.
+    for value in (" Team ", "   ", " AWS/Lambda", "Team ", " Team", "Pets API"):
+        try:
+            environ = {"ISSUER": "https://idp.example.com", "AUDIENCE": "pets", "METRICS_NAMESPACE": value}
+            used = Settings.from_environ(environ).metrics_namespace
+        except ConfigurationError:
+            used = None
+        assert bool(pattern.fullmatch(value)) == (used == value), value
 
 
 def _dimensions(alarm: dict[str, Any]) -> dict[str, Any]:
