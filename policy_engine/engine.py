@@ -554,7 +554,12 @@ class Authorizer:
         pair = (id(live_evaluation), id(evaluation))
         entry = self._differences.get(pair)
         if entry is None or entry[0] is not live_evaluation or entry[1] is not evaluation:
-            difference = (None if live_evaluation == evaluation
+            # The policy is what may differ; the placeholder claims each set refused do not
+            # change what the caller may call.
+            same_policy = (live_evaluation.resources == evaluation.resources
+                           and live_evaluation.excluded == evaluation.excluded
+                           and live_evaluation.per_request == evaluation.per_request)
+            difference = (None if same_policy
                           else _Difference(live_evaluation, evaluation, f"{api_arn}/{stage}/"))
             entry = self._differences.remember(pair, (live_evaluation, evaluation, difference))
         difference = entry[2]

@@ -177,6 +177,21 @@ def test_placeholders_of_the_candidate_alone_put_claims_on_the_decision_line(idp
     assert diff["gained"] == ["GET/tenants/acme/pets"] and diff["route_changed"] is False
 
 
+def test_a_placeholder_the_caller_cannot_fill_is_no_difference(idp, make_handler, capsys, tmp_path):
+    # The candidate adds a tenant route; a caller without the claim gets the same policy
+    # from both sets (the candidate only refused the placeholder), so no line is written.
+    live = tmp_path / "live.yaml"
+    live.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n      GET /pets: [pets:read]\n")
+    shadow = tmp_path / "candidate.yaml"
+    shadow.write_text(live.read_text() + "      GET /tenants/{claim:tenant}/pets: [pets:read]\n")
+    handler = make_handler(PERMISSIONS_SOURCE=str(live), PERMISSIONS_CANDIDATE=str(shadow))
+    capsys.readouterr()
+    for claims in ({}, {"tenant": "a/b"}):  # no claim, and a value a placeholder refuses
+        call(handler, event_of("TOKEN", idp.mint(scope="pets:read", **claims), "GET", "/pets"))
+    err = capsys.readouterr().err
+    assert len(lines_of(err, "decision")) == 2 and lines_of(err, "shadow_diff") == []
+
+
 def test_a_store_value_for_the_candidate_setting_is_refused():
     from policy_engine.errors import ConfigurationError
 
