@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import io
 import json
 import os
 import sys
@@ -147,7 +148,8 @@ class Replayer:
     first_changes: list[dict[str, Any]] = field(default_factory=list)
     live_versions: dict[str, int] = field(default_factory=dict)
     simple_responses: int = 0
-    unlogged_claims: dict[str, int] = field(default_factory=dict)
+    unlogged_claims: dict[str, int] = field(default_factory=dict)  # decisions per claim name
+    unlogged_decisions: int = 0  # decisions that met at least one of them
     # One ResourceMatcher pair per evaluation, keyed by the evaluation's id (the entry
     # holds the evaluation, so the id cannot be reused while the entry lives).
     _judges: Memo[int, tuple[Evaluation, ResourceMatcher, ResourceMatcher]] = field(default_factory=Memo)
@@ -312,14 +314,17 @@ class Replayer:
         return nested
 
     def _note_unlogged(self, refused: tuple[str, ...], logged: Any) -> None:
+        met = False
         for name in refused:
             if logged and name in logged:
                 continue
+            met = True
             count = self.unlogged_claims.get(name)
             if count is not None:
                 self.unlogged_claims[name] = count + 1
             elif len(self.unlogged_claims) < _COUNTED_NAMES:
                 self.unlogged_claims[name] = 1
+        self.unlogged_decisions += met
 
     def _intern(self, text: str) -> str:
         known = self._interned.get(text)
@@ -491,7 +496,7 @@ def input_files(inputs: Sequence[str]) -> list[str]:
             for folder, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 files.extend(str(Path(folder, name)) for name in sorted(names) if not name.startswith("."))
-        elif path.is_file():
+        elif path.exists():  # a file, or a pipe such as /dev/stdin or a shell's <(...)
             files.append(given)
         else:
             raise LogInputError(given, "no such file or folder")
@@ -516,34 +521,64 @@ def replay_inputs(inputs: Sequence[str], replayer: Replayer, *, progress: Progre
     """
     for name in input_files(inputs):
         if name == "-":
-            _replay_stream(stdin or sys.stdin.buffer, "<stdin>", replayer, progress)
+            _replay_raw(stdin or sys.stdin.buffer, "<stdin>", replayer, progress)
             continue
         try:
-            raw = open(name, "rb")  # noqa: SIM115 - closed below, after the gzip check
+            raw = open(name, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise LogInputError(name, f"cannot be read ({exc.strerror or exc})") from None
         with raw:
-            compressed = raw.read(2) == _GZIP_MAGIC or name.endswith(".gz")
-            raw.seek(0)
-            if compressed:
-                with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                    _replay_stream(stream, name, replayer, progress)
-            else:
-                _replay_stream(raw, name, replayer, progress)
+            _replay_raw(raw, name, replayer, progress)
     if progress is not None:
         progress(replayer.lines, replayer.size)
+
+
+def _replay_raw(raw: IO[bytes], origin: str, replayer: Replayer, progress: Progress | None) -> None:
+    # Plain or gzip, told by the first bytes alone (a name may say .gz of a plain file).
+    # A pipe cannot seek back: its first bytes are peeked at, or read and given back.
+    buffered: IO[bytes] = raw
+    if raw.seekable():
+        head = raw.read(2)
+        raw.seek(0)
+    elif isinstance(raw, io.BufferedReader):
+        head = raw.peek(2)[:2]
+    else:
+        buffered = io.BufferedReader(_RawReader(raw))
+        head = buffered.peek(2)[:2]
+    if head == _GZIP_MAGIC:
+        with gzip.GzipFile(fileobj=buffered, mode="rb") as stream:
+            _replay_stream(stream, origin, replayer, progress)
+    else:
+        _replay_stream(buffered, origin, replayer, progress)
+
+
+class _RawReader(io.RawIOBase):
+    # A byte stream that cannot seek or peek, made readable by io.BufferedReader.
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _replay_stream(stream: _Stream, origin: str, replayer: Replayer, progress: Progress | None) -> None:
     number = 0
     try:
-        for number, data in _lines(stream):
+        # The first line decides whether this is a JSON document (read whole, up to its own
+        # cap) before the line cap applies: a compact document is one long line.
+        first = stream.readline(MAX_LINE_BYTES + 1)
+        if first and _starts_document(first):
+            _replay_document(first, stream, origin, replayer)
+            return
+        for number, data in _lines(stream, first):
             if data is None:
                 replayer.damaged_line(origin, number, f"a line longer than {MAX_LINE_BYTES} bytes")
                 continue
-            if number == 1 and _starts_document(data):
-                _replay_document(data, stream, origin, replayer)
-                return
             replayer.feed_bytes(data, origin, number)
             if progress is not None and not number & 0x1FFF:
                 progress(replayer.lines, replayer.size)
@@ -554,12 +589,15 @@ def _replay_stream(stream: _Stream, origin: str, replayer: Replayer, progress: P
         progress(replayer.lines, replayer.size)
 
 
-def _lines(stream: _Stream) -> Iterator[tuple[int, bytes | None]]:
-    # Lines of at most MAX_LINE_BYTES; a longer one is read past in pieces and given as None.
+def _lines(stream: _Stream, first: bytes) -> Iterator[tuple[int, bytes | None]]:
+    # Lines of at most MAX_LINE_BYTES, ``first`` (already read) first; a longer one is
+    # read past in pieces and given as None.
     readline = stream.readline
     number = 0
+    data = first
     while True:
-        data = readline(MAX_LINE_BYTES + 1)
+        if number:
+            data = readline(MAX_LINE_BYTES + 1)
         if not data:
             return
         number += 1
@@ -579,7 +617,14 @@ def _starts_document(first: bytes) -> bool:
     head = first.lstrip(b"\xef\xbb\xbf").strip()
     if head == b"{":
         return True
-    return head.startswith(b"{") and head[1:].lstrip().startswith((b'"events"', b'"results"', b'"nextToken"'))
+    return head.startswith(b"{") and head[1:].lstrip().startswith(_DOCUMENT_MEMBERS)
+
+
+# The members a compact output of `aws logs filter-log-events`, `get-log-events` or
+# `get-query-results` may open with (the SDK's member order is not a contract).
+_DOCUMENT_MEMBERS = tuple(f'"{name}"'.encode() for name in (
+    "events", "results", "nextToken", "searchedLogStreams", "nextForwardToken", "nextBackwardToken",
+    "queryLanguage", "statistics", "status", "encryptionKey"))
 
 
 def _replay_document(first: bytes, stream: _Stream, origin: str, replayer: Replayer) -> None:

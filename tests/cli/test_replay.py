@@ -8,6 +8,8 @@ import gzip
 import io
 import itertools
 import json
+import os
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -496,3 +498,88 @@ def test_every_change_is_what_the_other_policy_decides(tmp_path, capsys):
     assert report["decisions"] == len(lines)
     # Replaying against A itself changes nothing.
     assert run(capsys, str(tmp_path / "d.log"), "--against", str(tmp_path / "a"))["status"] == "no_difference"
+
+
+# -- inputs as shells and the AWS CLI hand them over -------------------------------------
+
+def test_gzip_on_stdin_and_a_plain_file_named_gz(tmp_path, capsys, monkeypatch):
+    # Gzip is told by the first bytes wherever the lines come from, and only by them.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BufferedReader(_Pipe(gzip.compress(
+        "\n".join(SAMPLE).encode())))))
+    assert_sample(run(capsys, "-", "--against", str(NEXT)))
+    plain = write(tmp_path / "plain.gz", SAMPLE)
+    assert_sample(run(capsys, str(plain), "--against", str(NEXT)))
+    # A stream that can neither seek nor peek (as a caller of replay_inputs may pass).
+    replayer = replay_module.Replayer(load_against(str(NEXT))[0])
+    replay_module.replay_inputs(["-"], replayer, stdin=_Unpeekable(gzip.compress("\n".join(SAMPLE).encode())))
+    assert (replayer.decisions, replayer.gained, replayer.lost) == (3, 1, 1)
+
+
+class _Pipe(io.RawIOBase):
+    """Bytes as a pipe gives them: readable, never seekable."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data.read(min(len(buffer), 7))  # short reads, as pipes make
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+class _Unpeekable:
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.read = self._data.read
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_a_pipe_named_by_its_path_is_read(tmp_path, capsys):
+    # `replay <(zcat export.gz)` and `replay /dev/stdin` hand over a path that is no file.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("\n".join(SAMPLE) + "\n"), daemon=True)
+    writer.start()
+    try:
+        assert_sample(run(capsys, str(fifo), "--against", str(NEXT)))
+    finally:
+        if writer.is_alive():  # not read: open the other end, so the writer ends
+            with open(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK), "rb") as reader:
+                writer.join(timeout=10)
+                reader.read()
+        writer.join(timeout=10)
+
+
+def test_compact_documents_longer_than_a_line_and_in_any_member_order(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(replay_module, "MAX_LINE_BYTES", 200)  # every compact document below is longer
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps({"events": [{"timestamp": 1765083600123, "message": text} for text in SAMPLE]}))
+    assert_sample(run(capsys, str(events), "--against", str(NEXT)))
+    insights = tmp_path / "insights.json"  # botocore's GetQueryResults puts queryLanguage first
+    insights.write_text(json.dumps({"queryLanguage": "CWLI", "results": [
+        [{"field": "@timestamp", "value": "2025-12-07 05:00:00.123"}, {"field": "@message", "value": text}]
+        for text in SAMPLE], "statistics": {}, "status": "Complete"}))
+    assert_sample(run(capsys, str(insights), "--against", str(NEXT)))
+
+
+def test_the_claims_note_counts_decisions_once(tmp_path, capsys):
+    permissions = write(tmp_path / "p" / "tenants.yaml", [
+        "apis:", f"  - arn: {API}", "    stages: [dev]", "    routes:",
+        *(f"      GET /t{i}/{{claim:t{i}}}/pets: [pets:read]" for i in range(3)),
+    ])
+    report = run(capsys, str(write(tmp_path / "a.log", [KEPT, KEPT])), "--against", str(permissions))
+    (note,) = [note for note in report["notes"] if "placeholder" in note]
+    assert note.startswith("2 decisions met a placeholder whose claim (t0, t1, t2)"), note
+
+
+def test_the_text_report_shows_control_characters_escaped(tmp_path, capsys):
+    log = write(tmp_path / "d.log", [LOST.replace('"user-1"', '"evil\\u001b[2J\\nuser"')])
+    capsys.readouterr()
+    assert main(["replay", str(log), "--against", str(NEXT), "--color", "never"]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "evil\\x1b[2J\\x0auser" in out

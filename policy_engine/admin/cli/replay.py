@@ -177,7 +177,7 @@ def _report(args: argparse.Namespace, permissions: PermissionSet, replayer: Repl
                      "alone; the coverage of its whole route (isAuthorized) is not replayed")
     if replayer.unlogged_claims:
         names = ", ".join(sorted(replayer.unlogged_claims))
-        notes.append(f"{sum(replayer.unlogged_claims.values()):,} decisions met a placeholder whose claim "
+        notes.append(f"{replayer.unlogged_decisions:,} decisions met a placeholder whose claim "
                      f"({names}) the line does not carry (the caller had no valid value, or the live permissions "
                      "did not name that claim so it was not logged): replayed as missing, which grants nothing")
     if oversized:
@@ -224,6 +224,16 @@ def _api_stage(api: str, stage: str) -> str:
     return f"{api.rsplit(':', 1)[-1]}/{stage}"
 
 
+def _shown(value: object) -> str:
+    # A value read from a log line (a principal, a path) as one line of visible text:
+    # control characters would break the table or drive the terminal.
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) > 0xFF else f"\\x{ord(c):02x}"
+                   for c in text)
+
+
 def _print(report: dict[str, Any], paint: Palette) -> None:
     against = report["against"]
     print(f"against: {against['location']} (version {against['version']}, {against['mappings']:,} mappings)")
@@ -234,7 +244,7 @@ def _print(report: dict[str, Any], paint: Palette) -> None:
           f"(Unauthorized/Error), {skipped[OLDER_RELEASE]:,} older-release decision lines, "
           f"{skipped[DAMAGED]:,} damaged")
     for damaged in report["damaged"]:
-        print(paint(f"  damaged: {damaged['where']}: {damaged['problem']}", "yellow"))
+        print(paint(f"  damaged: {_shown(damaged['where'])}: {_shown(damaged['problem'])}", "yellow"))
     if skipped[DAMAGED] > len(report["damaged"]):
         print(paint(f"  ... and {skipped[DAMAGED] - len(report['damaged']):,} more damaged lines", "yellow"))
     gained, lost = paint(f"{report['gained']:,} gained", "green" if not report["gained"] else "yellow"), \
@@ -243,21 +253,24 @@ def _print(report: dict[str, Any], paint: Palette) -> None:
     if report["changes"]:
         print(f"\nwho gains or loses (top {len(report['changes'])} of {report['pairs']:,} principal/route pairs):")
         rows = [["GAINED", "LOST", "PRINCIPAL", "API/STAGE", "ROUTE", "FIRST SEEN"]]
-        rows += [[f"+{c['gained']:,}", f"-{c['lost']:,}", c["principal"], _api_stage(c["api"], c["stage"]),
-                  c["route"], c["first"]] for c in report["changes"]]
+        rows += [[f"+{c['gained']:,}", f"-{c['lost']:,}", _shown(c["principal"]),
+                  _shown(_api_stage(c["api"], c["stage"])), _shown(c["route"]), _shown(c["first"])]
+                 for c in report["changes"]]
         print("\n".join(_table(rows)))
     if report["routes"]:
         print(f"\nby route (top {len(report['routes'])}):")
         rows = [["GAINED", "LOST", "PRINCIPALS", "API/STAGE", "ROUTE", "FIRST SEEN"]]
-        rows += [[f"+{r['gained']:,}", f"-{r['lost']:,}", f"{r['principals']:,}", _api_stage(r["api"], r["stage"]),
-                  r["route"], r["first"]] for r in report["routes"]]
+        rows += [[f"+{r['gained']:,}", f"-{r['lost']:,}", f"{r['principals']:,}",
+                  _shown(_api_stage(r["api"], r["stage"])), _shown(r["route"]), _shown(r["first"])]
+                 for r in report["routes"]]
         print("\n".join(_table(rows)))
     if report["examples"]:
         print(f"\nfirst {len(report['examples'])} changed requests:")
         for e in report["examples"]:
             change = paint(f"{e['live']} -> {e['replayed']}", "green" if e["change"] == "gained" else "red")
-            print(f"  {e['where']}  {e['timestamp']}  {e['principal']}  {e['request']} ({e['route']}, "
-                  f"{_api_stage(e['api'], e['stage'])}): {change} (live version {e['live_version'] or '?'})")
+            print(f"  {_shown(e['where'])}  {_shown(e['timestamp'])}  {_shown(e['principal'])}  {_shown(e['request'])} "
+                  f"({_shown(e['route'])}, {_shown(_api_stage(e['api'], e['stage']))}): {change} "
+                  f"(live version {_shown(e['live_version'] or '?')})")
     for note in report["notes"]:
         print(paint(f"note: {note}", "dim"))
     status = {"no_difference": paint("no difference", "green"), "differences": paint("differences found", "red"),
