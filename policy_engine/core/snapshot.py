@@ -105,6 +105,11 @@ def encode_snapshot(version: int, keys: frozenset[MappingKey], note: str, publis
     return json.dumps(document, separators=(",", ":")).encode()
 
 
+# Every member encode_snapshot writes, in its order.
+_MEMBERS_LISTED = ("format", "version", "digest", "published_at", "note", "based_on", "previous", "mappings")
+_MEMBERS = frozenset(_MEMBERS_LISTED)
+
+
 def _link(document: dict[str, Any], version: int, where: str) -> Link | None:
     previous = document.get("previous")
     if previous is None:
@@ -126,11 +131,22 @@ def read_snapshot(body: bytes, where: str) -> tuple[dict[str, Any], list[dict[st
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptStoreError(f"{where}: not JSON ({exc})") from None
+    except RecursionError:
+        raise CorruptStoreError(f"{where}: nested too deeply to be a snapshot") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CorruptStoreError(f"{where}: not a policy-engine snapshot (format must be {FORMAT!r})")
     version, content, mappings = document.get("version"), document.get("digest"), document.get("mappings")
     if type(version) is not int or version < 1 or not isinstance(content, str) or not isinstance(mappings, list):
         raise CorruptStoreError(f"{where}: version, digest or mappings missing or mistyped")
+    # The document's own members are checked as the records are: a member it does not
+    # know, or one of another type, is an edit the schema refuses.
+    unknown = sorted(set(document) - _MEMBERS)
+    if unknown:
+        raise CorruptStoreError(f"{where}: unknown member {unknown[0]!r} (a snapshot has {', '.join(_MEMBERS_LISTED)})")
+    for name in ("published_at", "note"):
+        if type(document.get(name, "")) is not str:
+            raise CorruptStoreError(f"{where}: {name} must be a string")
+    _link(document, version, where)
     rows = []
     for index, record in enumerate(mappings):
         if type(record) is dict:

@@ -123,6 +123,30 @@ def test_a_member_the_schema_does_not_know_is_refused(tmp_path, body):
         compiled(SnapshotFilePermissionSource(path))
 
 
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda d: d.update(extra=1), "unknown member 'extra'"),
+    (lambda d: d.update(note=["x"]), "note must be a string"),
+    (lambda d: d.update(published_at=5), "published_at must be a string"),
+    (lambda d: d.update(previous="x"), "previous must be"),
+])
+def test_a_document_member_the_schema_does_not_know_or_mistyped_is_refused(tmp_path, body, change, problem):
+    path = tmp_path / "p.json"
+    path.write_bytes(edited(body, change))
+    with pytest.raises(CorruptStoreError, match=problem):
+        SnapshotFilePermissionSource(path).fetch(None)
+
+
+def test_a_deeply_nested_document_is_corrupt_not_a_crash(tmp_path, capsys):
+    from policy_engine.admin.cli import main
+
+    path = tmp_path / "deep.json"
+    path.write_text('{"format":"policy-engine/permissions@1","x":' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(CorruptStoreError, match="nested too deeply"):
+        SnapshotFilePermissionSource(path).fetch(None)
+    assert main(["validate", str(path)]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+
+
 def test_the_cache_fails_closed_on_a_bad_snapshot_and_an_unreadable_file(tmp_path):
     path = tmp_path / "p.json"
     path.write_bytes(b'{"format": "policy-engine/permissions@1", "version": 1, "digest": "x", "mappings": [}')
