@@ -62,6 +62,21 @@ def test_an_output_that_cannot_be_written_is_one_error_exit_2_and_leaves_nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "out"] and not any(folder.iterdir())
 
 
+def test_an_output_that_would_replace_a_permission_file_is_refused(tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "permissions"
+    shutil.copytree(ROOT / "permissions", folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for argv in ([str(folder / "pets.yaml"), "-o", str(folder / "pets.yaml")],
+                 [str(folder), "-o", str(folder / "compiled.yaml")],
+                 [str(folder / "store.yaml"), str(folder), "-o", str(folder / ".." / "permissions" / "pets.yaml")]):
+        assert main(["compile", *argv]) == 2, argv
+        assert "would replace the permission file" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert main(["compile", str(folder), "-o", str(folder / "compiled.json")]) == 0  # not read as YAML
+
+
 def test_the_handler_decides_from_the_compiled_snapshot_as_from_the_yaml(tmp_path, idp, make_handler):
     snapshot = tmp_path / "compiled"
     assert main(["compile", str(ROOT / "permissions"), "-o", str(snapshot)]) == 0
