@@ -120,7 +120,7 @@ def test_zip_bytes_ignore_insertion_order_and_normalise_metadata():
 
 
 def test_the_bundle_carries_the_handlers_import_closure_and_no_admin_code():
-    from policy_engine.admin.packaging import runtime_modules
+    from policy_engine.admin.packaging import PROJECT_ROOT, runtime_modules
 
     modules = set(runtime_modules())
     # The stores' readers are imported lazily by bootstrap: they are reached all the same.
@@ -128,6 +128,8 @@ def test_the_bundle_carries_the_handlers_import_closure_and_no_admin_code():
             "policy_engine/adapters/yaml_files.py", "policy_engine/adapters/snapshot_file.py",
             "policy_engine/adapters/introspection.py", "policy_engine/core/tokens/keys.py"} <= modules
     assert not [m for m in modules if m.startswith("policy_engine/admin/")]
+    # The count the deployment page gives.
+    assert f"({len(modules)} files go in today" in (PROJECT_ROOT / "docs" / "deployment.md").read_text()
     # A module outside admin/ that the handler cannot reach is misplaced admin code or dead
     # weight. The one exception: the in-memory permission source, for embedding the engine.
     root = Path(__file__).resolve().parents[2]
