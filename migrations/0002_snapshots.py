@@ -6,7 +6,9 @@ step writes the published version's snapshot parts and attaches them to the poin
 the version, its digest and its mappings stay as they are. No key changes.
 
 Idempotent: a version that already has an intact snapshot is left alone, and a table
-with nothing published has nothing to do. Every later ``sync`` writes snapshots itself.
+with nothing published has nothing to do. Every later ``sync`` writes snapshots itself,
+but a ``sync`` of an older release does not: so every later ``migrate`` checks again
+(``recheck``), and writes the snapshot of a version published without one.
 """
 
 from __future__ import annotations
@@ -27,3 +29,12 @@ def apply(ctx: Any) -> None:
         ctx.say(f"wrote the snapshot of v{version}")
     else:
         ctx.say(f"v{version} already has its snapshot")
+
+
+def recheck(ctx: Any) -> None:
+    from policy_engine.admin.publish.dynamodb import DynamoDbTarget
+
+    target = DynamoDbTarget(ctx.table, client=ctx.client)
+    version, _ = target.published()
+    if version and target.complete():
+        ctx.say(f"wrote the snapshot of v{version} (published without one, by an older release)")

@@ -223,6 +223,17 @@ def migrate(
                 "applied_at": {"S": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")},
             })
             applied.append(step.label)
+        # A step applied before may have to be checked again: a release that predates it
+        # may have written to the table since (a step's optional ``recheck(ctx)``).
+        for step in steps:
+            recheck = getattr(step.module, "recheck", None)
+            if step.number in done and recheck is not None:
+                try:
+                    recheck(ctx)
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    raise store_error(exc, f"{store.description} migration {step.label}") from exc
     labels = {s.number: s.label for s in steps}
     return MigrateResult(
         table,

@@ -221,3 +221,31 @@ def test_migration_0002_gives_a_table_published_before_snapshots_the_snapshot_re
 
     assert keys_of(compile_records(raw.records, raw.locate)) == load_desired(yaml_file)
     assert migrate(table).applied == ()  # and it is recorded: never run twice
+
+
+def test_a_version_an_older_release_published_after_0002_gets_its_snapshot_from_the_next_migrate(
+        table, backend, tmp_path):
+    from policy_engine.admin.publish import sync
+    from tests.faults import many_routes, write_permissions
+
+    # GIVEN step 0002 recorded, then a sync of a release without snapshots: the pointer
+    # names a version with no snapshot (the authorizer refuses it and says: migrate)
+    sync(write_permissions(tmp_path / "p.yaml", many_routes(30)), f"dynamodb://{table}")
+    client = backend.client()
+    for item in client.scan(TableName=table)["Items"]:
+        if item["pk"]["S"].startswith("SNAPSHOT#"):
+            client.delete_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]})
+    client.update_item(TableName=table, Key={"pk": {"S": "META"}, "sk": {"S": "PUBLISHED"}},
+                       UpdateExpression="REMOVE #s, snapshot_parts, snapshot_sha256, snapshot_bytes",
+                       ExpressionAttributeNames={"#s": "snapshot"})
+    with pytest.raises(StoreError, match="stored no snapshot; run `policy-engine migrate`"):
+        DynamoDbPermissionSource(table).fetch(None)
+    said: list[str] = []
+    # WHEN migrate runs THEN nothing is pending, and the snapshot is written all the same
+    assert migrate(table, say=said.append).applied == ()
+    assert said == ["wrote the snapshot of v1 (published without one, by an older release)"]
+    raw = DynamoDbPermissionSource(table).fetch(None)
+    assert raw is not None and raw.version == "v1"
+    said.clear()
+    migrate(table, say=said.append)
+    assert said == []  # an intact snapshot is left alone
