@@ -148,12 +148,17 @@ def test_entries_fall_back_to_the_global_settings():
     rules = rules_of({**BASE, "GRANT_SOURCES": "scope:scope,group:groups", "TOKEN_TYPES": "at+jwt",
                       **providers({"issuer": "https://other.example.com"},
                                   {"issuer": "https://okta.example.com/oauth2/default", "preset": "okta",
-                                   "audiences": ["https://api"], "grantSources": ["scope:scp"]})})
+                                   "audiences": ["https://api"], "grantSources": ["scope:scp"]},
+                                  {"issuer": "https://oidc.example.com", "preset": "oidc"},
+                                  {"issuer": "https://open.example.com", "preset": "okta", "tokenTypes": []})})
     plain, okta = rules["https://other.example.com"], rules["https://okta.example.com/oauth2/default"]
     assert plain.audiences == {"api"} and [s.text for s in plain.sources] == ["scope:scope", "group:groups"]
     assert plain.token_types == {"at+jwt"}
-    # An entry's own keys, then its preset's, beat the global settings.
-    assert [s.text for s in okta.sources] == ["scope:scp"] and okta.token_types == frozenset()
+    # An entry's own keys, then its preset's, beat the global settings; a preset that
+    # checks no token type leaves TOKEN_TYPES in force, and only the entry's own [] ends it.
+    assert [s.text for s in okta.sources] == ["scope:scp"] and okta.token_types == {"at+jwt"}
+    assert rules["https://oidc.example.com"].token_types == {"at+jwt"}
+    assert rules["https://open.example.com"].token_types == frozenset()
     assert okta.audiences == {"https://api"}
     assert rules["https://idp.example.com"].audiences == {"api"}
 

@@ -332,8 +332,10 @@ def resolve_issuers(
             raise ConfigurationError("IDENTITY_PROVIDERS", f"[{index}] has no 'audiences' and AUDIENCE is unset")
         sources = (provider.grant_sources if provider.grant_sources is not None
                    else own.sources if own else grant_sources or default_sources)
+        # A preset that checks no token type (all but oidc) leaves TOKEN_TYPES in force:
+        # naming a preset must not drop a check the operator turned on for every issuer.
         types = normalize_token_types(provider.token_types if provider.token_types is not None
-                                      else own.token_types if own else token_types)
+                                      else own.token_types if own and own.token_types else token_types)
         tenants: Sequence[str | None] = provider.tenants or (None,)
         for tenant in tenants:
             concrete, uri_text = provider.issuer, provider.jwks_uri
