@@ -260,6 +260,36 @@ def test_padding_and_non_base64url_characters_are_refused(idp, make_handler):
     assert _refused(make_handler(), f"{head}.{body}.{sig}.{sig}")
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _respelt(segment: str) -> str:
+    # The same bytes spelt otherwise: the last character's unused low bits set (RFC 4648 §3.5).
+    unused = {2: 0b1111, 3: 0b11}[len(segment) % 4]
+    return segment[:-1] + _ALPHABET[_ALPHABET.index(segment[-1]) | unused]
+
+
+def test_a_segment_whose_unused_bits_are_set_is_refused(idp, make_handler):
+    # Each respelling decodes to the same bytes (and verifies): refusing them keeps one
+    # token one authorizer cache key, and one string for any list of revoked tokens.
+    import base64
+
+    handler = make_handler()
+    body = {**claims(idp.issuer), "pad": "x"}
+    for extra in ("", "y", "yz"):  # payload lengths of all three remainders
+        body["pad"] = "x" + extra
+        head, payload, sig = _signed(idp, pad=body["pad"]).split(".")
+        assert not _refused(handler, f"{head}.{payload}.{sig}")
+        for parts in ([head, payload, _respelt(sig)] if len(sig) % 4 else [],
+                      [head, _respelt(payload), sig] if len(payload) % 4 else [],
+                      [_respelt(head), payload, sig] if len(head) % 4 else []):
+            if parts:
+                respelt = ".".join(parts)
+                assert [base64.urlsafe_b64decode(p + "==") for p in respelt.split(".")] == \
+                       [base64.urlsafe_b64decode(p + "==") for p in (head, payload, sig)]
+                assert _refused(handler, respelt), respelt
+
+
 @pytest.mark.parametrize("stray", ["~", "!", "%", "\\", "\n"])
 def test_a_stray_character_in_an_otherwise_valid_signature_is_refused(idp, make_handler, stray):
     # Lenient base64 decoders skip such characters, and the signature would still verify.

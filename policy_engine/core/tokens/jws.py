@@ -97,6 +97,10 @@ def jws_segments(token: str) -> tuple[bytes, bytes, bytes, bytes] | None:
 _DOT = ord(".")
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"===", b"==", b"=")
+# The last character of a segment whose length leaves bits over (RFC 4648 §3.5): 2 or 3
+# characters per final group carry 4 or 2 unused bits, which must be zero. Decoders that
+# ignore them give one token many spellings, each a new authorizer cache key.
+_CANONICAL_LAST = (b"", b"", b"AQgw", b"AEIMQUYcgkosw048")  # by len % 4; 1 is no length at all
 
 
 def may_be_jwt_of(token: str, issuers: Collection[str]) -> bool:
@@ -184,15 +188,19 @@ def b64url_decode(segment: bytes) -> bytes:
     """A base64url segment without padding, decoded strictly.
 
     Raises:
-        MalformedTokenError: a character outside the alphabet, or an impossible length.
+        MalformedTokenError: a character outside the alphabet, an impossible length, or
+            unused bits that are not zero.
     """
     # base64url without padding: map to the standard alphabet, pad, and decode strictly,
     # which refuses any character outside the alphabet (the caller has refused '+', '/'
     # and '=' already, which are inside the standard one).
     # Two replace calls, not translate: they find the few '-' and '_' with memchr
     # instead of mapping every byte (the same bytes out; measured with callgrind).
+    left = len(segment) % 4
+    if (left > 1 and segment[-1] not in _CANONICAL_LAST[left]) or b"=" in segment:
+        raise MalformedTokenError("token segment is not canonical base64url (padding, or unused bits not zero)")
     try:
-        return binascii.a2b_base64(segment.replace(b"-", b"+").replace(b"_", b"/") + _PADDING[len(segment) % 4],
+        return binascii.a2b_base64(segment.replace(b"-", b"+").replace(b"_", b"/") + _PADDING[left],
                                    strict_mode=True)
     except (binascii.Error, ValueError):
         raise MalformedTokenError("token segment is not base64url") from None

@@ -197,7 +197,7 @@ def _rsa_public_key(jwk: Mapping[str, Any], algorithm: str) -> Any | None:
     try:
         modulus = int.from_bytes(b64url_decode(n.encode()), "big")
         exponent = int.from_bytes(b64url_decode(e.encode()), "big")
-    except MalformedTokenError:  # a length no base64 has
+    except MalformedTokenError:  # a length no base64 has, or a spelling no encoder gives: PyJWT decides
         return None
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 
