@@ -154,6 +154,32 @@ def read_claim(payload: Mapping[str, Any], path: ClaimPath) -> Any:
     return value
 
 
+#: What ``grant_claim`` answers for a claim the token does not have.
+_ABSENT: Any = object()
+
+
+def grant_claim(payload: Mapping[str, Any], path: ClaimPath) -> Any:
+    """The value of the grant claim at ``path``, or ``_ABSENT`` when a step is missing.
+
+    Unlike ``read_claim``, a claim that is present is never read as missing: a JSON
+    ``null``, or a step through a value that is not an object, is a claim of the wrong
+    type, which refuses the token (the next alternative of a source is not read).
+
+    Raises:
+        InvalidClaimsError: a ``null`` on the path, or a step through a non-object.
+    """
+    value: Any = payload
+    for index, name in enumerate(path):
+        if value.__class__ is not dict:
+            raise InvalidClaimsError(f"{claim_path_text(path[:index])} claim is not an object")
+        value = value.get(name, _ABSENT)
+        if value is _ABSENT:
+            return _ABSENT
+        if value is None:
+            raise InvalidClaimsError(f"{claim_path_text(path[:index + 1])} claim is null")
+    return value
+
+
 class GrantSource(NamedTuple):
     """Where grants of one kind are read: the first present claim of ``paths``.
 
@@ -213,8 +239,8 @@ def read_grants(
     if len(sources) == 1 and sources[0].kind == SCOPE:
         # Guard (scopes only, the default): the split set is the grant set itself.
         for path in sources[0].paths:
-            value = payload.get(path[0]) if len(path) == 1 else read_claim(payload, path)
-            if value is not None:
+            value = payload.get(path[0], _ABSENT) if len(path) == 1 else grant_claim(payload, path)
+            if value is not _ABSENT:
                 return _values(value, path, known, True)
         return frozenset()
     # Guard: the same claim values as a set read before give that set. Only strings
@@ -224,15 +250,15 @@ def read_grants(
     if known is not None:
         parts: list[Any] = []
         for source in sources:
-            value = None
+            value = _ABSENT
             for path in source.paths:
-                value = payload.get(path[0]) if len(path) == 1 else read_claim(payload, path)
-                if value is not None:
+                value = payload.get(path[0], _ABSENT) if len(path) == 1 else grant_claim(payload, path)
+                if value is not _ABSENT:
                     break
             if value.__class__ is list:
                 value = tuple(value)
-            elif value is not None and value.__class__ is not str:
-                break
+            elif value is not _ABSENT and value.__class__ is not str:
+                break  # null, or another type: the rule refuses it
             parts.append(value)
         else:
             key = tuple(parts)
@@ -245,8 +271,8 @@ def read_grants(
     grants: set[str] = set()
     for source in sources:
         for path in source.paths:
-            value = read_claim(payload, path)
-            if value is None:
+            value = grant_claim(payload, path)
+            if value is _ABSENT:
                 continue
             values = _values(value, path, None, source.kind == SCOPE)
             if source.kind == SCOPE:

@@ -6,6 +6,7 @@ otherwise valid (right key, issuer, audience, unexpired) unless the case says so
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -206,7 +207,18 @@ def test_claims_that_must_be_refused(idp, make_handler, overrides):
 
 
 def test_scp_claim_of_the_wrong_type_is_refused(idp, make_handler):
-    assert _refused(make_handler(), _signed(idp, scope=None, scp=["pets:read", 3]))
+    assert _refused(make_handler(), _signed(idp, scope=None, scp=["pets:read", 3]))  # scope absent
+
+
+@pytest.mark.parametrize("nulls", [{"scope": None}, {"scope": None, "scp": "pets:read"}])
+def test_a_grant_claim_that_is_null_is_refused_not_read_as_absent(idp, make_handler, nulls):
+    # A JSON null is a claim of the wrong type: 401, and the next alternative (scp) is
+    # not read in its place.
+    key = idp.keys[0]
+    payload = {**claims(idp.issuer), **nulls}
+    token = raw_token({"alg": "RS256", "typ": "at+jwt", "kid": key.kid}, payload, key.private_key)
+    assert '"scope": null' in base64.urlsafe_b64decode(token.split(".")[1] + "==").decode()
+    assert _refused(make_handler(), token)
 
 
 def test_leeway_is_honoured_and_bounded(idp, make_handler):

@@ -276,9 +276,11 @@ def test_scopes_are_exact_tokens_of_the_first_present_claim():
     for bad in ({"scope": 1}, {"scope": ["a", 2]}, {"scope": {"a": 1}}):
         with pytest.raises(InvalidClaimsError):
             read_scopes(bad, ("scope",))
-    # A grant claim that is null reads as absent (no grant); a JWT's null "scope" is
-    # refused (401) before, by the claim-type rule (check_jwt_claims).
-    assert read_scopes({"scope": None}, ("scope",)) == frozenset()
+    # A grant claim that is null is present with the wrong type: refused (401), and the
+    # next alternative ("scp") is not read in its place.
+    for bad in ({"scope": None}, {"scope": None, "scp": "a"}):
+        with pytest.raises(InvalidClaimsError, match="scope claim is"):
+            read_scopes(bad, ("scope", "scp"))
 
 
 @pytest.mark.parametrize("header", ["Bearer ====", "Bearer a b", "Bearer\ta", "Basic a", "Bearer", "bearer  a="])
@@ -373,3 +375,18 @@ def test_a_scope_list_item_with_a_space_never_reads_as_a_grant_of_another_kind()
     assert read_grants(payload, scopes_only, Memo()) == frozenset({"pets:read"})
     assert read_grants(payload, several) == frozenset({"pets:read", "role Pets Reader"})
     assert read_grants(payload, several, Memo()) == frozenset({"pets:read", "role Pets Reader"})
+
+
+def test_a_claim_path_through_a_value_that_is_not_an_object_is_refused():
+    from policy_engine.core.grants import GrantSource, read_grants
+
+    roles = (GrantSource("role", (("realm_access", "roles"),)),)
+    assert read_grants({"realm_access": {"roles": ["admin"]}}, roles) == {"role admin"}
+    assert read_grants({"realm_access": {}}, roles) == frozenset()  # absent: no grant
+    assert read_grants({}, roles) == frozenset()
+    for bad, problem in (({"realm_access": ["roles"]}, "realm_access claim is not an object"),
+                         ({"realm_access": "roles"}, "realm_access claim is not an object"),
+                         ({"realm_access": None}, "realm_access claim is null"),
+                         ({"realm_access": {"roles": None}}, "realm_access.roles claim is null")):
+        with pytest.raises(InvalidClaimsError, match=problem):
+            read_grants(bad, roles)
