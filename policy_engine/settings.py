@@ -367,6 +367,9 @@ def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
     name, kind = var.name, var.kind
     if kind in ("list", "set", "identity", "sources"):
         values = _csv(environ, name)
+        if not values and environ.get(name, "").strip():
+            # Only commas: a list that names nothing is a mistake, not the default.
+            raise ConfigurationError(name, "lists no value (only commas); leave it empty or unset for the default")
         if not values:
             if var.required and not any(environ.get(other, "").strip() for other in var.required_unless):
                 raise ConfigurationError(name, "is required (comma-separated list)")

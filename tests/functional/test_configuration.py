@@ -27,12 +27,19 @@ BASE = {"ISSUER": "https://idp.example.com", "AUDIENCE": "api"}
         ({"ALLOWED_ALGORITHMS": "none"}, "ALLOWED_ALGORITHMS"),
         ({"JWKS_URI": "https://a/jwks,https://b/jwks"}, "JWKS_URI"),
         ({"MAX_TOKEN_LENGTH": "10"}, "MAX_TOKEN_LENGTH"),
+        ({"ALLOWED_ALGORITHMS": ","}, "ALLOWED_ALGORITHMS"),  # only commas: not the default
+        ({"TOKEN_TYPES": " , ,"}, "TOKEN_TYPES"),
     ],
 )
 def test_bad_values_name_the_variable(override, variable):
     with pytest.raises(ConfigurationError) as info:
         Settings.from_environ({**BASE, **override})
     assert info.value.variable == variable
+
+
+def test_blank_items_of_a_list_are_ignored_and_a_blank_list_is_unset():
+    settings = Settings.from_environ({**BASE, "ALLOWED_ALGORITHMS": "RS256, ES256,", "TOKEN_TYPES": "  "})
+    assert settings.algorithms == {"RS256", "ES256"} and not settings.token_types
 
 
 def test_defaults_are_documented_values():
