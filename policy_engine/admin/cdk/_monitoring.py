@@ -179,8 +179,9 @@ class Monitoring:
             [cloudwatch.LogQueryWidget(
                 title="Latest shadow differences", log_group_names=[log_group.log_group_name], width=24, height=6,
                 view=cloudwatch.LogQueryVisualizationType.TABLE,
-                query_lines=["fields @timestamp, principal, route, live_outcome, candidate_outcome, live_version, "
-                             "candidate_version, gained_count, lost_count",
+                query_lines=["fields @timestamp, principal, coalesce(route, concat(verb, ' ', path)) as request, "
+                             "live_outcome, candidate_outcome, live_version, candidate_version, gained_count, "
+                             "lost_count",
                              "filter event = 'shadow_diff'", "sort @timestamp desc", "limit 50"])],
         ]
         return cloudwatch.Dashboard(scope, "Dashboard", start="-PT6H", widgets=widgets)
