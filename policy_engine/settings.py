@@ -145,7 +145,7 @@ class Settings:
         "PERMISSIONS_CANDIDATE", "text", "the candidate permissions every decision is also evaluated against "
         "(shadow evaluation: the live mappings still decide; differences are logged as `shadow_diff`): `auto` "
         "reads the candidate `sync --candidate` publishes beside a `dynamodb://` or `s3://` "
-        "`PERMISSIONS_SOURCE` (a file source has none), `off` evaluates none, anything else is a YAML file "
+        "`PERMISSIONS_SOURCE` (a file source has none), `off` evaluates none (either word in any case), anything else is a YAML file "
         "or folder or a compiled snapshot file"))
     algorithms: frozenset[str] = field(default=frozenset({"RS256"}), metadata=_declare(
         "ALLOWED_ALGORITHMS", "set", "JWS algorithms accepted; HMAC (a public JWKS is never a shared secret) "
@@ -296,7 +296,10 @@ class Settings:
                 "digits, spaces and . - _ / # :, not starting with ':' or AWS/)",
             )
         candidate = settings.permissions_candidate
-        if candidate not in ("auto", "off") and "://" in candidate:
+        if candidate.lower() in ("auto", "off") and candidate not in ("auto", "off"):
+            # The two words in any case, as flags are read ("OFF" is no file to load).
+            settings = replace(settings, permissions_candidate=candidate.lower())
+        elif candidate not in ("auto", "off") and "://" in candidate:
             raise ConfigurationError(
                 "PERMISSIONS_CANDIDATE",
                 f"{candidate!r}: a store's candidate is read with 'auto' (its PERMISSIONS_SOURCE); "

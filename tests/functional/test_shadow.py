@@ -192,6 +192,12 @@ def test_a_placeholder_the_caller_cannot_fill_is_no_difference(idp, make_handler
     assert len(lines_of(err, "decision")) == 2 and lines_of(err, "shadow_diff") == []
 
 
+def test_the_candidate_words_are_read_in_any_case():
+    base = {"ISSUER": "https://idp.example.com", "AUDIENCE": "a"}
+    for given, read in (("OFF", "off"), ("Auto", "auto"), ("off", "off"), ("./OFF", "./OFF")):
+        assert Settings.from_environ({**base, "PERMISSIONS_CANDIDATE": given}).permissions_candidate == read
+
+
 def test_a_store_value_for_the_candidate_setting_is_refused():
     from policy_engine.errors import ConfigurationError
 
