@@ -145,7 +145,8 @@ class Settings:
         "PERMISSIONS_CANDIDATE", "text", "the candidate permissions every decision is also evaluated against "
         "(shadow evaluation: the live mappings still decide; differences are logged as `shadow_diff`): `auto` "
         "reads the candidate `sync --candidate` publishes beside a `dynamodb://` or `s3://` "
-        "`PERMISSIONS_SOURCE` (a file source has none), `off` evaluates none (either word in any case), anything else is a YAML file "
+        "`PERMISSIONS_SOURCE` (a file source has none), `off` evaluates none (either word in any case), "
+        "anything else is a YAML file "
         "or folder or a compiled snapshot file"))
     algorithms: frozenset[str] = field(default=frozenset({"RS256"}), metadata=_declare(
         "ALLOWED_ALGORITHMS", "set", "JWS algorithms accepted; HMAC (a public JWKS is never a shared secret) "
