@@ -89,3 +89,24 @@ def test_the_handler_decides_from_the_compiled_snapshot_as_from_the_yaml(tmp_pat
             assert answers[0] == answers[1], (scope, verb, path)
     assert verdict(invoke(from_snapshot, token_event(idp.mint(scope="pets:read"), "GET", "/pets/3")),
                    "GET", "/pets/3") is Verdict.ALLOW
+
+
+def test_a_compiled_snapshot_is_an_input_like_its_yaml(tmp_path, capsys):
+    # compile, bundle and sync read a snapshot file as the authorizer does: checked
+    # against its digest and the schema, and giving the same mappings.
+    from policy_engine.admin.packaging import PERMISSIONS_FILE, _permission_files
+    from policy_engine.admin.publish import load_desired
+
+    snapshot, again = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["compile", str(ROOT / "permissions"), "-o", str(snapshot)]) == 0
+    assert main(["compile", str(snapshot), "-o", str(again)]) == 0
+    assert again.read_bytes() == snapshot.read_bytes()
+    assert load_desired(snapshot) == load_desired(ROOT / "permissions")
+    assert _permission_files(snapshot) == {PERMISSIONS_FILE: snapshot.read_bytes()}
+    edited = json.loads(snapshot.read_bytes())
+    edited["mappings"][0]["scope"] = "admin"
+    snapshot.write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert main(["compile", str(snapshot), "-o", str(tmp_path / "c.json")]) == 2
+    assert "content does not match its digest" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()

@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
                         help="zip to write (default dist/policy-engine-lambda-ARCH-pyX.Y.zip)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--permissions", type=Path, default=Path("permissions"),
-                       help="YAML file or folder, validated and shipped compiled as the file 'permissions' "
+                       help="YAML file or folder (or a compiled snapshot), validated and shipped compiled as "
+                            "the file 'permissions' "
                             "(default: ./permissions)")
     where.add_argument("--no-permissions", dest="permissions", action="store_const", const=None,
                        help="ship no permissions (the function must read a store)")

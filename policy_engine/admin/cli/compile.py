@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
             "policy-engine compile permissions/ -o build/permissions.json",
         ),
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or folders")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="YAML files or folders (or compiled snapshots, checked and merged)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="SNAPSHOT",
                         help="file to write (a .json name keeps it recognisable)")
     parser.set_defaults(run=run)

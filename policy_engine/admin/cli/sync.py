@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("target", metavar="TARGET", help="dynamodb://TABLE or s3://BUCKET/KEY")
     parser.add_argument("--permissions", default=DEFAULT_PERMISSIONS, metavar="PATH",
-                        help="YAML file or folder (default: permissions)")
+                        help="YAML file or folder, or a compiled snapshot (default: permissions)")
     parser.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     parser.add_argument("--take-over", action="store_true",
                         help="take the claim of another sync that is known to be dead, without waiting for its lease")

@@ -143,14 +143,21 @@ class DiscardResult:
 
 
 def load_desired(permissions: str | Path) -> frozenset[MappingKey]:
-    """Read and validate a YAML file or folder exactly as the authorizer would.
+    """Read and validate a YAML file or folder, or a compiled snapshot file, exactly as
+    the authorizer would.
 
     Raises:
-        PermissionsError: unreadable or invalid YAML, every problem with its file and line.
+        PermissionsError: unreadable or invalid YAML, or a snapshot's records the schema
+            refuses: every problem with its file and line (or record).
+        CorruptStoreError: a snapshot file that is damaged or was edited by hand.
     """
+    from policy_engine.adapters import snapshot_file
     from policy_engine.adapters.yaml_files import YamlPermissionSource
 
-    raw = YamlPermissionSource(permissions).fetch(None)
+    location = str(permissions)
+    source = (snapshot_file.SnapshotFilePermissionSource(location) if snapshot_file.is_snapshot_file(location)
+              else YamlPermissionSource(permissions))
+    raw = source.fetch(None)
     assert raw is not None
     return keys_of(compile_records(raw.records, raw.locate))
 
