@@ -175,14 +175,16 @@ class Replayer:
         self._feed(text, origin, label)
 
     def feed_text(self, text: str, origin: str, label: int | str, event: Mapping[str, Any] | None = None) -> None:
-        """One line given as text: the ``message`` of ``event`` in a JSON document."""
+        """One line given as text: the ``message`` of ``event`` in a JSON document (whose
+        bytes the reader counts, ``size``)."""
         self.lines += 1
-        self.size += len(text)
         self._feed(text, origin, label, event)
 
-    def damaged_line(self, origin: str, label: int | str, problem: str) -> None:
-        """Count a line the reader could not hand over (too long, a broken gzip stream)."""
+    def damaged_line(self, origin: str, label: int | str, problem: str, size: int = 0) -> None:
+        """Count a line the reader could not hand over (too long, a broken gzip stream) and
+        the ``size`` bytes read of it."""
         self.lines += 1
+        self.size += size
         self._count_damaged(origin, label, problem)
 
     def _not_readable(self, decision_like: bool, origin: str, label: int | str, problem: str) -> None:
@@ -575,9 +577,9 @@ def _replay_stream(stream: _Stream, origin: str, replayer: Replayer, progress: P
         if first and _starts_document(first):
             _replay_document(first, stream, origin, replayer)
             return
-        for number, data in _lines(stream, first):
+        for number, data, size in _lines(stream, first):
             if data is None:
-                replayer.damaged_line(origin, number, f"a line longer than {MAX_LINE_BYTES} bytes")
+                replayer.damaged_line(origin, number, f"a line longer than {MAX_LINE_BYTES} bytes", size)
                 continue
             replayer.feed_bytes(data, origin, number)
             if progress is not None and not number & 0x1FFF:
@@ -589,9 +591,9 @@ def _replay_stream(stream: _Stream, origin: str, replayer: Replayer, progress: P
         progress(replayer.lines, replayer.size)
 
 
-def _lines(stream: _Stream, first: bytes) -> Iterator[tuple[int, bytes | None]]:
-    # Lines of at most MAX_LINE_BYTES, ``first`` (already read) first; a longer one is
-    # read past in pieces and given as None.
+def _lines(stream: _Stream, first: bytes) -> Iterator[tuple[int, bytes | None, int]]:
+    # (number, line, bytes) of lines of at most MAX_LINE_BYTES, ``first`` (already read)
+    # first; a longer one is read past in pieces and given as None, with its length.
     readline = stream.readline
     number = 0
     data = first
@@ -602,13 +604,15 @@ def _lines(stream: _Stream, first: bytes) -> Iterator[tuple[int, bytes | None]]:
             return
         number += 1
         if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+            size = len(data)
             while True:
                 rest = readline(1 << 16)
+                size += len(rest)
                 if not rest or rest.endswith(b"\n"):
                     break
-            yield number, None
+            yield number, None, size
             continue
-        yield number, data
+        yield number, data, len(data)
 
 
 def _starts_document(first: bytes) -> bool:
@@ -629,6 +633,7 @@ _DOCUMENT_MEMBERS = tuple(f'"{name}"'.encode() for name in (
 
 def _replay_document(first: bytes, stream: _Stream, origin: str, replayer: Replayer) -> None:
     body = first + stream.read(MAX_DOCUMENT_BYTES + 1 - len(first))
+    replayer.size += len(body)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise LogInputError(origin, f"a JSON document (aws logs filter-log-events output) larger than "
                                     f"{MAX_DOCUMENT_BYTES >> 20} MB is not read whole; {_EXPORT_HINT}")

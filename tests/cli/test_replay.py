@@ -583,3 +583,12 @@ def test_the_text_report_shows_control_characters_escaped(tmp_path, capsys):
     assert main(["replay", str(log), "--against", str(NEXT), "--color", "never"]) == 1
     out = capsys.readouterr().out
     assert "\x1b" not in out and "evil\\x1b[2J\\x0auser" in out
+
+
+def test_bytes_count_every_byte_read(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(replay_module, "MAX_LINE_BYTES", 300)
+    log = write(tmp_path / "d.log", [KEPT, "x" * 5000, LOST])  # an overlong line is read past, and counted
+    document = tmp_path / "events.json"
+    document.write_text(json.dumps({"events": [{"timestamp": 1765083600123, "message": GAINED}]}, indent=2))
+    report = run(capsys, str(log), str(document), "--against", str(NEXT))
+    assert report["bytes"] == log.stat().st_size + document.stat().st_size
