@@ -41,10 +41,12 @@ class ApiKeyRules:
         """The caller's API key, or ``None``; a claim that is not a key value counts as none."""
         if self.claim is not None and is_api_key(key := claims.get(self.claim)):
             return key
-        for name in ("client_id", "sub"):
-            client = claims.get(name)
-            if isinstance(client, str) and client in self.by_client:
-                return self.by_client[client]
+        # The client is its client_id; sub names it only in a token without one. Were both
+        # tried in turn, a user whose sub happened to equal a partner's client id would
+        # hold that partner's key (and spend its quota).
+        client = claims.get("client_id") if "client_id" in claims else claims.get("sub")
+        if isinstance(client, str):
+            return self.by_client.get(client)
         return None
 
     def required_resources(self, api_arn: str, stage: str) -> tuple[str, ...]:

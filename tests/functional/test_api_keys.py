@@ -28,6 +28,17 @@ def test_key_from_the_per_client_mapping(idp, keyed, kind):
     assert verdict(result, "GET", "/pets/1") is Verdict.ALLOW
 
 
+def test_a_token_with_a_client_id_is_keyed_by_it_alone(idp, keyed):
+    # A user whose sub is a partner's client id is not that partner: its token names
+    # another client, so it has no key, and the routes that need one are denied.
+    token = idp.mint(scope="pets:write", subject="partner-a-client", client_id="someone-else")
+    result = invoke(keyed, event_of("REQUEST", token, "POST", "/pets"))
+    assert "usageIdentifierKey" not in result.response
+    assert verdict(result, "POST", "/pets") is Verdict.EXPLICIT_DENY
+    token = idp.mint(scope="pets:write", subject="a-user", client_id="partner-b-client")
+    assert invoke(keyed, event_of("TOKEN", token)).response["usageIdentifierKey"] == "pb-9e2d7c4b1a8f6e3d0c5b"
+
+
 def test_key_from_a_claim_wins_over_the_mapping(idp, keyed):
     token = idp.mint(scope="pets:read", subject="partner-a-client", api_key=CLAIM_KEY)
     assert invoke(keyed, event_of("TOKEN", token)).response["usageIdentifierKey"] == CLAIM_KEY
