@@ -68,6 +68,7 @@ from policy_engine.core.decision import (
     bounded_principal,
     context_chars,
     context_within_bounds,
+    digest_principal,
     listable_scopes,
     narrow_to_route,
     render_iam_response,
@@ -364,17 +365,24 @@ class Authorizer:
 
     def _fit_context(self, decision: Decision, token: VerifiedToken) -> tuple[Decision, dict[str, Any]] | None:
         # The policy may fit on its own: then the context gets the room it leaves, so a
-        # valid token never fails (or loses its policy) because of what the context carries.
-        bare = response_size(render_iam_response(replace(decision, context={})))
-        room = min(MAX_CONTEXT_BYTES, MAX_RESPONSE_BYTES - bare + 2)  # "{}" is already counted
-        if room <= 2:
-            return None
-        context = self._bounded_context(token, decision.api_arn, decision.stage, decision.version, room)
-        fitted = replace(decision, context=context, text_chars=None)
-        response = render_iam_response(fitted)
-        if response_size(response) > MAX_RESPONSE_BYTES:
-            return None
-        return fitted, response
+        # valid token never fails (or loses its policy) because of what the context or the
+        # principal carries. In turn: the bounded context in that room; an empty context
+        # (the room cannot hold policyVersion and the marks); and with it the principal as
+        # its digest. None: the policy alone is too large.
+        bare = replace(decision, context={}, text_chars=None)
+        size = response_size(render_iam_response(bare))
+        room = min(MAX_CONTEXT_BYTES, MAX_RESPONSE_BYTES - size + 2)  # "{}" is already counted
+        if room > 2:
+            context = self._bounded_context(token, decision.api_arn, decision.stage, decision.version, room)
+            fitted = replace(decision, context=context, text_chars=None)
+            response = render_iam_response(fitted)
+            if response_size(response) <= MAX_RESPONSE_BYTES:
+                return fitted, response
+        for candidate in (bare, replace(bare, principal_id=digest_principal(decision.principal_id))):
+            response = render_iam_response(candidate)
+            if response_size(response) <= MAX_RESPONSE_BYTES:
+                return candidate, response
+        return None
 
     def answer(self, event: Any, remaining_millis: RemainingMillis | None = None) -> Answer:
         """Read, verify and decide one authorizer event, and render the response it needs.
@@ -449,10 +457,18 @@ class Authorizer:
             )
         narrowed = narrow_to_route(decision, str(method_arn))
         response = render_iam_response(narrowed)
+        route_size = response_size(response)
+        if route_size > MAX_RESPONSE_BYTES:
+            # The per-route policy fits on its own: its context gets the room it leaves.
+            fitted = self._fit_context(narrowed, token)
+            if fitted is None:
+                log("WARN", "policy_narrowed_to_route", principal=decision.principal_id, size=size,
+                    limit=MAX_RESPONSE_BYTES, route_size=route_size)
+                raise PolicyTooLargeError("even the per-route policy exceeds the response budget")
+            narrowed, response = fitted
+            route_size = response_size(response)
         log("WARN", "policy_narrowed_to_route", principal=decision.principal_id, size=size,
-            limit=MAX_RESPONSE_BYTES, route_size=response_size(response))
-        if response_size(response) > MAX_RESPONSE_BYTES:
-            raise PolicyTooLargeError("even the per-route policy exceeds the response budget")
+            limit=MAX_RESPONSE_BYTES, route_size=route_size)
         answer = Answer(narrowed, response, "per-route policy")
         # A policy for this request alone: its tuples are new, so nothing is remembered.
         answer.outcome = narrowed.allowed and self._allows(

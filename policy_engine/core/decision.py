@@ -36,6 +36,7 @@ __all__ = [
     "bounded_principal",
     "context_chars",
     "context_within_bounds",
+    "digest_principal",
     "listable_scopes",
     "narrow_to_route",
     "render_iam_response",
@@ -369,17 +370,23 @@ def scalar_context_counted(
 
 def bounded_principal(principal: str) -> str:
     """``principal``, or ``sha256:<hex>`` of it when it is longer than ``MAX_PRINCIPAL``
-    characters or ``MAX_PRINCIPAL_BYTES`` bytes as JSON writes it.
-
-    Never a prefix: two long subjects that share one would become one principal. The
-    digest is as distinct as the subject itself.
+    characters or ``MAX_PRINCIPAL_BYTES`` bytes as JSON writes it (``digest_principal``:
+    as distinct as the subject itself).
     """
     # Guard: ASCII (nearly every subject) is one byte a character, but for the few
     # characters JSON escapes (quote, backslash, controls: at most 6 bytes each).
     if len(principal) <= MAX_PRINCIPAL and (principal.isascii() or len(_quote(principal)) - 2 <= MAX_PRINCIPAL_BYTES):
         return principal
+    return digest_principal(principal)
+
+
+def digest_principal(principal: str) -> str:
+    """``sha256:<hex>`` of ``principal`` (71 characters): what is sent for a principal too
+    long for its bounds, or too long for the room a policy leaves. Never a prefix: two long
+    subjects that share one would become one principal."""
     # surrogatepass: a JSON string may hold a lone surrogate, which UTF-8 cannot encode.
     return "sha256:" + hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 
 def listable_scopes(scopes: Collection[str]) -> list[str]:

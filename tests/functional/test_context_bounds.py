@@ -158,3 +158,75 @@ def test_a_principal_of_characters_json_escapes_long_is_its_digest_not_a_500(idp
         assert verdict(result, "GET", "/reports/r063/items/7") is Verdict.ALLOW
         expected = subject if whole else "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
         assert result.response["principalId"] == expected
+
+
+def _routes(tmp_path, name: str, routes: list[str]) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    lines = [f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:"] + [f"      {r}: [big:read]" for r in routes]
+    (folder / "p.yaml").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def _alone(handler, token: str, event: dict) -> int:
+    # The policy on its own: the decision rendered with an empty context.
+    from dataclasses import replace
+
+    from policy_engine.core.arn import parse_method_arn
+    from policy_engine.core.decision import render_iam_response
+
+    authorizer = handler.AUTHORIZER
+    decision = authorizer.decide(authorizer.verify("Bearer " + token), parse_method_arn(event["methodArn"]))
+    return response_size(render_iam_response(replace(decision, context={})))
+
+
+def test_a_policy_that_fits_alone_is_answered_whatever_its_size_up_to_the_limit(idp, make_handler, tmp_path):
+    # Policies whose size alone sweeps up to 8 KB and past it: every one that fits alone
+    # is answered whole (the context gets what room is left, or none); none is a 500.
+    token = idp.mint(scope="big:read")
+    sizes = []
+    for extra in range(1, 330, 6):
+        routes = [f"GET /r{i:04d}/{'p' * 24}" for i in range(80)] + [f"GET /x/{'q' * extra}"]
+        handler = make_handler(PERMISSIONS_SOURCE=_routes(tmp_path, f"p{extra}", routes))
+        event = token_kind_event(token, "GET", "/x/" + "q" * extra)
+        alone = _alone(handler, token, event)
+        result = invoke(handler, event)
+        sizes.append(alone)
+        if alone > MAX_RESPONSE_BYTES:
+            assert result.error is not None and result.response is None
+            continue
+        assert result.response is not None, (alone, result.error)
+        assert response_size(result.response) <= MAX_RESPONSE_BYTES
+        assert verdict(result, "GET", f"/r0079/{'p' * 24}") is Verdict.ALLOW
+        assert verdict(result, "GET", "/x/" + "q" * extra) is Verdict.ALLOW
+    assert min(sizes) < 8000 and any(8100 < size <= MAX_RESPONSE_BYTES for size in sizes)
+    assert max(sizes) > MAX_RESPONSE_BYTES
+
+
+def test_a_principal_the_room_cannot_hold_is_sent_as_its_digest(idp, make_handler, tmp_path):
+    # 80 routes, about 7.7 KB alone; a principal within its own bounds (1,200 bytes as
+    # JSON) but not within the room the policy leaves.
+    routes = [f"GET /r{i:04d}/{'p' * 24}" for i in range(80)]
+    handler = make_handler(PERMISSIONS_SOURCE=_routes(tmp_path, "p", routes), **BIG_TOKENS)
+    subject = "\U0001f600" * 100
+    result = invoke(handler, token_kind_event(idp.mint(scope="big:read", subject=subject), "GET", "/r0001/x"))
+    assert result.response is not None, result.error
+    assert response_size(result.response) <= MAX_RESPONSE_BYTES
+    assert result.response["principalId"] == "sha256:" + hashlib.sha256(subject.encode()).hexdigest()
+    assert verdict(result, "GET", f"/r0079/{'p' * 24}") is Verdict.ALLOW
+
+
+def test_a_per_route_policy_gives_its_context_the_room_it_leaves(idp, make_handler, tmp_path):
+    # The full policy is too large; the per-route one fits alone, but not beside a context
+    # of three long claims: the context is cut to fit, never the answer turned into a 500.
+    routes = [f"GET /r{i:04d}/{'p' * 60}" for i in range(110)]
+    handler = make_handler(PERMISSIONS_SOURCE=_routes(tmp_path, "p", routes), CONTEXT_CLAIMS="sub,a,b,c",
+                           IDENTITY_SOURCE="method.request.header.Authorization,context.httpMethod,context.path",
+                           **BIG_TOKENS)
+    token = idp.mint(scope="big:read", a="\U0001f600" * 250, b="\U0001f600" * 250, c="\U0001f600" * 150)
+    path = f"/r0007/{'p' * 60}"
+    result = invoke(handler, rest_request_event(token, "GET", path))
+    assert result.response is not None, result.error
+    assert response_size(result.response) <= MAX_RESPONSE_BYTES
+    assert verdict(result, "GET", path) is Verdict.ALLOW
+    assert verdict(result, "GET", f"/r0008/{'p' * 60}") is not Verdict.ALLOW  # per route: this one only
