@@ -76,6 +76,7 @@ from policy_engine.core.decision import (
     response_size_bound,
     scalar_context,
     scalar_context_counted,
+    scope_count,
     simple_answer,
 )
 from policy_engine.core.grants import ClaimPath, claim_path_text, placeholder_value, read_grants
@@ -346,10 +347,11 @@ class Authorizer:
 
     def _scope_text(self, grants: frozenset[str]) -> str | None:
         # The whole "scope" entry (the scope-kind grants: keys without a space), or None
-        # when it cannot be sent whole (more than the context may carry). Only whole texts
-        # are remembered.
-        text = " ".join(listable_scopes(grants))
-        if len(text) <= MAX_SCOPE_CHARS:
+        # when it cannot be sent whole (more than the context may carry, or a scope it
+        # cannot list: the bounded context marks it). Only whole texts are remembered.
+        listed = listable_scopes(grants)
+        text = " ".join(listed)
+        if len(text) <= MAX_SCOPE_CHARS and len(listed) == scope_count(grants):
             return self._scope_texts.remember(grants, text)
         return None
 
@@ -361,7 +363,7 @@ class Authorizer:
         listed = tuple(text.split(" ")) if text else tuple(listable_scopes(grants))
         granting = self.permissions.get().granting(grants, api_arn, stage)
         claims = scalar_context(token.claims, self._context_claims)
-        return bound_context(claims, listed, len(listed), granting, version, budget)
+        return bound_context(claims, listed, scope_count(grants), granting, version, budget)
 
     def _fit_context(self, decision: Decision, token: VerifiedToken) -> tuple[Decision, dict[str, Any]] | None:
         # The policy may fit on its own: then the context gets the room it leaves, so a

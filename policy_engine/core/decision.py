@@ -44,6 +44,7 @@ __all__ = [
     "response_size",
     "scalar_context",
     "scalar_context_counted",
+    "scope_count",
     "simple_answer",
 ]
 
@@ -390,13 +391,22 @@ def digest_principal(principal: str) -> str:
 
 
 def listable_scopes(scopes: Collection[str]) -> list[str]:
-    """The scopes among grant keys ``scopes``, sorted: not empty, no space.
+    """The scopes among grant keys ``scopes`` that ``scope`` can list, sorted: not
+    empty, no whitespace.
 
     A key with a space is another kind's grant (``group pet-readers``,
-    ``core.grants.grant_key``); written into ``scope`` a reader splitting on spaces would
-    read names the caller may not hold.
+    ``core.grants.grant_key``); a scope with other whitespace (``"pets:read\tx"``, one
+    scope by RFC 6749's single-space rule) is the caller's, but a reader splitting on any
+    whitespace would read names it may not hold (``pets:read``): it is left out, and
+    counted so (``scope_count``).
     """
-    return sorted(scope for scope in scopes if scope and " " not in scope)
+    return sorted(scope for scope in scopes if scope and " " not in scope and scope.split() == [scope])
+
+
+def scope_count(grants: Collection[str]) -> int:
+    """How many scopes the caller holds: the grant keys, not empty, without a space
+    (``core.grants``: another kind's keys are ``"<kind> <value>"``)."""
+    return sum(1 for key in grants if key and " " not in key)
 
 
 def _json_chars(value: Any) -> int:

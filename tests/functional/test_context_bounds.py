@@ -230,3 +230,15 @@ def test_a_per_route_policy_gives_its_context_the_room_it_leaves(idp, make_handl
     assert response_size(result.response) <= MAX_RESPONSE_BYTES
     assert verdict(result, "GET", path) is Verdict.ALLOW
     assert verdict(result, "GET", f"/r0008/{'p' * 60}") is not Verdict.ALLOW  # per route: this one only
+
+
+def test_a_scope_with_whitespace_other_than_a_space_is_never_listed(idp, make_handler):
+    # "pets:read\tx" is one scope (RFC 6749 splits on single spaces), the caller's own,
+    # but a backend splitting on any whitespace would read pets:read from it.
+    handler = make_handler()
+    result = invoke(handler, token_kind_event(idp.mint(scope="store:read pets:read\tx"), "GET", "/store/inventory"))
+    context = result.response["context"]
+    assert context["scope"] == "store:read"
+    assert context["scopeTruncated"] is True and context["scopeCount"] == 2
+    plain = invoke(handler, token_kind_event(idp.mint(scope="store:read"), "GET", "/store/inventory"))
+    assert plain.response["context"]["scope"] == "store:read" and "scopeTruncated" not in plain.response["context"]
