@@ -389,7 +389,6 @@ def digest_principal(principal: str) -> str:
     return "sha256:" + hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-
 def listable_scopes(scopes: Collection[str]) -> list[str]:
     """The scopes among grant keys ``scopes`` that ``scope`` can list, sorted: not
     empty, no whitespace.

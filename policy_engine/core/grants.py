@@ -154,11 +154,11 @@ def read_claim(payload: Mapping[str, Any], path: ClaimPath) -> Any:
     return value
 
 
-#: What ``grant_claim`` answers for a claim the token does not have.
+#: What ``_grant_claim`` answers for a claim the token does not have.
 _ABSENT: Any = object()
 
 
-def grant_claim(payload: Mapping[str, Any], path: ClaimPath) -> Any:
+def _grant_claim(payload: Mapping[str, Any], path: ClaimPath) -> Any:
     """The value of the grant claim at ``path``, or ``_ABSENT`` when a step is missing.
 
     Unlike ``read_claim``, a claim that is present is never read as missing: a JSON
@@ -239,7 +239,7 @@ def read_grants(
     if len(sources) == 1 and sources[0].kind == SCOPE:
         # Guard (scopes only, the default): the split set is the grant set itself.
         for path in sources[0].paths:
-            value = payload.get(path[0], _ABSENT) if len(path) == 1 else grant_claim(payload, path)
+            value = payload.get(path[0], _ABSENT) if len(path) == 1 else _grant_claim(payload, path)
             if value is not _ABSENT:
                 return _values(value, path, known, True)
         return frozenset()
@@ -252,7 +252,7 @@ def read_grants(
         for source in sources:
             value = _ABSENT
             for path in source.paths:
-                value = payload.get(path[0], _ABSENT) if len(path) == 1 else grant_claim(payload, path)
+                value = payload.get(path[0], _ABSENT) if len(path) == 1 else _grant_claim(payload, path)
                 if value is not _ABSENT:
                     break
             if value.__class__ is list:
@@ -271,7 +271,7 @@ def read_grants(
     grants: set[str] = set()
     for source in sources:
         for path in source.paths:
-            value = grant_claim(payload, path)
+            value = _grant_claim(payload, path)
             if value is _ABSENT:
                 continue
             values = _values(value, path, None, source.kind == SCOPE)
