@@ -78,6 +78,7 @@ __all__ = [
     "LintReport",
     "ScopeCatalog",
     "SizeRow",
+    "estimate_decision",
     "estimate_response",
     "lint",
     "needs_label",
@@ -213,7 +214,7 @@ class _Entry:
     raw_resource: str
 
 
-def estimate_response(
+def estimate_decision(
     resources: tuple[str, ...],
     *,
     api_arn: str,
@@ -223,8 +224,8 @@ def estimate_response(
     principal: str = PLACEHOLDER_PRINCIPAL,
     issuer: str | None = PLACEHOLDER_ISSUER,
     excluded: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """The response the runtime would render for a caller with grants ``scopes`` (context as
+) -> Decision:
+    """The decision the runtime would make for a caller with grants ``scopes`` (context as
     the engine fills it: its ``scope`` lists the scope-kind grants), ``excluded`` the sibling
     routes it denies (``PermissionSet.evaluate``)."""
     claims = {"sub": principal, "client_id": principal}
@@ -233,9 +234,13 @@ def estimate_response(
     context = scalar_context(claims)
     context[SCOPE_KEY] = " ".join(listable_scopes(scopes))
     context[VERSION_KEY] = version
-    decision = Decision(ALLOW if resources else DENY, principal, api_arn, stage, resources,
-                        "granted" if resources else "no_grant", version, context, excluded=excluded)
-    return render_iam_response(decision)
+    return Decision(ALLOW if resources else DENY, principal, api_arn, stage, resources,
+                    "granted" if resources else "no_grant", version, context, excluded=excluded)
+
+
+def estimate_response(resources: tuple[str, ...], **decision: Any) -> dict[str, Any]:
+    """The response the runtime would render for ``estimate_decision(resources, **decision)``."""
+    return render_iam_response(estimate_decision(resources, **decision))
 
 
 def lint(

@@ -57,6 +57,29 @@ def test_a_request_whose_method_arn_api_gateway_refuses_as_too_long_is_414(capsy
     assert code == 0 and out["request"]["status"] == 200
 
 
+def test_a_policy_too_large_is_answered_as_the_runtime_answers_it(tmp_path, monkeypatch, capsys, idp, make_handler):
+    # 120 routes: over 8 KB. The runtime narrows it to the route when the cache key is per
+    # route, and fails closed (500) otherwise; explain says the same, with the handler.
+    from policy_engine.admin.local.invoke import invoke
+    from tests.request_events import rest_request_event
+
+    big = tmp_path / "big.yaml"
+    big.write_text(f"apis:\n  - arn: {API}\n    stages: [dev]\n    routes:\n"
+                   + "".join(f"      GET /resource-number-{i:04d}/item: [big]\n" for i in range(120)))
+    per_route = "method.request.header.Authorization,context.httpMethod,context.path"
+    for identity, status, verdict in ((None, 500, "Error"), (per_route, 200, "Allow")):
+        if identity:
+            monkeypatch.setenv("IDENTITY_SOURCE", identity)
+        code = main(["explain", "--permissions", str(big), "--format", "json", "--scopes", "big",
+                     "--request", "GET /dev/resource-number-0001/item"])
+        request = json.loads(capsys.readouterr().out)["request"]
+        assert (code, request["status"], request["verdict"]) == (0 if status == 200 else 1, status, verdict)
+    handler = make_handler(PERMISSIONS_SOURCE=str(big), IDENTITY_SOURCE=per_route)
+    result = invoke(handler, rest_request_event(idp.mint(scope="big"), "GET", "/resource-number-0001/item"))
+    assert result.response is not None
+    assert evaluate_response(result.response, f"{API}/dev/GET/resource-number-0001/item") is Verdict.ALLOW
+
+
 ROUTES = f"""\
 apis:
   - arn: {API}

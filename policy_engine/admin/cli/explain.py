@@ -26,9 +26,16 @@ from policy_engine.admin.explain import (
     refused_for,
     route_text,
 )
-from policy_engine.admin.lint import estimate_response, needs_label
+from policy_engine.admin.lint import estimate_decision, needs_label
 from policy_engine.core.arn import MAX_METHOD_ARN, MethodArn
-from policy_engine.core.decision import MAX_RESPONSE_BYTES, listable_scopes, response_size
+from policy_engine.core.decision import (
+    MAX_RESPONSE_BYTES,
+    Decision,
+    listable_scopes,
+    narrow_to_route,
+    render_iam_response,
+    response_size,
+)
 from policy_engine.core.grants import (
     KIND_PATTERN,
     SCOPE,
@@ -135,14 +142,20 @@ def run(args: argparse.Namespace) -> int:
     stages = [request.stage] if request else [args.stage] if args.stage else _stages(permissions, api_arn)
     scopes = frozenset(caller.pop("keys"))
     claims = caller.pop("claims")
-    policies = []
+    policies, decisions = [], []
     for stage in stages:
-        policies.append(_policy(permissions, scopes, api_arn, stage, caller, claims, request))
+        policy, decision = _policy(permissions, scopes, api_arn, stage, caller, claims, request)
+        policies.append(policy)
+        decisions.append(decision)
     out["policies"] = policies
     status = 0
     if request is not None:
-        response = policies[0]["response"]
-        why = explain_request(permissions, scopes, request, response, claims)
+        response: dict[str, Any] | None = policies[0]["response"]
+        if policies[0]["too_large"]:
+            # As the runtime answers: the policy for this route alone when the cache key is
+            # per route (IDENTITY_SOURCE), else a 500 (engine.Authorizer._respond).
+            response = _per_route_response(decisions[0], request)
+        why = explain_request(permissions, scopes, request, response or policies[0]["response"], claims)
         out["request"] = {
             "request": f"{request.verb} /{request.stage}/{request.path}", "method_arn": str(request),
             "status": why.verdict.status, "verdict": why.verdict.value,
@@ -151,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
                           "scope": needs_label(g.needs), "needs": needs_label(g.needs), "mapping": g.source}
                          for g in why.grants],
         }
-        if policies[0]["too_large"]:
-            out["request"]["status"] = 500
+        if response is None:
+            out["request"].update(status=500, verdict="Error")
         if len(str(request).encode()) > MAX_METHOD_ARN:
             # API Gateway answers 414 itself; the authorizer never sees the request.
             out["request"].update(status=414, verdict="Request-URI Too Long")
@@ -354,16 +367,31 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
     return MethodArn(api_arn, stage, verb, rest)
 
 
+def _per_route_response(decision: Decision, request: MethodArn) -> dict[str, Any] | None:
+    # The runtime's answer to a policy too large for API Gateway: narrowed to the route
+    # when IDENTITY_SOURCE makes the cache key per route, else none (a 500).
+    try:
+        identity = read_variable(variable("IDENTITY_SOURCE"), os.environ)
+    except ConfigurationError:
+        return None
+    if not identity.per_route:
+        return None
+    response = render_iam_response(narrow_to_route(decision, str(request)))
+    return response if response_size(response) <= MAX_RESPONSE_BYTES else None
+
+
 def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, stage: str,
-            caller: dict[str, Any], claims: dict[str, Any], request: MethodArn | None) -> dict[str, Any]:
+            caller: dict[str, Any], claims: dict[str, Any], request: MethodArn | None,
+            ) -> tuple[dict[str, Any], Decision]:
     evaluation = permissions.evaluate(scopes, api_arn, stage, claims=claims)
     resources, refused = evaluation.resources, evaluation.refused
     alone = permissions.request_resource(evaluation, request) if request and evaluation.per_request else None
     if alone is not None:
         resources = (*resources, alone)  # as the authorizer answers this one request
-    response = estimate_response(resources, api_arn=api_arn, stage=stage, scopes=scopes,
+    decision = estimate_decision(resources, api_arn=api_arn, stage=stage, scopes=scopes,
                                  version=permissions.version, principal=caller.get("principal") or "caller",
                                  issuer=caller.get("issuer"), excluded=evaluation.excluded)
+    response = render_iam_response(decision)
     size = response_size(response)
     too_large = f"{size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit" if size > MAX_RESPONSE_BYTES else None
     return {
@@ -377,7 +405,7 @@ def _policy(permissions: PermissionSet, scopes: frozenset[str], api_arn: str, st
         "refused": [{"route": route_text(g.route.verb, g.route.resource), "stage": g.route.stage,
                      "needs": needs_label(g.needs), "mapping": g.source, "claims": names}
                     for g, names in refused_for(permissions, scopes, api_arn, stage, claims)],
-    }
+    }, decision
 
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
