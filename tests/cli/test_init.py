@@ -110,3 +110,14 @@ def test_the_pre_commit_hook_runs_validate():
 def test_the_installed_version_is_written_where_it_matters(name):
     text = scaffold_files()[name].decode()
     assert importlib.metadata.version("policy-engine") in text and "@VERSION@" not in text
+
+
+def test_the_quickstart_table_lists_every_file_init_writes(tmp_path, capsys):
+    import re
+
+    assert main(["init", str(tmp_path / "repo")]) == 0
+    written = {str(p.relative_to(tmp_path / "repo")) for p in (tmp_path / "repo").rglob("*") if p.is_file()}
+    page = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    table = page[page.index("| what `init` writes |"):].split("\n\n", 1)[0]
+    listed = {name for row in table.splitlines()[2:] for name in re.findall(r"`([^`]+)`", row.split(" | ")[0])}
+    assert listed == written

@@ -15,8 +15,8 @@ from policy_engine.core.permissions import Locate, PermissionSet, compile_record
 from policy_engine.errors import ConfigurationError, StoreError
 
 __all__ = [
-    "Palette", "add_command", "add_format", "authorization_value", "default_location", "load_permission_set",
-    "print_json", "read_locations",
+    "Palette", "add_color", "add_command", "add_format", "authorization_value", "default_location",
+    "load_permission_set", "print_json", "read_locations",
 ]
 
 
@@ -37,6 +37,13 @@ def add_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="text for people (default), or json: one JSON document on stdout, fields as "
                              "docs/cli.md lists them")
+
+
+def add_color(parser: argparse.ArgumentParser) -> None:
+    """``--color auto|always|never``: how ``Palette`` colours the text output."""
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the text output: auto (default: on a terminal, unless NO_COLOR is set), "
+                             "always, or never")
 
 
 def print_json(document: Any) -> None:

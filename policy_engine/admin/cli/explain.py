@@ -12,6 +12,7 @@ from typing import Any
 from policy_engine.admin.cli._arguments import api_reference, request_path, request_stage, request_verb, stage_name
 from policy_engine.admin.cli._common import (
     Palette,
+    add_color,
     add_command,
     add_format,
     authorization_value,
@@ -116,7 +117,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--audience", help="accepted audience for --token (default: $AUDIENCE)")
     parser.add_argument("--jwks-uri", help="JWKS URL for --token (default: $JWKS_URI, else OIDC discovery)")
     add_format(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_color(parser)
     parser.set_defaults(run=run)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from policy_engine.admin.cli._arguments import permissions_location
 from policy_engine.admin.cli._common import (
     Palette,
+    add_color,
     add_command,
     add_format,
     authorization_value,
@@ -80,7 +81,7 @@ def register(subparsers: Any) -> None:
                         help="mint the client's ID token instead of an access token (with --client)")
     parser.add_argument("--token", metavar="JWT", help="put this token in the event")
     add_format(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_color(parser)
     parser.set_defaults(run=run)
 
 

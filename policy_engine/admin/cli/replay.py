@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from policy_engine.admin.cli._arguments import number_in
-from policy_engine.admin.cli._common import Palette, add_command, add_format, print_json
+from policy_engine.admin.cli._common import Palette, add_color, add_command, add_format, print_json
 from policy_engine.admin.replay import (
     DAMAGED,
     DEFAULT_MAX_KEYS,
@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
                         help="progress on stderr (lines, MB, lines/s): auto draws it on a terminal, never with "
                              "--format json; always also writes it to a pipe or CI log, every 5 seconds")
     add_format(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_color(parser)
     parser.set_defaults(run=run)
 
 

@@ -28,7 +28,7 @@ Starts, on 127.0.0.1, an OpenID identity provider that mints tokens, a permissio
 table filled from --permissions, and a REST API gateway that calls the authorizer
 the way API Gateway does (identity sources, cache, 401/403) in front of a small
 pets backend or your own (--backend). Prints where each listens and curl commands
-to paste; runs until Ctrl-C.
+to paste; runs until Ctrl-C (or SIGTERM), its normal stop: exit code 0.
 """
 
 
@@ -83,7 +83,8 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, default_port: int, d
                         help="API Gateway's import mode for the --openapi document's base path (ignore)")
     parser.add_argument("--stage", action="append", default=[], type=_checked(request_stage, "--stage"),
                         help="stage to deploy --openapi routes on (repeatable)")
-    parser.add_argument("--token-regex", help="token validation regex (whole header value must match)")
+    parser.add_argument("--token-regex", help="token validation regex (whole header value must match); a TOKEN "
+                                              "authorizer's, so not used with --identity-source, as in API Gateway")
     parser.add_argument("--identity-source", action="append", default=[], metavar="SOURCE",
                         help="use a REQUEST authorizer with this identity source, as API Gateway writes it "
                              "(repeat or comma-separate: method.request.header.Authorization,context.httpMethod)")

@@ -10,7 +10,14 @@ from typing import Any
 
 from policy_engine.admin.catalogs import load_api_catalog, load_client_catalog, load_scope_catalog
 from policy_engine.admin.cli._arguments import api_arn, number_in
-from policy_engine.admin.cli._common import Palette, add_command, add_format, default_location, read_locations
+from policy_engine.admin.cli._common import (
+    Palette,
+    add_color,
+    add_command,
+    add_format,
+    default_location,
+    read_locations,
+)
 from policy_engine.admin.cli._progress import TerminalProgress
 from policy_engine.admin.coverage import coverage
 from policy_engine.admin.lint import ERROR, INFO, WARNING, ApiCatalog, Finding, LintReport, lint
@@ -68,7 +75,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--base-path", choices=BASE_PATH_MODES, default="ignore",
                         help="API Gateway's import mode for the documents' base path (ignore)")
     add_format(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_color(parser)
     parser.add_argument("--warn-ratio", type=number_in(float, 0, 1), default=0.8, metavar="R",
                         help="warn when a response exceeds R of the 8192-byte limit (0.8)")
     parser.add_argument("--fail-on", choices=(ERROR, WARNING), default=WARNING,
