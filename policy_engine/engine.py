@@ -89,6 +89,7 @@ from policy_engine.core.tokens import (
     IssuerRules,
     JwtVerifier,
     VerifiedToken,
+    check_issuer_claims,
     extract_bearer,
     hints_for,
     may_be_jwt_of,
@@ -276,6 +277,9 @@ class Authorizer:
             now=self._clock(),
             leeway=self._leeway,
         )
+        # The issuer's provider checks (Keycloak's typ, an Entra tenant's tid and client),
+        # as for its JWTs: a refresh token introspected is no access token either.
+        check_issuer_claims(answer, rules)
         issuer = answer.get("iss") or self.settings.introspection_issuer or ""
         grants = read_grants(answer, rules.sources)
         return VerifiedToken(issuer, principal_of(answer), grants, answer, "opaque",

@@ -127,3 +127,20 @@ def test_the_okta_preset_reads_the_scope_member_of_its_introspection_answers(idp
     result = invoke(handler, event_of("TOKEN", "an-opaque-token", "GET", "/pets"))
     assert verdict(result, "GET", "/pets") is Verdict.ALLOW
     assert verdict(result, "DELETE", "/pets/1") is not Verdict.ALLOW
+
+
+@pytest.mark.parametrize(("env", "extra"), [
+    ({}, {"token_use": "id"}),  # an ID token, refused for any issuer, as a JWT is
+    ({"IDP_PRESET": "keycloak"}, {"typ": "Refresh"}),  # a Keycloak refresh token
+    ({"IDP_PRESET": "cognito"}, {}),  # no token_use: Cognito's preset wants "access"
+], ids=["token_use-id", "keycloak-refresh", "cognito-no-token_use"])
+def test_an_answer_gets_the_provider_checks_a_jwt_of_its_issuer_gets(idp, opaque_handler, env, extra):
+    handler = opaque_handler(**env)
+    answer = {k: v for k, v in good_answer(idp).items() if k != "token_type"}
+    if env.get("IDP_PRESET") == "cognito":
+        answer["token_use"] = "access"
+        answer_with(idp, json.dumps(answer).encode())
+        assert invoke(handler, event_of("TOKEN", "opaque-1", "GET", "/pets")).response is not None
+        del answer["token_use"]
+    answer_with(idp, json.dumps({**answer, **extra}).encode())
+    assert invoke(handler, event_of("TOKEN", "opaque-2", "GET", "/pets")).unauthorized

@@ -16,7 +16,7 @@ verifying signatures with its algorithm objects.
 
 from policy_engine.core.tokens.claims import principal_of, validate_claims
 from policy_engine.core.tokens.introspection import validate_introspection
-from policy_engine.core.tokens.issuers import PRESETS, IssuerRules
+from policy_engine.core.tokens.issuers import PRESETS, IssuerRules, check_issuer_claims
 from policy_engine.core.tokens.jws import (
     ParsedJwt,
     extract_bearer,
@@ -33,6 +33,7 @@ __all__ = [
     "ParsedJwt",
     "VerificationKey",
     "VerifiedToken",
+    "check_issuer_claims",
     "extract_bearer",
     "hints_for",
     "load_jwks",

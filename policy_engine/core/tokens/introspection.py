@@ -47,6 +47,9 @@ def validate_introspection(
     check_times(answer, now, leeway, False)
     if "aud" in answer:
         check_audience(answer["aud"], audiences)
+    token_use = answer.get("token_use")
+    if token_use is not None and token_use != "access":  # a Cognito-style ID token, as for a JWT
+        raise InvalidClaimsError("token_use is not 'access'")
     if "token_type" in answer:
         token_type = answer["token_type"]
         if not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES:
