@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote_plus, urlencode
 
 from policy_engine.adapters.http import FetchError, KeepAliveClient
 from policy_engine.budget import InvocationBudget
@@ -120,8 +120,9 @@ class IntrospectionClient:
             form["client_id"] = self._client_id
             form["client_secret"] = self._client_secret
         else:
-            # RFC 6749 §2.3.1: id and secret are form-encoded before the Basic encoding.
-            pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            # RFC 6749 §2.3.1: id and secret are form-encoded (Appendix B: a space is "+")
+            # before the Basic encoding.
+            pair = f"{quote_plus(self._client_id, safe='')}:{quote_plus(self._client_secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
         timeout = self._budget.limit(self._timeout)
         if timeout <= 0:

@@ -190,3 +190,42 @@ def test_an_exp_no_float_can_hold_is_no_failure(server, exp):
     assert c.introspect("opaque-token-1")["exp"] == exp
     c.introspect("opaque-token-1")
     assert calls(server) == 1  # cached, for at most INTROSPECTION_CACHE_TTL
+
+
+def test_basic_credentials_are_form_encoded_as_rfc_6749_appendix_b_writes_them():
+    # RFC 6749 §2.3.1 and Appendix B: " %&+£€" is written "+%25%26%2B%C2%A3%E2%82%AC".
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers["Authorization"])
+            body = b'{"active": true, "sub": "svc"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Recorder) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            introspector = IntrospectionClient(
+                f"http://127.0.0.1:{httpd.server_address[1]}/introspect", client_id="rs client",
+                client_secret=" %&+£€", auth_method="client_secret_basic", timeout=2.0, cache_ttl=0.0,
+                negative_ttl=0.0)
+            assert introspector.introspect("opaque")["active"] is True
+        finally:
+            httpd.shutdown()
+            thread.join(5)
+    (authorization,) = seen
+    assert authorization.startswith("Basic ")
+    assert base64.b64decode(authorization[6:]).decode() == "rs+client:+%25%26%2B%C2%A3%E2%82%AC"
