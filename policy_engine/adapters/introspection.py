@@ -10,6 +10,9 @@ never stored, logged or put in an error message):
 * A failure (timeout, non-200, a body that is not an introspection answer) is never
   cached and never read as "inactive": it raises ``IntrospectionError`` and the
   request fails closed.
+* The cache holds at most ``max_entries`` answers and ``max_bytes`` of them (as JSON):
+  an authorization server sending large answers for many tokens cannot grow the
+  container's memory past that. Expired entries go first, then the oldest.
 * One exchange ends within ``timeout`` (``INTROSPECTION_TIMEOUT``) and within the time the
   invocation has left (``budget.InvocationBudget``).
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +44,12 @@ PostForm = Callable[[bytes, dict[str, str], float], Any]
 
 _MAX_ENTRIES = 10_000
 _MAX_ANSWER = 64 * 1024
+#: Bytes of answers (as JSON) the cache holds: 10,000 answers of 1.6 KB, or 512 of the
+#: largest accepted; about twice that in memory.
+_MAX_CACHED_BYTES = 16 * 1024 * 1024
+# What an entry costs besides its answer (key, times, the dict): counted so that a flood of
+# inactive tokens is bounded by bytes too.
+_ENTRY_BYTES = 200
 
 
 class IntrospectionClient:
@@ -56,6 +66,7 @@ class IntrospectionClient:
         cache_ttl: float,
         negative_ttl: float,
         max_entries: int = _MAX_ENTRIES,
+        max_bytes: int = _MAX_CACHED_BYTES,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         post_form: PostForm | None = None,
@@ -68,6 +79,8 @@ class IntrospectionClient:
         self._ttl = cache_ttl
         self._negative_ttl = negative_ttl
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._cached_bytes = 0
         self._clock = clock
         self._wall_clock = wall_clock  # only to compare with exp, a wall-clock time (RFC 7662 §2.2)
         if post_form is None:
@@ -80,7 +93,8 @@ class IntrospectionClient:
         self._timeout = timeout
         # The authorizer's: an introspection also ends with the invocation it serves.
         self._budget = InvocationBudget() if budget is None else budget
-        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        # key -> (expires, answer or None for inactive, bytes counted for it)
+        self._cache: dict[str, tuple[float, dict[str, Any] | None, int]] = {}
 
     def introspect(self, token: str) -> dict[str, Any]:
         """The active answer's members for ``token`` (``active`` included).
@@ -93,12 +107,12 @@ class IntrospectionClient:
         now = self._clock()
         hit = self._cache.get(key)
         if hit is not None:
-            expires, answer = hit
+            expires, answer, _ = hit
             if now < expires:
                 if answer is None:
                     raise InactiveTokenError("token is not active (cached answer)")
                 return answer
-            del self._cache[key]
+            self._forget(key)
         answer = self._ask(token)
         if answer["active"] is not True:
             self._store(key, now + self._negative_ttl, None)
@@ -139,10 +153,20 @@ class IntrospectionClient:
     def _store(self, key: str, expires: float, answer: dict[str, Any] | None) -> None:
         if expires <= self._clock():
             return
-        if len(self._cache) >= self._max_entries:
+        size = _ENTRY_BYTES + (0 if answer is None else len(json.dumps(answer, separators=(",", ":"))))
+        if size > self._max_bytes:
+            return
+        self._forget(key)
+        if len(self._cache) >= self._max_entries or self._cached_bytes + size > self._max_bytes:
             now = self._clock()
-            for stale in [k for k, (until, _) in self._cache.items() if until <= now]:
-                del self._cache[stale]
-            while len(self._cache) >= self._max_entries:
-                del self._cache[next(iter(self._cache))]
-        self._cache[key] = (expires, answer)
+            for stale in [k for k, (until, _, _) in self._cache.items() if until <= now]:
+                self._forget(stale)
+            while len(self._cache) >= self._max_entries or self._cached_bytes + size > self._max_bytes:
+                self._forget(next(iter(self._cache)))
+        self._cache[key] = (expires, answer, size)
+        self._cached_bytes += size
+
+    def _forget(self, key: str) -> None:
+        entry = self._cache.pop(key, None)
+        if entry is not None:
+            self._cached_bytes -= entry[2]

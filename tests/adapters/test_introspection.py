@@ -150,6 +150,24 @@ def test_cache_stays_bounded(server):
     assert len(c._cache) == 3
 
 
+def test_cache_stays_bounded_in_bytes_whatever_the_answers_hold(server):
+    # Large answers (up to the 64 KB an answer may have) for many tokens: the cache keeps
+    # the newest that fit its byte budget, and still answers every token from the server.
+    import json
+
+    c = client(server, max_bytes=200_000)
+    padding = ["x" * 100] * 400  # about 41 KB as JSON
+    answers = []
+    for i in range(20):
+        answer = {"active": True, "sub": f"svc-{i}", "scope": "pets:read", "padding": padding}
+        server.introspection_override = lambda body=json.dumps(answer).encode(): (200, body)
+        answers.append(c.introspect(f"token-{i}"))
+    held = [entry for entry in c._cache.values()]
+    assert 1 < len(held) <= 4 and c._cached_bytes == sum(entry[2] for entry in held) <= 200_000
+    assert [entry[1]["sub"] for entry in held] == [a["sub"] for a in answers[-len(held):]]
+    assert c.introspect("token-19")["sub"] == "svc-19"  # the newest is served from the cache
+
+
 def test_a_wall_clock_step_back_does_not_stretch_the_cache(server):
     # TTLs run on the monotonic clock; the wall clock only bounds an entry by the token's exp.
     monotonic, wall = Clock(), Clock()
