@@ -159,8 +159,8 @@ def test_cache_stays_bounded_in_bytes_whatever_the_answers_hold(server):
     padding = ["x" * 100] * 400  # about 41 KB as JSON
     answers = []
     for i in range(20):
-        answer = {"active": True, "sub": f"svc-{i}", "scope": "pets:read", "padding": padding}
-        server.introspection_override = lambda body=json.dumps(answer).encode(): (200, body)
+        body = json.dumps({"active": True, "sub": f"svc-{i}", "scope": "pets:read", "padding": padding}).encode()
+        server.introspection_override = lambda body=body: (200, body)
         answers.append(c.introspect(f"token-{i}"))
     held = [entry for entry in c._cache.values()]
     assert 1 < len(held) <= 4 and c._cached_bytes == sum(entry[2] for entry in held) <= 200_000
