@@ -247,6 +247,8 @@ class PermissionCache:
         """Fetch, compile and record the outcome of ``load`` (never raises)."""
         try:
             raw = self.source.fetch(self._etag if current is not None else None)
+            if raw is None and current is None:  # "unchanged" with nothing loaded: no mappings
+                raise StoreError(f"{self.source.description}: answered 'unchanged' to a first load")
             fresh = None if raw is None else compile_records(raw.records, raw.locate, version=raw.version,
                                                               on_oversized=self._report_oversized)
             digest = (fresh, digest_of(fresh)) if fresh is not None and self._digests else None

@@ -113,7 +113,7 @@ def error_of(answer: Answer) -> tuple[str, str]:
     if body.startswith(b"{"):
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth: no error document
             document = None
         if isinstance(document, dict):
             code = str(document.get("__type", "")).rpartition("#")[2]
@@ -321,7 +321,7 @@ def parse_json(answer: Answer, what: str) -> dict[str, Any]:
     """
     try:
         document = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
     if not isinstance(document, dict):
         raise StoreError(f"{what}: the answer is not a JSON object")

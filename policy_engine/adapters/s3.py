@@ -67,6 +67,7 @@ from policy_engine.errors import (
     ConfigurationError,
     CorruptStoreError,
     MissingStoreError,
+    StoreError,
     StoreTooLargeError,
 )
 from policy_engine.ports import RawPermissions
@@ -218,6 +219,8 @@ class S3PermissionSource:
             raise StoreTooLargeError(f"{where} holds more than {limit} bytes; PERMISSIONS_MAX_BYTES is {limit}: "
                                      "not loaded (publish fewer mappings or raise the limit)", etag=etag) from None
         if answer.status == 304:
+            if not if_none_match:  # "not modified" since nothing: no answer to a first load
+                raise StoreError(f"{where}: answered 304 Not Modified to a request without If-None-Match")
             return None
         if answer.status != 200:
             code, message = error_of(answer)

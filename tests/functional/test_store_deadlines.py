@@ -135,9 +135,13 @@ def test_a_warm_request_with_a_hung_store_answers_from_last_good_within_the_boun
     assert any(e["event"] == "permissions_reload_slow" and e["serving_version"] == "v1" for e in logged)
 
 
-@pytest.mark.parametrize("store", ["dynamodb", "s3"])
-def test_a_cold_container_with_a_failing_store_backs_off_across_requests(idp, make_handler, store, monkeypatch):
-    options = {"error_response": S3_DENIED} if store == "s3" else {}
+@pytest.mark.parametrize("store", ["dynamodb", "s3", "s3-304"])
+def test_a_cold_container_with_a_failing_store_backs_off_across_requests(idp, make_handler, store, monkeypatch,
+                                                                          capsys):
+    # s3-304: "Not Modified" to a first load (no If-None-Match sent) is a store failure too.
+    not_modified = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 0\r\n\r\n"
+    options = {"error_response": {"s3": S3_DENIED, "s3-304": not_modified}[store]} if store != "dynamodb" else {}
+    store = store.removesuffix("-304")
     with fake_store_endpoint("error", **options) as endpoint:
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
             monkeypatch.delenv(name, raising=False)
@@ -154,6 +158,9 @@ def test_a_cold_container_with_a_failing_store_backs_off_across_requests(idp, ma
     print(f"cold container, failing {store}: {incoming} requests -> {sent} store requests")
     # init, then 1, 2, 4, 8, 16 s apart: about 6 loads, each one request (access denied is final)
     assert sent <= 8
+    reasons = {line.get("reason") for line in map(json.loads, capsys.readouterr().err.splitlines())
+               if line.get("event") == "decision"}
+    assert reasons and "internal_error" not in reasons, reasons
 
 
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)

@@ -88,3 +88,16 @@ def test_error_documents_of_both_services_give_code_and_message():
 
 def test_credentials_never_show_their_secret():
     assert "EXAMPLEKEY" not in repr(KEYS[0]) and "token" not in repr(KEYS[1])
+
+
+def test_answers_nested_past_the_parsers_depth_are_store_errors_not_crashes():
+    import pytest
+
+    from policy_engine.adapters.aws_http import error_of, parse_json
+    from policy_engine.adapters.http import Answer
+    from policy_engine.errors import StoreError
+
+    deep = Answer(200, {}, b"[" * 100_000)
+    with pytest.raises(StoreError, match="not a JSON object"):
+        parse_json(deep, "GetItem permissions")
+    assert error_of(Answer(500, {}, b'{"a":' * 30_000)) == ("500", "HTTP 500")
