@@ -120,6 +120,57 @@ def _link(document: dict[str, Any], version: int, where: str) -> Link | None:
     return Link(previous["version"], previous["digest"], previous["sha256"])
 
 
+# What a snapshot's JSON may hold for its size. A record is at least about 90 bytes and
+# holds at most two objects (itself and allOf) and a list per allOf kind: a document with
+# more objects or lists for its bytes is none policy-engine wrote, and refusing it early
+# bounds the memory a hostile document of PERMISSIONS_MAX_BYTES could take to parse.
+_BYTES_PER_OBJECT = 32
+_BYTES_PER_LIST = 12
+
+
+class _TooManyObjects(Exception):
+    pass
+
+
+class _DuplicateMember(Exception):
+    pass
+
+
+def _parse(body: bytes, where: str) -> Any:
+    """``body`` parsed as JSON, refused as corrupt when it is not JSON, holds a member name
+    twice in one object, or more objects or lists than a snapshot of its size has.
+
+    Every object goes through a Python hook: besides counting, it gives the interpreter a
+    chance to switch threads, so a request waiting for a load on another thread (with its
+    own deadline) is never held for a whole parse of a large document.
+    """
+    if body.count(b"[") > len(body) // _BYTES_PER_LIST + 16:
+        raise CorruptStoreError(f"{where}: holds more lists than a snapshot of {len(body)} bytes has")
+    budget = len(body) // _BYTES_PER_OBJECT + 1024
+    objects = 0
+
+    def make_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal objects
+        objects += 1
+        if objects > budget:
+            raise _TooManyObjects
+        made = dict(pairs)
+        if len(made) != len(pairs):
+            raise _DuplicateMember
+        return made
+
+    try:
+        return json.JSONDecoder(object_pairs_hook=make_object).decode(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptStoreError(f"{where}: not JSON ({exc})") from None
+    except RecursionError:
+        raise CorruptStoreError(f"{where}: nested too deeply to be a snapshot") from None
+    except _TooManyObjects:
+        raise CorruptStoreError(f"{where}: holds more objects than a snapshot of {len(body)} bytes has") from None
+    except _DuplicateMember:
+        raise CorruptStoreError(f"{where}: an object holds a member name twice (which one counts is unclear)") from None
+
+
 def read_snapshot(body: bytes, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The document and its mapping records (as written, in document order), checked
     against its digest; the records' values are not validated here.
@@ -127,12 +178,7 @@ def read_snapshot(body: bytes, where: str) -> tuple[dict[str, Any], list[dict[st
     Raises:
         CorruptStoreError: not a snapshot policy-engine wrote, or its digest does not match.
     """
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptStoreError(f"{where}: not JSON ({exc})") from None
-    except RecursionError:
-        raise CorruptStoreError(f"{where}: nested too deeply to be a snapshot") from None
+    document = _parse(body, where)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CorruptStoreError(f"{where}: not a policy-engine snapshot (format must be {FORMAT!r})")
     version, content, mappings = document.get("version"), document.get("digest"), document.get("mappings")

@@ -140,7 +140,7 @@ def test_a_deeply_nested_document_is_corrupt_not_a_crash(tmp_path, capsys):
     from policy_engine.admin.cli import main
 
     path = tmp_path / "deep.json"
-    path.write_text('{"format":"policy-engine/permissions@1","x":' + "[" * 100_000 + "]" * 100_000 + "}")
+    path.write_text('{"format":"policy-engine/permissions@1","x":' + '{"a":' * 100_000 + "1" + "}" * 100_001)
     with pytest.raises(CorruptStoreError, match="nested too deeply"):
         SnapshotFilePermissionSource(path).fetch(None)
     assert main(["validate", str(path)]) == 2
@@ -167,3 +167,26 @@ def test_published_at_is_what_the_document_records_and_none_for_a_compiled_file(
     copied.write_text(json.dumps(document))
     raw = SnapshotFilePermissionSource(copied).fetch(None)
     assert raw is not None and raw.published_at == "2026-11-21T12:30:55+00:00"
+
+
+@pytest.mark.parametrize(("filler", "problem"), [
+    (b"[],", "more lists than a snapshot"),  # about 680 MiB to parse at 24 MiB
+    (b'{"a":1},', "more objects than a snapshot"),
+])
+def test_a_document_of_far_more_values_than_its_bytes_hold_is_refused_before_it_costs_memory(
+        tmp_path, filler, problem):
+    path = tmp_path / "bomb.json"
+    path.write_bytes(b'{"format":"policy-engine/permissions@1","version":1,"digest":"x","mappings":['
+                     + filler * 200_000 + b'{}]}')
+    with pytest.raises(CorruptStoreError, match=problem):
+        SnapshotFilePermissionSource(path).fetch(None)
+
+
+def test_a_member_named_twice_is_refused(tmp_path, body):
+    # The digest covers the value the parser kept; a reader of the file may see the other.
+    text = body.decode()
+    assert text.count('"scope":"pets:read"') > 0
+    path = tmp_path / "p.json"
+    path.write_text(text.replace('"scope":"pets:read"', '"scope":"pets:admin","scope":"pets:read"', 1))
+    with pytest.raises(CorruptStoreError, match="member name twice"):
+        SnapshotFilePermissionSource(path).fetch(None)
