@@ -463,18 +463,14 @@ class Authorizer:
             )
         narrowed = narrow_to_route(decision, str(method_arn))
         response = render_iam_response(narrowed)
-        route_size = response_size(response)
-        if route_size > MAX_RESPONSE_BYTES:
-            # The per-route policy fits on its own: its context gets the room it leaves.
-            fitted = self._fit_context(narrowed, token)
-            if fitted is None:
-                log("WARN", "policy_narrowed_to_route", principal=decision.principal_id, size=size,
-                    limit=MAX_RESPONSE_BYTES, route_size=route_size)
-                raise PolicyTooLargeError("even the per-route policy exceeds the response budget")
-            narrowed, response = fitted
-            route_size = response_size(response)
+        # A per-route policy that fits on its own gets, like a whole one, the room it leaves.
+        fitted = ((narrowed, response) if response_size(response) <= MAX_RESPONSE_BYTES
+                  else self._fit_context(narrowed, token))
         log("WARN", "policy_narrowed_to_route", principal=decision.principal_id, size=size,
-            limit=MAX_RESPONSE_BYTES, route_size=route_size)
+            limit=MAX_RESPONSE_BYTES, route_size=response_size(response if fitted is None else fitted[1]))
+        if fitted is None:
+            raise PolicyTooLargeError("even the per-route policy exceeds the response budget")
+        narrowed, response = fitted
         answer = Answer(narrowed, response, "per-route policy")
         # A policy for this request alone: its tuples are new, so nothing is remembered.
         answer.outcome = narrowed.allowed and self._allows(
