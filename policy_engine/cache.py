@@ -425,5 +425,10 @@ class CandidateCache:
             return
         self._failing = code
         held = self._good.value
-        log("WARN", "candidate_unavailable", source=self.description, error=code, detail=str(exc),
-            serving_version=None if held is None else held.version)
+        # serving_version only when a candidate is still shadowed, as the docs list it
+        # (left out, not null, like every optional member of a line).
+        if held is None:
+            log("WARN", "candidate_unavailable", source=self.description, error=code, detail=str(exc))
+        else:
+            log("WARN", "candidate_unavailable", source=self.description, error=code, detail=str(exc),
+                serving_version=held.version)

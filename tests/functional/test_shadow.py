@@ -141,6 +141,7 @@ def test_a_missing_or_broken_candidate_is_logged_once_and_changes_nothing(idp, m
         assert len(lines_of(err, "decision")) == 6 and lines_of(err, "shadow_diff") == []
         (warning,) = lines_of(err, "candidate_unavailable")
         assert warning["level"] == "WARN" and warning["source"] == str(where)
+        assert "serving_version" not in warning  # no candidate is shadowed: left out, not null
 
 
 def test_a_candidate_that_fails_inside_the_shadow_never_reaches_the_answer(idp, make_handler, capsys, candidate):
