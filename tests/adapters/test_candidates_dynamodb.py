@@ -10,7 +10,7 @@ import datetime
 import pytest
 
 from policy_engine.adapters.dynamodb import CANDIDATE_SK, META, DynamoDbPermissionSource
-from policy_engine.admin.publish import discard, history, open_target, promote, rollback, sync
+from policy_engine.admin.publish import discard, history, promote, rollback, sync
 from policy_engine.admin.publish.dynamodb import DynamoDbStore
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, keys_of
@@ -21,6 +21,7 @@ from policy_engine.errors import (
     MissingStoreError,
     StoreTooLargeError,
 )
+from tests.candidates import check_a_discard_that_loses_to_a_promote, publish_live_and_candidate
 from tests.faults import Crash, FaultyClient, many_routes, write_permissions
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
@@ -48,12 +49,7 @@ def candidate_parts(backend, table: str) -> set[str]:
 @pytest.fixture
 def live_and_candidate(table, tmp_path):
     """v1 live with /a and /b; candidate c1 drops /b and adds /c."""
-    target = f"dynamodb://{table}"
-    live = write_permissions(tmp_path / "live.yaml", [("GET", "/a", "s:read"), ("GET", "/b", "s:read")])
-    sync(live, target)
-    shadow = write_permissions(tmp_path / "candidate.yaml", [("GET", "/a", "s:read"), ("GET", "/c", "s:read")])
-    result = sync(shadow, target, candidate=True, note="PR 43")
-    return target, live, shadow, result
+    return publish_live_and_candidate(f"dynamodb://{table}", tmp_path)
 
 
 def test_no_candidate_is_missing_for_the_reader(table, tmp_path):
@@ -294,12 +290,4 @@ def test_the_live_reader_refuses_a_candidates_snapshot_named_by_the_live_pointer
 
 
 def test_a_discard_that_loses_to_a_promote_neither_ends_the_candidate_nor_rewrites_its_record(live_and_candidate):
-    # The discard read the candidate, then a promote ran to the end before it wrote.
-    target = live_and_candidate[0]
-    late = open_target(target)
-    candidate = late.candidate()
-    assert candidate is not None
-    promoted = promote(target)
-    assert late.end_candidate(candidate, "discarded") is False
-    [record] = [entry for entry in history(target) if entry.get("candidate")]
-    assert (record["status"], record["promoted_to"]) == ("promoted", promoted.version_after)
+    check_a_discard_that_loses_to_a_promote(live_and_candidate[0])

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from policy_engine.adapters.s3 import S3PermissionSource, encode_snapshot
-from policy_engine.admin.publish import discard, history, load_desired, open_target, promote, rollback, sync
+from policy_engine.admin.publish import discard, history, load_desired, promote, rollback, sync
 from policy_engine.core.permissions import compile_records
 from policy_engine.core.publish import MappingKey, keys_of
 from policy_engine.errors import ConflictError, CorruptStoreError, MissingStoreError, StoreTooLargeError
+from tests.candidates import check_a_discard_that_loses_to_a_promote, publish_live_and_candidate
 from tests.faults import Crash, FaultyClient, aws_error, many_routes, write_permissions
 from tests.store_endpoints import S3_DENIED, fake_store_endpoint
 from tests.stores import CREDENTIALS
@@ -34,12 +35,7 @@ def read(target: str, *, candidate: bool = False, **options):
 @pytest.fixture
 def live_and_candidate(bucket, tmp_path):
     """v1 live with /a and /b; candidate c1 drops /b and adds /c."""
-    target = f"s3://{bucket}/authorizer/p.json"
-    live = write_permissions(tmp_path / "live.yaml", [("GET", "/a", "s:read"), ("GET", "/b", "s:read")])
-    sync(live, target)
-    shadow = write_permissions(tmp_path / "candidate.yaml", [("GET", "/a", "s:read"), ("GET", "/c", "s:read")])
-    result = sync(shadow, target, candidate=True, note="PR 43")
-    return target, live, shadow, result
+    return publish_live_and_candidate(f"s3://{bucket}/authorizer/p.json", tmp_path)
 
 
 def test_no_candidate_object_is_missing_for_the_reader(bucket, tmp_path):
@@ -230,12 +226,4 @@ def test_a_publisher_without_list_rights_publishes_the_first_candidate(backend, 
 
 
 def test_a_discard_that_loses_to_a_promote_neither_ends_the_candidate_nor_rewrites_its_record(live_and_candidate):
-    # The discard read the candidate, then a promote ran to the end before it wrote.
-    target = live_and_candidate[0]
-    late = open_target(target)
-    candidate = late.candidate()
-    assert candidate is not None
-    promoted = promote(target)
-    assert late.end_candidate(candidate, "discarded") is False
-    [record] = [entry for entry in history(target) if entry.get("candidate")]
-    assert (record["status"], record["promoted_to"]) == ("promoted", promoted.version_after)
+    check_a_discard_that_loses_to_a_promote(live_and_candidate[0])
