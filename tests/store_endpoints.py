@@ -4,7 +4,8 @@ Point ``AWS_ENDPOINT_URL_DYNAMODB`` or ``AWS_ENDPOINT_URL_S3`` at ``endpoint.url
 request is read whole (headers and ``Content-Length`` body), counted, then answered the
 way ``endpoint.mode`` says at that moment:
 
-* ``forward``: passed to ``upstream`` (moto) and its answer piped back;
+* ``forward``: passed to ``upstream`` (moto) after ``delay`` seconds, and its answer
+  piped back;
 * ``hang``: never answered (the connection stays open until the endpoint stops);
 * ``trickle``: a valid answer, one byte every ``interval`` seconds, so no socket read
   ever times out;
@@ -47,10 +48,11 @@ S3_DENIED = http_answer("403 Forbidden", "application/xml",
 
 
 class FakeStoreEndpoint:
-    def __init__(self, mode: str = "hang", *, upstream: str | None = None, interval: float = 0.3,
+    def __init__(self, mode: str = "hang", *, upstream: str | None = None, interval: float = 0.3, delay: float = 0.0,
                  error_response: bytes = DYNAMODB_DENIED, trickle_response: bytes = DYNAMODB_EMPTY_ITEM) -> None:
         self.mode = mode
         self.interval = interval
+        self.delay = delay
         self.error_response = error_response
         self.trickle_response = trickle_response
         self._upstream = urlsplit(upstream) if upstream else None
@@ -131,6 +133,8 @@ class FakeStoreEndpoint:
                         self.operations.append(operation.group(1).decode())
                 mode = self.mode
                 if mode == "forward":
+                    if self.delay and self._stopped.wait(self.delay):
+                        return
                     if upstream is None:
                         assert self._upstream is not None
                         upstream = self._track(socket.create_connection(

@@ -44,6 +44,7 @@ __all__ = [
     "MISSING",
     "RUNTIME_ATTEMPTS",
     "RUNTIME_CALL_TIMEOUT",
+    "RUNTIME_LOAD_DEADLINE",
     "THROTTLED",
     "Credentials",
     "SignedClient",
@@ -62,6 +63,10 @@ RUNTIME_ATTEMPTS = 2
 #: Seconds one request may take, whole: name lookup, connect, TLS, sending, answer.
 #: In-region calls take milliseconds; the cache bounds how long anyone waits for a load.
 RUNTIME_CALL_TIMEOUT = 3.0
+#: Seconds one whole load may take, however many requests it makes (a DynamoDB snapshot
+#: of many parts takes one per batch). A healthy load takes well under a second; an
+#: endpoint answering slowly but validly is given up on here, and the cache backs off.
+RUNTIME_LOAD_DEADLINE = 15.0
 #: Longest pause before the retry (full jitter, as AWS's retry guidance recommends).
 RETRY_DELAY_CAP = 0.25
 
@@ -278,12 +283,16 @@ class SignedClient:
         return credentials
 
     def send(self, method: str, path: str, *, what: str, max_bytes: int, headers: Mapping[str, str] | None = None,
-             body: bytes = b"") -> Answer:
+             body: bytes = b"", deadline: float | None = None) -> Answer:
         """The answer to one signed request (any status but the retried ones).
+
+        ``deadline`` (``time.monotonic()`` seconds) ends the attempts early: each gets at
+        most the time left before it, and none starts after it.
 
         Raises:
             BodyTooLargeError: a 200 answer is larger than ``max_bytes``.
-            StoreError: no credentials, or every attempt failed (network, deadline, 5xx, throttled).
+            StoreError: no credentials, every attempt failed (network, deadline, 5xx,
+                throttled), or ``deadline`` passed.
         """
         payload_sha256 = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
         base = {"Host": self._host, **(headers or {})}
@@ -293,10 +302,16 @@ class SignedClient:
         for attempt in range(1, RUNTIME_ATTEMPTS + 1):
             if attempt > 1:
                 self._sleep(random.uniform(0, RETRY_DELAY_CAP))
+            timeout = RUNTIME_CALL_TIMEOUT
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    raise StoreError(f"{what}: the whole load outlived its deadline"
+                                     + (f" (last attempt: {failure})" if failure else ""))
             signed = sign_v4(method, path, base, payload_sha256, self._signing_credentials(what), self.region,
                              self.service, datetime.datetime.now(datetime.UTC))
             try:
-                answer = self._session.send(method, path, timeout=RUNTIME_CALL_TIMEOUT, max_bytes=max_bytes,
+                answer = self._session.send(method, path, timeout=timeout, max_bytes=max_bytes,
                                             body=body or None, headers=signed, what=what)
             except BodyTooLargeError:
                 raise

@@ -54,12 +54,14 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from policy_engine.adapters.aws_http import (
     RUNTIME_ATTEMPTS,
+    RUNTIME_LOAD_DEADLINE,
     SignedClient,
     error_for,
     error_of,
@@ -219,7 +221,8 @@ class DynamoDbPermissionSource:
     parts as well. The parts must hash to the pointer's SHA-256 and the document inside
     to the pointer's version and digest; a miss is retried once with strongly consistent
     reads (an eventually consistent read may trail the flip) and then refused.
-    ``max_bytes`` caps the uncompressed snapshot (``None``: no cap, for tools).
+    ``max_bytes`` caps the uncompressed snapshot (``None``: no cap, for tools). The
+    whole ``fetch``, every request of it, ends within ``RUNTIME_LOAD_DEADLINE`` seconds.
     ``read_units`` is what the last ``fetch`` cost, as DynamoDB reports it.
 
     With ``candidate``, the same checks read the candidate (``META/CANDIDATE`` and its
@@ -238,6 +241,7 @@ class DynamoDbPermissionSource:
         self._client = SignedClient("dynamodb", origin, region, environ=env)
         self._max_bytes = max_bytes
         self._refused: StoreTooLargeError | None = None
+        self._deadline: float | None = None  # of the load in progress
         self.read_units = 0.0
 
     def fetch(self, known_etag: str | None) -> RawPermissions | None:
@@ -248,10 +252,12 @@ class DynamoDbPermissionSource:
             CorruptStoreError: the snapshot is missing, damaged or not what the pointer names.
             StoreTooLargeError: the version holds more than ``max_bytes`` (again, after one
                 ``GetItem``, while that version stays published).
-            StoreError: the table cannot be read (throttled, unreachable, access denied),
-                or its version was published by a policy-engine without snapshots.
+            StoreError: the table cannot be read (throttled, unreachable, access denied,
+                slower than ``RUNTIME_LOAD_DEADLINE`` for the whole load), or its version
+                was published by a policy-engine without snapshots.
         """
         self.read_units = 0.0
+        self._deadline = time.monotonic() + RUNTIME_LOAD_DEADLINE
         for consistent in (False, True):
             pointer = self._pointer(consistent)
             version, content = number_of(pointer, "version"), text_of(pointer, "digest")
@@ -332,7 +338,7 @@ class DynamoDbPermissionSource:
             answer = self._client.send(
                 "POST", "/", what=what, max_bytes=max_bytes, body=json.dumps(payload).encode(),
                 headers={"Content-Type": "application/x-amz-json-1.0",
-                         "X-Amz-Target": f"DynamoDB_20120810.{operation}"})
+                         "X-Amz-Target": f"DynamoDB_20120810.{operation}"}, deadline=self._deadline)
         except BodyTooLargeError as exc:
             raise StoreError(f"{what}: {exc}") from None
         if answer.status != 200:

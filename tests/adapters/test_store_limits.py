@@ -155,3 +155,29 @@ def test_a_trickling_store_answer_is_cut_at_the_request_deadline(aws_env, store)
     assert outcome and isinstance(outcome[0], StoreError) and "TimeoutError" in str(outcome[0])
     assert elapsed < RUNTIME_ATTEMPTS * RUNTIME_CALL_TIMEOUT + 2.0
     assert endpoint.count() == RUNTIME_ATTEMPTS
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_a_dynamodb_load_of_slow_valid_answers_ends_at_the_load_deadline(table, backend, tmp_path, monkeypatch):
+    # Each answer arrives well inside its own request's 3 s, but a load makes a request per
+    # batch of parts: only a deadline for the whole load keeps a slow endpoint from holding
+    # the one background load for minutes.
+    import time
+
+    from policy_engine.adapters import dynamodb
+
+    sync(write_permissions(tmp_path / "p.yaml", many_routes(50)), f"dynamodb://{table}")
+    monkeypatch.setattr(dynamodb, "RUNTIME_LOAD_DEADLINE", 0.8)
+    with fake_store_endpoint("forward", upstream=backend.dynamodb, delay=0.5) as endpoint:
+        source = DynamoDbPermissionSource(table, environ={**CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB": endpoint.url})
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=f"dynamodb://{table} BatchGetItem: the whole load outlived its deadline"):
+            source.fetch(None)
+        elapsed = time.monotonic() - started
+        # The pointer took 0.5 s, the parts' request the 0.3 s left; no retry was sent after.
+        assert elapsed < 1.5, elapsed
+        assert endpoint.operations == ["GetItem", "BatchGetItem"]
+
+        monkeypatch.setattr(dynamodb, "RUNTIME_LOAD_DEADLINE", 5.0)
+        loaded = source.fetch(None)  # the same endpoint within the deadline: loads
+        assert loaded is not None and loaded.version == "v1"
