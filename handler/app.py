@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from policy_engine.bootstrap import build_authorizer
+from policy_engine.core.urls import redact_url_secrets
 from policy_engine.errors import ConfigurationError, EventError, PolicyEngineError, TokenError
 from policy_engine.events import request_trace
 from policy_engine.logs import begin_request, end_request, log, log_decision, log_refusal, raised_at
@@ -32,7 +33,9 @@ try:
     AUTHORIZER = build_authorizer(Settings.from_environ())
 except ConfigurationError as exc:
     log("ERROR", "bad_configuration", variable=exc.variable, error=exc.problem)
-    raise
+    # The runtime writes an init failure's message to the log and returns it as the init
+    # error: it gets the redacted text (a URL setting may hold credentials), with no chain.
+    raise ConfigurationError(exc.variable, redact_url_secrets(exc.problem)) from None
 
 
 class Unauthorized(Exception):

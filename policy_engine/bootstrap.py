@@ -124,13 +124,16 @@ def build_authorizer(settings: Settings, *, prefetch: bool = True) -> Authorizer
     candidate = candidate_cache(settings)
     # A store is a network call that can hang: its loads get deadlines. Files load inline.
     store = "://" in settings.permissions_source
-    if (not store and settings.permissions_source != DEFAULT_PERMISSIONS_SOURCE
-            and not Path(settings.permissions_source).exists()):
+    if not store and settings.permissions_source != DEFAULT_PERMISSIONS_SOURCE:
         # A path set by hand that names nothing: nothing the function ships or mounts appears
         # later, so refuse to start, naming it, rather than answer 500 to every request.
         # (The default, an installed package's own folder, may be absent: that stays a load
-        # failure, logged and failing closed per request.)
-        raise ConfigurationError("PERMISSIONS_SOURCE", f"{settings.permissions_source!r}: no such file or folder")
+        # failure, logged and failing closed per request.) Files load inline, so a device or
+        # a FIFO, which can be read forever, is refused too.
+        path = Path(settings.permissions_source)
+        if not (path.is_file() or path.is_dir()):
+            raise ConfigurationError("PERMISSIONS_SOURCE", f"{settings.permissions_source!r}: " + (
+                "not a regular file or folder" if path.exists() else "no such file or folder"))
     permissions = PermissionCache(
         permission_source(settings.permissions_source, max_bytes=settings.permissions_max_bytes),
         ttl=settings.permissions_cache_ttl,

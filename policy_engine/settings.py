@@ -128,8 +128,8 @@ class Settings:
         "PERMISSIONS_SOURCE", "text", "a YAML file or folder, a compiled snapshot file (`policy-engine "
         "compile`: a `*.json` name, or any file that starts like one; the bundle ships one as `permissions`), "
         "`dynamodb://TABLE` or `s3://BUCKET/KEY` "
-        "(see [Permission stores](stores.md)); set to a file or folder that does not exist, it stops the "
-        "function at start",
+        "(see [Permission stores](stores.md)); set to a file or folder that does not exist (or to anything "
+        "else that is neither, such as a device), it stops the function at start",
         shown="`permissions` beside the package"))
     permissions_cache_ttl: float = field(default=60.0, metadata=_declare(
         "PERMISSIONS_CACHE_TTL", "number", "seconds a warm container trusts loaded mappings before a cheap "
@@ -231,7 +231,7 @@ class Settings:
         "characters; anything else counts as no key)"))
     api_keys_file: str | None = field(default=None, metadata=_declare(
         "API_KEYS_FILE", "text", "YAML file of API keys per client and the routes that need one (example: "
-        "`examples/api-keys.yaml`)"))
+        "`examples/api-keys.yaml`); a regular file of at most 8 MiB"))
 
     metrics: bool = field(default=True, metadata=_declare(
         "METRICS", "flag", "`false` leaves the CloudWatch metrics (Embedded Metric Format members) out of the "
@@ -404,7 +404,9 @@ def read_variable(var: Variable, environ: Mapping[str, str]) -> Any:
         text = environ.get(name, "").strip()
         return parse_identity_providers(text, name) if text else var.default
     if kind == "secret":
-        return environ.get(name, "") or var.default
+        # Kept as written (a secret may hold spaces), but only spaces count as unset.
+        secret = environ.get(name, "")
+        return secret if secret.strip() else var.default
     if kind == "text":
         text = environ.get(name, "").strip()
         if not text:

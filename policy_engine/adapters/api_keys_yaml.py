@@ -16,7 +16,8 @@ validated by the same schema, with file and line in every error.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import stat
 from typing import Any
 
 from policy_engine.adapters.yaml_files import load_yaml_document
@@ -27,6 +28,8 @@ from policy_engine.errors import ConfigurationError, PermissionsError
 __all__ = ["load_api_key_rules"]
 
 _VARIABLE = "API_KEYS_FILE"
+#: The file is read whole at every cold start: 8 MiB holds tens of thousands of clients.
+MAX_API_KEYS_FILE_BYTES = 8 * 1024 * 1024
 
 
 def load_api_key_rules(path: str | None, claim: str | None) -> ApiKeyRules | None:
@@ -39,9 +42,22 @@ def load_api_key_rules(path: str | None, claim: str | None) -> ApiKeyRules | Non
         return ApiKeyRules(claim=claim) if claim else None
     display = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(_VARIABLE, f"cannot read {display}: {exc}") from None
+        # Opened without blocking: a FIFO must not hold the cold start until a writer comes.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigurationError(_VARIABLE, f"{display} is not a regular file")
+            with open(fd, "rb", closefd=False) as file:  # read() loops over short reads
+                data = file.read(MAX_API_KEYS_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_API_KEYS_FILE_BYTES:
+            raise ConfigurationError(_VARIABLE, f"{display} is larger than {MAX_API_KEYS_FILE_BYTES} bytes")
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise ConfigurationError(_VARIABLE, f"cannot read {display}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(_VARIABLE, f"cannot read {display}: not UTF-8 text") from None
     try:
         document, locate = load_yaml_document(text, display)
     except PermissionsError as exc:

@@ -70,6 +70,10 @@ RUNTIME_LOAD_DEADLINE = 15.0
 #: Longest pause before the retry (full jitter, as AWS's retry guidance recommends).
 RETRY_DELAY_CAP = 0.25
 
+#: A region name as the AWS SDKs accept one: lower-case letters and digits in
+#: hyphen-separated words (us-east-1, us-gov-west-1, cn-north-1; "local" for emulators).
+_REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
 #: Error codes meaning "no such table, bucket or object".
 MISSING = frozenset({"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404", "NotFound"})
 #: Error codes meaning "these credentials may not do this".
@@ -136,20 +140,27 @@ def find_region(service: str, environ: Mapping[str, str]) -> str:
     """The region the SDKs would use.
 
     Raises:
-        ConfigurationError: none is configured.
+        ConfigurationError: none is configured, or it is not a region name.
     """
-    region = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION")
-    if not region:
+    variable = next((name for name in ("AWS_DEFAULT_REGION", "AWS_REGION") if environ.get(name, "").strip()), None)
+    region = environ[variable].strip() if variable else None
+    if region is None:
         try:
             import botocore.session  # only off Lambda (a profile's region)
         except ImportError:  # pragma: no cover - botocore ships with every Lambda Python runtime
-            region = None
+            pass
         else:
-            region = botocore.session.get_session().get_config_variable("region")
+            configured = botocore.session.get_session().get_config_variable("region")
+            region = str(configured).strip() if configured else None
     if not region:
         raise ConfigurationError("AWS_DEFAULT_REGION", f"no AWS region for the {service} client "
                                  "(set AWS_DEFAULT_REGION, or region in the AWS profile)")
-    return str(region)
+    if not _REGION.fullmatch(region):
+        # It becomes part of the service's host name (dynamodb.<region>.amazonaws.com).
+        raise ConfigurationError(variable or "AWS_DEFAULT_REGION",
+                                 f"{region!r} is not an AWS region name (such as us-east-1)"
+                                 + ("" if variable else ", in the AWS profile"))
+    return region
 
 
 def service_origin(service: str, region: str, environ: Mapping[str, str]) -> tuple[str, bool]:

@@ -212,12 +212,23 @@ def parse_identity_providers(text: str, name: str = "IDENTITY_PROVIDERS") -> tup
         ConfigurationError: named ``name``; the problem names the entry (``[index]``) and key.
     """
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_members)
     except ValueError as exc:
         raise ConfigurationError(name, f"is not JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigurationError(name, "is nested too deeply to be a list of issuers") from None
     if not isinstance(document, list) or not document:
         raise ConfigurationError(name, "must be a non-empty JSON list of objects, one per issuer")
     return tuple(_provider(entry, f"[{index}]", name) for index, entry in enumerate(document))
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # An entry naming a key twice ("issuer" twice) would silently keep the last one.
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        twice = sorted({key for key, _ in pairs if sum(1 for k, _ in pairs if k == key) > 1})
+        raise ValueError(f"an object names {', '.join(map(repr, twice))} more than once")
+    return members
 
 
 def _strings(value: Any, where: str, name: str, key: str, *, allow_empty: bool = False) -> tuple[str, ...]:
