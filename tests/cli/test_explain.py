@@ -129,6 +129,26 @@ def test_token_is_decoded_without_verification_when_no_issuer_is_configured(idp,
     assert out["caller"]["scopes"] == ["pets:write"] and out["caller"]["principal"] == "web"
 
 
+@pytest.mark.parametrize("override,variable", [
+    ({"CLOCK_LEEWAY": "abc"}, "CLOCK_LEEWAY"),
+    ({"ALLOWED_ALGORITHMS": "HS256"}, "ALLOWED_ALGORITHMS"),
+    ({"IDENTITY_PROVIDERS": "[["}, "IDENTITY_PROVIDERS"),
+])
+def test_a_bad_setting_is_one_error_not_an_unverified_decision(idp, capsys, monkeypatch, override, variable):
+    # The authorizer would refuse to start with it: explain must not decode and decide an
+    # (expired) token as if verification were merely not configured.
+    monkeypatch.setenv("ISSUER", idp.issuer)
+    monkeypatch.setenv("AUDIENCE", "api")
+    for name, value in override.items():
+        monkeypatch.setenv(name, value)
+    token = idp.mint(scope="pets:read", subject="web", audience="api", lifetime=-3600)
+    code = main(["explain", "--permissions", PERMISSIONS, "--token", token, "--request", "GET /dev/pets"])
+    captured = capsys.readouterr()
+    assert code == 2 and "Allow" not in captured.out
+    assert captured.err.startswith(f"policy-engine explain: {variable}: ")
+    assert captured.err.rstrip().endswith("(the authorizer would refuse to start)")
+
+
 def test_unverified_token_reads_scopes_from_the_configured_claims(idp, capsys, monkeypatch):
     # SCOPE_CLAIMS applies even when ISSUER/AUDIENCE are missing and the token cannot be
     # verified: the scopes shown are the ones the deployed authorizer would read.

@@ -78,7 +78,9 @@ combined. --claim NAME=VALUE gives the caller's claim for '{claim:NAME}'
 placeholders in resources (NAME may be a dotted path); with --token the token's
 own claims are used. A placeholder without a valid value grants nothing. A token
 is verified when ISSUER and AUDIENCE (or --issuer, --audience) are set and its
-keys are reachable, else only decoded, and the output says which.
+keys are reachable, else only decoded, and the output says which. A setting
+the authorizer would refuse to start with is an error (exit 2), never "only
+decoded".
 
 Exit codes: 0 shown (with --request: allowed); 1 the request would be refused
 (403, or 401 for a rejected token); 2 could not run (bad arguments, unreadable
@@ -269,6 +271,10 @@ def _caller_of(args: argparse.Namespace, location: str) -> dict[str, Any]:
     try:
         settings = Settings.from_environ(environ)
     except ConfigurationError as exc:
+        if exc.variable not in ("ISSUER", "AUDIENCE") or environ.get(exc.variable, "").strip():
+            # A value the authorizer would refuse to start with: never "not configured",
+            # which would decode (and decide) a token the authorizer never accepts.
+            raise ConfigurationError(exc.variable, f"{exc.problem} (the authorizer would refuse to start)") from None
         caller["verified"] = False
         caller["verification"] = (f"decoded WITHOUT verification: {exc.variable} is not configured "
                                   "(set ISSUER and AUDIENCE, or pass --issuer/--audience, to verify)")
@@ -371,10 +377,7 @@ def _parse_request(text: str, api_arn: str) -> MethodArn:
 def _per_route_response(decision: Decision, request: MethodArn) -> dict[str, Any] | None:
     # The runtime's answer to a policy too large for API Gateway: narrowed to the route
     # when IDENTITY_SOURCE makes the cache key per route, else none (a 500).
-    try:
-        identity = read_variable(variable("IDENTITY_SOURCE"), os.environ)
-    except ConfigurationError:
-        return None
+    identity = read_variable(variable("IDENTITY_SOURCE"), os.environ)  # a bad value: one error, as at start
     if not identity.per_route:
         return None
     response = render_iam_response(narrow_to_route(decision, str(request)))
