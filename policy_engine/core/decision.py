@@ -307,12 +307,18 @@ def simple_answer(decision: Decision, route_arn: str, route: RouteTemplate | Non
     # also hold routes near it that need one: those do not decide this request.)
     if narrowed.reason == "route_needs_api_key":
         reason = narrowed.reason
+    elif route is not None and any(granted.methods == route.methods and granted.path == route.path
+                                   for granted in per_request):
+        # Granted by its own mapping, request by request: true for every request of the
+        # route, this one too when no Resource could name it exactly (a path holding an
+        # IAM wildcard character, ``*`` or ``?``).
+        if not narrowed.allowed:
+            narrowed = replace(narrowed, effect=ALLOW, reason="granted_this_request")
     elif narrowed.allowed and route is not None:
         # The whole policy, not its part for route_arn: other methods and paths of the
         # route are granted by Resources that do not match this one request.
         coverage = route_coverage(decision.resources, decision.denied, f"{decision.api_arn}/{decision.stage}/", route)
-        if not coverage.granted and not any(
-                granted.methods == route.methods and granted.path == route.path for granted in per_request):
+        if not coverage.granted:
             reason = _NOT_WHOLE_ROUTE[coverage.reason]
     if reason is not None:
         narrowed = replace(narrowed, effect=DENY, resources=(), denied=(), reason=reason)

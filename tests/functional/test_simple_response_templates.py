@@ -128,3 +128,26 @@ def test_a_route_allowed_per_request_makes_no_other_route_true(world):
     answer = authorizer.answer(http_v2_event(token, "GET", "/g/1", route_key="GET /g/{id}"))
     assert answer.response["isAuthorized"] is False
     assert answer.decision.reason == "route_not_fully_granted"
+
+
+@pytest.mark.parametrize("path", ["/hello/a*b", "/hello/a?b", "/hello/*"])
+def test_a_request_no_resource_can_name_is_still_true_for_a_route_granted_per_request(world, path):
+    # A path holding an IAM wildcard character cannot be written as an exact Resource, so
+    # the policy cannot allow it alone; but under a route-key cache key the answer covers
+    # the route, which its own mapping grants whole. A false here would be cached for
+    # every request of the route.
+    records = [{"arn": API, "stage": "dev", "httpVerb": verb, "resource": resource, "scope": scope}
+               for verb, resource, scope in (("GET", "/hello/{id}", "ed"), ("ANY", "/{proxy+}", "other"))]
+    authorizer = world.authorizer(records)
+    token = world.tokens[frozenset({"ed"})]
+    answer = authorizer.answer(http_v2_event(token, "GET", path, route_key="GET /hello/{id}"))
+    assert answer.response["isAuthorized"] is True
+    assert answer.decision.allowed and answer.decision.reason == "granted_this_request"
+    # The catch-all's requests stay false, whatever their path holds.
+    answer = authorizer.answer(http_v2_event(token, "GET", path + "/x", route_key="ANY /{proxy+}"))
+    assert answer.response["isAuthorized"] is False
+    # Without a route key to stand on, the policy cannot name the request: 403, never wider.
+    verified = authorizer.verify(f"Bearer {token}")
+    arn = f"{API}/dev/GET{path}"
+    alone = render_iam_response(authorizer.decide(verified, parse_method_arn(arn)))
+    assert evaluate_response(alone, arn) is not Verdict.ALLOW
