@@ -122,7 +122,7 @@ class _Globs:
     """The union of IAM globs as one NFA, after reading ``prefix``: state ``s`` is
     "matched up to here"; sets of states are closed under a ``*`` matching nothing."""
 
-    __slots__ = ("closure", "rest_is_star", "start", "symbols")
+    __slots__ = ("_literals", "closure", "rest_is_star", "start", "symbols")
 
     def __init__(self, patterns: Sequence[str], prefix: str) -> None:
         # Every request starts with the literal prefix (<api>/<stage>/). A pattern that
@@ -161,6 +161,7 @@ class _Globs:
         for char in prefix:
             after = self.step(after, char)
         self.start = after.union(*(closure[s] for s in starts[:len(spelled)]))
+        self._literals: frozenset[str] | None = None
 
     def step(self, states: frozenset[int], char: str) -> frozenset[int]:
         out: set[int] = set()
@@ -176,17 +177,24 @@ class _Globs:
     def accepts(self, states: frozenset[int]) -> bool:
         return any(self.symbols[s] is None for s in states)
 
+    def labels(self, states: frozenset[int]) -> set[str]:
+        """The characters the patterns name next from ``states`` (not their wildcards)."""
+        symbols = self.symbols
+        return {symbol for s in states if (symbol := symbols[s]) is not None and symbol not in "*?"}
+
     def literals(self) -> set[str]:
         """The literal characters still ahead of the start states: the only ones the
         NFA can tell apart from here on."""
-        out: set[str] = set()
-        symbols = self.symbols
-        for state in self.start:
-            while (symbol := symbols[state]) is not None:
-                if symbol not in "*?":
-                    out.add(symbol)
-                state += 1
-        return out
+        if self._literals is None:
+            out: set[str] = set()
+            symbols = self.symbols
+            for state in self.start:
+                while (symbol := symbols[state]) is not None:
+                    if symbol not in "*?":
+                        out.add(symbol)
+                    state += 1
+            self._literals = frozenset(out)
+        return set(self._literals)
 
 
 class _Route:
@@ -237,6 +245,11 @@ class _Route:
     def literals(self) -> set[str]:
         return {label for edges in self.edges for label, _ in edges if len(label) == 1}
 
+    def labels(self, states: frozenset[int]) -> set[str]:
+        """The characters the edges out of ``states`` name (not the classes)."""
+        edges = self.edges
+        return {label for state in states for label, _ in edges[state] if len(label) == 1}
+
     def finish(self, states: frozenset[int]) -> str:
         """A shortest text that takes one of ``states`` to the end of the route."""
         # Every state reaches the end: the automaton is a chain with self-loops.
@@ -249,6 +262,42 @@ class _Route:
                     spelled[target] = spelled[state] + (label if len(label) == 1 else _OTHER_IN_WITNESS)
                     queue.append(target)
         return spelled[self.final]
+
+
+@lru_cache(maxsize=8)
+def _globs_nfa(patterns: tuple[str, ...], prefix: str) -> _Globs:
+    # Built once per set of globs: a caller's grants are checked against many routes in a
+    # row. Few are kept: one set of many globs holds a state per character.
+    return _Globs(patterns, prefix)
+
+
+@lru_cache(maxsize=4096)
+def _route_nfa(route: RouteTemplate) -> _Route:
+    # Built once per route: a sibling check asks about the same routes many times.
+    return _Route(route)
+
+
+@lru_cache(maxsize=64)
+def _any_route_nfa(routes: tuple[RouteTemplate, ...]) -> _AnyRoute:
+    # The routes above one route are asked about once per glob that may reach it, in a row.
+    return _AnyRoute([_route_nfa(route) for route in routes])
+
+
+class _AnyRoute(_Route):
+    """The requests of several routes as one NFA (their union): a set of states holds
+    only the live ones, so a route that can no longer match costs nothing per step."""
+
+    __slots__ = ("finals", "start")
+
+    def __init__(self, routes: Sequence[_Route]) -> None:
+        self.edges = []
+        start, finals = set(), set()
+        for route in routes:
+            base = len(self.edges)
+            self.edges.extend([(label, target + base) for label, target in edges] for edges in route.edges)
+            start.add(base)
+            finals.add(route.final + base)
+        self.start, self.finals = frozenset(start), frozenset(finals)
 
 
 def _other_character(taken: set[str]) -> str:
@@ -265,7 +314,7 @@ def route_coverage(
     any of them. Exact (see the module docstring), except that past ``MAX_STATES``
     explored states the answer is ``undecided``, which is not granted.
     """
-    grants, denies, requests = _Globs(allowed, prefix), _Globs(denied, prefix), _Route(route)
+    grants, denies, requests = _globs_nfa(allowed, prefix), _globs_nfa(denied, prefix), _route_nfa(route)
     alphabet = grants.literals() | denies.literals() | requests.literals() | {"/"}
     alphabet.add(_other_character(alphabet))
     letters = sorted(alphabet)
@@ -411,22 +460,23 @@ def reaches_by_automata(globs: tuple[str, ...], route: RouteTemplate, above: tup
     """``reaches``, decided on the product of the automata alone, as ``route_coverage``
     does; past ``MAX_STATES`` explored states the answer is ``True``: every caller treats
     a reach as something to deny or to refuse, never to allow."""
-    grants = _Globs(globs, "")
-    requests = _Route(route)
-    higher = tuple(_Route(other) for other in above)
-    alphabet = grants.literals() | requests.literals() | {"/"}
-    for other in higher:
-        alphabet |= other.literals()
-    alphabet.add(_other_character(alphabet))
-    letters = sorted(alphabet)
-    start = (frozenset({0}), grants.start, tuple(frozenset({0}) for _ in higher))
+    grants = _globs_nfa(globs, "")
+    requests = _route_nfa(route)
+    # The routes above as one automaton: only whether one of them takes the request matters.
+    higher = _any_route_nfa(above)
+    finals = higher.finals
+    # One character stands for all those no automaton names: they all lead to the same states.
+    others = ("/", _other_character(set("".join((*globs, route.key, *(other.key for other in above)))) | {"/"}))
+    start = (frozenset({0}), grants.start, higher.start)
     seen = {start}
     queue = deque([start])
     while queue:
         route_states, grant_states, higher_states = queue.popleft()
-        if (requests.final in route_states and grants.accepts(grant_states)
-                and not any(other.final in states for other, states in zip(higher, higher_states, strict=True))):
+        if requests.final in route_states and grants.accepts(grant_states) and finals.isdisjoint(higher_states):
             return True
+        # Only the characters some current state names can lead elsewhere than "others" do.
+        letters = requests.labels(route_states) | grants.labels(grant_states) | higher.labels(higher_states)
+        letters.update(others)
         for char in letters:
             next_route = requests.step(route_states, char)
             if not next_route:
@@ -434,8 +484,7 @@ def reaches_by_automata(globs: tuple[str, ...], route: RouteTemplate, above: tup
             next_grants = grants.step(grant_states, char)
             if not next_grants:
                 continue
-            following = (next_route, next_grants,
-                         tuple(other.step(states, char) for other, states in zip(higher, higher_states, strict=True)))
+            following = (next_route, next_grants, higher.step(higher_states, char) if higher_states else higher_states)
             if following in seen:
                 continue
             if len(seen) >= MAX_STATES:

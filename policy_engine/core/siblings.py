@@ -111,10 +111,15 @@ class SiblingRoutes:
         if found is None:
             route = self._routes[key]
             methods = set(route.methods)
+            # Only those that share a request with this route can take one from it: the
+            # others would only make every reach check (an automaton per route above) cost
+            # more. Their glob holds all their requests, so a glob that misses the template
+            # leaves out no route that matters.
             found = tuple(self._routes[other] for other in self._near(self._openings[key])
                           if other != key and not methods.isdisjoint(self._routes[other].methods)
                           and _compatible(self._openings[other], self._openings[key])
-                          and outranks(self._routes[other], route))
+                          and outranks(self._routes[other], route)
+                          and globs_intersect(self._glob_of(other[1]), key[1]))
             self._above[key] = found
         return found
 
