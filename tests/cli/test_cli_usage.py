@@ -231,3 +231,23 @@ def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(tmp_path):
         err = process.stderr.read().decode()
         assert process.wait(timeout=60) == 2
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_command_cancelled_by_a_signal_exits_130_without_a_traceback(signal_name):
+    # CI systems cancel a job with SIGTERM: it must end a command as Ctrl-C does (a sync
+    # releases its claim on the way out), not kill it where it stands.
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "policy_engine.admin.cli", "replay", "-", "--against", str(ROOT / "permissions")]
+    proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # past the imports: replay waits on its standard input
+        proc.send_signal(getattr(signal, signal_name))
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err

@@ -11,7 +11,9 @@ import importlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -112,6 +114,25 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM (how CI systems cancel a job) ends a command as Ctrl-C does: a publish claim
+    # is released and nothing half-written stays. Commands that serve set their own.
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the commands are imported, before any runs
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     usage_parser: Any = getattr(args, "usage_parser", parser)
@@ -134,8 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"error": {"command": args.command, "code": exc.code, "message": message,
                                         "problems": problems}}, indent=2))
         return 2
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         # The reader went away (`| head`): no traceback, and no second error when Python
         # flushes stdout at exit (the Python documentation's note on SIGPIPE).
