@@ -77,6 +77,36 @@ def test_an_output_that_would_replace_a_permission_file_is_refused(tmp_path, cap
     assert main(["compile", str(folder), "-o", str(folder / "compiled.json")]) == 0  # not read as YAML
 
 
+def test_bundle_refuses_an_output_that_would_replace_its_permission_file(tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "permissions"
+    shutil.copytree(ROOT / "permissions", folder)
+    before = (folder / "pets.yaml").read_bytes()
+    code = main(["bundle", "--permissions", str(folder), "--output", str(folder / "pets.yaml"),
+                 "--wheel-cache", str(tmp_path / "wheels"), "--no-compile"])
+    assert code == 2
+    assert "would replace the permission file" in capsys.readouterr().err
+    assert (folder / "pets.yaml").read_bytes() == before
+
+
+def test_an_output_that_is_a_link_is_written_through_and_a_fifo_is_refused(tmp_path, capsys):
+    import os
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert main(["compile", str(ROOT / "permissions"), "-o", str(link)]) == 0
+    assert link.is_symlink() and real.read_text().startswith("{")
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    capsys.readouterr()
+    assert main(["compile", str(ROOT / "permissions"), "-o", str(fifo)]) == 2
+    assert f"{fifo}: not a regular file" in capsys.readouterr().err
+    assert fifo.is_fifo()
+
+
 def test_the_handler_decides_from_the_compiled_snapshot_as_from_the_yaml(tmp_path, idp, make_handler):
     snapshot = tmp_path / "compiled"
     assert main(["compile", str(ROOT / "permissions"), "-o", str(snapshot)]) == 0

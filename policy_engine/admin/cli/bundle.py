@@ -8,7 +8,9 @@ from typing import Any
 
 from policy_engine.admin.cli._common import add_command, add_format, print_json
 from policy_engine.admin.cli._progress import TerminalProgress
+from policy_engine.admin.files import input_overwritten
 from policy_engine.admin.packaging import ARCHITECTURES, PYTHON_VERSIONS, build_bundle, default_output
+from policy_engine.errors import BundleError
 
 DESCRIPTION = """\
 Build the zip to deploy as the authorizer Lambda function.
@@ -71,6 +73,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.arch, args.python)
+    overwritten = input_overwritten(output, [args.permissions] if args.permissions is not None else [])
+    if overwritten is not None:
+        raise BundleError(f"{output}: would replace the permission file {overwritten}; write the zip elsewhere")
     progress = TerminalProgress("bundle", enabled=args.format != "json")
     try:
         bundle = _build(args, output, progress)

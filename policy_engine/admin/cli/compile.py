@@ -9,7 +9,7 @@ from typing import Any
 
 from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.cli._progress import TerminalProgress
-from policy_engine.admin.files import write_output
+from policy_engine.admin.files import input_overwritten, write_output
 from policy_engine.admin.publish import compile_snapshot
 from policy_engine.core.publish import digest
 from policy_engine.errors import PermissionsError, StoreError
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:
         raise StoreError(f"{missing[0]}: no such file or folder")
-    overwritten = _input_overwritten(args.output, args.paths)
+    overwritten = input_overwritten(args.output, args.paths)
     if overwritten is not None:
         raise StoreError(f"{args.output}: would replace the permission file {overwritten}; write the snapshot "
                          "elsewhere (a .json name outside the permission folders)")
@@ -70,16 +70,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"compiled  {len(keys)} mappings from {', '.join(args.paths)}")
     print(f"snapshot  {output} ({len(body):,} bytes, {digest(keys)})")
     return 0
-
-
-def _input_overwritten(output: Path, paths: list[str]) -> str | None:
-    # The permission file the output would replace: one of the PATHs, or a YAML file
-    # inside a folder PATH (where the next compile would read the snapshot as YAML).
-    target = output.resolve()
-    for given in paths:
-        path = Path(given).resolve()
-        if target == path:
-            return given
-        if path.is_dir() and target.is_relative_to(path) and target.suffix.lower() in (".yaml", ".yml"):
-            return str(output)
-    return None
