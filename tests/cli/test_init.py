@@ -75,6 +75,35 @@ def test_a_file_in_the_way_of_the_folder_cannot_run(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_something_in_the_way_inside_the_folder_writes_nothing(tmp_path, capsys):
+    # A file where a folder goes, or a folder where a file goes: refused before any write,
+    # so that a second run (after the fix) is not refused for the files the first one wrote.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / ".github").write_text("")
+    (tmp_path / "b" / "template.yaml").mkdir(parents=True)
+    assert main(["init", str(tmp_path / "a")]) == 2
+    assert "a file where init makes a folder" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "b"), "--force"]) == 2
+    assert "a folder where init writes a file" in capsys.readouterr().err
+    assert _tree(tmp_path) == ["a", "a/.github", "b", "b/template.yaml"]
+
+
+def test_a_write_that_fails_midway_leaves_nothing_behind(tmp_path, capsys):
+    # The seventh file cannot be staged (its .partial name is taken by a folder): the six
+    # staged before it and the folders made for them are removed.
+    root = tmp_path / "team"
+    name = list(scaffold_files())[6]
+    (root / f"{name}.partial").mkdir(parents=True)
+    before = _tree(tmp_path)
+    assert main(["init", str(root)]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
+
+
 def test_the_workflow_validates_and_shows_the_sync_diff_on_pull_requests():
     files = scaffold_files("9.8.7")
     workflow = yaml.safe_load(files[".github/workflows/permissions.yaml"])

@@ -16,6 +16,7 @@ Exit codes: 0 written, 1 refused (files exist), 2 could not run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import sys
 from pathlib import Path
@@ -83,13 +84,39 @@ def run(args: argparse.Namespace) -> int:
         for name in existing:
             print(f"  {root / name}", file=sys.stderr)
         return 1
-    for name, content in files.items():
-        target = root / name
-        try:
+    for name in files:
+        # A file where a folder must go, or a folder where a file must: refused before
+        # anything is written.
+        blocked = next((p for p in (root / name).parents if p.exists() and not p.is_dir() and p.is_relative_to(root)),
+                       None)
+        if blocked is not None:
+            raise ConfigurationError("DIR", f"{blocked}: a file where init makes a folder (for {root / name}); "
+                                     "nothing written")
+        if (root / name).is_dir():
+            raise ConfigurationError("DIR", f"{root / name}: a folder where init writes a file; nothing written")
+    # All or nothing: every file is written beside its place first, then each is renamed
+    # into it; a failure on the way removes what was written and the folders made for it.
+    made = {p for name in files for p in (root / name).parents if not p.exists()}
+    staged: list[tuple[Path, Path]] = []
+    target = root
+    try:
+        for name, content in files.items():
+            target = root / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        except OSError as exc:
-            raise ConfigurationError("DIR", f"{target}: cannot write ({exc.strerror or exc})") from None
+            partial = target.with_name(target.name + ".partial")
+            staged.append((partial, target))
+            partial.write_bytes(content)
+    except OSError as exc:
+        for partial, _ in staged:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: never a folder that holds anything else
+        raise ConfigurationError("DIR", f"{target}: cannot write ({exc.strerror or exc}); "
+                                 "nothing written") from None
+    for (partial, target), name in zip(staged, files, strict=True):
+        partial.replace(target)
         print(f"{'replaced' if name in existing else 'created '}  {target}")
     here = "" if root == Path(".") else f"cd {root}\n  "
     print(f"\nnext:\n  {here}policy-engine validate --catalog catalog permissions\n"
