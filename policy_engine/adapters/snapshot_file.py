@@ -27,6 +27,8 @@ def is_snapshot_file(location: str | Path) -> bool:
     path = Path(location)
     if path.suffix == ".json":
         return path.is_file() or not path.exists()
+    if not path.is_file():  # a folder, a missing file, or a FIFO or device, which may never end
+        return False
     try:
         with path.open("rb") as file:
             return is_snapshot(file.read(_HEAD_BYTES))

@@ -37,6 +37,8 @@ def yaml_files(path: Path) -> list[Path]:
         if files:
             return files
         raise PermissionsError(f"{path}: no .yaml or .yml files in this folder")
+    if path.exists():  # a FIFO or a device: reading it may never end
+        raise PermissionsError(f"{path}: not a regular file or folder")
     raise PermissionsError(f"{path}: no such file or folder")
 
 

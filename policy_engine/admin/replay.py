@@ -497,7 +497,9 @@ def input_files(inputs: Sequence[str]) -> list[str]:
         if path.is_dir():
             for folder, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(str(Path(folder, name)) for name in sorted(names) if not name.startswith("."))
+                # Regular files only: a FIFO or a socket met in a folder could be read for ever.
+                files.extend(str(Path(folder, name)) for name in sorted(names)
+                             if not name.startswith(".") and Path(folder, name).is_file())
         elif path.exists():  # a file, or a pipe such as /dev/stdin or a shell's <(...)
             files.append(given)
         else:

@@ -118,3 +118,10 @@ def test_an_http_api_refusal_says_that_401_is_not_documented_for_http_apis(capsy
     assert "an HTTP API answers 401 if it honours 'Unauthorized'" in capsys.readouterr().out
     assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json"), *args]) == 1
     assert "HTTP API" not in capsys.readouterr().out
+
+
+def test_an_env_file_that_is_not_utf8_is_one_error(tmp_path, capsys):
+    env_file = tmp_path / "bad.env"
+    env_file.write_bytes(b"ISSUER=\xff\xfe\n")
+    assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json"), "--env-file", str(env_file)]) == 2
+    assert capsys.readouterr().err.strip() == f"policy-engine invoke: --env-file: {env_file}: not UTF-8 text"

@@ -592,3 +592,15 @@ def test_bytes_count_every_byte_read(tmp_path, capsys, monkeypatch):
     document.write_text(json.dumps({"events": [{"timestamp": 1765083600123, "message": GAINED}]}, indent=2))
     report = run(capsys, str(log), str(document), "--against", str(NEXT))
     assert report["bytes"] == log.stat().st_size + document.stat().st_size
+
+
+def test_a_fifo_met_in_a_folder_is_left_out(tmp_path):
+    # Named on the command line a pipe is read (<(zcat ...)); met while walking a folder it
+    # is no log file, and reading it could wait for ever.
+    import os
+
+    from policy_engine.admin.replay import input_files
+
+    (tmp_path / "a.log").write_text("")
+    os.mkfifo(tmp_path / "b.log")
+    assert input_files([str(tmp_path)]) == [str(tmp_path / "a.log")]

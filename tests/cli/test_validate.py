@@ -232,3 +232,13 @@ def test_routes_no_single_policy_allows_exactly_are_reported_per_caller(tmp_path
     assert exact == [("not-exact", "5"), ("not-exact", "6")]  # the pet routes nest: no finding
     rows = {row["subject"]: row["per_request"] for row in report["sizes"]}
     assert rows["scope docs:meta"] == ["GET /docs/{id}/meta"] and rows["scope pets:read"] == []
+
+
+def test_a_fifo_is_refused_without_reading_it(tmp_path, capsys):
+    # Nothing may wait for a writer that never comes (a permission file, or one met in a folder).
+    import os
+
+    fifo = tmp_path / "pets.yaml"
+    os.mkfifo(fifo)
+    assert main(["validate", str(fifo)]) == 1
+    assert f"{fifo}: error: not a regular file or folder" in capsys.readouterr().out

@@ -104,6 +104,8 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
             lines = Path(args.env_file).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise ConfigurationError("--env-file", f"{args.env_file}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigurationError("--env-file", f"{args.env_file}: not UTF-8 text") from None
         environ.update(parse_env_assignments(lines, f"--env-file {args.env_file}"))
     environ.update(parse_env_assignments(args.env, "--env"))
     if args.permissions:
