@@ -88,6 +88,40 @@ def test_a_part_edited_or_deleted_by_hand_never_loads_and_an_unchanged_sync_rewr
     assert sync(yaml_file, f"dynamodb://{table}").write_requests == 0  # intact now: nothing to write
 
 
+def test_a_mapping_edited_past_the_schema_with_a_matching_hash_is_rewritten_by_an_unchanged_sync(table, backend,
+                                                                                                     tmp_path):
+    # The hand edit keeps the digest (an unknown member is no part of a mapping's key) and
+    # fixes up the SHA-256 and size: only the schema check refuses it, at load and at sync.
+    import hashlib
+    import json
+
+    from policy_engine.errors import PermissionsError
+
+    yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(20))
+    sync(yaml_file, f"dynamodb://{table}")
+    client = backend.client()
+    (part,) = published_parts(backend, table)
+    document = json.loads(lzma.decompress(part["data"]["B"]))
+    document["mappings"][0]["x"] = 1
+    edited = json.dumps(document).encode()
+    packed = lzma.compress(edited, format=lzma.FORMAT_XZ)
+    client.put_item(TableName=table, Item={**part, "data": {"B": packed}})
+    client.update_item(TableName=table, Key={"pk": {"S": "META"}, "sk": {"S": "PUBLISHED"}},
+                       UpdateExpression="SET snapshot_sha256 = :h, snapshot_bytes = :b",
+                       ExpressionAttributeValues={":h": {"S": "sha256:" + hashlib.sha256(packed).hexdigest()},
+                                                  ":b": {"N": str(len(edited))}})
+    raw = DynamoDbPermissionSource(table).fetch(None)
+    assert raw is not None
+    with pytest.raises(PermissionsError, match="x"):
+        compile_records(raw.records, raw.locate)
+
+    repaired = sync(yaml_file, f"dynamodb://{table}")
+    assert repaired.completed and not repaired.published
+    raw = DynamoDbPermissionSource(table).fetch(None)
+    assert raw is not None and raw.version == "v1" and len(raw.records) == 20
+    compile_records(raw.records, raw.locate)  # loads
+
+
 def test_a_recorded_size_edited_by_hand_is_named_and_an_unchanged_sync_rewrites_the_snapshot(table, backend,
                                                                                              tmp_path):
     yaml_file = write_permissions(tmp_path / "p.yaml", many_routes(20))

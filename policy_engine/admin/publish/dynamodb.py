@@ -72,13 +72,14 @@ from policy_engine.admin.aws import (
     make_client,
     store_error,
 )
-from policy_engine.core.permissions import is_member_json
+from policy_engine.core.permissions import compile_records, is_member_json
 from policy_engine.core.publish import Candidate, MappingKey, Plan, digest
-from policy_engine.core.snapshot import Snapshot, encode_snapshot
+from policy_engine.core.snapshot import Snapshot, encode_snapshot, mappings_locator, read_snapshot
 from policy_engine.errors import (
     ConflictError,
     CorruptStoreError,
     PermissionsError,
+    PolicyEngineError,
     StoreError,
 )
 from policy_engine.ports import Progress, VersionEntry
@@ -807,6 +808,13 @@ def read_snapshot_parts(store: DynamoDbStore, ref: SnapshotRef, version: int,
         return None, f"it is {len(document)} bytes, not the {ref.size} recorded"
     if (snapshot.based_on is not None) != ref.sort_key.startswith(CANDIDATE_PARTS):
         return None, "it is a candidate's snapshot under a version's key, or the reverse"
+    # And every mapping against the schema, as the authorizers check it when they load it:
+    # an edit that kept the digest (an unknown member) must not pass for "as published".
+    _, records = read_snapshot(document, store.description)
+    try:
+        compile_records(records, mappings_locator(store.description), version=f"v{version}")
+    except PolicyEngineError as exc:
+        return None, f"the authorizers refuse it ({exc})"
     return snapshot, None
 
 
