@@ -214,23 +214,27 @@ class YamlPermissionSource:
         files = yaml_files(self.path)
         texts: list[tuple[str, str]] = []
         digest = hashlib.sha256()
+        # A file that cannot be read is one problem among the others: every file is still
+        # read and checked, so that one run reports them all (nothing loads either way).
+        problems: list[str] = []
         for file in files:
             display = self._display(file)
             try:
                 data = file.read_bytes()
                 text = data.decode("utf-8")
             except OSError as exc:
-                raise PermissionsError(f"{display}: cannot read ({exc.strerror or exc})") from None
+                problems.append(f"{display}: cannot read ({exc.strerror or exc})")
+                continue
             except UnicodeDecodeError:
-                raise PermissionsError(f"{display}: not UTF-8 text") from None
+                problems.append(f"{display}: not UTF-8 text")
+                continue
             digest.update(display.encode() + b"\0" + data + b"\0")
             texts.append((display, text))
         etag = "files:" + digest.hexdigest()[:16]
-        if etag == known_etag:
+        if etag == known_etag and not problems:
             return None
         records: list[Any] = []
         locators: list[tuple[int, Locate]] = []
-        problems: list[str] = []
         for display, text in texts:
             try:
                 file_records, locate = load_yaml_records(text, display, problems)

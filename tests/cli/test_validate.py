@@ -242,3 +242,11 @@ def test_a_fifo_is_refused_without_reading_it(tmp_path, capsys):
     os.mkfifo(fifo)
     assert main(["validate", str(fifo)]) == 1
     assert f"{fifo}: error: not a regular file or folder" in capsys.readouterr().out
+
+
+def test_a_file_that_cannot_be_read_does_not_hide_the_others_problems(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_bytes(b"\xff\xfe")
+    (tmp_path / "b.yaml").write_text("permissions:\n  - arn: x\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "a.yaml: error: not UTF-8 text" in out and "b.yaml:2: error: stage is required" in out
