@@ -125,3 +125,12 @@ def test_an_env_file_that_is_not_utf8_is_one_error(tmp_path, capsys):
     env_file.write_bytes(b"ISSUER=\xff\xfe\n")
     assert main(["invoke", "--event", str(EVENTS / "token-get-pet.json"), "--env-file", str(env_file)]) == 2
     assert capsys.readouterr().err.strip() == f"policy-engine invoke: --env-file: {env_file}: not UTF-8 text"
+
+
+def test_quickstart_refuses_bad_permission_files_once_with_file_and_line(tmp_path, capsys):
+    # Not a 500 for every request of the walk-through, with the handler's log lines.
+    (tmp_path / "a.yaml").write_text("permissions:\n  - arn: x\n")
+    assert main(["quickstart", "--permissions", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("policy-engine quickstart: ") and "a.yaml:2: " in captured.err
+    assert "AuthorizerFailure" not in captured.out + captured.err and "handler failed" not in captured.out

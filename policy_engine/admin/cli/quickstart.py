@@ -11,7 +11,9 @@ from policy_engine.admin.cli._common import add_command
 from policy_engine.admin.local.idp import LocalIdentityProvider
 from policy_engine.admin.local.invoke import invoke, load_handler
 from policy_engine.admin.resources import EXAMPLE_PERMISSIONS
+from policy_engine.bootstrap import permission_source
 from policy_engine.core.iam import evaluate_response
+from policy_engine.core.permissions import compile_records
 
 API = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5"
 
@@ -48,7 +50,12 @@ def _event(token: str | None, verb: str, path: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    permissions_location(args.permissions, "--permissions")
+    location = permissions_location(args.permissions, "--permissions")
+    # Files the handler would refuse are one error here, with file and line (exit 2), not
+    # a 500 for every request of the walk-through.
+    raw = permission_source(location).fetch(None)
+    assert raw is not None  # no etag given: a source always answers
+    compile_records(raw.records, raw.locate, version=raw.version)
     failures = 0
     with LocalIdentityProvider() as idp:
         handler = load_handler({
