@@ -153,3 +153,15 @@ def test_migrate_on_a_table_with_a_numeric_sort_key_exits_2_and_says_which_attri
                             "policy-engine expects S (string)\n")
     assert "applying" not in captured.out
     assert client.scan(TableName=name)["Items"] == []
+
+
+def test_a_note_with_control_characters_is_listed_escaped(backend, permissions, capsys, monkeypatch):
+    # A note is anyone's text: listed raw, an escape sequence would drive the reader's terminal.
+    target = "dynamodb://notes-" + backend.name
+    monkeypatch.chdir(permissions.parent)
+    assert main(["migrate", target]) == 0
+    assert main(["sync", target, "--note", "fix\x1b[2J\nsecond line"]) == 0
+    capsys.readouterr()
+    assert main(["rollback", target, "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "fix\\x1b[2J\\x0asecond line" in out and len(out.splitlines()) == 1

@@ -16,7 +16,7 @@ from policy_engine.errors import ConfigurationError, StoreError
 
 __all__ = [
     "Palette", "add_color", "add_command", "add_format", "authorization_value", "default_location",
-    "load_permission_set", "print_json", "read_locations",
+    "load_permission_set", "print_json", "read_locations", "visible",
 ]
 
 
@@ -148,3 +148,14 @@ def parse_env_assignments(items: Sequence[str], origin: str) -> dict[str, str]:
             value = value[1:-1]
         out[key.strip()] = value
     return out
+
+
+def visible(value: object) -> str:
+    """``value`` as one line of visible text: a value read from a store or a log line (a
+    note, a principal, a path) may hold control characters that would break a table or
+    drive the terminal; they are shown escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) > 0xFF else f"\\x{ord(c):02x}"
+                   for c in text)

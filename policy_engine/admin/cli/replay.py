@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from policy_engine.admin.cli._arguments import number_in
-from policy_engine.admin.cli._common import Palette, add_color, add_command, add_format, print_json
+from policy_engine.admin.cli._common import Palette, add_color, add_command, add_format, print_json, visible
 from policy_engine.admin.replay import (
     DAMAGED,
     DEFAULT_MAX_KEYS,
@@ -224,16 +224,6 @@ def _api_stage(api: str, stage: str) -> str:
     return f"{api.rsplit(':', 1)[-1]}/{stage}"
 
 
-def _shown(value: object) -> str:
-    # A value read from a log line (a principal, a path) as one line of visible text:
-    # control characters would break the table or drive the terminal.
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) > 0xFF else f"\\x{ord(c):02x}"
-                   for c in text)
-
-
 def _print(report: dict[str, Any], paint: Palette) -> None:
     against = report["against"]
     print(f"against: {against['location']} (version {against['version']}, {against['mappings']:,} mappings)")
@@ -244,7 +234,7 @@ def _print(report: dict[str, Any], paint: Palette) -> None:
           f"(Unauthorized/Error), {skipped[OLDER_RELEASE]:,} older-release decision lines, "
           f"{skipped[DAMAGED]:,} damaged")
     for damaged in report["damaged"]:
-        print(paint(f"  damaged: {_shown(damaged['where'])}: {_shown(damaged['problem'])}", "yellow"))
+        print(paint(f"  damaged: {visible(damaged['where'])}: {visible(damaged['problem'])}", "yellow"))
     if skipped[DAMAGED] > len(report["damaged"]):
         print(paint(f"  ... and {skipped[DAMAGED] - len(report['damaged']):,} more damaged lines", "yellow"))
     gained, lost = paint(f"{report['gained']:,} gained", "green" if not report["gained"] else "yellow"), \
@@ -253,24 +243,25 @@ def _print(report: dict[str, Any], paint: Palette) -> None:
     if report["changes"]:
         print(f"\nwho gains or loses (top {len(report['changes'])} of {report['pairs']:,} principal/route pairs):")
         rows = [["GAINED", "LOST", "PRINCIPAL", "API/STAGE", "ROUTE", "FIRST SEEN"]]
-        rows += [[f"+{c['gained']:,}", f"-{c['lost']:,}", _shown(c["principal"]),
-                  _shown(_api_stage(c["api"], c["stage"])), _shown(c["route"]), _shown(c["first"])]
+        rows += [[f"+{c['gained']:,}", f"-{c['lost']:,}", visible(c["principal"]),
+                  visible(_api_stage(c["api"], c["stage"])), visible(c["route"]), visible(c["first"])]
                  for c in report["changes"]]
         print("\n".join(_table(rows)))
     if report["routes"]:
         print(f"\nby route (top {len(report['routes'])}):")
         rows = [["GAINED", "LOST", "PRINCIPALS", "API/STAGE", "ROUTE", "FIRST SEEN"]]
         rows += [[f"+{r['gained']:,}", f"-{r['lost']:,}", f"{r['principals']:,}",
-                  _shown(_api_stage(r["api"], r["stage"])), _shown(r["route"]), _shown(r["first"])]
+                  visible(_api_stage(r["api"], r["stage"])), visible(r["route"]), visible(r["first"])]
                  for r in report["routes"]]
         print("\n".join(_table(rows)))
     if report["examples"]:
         print(f"\nfirst {len(report['examples'])} changed requests:")
         for e in report["examples"]:
             change = paint(f"{e['live']} -> {e['replayed']}", "green" if e["change"] == "gained" else "red")
-            print(f"  {_shown(e['where'])}  {_shown(e['timestamp'])}  {_shown(e['principal'])}  {_shown(e['request'])} "
-                  f"({_shown(e['route'])}, {_shown(_api_stage(e['api'], e['stage']))}): {change} "
-                  f"(live version {_shown(e['live_version'] or '?')})")
+            print(f"  {visible(e['where'])}  {visible(e['timestamp'])}  {visible(e['principal'])}  "
+                  f"{visible(e['request'])} "
+                  f"({visible(e['route'])}, {visible(_api_stage(e['api'], e['stage']))}): {change} "
+                  f"(live version {visible(e['live_version'] or '?')})")
     for note in report["notes"]:
         print(paint(f"note: {note}", "dim"))
     status = {"no_difference": paint("no difference", "green"), "differences": paint("differences found", "red"),

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from policy_engine.admin.cli._arguments import number_in
-from policy_engine.admin.cli._common import add_command, add_format, print_json
+from policy_engine.admin.cli._common import add_command, add_format, print_json, visible
 from policy_engine.admin.cli.sync import publish_and_print
 from policy_engine.ports import VersionEntry
 
@@ -96,4 +96,4 @@ def _fate(entry: VersionEntry) -> str:
 
 
 def _shown(value: object) -> str:
-    return "?" if value is None else str(value)
+    return "?" if value is None else visible(value)  # a note may hold control characters
