@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import SplitResult, urlsplit
 
+from policy_engine.core.jsonobjects import DuplicateMemberError, unique_members
 from policy_engine.core.urls import check_trusted_url
 
 __all__ = ["Answer", "BodyTooLargeError", "FetchError", "KeepAliveClient", "Session", "request_json"]
@@ -139,20 +140,6 @@ def _resolve(host: str, port: int, deadline: float) -> Sequence[AddressInfo]:
     return found
 
 
-class _DuplicateMember(ValueError):
-    pass
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json keeps the last of two equal names; another reader of the same answer may keep
-    # the first ({"active": false, "active": true}). RFC 8259 §4 leaves the meaning
-    # undefined, so trust material that uses it has no meaning we can rely on.
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _DuplicateMember
-    return result
-
-
 def _open(host: str, port: int, deadline: float) -> _DeadlineSocket:
     error = OSError(f"no address for {host}")
     for family, kind, proto, _, address in _resolve(host, port, deadline):
@@ -235,8 +222,8 @@ def _exchange(
 
 def _parse(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data, object_pairs_hook=_unique_members)
-    except _DuplicateMember:
+        return json.loads(data, object_pairs_hook=unique_members)
+    except DuplicateMemberError:
         raise FetchError(f"{what} answered JSON with a duplicate member name") from None
     except (ValueError, RecursionError) as exc:
         raise FetchError(f"{what} did not answer JSON") from exc

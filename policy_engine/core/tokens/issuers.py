@@ -56,6 +56,7 @@ from policy_engine.core.grants import (
     GrantSource,
     parse_claim_path,
 )
+from policy_engine.core.jsonobjects import unique_members
 from policy_engine.core.urls import check_trusted_url
 from policy_engine.errors import ConfigurationError, InvalidClaimsError
 
@@ -212,7 +213,7 @@ def parse_identity_providers(text: str, name: str = "IDENTITY_PROVIDERS") -> tup
         ConfigurationError: named ``name``; the problem names the entry (``[index]``) and key.
     """
     try:
-        document = json.loads(text, object_pairs_hook=_unique_members)
+        document = json.loads(text, object_pairs_hook=unique_members)
     except ValueError as exc:
         raise ConfigurationError(name, f"is not JSON ({exc})") from None
     except RecursionError:
@@ -220,15 +221,6 @@ def parse_identity_providers(text: str, name: str = "IDENTITY_PROVIDERS") -> tup
     if not isinstance(document, list) or not document:
         raise ConfigurationError(name, "must be a non-empty JSON list of objects, one per issuer")
     return tuple(_provider(entry, f"[{index}]", name) for index, entry in enumerate(document))
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # An entry naming a key twice ("issuer" twice) would silently keep the last one.
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        twice = sorted({key for key, _ in pairs if sum(1 for k, _ in pairs if k == key) > 1})
-        raise ValueError(f"an object names {', '.join(map(repr, twice))} more than once")
-    return members
 
 
 def _strings(value: Any, where: str, name: str, key: str, *, allow_empty: bool = False) -> tuple[str, ...]:
